@@ -1,0 +1,410 @@
+//! Configuration compatible with the existing platform: `scripts/.env`, `cluster/kubeconfig-rke2.yaml`,
+//! `cluster/vault-init.json`, `GITLAB_API_TOKEN` / `scripts/.gitlab-api-token`. Service URLs derive
+//! from `DOMAIN`, each overridable. Names are the constants of [`crate::env`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::env;
+use crate::error::{Error, Result};
+use crate::redact;
+
+/// Default locations, relative to the platform directory (`CICD_PLATFORM_DIR`, else the current directory).
+pub const DEFAULT_ENV_FILE: &str = "scripts/.env";
+pub const DEFAULT_KUBECONFIG: &str = "cluster/kubeconfig-rke2.yaml";
+pub const DEFAULT_VAULT_INIT_FILE: &str = "cluster/vault-init.json";
+pub const DEFAULT_GITLAB_TOKEN_FILE: &str = "scripts/.gitlab-api-token";
+
+/// Settings merged from the env file and the process environment (the environment wins).
+/// Empty values count as unset: the base platform leaves keys empty until it generates them.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    vars: BTreeMap<String, String>,
+    platform_dir: PathBuf,
+    env_file: Option<PathBuf>,
+}
+
+/// Key names whose values are secrets wherever they appear in the env file.
+fn is_secret_key(key: &str) -> bool {
+    ["PASSWORD", "TOKEN", "SECRET", "PRIVATE_KEY", "CLIENT_SECRET"].iter().any(|m| key.contains(m))
+        && !key.ends_with("_FILE")
+        && !key.ends_with("_PATH")
+}
+
+impl Environment {
+    /// Loads `env_file` (explicit: must exist) or `scripts/.env` under the platform directory
+    /// (default: optional), then overlays the process environment.
+    pub fn load(explicit_env_file: Option<&Path>) -> Result<Self> {
+        Self::load_from(explicit_env_file, std::env::vars())
+    }
+
+    /// As [`Environment::load`] with a given process environment (tests).
+    pub fn load_from(
+        explicit_env_file: Option<&Path>,
+        process_env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self> {
+        let process: BTreeMap<String, String> = process_env.into_iter().collect();
+        let platform_dir = process
+            .get(env::CICD_PLATFORM_DIR)
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| PathBuf::from("."), PathBuf::from);
+        let (env_file, required) = match explicit_env_file {
+            Some(path) => (Some(path.to_path_buf()), true),
+            None => match process.get(env::CICD_ENV_FILE).filter(|v| !v.is_empty()) {
+                Some(path) => (Some(PathBuf::from(path)), true),
+                None => (Some(platform_dir.join(DEFAULT_ENV_FILE)), false),
+            },
+        };
+        let mut vars = BTreeMap::new();
+        let mut loaded = None;
+        if let Some(path) = env_file {
+            if path.exists() {
+                vars = read_env_file(&path)?;
+                warn_if_readable_by_others(&path);
+                loaded = Some(path);
+            } else if required {
+                return Err(Error::Config(format!(
+                    "env file {} does not exist: pass an existing file with --env-file or {} (the platform keeps it in {DEFAULT_ENV_FILE})",
+                    path.display(),
+                    env::CICD_ENV_FILE
+                )));
+            }
+        }
+        for (key, value) in process {
+            vars.insert(key, value);
+        }
+        vars.retain(|_, v| !v.trim().is_empty());
+        for (key, value) in &vars {
+            if is_secret_key(key) {
+                redact::register(value);
+            }
+        }
+        Ok(Self { vars, platform_dir, env_file: loaded })
+    }
+
+    /// A setting, if set and non-empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+
+    /// The env file that was read, if any.
+    pub fn env_file(&self) -> Option<&Path> {
+        self.env_file.as_deref()
+    }
+
+    /// A path setting, resolved against the platform directory when relative.
+    pub fn path(&self, name: &str, default: &str) -> PathBuf {
+        let raw = PathBuf::from(self.get(name).unwrap_or(default));
+        if raw.is_absolute() { raw } else { self.platform_dir.join(raw) }
+    }
+
+    /// Deserializes a settings struct with envy (field `foo_bar` reads `FOO_BAR`).
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T> {
+        envy::from_iter(self.vars.iter().map(|(k, v)| (k.clone(), v.clone())))
+            .map_err(|e| Error::Config(format!("{e}: fix the value in the env file or the environment")))
+    }
+}
+
+fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>> {
+    let malformed = |e: &dyn std::fmt::Display| {
+        Error::Config(format!(
+            "malformed env file {}: {e}; every line must be KEY=value (quotes allowed), a comment or blank",
+            path.display()
+        ))
+    };
+    let iter = dotenvy::from_path_iter(path).map_err(|e| malformed(&e))?;
+    let mut vars = BTreeMap::new();
+    for item in iter {
+        let (key, value) = item.map_err(|e| malformed(&e))?;
+        vars.insert(key, value);
+    }
+    Ok(vars)
+}
+
+#[cfg(unix)]
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                "{} holds secrets but is readable by group/others: chmod 600 {}",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+}
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_: &Path) {}
+
+/// A secret together with where it came from, so errors can name the place to fix.
+#[derive(Clone)]
+pub struct Credential {
+    pub value: SecretString,
+    pub source: String,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credential(from {}, {})", self.source, redact::MASK)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct HttpSettings {
+    #[serde(default = "default_timeout")]
+    cicd_http_timeout_secs: u64,
+    #[serde(default = "default_retries")]
+    cicd_http_retries: u32,
+}
+fn default_timeout() -> u64 {
+    30
+}
+fn default_retries() -> u32 {
+    4
+}
+
+/// What every phase needs to reach the platform.
+#[derive(Debug, Clone)]
+pub struct PlatformConfig {
+    pub domain: Option<String>,
+    pub gitlab_url: Option<String>,
+    pub vault_addr: Option<String>,
+    pub harbor_url: Option<String>,
+    pub keycloak_url: Option<String>,
+    pub argocd_url: Option<String>,
+    pub kubeconfig: PathBuf,
+    pub vault_init_file: PathBuf,
+    pub gitlab_token_file: PathBuf,
+    pub ca_bundle: Option<PathBuf>,
+    pub http_timeout: Duration,
+    pub http_retries: u32,
+    env: Environment,
+}
+
+impl PlatformConfig {
+    pub fn from_env(env: &Environment) -> Result<Self> {
+        let http: HttpSettings = env.parse()?;
+        let domain = env.get(env::DOMAIN).map(str::to_owned);
+        let derive = |name: &str, host: &str| -> Option<String> {
+            env.get(name)
+                .map(|u| u.trim_end_matches('/').to_owned())
+                .or_else(|| domain.as_ref().map(|d| format!("https://{host}.{d}")))
+        };
+        let cfg = Self {
+            gitlab_url: derive(env::GITLAB_URL, "gitlab"),
+            vault_addr: derive(env::VAULT_ADDR, "vault"),
+            harbor_url: derive(env::HARBOR_URL, "harbor"),
+            keycloak_url: derive(env::KEYCLOAK_URL, "keycloak"),
+            argocd_url: derive(env::ARGOCD_URL, "argo"),
+            kubeconfig: env.path(env::KUBECONFIG, DEFAULT_KUBECONFIG),
+            vault_init_file: env.path(env::VAULT_INIT_FILE, DEFAULT_VAULT_INIT_FILE),
+            gitlab_token_file: env.path(env::GITLAB_API_TOKEN_FILE, DEFAULT_GITLAB_TOKEN_FILE),
+            ca_bundle: env.get(env::CICD_CA_BUNDLE).map(|_| env.path(env::CICD_CA_BUNDLE, "")),
+            http_timeout: Duration::from_secs(http.cicd_http_timeout_secs.max(1)),
+            http_retries: http.cicd_http_retries,
+            domain,
+            env: env.clone(),
+        };
+        for (name, url) in [
+            (env::GITLAB_URL, &cfg.gitlab_url),
+            (env::VAULT_ADDR, &cfg.vault_addr),
+            (env::HARBOR_URL, &cfg.harbor_url),
+            (env::KEYCLOAK_URL, &cfg.keycloak_url),
+            (env::ARGOCD_URL, &cfg.argocd_url),
+        ] {
+            if let Some(url) = url {
+                url::Url::parse(url).map_err(|e| {
+                    Error::Config(format!("{name}={url} is not a URL ({e}): use e.g. https://host.example.com"))
+                })?;
+            }
+        }
+        if let Some(ca) = &cfg.ca_bundle {
+            if !ca.is_file() {
+                return Err(Error::Config(format!(
+                    "{}={} does not exist: point it at the PEM bundle of the platform CA",
+                    env::CICD_CA_BUNDLE,
+                    ca.display()
+                )));
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// The merged settings, for phase-specific structs.
+    pub fn environment(&self) -> &Environment {
+        &self.env
+    }
+
+    /// A service URL, or a configuration error naming both ways to set it.
+    pub fn require_url(&self, name: &str) -> Result<&str> {
+        let value = match name {
+            env::GITLAB_URL => &self.gitlab_url,
+            env::VAULT_ADDR => &self.vault_addr,
+            env::HARBOR_URL => &self.harbor_url,
+            env::KEYCLOAK_URL => &self.keycloak_url,
+            env::ARGOCD_URL => &self.argocd_url,
+            _ => &None,
+        };
+        value.as_deref().ok_or_else(|| {
+            Error::Config(format!("{name} is not set and cannot be derived: set DOMAIN or {name} in scripts/.env"))
+        })
+    }
+
+    /// The Vault token: `VAULT_TOKEN`, else `.root_token` of `cluster/vault-init.json`.
+    pub fn vault_token(&self) -> Result<Credential> {
+        if let Some(token) = self.env.get(env::VAULT_TOKEN) {
+            redact::register(token);
+            return Ok(Credential { value: token.to_owned().into(), source: env::VAULT_TOKEN.to_owned() });
+        }
+        let path = &self.vault_init_file;
+        let missing = || {
+            Error::Config(format!(
+                "no Vault token: set {} or provide {} with .root_token (written when the base platform initialised Vault)",
+                env::VAULT_TOKEN,
+                path.display()
+            ))
+        };
+        let text = std::fs::read_to_string(path).map_err(|_| missing())?;
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            Error::Config(format!("{} is not valid JSON ({e}): restore it from the Vault init output", path.display()))
+        })?;
+        let token = json.get("root_token").and_then(|t| t.as_str()).filter(|t| !t.is_empty()).ok_or_else(missing)?;
+        redact::register(token);
+        Ok(Credential { value: token.to_owned().into(), source: format!("{} (.root_token)", path.display()) })
+    }
+
+    /// The GitLab API token: `GITLAB_API_TOKEN`, else the token file. `None` when neither is set.
+    pub fn gitlab_token(&self) -> Result<Option<Credential>> {
+        if let Some(token) = self.env.get(env::GITLAB_API_TOKEN) {
+            redact::register(token);
+            return Ok(Some(Credential { value: token.to_owned().into(), source: env::GITLAB_API_TOKEN.to_owned() }));
+        }
+        match std::fs::read_to_string(&self.gitlab_token_file) {
+            Ok(text) if !text.trim().is_empty() => {
+                redact::register(text.trim());
+                Ok(Some(Credential {
+                    value: text.trim().to_owned().into(),
+                    source: self.gitlab_token_file.display().to_string(),
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The kubeconfig path, checked to exist.
+    pub fn require_kubeconfig(&self) -> Result<&Path> {
+        if self.kubeconfig.is_file() {
+            Ok(&self.kubeconfig)
+        } else {
+            Err(Error::Config(format!(
+                "kubeconfig {} not found: set {} or copy the cluster's kubeconfig there (phase 1 of the base platform writes it)",
+                self.kubeconfig.display(),
+                env::KUBECONFIG
+            )))
+        }
+    }
+
+    /// PEM text of the private CA bundle, if configured.
+    pub fn ca_pem(&self) -> Result<Option<String>> {
+        self.ca_bundle
+            .as_ref()
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .map_err(|e| Error::Config(format!("cannot read CA bundle {}: {e}", p.display())))
+            })
+            .transpose()
+    }
+}
+
+/// Exposes a credential for an Authorization header (the only place secrets leave their wrapper).
+pub fn expose(credential: &Credential) -> &str {
+    credential.value.expose_secret()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env_of(file: Option<&str>, process: &[(&str, &str)]) -> Result<Environment> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.env");
+        if let Some(text) = file {
+            std::fs::File::create(&path).unwrap().write_all(text.as_bytes()).unwrap();
+        }
+        Environment::load_from(
+            Some(&path),
+            process.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        )
+    }
+
+    #[test]
+    fn urls_derive_from_domain_and_can_be_overridden() {
+        let env = env_of(Some("DOMAIN=example.org\nHARBOR_URL=https://registry.example.org/\n"), &[]).unwrap();
+        let cfg = PlatformConfig::from_env(&env).unwrap();
+        assert_eq!(cfg.gitlab_url.as_deref(), Some("https://gitlab.example.org"));
+        assert_eq!(cfg.vault_addr.as_deref(), Some("https://vault.example.org"));
+        assert_eq!(cfg.argocd_url.as_deref(), Some("https://argo.example.org"));
+        assert_eq!(cfg.harbor_url.as_deref(), Some("https://registry.example.org"));
+    }
+
+    #[test]
+    fn process_environment_wins_and_empty_values_are_unset() {
+        let env = env_of(Some("DOMAIN=file.org\nVAULT_ADDR=\n"), &[("DOMAIN", "proc.org")]).unwrap();
+        let cfg = PlatformConfig::from_env(&env).unwrap();
+        assert_eq!(cfg.vault_addr.as_deref(), Some("https://vault.proc.org"));
+    }
+
+    #[test]
+    fn malformed_env_file_names_the_file_and_the_fix() {
+        let err = env_of(Some("DOMAIN=ok\nthis line is not an assignment\n"), &[]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("malformed env file") && msg.contains("KEY=value"), "{msg}");
+    }
+
+    #[test]
+    fn explicit_env_file_must_exist() {
+        let err = env_of(None, &[]).unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn vault_token_comes_from_vault_init_json_when_unset() {
+        let dir = tempfile::tempdir().unwrap();
+        let init = dir.path().join("vault-init.json");
+        std::fs::write(&init, r#"{"root_token":"hvs.fromInitFile123"}"#).unwrap();
+        let env = env_of(Some(&format!("VAULT_INIT_FILE={}\n", init.display())), &[]).unwrap();
+        let cred = PlatformConfig::from_env(&env).unwrap().vault_token().unwrap();
+        assert_eq!(cred.value.expose_secret(), "hvs.fromInitFile123");
+        assert!(cred.source.contains("root_token"));
+        assert!(!format!("{cred:?}").contains("fromInitFile"));
+    }
+
+    #[test]
+    fn missing_vault_token_says_how_to_provide_one() {
+        let env = env_of(Some("VAULT_INIT_FILE=/nonexistent/vault-init.json\n"), &[]).unwrap();
+        let err = PlatformConfig::from_env(&env).unwrap().vault_token().unwrap_err();
+        assert!(err.to_string().contains("set VAULT_TOKEN"), "{err}");
+    }
+
+    #[test]
+    fn secret_values_from_the_env_file_are_registered_for_redaction() {
+        let _env = env_of(Some("HARBOR_ADMIN_PASSWORD=Harbor-Pa55-xyz\n"), &[]).unwrap();
+        assert_eq!(redact::redact("pw Harbor-Pa55-xyz"), "pw (sensitive)");
+    }
+
+    #[test]
+    fn every_documented_name_is_unique_and_upper_case() {
+        let mut seen = std::collections::BTreeSet::new();
+        for name in env::ALL {
+            assert!(seen.insert(*name), "{name} listed twice");
+            assert!(name.chars().all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit()));
+        }
+    }
+}

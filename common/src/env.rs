@@ -1,0 +1,133 @@
+//! Every environment variable (and `scripts/.env` key) the project reads, as documented constants.
+//!
+//! Settings come from the platform's `scripts/.env` first and the process environment second (the
+//! environment wins), so one name works in both places. `config::tests` checks that each settings
+//! struct reads exactly these names.
+
+// --- Files and locations -------------------------------------------------------------------------
+/// Path of the platform's settings file (default `scripts/.env`, relative to `CICD_PLATFORM_DIR`).
+pub const CICD_ENV_FILE: &str = "CICD_ENV_FILE";
+/// Root of the platform checkout holding `scripts/.env` and `cluster/` (default: current directory).
+pub const CICD_PLATFORM_DIR: &str = "CICD_PLATFORM_DIR";
+/// Kubeconfig of the RKE2 cluster (default `cluster/kubeconfig-rke2.yaml`).
+pub const KUBECONFIG: &str = "KUBECONFIG";
+/// The Vault init output holding `.root_token` (default `cluster/vault-init.json`).
+pub const VAULT_INIT_FILE: &str = "VAULT_INIT_FILE";
+/// File holding the GitLab API token when `GITLAB_API_TOKEN` is unset (default `scripts/.gitlab-api-token`).
+pub const GITLAB_API_TOKEN_FILE: &str = "GITLAB_API_TOKEN_FILE";
+/// PEM bundle of the platform's private CA, trusted in addition to the system roots.
+pub const CICD_CA_BUNDLE: &str = "CICD_CA_BUNDLE";
+
+/// Directory of the local sandbox's state, logs and env file (default `.sandbox`).
+pub const CICD_SANDBOX_DIR: &str = "CICD_SANDBOX_DIR";
+
+// --- Platform identity and service URLs -----------------------------------------------------------
+/// Base domain of the platform; every service URL is derived from it unless overridden.
+pub const DOMAIN: &str = "DOMAIN";
+/// GitLab URL (default `https://gitlab.$DOMAIN`).
+pub const GITLAB_URL: &str = "GITLAB_URL";
+/// Vault URL (default `https://vault.$DOMAIN`).
+pub const VAULT_ADDR: &str = "VAULT_ADDR";
+/// Harbor URL (default `https://harbor.$DOMAIN`).
+pub const HARBOR_URL: &str = "HARBOR_URL";
+/// Keycloak URL (default `https://keycloak.$DOMAIN`).
+pub const KEYCLOAK_URL: &str = "KEYCLOAK_URL";
+/// Argo CD URL (default `https://argo.$DOMAIN`).
+pub const ARGOCD_URL: &str = "ARGOCD_URL";
+/// Prometheus URL (default `https://prometheus.$DOMAIN`), for phases that query it.
+pub const PROMETHEUS_URL: &str = "PROMETHEUS_URL";
+
+// --- Credentials (secrets: never logged, never on a command line) ---------------------------------
+/// Vault token; when unset, `.root_token` of `VAULT_INIT_FILE` is used.
+pub const VAULT_TOKEN: &str = "VAULT_TOKEN";
+/// GitLab API token (else read from `GITLAB_API_TOKEN_FILE`).
+pub const GITLAB_API_TOKEN: &str = "GITLAB_API_TOKEN";
+
+// --- HTTP behaviour -------------------------------------------------------------------------------
+/// Per-request timeout in seconds (default 30).
+pub const CICD_HTTP_TIMEOUT_SECS: &str = "CICD_HTTP_TIMEOUT_SECS";
+/// Retries of idempotent requests on 429/5xx/connection errors (default 4).
+pub const CICD_HTTP_RETRIES: &str = "CICD_HTTP_RETRIES";
+
+// --- Phase 13 (vault-cicd) ----------------------------------------------------------------------------
+/// Mount path of the GitLab JWT auth method (default `jwt/gitlab`).
+pub const VAULT_JWT_PATH: &str = "VAULT_JWT_PATH";
+/// Audience GitLab `id_tokens` must carry (`aud:`), bound on every JWT role (default: `VAULT_ADDR`).
+pub const VAULT_JWT_AUDIENCE: &str = "VAULT_JWT_AUDIENCE";
+/// Comma-separated `project_path` globs allowed to log in (default `platform_services/*`).
+pub const VAULT_CI_PROJECT_PATHS: &str = "VAULT_CI_PROJECT_PATHS";
+/// Comma-separated refs the `gitlab-ci` role accepts (default `main`).
+pub const VAULT_CI_REFS: &str = "VAULT_CI_REFS";
+/// Mount path of the KV v2 engine (default `kv`).
+pub const VAULT_KV_MOUNT: &str = "VAULT_KV_MOUNT";
+/// Comma-separated service names whose `services/<name>` KV entries get placeholders (default `example-service`).
+pub const VAULT_CI_SERVICES: &str = "VAULT_CI_SERVICES";
+/// Mount path of the transit engine holding the image-signing key (default `transit`).
+pub const VAULT_TRANSIT_MOUNT: &str = "VAULT_TRANSIT_MOUNT";
+/// Mount path of the Kubernetes auth method (default `kubernetes`).
+pub const VAULT_K8S_AUTH_PATH: &str = "VAULT_K8S_AUTH_PATH";
+/// Kubernetes API URL as Vault reaches it (default `https://kubernetes.default.svc:443`, Vault in-cluster).
+pub const VAULT_K8S_HOST: &str = "VAULT_K8S_HOST";
+/// PEM file of the CA that signs the Kubernetes API's certificate, for Vault outside the cluster
+/// (unset in-cluster: Vault uses its pod's CA).
+pub const VAULT_K8S_CA_CERT: &str = "VAULT_K8S_CA_CERT";
+/// Who calls the TokenReview API for Kubernetes logins: `vault` (Vault's own service account,
+/// in-cluster; default) or `client` (the logging-in service account's own token, Vault outside the cluster).
+pub const VAULT_K8S_TOKEN_REVIEWER: &str = "VAULT_K8S_TOKEN_REVIEWER";
+/// Namespace and service account of the Vault server (defaults `vault` / `vault`).
+pub const VAULT_K8S_NAMESPACE: &str = "VAULT_K8S_NAMESPACE";
+/// Service account the Vault server runs as (default `vault`).
+pub const VAULT_K8S_SERVICE_ACCOUNT: &str = "VAULT_K8S_SERVICE_ACCOUNT";
+/// File path of the CI/CD audit device (default `/vault/audit/cicd-audit.log`).
+pub const VAULT_AUDIT_FILE_PATH: &str = "VAULT_AUDIT_FILE_PATH";
+/// Namespace and service account of External Secrets Operator (defaults `external-secrets`).
+pub const ESO_NAMESPACE: &str = "ESO_NAMESPACE";
+/// Service account of External Secrets Operator (default `external-secrets`).
+pub const ESO_SERVICE_ACCOUNT: &str = "ESO_SERVICE_ACCOUNT";
+/// Vault URL as ESO reaches it (default: `VAULT_ADDR`).
+pub const ESO_VAULT_SERVER: &str = "ESO_VAULT_SERVER";
+/// ESO Helm chart version installed through the Argo CD Application (default: the version pinned in vault-cicd).
+pub const ESO_CHART_VERSION: &str = "ESO_CHART_VERSION";
+/// Seconds to wait for CRDs to become Established (default 300).
+pub const CICD_CRD_WAIT_SECS: &str = "CICD_CRD_WAIT_SECS";
+
+/// Every name above, for the configuration reference and the consistency test.
+pub const ALL: &[&str] = &[
+    CICD_ENV_FILE,
+    CICD_PLATFORM_DIR,
+    KUBECONFIG,
+    VAULT_INIT_FILE,
+    GITLAB_API_TOKEN_FILE,
+    CICD_CA_BUNDLE,
+    CICD_SANDBOX_DIR,
+    DOMAIN,
+    GITLAB_URL,
+    VAULT_ADDR,
+    HARBOR_URL,
+    KEYCLOAK_URL,
+    ARGOCD_URL,
+    PROMETHEUS_URL,
+    VAULT_TOKEN,
+    GITLAB_API_TOKEN,
+    CICD_HTTP_TIMEOUT_SECS,
+    CICD_HTTP_RETRIES,
+    VAULT_JWT_PATH,
+    VAULT_JWT_AUDIENCE,
+    VAULT_CI_PROJECT_PATHS,
+    VAULT_CI_REFS,
+    VAULT_KV_MOUNT,
+    VAULT_CI_SERVICES,
+    VAULT_TRANSIT_MOUNT,
+    VAULT_K8S_AUTH_PATH,
+    VAULT_K8S_HOST,
+    VAULT_K8S_CA_CERT,
+    VAULT_K8S_TOKEN_REVIEWER,
+    VAULT_K8S_NAMESPACE,
+    VAULT_K8S_SERVICE_ACCOUNT,
+    VAULT_AUDIT_FILE_PATH,
+    ESO_NAMESPACE,
+    ESO_SERVICE_ACCOUNT,
+    ESO_VAULT_SERVER,
+    ESO_CHART_VERSION,
+    CICD_CRD_WAIT_SECS,
+];

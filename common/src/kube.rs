@@ -1,0 +1,350 @@
+//! Kubernetes helper: server-side apply with one field manager per binary, plans made by
+//! `dryRun=All` server-side apply diffed against the live object (ignoring managedFields,
+//! resourceVersion and status), CRD readiness, TokenRequest.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::discovery::Scope;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use crate::config::PlatformConfig;
+use crate::error::{Error, Result, short_body};
+use crate::plan;
+use crate::redact;
+
+/// Labels on everything a phase creates, so a later prune deletes only what we own.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "cicd-buildout";
+pub const PHASE_LABEL: &str = "cicd-buildout/phase";
+
+/// How a desired object compares with the live one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ObjectDiff {
+    Create,
+    /// Only the fields that differ: live (before) and after a dry-run apply (after).
+    Update { before: Value, after: Value },
+    Unchanged,
+}
+
+/// A Kubernetes client that writes as one field manager.
+pub struct KubeClient {
+    client: kube::Client,
+    field_manager: String,
+    kinds: Mutex<HashMap<(String, String), (ApiResource, Scope)>>,
+}
+
+/// `apiVersion/kind namespace/name` of an object, for messages.
+pub fn describe(obj: &Value) -> String {
+    let ns = obj["metadata"]["namespace"].as_str().map(|n| format!("{n}/")).unwrap_or_default();
+    format!("{} {ns}{}", obj["kind"].as_str().unwrap_or("?"), obj["metadata"]["name"].as_str().unwrap_or("?"))
+}
+
+fn kube_error(operation: &str, e: kube::Error) -> Error {
+    match e {
+        kube::Error::Api(status) => {
+            let fix = match status.code {
+                401 => "the kubeconfig's credentials were rejected: refresh cluster/kubeconfig-rke2.yaml".to_owned(),
+                403 => "the kubeconfig's user lacks the RBAC rights for this: use the cluster-admin kubeconfig of the base platform".to_owned(),
+                _ => String::new(),
+            };
+            Error::Kube { operation: operation.to_owned(), status: status.code, message: short_message(&status.message), fix }
+        }
+        other => Error::Unreachable {
+            service: "Kubernetes",
+            operation: operation.to_owned(),
+            method: String::new(),
+            url: String::new(),
+            cause: short_body(&error_chain(&other)),
+            fix: "check KUBECONFIG (cluster/kubeconfig-rke2.yaml) and that the API server is up".to_owned(),
+        },
+    }
+}
+
+/// Server messages can list hundreds of schema violations; keep the first 600 characters.
+fn short_message(message: &str) -> String {
+    let message = redact::redact(message);
+    if message.chars().count() > 600 {
+        format!("{}… ({} characters in all)", message.chars().take(600).collect::<String>(), message.chars().count())
+    } else {
+        message
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Removes what the server owns, so live and desired can be compared.
+pub fn normalize(mut obj: Value) -> Value {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        for key in ["managedFields", "resourceVersion", "generation", "creationTimestamp", "uid", "selfLink"] {
+            meta.remove(key);
+        }
+        if let Some(annotations) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
+            annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+            if annotations.is_empty() {
+                meta.remove("annotations");
+            }
+        }
+    }
+    if let Some(map) = obj.as_object_mut() {
+        map.remove("status");
+    }
+    obj
+}
+
+/// Keeps only the parts of two values that differ (for compact before/after in plans).
+fn differing(before: &Value, after: &Value) -> (Value, Value) {
+    match (before, after) {
+        (Value::Object(b), Value::Object(a)) => {
+            let mut bo = serde_json::Map::new();
+            let mut ao = serde_json::Map::new();
+            let keys: std::collections::BTreeSet<&String> = b.keys().chain(a.keys()).collect();
+            for key in keys {
+                match (b.get(key), a.get(key)) {
+                    (Some(bv), Some(av)) if bv == av => {}
+                    (Some(bv), Some(av)) => {
+                        let (x, y) = differing(bv, av);
+                        bo.insert(key.clone(), x);
+                        ao.insert(key.clone(), y);
+                    }
+                    (Some(bv), None) => {
+                        bo.insert(key.clone(), bv.clone());
+                    }
+                    (None, Some(av)) => {
+                        ao.insert(key.clone(), av.clone());
+                    }
+                    (None, None) => {}
+                }
+            }
+            (Value::Object(bo), Value::Object(ao))
+        }
+        _ => (before.clone(), after.clone()),
+    }
+}
+
+impl KubeClient {
+    /// Connects with the configured kubeconfig (`KUBECONFIG` or `cluster/kubeconfig-rke2.yaml`).
+    pub async fn connect(cfg: &PlatformConfig, field_manager: &str) -> Result<Self> {
+        Self::from_kubeconfig(cfg.require_kubeconfig()?, field_manager).await
+    }
+
+    /// Connects with the kubeconfig at `path`.
+    pub async fn from_kubeconfig(path: &std::path::Path, field_manager: &str) -> Result<Self> {
+        let kubeconfig = kube::config::Kubeconfig::read_from(path)
+            .map_err(|e| Error::Config(format!("cannot read kubeconfig {}: {e}", path.display())))?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|e| Error::Config(format!("kubeconfig {} is not usable: {e}", path.display())))?;
+        let client = kube::Client::try_from(config).map_err(|e| Error::Config(format!("Kubernetes client: {e}")))?;
+        Ok(Self { client, field_manager: field_manager.to_owned(), kinds: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    pub fn field_manager(&self) -> &str {
+        &self.field_manager
+    }
+
+    async fn resource(&self, obj: &Value) -> Result<(ApiResource, Scope)> {
+        let api_version = obj["apiVersion"].as_str().unwrap_or_default().to_owned();
+        let kind = obj["kind"].as_str().unwrap_or_default().to_owned();
+        let key = (api_version.clone(), kind.clone());
+        if let Some(found) = self.kinds.lock().await.get(&key) {
+            return Ok(found.clone());
+        }
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version.as_str()));
+        let gvk = GroupVersionKind::gvk(group, version, &kind);
+        let (resource, caps) = kube::discovery::pinned_kind(&self.client, &gvk).await.map_err(|e| match e {
+            kube::Error::Api(s) if s.code == 404 => Error::Precondition {
+                operation: format!("planning {}", describe(obj)),
+                message: format!("the cluster does not serve {kind} in {api_version}: install its CRD first"),
+            },
+            kube::Error::Discovery(_) => Error::Precondition {
+                operation: format!("planning {}", describe(obj)),
+                message: format!("the cluster does not serve {kind} in {api_version}: install its CRD first"),
+            },
+            other => kube_error(&format!("discovering {kind} in {api_version}"), other),
+        })?;
+        let found = (resource, caps.scope);
+        self.kinds.lock().await.insert(key, found.clone());
+        Ok(found)
+    }
+
+    async fn api_for(&self, obj: &Value) -> Result<(Api<DynamicObject>, String)> {
+        let (resource, scope) = self.resource(obj).await?;
+        let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        let api = match scope {
+            Scope::Namespaced => {
+                let ns = obj["metadata"]["namespace"].as_str().ok_or_else(|| Error::Precondition {
+                    operation: format!("planning {}", describe(obj)),
+                    message: "a namespaced object needs metadata.namespace".to_owned(),
+                })?;
+                Api::namespaced_with(self.client.clone(), ns, &resource)
+            }
+            Scope::Cluster => Api::all_with(self.client.clone(), &resource),
+        };
+        Ok((api, name))
+    }
+
+    /// The live object, or `None`.
+    pub async fn get(&self, obj: &Value) -> Result<Option<Value>> {
+        let (api, name) = self.api_for(obj).await?;
+        let live = api.get_opt(&name).await.map_err(|e| kube_error(&format!("reading {}", describe(obj)), e))?;
+        Ok(live.map(|o| serde_json::to_value(o).unwrap_or(Value::Null)))
+    }
+
+    /// Server-side apply as this binary's field manager (forced: we own the fields we set).
+    pub async fn apply(&self, obj: &Value, dry_run: bool) -> Result<Value> {
+        let (api, name) = self.api_for(obj).await?;
+        let mut params = PatchParams::apply(&self.field_manager).force();
+        params.dry_run = dry_run;
+        let verb = if dry_run { "dry-run applying" } else { "applying" };
+        let result = api.patch(&name, &params, &Patch::Apply(obj)).await.map_err(|e| kube_error(&format!("{verb} {}", describe(obj)), e))?;
+        Ok(serde_json::to_value(result).unwrap_or(Value::Null))
+    }
+
+    /// Compares a desired object with the live one through a server-side dry-run apply, so the
+    /// server's defaulting and validation are part of the plan (a rejected object fails the plan).
+    pub async fn diff(&self, desired: &Value) -> Result<ObjectDiff> {
+        match self.get(desired).await? {
+            None => {
+                // Validate the new object with the server too, so `plan` reports rejections.
+                self.apply_dry_run_create(desired).await?;
+                Ok(ObjectDiff::Create)
+            }
+            Some(live) => {
+                let dry = self.apply(desired, true).await?;
+                let (live, dry) = (normalize(live), normalize(dry));
+                if live == dry {
+                    Ok(ObjectDiff::Unchanged)
+                } else {
+                    let (before, after) = differing(&live, &dry);
+                    Ok(ObjectDiff::Update { before, after })
+                }
+            }
+        }
+    }
+
+    async fn apply_dry_run_create(&self, desired: &Value) -> Result<()> {
+        match self.apply(desired, true).await {
+            Ok(_) => Ok(()),
+            // The namespace of a new object may itself be created earlier in the same plan.
+            Err(Error::Kube { status: 404, message, .. }) if message.contains("namespaces") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Lines describing an update, for a plan.
+    pub fn diff_lines(before: &Value, after: &Value) -> Vec<String> {
+        plan::diff_values(before, after)
+    }
+
+    /// Waits until the CRD `name` (e.g. `clustersecretstores.external-secrets.io`) is Established.
+    pub async fn wait_crd_established(&self, name: &str, timeout: Duration) -> Result<()> {
+        let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let crd = api.get_opt(name).await.map_err(|e| kube_error(&format!("reading CRD {name}"), e))?;
+            let established = crd
+                .as_ref()
+                .and_then(|c| c.status.as_ref())
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|conds| conds.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+            if established {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Precondition {
+                    operation: format!("waiting for CRD {name}"),
+                    message: format!(
+                        "{} after {}s: {}",
+                        if crd.is_some() { "not Established" } else { "not installed" },
+                        timeout.as_secs(),
+                        "check that its operator was installed (Argo CD Application synced) and rerun"
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Whether a CRD exists and is Established, without waiting.
+    pub async fn crd_established(&self, name: &str) -> Result<bool> {
+        match self.wait_crd_established(name, Duration::ZERO).await {
+            Ok(()) => Ok(true),
+            Err(Error::Precondition { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether a service account exists.
+    pub async fn service_account_exists(&self, namespace: &str, name: &str) -> Result<bool> {
+        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+        Ok(api
+            .get_opt(name)
+            .await
+            .map_err(|e| kube_error(&format!("reading service account {namespace}/{name}"), e))?
+            .is_some())
+    }
+
+    /// A short-lived token for a service account (TokenRequest API), as ESO itself obtains one.
+    pub async fn token_request(&self, namespace: &str, name: &str, audiences: &[String], seconds: i64) -> Result<SecretString> {
+        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+        let body = json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"audiences": audiences, "expirationSeconds": seconds}
+        });
+        let resp: Value = api
+            .create_subresource("token", name, &PostParams::default(), &body)
+            .await
+            .map_err(|e| kube_error(&format!("requesting a token for service account {namespace}/{name}"), e))?;
+        let token = resp["status"]["token"].as_str().unwrap_or_default().to_owned();
+        redact::register(&token);
+        Ok(token.into())
+    }
+}
+
+/// Standard labels for objects a phase owns.
+pub fn owned_labels(phase: &str) -> Value {
+    json!({ MANAGED_BY_LABEL: MANAGED_BY_VALUE, PHASE_LABEL: phase })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_drops_server_owned_fields() {
+        let live = json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "x", "resourceVersion": "5", "uid": "u", "managedFields": [], "creationTimestamp": "t", "labels": {"a": "b"}},
+            "status": {"phase": "Active"}
+        });
+        assert_eq!(normalize(live), json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x", "labels": {"a": "b"}}}));
+    }
+
+    #[test]
+    fn differing_keeps_only_changed_fields() {
+        let (b, a) = differing(&json!({"spec": {"x": 1, "y": 2}, "k": "same"}), &json!({"spec": {"x": 1, "y": 3}, "k": "same"}));
+        assert_eq!(b, json!({"spec": {"y": 2}}));
+        assert_eq!(a, json!({"spec": {"y": 3}}));
+    }
+}

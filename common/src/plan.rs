@@ -1,0 +1,301 @@
+//! The reconcile model's plan: a list of [`Change`]s computed by a pure `diff(desired, observed)`,
+//! rendered as text (`Display`) or JSON (`Serialize`), with secrets masked. Each change carries a
+//! phase-specific operation `A` that the executor performs; nothing else is ever written.
+
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::redact::{self, MASK};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Action {
+    fn symbol(self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Delete => "-",
+        }
+    }
+}
+
+/// One change to one object.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change<A> {
+    pub action: Action,
+    /// What kind of object, e.g. `vault policy`, `kubernetes ClusterSecretStore`.
+    pub resource: String,
+    pub name: String,
+    /// Human-readable field or line differences (already masked).
+    pub diff: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
+    /// What the executor does; not part of the rendered plan.
+    #[serde(skip)]
+    pub op: A,
+}
+
+impl<A> Change<A> {
+    /// A new object. Fields named in `sensitive` print as `(sensitive)`.
+    pub fn create(resource: &str, name: &str, after: Value, sensitive: &[&str], op: A) -> Self {
+        let after = mask_fields(after, sensitive);
+        let diff = describe_new(&after);
+        Self { action: Action::Create, resource: resource.to_owned(), name: name.to_owned(), diff, before: None, after: Some(after), op }
+    }
+
+    /// An object to update; `before`/`after` hold only the fields we manage.
+    pub fn update(resource: &str, name: &str, before: Value, after: Value, sensitive: &[&str], op: A) -> Self {
+        let before = mask_fields(before, sensitive);
+        let after = mask_fields(after, sensitive);
+        let diff = diff_values(&before, &after);
+        Self {
+            action: Action::Update,
+            resource: resource.to_owned(),
+            name: name.to_owned(),
+            diff,
+            before: Some(before),
+            after: Some(after),
+            op,
+        }
+    }
+
+    pub fn delete(resource: &str, name: &str, before: Value, sensitive: &[&str], op: A) -> Self {
+        let before = mask_fields(before, sensitive);
+        Self { action: Action::Delete, resource: resource.to_owned(), name: name.to_owned(), diff: Vec::new(), before: Some(before), after: None, op }
+    }
+
+    /// The object's title, e.g. `vault policy ci-admin`.
+    pub fn title(&self) -> String {
+        format!("{} {}", self.resource, self.name)
+    }
+}
+
+/// What a phase would change (or changed), plus warnings about things it cannot change itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan<A> {
+    pub phase: String,
+    pub changes: Vec<Change<A>>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub delete: usize,
+}
+
+impl<A> Plan<A> {
+    pub fn new(phase: &str) -> Self {
+        Self { phase: phase.to_owned(), changes: Vec::new(), warnings: Vec::new() }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+    pub fn push(&mut self, change: Change<A>) {
+        self.changes.push(change);
+    }
+    pub fn warn(&mut self, warning: impl Into<String>) {
+        self.warnings.push(warning.into());
+    }
+    pub fn summary(&self) -> Summary {
+        let count = |a| self.changes.iter().filter(|c| c.action == a).count();
+        Summary { create: count(Action::Create), update: count(Action::Update), delete: count(Action::Delete) }
+    }
+}
+
+impl<A: Serialize> Plan<A> {
+    /// JSON rendering, masked.
+    pub fn to_json(&self) -> Value {
+        let value = serde_json::json!({
+            "phase": self.phase,
+            "summary": self.summary(),
+            "changes": self.changes,
+            "warnings": self.warnings,
+        });
+        redact_json(value)
+    }
+}
+
+impl<A> fmt::Display for Plan<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.summary();
+        let mut out = String::new();
+        if self.changes.is_empty() {
+            out.push_str(&format!("{}: no changes, everything is as desired\n", self.phase));
+        } else {
+            out.push_str(&format!(
+                "{}: {} change(s): {} to create, {} to update, {} to delete\n",
+                self.phase,
+                self.changes.len(),
+                s.create,
+                s.update,
+                s.delete
+            ));
+            for change in &self.changes {
+                out.push_str(&format!("  {} {} {}\n", change.action.symbol(), change.resource, change.name));
+                for line in &change.diff {
+                    out.push_str(&format!("      {line}\n"));
+                }
+            }
+        }
+        for warning in &self.warnings {
+            out.push_str(&format!("  ! warning: {warning}\n"));
+        }
+        f.write_str(&redact::redact(&out))
+    }
+}
+
+/// Replaces the values of the named top-level (or nested) keys with [`MASK`].
+pub fn mask_fields(value: Value, sensitive: &[&str]) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    if sensitive.contains(&k.as_str()) && !v.is_null() {
+                        (k, Value::String(MASK.to_owned()))
+                    } else {
+                        (k, mask_fields(v, sensitive))
+                    }
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(|v| mask_fields(v, sensitive)).collect()),
+        other => other,
+    }
+}
+
+fn redact_json(value: Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(redact::redact(&s)),
+        Value::Array(items) => Value::Array(items.into_iter().map(redact_json).collect()),
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, redact_json(v))).collect()),
+        other => other,
+    }
+}
+
+fn describe_new(after: &Value) -> Vec<String> {
+    match after {
+        Value::Object(map) => map.iter().map(|(k, v)| format!("+ {k}: {}", short(v))).collect(),
+        Value::String(text) if text.contains('\n') => text.lines().map(|l| format!("+ {l}")).collect(),
+        other => vec![format!("+ {}", short(other))],
+    }
+}
+
+fn short(value: &Value) -> String {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if text.contains('\n') {
+        format!("({} lines)", text.lines().count())
+    } else if text.chars().count() > 120 {
+        format!("{}…", text.chars().take(117).collect::<String>())
+    } else {
+        text
+    }
+}
+
+/// Field-level differences between two JSON values, as lines such as `~ token_ttl: 7200 -> 3600`.
+/// Multi-line strings (policies, certificates) are diffed line by line.
+pub fn diff_values(before: &Value, after: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    diff_into("", before, after, &mut out);
+    out
+}
+
+fn diff_into(path: &str, before: &Value, after: &Value, out: &mut Vec<String>) {
+    if before == after {
+        return;
+    }
+    match (before, after) {
+        (Value::Object(b), Value::Object(a)) => {
+            let keys: std::collections::BTreeSet<&String> = b.keys().chain(a.keys()).collect();
+            for key in keys {
+                let child = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                match (b.get(key), a.get(key)) {
+                    (Some(bv), Some(av)) => diff_into(&child, bv, av, out),
+                    (None, Some(av)) => out.push(format!("+ {child}: {}", short(av))),
+                    (Some(bv), None) => out.push(format!("- {child}: {}", short(bv))),
+                    (None, None) => {}
+                }
+            }
+        }
+        (Value::String(b), Value::String(a)) if b.contains('\n') || a.contains('\n') => {
+            let label = if path.is_empty() { String::new() } else { format!("{path}: ") };
+            let text_diff = similar::TextDiff::from_lines(b.as_str(), a.as_str());
+            for change in text_diff.iter_all_changes() {
+                let sign = match change.tag() {
+                    similar::ChangeTag::Delete => "-",
+                    similar::ChangeTag::Insert => "+",
+                    similar::ChangeTag::Equal => continue,
+                };
+                out.push(format!("{sign} {label}{}", change.value().trim_end_matches('\n')));
+            }
+        }
+        _ => {
+            let label = if path.is_empty() { "value".to_owned() } else { path.to_owned() };
+            out.push(format!("~ {label}: {} -> {}", short(before), short(after)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_empty_plan_says_so() {
+        let plan: Plan<()> = Plan::new("13 vault-cicd");
+        assert!(plan.is_empty());
+        assert!(plan.to_string().contains("no changes"));
+    }
+
+    #[test]
+    fn field_diff_names_each_changed_field() {
+        let lines = diff_values(
+            &json!({"token_ttl": 7200, "bound_claims": {"ref": ["main"]}, "gone": 1}),
+            &json!({"token_ttl": 3600, "bound_claims": {"ref": ["main", "release/*"]}, "new": true}),
+        );
+        assert_eq!(
+            lines,
+            vec![
+                r#"~ bound_claims.ref: ["main"] -> ["main","release/*"]"#.to_owned(),
+                "- gone: 1".to_owned(),
+                "+ new: true".to_owned(),
+                "~ token_ttl: 7200 -> 3600".to_owned(),
+            ]
+        );
+    }
+
+    #[test]
+    fn multi_line_text_is_diffed_line_by_line() {
+        let lines = diff_values(&json!("a\nb\nc\n"), &json!("a\nB\nc\n"));
+        assert_eq!(lines, vec!["- b".to_owned(), "+ B".to_owned()]);
+    }
+
+    #[test]
+    fn sensitive_fields_never_render() {
+        let mut plan = Plan::new("t");
+        plan.push(Change::create("vault kv", "ci/x", json!({"password": "hunter2-long", "user": "u"}), &["password"], ()));
+        plan.push(Change::update("cfg", "y", json!({"jwt": "old-jwt-value"}), json!({"jwt": "new-jwt-value"}), &["jwt"], ()));
+        let text = plan.to_string();
+        let json = plan.to_json().to_string();
+        for secret in ["hunter2-long", "old-jwt-value", "new-jwt-value"] {
+            assert!(!text.contains(secret) && !json.contains(secret), "{secret} leaked");
+        }
+        assert!(text.contains("(sensitive)"));
+        assert_eq!(plan.summary(), Summary { create: 1, update: 1, delete: 0 });
+    }
+}

