@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use serde::Serialize;
 use serde_json::json;
 
 use crate::config::{Environment, PlatformConfig};
@@ -67,11 +66,12 @@ pub fn init(args: &GlobalArgs) -> anyhow::Result<PlatformConfig> {
         (false, _) => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CICD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},hyper=warn,rustls=warn,kube=warn,reqwest=warn")));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},hyper=warn,rustls=warn,kube=warn,reqwest=warn,rustify=off,vaultrs=off")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
         .without_time()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(|| RedactingWriter(std::io::stderr()))
         .try_init();
     let env = Environment::load(args.env_file.as_deref())?;
@@ -84,7 +84,7 @@ pub fn init(args: &GlobalArgs) -> anyhow::Result<PlatformConfig> {
 /// One phase of the reconcile model. `plan` only reads; `execute` performs one planned change.
 #[allow(async_fn_in_trait)] // used with static dispatch only
 pub trait Phase {
-    type Op: Serialize;
+    type Op;
     /// e.g. `13 vault-cicd`.
     fn name(&self) -> &str;
     async fn plan(&self) -> anyhow::Result<Plan<Self::Op>>;

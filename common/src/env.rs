@@ -50,22 +50,14 @@ pub const CICD_HTTP_TIMEOUT_SECS: &str = "CICD_HTTP_TIMEOUT_SECS";
 pub const CICD_HTTP_RETRIES: &str = "CICD_HTTP_RETRIES";
 
 // --- Phase 13 (vault-cicd) ----------------------------------------------------------------------------
-/// Mount path of the GitLab JWT auth method (default `jwt/gitlab`).
-pub const VAULT_JWT_PATH: &str = "VAULT_JWT_PATH";
 /// Audience GitLab `id_tokens` must carry (`aud:`), bound on every JWT role (default: `VAULT_ADDR`).
 pub const VAULT_JWT_AUDIENCE: &str = "VAULT_JWT_AUDIENCE";
 /// Comma-separated `project_path` globs allowed to log in (default `platform_services/*`).
 pub const VAULT_CI_PROJECT_PATHS: &str = "VAULT_CI_PROJECT_PATHS";
 /// Comma-separated refs the `gitlab-ci` role accepts (default `main`).
 pub const VAULT_CI_REFS: &str = "VAULT_CI_REFS";
-/// Mount path of the KV v2 engine (default `kv`).
-pub const VAULT_KV_MOUNT: &str = "VAULT_KV_MOUNT";
 /// Comma-separated service names whose `services/<name>` KV entries get placeholders (default `example-service`).
 pub const VAULT_CI_SERVICES: &str = "VAULT_CI_SERVICES";
-/// Mount path of the transit engine holding the image-signing key (default `transit`).
-pub const VAULT_TRANSIT_MOUNT: &str = "VAULT_TRANSIT_MOUNT";
-/// Mount path of the Kubernetes auth method (default `kubernetes`).
-pub const VAULT_K8S_AUTH_PATH: &str = "VAULT_K8S_AUTH_PATH";
 /// Kubernetes API URL as Vault reaches it (default `https://kubernetes.default.svc:443`, Vault in-cluster).
 pub const VAULT_K8S_HOST: &str = "VAULT_K8S_HOST";
 /// PEM file of the CA that signs the Kubernetes API's certificate, for Vault outside the cluster
@@ -111,14 +103,10 @@ pub const ALL: &[&str] = &[
     GITLAB_API_TOKEN,
     CICD_HTTP_TIMEOUT_SECS,
     CICD_HTTP_RETRIES,
-    VAULT_JWT_PATH,
     VAULT_JWT_AUDIENCE,
     VAULT_CI_PROJECT_PATHS,
     VAULT_CI_REFS,
-    VAULT_KV_MOUNT,
     VAULT_CI_SERVICES,
-    VAULT_TRANSIT_MOUNT,
-    VAULT_K8S_AUTH_PATH,
     VAULT_K8S_HOST,
     VAULT_K8S_CA_CERT,
     VAULT_K8S_TOKEN_REVIEWER,

@@ -114,7 +114,7 @@ impl<A> Plan<A> {
     }
 }
 
-impl<A: Serialize> Plan<A> {
+impl<A> Plan<A> {
     /// JSON rendering, masked.
     pub fn to_json(&self) -> Value {
         let value = serde_json::json!({

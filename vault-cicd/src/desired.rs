@@ -1,0 +1,385 @@
+//! Phase 13's desired state as plain data, built from configuration with no I/O.
+
+use std::collections::BTreeMap;
+
+use common::kube::owned_labels;
+use serde_json::{Value, json};
+
+use crate::settings::{JWT_MOUNT, K8S_MOUNT, KV_MOUNT, SIGNING_KEY, Settings, TRANSIT_MOUNT, TokenReviewer, list};
+
+pub const PHASE: &str = "13";
+/// What a placeholder secret value says; `custom_metadata.placeholder=true` marks it too, so
+/// phase 14 (Harbor robots) knows it may replace it.
+pub const PLACEHOLDER: &str = "PLACEHOLDER: set me (created by cicd-buildout phase 13)";
+
+/// The ACL policies, kept as `.hcl` files in the crate.
+pub const POLICIES: &[(&str, &str)] = &[
+    ("ci-read-secrets", include_str!("../policies/ci-read-secrets.hcl")),
+    ("ci-sign-images", include_str!("../policies/ci-sign-images.hcl")),
+    ("argocd-secrets", include_str!("../policies/argocd-secrets.hcl")),
+    ("ci-admin", include_str!("../policies/ci-admin.hcl")),
+    ("security-audit", include_str!("../policies/security-audit.hcl")),
+    ("external-secrets", include_str!("../policies/external-secrets.hcl")),
+];
+
+/// A secrets engine or auth method to mount.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MountSpec {
+    pub path: String,
+    pub kind: String,
+    pub options: BTreeMap<String, String>,
+    pub description: String,
+}
+
+/// A config or role document written with one POST (fields we own only).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VaultDocument {
+    /// e.g. `auth/jwt/gitlab/role/gitlab-ci`.
+    pub path: String,
+    pub resource: &'static str,
+    pub name: String,
+    pub body: Value,
+}
+
+/// A KV v2 secret to create when absent (never overwritten).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KvSeed {
+    pub path: String,
+    pub data: BTreeMap<String, String>,
+    pub placeholder: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditSpec {
+    pub path: String,
+    pub kind: String,
+    pub file_path: String,
+}
+
+/// Everything phase 13 wants to exist.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub secret_engines: Vec<MountSpec>,
+    pub auth_methods: Vec<MountSpec>,
+    pub policies: Vec<(String, String)>,
+    /// JWT config, JWT roles, Kubernetes config, Kubernetes roles, in that order.
+    pub documents: Vec<VaultDocument>,
+    pub signing_key: (String, String),
+    pub kv_seeds: Vec<KvSeed>,
+    pub audit: AuditSpec,
+    /// Kubernetes objects, applied in order. `(object, CRD that must be Established first)`.
+    pub kube_objects: Vec<(Value, Option<String>)>,
+}
+
+/// Inputs that come from the platform configuration.
+#[derive(Debug, Clone)]
+pub struct Inputs<'a> {
+    pub settings: &'a Settings,
+    pub gitlab_url: &'a str,
+    pub vault_addr: &'a str,
+    /// The GitLab API token's value, stored in KV for Argo CD when the secret is absent.
+    pub gitlab_token: Option<&'a str>,
+    /// PEM of the Kubernetes API CA (Vault outside the cluster).
+    pub k8s_ca_pem: Option<&'a str>,
+    /// PEM of the platform CA (for Vault's JWKS fetch and ESO's connection to Vault).
+    pub platform_ca_pem: Option<&'a str>,
+}
+
+fn mount(path: &str, kind: &str, options: &[(&str, &str)], description: &str) -> MountSpec {
+    MountSpec {
+        path: path.into(),
+        kind: kind.into(),
+        options: options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        description: description.into(),
+    }
+}
+
+pub fn desired(inputs: &Inputs<'_>) -> Desired {
+    let s = inputs.settings;
+    let project_paths = list(&s.vault_ci_project_paths);
+    let refs = list(&s.vault_ci_refs);
+    let audience = s.vault_jwt_audience.clone().unwrap_or_else(|| inputs.vault_addr.to_owned());
+    let services = list(&s.vault_ci_services);
+
+    let mut jwt_config = json!({
+        "jwks_url": format!("{}/-/jwks", inputs.gitlab_url),
+        "bound_issuer": inputs.gitlab_url,
+    });
+    if let Some(ca) = inputs.platform_ca_pem {
+        jwt_config["jwks_ca_pem"] = json!(ca.trim());
+    }
+    // Claims copied into token metadata: the audit log then says which project, ref, pipeline
+    // and user each CI login came from (plan §5.3).
+    let claim_mappings = json!({
+        "project_path": "project_path", "ref": "ref", "pipeline_id": "pipeline_id", "job_id": "job_id", "user_login": "user_login",
+    });
+    let gitlab_ci = json!({
+        "role_type": "jwt",
+        "user_claim": "sub",
+        "bound_audiences": [audience],
+        "bound_claims_type": "glob",
+        "bound_claims": {
+            "project_path": project_paths,
+            "ref": refs,
+            "ref_type": ["branch"],
+            // GitLab sends ref_protected as the string "true".
+            "ref_protected": ["true"],
+        },
+        "claim_mappings": claim_mappings,
+        "token_policies": ["ci-read-secrets"],
+        "token_ttl": 3600,
+        "token_max_ttl": 3600,
+    });
+    let gitlab_ci_sign = json!({
+        "role_type": "jwt",
+        "user_claim": "sub",
+        "bound_audiences": [audience],
+        "bound_claims_type": "glob",
+        "bound_claims": {
+            "project_path": project_paths,
+            "ref_protected": ["true"],
+        },
+        "claim_mappings": claim_mappings,
+        "token_policies": ["ci-sign-images"],
+        "token_ttl": 900,
+        "token_max_ttl": 900,
+    });
+    let mut k8s_config = json!({"kubernetes_host": s.vault_k8s_host});
+    if s.vault_k8s_token_reviewer == TokenReviewer::Client {
+        // No reviewer JWT is stored: Vault presents the client's own token to TokenReview.
+        k8s_config["disable_local_ca_jwt"] = json!(true);
+    }
+    if let Some(ca) = inputs.k8s_ca_pem {
+        k8s_config["kubernetes_ca_cert"] = json!(ca.trim());
+    }
+    let eso_role = json!({
+        "bound_service_account_names": [s.eso_service_account],
+        "bound_service_account_namespaces": [s.eso_namespace],
+        "token_policies": ["external-secrets"],
+        "token_ttl": 3600,
+        "token_max_ttl": 3600,
+    });
+    let argocd_role = json!({
+        "bound_service_account_names": ["argocd-server", "argocd-repo-server"],
+        "bound_service_account_namespaces": ["argocd"],
+        "token_policies": ["argocd-secrets"],
+        "token_ttl": 3600,
+        "token_max_ttl": 3600,
+    });
+    let documents = vec![
+        doc(&format!("auth/{JWT_MOUNT}/config"), "vault jwt config", JWT_MOUNT, jwt_config),
+        doc(&format!("auth/{JWT_MOUNT}/role/gitlab-ci"), "vault jwt role", "gitlab-ci", gitlab_ci),
+        doc(&format!("auth/{JWT_MOUNT}/role/gitlab-ci-sign"), "vault jwt role", "gitlab-ci-sign", gitlab_ci_sign),
+        doc(&format!("auth/{K8S_MOUNT}/config"), "vault kubernetes config", K8S_MOUNT, k8s_config),
+        doc(&format!("auth/{K8S_MOUNT}/role/external-secrets"), "vault kubernetes role", "external-secrets", eso_role),
+        doc(&format!("auth/{K8S_MOUNT}/role/argocd"), "vault kubernetes role", "argocd", argocd_role),
+    ];
+
+    let placeholder = |keys: &[&str]| -> BTreeMap<String, String> { keys.iter().map(|k| ((*k).to_owned(), PLACEHOLDER.to_owned())).collect() };
+    let mut kv_seeds = vec![
+        KvSeed { path: "ci/harbor-credentials".into(), data: placeholder(&["username", "password"]), placeholder: true },
+        match inputs.gitlab_token {
+            Some(token) => KvSeed { path: "ci/gitlab-api-token".into(), data: [("token".to_owned(), token.to_owned())].into(), placeholder: false },
+            None => KvSeed { path: "ci/gitlab-api-token".into(), data: placeholder(&["token"]), placeholder: true },
+        },
+        KvSeed { path: "ci/sonarqube-token".into(), data: placeholder(&["token"]), placeholder: true },
+        // Not a secret: where the signing key lives (the key itself never leaves transit).
+        KvSeed {
+            path: "ci/signing-key".into(),
+            data: [
+                ("cosign_key".to_owned(), format!("hashivault://{SIGNING_KEY}")),
+                ("transit_mount".to_owned(), TRANSIT_MOUNT.to_owned()),
+                ("key_name".to_owned(), SIGNING_KEY.to_owned()),
+            ]
+            .into(),
+            placeholder: false,
+        },
+    ];
+    for service in &services {
+        kv_seeds.push(KvSeed { path: format!("services/{service}"), data: placeholder(&["database-url", "api-keys", "encryption-keys"]), placeholder: true });
+    }
+
+    Desired {
+        secret_engines: vec![
+            mount(KV_MOUNT, "kv", &[("version", "2")], "CI/CD and service secrets (cicd-buildout)"),
+            mount(TRANSIT_MOUNT, "transit", &[], "Image signing keys (cicd-buildout)"),
+        ],
+        auth_methods: vec![
+            mount(JWT_MOUNT, "jwt", &[], "GitLab CI id_tokens (cicd-buildout)"),
+            mount(K8S_MOUNT, "kubernetes", &[], "Kubernetes service accounts (cicd-buildout)"),
+        ],
+        policies: POLICIES.iter().map(|(n, t)| ((*n).to_owned(), (*t).to_owned())).collect(),
+        documents,
+        signing_key: (TRANSIT_MOUNT.to_owned(), SIGNING_KEY.to_owned()),
+        kv_seeds,
+        audit: AuditSpec { path: "cicd".into(), kind: "file".into(), file_path: s.vault_audit_file_path.clone() },
+        kube_objects: kube_objects(inputs, services.first().map_or("example-service", String::as_str)),
+    }
+}
+
+fn doc(path: &str, resource: &'static str, name: &str, body: Value) -> VaultDocument {
+    VaultDocument { path: path.into(), resource, name: name.into(), body }
+}
+
+pub const CSS_CRD: &str = "clustersecretstores.external-secrets.io";
+pub const ES_CRD: &str = "externalsecrets.external-secrets.io";
+pub const APPLICATION_CRD: &str = "applications.argoproj.io";
+
+fn kube_objects(inputs: &Inputs<'_>, example_service: &str) -> Vec<(Value, Option<String>)> {
+    let s = inputs.settings;
+    let labels = owned_labels(PHASE);
+    let reviewers: Vec<Value> = match s.vault_k8s_token_reviewer {
+        TokenReviewer::Vault => vec![json!({"kind": "ServiceAccount", "name": s.vault_k8s_service_account, "namespace": s.vault_k8s_namespace})],
+        TokenReviewer::Client => vec![
+            json!({"kind": "ServiceAccount", "name": s.eso_service_account, "namespace": s.eso_namespace}),
+            json!({"kind": "ServiceAccount", "name": "argocd-server", "namespace": "argocd"}),
+            json!({"kind": "ServiceAccount", "name": "argocd-repo-server", "namespace": "argocd"}),
+        ],
+    };
+    let mut objects = vec![
+        (json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": s.eso_namespace, "labels": labels}}), None),
+        (
+            json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": "vault-cicd-token-reviewer", "labels": labels},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator"},
+                "subjects": reviewers,
+            }),
+            None,
+        ),
+        (eso_application(s, &labels), Some(APPLICATION_CRD.to_owned())),
+    ];
+    let mut vault_provider = json!({
+        "server": s.eso_vault_server.clone().unwrap_or_else(|| inputs.vault_addr.to_owned()),
+        "path": KV_MOUNT,
+        "version": "v2",
+        "auth": {"kubernetes": {
+            "mountPath": K8S_MOUNT,
+            "role": "external-secrets",
+            // Explicit namespace: on a ClusterSecretStore it otherwise defaults to the namespace of
+            // each ExternalSecret, where ESO's service account does not exist ("serviceaccount not found").
+            "serviceAccountRef": {"name": s.eso_service_account, "namespace": s.eso_namespace},
+        }},
+    });
+    if let Some(ca) = inputs.platform_ca_pem {
+        objects.push((
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "vault-ca", "namespace": s.eso_namespace, "labels": labels}, "data": {"ca.crt": ca}}),
+            None,
+        ));
+        vault_provider["caProvider"] = json!({"type": "ConfigMap", "name": "vault-ca", "namespace": s.eso_namespace, "key": "ca.crt"});
+    }
+    objects.push((
+        json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "ClusterSecretStore",
+            "metadata": {"name": "vault-backend", "labels": labels},
+            "spec": {"provider": {"vault": vault_provider}},
+        }),
+        Some(CSS_CRD.to_owned()),
+    ));
+    objects.push((
+        json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+            "metadata": {"name": "vault-backend-example", "namespace": s.eso_namespace, "labels": labels},
+            "spec": {
+                "refreshInterval": "5m",
+                "secretStoreRef": {"name": "vault-backend", "kind": "ClusterSecretStore"},
+                "target": {"name": "vault-backend-example", "creationPolicy": "Owner"},
+                "data": [{"secretKey": "DATABASE_URL", "remoteRef": {"key": format!("services/{example_service}"), "property": "database-url"}}],
+            },
+        }),
+        Some(ES_CRD.to_owned()),
+    ));
+    objects
+}
+
+/// ESO is installed by Argo CD from its Helm chart (docs/adr/0005): the pipeline is the only
+/// deploy path, no helm CLI is needed, and Argo CD keeps it in sync.
+fn eso_application(s: &Settings, labels: &Value) -> Value {
+    let limits = |cpu: &str, mem: &str| json!({"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": cpu, "memory": mem}});
+    let pod_security = json!({"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}});
+    let container_security = json!({"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "runAsNonRoot": true, "capabilities": {"drop": ["ALL"]}});
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": "external-secrets", "namespace": "argocd", "labels": labels},
+        "spec": {
+            "project": "default",
+            "source": {
+                "repoURL": "https://charts.external-secrets.io",
+                "chart": "external-secrets",
+                "targetRevision": s.eso_chart_version,
+                "helm": {"releaseName": "external-secrets", "valuesObject": {
+                    "installCRDs": true,
+                    "serviceAccount": {"create": true, "name": s.eso_service_account},
+                    "resources": limits("200m", "256Mi"),
+                    "podSecurityContext": pod_security,
+                    "securityContext": container_security,
+                    "webhook": {"resources": limits("100m", "128Mi"), "podSecurityContext": pod_security, "securityContext": container_security},
+                    "certController": {"resources": limits("100m", "128Mi"), "podSecurityContext": pod_security, "securityContext": container_security},
+                }},
+            },
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": s.eso_namespace},
+            "syncPolicy": {
+                "automated": {"prune": true, "selfHeal": true},
+                "syncOptions": ["CreateNamespace=true", "ServerSideApply=true"],
+            },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        serde_json::from_value(json!({})).unwrap()
+    }
+
+    fn inputs(s: &Settings) -> Inputs<'_> {
+        Inputs { settings: s, gitlab_url: "https://gitlab.example.org", vault_addr: "https://vault.example.org", gitlab_token: None, k8s_ca_pem: None, platform_ca_pem: None }
+    }
+
+    #[test]
+    fn gitlab_ci_role_binds_the_plan_claims_as_lists() {
+        let s = settings();
+        let d = desired(&inputs(&s));
+        let role = d.documents.iter().find(|d| d.name == "gitlab-ci").unwrap();
+        assert_eq!(role.body["bound_claims"]["project_path"], json!(["platform_services/*"]));
+        assert_eq!(role.body["bound_claims"]["ref"], json!(["main"]));
+        assert_eq!(role.body["bound_claims"]["ref_protected"], json!(["true"]));
+        assert_eq!(role.body["bound_audiences"], json!(["https://vault.example.org"]));
+        assert_eq!(role.body["token_ttl"], json!(3600));
+        let sign = d.documents.iter().find(|d| d.name == "gitlab-ci-sign").unwrap();
+        assert!(sign.body["bound_claims"].get("ref").is_none(), "any protected ref may sign");
+        let config = d.documents.iter().find(|d| d.resource == "vault jwt config").unwrap();
+        assert_eq!(config.body["jwks_url"], json!("https://gitlab.example.org/-/jwks"));
+    }
+
+    #[test]
+    fn every_policy_is_present_and_non_empty() {
+        let names: Vec<&str> = POLICIES.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["ci-read-secrets", "ci-sign-images", "argocd-secrets", "ci-admin", "security-audit", "external-secrets"]);
+        assert!(POLICIES.iter().all(|(_, t)| t.contains("path \"")));
+    }
+
+    #[test]
+    fn placeholders_are_marked_and_the_gitlab_token_is_real_when_known() {
+        let s = settings();
+        let mut i = inputs(&s);
+        i.gitlab_token = Some("glpat-known");
+        let d = desired(&i);
+        let token = d.kv_seeds.iter().find(|k| k.path == "ci/gitlab-api-token").unwrap();
+        assert!(!token.placeholder);
+        let harbor = d.kv_seeds.iter().find(|k| k.path == "ci/harbor-credentials").unwrap();
+        assert!(harbor.placeholder && harbor.data.values().all(|v| v == PLACEHOLDER));
+        assert!(d.kv_seeds.iter().any(|k| k.path == "services/example-service"));
+    }
+
+    #[test]
+    fn cluster_secret_store_names_the_service_account_namespace() {
+        let s = settings();
+        let d = desired(&inputs(&s));
+        let css = d.kube_objects.iter().find(|(o, _)| o["kind"] == "ClusterSecretStore").unwrap();
+        assert_eq!(css.0["spec"]["provider"]["vault"]["auth"]["kubernetes"]["serviceAccountRef"]["namespace"], json!("external-secrets"));
+        assert!(d.kube_objects.iter().all(|(o, _)| o["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "cicd-buildout"));
+    }
+}

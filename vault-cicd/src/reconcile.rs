@@ -1,0 +1,439 @@
+//! Phase 13 reconcile: observe Vault and Kubernetes (reads only), diff against [`Desired`] into a
+//! [`Plan`], and execute exactly the planned changes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use anyhow::Context;
+use common::cli::Phase;
+use common::config::PlatformConfig;
+use common::kube::{KubeClient, ObjectDiff, describe};
+use common::plan::{Change, Plan};
+use common::vault::{AuditDevice, Mount, VaultClient};
+use common::{Error, env};
+use serde_json::{Value, json};
+
+use crate::desired::{AuditSpec, Desired, Inputs, KvSeed, MountSpec, PLACEHOLDER, VaultDocument, desired};
+use crate::settings::{KV_MOUNT, Settings, TRANSIT_MOUNT};
+
+pub const FIELD_MANAGER: &str = "cicd-buildout/vault-cicd";
+pub const PHASE_NAME: &str = "13 vault-cicd";
+
+/// What the executor does for one change.
+#[derive(Debug, Clone)]
+pub enum Op {
+    EnableSecrets(MountSpec),
+    EnableAuth(MountSpec),
+    PutPolicy { name: String, text: String },
+    WriteDocument(VaultDocument),
+    CreateSigningKey { mount: String, name: String },
+    SeedKv(KvSeed),
+    EnableAudit(AuditSpec),
+    KubeApply { object: Value, wait_crd: Option<String> },
+}
+
+/// Phase 13, connected.
+pub struct VaultCicd {
+    pub vault: VaultClient,
+    pub kube: KubeClient,
+    pub desired: Desired,
+    pub settings: Settings,
+    crd_wait: Duration,
+}
+
+impl VaultCicd {
+    pub async fn connect(cfg: &PlatformConfig) -> anyhow::Result<Self> {
+        let settings: Settings = cfg.environment().parse()?;
+        let gitlab_url = cfg.require_url(env::GITLAB_URL)?.to_owned();
+        let vault = VaultClient::connect(cfg)?;
+        let kube = KubeClient::connect(cfg, FIELD_MANAGER).await?;
+        let gitlab_token = cfg.gitlab_token()?;
+        let k8s_ca = match &settings.vault_k8s_ca_cert {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                Error::Config(format!("{}={path} cannot be read ({e}): point it at the PEM of the Kubernetes API's CA", env::VAULT_K8S_CA_CERT))
+            })?),
+            None => None,
+        };
+        let platform_ca = cfg.ca_pem()?;
+        let desired = desired(&Inputs {
+            settings: &settings,
+            gitlab_url: &gitlab_url,
+            vault_addr: vault.addr(),
+            gitlab_token: gitlab_token.as_ref().map(common::config::expose),
+            k8s_ca_pem: k8s_ca.as_deref(),
+            platform_ca_pem: platform_ca.as_deref(),
+        });
+        Ok(Self { vault, kube, desired, crd_wait: Duration::from_secs(settings.cicd_crd_wait_secs), settings })
+    }
+}
+
+/// Policy text as Vault compares it: trailing whitespace is not a difference.
+fn normalize_policy(text: &str) -> String {
+    text.lines().map(str::trim_end).collect::<Vec<_>>().join("\n").trim().to_owned()
+}
+
+/// Compares only the fields we set; multi-line strings ignore surrounding whitespace.
+fn same_value(observed: Option<&Value>, desired: &Value) -> bool {
+    match (observed, desired) {
+        (Some(Value::String(o)), Value::String(d)) => o.trim() == d.trim(),
+        (Some(o), d) => o == d,
+        (None, _) => false,
+    }
+}
+
+fn mount_check(kind_of: &str, spec: &MountSpec, existing: Option<&Mount>) -> anyhow::Result<bool> {
+    match existing {
+        None => Ok(true),
+        Some(m) if m.kind != spec.kind => Err(Error::Precondition {
+            operation: format!("planning {kind_of} {}", spec.path),
+            message: format!(
+                "{}/ is already mounted as type {} but phase 13 needs {}: move that mount elsewhere, then rerun",
+                spec.path, m.kind, spec.kind
+            ),
+        }
+        .into()),
+        Some(m) => {
+            if let Some(wanted) = spec.options.get("version") {
+                let have = m.options.as_ref().and_then(|o| o.get("version")).map_or("1", String::as_str);
+                if have != wanted {
+                    return Err(Error::Precondition {
+                        operation: format!("planning {kind_of} {}", spec.path),
+                        message: format!(
+                            "{}/ is KV version {have} but the CI/CD layout needs version {wanted}: run `vault kv enable-versioning {}/` (a one-time migration) and rerun",
+                            spec.path, spec.path
+                        ),
+                    }
+                    .into());
+                }
+            }
+            Ok(false)
+        }
+    }
+}
+
+/// The pure diff: desired state against what was observed.
+pub struct Observed {
+    pub secret_mounts: BTreeMap<String, Mount>,
+    pub auth_mounts: BTreeMap<String, Mount>,
+    pub policies: BTreeMap<String, Option<String>>,
+    pub documents: BTreeMap<String, Option<Value>>,
+    pub signing_key_type: Option<String>,
+    pub kv_existing: BTreeSet<String>,
+    pub audit: BTreeMap<String, AuditDevice>,
+}
+
+impl Phase for VaultCicd {
+    type Op = Op;
+
+    fn name(&self) -> &str {
+        PHASE_NAME
+    }
+
+    async fn plan(&self) -> anyhow::Result<Plan<Op>> {
+        let observed = self.observe().await?;
+        let mut plan = diff(&self.desired, &observed)?;
+        self.plan_kube(&mut plan).await?;
+        Ok(plan)
+    }
+
+    async fn execute(&self, op: &Op) -> anyhow::Result<Option<String>> {
+        match op {
+            Op::EnableSecrets(m) => self.vault.enable_secrets(&m.path, &m.kind, &m.options, &m.description).await?,
+            Op::EnableAuth(m) => self.vault.enable_auth(&m.path, &m.kind, &m.description).await?,
+            Op::PutPolicy { name, text } => self.vault.put_policy(name, text).await?,
+            Op::WriteDocument(d) => {
+                self.vault.write(&format!("writing {} {}", d.resource, d.name), &d.path, &d.body).await?;
+            }
+            Op::CreateSigningKey { mount, name } => self.vault.create_signing_key(mount, name).await?,
+            Op::SeedKv(seed) => {
+                let mut meta: BTreeMap<String, String> = [("managed-by".to_owned(), "cicd-buildout".to_owned())].into();
+                if seed.placeholder {
+                    meta.insert("placeholder".into(), "true".into());
+                }
+                match self.vault.kv2_create(KV_MOUNT, &seed.path, &seed.data, &meta).await {
+                    Ok(()) => {}
+                    // Check-and-set 0 refused: someone wrote it since the plan. Theirs wins.
+                    Err(Error::Api { status: 400, body, .. }) if body.contains("check-and-set") => {
+                        return Ok(Some("written by someone else since the plan; left untouched".into()));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Op::EnableAudit(a) => {
+                let options: BTreeMap<String, String> = [("file_path".to_owned(), a.file_path.clone())].into();
+                match self.vault.enable_audit(&a.path, &a.kind, &options).await {
+                    Ok(()) => {}
+                    Err(Error::Api { body, .. }) if body.contains("declarative") || body.contains("config-based") => {
+                        return Ok(Some(format!(
+                            "this server (OpenBao) only accepts audit devices from its configuration file: add `audit \"{}\" \"{}\" {{ options {{ file_path = \"{}\" }} }}` to the server config and reload it",
+                            a.kind, a.path, a.file_path
+                        )));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Op::KubeApply { object, wait_crd } => {
+                if let Some(crd) = wait_crd {
+                    self.kube.wait_crd_established(crd, self.crd_wait).await?;
+                }
+                self.kube.apply(object, false).await?;
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl VaultCicd {
+    /// Reads everything the diff needs. Reads only.
+    pub async fn observe(&self) -> anyhow::Result<Observed> {
+        let d = &self.desired;
+        let secret_mounts = self.vault.secret_mounts().await?;
+        let auth_mounts = self.vault.auth_mounts().await?;
+        let mut policies = BTreeMap::new();
+        for (name, _) in &d.policies {
+            policies.insert(name.clone(), self.vault.policy(name).await?);
+        }
+        let mut documents = BTreeMap::new();
+        for doc in &d.documents {
+            let mount_path = doc.path.split("/config").next().unwrap_or_default().split("/role/").next().unwrap_or_default();
+            let mount_key = format!("{}/", mount_path.trim_start_matches("auth/"));
+            let value = if auth_mounts.contains_key(&mount_key) {
+                match self.vault.read(&format!("reading {} {}", doc.resource, doc.name), &doc.path).await {
+                    Ok(v) => v,
+                    // An unconfigured auth method answers 400/404 for its config: nothing there yet.
+                    Err(Error::Api { status: 400 | 404, .. }) => None,
+                    Err(e) => return Err(e.into()),
+                }
+            } else {
+                None
+            };
+            documents.insert(doc.path.clone(), value);
+        }
+        let signing_key_type = if secret_mounts.contains_key(&format!("{TRANSIT_MOUNT}/")) {
+            self.vault.transit_key_type(&d.signing_key.0, &d.signing_key.1).await?
+        } else {
+            None
+        };
+        let mut kv_existing = BTreeSet::new();
+        if secret_mounts.contains_key(&format!("{KV_MOUNT}/")) {
+            for seed in &d.kv_seeds {
+                if self.vault.kv2_metadata(KV_MOUNT, &seed.path).await?.is_some() {
+                    kv_existing.insert(seed.path.clone());
+                }
+            }
+        }
+        let audit = self.vault.audit_devices().await?;
+        Ok(Observed { secret_mounts, auth_mounts, policies, documents, signing_key_type, kv_existing, audit })
+    }
+
+    async fn plan_kube(&self, plan: &mut Plan<Op>) -> anyhow::Result<()> {
+        let mut established: BTreeMap<String, bool> = BTreeMap::new();
+        for (object, crd) in &self.desired.kube_objects {
+            let kind = object["kind"].as_str().unwrap_or_default();
+            let name = describe(object).split_once(' ').map(|x| x.1.to_owned()).unwrap_or_default();
+            let resource = format!("kubernetes {kind}");
+            let op = Op::KubeApply { object: object.clone(), wait_crd: crd.clone() };
+            if let Some(crd) = crd {
+                let ready = match established.get(crd) {
+                    Some(r) => *r,
+                    None => {
+                        let r = self.kube.crd_established(crd).await?;
+                        established.insert(crd.clone(), r);
+                        r
+                    }
+                };
+                if !ready {
+                    plan.warn(format!(
+                        "CRD {crd} is not installed yet: apply waits up to {}s for it before creating {} (ESO comes from the Argo CD Application external-secrets)",
+                        self.crd_wait.as_secs(),
+                        describe(object)
+                    ));
+                    plan.push(Change::create(&resource, &name, object.clone(), &[], op));
+                    continue;
+                }
+            }
+            match self.kube.diff(object).await.with_context(|| format!("planning {}", describe(object)))? {
+                ObjectDiff::Create => plan.push(Change::create(&resource, &name, object.clone(), &[], op)),
+                ObjectDiff::Update { before, after } => plan.push(Change::update(&resource, &name, before, after, &[], op)),
+                ObjectDiff::Unchanged => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The pure diff of the Vault side.
+pub fn diff(d: &Desired, o: &Observed) -> anyhow::Result<Plan<Op>> {
+    let mut plan = Plan::new(PHASE_NAME);
+    let mut new_mounts = BTreeSet::new();
+    for spec in &d.secret_engines {
+        if mount_check("secrets engine", spec, o.secret_mounts.get(&format!("{}/", spec.path)))? {
+            new_mounts.insert(spec.path.clone());
+            plan.push(Change::create("vault secrets engine", &spec.path, json!({"type": spec.kind, "options": spec.options}), &[], Op::EnableSecrets(spec.clone())));
+        }
+    }
+    for (name, text) in &d.policies {
+        match o.policies.get(name).cloned().flatten() {
+            None => plan.push(Change::create("vault policy", name, json!(text), &[], Op::PutPolicy { name: name.clone(), text: text.clone() })),
+            Some(live) if normalize_policy(&live) != normalize_policy(text) => plan.push(Change::update(
+                "vault policy",
+                name,
+                json!(format!("{}\n", normalize_policy(&live))),
+                json!(format!("{}\n", normalize_policy(text))),
+                &[],
+                Op::PutPolicy { name: name.clone(), text: text.clone() },
+            )),
+            Some(_) => {}
+        }
+    }
+    for spec in &d.auth_methods {
+        if mount_check("auth method", spec, o.auth_mounts.get(&format!("{}/", spec.path)))? {
+            plan.push(Change::create("vault auth method", &spec.path, json!({"type": spec.kind}), &[], Op::EnableAuth(spec.clone())));
+        }
+    }
+    for doc in &d.documents {
+        let desired = doc.body.as_object().cloned().unwrap_or_default();
+        let op = Op::WriteDocument(doc.clone());
+        match o.documents.get(&doc.path).cloned().flatten() {
+            Some(live) if desired.iter().any(|(_, v)| !v.is_null()) && !desired.keys().all(|k| is_unset(live.get(k))) => {
+                let differing: Vec<&String> = desired.iter().filter(|(k, v)| !same_value(live.get(*k), v)).map(|(k, _)| k).collect();
+                if !differing.is_empty() {
+                    let before: serde_json::Map<String, Value> = differing.iter().map(|k| ((*k).clone(), live.get(*k).cloned().unwrap_or(Value::Null))).collect();
+                    let after: serde_json::Map<String, Value> = differing.iter().map(|k| ((*k).clone(), desired[*k].clone())).collect();
+                    plan.push(Change::update(doc.resource, &doc.name, Value::Object(before), Value::Object(after), &[], op));
+                }
+            }
+            _ => plan.push(Change::create(doc.resource, &doc.name, doc.body.clone(), &[], op)),
+        }
+    }
+    let (mount, name) = &d.signing_key;
+    match &o.signing_key_type {
+        None => plan.push(Change::create("vault transit key", name, json!({"type": "ecdsa-p256", "exportable": false}), &[], Op::CreateSigningKey { mount: mount.clone(), name: name.clone() })),
+        Some(kind) if kind != "ecdsa-p256" => plan.warn(format!(
+            "transit key {mount}/{name} exists with type {kind}, not ecdsa-p256: a key's type cannot change; left as is (cosign supports it only if it is an asymmetric type)"
+        )),
+        Some(_) => {}
+    }
+    for seed in &d.kv_seeds {
+        if !o.kv_existing.contains(&seed.path) {
+            let keys: Vec<&String> = seed.data.keys().collect();
+            plan.push(Change::create(
+                "vault kv secret",
+                &format!("{KV_MOUNT}/{}", seed.path),
+                json!({"keys": keys, "placeholder": seed.placeholder, "values": if seed.placeholder { PLACEHOLDER } else { "(sensitive)" }}),
+                &[],
+                Op::SeedKv(seed.clone()),
+            ));
+        }
+    }
+    let audit_key = format!("{}/", d.audit.path);
+    match o.audit.get(&audit_key) {
+        None => plan.push(Change::create(
+            "vault audit device",
+            &d.audit.path,
+            json!({"type": d.audit.kind, "file_path": d.audit.file_path}),
+            &[],
+            Op::EnableAudit(d.audit.clone()),
+        )),
+        Some(dev) if dev.kind != d.audit.kind || dev.options.get("file_path") != Some(&d.audit.file_path) => plan.warn(format!(
+            "audit device {audit_key} is {} writing to {}, not {} {}: changing it means disabling and re-enabling (a gap in the audit trail), so it is left for an operator",
+            dev.kind,
+            dev.options.get("file_path").map_or("?", String::as_str),
+            d.audit.kind,
+            d.audit.file_path
+        )),
+        Some(_) => {}
+    }
+    let _ = new_mounts;
+    Ok(plan)
+}
+
+fn is_unset(value: Option<&Value>) -> bool {
+    match value {
+        None | Some(Value::Null) => true,
+        Some(Value::String(s)) => s.is_empty(),
+        Some(Value::Array(a)) => a.is_empty(),
+        Some(Value::Object(m)) => m.is_empty(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::Inputs;
+
+    fn desired_state() -> Desired {
+        let settings: Settings = serde_json::from_value(json!({})).unwrap();
+        desired(&Inputs { settings: &settings, gitlab_url: "https://gitlab.x", vault_addr: "https://vault.x", gitlab_token: None, k8s_ca_pem: None, platform_ca_pem: None })
+    }
+
+    /// What Vault would report after a complete apply of `d`.
+    fn matching(d: &Desired) -> Observed {
+        let mount = |kind: &str, opts: &BTreeMap<String, String>| Mount { kind: kind.into(), options: Some(opts.clone()), description: String::new() };
+        Observed {
+            secret_mounts: d.secret_engines.iter().map(|m| (format!("{}/", m.path), mount(&m.kind, &m.options))).collect(),
+            auth_mounts: d.auth_methods.iter().map(|m| (format!("{}/", m.path), mount(&m.kind, &m.options))).collect(),
+            policies: d.policies.iter().map(|(n, t)| (n.clone(), Some(format!("{t}\n\n")))).collect(),
+            documents: d.documents.iter().map(|doc| {
+                let mut live = doc.body.clone();
+                live["extra_server_field"] = json!("ignored");
+                (doc.path.clone(), Some(live))
+            }).collect(),
+            signing_key_type: Some("ecdsa-p256".into()),
+            kv_existing: d.kv_seeds.iter().map(|s| s.path.clone()).collect(),
+            audit: [(format!("{}/", d.audit.path), AuditDevice { kind: "file".into(), options: [("file_path".to_owned(), d.audit.file_path.clone())].into() })].into(),
+        }
+    }
+
+    #[test]
+    fn noop_matching_state_gives_an_empty_plan() {
+        let d = desired_state();
+        let plan = diff(&d, &matching(&d)).unwrap();
+        assert!(plan.is_empty(), "{plan}");
+        assert!(plan.warnings.is_empty());
+    }
+
+    #[test]
+    fn fresh_server_plans_every_object() {
+        let d = desired_state();
+        let empty = Observed {
+            secret_mounts: BTreeMap::new(), auth_mounts: BTreeMap::new(), policies: BTreeMap::new(), documents: BTreeMap::new(),
+            signing_key_type: None, kv_existing: BTreeSet::new(), audit: BTreeMap::new(),
+        };
+        let plan = diff(&d, &empty).unwrap();
+        let expected = d.secret_engines.len() + d.policies.len() + d.auth_methods.len() + d.documents.len() + 1 + d.kv_seeds.len() + 1;
+        assert_eq!(plan.changes.len(), expected);
+        assert_eq!(plan.summary().update, 0);
+    }
+
+    #[test]
+    fn an_existing_secret_is_never_touched() {
+        let d = desired_state();
+        let mut o = matching(&d);
+        o.kv_existing.remove("ci/harbor-credentials");
+        let plan = diff(&d, &o).unwrap();
+        assert_eq!(plan.changes.len(), 1);
+        assert_eq!(plan.changes[0].name, "kv/ci/harbor-credentials");
+    }
+
+    #[test]
+    fn a_changed_role_field_shows_as_that_field() {
+        let d = desired_state();
+        let mut o = matching(&d);
+        let path = d.documents.iter().find(|x| x.name == "gitlab-ci").unwrap().path.clone();
+        o.documents.get_mut(&path).unwrap().as_mut().unwrap()["token_ttl"] = json!(7200);
+        let plan = diff(&d, &o).unwrap();
+        assert_eq!(plan.changes.len(), 1);
+        assert_eq!(plan.changes[0].diff, vec!["~ token_ttl: 7200 -> 3600".to_owned()]);
+    }
+
+    #[test]
+    fn kv_version_1_is_refused_with_the_migration_command() {
+        let d = desired_state();
+        let mut o = matching(&d);
+        o.secret_mounts.get_mut("kv/").unwrap().options = Some([("version".to_owned(), "1".to_owned())].into());
+        let err = diff(&d, &o).err().unwrap().to_string();
+        assert!(err.contains("enable-versioning"), "{err}");
+    }
+}
