@@ -19,10 +19,12 @@ cd "$work"
 
 echo "building kube-apiserver from Debian's kubernetes source package in $work (once per machine)" >&2
 apt-get source --download-only kubernetes >&2
-orig="$(ls kubernetes_*.orig.tar.* | head -n1)"
+origs=(kubernetes_*.orig.tar.*)
+orig="${origs[0]}"
 mkdir tree
 tar -xf "$orig" -C tree --strip-components=1
-debian_tar="$(ls kubernetes_*.debian.tar.* | head -n1)"
+debian_tars=(kubernetes_*.debian.tar.*)
+debian_tar="${debian_tars[0]}"
 tar -xf "$debian_tar" -C tree
 (
   cd tree

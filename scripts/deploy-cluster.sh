@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# deploy-cluster.sh — phases 12–18 of the RKE2 platform: the CI/CD layer.
+# A thin driver: each phase is its own binary (plan/apply/check); this script orders them,
+# builds what is missing, stops at the first failure and says how to resume.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PHASES=(12 13 14 15 16 17 18)
+declare -A PHASE_NAME=([12]=gitlab-hardening [13]=vault-cicd [14]=ci-templates [15]=argocd-delivery [16]=security [17]=observability [18]=demo-apps)
+declare -A PHASE_CRATE=([12]=gitlab-harden [13]=vault-cicd [14]=ci-templates [15]=argo-delivery [16]=security-setup [17]=obs-setup [18]=demo-apps)
+EXIT_NOT_IMPLEMENTED=3
+
+usage() {
+  cat <<USAGE
+Usage: ./scripts/deploy-cluster.sh [--from N | --only N] [--plan] [--sandbox] [-h]
+
+Runs the CI/CD phases 12–18 in order (default: --from 12). Phases 0–11 (cluster, Vault, Harbor,
+Argo CD, Keycloak, GitLab, monitoring…) belong to the base platform's deploy script.
+
+  --from N    run phase N and every later phase (12–18)
+  --only N    run phase N alone
+  --plan      show what each phase would change; write nothing
+  --sandbox   run against the local sandbox (started if needed) instead of a cluster
+  -h, --help  this help
+
+Phases:
+  12  gitlab-hardening  protected branches, MR approval rules, registry off, SSH route, Keycloak groups
+  13  vault-cicd        JWT auth for GitLab CI, CI/CD policies, KV v2, ESO + ClusterSecretStore
+  14  ci-templates      template library, Harbor projects and robots, group CI/CD variables
+  15  argocd-delivery   Argo CD RBAC, AppProjects, AnalysisTemplates, ephemeral MR environments
+  16  security          security runners, Harbor scanning, image signing
+  17  observability     DORA dashboard, CI/CD alerts, DORA collector, live summary
+  18  demo-apps         NetOps Arcade: packet-relay (canary), netops-dashboard (blue-green)
+
+Settings: scripts/.env (or CICD_ENV_FILE), cluster/kubeconfig-rke2.yaml, cluster/vault-init.json,
+GITLAB_API_TOKEN or scripts/.gitlab-api-token. Switches: DEPLOY_CICD_SECURITY_RUNNERS=false skips 16,
+DEPLOY_DEMO_APPS=false skips 18. BASE_DEPLOY_SCRIPT: the base platform's script, run for N < 12.
+Exit codes: 0 done; the failing phase's code when one fails; 3 when a requested phase is not
+implemented in this workspace yet (every implemented phase still ran).
+USAGE
+}
+
+die() { echo "deploy-cluster: $*" >&2; exit 1; }
+
+from=12 only="" verb=apply sandbox=false
+while (($#)); do
+  case "$1" in
+    --from) [[ $# -ge 2 ]] || die "--from needs a phase number (12–18)"; from="$2"; shift 2 ;;
+    --from=*) from="${1#*=}"; shift ;;
+    --only) [[ $# -ge 2 ]] || die "--only needs a phase number (12–18)"; only="$2"; shift 2 ;;
+    --only=*) only="${1#*=}"; shift ;;
+    --plan) verb=plan; shift ;;
+    --sandbox) sandbox=true; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "deploy-cluster: unknown option: $1" >&2; usage >&2; exit 1 ;;
+  esac
+done
+
+is_number() { [[ "$1" =~ ^[0-9]+$ ]]; }
+start="${only:-$from}"
+is_number "$start" || die "phase must be a number, got '$start'"
+if ((start < 12)); then
+  echo "deploy-cluster: phases 0–11 belong to the base platform (cluster, Vault, Harbor, Argo CD, Keycloak, GitLab…)." >&2
+  if [[ -n "${BASE_DEPLOY_SCRIPT:-}" ]]; then
+    [[ -n "$only" ]] && die "--only $only is a base-platform phase: run $BASE_DEPLOY_SCRIPT --only $only"
+    echo "deploy-cluster: running $BASE_DEPLOY_SCRIPT --from $start first" >&2
+    "$BASE_DEPLOY_SCRIPT" --from "$start"
+    start=12
+  else
+    die "set BASE_DEPLOY_SCRIPT to the base platform's deploy-cluster.sh to run them from here, or use --from 12"
+  fi
+fi
+((start <= 18)) || die "there is no phase $start: phases run 12–18"
+
+selected=()
+for n in "${PHASES[@]}"; do
+  if [[ -n "$only" ]]; then [[ "$n" == "$start" ]] && selected+=("$n"); else ((n >= start)) && selected+=("$n"); fi
+done
+
+profile="${CICD_CARGO_PROFILE:-release}"
+target_dir="${CARGO_TARGET_DIR:-$ROOT/target}/$([[ "$profile" == dev ]] && echo debug || echo "$profile")"
+
+# Where a phase's binary is: a prebuilt directory, or built here from its crate.
+binary_for() {
+  local crate="$1"
+  if [[ -n "${CICD_BIN_DIR:-}" ]]; then
+    [[ -x "$CICD_BIN_DIR/$crate" ]] && echo "$CICD_BIN_DIR/$crate"
+    return 0
+  fi
+  [[ -f "$ROOT/$crate/Cargo.toml" ]] || return 0
+  (cd "$ROOT" && cargo build --quiet --profile "$profile" -p "$crate") >&2 || die "building $crate failed (see above)"
+  echo "$target_dir/$crate"
+}
+
+resume_flags() {
+  local flags=""
+  [[ "$verb" == plan ]] && flags+=" --plan"
+  [[ "$sandbox" == true ]] && flags+=" --sandbox"
+  echo "$flags"
+}
+
+if [[ "$sandbox" == true ]]; then
+  sandbox_bin="$(binary_for sandbox)"
+  [[ -n "$sandbox_bin" ]] || die "the sandbox binary is missing (CICD_BIN_DIR=${CICD_BIN_DIR:-})"
+  export CICD_SANDBOX_DIR="${CICD_SANDBOX_DIR:-$ROOT/.sandbox}"
+  eval "$("$sandbox_bin" up | grep '^export CICD_ENV_FILE=')"
+  echo "deploy-cluster: using the local sandbox ($CICD_ENV_FILE); stop it with: $sandbox_bin down" >&2
+fi
+
+not_implemented=()
+ran=()
+for n in "${selected[@]}"; do
+  name="${PHASE_NAME[$n]}" crate="${PHASE_CRATE[$n]}"
+  if [[ "$n" == 16 && "${DEPLOY_CICD_SECURITY_RUNNERS:-true}" == false ]]; then
+    echo "==> phase 16 $name: skipped (DEPLOY_CICD_SECURITY_RUNNERS=false)"; continue
+  fi
+  if [[ "$n" == 18 && "${DEPLOY_DEMO_APPS:-true}" == false ]]; then
+    echo "==> phase 18 $name: skipped (DEPLOY_DEMO_APPS=false)"; continue
+  fi
+  bin="$(binary_for "$crate")"
+  if [[ -z "$bin" ]]; then
+    echo "==> phase $n $name: NOT IMPLEMENTED in this workspace yet (no $crate crate) — it did not run" >&2
+    not_implemented+=("$n")
+    continue
+  fi
+  echo "==> phase $n $name: $crate $verb"
+  set +e
+  "$bin" "$verb"
+  rc=$?
+  set -e
+  if ((rc != 0)); then
+    echo "deploy-cluster: phase $n ($name) failed with exit code $rc." >&2
+    echo "deploy-cluster: fix the cause above, then resume with: ./scripts/deploy-cluster.sh --from $n$(resume_flags)" >&2
+    exit "$rc"
+  fi
+  ran+=("$n")
+done
+
+echo "deploy-cluster: ran phase(s) ${ran[*]:-none} ($verb)"
+if ((${#not_implemented[@]})); then
+  echo "deploy-cluster: not implemented yet: phase(s) ${not_implemented[*]}" >&2
+  exit "$EXIT_NOT_IMPLEMENTED"
+fi

@@ -1,0 +1,135 @@
+#!/usr/bin/env bats
+# The driver's contract, with fake phase binaries that record how they were called.
+
+setup() {
+  ROOT="$(cd "$BATS_TEST_DIRNAME/../.." && pwd)"
+  DRIVER="$ROOT/scripts/deploy-cluster.sh"
+  export CICD_BIN_DIR="$BATS_TEST_TMPDIR/bin"
+  export CALLS="$BATS_TEST_TMPDIR/calls.log"
+  mkdir -p "$CICD_BIN_DIR"
+  : > "$CALLS"
+  for crate in gitlab-harden vault-cicd ci-templates argo-delivery security-setup obs-setup demo-apps; do
+    fake "$crate"
+  done
+}
+
+# A fake phase binary: logs "<crate> <args>", exits with $FAIL_<crate> (dashes as underscores) or 0.
+fake() {
+  cat > "$CICD_BIN_DIR/$1" <<FAKE
+#!/usr/bin/env bash
+echo "$1 \$*" >> "\$CALLS"
+var="FAIL_\$(echo "$1" | tr - _)"
+exit "\${!var:-0}"
+FAKE
+  chmod +x "$CICD_BIN_DIR/$1"
+}
+
+@test "-h lists the seven phases" {
+  run "$DRIVER" -h
+  [ "$status" -eq 0 ]
+  for name in gitlab-hardening vault-cicd ci-templates argocd-delivery security observability demo-apps; do
+    [[ "$output" == *"$name"* ]]
+  done
+}
+
+@test "--from 13 runs 13 to 18 in order with apply" {
+  run "$DRIVER" --from 13
+  [ "$status" -eq 0 ]
+  run cat "$CALLS"
+  [ "$output" = "vault-cicd apply
+ci-templates apply
+argo-delivery apply
+security-setup apply
+obs-setup apply
+demo-apps apply" ]
+}
+
+@test "no option runs every phase from 12" {
+  run "$DRIVER"
+  [ "$status" -eq 0 ]
+  [ "$(wc -l < "$CALLS")" -eq 7 ]
+  [ "$(head -n1 "$CALLS")" = "gitlab-harden apply" ]
+}
+
+@test "--only runs one phase" {
+  run "$DRIVER" --only 15
+  [ "$status" -eq 0 ]
+  [ "$(cat "$CALLS")" = "argo-delivery apply" ]
+}
+
+@test "--plan asks every phase for a plan" {
+  run "$DRIVER" --plan --from 17
+  [ "$status" -eq 0 ]
+  [ "$(cat "$CALLS")" = "obs-setup plan
+demo-apps plan" ]
+}
+
+@test "an unknown option fails with usage" {
+  run "$DRIVER" --frobnicate
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"unknown option: --frobnicate"* ]]
+  [[ "$output" == *"Usage:"* ]]
+  [ ! -s "$CALLS" ]
+}
+
+@test "a failing phase stops the run with its exit code and a resume hint" {
+  FAIL_argo_delivery=7 run "$DRIVER" --from 13
+  [ "$status" -eq 7 ]
+  [[ "$output" == *"phase 15 (argocd-delivery) failed with exit code 7"* ]]
+  [[ "$output" == *"resume with: ./scripts/deploy-cluster.sh --from 15"* ]]
+  [ "$(tail -n1 "$CALLS")" = "argo-delivery apply" ]
+  ! grep -q security-setup "$CALLS"
+}
+
+@test "the resume hint keeps --plan" {
+  FAIL_vault_cicd=1 run "$DRIVER" --from 13 --plan
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"--from 13 --plan"* ]]
+}
+
+@test "a phase that is not implemented says so and the run fails after the others" {
+  rm "$CICD_BIN_DIR/ci-templates"
+  run "$DRIVER" --from 13
+  [ "$status" -eq 3 ]
+  [[ "$output" == *"phase 14 ci-templates: NOT IMPLEMENTED"* ]]
+  [[ "$output" == *"not implemented yet: phase(s) 14"* ]]
+  grep -q "vault-cicd apply" "$CALLS"
+  grep -q "demo-apps apply" "$CALLS"
+}
+
+@test "phases below 12 belong to the base platform" {
+  run "$DRIVER" --from 5
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"phases 0–11 belong to the base platform"* ]]
+  [[ "$output" == *"BASE_DEPLOY_SCRIPT"* ]]
+  [ ! -s "$CALLS" ]
+}
+
+@test "BASE_DEPLOY_SCRIPT runs first for N < 12, then 12 to 18" {
+  base="$BATS_TEST_TMPDIR/base-deploy.sh"
+  printf '#!/usr/bin/env bash\necho "base $*" >> "$CALLS"\n' > "$base"
+  chmod +x "$base"
+  BASE_DEPLOY_SCRIPT="$base" run "$DRIVER" --from 9
+  [ "$status" -eq 0 ]
+  [ "$(head -n2 "$CALLS")" = "base --from 9
+gitlab-harden apply" ]
+  [ "$(wc -l < "$CALLS")" -eq 8 ]
+}
+
+@test "a phase number out of range or not a number is refused" {
+  run "$DRIVER" --from 19
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"there is no phase 19"* ]]
+  run "$DRIVER" --only x
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"must be a number"* ]]
+}
+
+@test "feature switches skip phases 16 and 18 out loud" {
+  DEPLOY_CICD_SECURITY_RUNNERS=false DEPLOY_DEMO_APPS=false run "$DRIVER" --from 15
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"phase 16 security: skipped (DEPLOY_CICD_SECURITY_RUNNERS=false)"* ]]
+  [[ "$output" == *"phase 18 demo-apps: skipped (DEPLOY_DEMO_APPS=false)"* ]]
+  [ "$(cat "$CALLS")" = "argo-delivery apply
+obs-setup apply" ]
+}
