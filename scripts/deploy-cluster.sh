@@ -99,7 +99,17 @@ resume_flags() {
   echo "$flags"
 }
 
+# No cluster configured at all: a first run on a fresh machine uses the local sandbox.
+if [[ "$sandbox" == false && -z "${CICD_ENV_FILE:-}" && ! -f "$ROOT/scripts/.env" \
+      && ! -f "${KUBECONFIG:-$ROOT/cluster/kubeconfig-rke2.yaml}" ]]; then
+  echo "deploy-cluster: no cluster configured (no scripts/.env, no cluster/kubeconfig-rke2.yaml): using the local sandbox" >&2
+  sandbox=true
+fi
+
 if [[ "$sandbox" == true ]]; then
+  if [[ -z "${CICD_BIN_DIR:-}" ]]; then
+    "$ROOT/scripts/setup-test-env.sh"
+  fi
   sandbox_bin="$(binary_for sandbox)"
   [[ -n "$sandbox_bin" ]] || die "the sandbox binary is missing (CICD_BIN_DIR=${CICD_BIN_DIR:-})"
   export CICD_SANDBOX_DIR="${CICD_SANDBOX_DIR:-$ROOT/.sandbox}"

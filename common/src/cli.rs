@@ -65,8 +65,11 @@ pub fn init(args: &GlobalArgs) -> anyhow::Result<PlatformConfig> {
         (false, 1) => "debug",
         (false, _) => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CICD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},hyper=warn,rustls=warn,kube=warn,reqwest=warn,rustify=off,vaultrs=off")));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CICD_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "{default},hyper=warn,rustls=warn,kube=warn,reqwest=warn,rustify=off,vaultrs=off"
+        ))
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
@@ -104,7 +107,12 @@ pub async fn run_phase<P: Phase>(phase: &P, mode: Mode, output: Output) -> anyho
         }
         let total = plan.changes.len();
         for (index, change) in plan.changes.iter().enumerate() {
-            tracing::info!("applying {}/{total}: {} {}", index + 1, change.action_word(), change.title());
+            tracing::info!(
+                "applying {}/{total}: {} {}",
+                index + 1,
+                change.action_word(),
+                change.title()
+            );
             match phase.execute(&change.op).await {
                 Ok(None) => applied += 1,
                 Ok(Some(warning)) => skipped.push(format!("{}: {warning}", change.title())),
@@ -139,12 +147,20 @@ pub async fn run_phase<P: Phase>(phase: &P, mode: Mode, output: Output) -> anyho
                 for warning in &skipped {
                     println!("  ! not applied: {warning}");
                 }
-                println!("{}: applied {applied} change(s), {} not applied", plan.phase, skipped.len());
+                println!(
+                    "{}: applied {applied} change(s), {} not applied",
+                    plan.phase,
+                    skipped.len()
+                );
             }
             Mode::Plan | Mode::Check => print!("{plan}"),
         },
     }
-    Ok(if mode == Mode::Check && !plan.is_empty() { EXIT_DRIFT } else { EXIT_OK })
+    Ok(if mode == Mode::Check && !plan.is_empty() {
+        EXIT_DRIFT
+    } else {
+        EXIT_OK
+    })
 }
 
 impl<A> crate::plan::Change<A> {

@@ -31,7 +31,15 @@ pub struct Environment {
 
 /// Key names whose values are secrets wherever they appear in the env file.
 fn is_secret_key(key: &str) -> bool {
-    ["PASSWORD", "TOKEN", "SECRET", "PRIVATE_KEY", "CLIENT_SECRET"].iter().any(|m| key.contains(m))
+    [
+        "PASSWORD",
+        "TOKEN",
+        "SECRET",
+        "PRIVATE_KEY",
+        "CLIENT_SECRET",
+    ]
+    .iter()
+    .any(|m| key.contains(m))
         && !key.ends_with("_FILE")
         && !key.ends_with("_PATH")
 }
@@ -84,7 +92,11 @@ impl Environment {
                 redact::register(value);
             }
         }
-        Ok(Self { vars, platform_dir, env_file: loaded })
+        Ok(Self {
+            vars,
+            platform_dir,
+            env_file: loaded,
+        })
     }
 
     /// A setting, if set and non-empty.
@@ -100,13 +112,20 @@ impl Environment {
     /// A path setting, resolved against the platform directory when relative.
     pub fn path(&self, name: &str, default: &str) -> PathBuf {
         let raw = PathBuf::from(self.get(name).unwrap_or(default));
-        if raw.is_absolute() { raw } else { self.platform_dir.join(raw) }
+        if raw.is_absolute() {
+            raw
+        } else {
+            self.platform_dir.join(raw)
+        }
     }
 
     /// Deserializes a settings struct with envy (field `foo_bar` reads `FOO_BAR`).
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T> {
-        envy::from_iter(self.vars.iter().map(|(k, v)| (k.clone(), v.clone())))
-            .map_err(|e| Error::Config(format!("{e}: fix the value in the env file or the environment")))
+        envy::from_iter(self.vars.iter().map(|(k, v)| (k.clone(), v.clone()))).map_err(|e| {
+            Error::Config(format!(
+                "{e}: fix the value in the env file or the environment"
+            ))
+        })
     }
 }
 
@@ -205,7 +224,9 @@ impl PlatformConfig {
             kubeconfig: env.path(env::KUBECONFIG, DEFAULT_KUBECONFIG),
             vault_init_file: env.path(env::VAULT_INIT_FILE, DEFAULT_VAULT_INIT_FILE),
             gitlab_token_file: env.path(env::GITLAB_API_TOKEN_FILE, DEFAULT_GITLAB_TOKEN_FILE),
-            ca_bundle: env.get(env::CICD_CA_BUNDLE).map(|_| env.path(env::CICD_CA_BUNDLE, "")),
+            ca_bundle: env
+                .get(env::CICD_CA_BUNDLE)
+                .map(|_| env.path(env::CICD_CA_BUNDLE, "")),
             http_timeout: Duration::from_secs(http.cicd_http_timeout_secs.max(1)),
             http_retries: http.cicd_http_retries,
             domain,
@@ -220,7 +241,9 @@ impl PlatformConfig {
         ] {
             if let Some(url) = url {
                 url::Url::parse(url).map_err(|e| {
-                    Error::Config(format!("{name}={url} is not a URL ({e}): use e.g. https://host.example.com"))
+                    Error::Config(format!(
+                        "{name}={url} is not a URL ({e}): use e.g. https://host.example.com"
+                    ))
                 })?;
             }
         }
@@ -252,7 +275,9 @@ impl PlatformConfig {
             _ => &None,
         };
         value.as_deref().ok_or_else(|| {
-            Error::Config(format!("{name} is not set and cannot be derived: set DOMAIN or {name} in scripts/.env"))
+            Error::Config(format!(
+                "{name} is not set and cannot be derived: set DOMAIN or {name} in scripts/.env"
+            ))
         })
     }
 
@@ -260,7 +285,10 @@ impl PlatformConfig {
     pub fn vault_token(&self) -> Result<Credential> {
         if let Some(token) = self.env.get(env::VAULT_TOKEN) {
             redact::register(token);
-            return Ok(Credential { value: token.to_owned().into(), source: env::VAULT_TOKEN.to_owned() });
+            return Ok(Credential {
+                value: token.to_owned().into(),
+                source: env::VAULT_TOKEN.to_owned(),
+            });
         }
         let path = &self.vault_init_file;
         let missing = || {
@@ -272,18 +300,31 @@ impl PlatformConfig {
         };
         let text = std::fs::read_to_string(path).map_err(|_| missing())?;
         let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-            Error::Config(format!("{} is not valid JSON ({e}): restore it from the Vault init output", path.display()))
+            Error::Config(format!(
+                "{} is not valid JSON ({e}): restore it from the Vault init output",
+                path.display()
+            ))
         })?;
-        let token = json.get("root_token").and_then(|t| t.as_str()).filter(|t| !t.is_empty()).ok_or_else(missing)?;
+        let token = json
+            .get("root_token")
+            .and_then(|t| t.as_str())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(missing)?;
         redact::register(token);
-        Ok(Credential { value: token.to_owned().into(), source: format!("{} (.root_token)", path.display()) })
+        Ok(Credential {
+            value: token.to_owned().into(),
+            source: format!("{} (.root_token)", path.display()),
+        })
     }
 
     /// The GitLab API token: `GITLAB_API_TOKEN`, else the token file. `None` when neither is set.
     pub fn gitlab_token(&self) -> Result<Option<Credential>> {
         if let Some(token) = self.env.get(env::GITLAB_API_TOKEN) {
             redact::register(token);
-            return Ok(Some(Credential { value: token.to_owned().into(), source: env::GITLAB_API_TOKEN.to_owned() }));
+            return Ok(Some(Credential {
+                value: token.to_owned().into(),
+                source: env::GITLAB_API_TOKEN.to_owned(),
+            }));
         }
         match std::fs::read_to_string(&self.gitlab_token_file) {
             Ok(text) if !text.trim().is_empty() => {
@@ -315,8 +356,9 @@ impl PlatformConfig {
         self.ca_bundle
             .as_ref()
             .map(|p| {
-                std::fs::read_to_string(p)
-                    .map_err(|e| Error::Config(format!("cannot read CA bundle {}: {e}", p.display())))
+                std::fs::read_to_string(p).map_err(|e| {
+                    Error::Config(format!("cannot read CA bundle {}: {e}", p.display()))
+                })
             })
             .transpose()
     }
@@ -336,27 +378,46 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.env");
         if let Some(text) = file {
-            std::fs::File::create(&path).unwrap().write_all(text.as_bytes()).unwrap();
+            std::fs::File::create(&path)
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
         }
         Environment::load_from(
             Some(&path),
-            process.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            process
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         )
     }
 
     #[test]
     fn urls_derive_from_domain_and_can_be_overridden() {
-        let env = env_of(Some("DOMAIN=example.org\nHARBOR_URL=https://registry.example.org/\n"), &[]).unwrap();
+        let env = env_of(
+            Some("DOMAIN=example.org\nHARBOR_URL=https://registry.example.org/\n"),
+            &[],
+        )
+        .unwrap();
         let cfg = PlatformConfig::from_env(&env).unwrap();
-        assert_eq!(cfg.gitlab_url.as_deref(), Some("https://gitlab.example.org"));
+        assert_eq!(
+            cfg.gitlab_url.as_deref(),
+            Some("https://gitlab.example.org")
+        );
         assert_eq!(cfg.vault_addr.as_deref(), Some("https://vault.example.org"));
         assert_eq!(cfg.argocd_url.as_deref(), Some("https://argo.example.org"));
-        assert_eq!(cfg.harbor_url.as_deref(), Some("https://registry.example.org"));
+        assert_eq!(
+            cfg.harbor_url.as_deref(),
+            Some("https://registry.example.org")
+        );
     }
 
     #[test]
     fn process_environment_wins_and_empty_values_are_unset() {
-        let env = env_of(Some("DOMAIN=file.org\nVAULT_ADDR=\n"), &[("DOMAIN", "proc.org")]).unwrap();
+        let env = env_of(
+            Some("DOMAIN=file.org\nVAULT_ADDR=\n"),
+            &[("DOMAIN", "proc.org")],
+        )
+        .unwrap();
         let cfg = PlatformConfig::from_env(&env).unwrap();
         assert_eq!(cfg.vault_addr.as_deref(), Some("https://vault.proc.org"));
     }
@@ -365,7 +426,10 @@ mod tests {
     fn malformed_env_file_names_the_file_and_the_fix() {
         let err = env_of(Some("DOMAIN=ok\nthis line is not an assignment\n"), &[]).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("malformed env file") && msg.contains("KEY=value"), "{msg}");
+        assert!(
+            msg.contains("malformed env file") && msg.contains("KEY=value"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -380,7 +444,10 @@ mod tests {
         let init = dir.path().join("vault-init.json");
         std::fs::write(&init, r#"{"root_token":"hvs.fromInitFile123"}"#).unwrap();
         let env = env_of(Some(&format!("VAULT_INIT_FILE={}\n", init.display())), &[]).unwrap();
-        let cred = PlatformConfig::from_env(&env).unwrap().vault_token().unwrap();
+        let cred = PlatformConfig::from_env(&env)
+            .unwrap()
+            .vault_token()
+            .unwrap();
         assert_eq!(cred.value.expose_secret(), "hvs.fromInitFile123");
         assert!(cred.source.contains("root_token"));
         assert!(!format!("{cred:?}").contains("fromInitFile"));
@@ -389,7 +456,10 @@ mod tests {
     #[test]
     fn missing_vault_token_says_how_to_provide_one() {
         let env = env_of(Some("VAULT_INIT_FILE=/nonexistent/vault-init.json\n"), &[]).unwrap();
-        let err = PlatformConfig::from_env(&env).unwrap().vault_token().unwrap_err();
+        let err = PlatformConfig::from_env(&env)
+            .unwrap()
+            .vault_token()
+            .unwrap_err();
         assert!(err.to_string().contains("set VAULT_TOKEN"), "{err}");
     }
 
@@ -404,7 +474,10 @@ mod tests {
         let mut seen = std::collections::BTreeSet::new();
         for name in env::ALL {
             assert!(seen.insert(*name), "{name} listed twice");
-            assert!(name.chars().all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit()));
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit())
+            );
         }
     }
 }

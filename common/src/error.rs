@@ -30,20 +30,34 @@ pub enum Error {
     },
     /// The server answered 2xx with something we could not understand.
     #[error("unexpected answer from {service} {operation} ({url}): {cause}")]
-    Decode { service: &'static str, operation: String, url: String, cause: String },
+    Decode {
+        service: &'static str,
+        operation: String,
+        url: String,
+        cause: String,
+    },
     /// Bad or missing configuration; the message says what to set.
     #[error("configuration: {0}")]
     Config(String),
     /// A Kubernetes API error.
     #[error("{status} from Kubernetes {operation}: {message}{}", fix_suffix(.fix))]
-    Kube { operation: String, status: u16, message: String, fix: String },
+    Kube {
+        operation: String,
+        status: u16,
+        message: String,
+        fix: String,
+    },
     /// A precondition the tool cannot fix by itself.
     #[error("{operation}: {message}")]
     Precondition { operation: String, message: String },
 }
 
 fn fix_suffix(fix: &str) -> String {
-    if fix.is_empty() { String::new() } else { format!(" — {fix}") }
+    if fix.is_empty() {
+        String::new()
+    } else {
+        format!(" — {fix}")
+    }
 }
 
 impl Error {
@@ -68,5 +82,9 @@ pub fn short_body(body: &str) -> String {
     if compact.chars().count() > 300 {
         out.push('…');
     }
-    if out.is_empty() { "(empty body)".to_owned() } else { redact(&out) }
+    if out.is_empty() {
+        "(empty body)".to_owned()
+    } else {
+        redact(&out)
+    }
 }

@@ -49,7 +49,12 @@ pub struct Response {
 }
 
 impl Response {
-    pub fn json<T: DeserializeOwned>(&self, service: &'static str, operation: &str, url: &str) -> Result<T> {
+    pub fn json<T: DeserializeOwned>(
+        &self,
+        service: &'static str,
+        operation: &str,
+        url: &str,
+    ) -> Result<T> {
         serde_json::from_str(&self.body).map_err(|e| Error::Decode {
             service,
             operation: operation.to_owned(),
@@ -83,7 +88,10 @@ pub struct ApiClient {
 
 impl std::fmt::Debug for ApiClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiClient").field("service", &self.service).field("base", &self.base).finish_non_exhaustive()
+        f.debug_struct("ApiClient")
+            .field("service", &self.service)
+            .field("base", &self.base)
+            .finish_non_exhaustive()
     }
 }
 
@@ -95,11 +103,16 @@ pub fn build_reqwest(cfg: &PlatformConfig) -> Result<reqwest::Client> {
         .connect_timeout(Duration::from_secs(10).min(cfg.http_timeout))
         .user_agent(concat!("cicd-buildout/", env!("CARGO_PKG_VERSION")));
     if let Some(pem) = cfg.ca_pem()? {
-        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
-            .map_err(|e| Error::Config(format!("CICD_CA_BUNDLE is not a PEM certificate bundle: {e}")))?;
+        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| {
+            Error::Config(format!(
+                "CICD_CA_BUNDLE is not a PEM certificate bundle: {e}"
+            ))
+        })?;
         builder = builder.tls_certs_merge(certs);
     }
-    builder.build().map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))
+    builder
+        .build()
+        .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))
 }
 
 impl ApiClient {
@@ -118,7 +131,12 @@ impl ApiClient {
 
     /// Sends `credential` in `header` (e.g. `X-Vault-Token`, `PRIVATE-TOKEN`); `scheme` prefixes it ("Bearer ").
     #[must_use]
-    pub fn with_auth(mut self, header: &'static str, scheme: &'static str, credential: Credential) -> Self {
+    pub fn with_auth(
+        mut self,
+        header: &'static str,
+        scheme: &'static str,
+        credential: Credential,
+    ) -> Self {
         self.auth = Some((HeaderName::from_static(header), credential, scheme));
         self
     }
@@ -161,13 +179,18 @@ impl ApiClient {
         retry: Retry,
     ) -> Result<Response> {
         let url = self.url(path);
-        let is_write = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) && method.as_str() != "LIST";
+        let is_write = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS)
+            && method.as_str() != "LIST";
         let mut attempt = 0u32;
         loop {
             let mut req = self.client.request(method.clone(), &url);
             if let Some((header, credential, scheme)) = &self.auth {
-                let mut value = HeaderValue::from_str(&format!("{scheme}{}", expose(credential))).map_err(|_| {
-                    Error::Config(format!("the credential from {} contains characters not allowed in a header", credential.source))
+                let mut value = HeaderValue::from_str(&format!("{scheme}{}", expose(credential)))
+                    .map_err(|_| {
+                    Error::Config(format!(
+                        "the credential from {} contains characters not allowed in a header",
+                        credential.source
+                    ))
                 })?;
                 value.set_sensitive(true);
                 req = req.header(header.clone(), value);
@@ -186,9 +209,11 @@ impl ApiClient {
                 Ok(resp) => {
                     let status = resp.status();
                     let headers = resp.headers().clone();
-                    let transient = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+                    let transient =
+                        status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
                     if transient && may_retry {
-                        let wait = retry_after(&headers).unwrap_or_else(|| self.backoff_for(attempt));
+                        let wait =
+                            retry_after(&headers).unwrap_or_else(|| self.backoff_for(attempt));
                         tracing::warn!(
                             "{} from {} {operation} ({method} {url}); retrying in {:.1}s",
                             status.as_u16(),
@@ -202,12 +227,20 @@ impl ApiClient {
                     }
                     let body = resp.text().await.unwrap_or_default();
                     tracing::debug!("{method} {url} -> {}", status.as_u16());
-                    return Ok(Response { status, headers, body });
+                    return Ok(Response {
+                        status,
+                        headers,
+                        body,
+                    });
                 }
                 Err(err) => {
                     if may_retry && (err.is_connect() || err.is_timeout() || err.is_request()) {
                         let wait = self.backoff_for(attempt);
-                        tracing::warn!("{} {operation}: {err}; retrying in {:.1}s", self.service, wait.as_secs_f64());
+                        tracing::warn!(
+                            "{} {operation}: {err}; retrying in {:.1}s",
+                            self.service,
+                            wait.as_secs_f64()
+                        );
                         self.stats.retries.fetch_add(1, Ordering::Relaxed);
                         tokio::time::sleep(wait).await;
                         attempt += 1;
@@ -227,7 +260,13 @@ impl ApiClient {
     }
 
     /// Turns a non-2xx answer into an [`Error::Api`] with the service's fix for 401/403.
-    pub fn expect(&self, operation: &str, method: &Method, path: &str, resp: Response) -> Result<Response> {
+    pub fn expect(
+        &self,
+        operation: &str,
+        method: &Method,
+        path: &str,
+        resp: Response,
+    ) -> Result<Response> {
         if resp.status.is_success() {
             return Ok(resp);
         }
@@ -248,19 +287,35 @@ impl ApiClient {
     }
 
     /// Sends and requires a 2xx answer.
-    pub async fn call(&self, operation: &str, method: Method, path: &str, body: Option<&Value>, retry: Retry) -> Result<Response> {
-        let resp = self.send(operation, method.clone(), path, body, retry).await?;
+    pub async fn call(
+        &self,
+        operation: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        retry: Retry,
+    ) -> Result<Response> {
+        let resp = self
+            .send(operation, method.clone(), path, body, retry)
+            .await?;
         self.expect(operation, &method, path, resp)
     }
 
     /// GET a JSON document; `None` on 404.
-    pub async fn get_optional<T: DeserializeOwned>(&self, operation: &str, path: &str) -> Result<Option<T>> {
-        let resp = self.send(operation, Method::GET, path, None, Retry::Safe).await?;
+    pub async fn get_optional<T: DeserializeOwned>(
+        &self,
+        operation: &str,
+        path: &str,
+    ) -> Result<Option<T>> {
+        let resp = self
+            .send(operation, Method::GET, path, None, Retry::Safe)
+            .await?;
         if resp.status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
         let resp = self.expect(operation, &Method::GET, path, resp)?;
-        resp.json(self.service, operation, &self.url(path)).map(Some)
+        resp.json(self.service, operation, &self.url(path))
+            .map(Some)
     }
 
     /// GET every page of a list, following `Link: <…>; rel="next"` (GitLab, Harbor) until none is left.
@@ -278,7 +333,9 @@ impl ApiClient {
                     cause: "more than 10,000 pages: the server's Link headers loop".to_owned(),
                 });
             }
-            let resp = self.call(operation, Method::GET, &url, None, Retry::Safe).await?;
+            let resp = self
+                .call(operation, Method::GET, &url, None, Retry::Safe)
+                .await?;
             let page: Value = resp.json(self.service, operation, &url)?;
             match page {
                 Value::Array(list) => items.extend(list),
@@ -287,7 +344,10 @@ impl ApiClient {
                         service: self.service,
                         operation: operation.to_owned(),
                         url,
-                        cause: format!("expected a JSON list, got {}", short_body(&other.to_string())),
+                        cause: format!(
+                            "expected a JSON list, got {}",
+                            short_body(&other.to_string())
+                        ),
                     });
                 }
             }
@@ -300,7 +360,10 @@ impl ApiClient {
         // Exponential with a little jitter from the clock, capped at 10 s.
         let base = self.backoff.saturating_mul(2u32.saturating_pow(attempt));
         let jitter = Duration::from_millis(u64::from(
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_millis()) % 100,
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_millis())
+                % 100,
         ));
         (base + jitter).min(Duration::from_secs(10))
     }
@@ -308,7 +371,13 @@ impl ApiClient {
 
 /// `Retry-After` in seconds (the form GitLab, Harbor and Vault send), capped at 60 s.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs: u64 = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    let secs: u64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     Some(Duration::from_secs(secs.min(60)))
 }
 
@@ -322,7 +391,8 @@ pub fn next_link(headers: &HeaderMap) -> Option<String> {
             let p = p.trim().replace(' ', "");
             p == "rel=\"next\"" || p == "rel=next"
         });
-        (is_next && target.starts_with('<') && target.ends_with('>')).then(|| target[1..target.len() - 1].to_owned())
+        (is_next && target.starts_with('<') && target.ends_with('>'))
+            .then(|| target[1..target.len() - 1].to_owned())
     })
 }
 
@@ -357,8 +427,14 @@ mod tests {
                 r#"<https://g/api/v4/projects?page=1>; rel="prev", <https://g/api/v4/projects?page=3>; rel="next", <https://g/x?page=9>; rel="last""#,
             ),
         );
-        assert_eq!(next_link(&h).as_deref(), Some("https://g/api/v4/projects?page=3"));
-        h.insert(reqwest::header::LINK, HeaderValue::from_static(r#"<https://g/x?page=9>; rel="last""#));
+        assert_eq!(
+            next_link(&h).as_deref(),
+            Some("https://g/api/v4/projects?page=3")
+        );
+        h.insert(
+            reqwest::header::LINK,
+            HeaderValue::from_static(r#"<https://g/x?page=9>; rel="last""#),
+        );
         assert_eq!(next_link(&h), None);
     }
 
@@ -367,7 +443,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(reqwest::header::RETRY_AFTER, HeaderValue::from_static("2"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
-        h.insert(reqwest::header::RETRY_AFTER, HeaderValue::from_static("3600"));
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            HeaderValue::from_static("3600"),
+        );
         assert_eq!(retry_after(&h), Some(Duration::from_secs(60)));
     }
 

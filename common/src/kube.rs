@@ -29,7 +29,10 @@ pub const PHASE_LABEL: &str = "cicd-buildout/phase";
 pub enum ObjectDiff {
     Create,
     /// Only the fields that differ: live (before) and after a dry-run apply (after).
-    Update { before: Value, after: Value },
+    Update {
+        before: Value,
+        after: Value,
+    },
     Unchanged,
 }
 
@@ -42,8 +45,15 @@ pub struct KubeClient {
 
 /// `apiVersion/kind namespace/name` of an object, for messages.
 pub fn describe(obj: &Value) -> String {
-    let ns = obj["metadata"]["namespace"].as_str().map(|n| format!("{n}/")).unwrap_or_default();
-    format!("{} {ns}{}", obj["kind"].as_str().unwrap_or("?"), obj["metadata"]["name"].as_str().unwrap_or("?"))
+    let ns = obj["metadata"]["namespace"]
+        .as_str()
+        .map(|n| format!("{n}/"))
+        .unwrap_or_default();
+    format!(
+        "{} {ns}{}",
+        obj["kind"].as_str().unwrap_or("?"),
+        obj["metadata"]["name"].as_str().unwrap_or("?")
+    )
 }
 
 fn kube_error(operation: &str, e: kube::Error) -> Error {
@@ -54,7 +64,12 @@ fn kube_error(operation: &str, e: kube::Error) -> Error {
                 403 => "the kubeconfig's user lacks the RBAC rights for this: use the cluster-admin kubeconfig of the base platform".to_owned(),
                 _ => String::new(),
             };
-            Error::Kube { operation: operation.to_owned(), status: status.code, message: short_message(&status.message), fix }
+            Error::Kube {
+                operation: operation.to_owned(),
+                status: status.code,
+                message: short_message(&status.message),
+                fix,
+            }
         }
         other => Error::Unreachable {
             service: "Kubernetes",
@@ -62,7 +77,8 @@ fn kube_error(operation: &str, e: kube::Error) -> Error {
             method: String::new(),
             url: String::new(),
             cause: short_body(&error_chain(&other)),
-            fix: "check KUBECONFIG (cluster/kubeconfig-rke2.yaml) and that the API server is up".to_owned(),
+            fix: "check KUBECONFIG (cluster/kubeconfig-rke2.yaml) and that the API server is up"
+                .to_owned(),
         },
     }
 }
@@ -71,7 +87,11 @@ fn kube_error(operation: &str, e: kube::Error) -> Error {
 fn short_message(message: &str) -> String {
     let message = redact::redact(message);
     if message.chars().count() > 600 {
-        format!("{}… ({} characters in all)", message.chars().take(600).collect::<String>(), message.chars().count())
+        format!(
+            "{}… ({} characters in all)",
+            message.chars().take(600).collect::<String>(),
+            message.chars().count()
+        )
     } else {
         message
     }
@@ -91,7 +111,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// Removes what the server owns, so live and desired can be compared.
 pub fn normalize(mut obj: Value) -> Value {
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        for key in ["managedFields", "resourceVersion", "generation", "creationTimestamp", "uid", "selfLink"] {
+        for key in [
+            "managedFields",
+            "resourceVersion",
+            "generation",
+            "creationTimestamp",
+            "uid",
+            "selfLink",
+        ] {
             meta.remove(key);
         }
         if let Some(annotations) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
@@ -145,13 +172,22 @@ impl KubeClient {
 
     /// Connects with the kubeconfig at `path`.
     pub async fn from_kubeconfig(path: &std::path::Path, field_manager: &str) -> Result<Self> {
-        let kubeconfig = kube::config::Kubeconfig::read_from(path)
-            .map_err(|e| Error::Config(format!("cannot read kubeconfig {}: {e}", path.display())))?;
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-            .await
-            .map_err(|e| Error::Config(format!("kubeconfig {} is not usable: {e}", path.display())))?;
-        let client = kube::Client::try_from(config).map_err(|e| Error::Config(format!("Kubernetes client: {e}")))?;
-        Ok(Self { client, field_manager: field_manager.to_owned(), kinds: Mutex::new(HashMap::new()) })
+        let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| {
+            Error::Config(format!("cannot read kubeconfig {}: {e}", path.display()))
+        })?;
+        let config = kube::Config::from_custom_kubeconfig(
+            kubeconfig,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .map_err(|e| Error::Config(format!("kubeconfig {} is not usable: {e}", path.display())))?;
+        let client = kube::Client::try_from(config)
+            .map_err(|e| Error::Config(format!("Kubernetes client: {e}")))?;
+        Ok(Self {
+            client,
+            field_manager: field_manager.to_owned(),
+            kinds: Mutex::new(HashMap::new()),
+        })
     }
 
     pub fn client(&self) -> &kube::Client {
@@ -169,19 +205,27 @@ impl KubeClient {
         if let Some(found) = self.kinds.lock().await.get(&key) {
             return Ok(found.clone());
         }
-        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version.as_str()));
+        let (group, version) = api_version
+            .split_once('/')
+            .unwrap_or(("", api_version.as_str()));
         let gvk = GroupVersionKind::gvk(group, version, &kind);
-        let (resource, caps) = kube::discovery::pinned_kind(&self.client, &gvk).await.map_err(|e| match e {
-            kube::Error::Api(s) if s.code == 404 => Error::Precondition {
-                operation: format!("planning {}", describe(obj)),
-                message: format!("the cluster does not serve {kind} in {api_version}: install its CRD first"),
-            },
-            kube::Error::Discovery(_) => Error::Precondition {
-                operation: format!("planning {}", describe(obj)),
-                message: format!("the cluster does not serve {kind} in {api_version}: install its CRD first"),
-            },
-            other => kube_error(&format!("discovering {kind} in {api_version}"), other),
-        })?;
+        let (resource, caps) = kube::discovery::pinned_kind(&self.client, &gvk)
+            .await
+            .map_err(|e| match e {
+                kube::Error::Api(s) if s.code == 404 => Error::Precondition {
+                    operation: format!("planning {}", describe(obj)),
+                    message: format!(
+                        "the cluster does not serve {kind} in {api_version}: install its CRD first"
+                    ),
+                },
+                kube::Error::Discovery(_) => Error::Precondition {
+                    operation: format!("planning {}", describe(obj)),
+                    message: format!(
+                        "the cluster does not serve {kind} in {api_version}: install its CRD first"
+                    ),
+                },
+                other => kube_error(&format!("discovering {kind} in {api_version}"), other),
+            })?;
         let found = (resource, caps.scope);
         self.kinds.lock().await.insert(key, found.clone());
         Ok(found)
@@ -189,13 +233,19 @@ impl KubeClient {
 
     async fn api_for(&self, obj: &Value) -> Result<(Api<DynamicObject>, String)> {
         let (resource, scope) = self.resource(obj).await?;
-        let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let api = match scope {
             Scope::Namespaced => {
-                let ns = obj["metadata"]["namespace"].as_str().ok_or_else(|| Error::Precondition {
-                    operation: format!("planning {}", describe(obj)),
-                    message: "a namespaced object needs metadata.namespace".to_owned(),
-                })?;
+                let ns =
+                    obj["metadata"]["namespace"]
+                        .as_str()
+                        .ok_or_else(|| Error::Precondition {
+                            operation: format!("planning {}", describe(obj)),
+                            message: "a namespaced object needs metadata.namespace".to_owned(),
+                        })?;
                 Api::namespaced_with(self.client.clone(), ns, &resource)
             }
             Scope::Cluster => Api::all_with(self.client.clone(), &resource),
@@ -206,7 +256,10 @@ impl KubeClient {
     /// The live object, or `None`.
     pub async fn get(&self, obj: &Value) -> Result<Option<Value>> {
         let (api, name) = self.api_for(obj).await?;
-        let live = api.get_opt(&name).await.map_err(|e| kube_error(&format!("reading {}", describe(obj)), e))?;
+        let live = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| kube_error(&format!("reading {}", describe(obj)), e))?;
         Ok(live.map(|o| serde_json::to_value(o).unwrap_or(Value::Null)))
     }
 
@@ -215,8 +268,15 @@ impl KubeClient {
         let (api, name) = self.api_for(obj).await?;
         let mut params = PatchParams::apply(&self.field_manager).force();
         params.dry_run = dry_run;
-        let verb = if dry_run { "dry-run applying" } else { "applying" };
-        let result = api.patch(&name, &params, &Patch::Apply(obj)).await.map_err(|e| kube_error(&format!("{verb} {}", describe(obj)), e))?;
+        let verb = if dry_run {
+            "dry-run applying"
+        } else {
+            "applying"
+        };
+        let result = api
+            .patch(&name, &params, &Patch::Apply(obj))
+            .await
+            .map_err(|e| kube_error(&format!("{verb} {}", describe(obj)), e))?;
         Ok(serde_json::to_value(result).unwrap_or(Value::Null))
     }
 
@@ -246,7 +306,11 @@ impl KubeClient {
         match self.apply(desired, true).await {
             Ok(_) => Ok(()),
             // The namespace of a new object may itself be created earlier in the same plan.
-            Err(Error::Kube { status: 404, message, .. }) if message.contains("namespaces") => Ok(()),
+            Err(Error::Kube {
+                status: 404,
+                message,
+                ..
+            }) if message.contains("namespaces") => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -261,12 +325,19 @@ impl KubeClient {
         let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let crd = api.get_opt(name).await.map_err(|e| kube_error(&format!("reading CRD {name}"), e))?;
+            let crd = api
+                .get_opt(name)
+                .await
+                .map_err(|e| kube_error(&format!("reading CRD {name}"), e))?;
             let established = crd
                 .as_ref()
                 .and_then(|c| c.status.as_ref())
                 .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|conds| conds.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+                .is_some_and(|conds| {
+                    conds
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                });
             if established {
                 return Ok(());
             }
@@ -275,7 +346,11 @@ impl KubeClient {
                     operation: format!("waiting for CRD {name}"),
                     message: format!(
                         "{} after {}s: {}",
-                        if crd.is_some() { "not Established" } else { "not installed" },
+                        if crd.is_some() {
+                            "not Established"
+                        } else {
+                            "not installed"
+                        },
                         timeout.as_secs(),
                         "check that its operator was installed (Argo CD Application synced) and rerun"
                     ),
@@ -305,7 +380,13 @@ impl KubeClient {
     }
 
     /// A short-lived token for a service account (TokenRequest API), as ESO itself obtains one.
-    pub async fn token_request(&self, namespace: &str, name: &str, audiences: &[String], seconds: i64) -> Result<SecretString> {
+    pub async fn token_request(
+        &self,
+        namespace: &str,
+        name: &str,
+        audiences: &[String],
+        seconds: i64,
+    ) -> Result<SecretString> {
         let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
         let body = json!({
             "apiVersion": "authentication.k8s.io/v1",
@@ -315,8 +396,16 @@ impl KubeClient {
         let resp: Value = api
             .create_subresource("token", name, &PostParams::default(), &body)
             .await
-            .map_err(|e| kube_error(&format!("requesting a token for service account {namespace}/{name}"), e))?;
-        let token = resp["status"]["token"].as_str().unwrap_or_default().to_owned();
+            .map_err(|e| {
+                kube_error(
+                    &format!("requesting a token for service account {namespace}/{name}"),
+                    e,
+                )
+            })?;
+        let token = resp["status"]["token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         redact::register(&token);
         Ok(token.into())
     }
@@ -338,12 +427,18 @@ mod tests {
             "metadata": {"name": "x", "resourceVersion": "5", "uid": "u", "managedFields": [], "creationTimestamp": "t", "labels": {"a": "b"}},
             "status": {"phase": "Active"}
         });
-        assert_eq!(normalize(live), json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x", "labels": {"a": "b"}}}));
+        assert_eq!(
+            normalize(live),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x", "labels": {"a": "b"}}})
+        );
     }
 
     #[test]
     fn differing_keeps_only_changed_fields() {
-        let (b, a) = differing(&json!({"spec": {"x": 1, "y": 2}, "k": "same"}), &json!({"spec": {"x": 1, "y": 3}, "k": "same"}));
+        let (b, a) = differing(
+            &json!({"spec": {"x": 1, "y": 2}, "k": "same"}),
+            &json!({"spec": {"x": 1, "y": 3}, "k": "same"}),
+        );
         assert_eq!(b, json!({"spec": {"y": 2}}));
         assert_eq!(a, json!({"spec": {"y": 3}}));
     }

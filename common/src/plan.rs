@@ -50,11 +50,26 @@ impl<A> Change<A> {
     pub fn create(resource: &str, name: &str, after: Value, sensitive: &[&str], op: A) -> Self {
         let after = mask_fields(after, sensitive);
         let diff = describe_new(&after);
-        Self { action: Action::Create, resource: resource.to_owned(), name: name.to_owned(), diff, before: None, after: Some(after), op }
+        Self {
+            action: Action::Create,
+            resource: resource.to_owned(),
+            name: name.to_owned(),
+            diff,
+            before: None,
+            after: Some(after),
+            op,
+        }
     }
 
     /// An object to update; `before`/`after` hold only the fields we manage.
-    pub fn update(resource: &str, name: &str, before: Value, after: Value, sensitive: &[&str], op: A) -> Self {
+    pub fn update(
+        resource: &str,
+        name: &str,
+        before: Value,
+        after: Value,
+        sensitive: &[&str],
+        op: A,
+    ) -> Self {
         let before = mask_fields(before, sensitive);
         let after = mask_fields(after, sensitive);
         let diff = diff_values(&before, &after);
@@ -71,7 +86,15 @@ impl<A> Change<A> {
 
     pub fn delete(resource: &str, name: &str, before: Value, sensitive: &[&str], op: A) -> Self {
         let before = mask_fields(before, sensitive);
-        Self { action: Action::Delete, resource: resource.to_owned(), name: name.to_owned(), diff: Vec::new(), before: Some(before), after: None, op }
+        Self {
+            action: Action::Delete,
+            resource: resource.to_owned(),
+            name: name.to_owned(),
+            diff: Vec::new(),
+            before: Some(before),
+            after: None,
+            op,
+        }
     }
 
     /// The object's title, e.g. `vault policy ci-admin`.
@@ -97,7 +120,11 @@ pub struct Summary {
 
 impl<A> Plan<A> {
     pub fn new(phase: &str) -> Self {
-        Self { phase: phase.to_owned(), changes: Vec::new(), warnings: Vec::new() }
+        Self {
+            phase: phase.to_owned(),
+            changes: Vec::new(),
+            warnings: Vec::new(),
+        }
     }
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
@@ -110,7 +137,11 @@ impl<A> Plan<A> {
     }
     pub fn summary(&self) -> Summary {
         let count = |a| self.changes.iter().filter(|c| c.action == a).count();
-        Summary { create: count(Action::Create), update: count(Action::Update), delete: count(Action::Delete) }
+        Summary {
+            create: count(Action::Create),
+            update: count(Action::Update),
+            delete: count(Action::Delete),
+        }
     }
 }
 
@@ -132,7 +163,10 @@ impl<A> fmt::Display for Plan<A> {
         let s = self.summary();
         let mut out = String::new();
         if self.changes.is_empty() {
-            out.push_str(&format!("{}: no changes, everything is as desired\n", self.phase));
+            out.push_str(&format!(
+                "{}: no changes, everything is as desired\n",
+                self.phase
+            ));
         } else {
             out.push_str(&format!(
                 "{}: {} change(s): {} to create, {} to update, {} to delete\n",
@@ -143,7 +177,12 @@ impl<A> fmt::Display for Plan<A> {
                 s.delete
             ));
             for change in &self.changes {
-                out.push_str(&format!("  {} {} {}\n", change.action.symbol(), change.resource, change.name));
+                out.push_str(&format!(
+                    "  {} {} {}\n",
+                    change.action.symbol(),
+                    change.resource,
+                    change.name
+                ));
                 for line in &change.diff {
                     out.push_str(&format!("      {line}\n"));
                 }
@@ -170,7 +209,12 @@ pub fn mask_fields(value: Value, sensitive: &[&str]) -> Value {
                 })
                 .collect(),
         ),
-        Value::Array(items) => Value::Array(items.into_iter().map(|v| mask_fields(v, sensitive)).collect()),
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|v| mask_fields(v, sensitive))
+                .collect(),
+        ),
         other => other,
     }
 }
@@ -179,15 +223,22 @@ fn redact_json(value: Value) -> Value {
     match value {
         Value::String(s) => Value::String(redact::redact(&s)),
         Value::Array(items) => Value::Array(items.into_iter().map(redact_json).collect()),
-        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, redact_json(v))).collect()),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (k, redact_json(v))).collect())
+        }
         other => other,
     }
 }
 
 fn describe_new(after: &Value) -> Vec<String> {
     match after {
-        Value::Object(map) => map.iter().map(|(k, v)| format!("+ {k}: {}", short(v))).collect(),
-        Value::String(text) if text.contains('\n') => text.lines().map(|l| format!("+ {l}")).collect(),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| format!("+ {k}: {}", short(v)))
+            .collect(),
+        Value::String(text) if text.contains('\n') => {
+            text.lines().map(|l| format!("+ {l}")).collect()
+        }
         other => vec![format!("+ {}", short(other))],
     }
 }
@@ -222,7 +273,11 @@ fn diff_into(path: &str, before: &Value, after: &Value, out: &mut Vec<String>) {
         (Value::Object(b), Value::Object(a)) => {
             let keys: std::collections::BTreeSet<&String> = b.keys().chain(a.keys()).collect();
             for key in keys {
-                let child = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
                 match (b.get(key), a.get(key)) {
                     (Some(bv), Some(av)) => diff_into(&child, bv, av, out),
                     (None, Some(av)) => out.push(format!("+ {child}: {}", short(av))),
@@ -232,7 +287,11 @@ fn diff_into(path: &str, before: &Value, after: &Value, out: &mut Vec<String>) {
             }
         }
         (Value::String(b), Value::String(a)) if b.contains('\n') || a.contains('\n') => {
-            let label = if path.is_empty() { String::new() } else { format!("{path}: ") };
+            let label = if path.is_empty() {
+                String::new()
+            } else {
+                format!("{path}: ")
+            };
             let text_diff = similar::TextDiff::from_lines(b.as_str(), a.as_str());
             for change in text_diff.iter_all_changes() {
                 let sign = match change.tag() {
@@ -240,11 +299,18 @@ fn diff_into(path: &str, before: &Value, after: &Value, out: &mut Vec<String>) {
                     similar::ChangeTag::Insert => "+",
                     similar::ChangeTag::Equal => continue,
                 };
-                out.push(format!("{sign} {label}{}", change.value().trim_end_matches('\n')));
+                out.push(format!(
+                    "{sign} {label}{}",
+                    change.value().trim_end_matches('\n')
+                ));
             }
         }
         _ => {
-            let label = if path.is_empty() { "value".to_owned() } else { path.to_owned() };
+            let label = if path.is_empty() {
+                "value".to_owned()
+            } else {
+                path.to_owned()
+            };
             out.push(format!("~ {label}: {} -> {}", short(before), short(after)));
         }
     }
@@ -288,14 +354,37 @@ mod tests {
     #[test]
     fn sensitive_fields_never_render() {
         let mut plan = Plan::new("t");
-        plan.push(Change::create("vault kv", "ci/x", json!({"password": "hunter2-long", "user": "u"}), &["password"], ()));
-        plan.push(Change::update("cfg", "y", json!({"jwt": "old-jwt-value"}), json!({"jwt": "new-jwt-value"}), &["jwt"], ()));
+        plan.push(Change::create(
+            "vault kv",
+            "ci/x",
+            json!({"password": "hunter2-long", "user": "u"}),
+            &["password"],
+            (),
+        ));
+        plan.push(Change::update(
+            "cfg",
+            "y",
+            json!({"jwt": "old-jwt-value"}),
+            json!({"jwt": "new-jwt-value"}),
+            &["jwt"],
+            (),
+        ));
         let text = plan.to_string();
         let json = plan.to_json().to_string();
         for secret in ["hunter2-long", "old-jwt-value", "new-jwt-value"] {
-            assert!(!text.contains(secret) && !json.contains(secret), "{secret} leaked");
+            assert!(
+                !text.contains(secret) && !json.contains(secret),
+                "{secret} leaked"
+            );
         }
         assert!(text.contains("(sensitive)"));
-        assert_eq!(plan.summary(), Summary { create: 1, update: 1, delete: 0 });
+        assert_eq!(
+            plan.summary(),
+            Summary {
+                create: 1,
+                update: 1,
+                delete: 0
+            }
+        );
     }
 }

@@ -20,7 +20,9 @@ pub fn register(secret: &str) {
     if secret.len() < 6 {
         return;
     }
-    let mut secrets = registry().write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut secrets = registry()
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if !secrets.iter().any(|s| s == secret) {
         secrets.push(secret.to_owned());
         // Longest first, so a secret containing another is masked whole.
@@ -30,7 +32,9 @@ pub fn register(secret: &str) {
 
 /// Returns `text` with every registered secret replaced by [`MASK`].
 pub fn redact(text: &str) -> String {
-    let secrets = registry().read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let secrets = registry()
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut out = text.to_owned();
     for secret in secrets.iter() {
         if out.contains(secret.as_str()) {
@@ -70,7 +74,9 @@ mod tests {
     fn redacting_writer_masks_log_lines() {
         register("log-secret-123456");
         let mut buf = Vec::new();
-        RedactingWriter(&mut buf).write_all(b"GET with log-secret-123456\n").unwrap();
+        RedactingWriter(&mut buf)
+            .write_all(b"GET with log-secret-123456\n")
+            .unwrap();
         assert_eq!(String::from_utf8(buf).unwrap(), "GET with (sensitive)\n");
     }
 }

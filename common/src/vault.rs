@@ -69,7 +69,9 @@ pub struct VaultClient {
 
 fn fixes(addr: &str, source: &str) -> Fixes {
     Fixes {
-        unauthorized: format!("the Vault token from {source} is invalid or expired: use the root token or a token with the ci-admin policy"),
+        unauthorized: format!(
+            "the Vault token from {source} is invalid or expired: use the root token or a token with the ci-admin policy"
+        ),
         forbidden: format!(
             "the Vault token from {source} was refused (invalid, expired, or lacking rights): use the root token (.root_token of cluster/vault-init.json) or a token with the ci-admin policy"
         ),
@@ -87,7 +89,14 @@ impl VaultClient {
         let addr = cfg.require_url(env::VAULT_ADDR)?.to_owned();
         let credential = cfg.vault_token()?;
         let reqwest = build_reqwest(cfg)?;
-        Self::build(&addr, credential, reqwest, cfg.http_retries, cfg.ca_bundle.clone(), cfg.http_timeout)
+        Self::build(
+            &addr,
+            credential,
+            reqwest,
+            cfg.http_retries,
+            cfg.ca_bundle.clone(),
+            cfg.http_timeout,
+        )
     }
 
     fn build(
@@ -111,16 +120,38 @@ impl VaultClient {
             .verify(true)
             .ca_certs(cfg_ca.iter().map(|p| p.display().to_string()).collect())
             .timeout(Some(timeout));
-        let settings = settings.build().map_err(|e| Error::Config(format!("Vault client settings: {e}")))?;
-        let sdk = SdkClient::new(settings).map_err(|e| Error::Config(format!("Vault client: {e}")))?;
-        Ok(Self { api, anonymous, sdk: std::sync::Arc::new(sdk), addr: addr.to_owned(), credential, cfg_ca, reqwest, retries })
+        let settings = settings
+            .build()
+            .map_err(|e| Error::Config(format!("Vault client settings: {e}")))?;
+        let sdk =
+            SdkClient::new(settings).map_err(|e| Error::Config(format!("Vault client: {e}")))?;
+        Ok(Self {
+            api,
+            anonymous,
+            sdk: std::sync::Arc::new(sdk),
+            addr: addr.to_owned(),
+            credential,
+            cfg_ca,
+            reqwest,
+            retries,
+        })
     }
 
     /// A client for the same server acting with another token (e.g. one just obtained by a login).
     pub fn with_token(&self, token: &SecretString, source: &str) -> Result<Self> {
-        let credential = Credential { value: token.clone(), source: source.to_owned() };
+        let credential = Credential {
+            value: token.clone(),
+            source: source.to_owned(),
+        };
         redact::register(expose(&credential));
-        Self::build(&self.addr, credential, self.reqwest.clone(), self.retries, self.cfg_ca.clone(), std::time::Duration::from_secs(30))
+        Self::build(
+            &self.addr,
+            credential,
+            self.reqwest.clone(),
+            self.retries,
+            self.cfg_ca.clone(),
+            std::time::Duration::from_secs(30),
+        )
     }
 
     pub fn addr(&self) -> &str {
@@ -148,23 +179,49 @@ impl VaultClient {
 
     /// Writes `body` to `path` (Vault writes are upserts, so they are retried).
     pub async fn write(&self, operation: &str, path: &str, body: &Value) -> Result<Option<Value>> {
-        let resp = self.api.call(operation, Method::POST, &Self::v1(path), Some(body), Retry::Safe).await?;
+        let resp = self
+            .api
+            .call(
+                operation,
+                Method::POST,
+                &Self::v1(path),
+                Some(body),
+                Retry::Safe,
+            )
+            .await?;
         if resp.body.trim().is_empty() {
             return Ok(None);
         }
-        resp.json(SERVICE, operation, &self.api.url(&Self::v1(path))).map(Some)
+        resp.json(SERVICE, operation, &self.api.url(&Self::v1(path)))
+            .map(Some)
     }
 
     /// LIST `path`; empty when nothing is there.
     pub async fn list(&self, operation: &str, path: &str) -> Result<Vec<String>> {
         let method = Method::from_bytes(b"LIST").expect("LIST is a valid method token");
-        let resp = self.api.send(operation, method.clone(), &Self::v1(path), None, Retry::Safe).await?;
+        let resp = self
+            .api
+            .send(
+                operation,
+                method.clone(),
+                &Self::v1(path),
+                None,
+                Retry::Safe,
+            )
+            .await?;
         if resp.status == reqwest::StatusCode::NOT_FOUND {
             return Ok(Vec::new());
         }
         let resp = self.api.expect(operation, &method, &Self::v1(path), resp)?;
         let body: Value = resp.json(SERVICE, operation, &self.api.url(&Self::v1(path)))?;
-        Ok(body["data"]["keys"].as_array().map(|k| k.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect()).unwrap_or_default())
+        Ok(body["data"]["keys"]
+            .as_array()
+            .map(|k| {
+                k.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     // ----- sys/auth, sys/mounts, sys/audit ------------------------------------------------------
@@ -192,12 +249,22 @@ impl VaultClient {
     }
 
     pub async fn enable_auth(&self, path: &str, kind: &str, description: &str) -> Result<()> {
-        self.write(&format!("enabling auth method {kind} at {path}"), &format!("sys/auth/{path}"), &json!({"type": kind, "description": description}))
-            .await
-            .map(drop)
+        self.write(
+            &format!("enabling auth method {kind} at {path}"),
+            &format!("sys/auth/{path}"),
+            &json!({"type": kind, "description": description}),
+        )
+        .await
+        .map(drop)
     }
 
-    pub async fn enable_secrets(&self, path: &str, kind: &str, options: &BTreeMap<String, String>, description: &str) -> Result<()> {
+    pub async fn enable_secrets(
+        &self,
+        path: &str,
+        kind: &str,
+        options: &BTreeMap<String, String>,
+        description: &str,
+    ) -> Result<()> {
         self.write(
             &format!("enabling secrets engine {kind} at {path}"),
             &format!("sys/mounts/{path}"),
@@ -209,14 +276,30 @@ impl VaultClient {
 
     /// Enabled audit devices keyed by path (`cicd/`). Needs a sudo-capable token.
     pub async fn audit_devices(&self) -> Result<BTreeMap<String, AuditDevice>> {
-        let data = self.read("list audit devices", "sys/audit").await?.unwrap_or(Value::Null);
+        let data = self
+            .read("list audit devices", "sys/audit")
+            .await?
+            .unwrap_or(Value::Null);
         Ok(data
             .as_object()
-            .map(|m| m.iter().filter_map(|(k, v)| serde_json::from_value(v.clone()).ok().map(|d| (k.clone(), d))).collect())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| {
+                        serde_json::from_value(v.clone())
+                            .ok()
+                            .map(|d| (k.clone(), d))
+                    })
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
-    pub async fn enable_audit(&self, path: &str, kind: &str, options: &BTreeMap<String, String>) -> Result<()> {
+    pub async fn enable_audit(
+        &self,
+        path: &str,
+        kind: &str,
+        options: &BTreeMap<String, String>,
+    ) -> Result<()> {
         self.api
             .call(
                 &format!("enabling audit device {kind} at {path}"),
@@ -237,14 +320,23 @@ impl VaultClient {
         match vaultrs::sys::policy::read(self.sdk.as_ref(), name).await {
             Ok(resp) => Ok(Some(resp.rules)),
             Err(e) if sdk_status(&e) == Some(404) => Ok(None),
-            Err(e) => Err(self.sdk_error(&operation, "GET", &format!("sys/policies/acl/{name}"), e)),
+            Err(e) => {
+                Err(self.sdk_error(&operation, "GET", &format!("sys/policies/acl/{name}"), e))
+            }
         }
     }
 
     pub async fn put_policy(&self, name: &str, text: &str) -> Result<()> {
         vaultrs::sys::policy::set(self.sdk.as_ref(), name, text)
             .await
-            .map_err(|e| self.sdk_error(&format!("writing policy {name}"), "PUT", &format!("sys/policies/acl/{name}"), e))
+            .map_err(|e| {
+                self.sdk_error(
+                    &format!("writing policy {name}"),
+                    "PUT",
+                    &format!("sys/policies/acl/{name}"),
+                    e,
+                )
+            })
     }
 
     // ----- KV v2 (vaultrs) ---------------------------------------------------------------------
@@ -254,39 +346,89 @@ impl VaultClient {
         match vaultrs::kv2::read_metadata(self.sdk.as_ref(), mount, path).await {
             Ok(meta) => {
                 let current = meta.versions.get(&meta.current_version.to_string());
-                let current_deleted = current.is_none_or(|v| v.destroyed || !v.deletion_time.is_empty());
+                let current_deleted =
+                    current.is_none_or(|v| v.destroyed || !v.deletion_time.is_empty());
                 Ok(Some(KvMetadata {
                     current_version: meta.current_version,
-                    custom_metadata: meta.custom_metadata.unwrap_or_default().into_iter().collect(),
+                    custom_metadata: meta
+                        .custom_metadata
+                        .unwrap_or_default()
+                        .into_iter()
+                        .collect(),
                     current_deleted,
                 }))
             }
             Err(e) if sdk_status(&e) == Some(404) => Ok(None),
-            Err(e) => Err(self.sdk_error(&format!("reading KV metadata of {mount}/{path}"), "GET", &format!("{mount}/metadata/{path}"), e)),
+            Err(e) => Err(self.sdk_error(
+                &format!("reading KV metadata of {mount}/{path}"),
+                "GET",
+                &format!("{mount}/metadata/{path}"),
+                e,
+            )),
         }
     }
 
     /// Reads the current data of a KV v2 secret.
-    pub async fn kv2_read(&self, mount: &str, path: &str) -> Result<Option<BTreeMap<String, Value>>> {
+    pub async fn kv2_read(
+        &self,
+        mount: &str,
+        path: &str,
+    ) -> Result<Option<BTreeMap<String, Value>>> {
         match vaultrs::kv2::read::<BTreeMap<String, Value>>(self.sdk.as_ref(), mount, path).await {
             Ok(data) => Ok(Some(data)),
             Err(e) if sdk_status(&e) == Some(404) => Ok(None),
-            Err(e) => Err(self.sdk_error(&format!("reading secret {mount}/{path}"), "GET", &format!("{mount}/data/{path}"), e)),
+            Err(e) => Err(self.sdk_error(
+                &format!("reading secret {mount}/{path}"),
+                "GET",
+                &format!("{mount}/data/{path}"),
+                e,
+            )),
         }
     }
 
     /// Writes a KV v2 secret only if it does not exist yet (check-and-set 0: never overwrites),
     /// then sets its custom metadata.
-    pub async fn kv2_create(&self, mount: &str, path: &str, data: &BTreeMap<String, String>, custom_metadata: &BTreeMap<String, String>) -> Result<()> {
-        vaultrs::kv2::set_with_options(self.sdk.as_ref(), mount, path, data, vaultrs::api::kv2::requests::SetSecretRequestOptions { cas: 0 })
-            .await
-            .map_err(|e| self.sdk_error(&format!("creating secret {mount}/{path}"), "POST", &format!("{mount}/data/{path}"), e))?;
+    pub async fn kv2_create(
+        &self,
+        mount: &str,
+        path: &str,
+        data: &BTreeMap<String, String>,
+        custom_metadata: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        vaultrs::kv2::set_with_options(
+            self.sdk.as_ref(),
+            mount,
+            path,
+            data,
+            vaultrs::api::kv2::requests::SetSecretRequestOptions { cas: 0 },
+        )
+        .await
+        .map_err(|e| {
+            self.sdk_error(
+                &format!("creating secret {mount}/{path}"),
+                "POST",
+                &format!("{mount}/data/{path}"),
+                e,
+            )
+        })?;
         if !custom_metadata.is_empty() {
             let mut builder = vaultrs::api::kv2::requests::SetSecretMetadataRequest::builder();
-            builder.custom_metadata(custom_metadata.clone().into_iter().collect::<HashMap<_, _>>());
+            builder.custom_metadata(
+                custom_metadata
+                    .clone()
+                    .into_iter()
+                    .collect::<HashMap<_, _>>(),
+            );
             vaultrs::kv2::set_metadata(self.sdk.as_ref(), mount, path, Some(&mut builder))
                 .await
-                .map_err(|e| self.sdk_error(&format!("labelling secret {mount}/{path}"), "POST", &format!("{mount}/metadata/{path}"), e))?;
+                .map_err(|e| {
+                    self.sdk_error(
+                        &format!("labelling secret {mount}/{path}"),
+                        "POST",
+                        &format!("{mount}/metadata/{path}"),
+                        e,
+                    )
+                })?;
         }
         Ok(())
     }
@@ -296,7 +438,10 @@ impl VaultClient {
     /// The key's type (`ecdsa-p256`, …), or `None` when it does not exist.
     pub async fn transit_key_type(&self, mount: &str, name: &str) -> Result<Option<String>> {
         Ok(self
-            .read(&format!("reading transit key {name}"), &format!("{mount}/keys/{name}"))
+            .read(
+                &format!("reading transit key {name}"),
+                &format!("{mount}/keys/{name}"),
+            )
             .await?
             .map(|d| d["type"].as_str().unwrap_or_default().to_owned()))
     }
@@ -304,10 +449,18 @@ impl VaultClient {
     /// Creates a non-exportable ECDSA P-256 signing key (what cosign's `hashivault://` uses).
     pub async fn create_signing_key(&self, mount: &str, name: &str) -> Result<()> {
         let mut opts = vaultrs::api::transit::requests::CreateKeyRequest::builder();
-        opts.key_type(vaultrs::api::transit::KeyType::EcdsaP256).exportable(false);
+        opts.key_type(vaultrs::api::transit::KeyType::EcdsaP256)
+            .exportable(false);
         vaultrs::transit::key::create(self.sdk.as_ref(), mount, name, Some(&mut opts))
             .await
-            .map_err(|e| self.sdk_error(&format!("creating transit key {name}"), "POST", &format!("{mount}/keys/{name}"), e))
+            .map_err(|e| {
+                self.sdk_error(
+                    &format!("creating transit key {name}"),
+                    "POST",
+                    &format!("{mount}/keys/{name}"),
+                    e,
+                )
+            })
     }
 
     // ----- logins ----------------------------------------------------------------------------------
@@ -316,40 +469,96 @@ impl VaultClient {
     pub async fn login(&self, mount: &str, role: &str, jwt: &str) -> Result<Login> {
         let path = Self::v1(&format!("auth/{mount}/login"));
         let operation = format!("logging in as role {role} at auth/{mount}");
-        let resp = self.anonymous.send(&operation, Method::POST, &path, Some(&json!({"role": role, "jwt": jwt})), Retry::Safe).await?;
-        let resp = self.anonymous.expect(&operation, &Method::POST, &path, resp).map_err(|e| match e {
-            // A refused login is about the presented JWT, not our admin token: drop the admin fix.
-            Error::Api { service, operation, method, url, status, body, .. } => {
-                Error::Api { service, operation, method, url, status, body, fix: String::new() }
-            }
-            other => other,
-        })?;
+        let resp = self
+            .anonymous
+            .send(
+                &operation,
+                Method::POST,
+                &path,
+                Some(&json!({"role": role, "jwt": jwt})),
+                Retry::Safe,
+            )
+            .await?;
+        let resp = self
+            .anonymous
+            .expect(&operation, &Method::POST, &path, resp)
+            .map_err(|e| match e {
+                // A refused login is about the presented JWT, not our admin token: drop the admin fix.
+                Error::Api {
+                    service,
+                    operation,
+                    method,
+                    url,
+                    status,
+                    body,
+                    ..
+                } => Error::Api {
+                    service,
+                    operation,
+                    method,
+                    url,
+                    status,
+                    body,
+                    fix: String::new(),
+                },
+                other => other,
+            })?;
         let body: Value = resp.json(SERVICE, &operation, &self.api.url(&path))?;
-        let token = body["auth"]["client_token"].as_str().ok_or_else(|| Error::Decode {
-            service: SERVICE,
-            operation: operation.clone(),
-            url: self.api.url(&path),
-            cause: "no auth.client_token in the answer".to_owned(),
-        })?;
+        let token = body["auth"]["client_token"]
+            .as_str()
+            .ok_or_else(|| Error::Decode {
+                service: SERVICE,
+                operation: operation.clone(),
+                url: self.api.url(&path),
+                cause: "no auth.client_token in the answer".to_owned(),
+            })?;
         redact::register(token);
         let policies = body["auth"]["policies"]
             .as_array()
-            .map(|p| p.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+            .map(|p| {
+                p.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
-        Ok(Login { token: token.to_owned().into(), policies })
+        Ok(Login {
+            token: token.to_owned().into(),
+            policies,
+        })
     }
 
     /// Capabilities of this client's token on `path` (`sys/capabilities-self`).
     pub async fn capabilities(&self, path: &str) -> Result<Vec<String>> {
         let resp = self
-            .write(&format!("checking capabilities on {path}"), "sys/capabilities-self", &json!({"paths": [path]}))
+            .write(
+                &format!("checking capabilities on {path}"),
+                "sys/capabilities-self",
+                &json!({"paths": [path]}),
+            )
             .await?
             .unwrap_or(Value::Null);
-        let caps = resp.get(path).or_else(|| resp.get("capabilities")).cloned().unwrap_or(Value::Null);
-        Ok(caps.as_array().map(|c| c.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect()).unwrap_or_default())
+        let caps = resp
+            .get(path)
+            .or_else(|| resp.get("capabilities"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        Ok(caps
+            .as_array()
+            .map(|c| {
+                c.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
-    fn sdk_error(&self, operation: &str, method: &str, path: &str, e: vaultrs::error::ClientError) -> Error {
+    fn sdk_error(
+        &self,
+        operation: &str,
+        method: &str,
+        path: &str,
+        e: vaultrs::error::ClientError,
+    ) -> Error {
         let url = format!("{}/v1/{path}", self.addr);
         let f = fixes(&self.addr, &self.credential.source);
         match sdk_status(&e) {
@@ -360,7 +569,9 @@ impl VaultClient {
                 url,
                 status,
                 body: match &e {
-                    vaultrs::error::ClientError::APIError { errors, .. } => short_body(&errors.join("; ")),
+                    vaultrs::error::ClientError::APIError { errors, .. } => {
+                        short_body(&errors.join("; "))
+                    }
                     other => short_body(&other.to_string()),
                 },
                 fix: match status {
@@ -384,9 +595,9 @@ impl VaultClient {
 fn sdk_status(e: &vaultrs::error::ClientError) -> Option<u16> {
     match e {
         vaultrs::error::ClientError::APIError { code, .. } => Some(*code),
-        vaultrs::error::ClientError::RestClientError { source: rustify::errors::ClientError::ServerResponseError { code, .. } } => {
-            Some(*code)
-        }
+        vaultrs::error::ClientError::RestClientError {
+            source: rustify::errors::ClientError::ServerResponseError { code, .. },
+        } => Some(*code),
         _ => None,
     }
 }

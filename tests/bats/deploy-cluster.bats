@@ -6,6 +6,9 @@ setup() {
   DRIVER="$ROOT/scripts/deploy-cluster.sh"
   export CICD_BIN_DIR="$BATS_TEST_TMPDIR/bin"
   export CALLS="$BATS_TEST_TMPDIR/calls.log"
+  # A configured platform (otherwise the driver falls back to the local sandbox).
+  export CICD_ENV_FILE="$BATS_TEST_TMPDIR/platform.env"
+  : > "$CICD_ENV_FILE"
   mkdir -p "$CICD_BIN_DIR"
   : > "$CALLS"
   for crate in gitlab-harden vault-cicd ci-templates argo-delivery security-setup obs-setup demo-apps; do
@@ -132,4 +135,10 @@ gitlab-harden apply" ]
   [[ "$output" == *"phase 18 demo-apps: skipped (DEPLOY_DEMO_APPS=false)"* ]]
   [ "$(cat "$CALLS")" = "argo-delivery apply
 obs-setup apply" ]
+}
+
+@test "with no cluster configured the driver says it uses the sandbox" {
+  unset CICD_ENV_FILE
+  KUBECONFIG=/nonexistent run "$DRIVER" --only 13 --plan
+  [[ "$output" == *"no cluster configured"* ]]
 }

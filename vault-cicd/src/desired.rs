@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use common::kube::owned_labels;
 use serde_json::{Value, json};
 
-use crate::settings::{JWT_MOUNT, K8S_MOUNT, KV_MOUNT, SIGNING_KEY, Settings, TRANSIT_MOUNT, TokenReviewer, list};
+use crate::settings::{
+    JWT_MOUNT, K8S_MOUNT, KV_MOUNT, SIGNING_KEY, Settings, TRANSIT_MOUNT, TokenReviewer, list,
+};
 
 pub const PHASE: &str = "13";
 /// What a placeholder secret value says; `custom_metadata.placeholder=true` marks it too, so
@@ -14,12 +16,27 @@ pub const PLACEHOLDER: &str = "PLACEHOLDER: set me (created by cicd-buildout pha
 
 /// The ACL policies, kept as `.hcl` files in the crate.
 pub const POLICIES: &[(&str, &str)] = &[
-    ("ci-read-secrets", include_str!("../policies/ci-read-secrets.hcl")),
-    ("ci-sign-images", include_str!("../policies/ci-sign-images.hcl")),
-    ("argocd-secrets", include_str!("../policies/argocd-secrets.hcl")),
+    (
+        "ci-read-secrets",
+        include_str!("../policies/ci-read-secrets.hcl"),
+    ),
+    (
+        "ci-sign-images",
+        include_str!("../policies/ci-sign-images.hcl"),
+    ),
+    (
+        "argocd-secrets",
+        include_str!("../policies/argocd-secrets.hcl"),
+    ),
     ("ci-admin", include_str!("../policies/ci-admin.hcl")),
-    ("security-audit", include_str!("../policies/security-audit.hcl")),
-    ("external-secrets", include_str!("../policies/external-secrets.hcl")),
+    (
+        "security-audit",
+        include_str!("../policies/security-audit.hcl"),
+    ),
+    (
+        "external-secrets",
+        include_str!("../policies/external-secrets.hcl"),
+    ),
 ];
 
 /// A secrets engine or auth method to mount.
@@ -89,7 +106,10 @@ fn mount(path: &str, kind: &str, options: &[(&str, &str)], description: &str) ->
     MountSpec {
         path: path.into(),
         kind: kind.into(),
-        options: options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        options: options
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
         description: description.into(),
     }
 }
@@ -98,7 +118,10 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
     let s = inputs.settings;
     let project_paths = list(&s.vault_ci_project_paths);
     let refs = list(&s.vault_ci_refs);
-    let audience = s.vault_jwt_audience.clone().unwrap_or_else(|| inputs.vault_addr.to_owned());
+    let audience = s
+        .vault_jwt_audience
+        .clone()
+        .unwrap_or_else(|| inputs.vault_addr.to_owned());
     let services = list(&s.vault_ci_services);
 
     let mut jwt_config = json!({
@@ -167,27 +190,80 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
         "token_max_ttl": 3600,
     });
     let documents = vec![
-        doc(&format!("auth/{JWT_MOUNT}/config"), "vault jwt config", JWT_MOUNT, jwt_config),
-        doc(&format!("auth/{JWT_MOUNT}/role/gitlab-ci"), "vault jwt role", "gitlab-ci", gitlab_ci),
-        doc(&format!("auth/{JWT_MOUNT}/role/gitlab-ci-sign"), "vault jwt role", "gitlab-ci-sign", gitlab_ci_sign),
-        doc(&format!("auth/{K8S_MOUNT}/config"), "vault kubernetes config", K8S_MOUNT, k8s_config),
-        doc(&format!("auth/{K8S_MOUNT}/role/external-secrets"), "vault kubernetes role", "external-secrets", eso_role),
-        doc(&format!("auth/{K8S_MOUNT}/role/argocd"), "vault kubernetes role", "argocd", argocd_role),
+        doc(
+            &format!("auth/{JWT_MOUNT}/config"),
+            "vault jwt config",
+            JWT_MOUNT,
+            jwt_config,
+        ),
+        doc(
+            &format!("auth/{JWT_MOUNT}/role/gitlab-ci"),
+            "vault jwt role",
+            "gitlab-ci",
+            gitlab_ci,
+        ),
+        doc(
+            &format!("auth/{JWT_MOUNT}/role/gitlab-ci-sign"),
+            "vault jwt role",
+            "gitlab-ci-sign",
+            gitlab_ci_sign,
+        ),
+        doc(
+            &format!("auth/{K8S_MOUNT}/config"),
+            "vault kubernetes config",
+            K8S_MOUNT,
+            k8s_config,
+        ),
+        doc(
+            &format!("auth/{K8S_MOUNT}/role/external-secrets"),
+            "vault kubernetes role",
+            "external-secrets",
+            eso_role,
+        ),
+        doc(
+            &format!("auth/{K8S_MOUNT}/role/argocd"),
+            "vault kubernetes role",
+            "argocd",
+            argocd_role,
+        ),
     ];
 
-    let placeholder = |keys: &[&str]| -> BTreeMap<String, String> { keys.iter().map(|k| ((*k).to_owned(), PLACEHOLDER.to_owned())).collect() };
+    let placeholder = |keys: &[&str]| -> BTreeMap<String, String> {
+        keys.iter()
+            .map(|k| ((*k).to_owned(), PLACEHOLDER.to_owned()))
+            .collect()
+    };
     let mut kv_seeds = vec![
-        KvSeed { path: "ci/harbor-credentials".into(), data: placeholder(&["username", "password"]), placeholder: true },
-        match inputs.gitlab_token {
-            Some(token) => KvSeed { path: "ci/gitlab-api-token".into(), data: [("token".to_owned(), token.to_owned())].into(), placeholder: false },
-            None => KvSeed { path: "ci/gitlab-api-token".into(), data: placeholder(&["token"]), placeholder: true },
+        KvSeed {
+            path: "ci/harbor-credentials".into(),
+            data: placeholder(&["username", "password"]),
+            placeholder: true,
         },
-        KvSeed { path: "ci/sonarqube-token".into(), data: placeholder(&["token"]), placeholder: true },
+        match inputs.gitlab_token {
+            Some(token) => KvSeed {
+                path: "ci/gitlab-api-token".into(),
+                data: [("token".to_owned(), token.to_owned())].into(),
+                placeholder: false,
+            },
+            None => KvSeed {
+                path: "ci/gitlab-api-token".into(),
+                data: placeholder(&["token"]),
+                placeholder: true,
+            },
+        },
+        KvSeed {
+            path: "ci/sonarqube-token".into(),
+            data: placeholder(&["token"]),
+            placeholder: true,
+        },
         // Not a secret: where the signing key lives (the key itself never leaves transit).
         KvSeed {
             path: "ci/signing-key".into(),
             data: [
-                ("cosign_key".to_owned(), format!("hashivault://{SIGNING_KEY}")),
+                (
+                    "cosign_key".to_owned(),
+                    format!("hashivault://{SIGNING_KEY}"),
+                ),
                 ("transit_mount".to_owned(), TRANSIT_MOUNT.to_owned()),
                 ("key_name".to_owned(), SIGNING_KEY.to_owned()),
             ]
@@ -196,29 +272,63 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
         },
     ];
     for service in &services {
-        kv_seeds.push(KvSeed { path: format!("services/{service}"), data: placeholder(&["database-url", "api-keys", "encryption-keys"]), placeholder: true });
+        kv_seeds.push(KvSeed {
+            path: format!("services/{service}"),
+            data: placeholder(&["database-url", "api-keys", "encryption-keys"]),
+            placeholder: true,
+        });
     }
 
     Desired {
         secret_engines: vec![
-            mount(KV_MOUNT, "kv", &[("version", "2")], "CI/CD and service secrets (cicd-buildout)"),
-            mount(TRANSIT_MOUNT, "transit", &[], "Image signing keys (cicd-buildout)"),
+            mount(
+                KV_MOUNT,
+                "kv",
+                &[("version", "2")],
+                "CI/CD and service secrets (cicd-buildout)",
+            ),
+            mount(
+                TRANSIT_MOUNT,
+                "transit",
+                &[],
+                "Image signing keys (cicd-buildout)",
+            ),
         ],
         auth_methods: vec![
             mount(JWT_MOUNT, "jwt", &[], "GitLab CI id_tokens (cicd-buildout)"),
-            mount(K8S_MOUNT, "kubernetes", &[], "Kubernetes service accounts (cicd-buildout)"),
+            mount(
+                K8S_MOUNT,
+                "kubernetes",
+                &[],
+                "Kubernetes service accounts (cicd-buildout)",
+            ),
         ],
-        policies: POLICIES.iter().map(|(n, t)| ((*n).to_owned(), (*t).to_owned())).collect(),
+        policies: POLICIES
+            .iter()
+            .map(|(n, t)| ((*n).to_owned(), (*t).to_owned()))
+            .collect(),
         documents,
         signing_key: (TRANSIT_MOUNT.to_owned(), SIGNING_KEY.to_owned()),
         kv_seeds,
-        audit: AuditSpec { path: "cicd".into(), kind: "file".into(), file_path: s.vault_audit_file_path.clone() },
-        kube_objects: kube_objects(inputs, services.first().map_or("example-service", String::as_str)),
+        audit: AuditSpec {
+            path: "cicd".into(),
+            kind: "file".into(),
+            file_path: s.vault_audit_file_path.clone(),
+        },
+        kube_objects: kube_objects(
+            inputs,
+            services.first().map_or("example-service", String::as_str),
+        ),
     }
 }
 
 fn doc(path: &str, resource: &'static str, name: &str, body: Value) -> VaultDocument {
-    VaultDocument { path: path.into(), resource, name: name.into(), body }
+    VaultDocument {
+        path: path.into(),
+        resource,
+        name: name.into(),
+        body,
+    }
 }
 
 pub const CSS_CRD: &str = "clustersecretstores.external-secrets.io";
@@ -229,7 +339,9 @@ fn kube_objects(inputs: &Inputs<'_>, example_service: &str) -> Vec<(Value, Optio
     let s = inputs.settings;
     let labels = owned_labels(PHASE);
     let reviewers: Vec<Value> = match s.vault_k8s_token_reviewer {
-        TokenReviewer::Vault => vec![json!({"kind": "ServiceAccount", "name": s.vault_k8s_service_account, "namespace": s.vault_k8s_namespace})],
+        TokenReviewer::Vault => vec![
+            json!({"kind": "ServiceAccount", "name": s.vault_k8s_service_account, "namespace": s.vault_k8s_namespace}),
+        ],
         TokenReviewer::Client => vec![
             json!({"kind": "ServiceAccount", "name": s.eso_service_account, "namespace": s.eso_namespace}),
             json!({"kind": "ServiceAccount", "name": "argocd-server", "namespace": "argocd"}),
@@ -237,7 +349,10 @@ fn kube_objects(inputs: &Inputs<'_>, example_service: &str) -> Vec<(Value, Optio
         ],
     };
     let mut objects = vec![
-        (json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": s.eso_namespace, "labels": labels}}), None),
+        (
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": s.eso_namespace, "labels": labels}}),
+            None,
+        ),
         (
             json!({
                 "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
@@ -247,7 +362,10 @@ fn kube_objects(inputs: &Inputs<'_>, example_service: &str) -> Vec<(Value, Optio
             }),
             None,
         ),
-        (eso_application(s, &labels), Some(APPLICATION_CRD.to_owned())),
+        (
+            eso_application(s, &labels),
+            Some(APPLICATION_CRD.to_owned()),
+        ),
     ];
     let mut vault_provider = json!({
         "server": s.eso_vault_server.clone().unwrap_or_else(|| inputs.vault_addr.to_owned()),
@@ -335,7 +453,14 @@ mod tests {
     }
 
     fn inputs(s: &Settings) -> Inputs<'_> {
-        Inputs { settings: s, gitlab_url: "https://gitlab.example.org", vault_addr: "https://vault.example.org", gitlab_token: None, k8s_ca_pem: None, platform_ca_pem: None }
+        Inputs {
+            settings: s,
+            gitlab_url: "https://gitlab.example.org",
+            vault_addr: "https://vault.example.org",
+            gitlab_token: None,
+            k8s_ca_pem: None,
+            platform_ca_pem: None,
+        }
     }
 
     #[test]
@@ -343,21 +468,51 @@ mod tests {
         let s = settings();
         let d = desired(&inputs(&s));
         let role = d.documents.iter().find(|d| d.name == "gitlab-ci").unwrap();
-        assert_eq!(role.body["bound_claims"]["project_path"], json!(["platform_services/*"]));
+        assert_eq!(
+            role.body["bound_claims"]["project_path"],
+            json!(["platform_services/*"])
+        );
         assert_eq!(role.body["bound_claims"]["ref"], json!(["main"]));
         assert_eq!(role.body["bound_claims"]["ref_protected"], json!(["true"]));
-        assert_eq!(role.body["bound_audiences"], json!(["https://vault.example.org"]));
+        assert_eq!(
+            role.body["bound_audiences"],
+            json!(["https://vault.example.org"])
+        );
         assert_eq!(role.body["token_ttl"], json!(3600));
-        let sign = d.documents.iter().find(|d| d.name == "gitlab-ci-sign").unwrap();
-        assert!(sign.body["bound_claims"].get("ref").is_none(), "any protected ref may sign");
-        let config = d.documents.iter().find(|d| d.resource == "vault jwt config").unwrap();
-        assert_eq!(config.body["jwks_url"], json!("https://gitlab.example.org/-/jwks"));
+        let sign = d
+            .documents
+            .iter()
+            .find(|d| d.name == "gitlab-ci-sign")
+            .unwrap();
+        assert!(
+            sign.body["bound_claims"].get("ref").is_none(),
+            "any protected ref may sign"
+        );
+        let config = d
+            .documents
+            .iter()
+            .find(|d| d.resource == "vault jwt config")
+            .unwrap();
+        assert_eq!(
+            config.body["jwks_url"],
+            json!("https://gitlab.example.org/-/jwks")
+        );
     }
 
     #[test]
     fn every_policy_is_present_and_non_empty() {
         let names: Vec<&str> = POLICIES.iter().map(|(n, _)| *n).collect();
-        assert_eq!(names, ["ci-read-secrets", "ci-sign-images", "argocd-secrets", "ci-admin", "security-audit", "external-secrets"]);
+        assert_eq!(
+            names,
+            [
+                "ci-read-secrets",
+                "ci-sign-images",
+                "argocd-secrets",
+                "ci-admin",
+                "security-audit",
+                "external-secrets"
+            ]
+        );
         assert!(POLICIES.iter().all(|(_, t)| t.contains("path \"")));
     }
 
@@ -367,19 +522,40 @@ mod tests {
         let mut i = inputs(&s);
         i.gitlab_token = Some("glpat-known");
         let d = desired(&i);
-        let token = d.kv_seeds.iter().find(|k| k.path == "ci/gitlab-api-token").unwrap();
+        let token = d
+            .kv_seeds
+            .iter()
+            .find(|k| k.path == "ci/gitlab-api-token")
+            .unwrap();
         assert!(!token.placeholder);
-        let harbor = d.kv_seeds.iter().find(|k| k.path == "ci/harbor-credentials").unwrap();
+        let harbor = d
+            .kv_seeds
+            .iter()
+            .find(|k| k.path == "ci/harbor-credentials")
+            .unwrap();
         assert!(harbor.placeholder && harbor.data.values().all(|v| v == PLACEHOLDER));
-        assert!(d.kv_seeds.iter().any(|k| k.path == "services/example-service"));
+        assert!(
+            d.kv_seeds
+                .iter()
+                .any(|k| k.path == "services/example-service")
+        );
     }
 
     #[test]
     fn cluster_secret_store_names_the_service_account_namespace() {
         let s = settings();
         let d = desired(&inputs(&s));
-        let css = d.kube_objects.iter().find(|(o, _)| o["kind"] == "ClusterSecretStore").unwrap();
-        assert_eq!(css.0["spec"]["provider"]["vault"]["auth"]["kubernetes"]["serviceAccountRef"]["namespace"], json!("external-secrets"));
-        assert!(d.kube_objects.iter().all(|(o, _)| o["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "cicd-buildout"));
+        let css = d
+            .kube_objects
+            .iter()
+            .find(|(o, _)| o["kind"] == "ClusterSecretStore")
+            .unwrap();
+        assert_eq!(
+            css.0["spec"]["provider"]["vault"]["auth"]["kubernetes"]["serviceAccountRef"]["namespace"],
+            json!("external-secrets")
+        );
+        assert!(d.kube_objects.iter().all(
+            |(o, _)| o["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "cicd-buildout"
+        ));
     }
 }

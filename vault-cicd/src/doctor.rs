@@ -21,7 +21,11 @@ pub struct Check {
 }
 
 fn check(name: &str, ok: bool, detail: impl Into<String>) -> Check {
-    Check { name: name.to_owned(), ok, detail: detail.into() }
+    Check {
+        name: name.to_owned(),
+        ok,
+        detail: detail.into(),
+    }
 }
 
 /// Runs every check; stops early only where later checks cannot mean anything.
@@ -50,8 +54,10 @@ pub async fn doctor(phase: &VaultCicd) -> anyhow::Result<Vec<Check>> {
         .unwrap_or(Value::Null);
     match phase.kube.get(&css).await {
         Ok(Some(live)) => {
-            let sa_ref = &live["spec"]["provider"]["vault"]["auth"]["kubernetes"]["serviceAccountRef"];
-            let ok = sa_ref["namespace"].as_str() == Some(ns) && sa_ref["name"].as_str() == Some(sa);
+            let sa_ref =
+                &live["spec"]["provider"]["vault"]["auth"]["kubernetes"]["serviceAccountRef"];
+            let ok =
+                sa_ref["namespace"].as_str() == Some(ns) && sa_ref["name"].as_str() == Some(sa);
             checks.push(check(
                 "ClusterSecretStore vault-backend names ESO's service account and namespace",
                 ok,
@@ -65,16 +71,42 @@ pub async fn doctor(phase: &VaultCicd) -> anyhow::Result<Vec<Check>> {
                 },
             ));
         }
-        Ok(None) => checks.push(check("ClusterSecretStore vault-backend exists", false, "not found: run `vault-cicd apply`")),
-        Err(e) => checks.push(check("ClusterSecretStore vault-backend exists", false, e.to_string())),
+        Ok(None) => checks.push(check(
+            "ClusterSecretStore vault-backend exists",
+            false,
+            "not found: run `vault-cicd apply`",
+        )),
+        Err(e) => checks.push(check(
+            "ClusterSecretStore vault-backend exists",
+            false,
+            e.to_string(),
+        )),
     }
 
-    let role = phase.vault.read("reading kubernetes role external-secrets", &format!("auth/{K8S_MOUNT}/role/external-secrets")).await?;
+    let role = phase
+        .vault
+        .read(
+            "reading kubernetes role external-secrets",
+            &format!("auth/{K8S_MOUNT}/role/external-secrets"),
+        )
+        .await?;
     let bound = |key: &str| -> Vec<String> {
-        role.as_ref().and_then(|r| r[key].as_array()).map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+        role.as_ref()
+            .and_then(|r| r[key].as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
     };
-    let (names, namespaces) = (bound("bound_service_account_names"), bound("bound_service_account_namespaces"));
-    let role_ok = role.is_some() && (names.iter().any(|n| n == sa || n == "*")) && namespaces.iter().any(|n| n == ns || n == "*");
+    let (names, namespaces) = (
+        bound("bound_service_account_names"),
+        bound("bound_service_account_namespaces"),
+    );
+    let role_ok = role.is_some()
+        && (names.iter().any(|n| n == sa || n == "*"))
+        && namespaces.iter().any(|n| n == ns || n == "*");
     checks.push(check(
         "Vault role external-secrets binds ESO's service account",
         role_ok,
@@ -88,13 +120,26 @@ pub async fn doctor(phase: &VaultCicd) -> anyhow::Result<Vec<Check>> {
     ));
 
     let reviewer = match s.vault_k8s_token_reviewer {
-        TokenReviewer::Vault => (s.vault_k8s_namespace.clone(), s.vault_k8s_service_account.clone()),
+        TokenReviewer::Vault => (
+            s.vault_k8s_namespace.clone(),
+            s.vault_k8s_service_account.clone(),
+        ),
         TokenReviewer::Client => (ns.to_owned(), sa.to_owned()),
     };
-    let crb = phase.desired.kube_objects.iter().find(|(o, _)| o["kind"] == "ClusterRoleBinding").map(|(o, _)| o.clone()).unwrap_or(Value::Null);
+    let crb = phase
+        .desired
+        .kube_objects
+        .iter()
+        .find(|(o, _)| o["kind"] == "ClusterRoleBinding")
+        .map(|(o, _)| o.clone())
+        .unwrap_or(Value::Null);
     let delegated = phase.kube.get(&crb).await?.is_some_and(|live| {
         live["roleRef"]["name"] == "system:auth-delegator"
-            && live["subjects"].as_array().is_some_and(|subs| subs.iter().any(|x| x["name"] == reviewer.1.as_str() && x["namespace"] == reviewer.0.as_str()))
+            && live["subjects"].as_array().is_some_and(|subs| {
+                subs.iter().any(|x| {
+                    x["name"] == reviewer.1.as_str() && x["namespace"] == reviewer.0.as_str()
+                })
+            })
     });
     checks.push(check(
         "TokenReview caller has system:auth-delegator",
@@ -110,18 +155,37 @@ pub async fn doctor(phase: &VaultCicd) -> anyhow::Result<Vec<Check>> {
         return Ok(checks);
     }
     let token = phase.kube.token_request(ns, sa, &[], 600).await?;
-    let login = phase.vault.login(K8S_MOUNT, "external-secrets", secrecy::ExposeSecret::expose_secret(&token)).await;
+    let login = phase
+        .vault
+        .login(
+            K8S_MOUNT,
+            "external-secrets",
+            secrecy::ExposeSecret::expose_secret(&token),
+        )
+        .await;
     match login {
         Ok(login) => {
-            checks.push(check("ESO logs in through auth/kubernetes", true, format!("policies {:?}", login.policies)));
-            let as_eso = phase.vault.with_token(&login.token, "the ESO login token")?;
+            checks.push(check(
+                "ESO logs in through auth/kubernetes",
+                true,
+                format!("policies {:?}", login.policies),
+            ));
+            let as_eso = phase
+                .vault
+                .with_token(&login.token, "the ESO login token")?;
             for seed in &phase.desired.kv_seeds {
                 let path = format!("{KV_MOUNT}/data/{}", seed.path);
                 let result = as_eso.kv2_read(KV_MOUNT, &seed.path).await;
                 let (ok, detail) = match result {
                     Ok(Some(_)) => (true, "readable".to_owned()),
-                    Ok(None) => (false, "not found: run `vault-cicd apply` to create it".to_owned()),
-                    Err(Error::Api { status: 403, .. }) => (false, "403: policy external-secrets does not grant read here".to_owned()),
+                    Ok(None) => (
+                        false,
+                        "not found: run `vault-cicd apply` to create it".to_owned(),
+                    ),
+                    Err(Error::Api { status: 403, .. }) => (
+                        false,
+                        "403: policy external-secrets does not grant read here".to_owned(),
+                    ),
                     Err(e) => (false, e.to_string()),
                 };
                 checks.push(check(&format!("ESO reads {path}"), ok, detail));
@@ -138,7 +202,11 @@ pub async fn doctor(phase: &VaultCicd) -> anyhow::Result<Vec<Check>> {
             } else {
                 "see Vault's answer"
             };
-            checks.push(check("ESO logs in through auth/kubernetes", false, format!("{message} — cause: {cause}")));
+            checks.push(check(
+                "ESO logs in through auth/kubernetes",
+                false,
+                format!("{message} — cause: {cause}"),
+            ));
         }
     }
     Ok(checks)

@@ -13,7 +13,11 @@ use clap::{Parser, Subcommand};
 use common::cli::{EXIT_ERROR, EXIT_OK, GlobalArgs, Mode, Output, init, run_phase};
 
 #[derive(Parser)]
-#[command(name = "vault-cicd", version, about = "Phase 13: Vault for GitLab CI (JWT auth, policies, KV v2, Kubernetes auth for ESO, signing key, ClusterSecretStore)")]
+#[command(
+    name = "vault-cicd",
+    version,
+    about = "Phase 13: Vault for GitLab CI (JWT auth, policies, KV v2, Kubernetes auth for ESO, signing key, ClusterSecretStore)"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -39,10 +43,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             let checks = doctor::doctor(&phase).await?;
             let ok = checks.iter().all(|c| c.ok);
             match cli.global.output {
-                Output::Json => println!("{}", common::redact::redact(&serde_json::to_string_pretty(&serde_json::json!({"ok": ok, "checks": checks}))?)),
+                Output::Json => println!(
+                    "{}",
+                    common::redact::redact(&serde_json::to_string_pretty(
+                        &serde_json::json!({"ok": ok, "checks": checks})
+                    )?)
+                ),
                 Output::Text => {
                     for c in &checks {
-                        println!("{} {}: {}", if c.ok { "ok  " } else { "FAIL" }, c.name, common::redact::redact(&c.detail));
+                        println!(
+                            "{} {}: {}",
+                            if c.ok { "ok  " } else { "FAIL" },
+                            c.name,
+                            common::redact::redact(&c.detail)
+                        );
                     }
                 }
             }

@@ -13,7 +13,9 @@ use common::vault::{AuditDevice, Mount, VaultClient};
 use common::{Error, env};
 use serde_json::{Value, json};
 
-use crate::desired::{AuditSpec, Desired, Inputs, KvSeed, MountSpec, PLACEHOLDER, VaultDocument, desired};
+use crate::desired::{
+    AuditSpec, Desired, Inputs, KvSeed, MountSpec, PLACEHOLDER, VaultDocument, desired,
+};
 use crate::settings::{KV_MOUNT, Settings, TRANSIT_MOUNT};
 
 pub const FIELD_MANAGER: &str = "cicd-buildout/vault-cicd";
@@ -24,12 +26,21 @@ pub const PHASE_NAME: &str = "13 vault-cicd";
 pub enum Op {
     EnableSecrets(MountSpec),
     EnableAuth(MountSpec),
-    PutPolicy { name: String, text: String },
+    PutPolicy {
+        name: String,
+        text: String,
+    },
     WriteDocument(VaultDocument),
-    CreateSigningKey { mount: String, name: String },
+    CreateSigningKey {
+        mount: String,
+        name: String,
+    },
     SeedKv(KvSeed),
     EnableAudit(AuditSpec),
-    KubeApply { object: Value, wait_crd: Option<String> },
+    KubeApply {
+        object: Value,
+        wait_crd: Option<String>,
+    },
 }
 
 /// Phase 13, connected.
@@ -63,13 +74,24 @@ impl VaultCicd {
             k8s_ca_pem: k8s_ca.as_deref(),
             platform_ca_pem: platform_ca.as_deref(),
         });
-        Ok(Self { vault, kube, desired, crd_wait: Duration::from_secs(settings.cicd_crd_wait_secs), settings })
+        Ok(Self {
+            vault,
+            kube,
+            desired,
+            crd_wait: Duration::from_secs(settings.cicd_crd_wait_secs),
+            settings,
+        })
     }
 }
 
 /// Policy text as Vault compares it: trailing whitespace is not a difference.
 fn normalize_policy(text: &str) -> String {
-    text.lines().map(str::trim_end).collect::<Vec<_>>().join("\n").trim().to_owned()
+    text.lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_owned()
 }
 
 /// Compares only the fields we set; multi-line strings ignore surrounding whitespace.
@@ -138,32 +160,60 @@ impl Phase for VaultCicd {
 
     async fn execute(&self, op: &Op) -> anyhow::Result<Option<String>> {
         match op {
-            Op::EnableSecrets(m) => self.vault.enable_secrets(&m.path, &m.kind, &m.options, &m.description).await?,
-            Op::EnableAuth(m) => self.vault.enable_auth(&m.path, &m.kind, &m.description).await?,
+            Op::EnableSecrets(m) => {
+                self.vault
+                    .enable_secrets(&m.path, &m.kind, &m.options, &m.description)
+                    .await?
+            }
+            Op::EnableAuth(m) => {
+                self.vault
+                    .enable_auth(&m.path, &m.kind, &m.description)
+                    .await?
+            }
             Op::PutPolicy { name, text } => self.vault.put_policy(name, text).await?,
             Op::WriteDocument(d) => {
-                self.vault.write(&format!("writing {} {}", d.resource, d.name), &d.path, &d.body).await?;
+                self.vault
+                    .write(
+                        &format!("writing {} {}", d.resource, d.name),
+                        &d.path,
+                        &d.body,
+                    )
+                    .await?;
             }
-            Op::CreateSigningKey { mount, name } => self.vault.create_signing_key(mount, name).await?,
+            Op::CreateSigningKey { mount, name } => {
+                self.vault.create_signing_key(mount, name).await?
+            }
             Op::SeedKv(seed) => {
-                let mut meta: BTreeMap<String, String> = [("managed-by".to_owned(), "cicd-buildout".to_owned())].into();
+                let mut meta: BTreeMap<String, String> =
+                    [("managed-by".to_owned(), "cicd-buildout".to_owned())].into();
                 if seed.placeholder {
                     meta.insert("placeholder".into(), "true".into());
                 }
-                match self.vault.kv2_create(KV_MOUNT, &seed.path, &seed.data, &meta).await {
+                match self
+                    .vault
+                    .kv2_create(KV_MOUNT, &seed.path, &seed.data, &meta)
+                    .await
+                {
                     Ok(()) => {}
                     // Check-and-set 0 refused: someone wrote it since the plan. Theirs wins.
-                    Err(Error::Api { status: 400, body, .. }) if body.contains("check-and-set") => {
-                        return Ok(Some("written by someone else since the plan; left untouched".into()));
+                    Err(Error::Api {
+                        status: 400, body, ..
+                    }) if body.contains("check-and-set") => {
+                        return Ok(Some(
+                            "written by someone else since the plan; left untouched".into(),
+                        ));
                     }
                     Err(e) => return Err(e.into()),
                 }
             }
             Op::EnableAudit(a) => {
-                let options: BTreeMap<String, String> = [("file_path".to_owned(), a.file_path.clone())].into();
+                let options: BTreeMap<String, String> =
+                    [("file_path".to_owned(), a.file_path.clone())].into();
                 match self.vault.enable_audit(&a.path, &a.kind, &options).await {
                     Ok(()) => {}
-                    Err(Error::Api { body, .. }) if body.contains("declarative") || body.contains("config-based") => {
+                    Err(Error::Api { body, .. })
+                        if body.contains("declarative") || body.contains("config-based") =>
+                    {
                         return Ok(Some(format!(
                             "this server (OpenBao) only accepts audit devices from its configuration file: add `audit \"{}\" \"{}\" {{ options {{ file_path = \"{}\" }} }}` to the server config and reload it",
                             a.kind, a.path, a.file_path
@@ -195,13 +245,26 @@ impl VaultCicd {
         }
         let mut documents = BTreeMap::new();
         for doc in &d.documents {
-            let mount_path = doc.path.split("/config").next().unwrap_or_default().split("/role/").next().unwrap_or_default();
+            let mount_path = doc
+                .path
+                .split("/config")
+                .next()
+                .unwrap_or_default()
+                .split("/role/")
+                .next()
+                .unwrap_or_default();
             let mount_key = format!("{}/", mount_path.trim_start_matches("auth/"));
             let value = if auth_mounts.contains_key(&mount_key) {
-                match self.vault.read(&format!("reading {} {}", doc.resource, doc.name), &doc.path).await {
+                match self
+                    .vault
+                    .read(&format!("reading {} {}", doc.resource, doc.name), &doc.path)
+                    .await
+                {
                     Ok(v) => v,
                     // An unconfigured auth method answers 400/404 for its config: nothing there yet.
-                    Err(Error::Api { status: 400 | 404, .. }) => None,
+                    Err(Error::Api {
+                        status: 400 | 404, ..
+                    }) => None,
                     Err(e) => return Err(e.into()),
                 }
             } else {
@@ -210,29 +273,50 @@ impl VaultCicd {
             documents.insert(doc.path.clone(), value);
         }
         let signing_key_type = if secret_mounts.contains_key(&format!("{TRANSIT_MOUNT}/")) {
-            self.vault.transit_key_type(&d.signing_key.0, &d.signing_key.1).await?
+            self.vault
+                .transit_key_type(&d.signing_key.0, &d.signing_key.1)
+                .await?
         } else {
             None
         };
         let mut kv_existing = BTreeSet::new();
         if secret_mounts.contains_key(&format!("{KV_MOUNT}/")) {
             for seed in &d.kv_seeds {
-                if self.vault.kv2_metadata(KV_MOUNT, &seed.path).await?.is_some() {
+                if self
+                    .vault
+                    .kv2_metadata(KV_MOUNT, &seed.path)
+                    .await?
+                    .is_some()
+                {
                     kv_existing.insert(seed.path.clone());
                 }
             }
         }
         let audit = self.vault.audit_devices().await?;
-        Ok(Observed { secret_mounts, auth_mounts, policies, documents, signing_key_type, kv_existing, audit })
+        Ok(Observed {
+            secret_mounts,
+            auth_mounts,
+            policies,
+            documents,
+            signing_key_type,
+            kv_existing,
+            audit,
+        })
     }
 
     async fn plan_kube(&self, plan: &mut Plan<Op>) -> anyhow::Result<()> {
         let mut established: BTreeMap<String, bool> = BTreeMap::new();
         for (object, crd) in &self.desired.kube_objects {
             let kind = object["kind"].as_str().unwrap_or_default();
-            let name = describe(object).split_once(' ').map(|x| x.1.to_owned()).unwrap_or_default();
+            let name = describe(object)
+                .split_once(' ')
+                .map(|x| x.1.to_owned())
+                .unwrap_or_default();
             let resource = format!("kubernetes {kind}");
-            let op = Op::KubeApply { object: object.clone(), wait_crd: crd.clone() };
+            let op = Op::KubeApply {
+                object: object.clone(),
+                wait_crd: crd.clone(),
+            };
             if let Some(crd) = crd {
                 let ready = match established.get(crd) {
                     Some(r) => *r,
@@ -252,9 +336,18 @@ impl VaultCicd {
                     continue;
                 }
             }
-            match self.kube.diff(object).await.with_context(|| format!("planning {}", describe(object)))? {
-                ObjectDiff::Create => plan.push(Change::create(&resource, &name, object.clone(), &[], op)),
-                ObjectDiff::Update { before, after } => plan.push(Change::update(&resource, &name, before, after, &[], op)),
+            match self
+                .kube
+                .diff(object)
+                .await
+                .with_context(|| format!("planning {}", describe(object)))?
+            {
+                ObjectDiff::Create => {
+                    plan.push(Change::create(&resource, &name, object.clone(), &[], op))
+                }
+                ObjectDiff::Update { before, after } => {
+                    plan.push(Change::update(&resource, &name, before, after, &[], op))
+                }
                 ObjectDiff::Unchanged => {}
             }
         }
@@ -267,43 +360,103 @@ pub fn diff(d: &Desired, o: &Observed) -> anyhow::Result<Plan<Op>> {
     let mut plan = Plan::new(PHASE_NAME);
     let mut new_mounts = BTreeSet::new();
     for spec in &d.secret_engines {
-        if mount_check("secrets engine", spec, o.secret_mounts.get(&format!("{}/", spec.path)))? {
+        if mount_check(
+            "secrets engine",
+            spec,
+            o.secret_mounts.get(&format!("{}/", spec.path)),
+        )? {
             new_mounts.insert(spec.path.clone());
-            plan.push(Change::create("vault secrets engine", &spec.path, json!({"type": spec.kind, "options": spec.options}), &[], Op::EnableSecrets(spec.clone())));
+            plan.push(Change::create(
+                "vault secrets engine",
+                &spec.path,
+                json!({"type": spec.kind, "options": spec.options}),
+                &[],
+                Op::EnableSecrets(spec.clone()),
+            ));
         }
     }
     for (name, text) in &d.policies {
         match o.policies.get(name).cloned().flatten() {
-            None => plan.push(Change::create("vault policy", name, json!(text), &[], Op::PutPolicy { name: name.clone(), text: text.clone() })),
-            Some(live) if normalize_policy(&live) != normalize_policy(text) => plan.push(Change::update(
+            None => plan.push(Change::create(
                 "vault policy",
                 name,
-                json!(format!("{}\n", normalize_policy(&live))),
-                json!(format!("{}\n", normalize_policy(text))),
+                json!(text),
                 &[],
-                Op::PutPolicy { name: name.clone(), text: text.clone() },
+                Op::PutPolicy {
+                    name: name.clone(),
+                    text: text.clone(),
+                },
             )),
+            Some(live) if normalize_policy(&live) != normalize_policy(text) => {
+                plan.push(Change::update(
+                    "vault policy",
+                    name,
+                    json!(format!("{}\n", normalize_policy(&live))),
+                    json!(format!("{}\n", normalize_policy(text))),
+                    &[],
+                    Op::PutPolicy {
+                        name: name.clone(),
+                        text: text.clone(),
+                    },
+                ))
+            }
             Some(_) => {}
         }
     }
     for spec in &d.auth_methods {
-        if mount_check("auth method", spec, o.auth_mounts.get(&format!("{}/", spec.path)))? {
-            plan.push(Change::create("vault auth method", &spec.path, json!({"type": spec.kind}), &[], Op::EnableAuth(spec.clone())));
+        if mount_check(
+            "auth method",
+            spec,
+            o.auth_mounts.get(&format!("{}/", spec.path)),
+        )? {
+            plan.push(Change::create(
+                "vault auth method",
+                &spec.path,
+                json!({"type": spec.kind}),
+                &[],
+                Op::EnableAuth(spec.clone()),
+            ));
         }
     }
     for doc in &d.documents {
         let desired = doc.body.as_object().cloned().unwrap_or_default();
         let op = Op::WriteDocument(doc.clone());
         match o.documents.get(&doc.path).cloned().flatten() {
-            Some(live) if desired.iter().any(|(_, v)| !v.is_null()) && !desired.keys().all(|k| is_unset(live.get(k))) => {
-                let differing: Vec<&String> = desired.iter().filter(|(k, v)| !same_value(live.get(*k), v)).map(|(k, _)| k).collect();
+            Some(live)
+                if desired.iter().any(|(_, v)| !v.is_null())
+                    && !desired.keys().all(|k| is_unset(live.get(k))) =>
+            {
+                let differing: Vec<&String> = desired
+                    .iter()
+                    .filter(|(k, v)| !same_value(live.get(*k), v))
+                    .map(|(k, _)| k)
+                    .collect();
                 if !differing.is_empty() {
-                    let before: serde_json::Map<String, Value> = differing.iter().map(|k| ((*k).clone(), live.get(*k).cloned().unwrap_or(Value::Null))).collect();
-                    let after: serde_json::Map<String, Value> = differing.iter().map(|k| ((*k).clone(), desired[*k].clone())).collect();
-                    plan.push(Change::update(doc.resource, &doc.name, Value::Object(before), Value::Object(after), &[], op));
+                    let before: serde_json::Map<String, Value> = differing
+                        .iter()
+                        .map(|k| ((*k).clone(), live.get(*k).cloned().unwrap_or(Value::Null)))
+                        .collect();
+                    let after: serde_json::Map<String, Value> = differing
+                        .iter()
+                        .map(|k| ((*k).clone(), desired[*k].clone()))
+                        .collect();
+                    plan.push(Change::update(
+                        doc.resource,
+                        &doc.name,
+                        Value::Object(before),
+                        Value::Object(after),
+                        &[],
+                        op,
+                    ));
                 }
             }
-            _ => plan.push(Change::create(doc.resource, &doc.name, doc.body.clone(), &[], op)),
+            _ => plan.push(Change::create(
+                doc.resource,
+                &doc.name,
+                doc.body.clone(),
+                &[],
+                op,
+            )),
         }
     }
     let (mount, name) = &d.signing_key;
@@ -365,24 +518,58 @@ mod tests {
 
     fn desired_state() -> Desired {
         let settings: Settings = serde_json::from_value(json!({})).unwrap();
-        desired(&Inputs { settings: &settings, gitlab_url: "https://gitlab.x", vault_addr: "https://vault.x", gitlab_token: None, k8s_ca_pem: None, platform_ca_pem: None })
+        desired(&Inputs {
+            settings: &settings,
+            gitlab_url: "https://gitlab.x",
+            vault_addr: "https://vault.x",
+            gitlab_token: None,
+            k8s_ca_pem: None,
+            platform_ca_pem: None,
+        })
     }
 
     /// What Vault would report after a complete apply of `d`.
     fn matching(d: &Desired) -> Observed {
-        let mount = |kind: &str, opts: &BTreeMap<String, String>| Mount { kind: kind.into(), options: Some(opts.clone()), description: String::new() };
+        let mount = |kind: &str, opts: &BTreeMap<String, String>| Mount {
+            kind: kind.into(),
+            options: Some(opts.clone()),
+            description: String::new(),
+        };
         Observed {
-            secret_mounts: d.secret_engines.iter().map(|m| (format!("{}/", m.path), mount(&m.kind, &m.options))).collect(),
-            auth_mounts: d.auth_methods.iter().map(|m| (format!("{}/", m.path), mount(&m.kind, &m.options))).collect(),
-            policies: d.policies.iter().map(|(n, t)| (n.clone(), Some(format!("{t}\n\n")))).collect(),
-            documents: d.documents.iter().map(|doc| {
-                let mut live = doc.body.clone();
-                live["extra_server_field"] = json!("ignored");
-                (doc.path.clone(), Some(live))
-            }).collect(),
+            secret_mounts: d
+                .secret_engines
+                .iter()
+                .map(|m| (format!("{}/", m.path), mount(&m.kind, &m.options)))
+                .collect(),
+            auth_mounts: d
+                .auth_methods
+                .iter()
+                .map(|m| (format!("{}/", m.path), mount(&m.kind, &m.options)))
+                .collect(),
+            policies: d
+                .policies
+                .iter()
+                .map(|(n, t)| (n.clone(), Some(format!("{t}\n\n"))))
+                .collect(),
+            documents: d
+                .documents
+                .iter()
+                .map(|doc| {
+                    let mut live = doc.body.clone();
+                    live["extra_server_field"] = json!("ignored");
+                    (doc.path.clone(), Some(live))
+                })
+                .collect(),
             signing_key_type: Some("ecdsa-p256".into()),
             kv_existing: d.kv_seeds.iter().map(|s| s.path.clone()).collect(),
-            audit: [(format!("{}/", d.audit.path), AuditDevice { kind: "file".into(), options: [("file_path".to_owned(), d.audit.file_path.clone())].into() })].into(),
+            audit: [(
+                format!("{}/", d.audit.path),
+                AuditDevice {
+                    kind: "file".into(),
+                    options: [("file_path".to_owned(), d.audit.file_path.clone())].into(),
+                },
+            )]
+            .into(),
         }
     }
 
@@ -398,11 +585,22 @@ mod tests {
     fn fresh_server_plans_every_object() {
         let d = desired_state();
         let empty = Observed {
-            secret_mounts: BTreeMap::new(), auth_mounts: BTreeMap::new(), policies: BTreeMap::new(), documents: BTreeMap::new(),
-            signing_key_type: None, kv_existing: BTreeSet::new(), audit: BTreeMap::new(),
+            secret_mounts: BTreeMap::new(),
+            auth_mounts: BTreeMap::new(),
+            policies: BTreeMap::new(),
+            documents: BTreeMap::new(),
+            signing_key_type: None,
+            kv_existing: BTreeSet::new(),
+            audit: BTreeMap::new(),
         };
         let plan = diff(&d, &empty).unwrap();
-        let expected = d.secret_engines.len() + d.policies.len() + d.auth_methods.len() + d.documents.len() + 1 + d.kv_seeds.len() + 1;
+        let expected = d.secret_engines.len()
+            + d.policies.len()
+            + d.auth_methods.len()
+            + d.documents.len()
+            + 1
+            + d.kv_seeds.len()
+            + 1;
         assert_eq!(plan.changes.len(), expected);
         assert_eq!(plan.summary().update, 0);
     }
@@ -421,18 +619,28 @@ mod tests {
     fn a_changed_role_field_shows_as_that_field() {
         let d = desired_state();
         let mut o = matching(&d);
-        let path = d.documents.iter().find(|x| x.name == "gitlab-ci").unwrap().path.clone();
+        let path = d
+            .documents
+            .iter()
+            .find(|x| x.name == "gitlab-ci")
+            .unwrap()
+            .path
+            .clone();
         o.documents.get_mut(&path).unwrap().as_mut().unwrap()["token_ttl"] = json!(7200);
         let plan = diff(&d, &o).unwrap();
         assert_eq!(plan.changes.len(), 1);
-        assert_eq!(plan.changes[0].diff, vec!["~ token_ttl: 7200 -> 3600".to_owned()]);
+        assert_eq!(
+            plan.changes[0].diff,
+            vec!["~ token_ttl: 7200 -> 3600".to_owned()]
+        );
     }
 
     #[test]
     fn kv_version_1_is_refused_with_the_migration_command() {
         let d = desired_state();
         let mut o = matching(&d);
-        o.secret_mounts.get_mut("kv/").unwrap().options = Some([("version".to_owned(), "1".to_owned())].into());
+        o.secret_mounts.get_mut("kv/").unwrap().options =
+            Some([("version".to_owned(), "1".to_owned())].into());
         let err = diff(&d, &o).err().unwrap().to_string();
         assert!(err.contains("enable-versioning"), "{err}");
     }

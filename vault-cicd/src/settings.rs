@@ -86,5 +86,10 @@ fn default_wait() -> u64 {
 
 /// Splits a comma-separated setting, dropping blanks.
 pub fn list(value: &str) -> Vec<String> {
-    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }

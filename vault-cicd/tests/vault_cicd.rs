@@ -27,11 +27,20 @@ async fn vault_cicd(env_file: &Path, args: &[&str]) -> Run {
         .output()
         .await
         .expect("vault-cicd runs");
-    Run { code: out.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&out.stdout).into(), stderr: String::from_utf8_lossy(&out.stderr).into() }
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
 }
 
 async fn start() -> Sandbox {
-    Sandbox::start(Options { prometheus: false, ..Options::default() }).await.expect("sandbox starts")
+    Sandbox::start(Options {
+        prometheus: false,
+        ..Options::default()
+    })
+    .await
+    .expect("sandbox starts")
 }
 
 /// Write requests OpenBao served, from its audit log (one JSON line per request).
@@ -40,8 +49,19 @@ fn vault_writes(sandbox: &Sandbox) -> usize {
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["type"] == "request" && matches!(e["request"]["operation"].as_str(), Some("create" | "update" | "delete")))
-        .filter(|e| !e["request"]["path"].as_str().unwrap_or_default().starts_with("sys/capabilities"))
+        .filter(|e| {
+            e["type"] == "request"
+                && matches!(
+                    e["request"]["operation"].as_str(),
+                    Some("create" | "update" | "delete")
+                )
+        })
+        .filter(|e| {
+            !e["request"]["path"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("sys/capabilities")
+        })
         .count()
 }
 
@@ -53,40 +73,82 @@ struct Vault {
 
 impl Vault {
     fn of(sandbox: &Sandbox) -> Self {
-        Self { http: reqwest::Client::new(), addr: sandbox.get("VAULT_ADDR").into(), token: sandbox.get("VAULT_TOKEN").into() }
+        Self {
+            http: reqwest::Client::new(),
+            addr: sandbox.get("VAULT_ADDR").into(),
+            token: sandbox.get("VAULT_TOKEN").into(),
+        }
     }
     async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self.http.get(format!("{}/v1/{path}", self.addr)).header("X-Vault-Token", &self.token).send().await.unwrap();
+        let r = self
+            .http
+            .get(format!("{}/v1/{path}", self.addr))
+            .header("X-Vault-Token", &self.token)
+            .send()
+            .await
+            .unwrap();
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
     async fn post(&self, path: &str, body: &Value, token: Option<&str>) -> (u16, Value) {
-        let mut req = self.http.post(format!("{}/v1/{path}", self.addr)).json(body);
+        let mut req = self
+            .http
+            .post(format!("{}/v1/{path}", self.addr))
+            .json(body);
         req = req.header("X-Vault-Token", token.unwrap_or(&self.token));
         let r = req.send().await.unwrap();
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
     async fn login(&self, mount: &str, role: &str, jwt: &str) -> (u16, Value) {
-        let r = self.http.post(format!("{}/v1/auth/{mount}/login", self.addr)).json(&json!({"role": role, "jwt": jwt})).send().await.unwrap();
+        let r = self
+            .http
+            .post(format!("{}/v1/auth/{mount}/login", self.addr))
+            .json(&json!({"role": role, "jwt": jwt}))
+            .send()
+            .await
+            .unwrap();
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 }
 
 async fn kube(sandbox: &Sandbox) -> common::kube::KubeClient {
-    common::kube::KubeClient::from_kubeconfig(&sandbox.kubeconfig(), "test-reader").await.unwrap()
+    common::kube::KubeClient::from_kubeconfig(&sandbox.kubeconfig(), "test-reader")
+        .await
+        .unwrap()
 }
 
 const OURS: &[(&str, &str, Option<&str>, &str)] = &[
     ("v1", "Namespace", None, "external-secrets"),
-    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", None, "vault-cicd-token-reviewer"),
-    ("argoproj.io/v1alpha1", "Application", Some("argocd"), "external-secrets"),
-    ("external-secrets.io/v1", "ClusterSecretStore", None, "vault-backend"),
-    ("external-secrets.io/v1", "ExternalSecret", Some("external-secrets"), "vault-backend-example"),
+    (
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRoleBinding",
+        None,
+        "vault-cicd-token-reviewer",
+    ),
+    (
+        "argoproj.io/v1alpha1",
+        "Application",
+        Some("argocd"),
+        "external-secrets",
+    ),
+    (
+        "external-secrets.io/v1",
+        "ClusterSecretStore",
+        None,
+        "vault-backend",
+    ),
+    (
+        "external-secrets.io/v1",
+        "ExternalSecret",
+        Some("external-secrets"),
+        "vault-backend-example",
+    ),
 ];
 
 async fn live_objects(kube: &common::kube::KubeClient) -> BTreeMap<String, Option<Value>> {
     let mut out = BTreeMap::new();
     for (api_version, kind, ns, name) in OURS {
-        let mut probe = json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name}});
+        let mut probe =
+            json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name}});
         if let Some(ns) = ns {
             probe["metadata"]["namespace"] = json!(ns);
         }
@@ -96,14 +158,32 @@ async fn live_objects(kube: &common::kube::KubeClient) -> BTreeMap<String, Optio
 }
 
 fn resource_versions(objects: &BTreeMap<String, Option<Value>>) -> BTreeMap<String, String> {
-    objects.iter().map(|(k, v)| (k.clone(), v.as_ref().map_or(String::new(), |o| o["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_owned()))).collect()
+    objects
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_ref().map_or(String::new(), |o| {
+                    o["metadata"]["resourceVersion"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned()
+                }),
+            )
+        })
+        .collect()
 }
 
 fn assert_no_secret(sandbox: &Sandbox, runs: &[&Run]) {
     for secret in [sandbox.get("VAULT_TOKEN"), sandbox.get("GITLAB_API_TOKEN")] {
         assert!(secret.len() > 10);
         for run in runs {
-            assert!(!run.stdout.contains(secret) && !run.stderr.contains(secret), "a secret leaked into output:\n{}\n{}", run.stdout, run.stderr);
+            assert!(
+                !run.stdout.contains(secret) && !run.stderr.contains(secret),
+                "a secret leaked into output:\n{}\n{}",
+                run.stdout,
+                run.stderr
+            );
         }
     }
 }
@@ -114,30 +194,68 @@ async fn plan_apply_rerun_and_logins_on_fresh_servers() {
     let env_file = sandbox.env_file();
     let vault = Vault::of(&sandbox);
     let kube = kube(&sandbox).await;
-    let ns_version_before = resource_versions(&live_objects(&kube).await)["Namespace/external-secrets"].clone();
+    let ns_version_before =
+        resource_versions(&live_objects(&kube).await)["Namespace/external-secrets"].clone();
 
     // plan on fresh servers: every change listed, zero writes.
     let writes0 = vault_writes(&sandbox);
     let plan = vault_cicd(&env_file, &["plan", "--output", "json"]).await;
     assert_eq!(plan.code, 0, "{}", plan.stderr);
     let doc: Value = serde_json::from_str(&plan.stdout).expect("plan JSON");
-    let titles: Vec<String> = doc["changes"].as_array().unwrap().iter().map(|c| format!("{} {}", c["resource"].as_str().unwrap(), c["name"].as_str().unwrap())).collect();
+    let titles: Vec<String> = doc["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["resource"].as_str().unwrap(),
+                c["name"].as_str().unwrap()
+            )
+        })
+        .collect();
     for expected in [
-        "vault secrets engine kv", "vault secrets engine transit", "vault auth method jwt/gitlab", "vault auth method kubernetes",
-        "vault policy ci-read-secrets", "vault policy ci-sign-images", "vault policy argocd-secrets", "vault policy ci-admin",
-        "vault policy security-audit", "vault policy external-secrets", "vault jwt config jwt/gitlab", "vault jwt role gitlab-ci",
-        "vault jwt role gitlab-ci-sign", "vault kubernetes config kubernetes", "vault kubernetes role external-secrets",
-        "vault kubernetes role argocd", "vault transit key ci-signing-key", "vault kv secret kv/ci/harbor-credentials",
-        "vault kv secret kv/ci/gitlab-api-token", "vault kv secret kv/services/example-service",
-        "kubernetes ClusterSecretStore vault-backend", "kubernetes ExternalSecret external-secrets/vault-backend-example",
-        "kubernetes Application argocd/external-secrets", "kubernetes ClusterRoleBinding vault-cicd-token-reviewer",
+        "vault secrets engine kv",
+        "vault secrets engine transit",
+        "vault auth method jwt/gitlab",
+        "vault auth method kubernetes",
+        "vault policy ci-read-secrets",
+        "vault policy ci-sign-images",
+        "vault policy argocd-secrets",
+        "vault policy ci-admin",
+        "vault policy security-audit",
+        "vault policy external-secrets",
+        "vault jwt config jwt/gitlab",
+        "vault jwt role gitlab-ci",
+        "vault jwt role gitlab-ci-sign",
+        "vault kubernetes config kubernetes",
+        "vault kubernetes role external-secrets",
+        "vault kubernetes role argocd",
+        "vault transit key ci-signing-key",
+        "vault kv secret kv/ci/harbor-credentials",
+        "vault kv secret kv/ci/gitlab-api-token",
+        "vault kv secret kv/services/example-service",
+        "kubernetes ClusterSecretStore vault-backend",
+        "kubernetes ExternalSecret external-secrets/vault-backend-example",
+        "kubernetes Application argocd/external-secrets",
+        "kubernetes ClusterRoleBinding vault-cicd-token-reviewer",
     ] {
-        assert!(titles.iter().any(|t| t == expected), "plan misses {expected}: {titles:?}");
+        assert!(
+            titles.iter().any(|t| t == expected),
+            "plan misses {expected}: {titles:?}"
+        );
     }
     assert_eq!(vault_writes(&sandbox), writes0, "plan wrote to Vault");
     let after_plan = live_objects(&kube).await;
-    assert!(after_plan["ClusterSecretStore/vault-backend"].is_none(), "plan created an object");
-    assert_eq!(resource_versions(&after_plan)["Namespace/external-secrets"], ns_version_before, "plan changed the namespace");
+    assert!(
+        after_plan["ClusterSecretStore/vault-backend"].is_none(),
+        "plan created an object"
+    );
+    assert_eq!(
+        resource_versions(&after_plan)["Namespace/external-secrets"],
+        ns_version_before,
+        "plan changed the namespace"
+    );
 
     // check: drift → 2.
     let check = vault_cicd(&env_file, &["check"]).await;
@@ -152,33 +270,63 @@ async fn plan_apply_rerun_and_logins_on_fresh_servers() {
     for (name, text) in vault_cicd::desired::POLICIES {
         let (status, body) = vault.get(&format!("sys/policies/acl/{name}")).await;
         assert_eq!(status, 200);
-        assert_eq!(body["data"]["policy"].as_str().unwrap().trim(), text.trim(), "policy {name}");
+        assert_eq!(
+            body["data"]["policy"].as_str().unwrap().trim(),
+            text.trim(),
+            "policy {name}"
+        );
     }
     let (_, role) = vault.get("auth/jwt/gitlab/role/gitlab-ci").await;
-    assert_eq!(role["data"]["bound_claims"]["project_path"], json!(["platform_services/*"]));
+    assert_eq!(
+        role["data"]["bound_claims"]["project_path"],
+        json!(["platform_services/*"])
+    );
     assert_eq!(role["data"]["bound_claims"]["ref"], json!(["main"]));
     assert_eq!(role["data"]["bound_claims_type"], "glob");
     assert_eq!(role["data"]["token_ttl"], 3600);
     assert_eq!(role["data"]["token_policies"], json!(["ci-read-secrets"]));
     let (_, config) = vault.get("auth/jwt/gitlab/config").await;
-    assert_eq!(config["data"]["jwks_url"], json!(format!("{}/-/jwks", sandbox.get("GITLAB_URL"))));
-    assert_eq!(config["data"]["bound_issuer"], json!(sandbox.get("GITLAB_URL")));
+    assert_eq!(
+        config["data"]["jwks_url"],
+        json!(format!("{}/-/jwks", sandbox.get("GITLAB_URL")))
+    );
+    assert_eq!(
+        config["data"]["bound_issuer"],
+        json!(sandbox.get("GITLAB_URL"))
+    );
     let (_, eso_role) = vault.get("auth/kubernetes/role/external-secrets").await;
-    assert_eq!(eso_role["data"]["bound_service_account_namespaces"], json!(["external-secrets"]));
+    assert_eq!(
+        eso_role["data"]["bound_service_account_namespaces"],
+        json!(["external-secrets"])
+    );
     let (_, key) = vault.get("transit/keys/ci-signing-key").await;
     assert_eq!(key["data"]["type"], "ecdsa-p256");
     assert_eq!(key["data"]["exportable"], false);
     let (_, meta) = vault.get("kv/metadata/ci/harbor-credentials").await;
     assert_eq!(meta["data"]["custom_metadata"]["placeholder"], "true");
     let (_, gitlab_token) = vault.get("kv/data/ci/gitlab-api-token").await;
-    assert_eq!(gitlab_token["data"]["data"]["token"], json!(sandbox.get("GITLAB_API_TOKEN")), "the real GitLab token is stored for Argo CD");
+    assert_eq!(
+        gitlab_token["data"]["data"]["token"],
+        json!(sandbox.get("GITLAB_API_TOKEN")),
+        "the real GitLab token is stored for Argo CD"
+    );
     let objects = live_objects(&kube).await;
-    let css = objects["ClusterSecretStore/vault-backend"].clone().expect("ClusterSecretStore exists");
-    assert_eq!(css["spec"]["provider"]["vault"]["auth"]["kubernetes"]["serviceAccountRef"], json!({"name": "external-secrets", "namespace": "external-secrets"}));
+    let css = objects["ClusterSecretStore/vault-backend"]
+        .clone()
+        .expect("ClusterSecretStore exists");
+    assert_eq!(
+        css["spec"]["provider"]["vault"]["auth"]["kubernetes"]["serviceAccountRef"],
+        json!({"name": "external-secrets", "namespace": "external-secrets"})
+    );
     assert_eq!(css["metadata"]["labels"]["cicd-buildout/phase"], "13");
     assert!(objects.values().all(Option::is_some), "{objects:?}");
     let app = objects["Application/external-secrets"].clone().unwrap();
-    assert!(!app["spec"]["source"]["targetRevision"].as_str().unwrap().is_empty());
+    assert!(
+        !app["spec"]["source"]["targetRevision"]
+            .as_str()
+            .unwrap()
+            .is_empty()
+    );
 
     // Second apply: empty plan, zero writes (audit log and resourceVersions).
     let writes1 = vault_writes(&sandbox);
@@ -186,49 +334,154 @@ async fn plan_apply_rerun_and_logins_on_fresh_servers() {
     let again = vault_cicd(&env_file, &["apply", "--output", "json"]).await;
     assert_eq!(again.code, 0, "{}", again.stderr);
     let again_doc: Value = serde_json::from_str(&again.stdout).unwrap();
-    assert_eq!(again_doc["changes"], json!([]), "second apply planned changes");
+    assert_eq!(
+        again_doc["changes"],
+        json!([]),
+        "second apply planned changes"
+    );
     assert_eq!(again_doc["applied"], 0);
-    assert_eq!(vault_writes(&sandbox), writes1, "second apply wrote to Vault");
-    assert_eq!(resource_versions(&live_objects(&kube).await), versions1, "second apply wrote to Kubernetes");
+    assert_eq!(
+        vault_writes(&sandbox),
+        writes1,
+        "second apply wrote to Vault"
+    );
+    assert_eq!(
+        resource_versions(&live_objects(&kube).await),
+        versions1,
+        "second apply wrote to Kubernetes"
+    );
     assert_eq!(vault_cicd(&env_file, &["check"]).await.code, 0);
 
     // GitLab-style id_tokens signed by the stand-in's key (its JWKS is what Vault was configured with).
     let key = sandbox.gitlab_signing_key();
     let issuer = sandbox.get("GITLAB_URL");
     let audience = sandbox.get("VAULT_ADDR");
-    let token = |project: &str, git_ref: &str, protected: bool| key.sign_jwt(&gitlab_id_token_claims(issuer, audience, project, git_ref, protected)).unwrap();
-    let (status, ok) = vault.login("jwt/gitlab", "gitlab-ci", &token("platform_services/x", "main", true)).await;
+    let token = |project: &str, git_ref: &str, protected: bool| {
+        key.sign_jwt(&gitlab_id_token_claims(
+            issuer, audience, project, git_ref, protected,
+        ))
+        .unwrap()
+    };
+    let (status, ok) = vault
+        .login(
+            "jwt/gitlab",
+            "gitlab-ci",
+            &token("platform_services/x", "main", true),
+        )
+        .await;
     assert_eq!(status, 200, "{ok}");
-    assert!(ok["auth"]["policies"].as_array().unwrap().contains(&json!("ci-read-secrets")));
+    assert!(
+        ok["auth"]["policies"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("ci-read-secrets"))
+    );
     assert_eq!(ok["auth"]["lease_duration"], 3600);
     let ci_token = ok["auth"]["client_token"].as_str().unwrap().to_owned();
-    let (read_status, _) = vault.post("sys/capabilities-self", &json!({"paths": ["kv/data/ci/harbor-credentials"]}), Some(&ci_token)).await;
+    let (read_status, _) = vault
+        .post(
+            "sys/capabilities-self",
+            &json!({"paths": ["kv/data/ci/harbor-credentials"]}),
+            Some(&ci_token),
+        )
+        .await;
     assert_eq!(read_status, 200);
-    let (status, refused) = vault.login("jwt/gitlab", "gitlab-ci", &token("other/x", "main", true)).await;
+    let (status, refused) = vault
+        .login("jwt/gitlab", "gitlab-ci", &token("other/x", "main", true))
+        .await;
     assert_eq!(status, 400, "another group must be refused: {refused}");
-    let (status, refused) = vault.login("jwt/gitlab", "gitlab-ci", &token("platform_services/x", "main", false)).await;
+    let (status, refused) = vault
+        .login(
+            "jwt/gitlab",
+            "gitlab-ci",
+            &token("platform_services/x", "main", false),
+        )
+        .await;
     assert_eq!(status, 400, "an unprotected ref must be refused: {refused}");
-    let (status, refused) = vault.login("jwt/gitlab", "gitlab-ci", &token("platform_services/x", "feature/y", true)).await;
-    assert_eq!(status, 400, "a ref other than main must be refused: {refused}");
-    let mut wrong_aud = gitlab_id_token_claims(issuer, "https://elsewhere.example", "platform_services/x", "main", true);
+    let (status, refused) = vault
+        .login(
+            "jwt/gitlab",
+            "gitlab-ci",
+            &token("platform_services/x", "feature/y", true),
+        )
+        .await;
+    assert_eq!(
+        status, 400,
+        "a ref other than main must be refused: {refused}"
+    );
+    let mut wrong_aud = gitlab_id_token_claims(
+        issuer,
+        "https://elsewhere.example",
+        "platform_services/x",
+        "main",
+        true,
+    );
     wrong_aud["aud"] = json!("https://elsewhere.example");
-    let (status, _) = vault.login("jwt/gitlab", "gitlab-ci", &key.sign_jwt(&wrong_aud).unwrap()).await;
+    let (status, _) = vault
+        .login(
+            "jwt/gitlab",
+            "gitlab-ci",
+            &key.sign_jwt(&wrong_aud).unwrap(),
+        )
+        .await;
     assert_eq!(status, 400, "a token for another audience must be refused");
-    let (status, sign) = vault.login("jwt/gitlab", "gitlab-ci-sign", &token("platform_services/x", "release/1.2", true)).await;
+    let (status, sign) = vault
+        .login(
+            "jwt/gitlab",
+            "gitlab-ci-sign",
+            &token("platform_services/x", "release/1.2", true),
+        )
+        .await;
     assert_eq!(status, 200, "protected refs may sign: {sign}");
-    assert!(sign["auth"]["policies"].as_array().unwrap().contains(&json!("ci-sign-images")));
-    let (status, _) = vault.login("jwt/gitlab", "gitlab-ci-sign", &token("platform_services/x", "feature/z", false)).await;
+    assert!(
+        sign["auth"]["policies"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("ci-sign-images"))
+    );
+    let (status, _) = vault
+        .login(
+            "jwt/gitlab",
+            "gitlab-ci-sign",
+            &token("platform_services/x", "feature/z", false),
+        )
+        .await;
     assert_eq!(status, 400, "unprotected refs may not sign");
 
     // A real service-account token from kube-apiserver logs in through Kubernetes auth and reads kv/data/ci/….
-    let sa_token = kube.token_request("external-secrets", "external-secrets", &[], 600).await.unwrap();
-    let (status, eso) = vault.login("kubernetes", "external-secrets", secrecy::ExposeSecret::expose_secret(&sa_token)).await;
+    let sa_token = kube
+        .token_request("external-secrets", "external-secrets", &[], 600)
+        .await
+        .unwrap();
+    let (status, eso) = vault
+        .login(
+            "kubernetes",
+            "external-secrets",
+            secrecy::ExposeSecret::expose_secret(&sa_token),
+        )
+        .await;
     assert_eq!(status, 200, "{eso}");
     let eso_token = eso["auth"]["client_token"].as_str().unwrap();
-    let read = vault.http.get(format!("{}/v1/kv/data/ci/harbor-credentials", vault.addr)).header("X-Vault-Token", eso_token).send().await.unwrap();
+    let read = vault
+        .http
+        .get(format!("{}/v1/kv/data/ci/harbor-credentials", vault.addr))
+        .header("X-Vault-Token", eso_token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(read.status(), 200);
-    let denied = vault.http.get(format!("{}/v1/sys/policies/acl/ci-admin", vault.addr)).header("X-Vault-Token", eso_token).send().await.unwrap();
-    assert_eq!(denied.status(), 403, "ESO must not read Vault's configuration");
+    let denied = vault
+        .http
+        .get(format!("{}/v1/sys/policies/acl/ci-admin", vault.addr))
+        .header("X-Vault-Token", eso_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        denied.status(),
+        403,
+        "ESO must not read Vault's configuration"
+    );
 
     // The doctor agrees.
     let doctor = vault_cicd(&env_file, &["doctor"]).await;
@@ -236,24 +489,72 @@ async fn plan_apply_rerun_and_logins_on_fresh_servers() {
     assert!(!doctor.stdout.contains("FAIL"));
 
     // A policy edited by hand: the plan shows exactly that diff, apply restores it.
-    let original = vault_cicd::desired::POLICIES.iter().find(|(n, _)| *n == "ci-admin").unwrap().1;
-    let edited = original.replace("path \"sys/audit\" {\n  capabilities = [\"read\", \"sudo\"]\n}", "path \"sys/audit\" {\n  capabilities = [\"read\", \"sudo\", \"update\"]\n}");
+    let original = vault_cicd::desired::POLICIES
+        .iter()
+        .find(|(n, _)| *n == "ci-admin")
+        .unwrap()
+        .1;
+    let edited = original.replace(
+        "path \"sys/audit\" {\n  capabilities = [\"read\", \"sudo\"]\n}",
+        "path \"sys/audit\" {\n  capabilities = [\"read\", \"sudo\", \"update\"]\n}",
+    );
     assert_ne!(edited, original);
-    vault.post("sys/policies/acl/ci-admin", &json!({"policy": edited}), None).await;
+    vault
+        .post(
+            "sys/policies/acl/ci-admin",
+            &json!({"policy": edited}),
+            None,
+        )
+        .await;
     let drift = vault_cicd(&env_file, &["plan"]).await;
-    assert!(drift.stdout.contains("1 change(s): 0 to create, 1 to update"), "{}", drift.stdout);
+    assert!(
+        drift
+            .stdout
+            .contains("1 change(s): 0 to create, 1 to update"),
+        "{}",
+        drift.stdout
+    );
     assert!(drift.stdout.contains("~ vault policy ci-admin"));
-    assert!(drift.stdout.contains("-   capabilities = [\"read\", \"sudo\", \"update\"]"), "{}", drift.stdout);
-    assert!(drift.stdout.contains("+   capabilities = [\"read\", \"sudo\"]"), "{}", drift.stdout);
-    let diff_lines = drift.stdout.lines().filter(|l| l.trim_start().starts_with("- ") || l.trim_start().starts_with("+ ")).count();
-    assert_eq!(diff_lines, 2, "only the edited line differs:\n{}", drift.stdout);
+    assert!(
+        drift
+            .stdout
+            .contains("-   capabilities = [\"read\", \"sudo\", \"update\"]"),
+        "{}",
+        drift.stdout
+    );
+    assert!(
+        drift
+            .stdout
+            .contains("+   capabilities = [\"read\", \"sudo\"]"),
+        "{}",
+        drift.stdout
+    );
+    let diff_lines = drift
+        .stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- ") || l.trim_start().starts_with("+ "))
+        .count();
+    assert_eq!(
+        diff_lines, 2,
+        "only the edited line differs:\n{}",
+        drift.stdout
+    );
     assert_eq!(vault_cicd(&env_file, &["check"]).await.code, 2);
     assert_eq!(vault_cicd(&env_file, &["apply"]).await.code, 0);
     let (_, restored) = vault.get("sys/policies/acl/ci-admin").await;
-    assert_eq!(restored["data"]["policy"].as_str().unwrap().trim(), original.trim());
+    assert_eq!(
+        restored["data"]["policy"].as_str().unwrap().trim(),
+        original.trim()
+    );
 
     // A secret set by an operator is never overwritten.
-    vault.post("kv/data/ci/harbor-credentials", &json!({"data": {"username": "robot$ci-push", "password": "operator-set-value"}}), None).await;
+    vault
+        .post(
+            "kv/data/ci/harbor-credentials",
+            &json!({"data": {"username": "robot$ci-push", "password": "operator-set-value"}}),
+            None,
+        )
+        .await;
     assert_eq!(vault_cicd(&env_file, &["apply"]).await.code, 0);
     let (_, kept) = vault.get("kv/data/ci/harbor-credentials").await;
     assert_eq!(kept["data"]["data"]["password"], "operator-set-value");
@@ -261,7 +562,12 @@ async fn plan_apply_rerun_and_logins_on_fresh_servers() {
     assert_no_secret(&sandbox, &[&plan, &check, &apply, &again, &doctor, &drift]);
 }
 
-fn env_with(sandbox: &Sandbox, dir: &Path, name: &str, changes: &[(&str, Option<&str>)]) -> PathBuf {
+fn env_with(
+    sandbox: &Sandbox,
+    dir: &Path,
+    name: &str,
+    changes: &[(&str, Option<&str>)],
+) -> PathBuf {
     let mut vars: BTreeMap<String, String> = sandbox.env.clone();
     for (key, value) in changes {
         match value {
@@ -270,7 +576,13 @@ fn env_with(sandbox: &Sandbox, dir: &Path, name: &str, changes: &[(&str, Option<
         };
     }
     let path = dir.join(name);
-    std::fs::write(&path, vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect::<String>()).unwrap();
+    std::fs::write(
+        &path,
+        vars.iter()
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
     path
 }
 
@@ -284,12 +596,47 @@ async fn bad_input_exits_1_with_one_line_and_writes_nothing() {
     let cases: Vec<(&str, PathBuf, &str)> = vec![
         (
             "missing token",
-            env_with(&sandbox, dir.path(), "a.env", &[("VAULT_TOKEN", None), ("VAULT_INIT_FILE", Some(missing_init.to_str().unwrap()))]),
+            env_with(
+                &sandbox,
+                dir.path(),
+                "a.env",
+                &[
+                    ("VAULT_TOKEN", None),
+                    ("VAULT_INIT_FILE", Some(missing_init.to_str().unwrap())),
+                ],
+            ),
             "no Vault token: set VAULT_TOKEN",
         ),
-        ("wrong token", env_with(&sandbox, dir.path(), "b.env", &[("VAULT_TOKEN", Some("not-the-root-token-123"))]), "403 from Vault"),
-        ("unreachable Vault", env_with(&sandbox, dir.path(), "c.env", &[("VAULT_ADDR", Some("http://127.0.0.1:1"))]), "could not reach Vault"),
-        ("missing kubeconfig", env_with(&sandbox, dir.path(), "d.env", &[("KUBECONFIG", Some("/nonexistent/kubeconfig.yaml"))]), "kubeconfig /nonexistent/kubeconfig.yaml not found"),
+        (
+            "wrong token",
+            env_with(
+                &sandbox,
+                dir.path(),
+                "b.env",
+                &[("VAULT_TOKEN", Some("not-the-root-token-123"))],
+            ),
+            "403 from Vault",
+        ),
+        (
+            "unreachable Vault",
+            env_with(
+                &sandbox,
+                dir.path(),
+                "c.env",
+                &[("VAULT_ADDR", Some("http://127.0.0.1:1"))],
+            ),
+            "could not reach Vault",
+        ),
+        (
+            "missing kubeconfig",
+            env_with(
+                &sandbox,
+                dir.path(),
+                "d.env",
+                &[("KUBECONFIG", Some("/nonexistent/kubeconfig.yaml"))],
+            ),
+            "kubeconfig /nonexistent/kubeconfig.yaml not found",
+        ),
     ];
     let malformed = dir.path().join("e.env");
     std::fs::write(&malformed, "DOMAIN=x\nthis is not an assignment\n").unwrap();
@@ -298,15 +645,36 @@ async fn bad_input_exits_1_with_one_line_and_writes_nothing() {
     for (what, env_file, expected) in &all {
         let run = vault_cicd(env_file, &["apply"]).await;
         assert_eq!(run.code, 1, "{what}: {}", run.stderr);
-        let error_lines: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("error:")).collect();
-        assert_eq!(error_lines.len(), 1, "{what}: one error line expected:\n{}", run.stderr);
-        assert!(error_lines[0].contains(expected), "{what}: {}", error_lines[0]);
-        assert!(run.stdout.is_empty(), "{what}: nothing planned or applied: {}", run.stdout);
+        let error_lines: Vec<&str> = run
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .collect();
+        assert_eq!(
+            error_lines.len(),
+            1,
+            "{what}: one error line expected:\n{}",
+            run.stderr
+        );
+        assert!(
+            error_lines[0].contains(expected),
+            "{what}: {}",
+            error_lines[0]
+        );
+        assert!(
+            run.stdout.is_empty(),
+            "{what}: nothing planned or applied: {}",
+            run.stdout
+        );
         assert!(!run.stderr.contains(sandbox.get("VAULT_TOKEN")));
     }
     // The wrong-token message names the fix.
     let wrong = vault_cicd(&all[1].1, &["plan"]).await;
-    assert!(wrong.stderr.contains("use the root token"), "{}", wrong.stderr);
+    assert!(
+        wrong.stderr.contains("use the root token"),
+        "{}",
+        wrong.stderr
+    );
     assert_eq!(vault_writes(&sandbox), writes, "bad input wrote to Vault");
     assert!(live_objects(&kube).await["ClusterSecretStore/vault-backend"].is_none());
 }

@@ -24,12 +24,21 @@ pub struct GitLabState {
 
 fn authorized(state: &GitLabState, headers: &HeaderMap) -> bool {
     let private = headers.get("private-token").and_then(|v| v.to_str().ok());
-    let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    private.or(bearer).is_some_and(|t| t == state.token.as_str())
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    private
+        .or(bearer)
+        .is_some_and(|t| t == state.token.as_str())
 }
 
 fn unauthorized() -> axum::response::Response {
-    (StatusCode::UNAUTHORIZED, Json(json!({"message": "401 Unauthorized"}))).into_response()
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({"message": "401 Unauthorized"})),
+    )
+        .into_response()
 }
 
 pub fn routes(state: GitLabState) -> Router {

@@ -9,5 +9,8 @@ use serde_json::json;
 pub fn routes() -> Router {
     Router::new()
         .route("/api/v2.0/ping", get(|| async { "Pong" }))
-        .route("/api/v2.0/health", get(|| async { axum::Json(json!({"status": "healthy", "components": []})) }))
+        .route(
+            "/api/v2.0/health",
+            get(|| async { axum::Json(json!({"status": "healthy", "components": []})) }),
+        )
 }

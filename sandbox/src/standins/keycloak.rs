@@ -12,7 +12,10 @@ pub fn routes() -> Router {
     Router::new().route(
         "/realms/{realm}/.well-known/openid-configuration",
         get(|Path(realm): Path<String>, headers: HeaderMap| async move {
-            let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+            let host = headers
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("127.0.0.1");
             let issuer = format!("http://{host}/realms/{realm}");
             axum::Json(json!({
                 "issuer": issuer,

@@ -72,16 +72,28 @@ pub struct Control {
 
 impl Control {
     pub fn add_fault(&self, fault: Fault) {
-        self.faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(fault);
+        self.faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(fault);
     }
     pub fn clear_faults(&self) {
-        self.faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        self.faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 
     fn take_fault(&self, method: &Method, path: &str) -> Option<Fault> {
-        let mut faults = self.faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut faults = self
+            .faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let index = faults.iter().position(|f| {
-            path.starts_with(&f.path_prefix) && f.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method.as_str()))
+            path.starts_with(&f.path_prefix)
+                && f.method
+                    .as_deref()
+                    .is_none_or(|m| m.eq_ignore_ascii_case(method.as_str()))
         })?;
         let fault = faults[index].clone();
         if let Some(times) = faults[index].times.as_mut() {
@@ -94,7 +106,11 @@ impl Control {
     }
 }
 
-async fn count_and_inject(State(control): State<Control>, request: Request, next: Next) -> Response {
+async fn count_and_inject(
+    State(control): State<Control>,
+    request: Request,
+    next: Next,
+) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     if path.starts_with("/__sandbox/") {
@@ -105,10 +121,17 @@ async fn count_and_inject(State(control): State<Control>, request: Request, next
             tokio::time::sleep(Duration::from_millis(fault.latency_ms)).await;
         }
         if fault.status != 0 {
-            let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let mut response = (status, Json(json!({"message": format!("{} (injected by the sandbox)", status)}))).into_response();
+            let status =
+                StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut response = (
+                status,
+                Json(json!({"message": format!("{} (injected by the sandbox)", status)})),
+            )
+                .into_response();
             if let Some(secs) = fault.retry_after {
-                response.headers_mut().insert("retry-after", HeaderValue::from(secs));
+                response
+                    .headers_mut()
+                    .insert("retry-after", HeaderValue::from(secs));
             }
             return response;
         }
@@ -134,29 +157,43 @@ async fn count_and_inject(State(control): State<Control>, request: Request, next
 /// Wraps a stand-in's routes with counting, fault injection and the `/__sandbox/` control API.
 pub fn with_framework(routes: Router, control: Control) -> Router {
     let admin = Router::new()
-        .route("/__sandbox/counters", get(|State(c): State<Control>| async move { Json(c.counters.snapshot()) }))
+        .route(
+            "/__sandbox/counters",
+            get(|State(c): State<Control>| async move { Json(c.counters.snapshot()) }),
+        )
         .route(
             "/__sandbox/counters/reset",
             post(|State(c): State<Control>| async move {
                 c.counters.reads.store(0, Ordering::Relaxed);
                 c.counters.writes.store(0, Ordering::Relaxed);
-                c.counters.by_route.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+                c.counters
+                    .by_route
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clear();
                 StatusCode::NO_CONTENT
             }),
         )
         .route(
             "/__sandbox/faults",
-            post(|State(c): State<Control>, Json(f): Json<Fault>| async move {
-                c.add_fault(f);
-                StatusCode::NO_CONTENT
-            })
+            post(
+                |State(c): State<Control>, Json(f): Json<Fault>| async move {
+                    c.add_fault(f);
+                    StatusCode::NO_CONTENT
+                },
+            )
             .delete(|State(c): State<Control>| async move {
                 c.clear_faults();
                 StatusCode::NO_CONTENT
             }),
         )
         .with_state(control.clone());
-    routes.merge(admin).layer(axum::middleware::from_fn_with_state(control, count_and_inject))
+    routes
+        .merge(admin)
+        .layer(axum::middleware::from_fn_with_state(
+            control,
+            count_and_inject,
+        ))
 }
 
 /// A running stand-in.
@@ -174,7 +211,11 @@ pub async fn serve(name: &'static str, routes: Router) -> anyhow::Result<Running
 }
 
 /// Serves `routes` on an already-bound listener.
-pub fn serve_on(name: &'static str, routes: Router, listener: tokio::net::TcpListener) -> anyhow::Result<Running> {
+pub fn serve_on(
+    name: &'static str,
+    routes: Router,
+    listener: tokio::net::TcpListener,
+) -> anyhow::Result<Running> {
     let url = format!("http://{}", listener.local_addr()?);
     let control = Control::default();
     let app = with_framework(routes, control.clone());
@@ -183,7 +224,12 @@ pub fn serve_on(name: &'static str, routes: Router, listener: tokio::net::TcpLis
             tracing::error!("{name} stand-in stopped: {e}");
         }
     });
-    Ok(Running { name, url, control, task })
+    Ok(Running {
+        name,
+        url,
+        control,
+        task,
+    })
 }
 
 #[cfg(test)]
@@ -198,13 +244,33 @@ mod tests {
         let url = format!("{}/thing", running.url);
         assert_eq!(http.get(&url).send().await.unwrap().status(), 200);
         assert_eq!(http.put(&url).send().await.unwrap().status(), 200);
-        running.control.add_fault(Fault { path_prefix: "/thing".into(), status: 429, retry_after: Some(3), times: Some(1), ..Fault::default() });
+        running.control.add_fault(Fault {
+            path_prefix: "/thing".into(),
+            status: 429,
+            retry_after: Some(3),
+            times: Some(1),
+            ..Fault::default()
+        });
         let limited = http.get(&url).send().await.unwrap();
         assert_eq!(limited.status(), 429);
         assert_eq!(limited.headers()["retry-after"], "3");
-        assert_eq!(http.get(&url).send().await.unwrap().status(), 200, "the fault applied once only");
-        let counters: serde_json::Value = http.get(format!("{}/__sandbox/counters", running.url)).send().await.unwrap().json().await.unwrap();
+        assert_eq!(
+            http.get(&url).send().await.unwrap().status(),
+            200,
+            "the fault applied once only"
+        );
+        let counters: serde_json::Value = http
+            .get(format!("{}/__sandbox/counters", running.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(counters["writes"], 1);
-        assert_eq!(counters["reads"], 2, "injected faults are not counted as served");
+        assert_eq!(
+            counters["reads"], 2,
+            "injected faults are not counted as served"
+        );
     }
 }

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Every test: installs what they need (idempotent), lints the shell, runs the driver's bats tests
+# and the Rust tests (unit tests, and integration tests against real OpenBao and kube-apiserver
+# started by the sandbox on 127.0.0.1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/setup-test-env.sh
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> shellcheck"
+shellcheck scripts/*.sh sandbox/scripts/*.sh .ci/run
+echo "==> bats (driver)"
+bats tests/bats
+echo "==> cargo test"
+cargo test --workspace --no-fail-fast 2>&1 | tee target/cargo-test.log
+# One closing line for the whole Rust run.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
+     END { printf "rust: %d passed, %d failed\n", p, f; exit (f > 0) }' target/cargo-test.log
