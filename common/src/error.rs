@@ -88,3 +88,15 @@ pub fn short_body(body: &str) -> String {
         redact(&out)
     }
 }
+
+/// An error and its sources on one line (`a: b: c`).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

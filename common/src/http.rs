@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::config::{Credential, PlatformConfig, expose};
-use crate::error::{Error, Result, short_body};
+use crate::error::{Error, Result, error_chain, short_body};
 
 /// Whether a request may be sent again after a failure the server may not have seen the end of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -405,11 +405,9 @@ fn describe_reqwest_error(err: &reqwest::Error) -> String {
     } else {
         "request failed".to_owned()
     };
-    let mut source = err.source();
-    while let Some(s) = source {
+    if let Some(source) = err.source() {
         text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
+        text.push_str(&error_chain(source));
     }
     text
 }

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use crate::config::PlatformConfig;
-use crate::error::{Error, Result, short_body};
+use crate::error::{Error, Result, error_chain, short_body};
 use crate::plan;
 use crate::redact;
 
@@ -95,17 +95,6 @@ fn short_message(message: &str) -> String {
     } else {
         message
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Removes what the server owns, so live and desired can be compared.

@@ -12,7 +12,7 @@ use vaultrs::client::{VaultClient as SdkClient, VaultClientSettingsBuilder};
 
 use crate::config::{Credential, PlatformConfig, expose};
 use crate::env;
-use crate::error::{Error, Result, short_body};
+use crate::error::{Error, Result, error_chain, short_body};
 use crate::http::{ApiClient, Fixes, Retry, build_reqwest};
 use crate::redact;
 
@@ -482,26 +482,12 @@ impl VaultClient {
         let resp = self
             .anonymous
             .expect(&operation, &Method::POST, &path, resp)
-            .map_err(|e| match e {
+            .map_err(|mut e| {
                 // A refused login is about the presented JWT, not our admin token: drop the admin fix.
-                Error::Api {
-                    service,
-                    operation,
-                    method,
-                    url,
-                    status,
-                    body,
-                    ..
-                } => Error::Api {
-                    service,
-                    operation,
-                    method,
-                    url,
-                    status,
-                    body,
-                    fix: String::new(),
-                },
-                other => other,
+                if let Error::Api { fix, .. } = &mut e {
+                    fix.clear();
+                }
+                e
             })?;
         let body: Value = resp.json(SERVICE, &operation, &self.api.url(&path))?;
         let token = body["auth"]["client_token"]
@@ -600,15 +586,4 @@ fn sdk_status(e: &vaultrs::error::ClientError) -> Option<u16> {
         } => Some(*code),
         _ => None,
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

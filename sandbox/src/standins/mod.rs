@@ -238,6 +238,7 @@ mod tests {
 
     #[tokio::test]
     async fn counts_writes_and_injects_faults_with_retry_after() {
+        common::cli::install_crypto_provider();
         let routes = Router::new().route("/thing", get(|| async { "ok" }).put(|| async { "put" }));
         let running = serve("test", routes).await.unwrap();
         let http = reqwest::Client::new();
