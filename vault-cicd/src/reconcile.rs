@@ -358,14 +358,12 @@ impl VaultCicd {
 /// The pure diff of the Vault side.
 pub fn diff(d: &Desired, o: &Observed) -> anyhow::Result<Plan<Op>> {
     let mut plan = Plan::new(PHASE_NAME);
-    let mut new_mounts = BTreeSet::new();
     for spec in &d.secret_engines {
         if mount_check(
             "secrets engine",
             spec,
             o.secret_mounts.get(&format!("{}/", spec.path)),
         )? {
-            new_mounts.insert(spec.path.clone());
             plan.push(Change::create(
                 "vault secrets engine",
                 &spec.path,
@@ -497,7 +495,6 @@ pub fn diff(d: &Desired, o: &Observed) -> anyhow::Result<Plan<Op>> {
         )),
         Some(_) => {}
     }
-    let _ = new_mounts;
     Ok(plan)
 }
 
