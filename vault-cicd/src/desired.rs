@@ -136,37 +136,36 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
     let claim_mappings = json!({
         "project_path": "project_path", "ref": "ref", "pipeline_id": "pipeline_id", "job_id": "job_id", "user_login": "user_login",
     });
-    let gitlab_ci = json!({
-        "role_type": "jwt",
-        "user_claim": "sub",
-        "bound_audiences": [audience],
-        "bound_claims_type": "glob",
-        "bound_claims": {
+    let jwt_role = |bound_claims: Value, policy: &str, ttl_secs: u64| {
+        json!({
+            "role_type": "jwt",
+            "user_claim": "sub",
+            "bound_audiences": [audience],
+            "bound_claims_type": "glob",
+            "bound_claims": bound_claims,
+            "claim_mappings": claim_mappings,
+            "token_policies": [policy],
+            "token_ttl": ttl_secs,
+            "token_max_ttl": ttl_secs,
+        })
+    };
+    let gitlab_ci = jwt_role(
+        json!({
             "project_path": project_paths,
             "ref": refs,
             "ref_type": ["branch"],
             // GitLab sends ref_protected as the string "true".
             "ref_protected": ["true"],
-        },
-        "claim_mappings": claim_mappings,
-        "token_policies": ["ci-read-secrets"],
-        "token_ttl": 3600,
-        "token_max_ttl": 3600,
-    });
-    let gitlab_ci_sign = json!({
-        "role_type": "jwt",
-        "user_claim": "sub",
-        "bound_audiences": [audience],
-        "bound_claims_type": "glob",
-        "bound_claims": {
-            "project_path": project_paths,
-            "ref_protected": ["true"],
-        },
-        "claim_mappings": claim_mappings,
-        "token_policies": ["ci-sign-images"],
-        "token_ttl": 900,
-        "token_max_ttl": 900,
-    });
+        }),
+        "ci-read-secrets",
+        3600,
+    );
+    // Any protected branch or tag may sign; signing takes seconds, so the token is short-lived.
+    let gitlab_ci_sign = jwt_role(
+        json!({"project_path": project_paths, "ref_protected": ["true"]}),
+        "ci-sign-images",
+        900,
+    );
     let mut k8s_config = json!({"kubernetes_host": s.vault_k8s_host});
     if s.vault_k8s_token_reviewer == TokenReviewer::Client {
         // No reviewer JWT is stored: Vault presents the client's own token to TokenReview.
@@ -175,20 +174,25 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
     if let Some(ca) = inputs.k8s_ca_pem {
         k8s_config["kubernetes_ca_cert"] = json!(ca.trim());
     }
-    let eso_role = json!({
-        "bound_service_account_names": [s.eso_service_account],
-        "bound_service_account_namespaces": [s.eso_namespace],
-        "token_policies": ["external-secrets"],
-        "token_ttl": 3600,
-        "token_max_ttl": 3600,
-    });
-    let argocd_role = json!({
-        "bound_service_account_names": ["argocd-server", "argocd-repo-server"],
-        "bound_service_account_namespaces": ["argocd"],
-        "token_policies": ["argocd-secrets"],
-        "token_ttl": 3600,
-        "token_max_ttl": 3600,
-    });
+    let k8s_role = |names: &[&str], namespaces: &[&str], policy: &str| {
+        json!({
+            "bound_service_account_names": names,
+            "bound_service_account_namespaces": namespaces,
+            "token_policies": [policy],
+            "token_ttl": 3600,
+            "token_max_ttl": 3600,
+        })
+    };
+    let eso_role = k8s_role(
+        &[s.eso_service_account.as_str()],
+        &[s.eso_namespace.as_str()],
+        "external-secrets",
+    );
+    let argocd_role = k8s_role(
+        &["argocd-server", "argocd-repo-server"],
+        &["argocd"],
+        "argocd-secrets",
+    );
     let documents = vec![
         doc(
             &format!("auth/{JWT_MOUNT}/config"),
