@@ -16,7 +16,6 @@ use tokio::sync::Mutex;
 
 use crate::config::PlatformConfig;
 use crate::error::{Error, Result, error_chain, short_body};
-use crate::plan;
 use crate::redact;
 
 /// Labels on everything a phase creates, so a later prune deletes only what we own.
@@ -302,11 +301,6 @@ impl KubeClient {
             }) if message.contains("namespaces") => Ok(()),
             Err(e) => Err(e),
         }
-    }
-
-    /// Lines describing an update, for a plan.
-    pub fn diff_lines(before: &Value, after: &Value) -> Vec<String> {
-        plan::diff_values(before, after)
     }
 
     /// Waits until the CRD `name` (e.g. `clustersecretstores.external-secrets.io`) is Established.

@@ -49,7 +49,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber_init();
+    common::cli::install_crypto_provider();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     match runtime.block_on(sandbox_cli::run(cli.command_into(), &cli.dir)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -61,10 +61,6 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-fn tracing_subscriber_init() {
-    common::cli::install_crypto_provider();
 }
 
 impl Cli {
