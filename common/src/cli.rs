@@ -84,6 +84,16 @@ pub fn init(args: &GlobalArgs) -> anyhow::Result<PlatformConfig> {
     Ok(PlatformConfig::from_env(&env)?)
 }
 
+/// Where a change runs during `apply`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// Before everything else, one at a time in plan order (things others depend on).
+    Serial,
+    /// After the serial changes; changes of one lane run in plan order, lanes run side by side
+    /// (up to [`Phase::concurrency`]).
+    Parallel(String),
+}
+
 /// One phase of the reconcile model. `plan` only reads; `execute` performs one planned change.
 #[allow(async_fn_in_trait)] // used with static dispatch only
 pub trait Phase {
@@ -94,37 +104,123 @@ pub trait Phase {
     /// Performs one change. `Ok(Some(warning))` when the server refused something we can only
     /// report (the change is then counted as skipped, not applied).
     async fn execute(&self, op: &Self::Op) -> anyhow::Result<Option<String>>;
+    /// The lane of a change; everything is serial unless a phase says otherwise.
+    fn lane(&self, _op: &Self::Op) -> Lane {
+        Lane::Serial
+    }
+    /// How many parallel lanes run at once.
+    fn concurrency(&self) -> usize {
+        1
+    }
 }
 
-/// Runs `plan`, `apply` or `check` and prints the result; returns the exit code.
-pub async fn run_phase<P: Phase>(phase: &P, mode: Mode, output: Output) -> anyhow::Result<u8> {
-    let mut plan = phase.plan().await?;
-    let mut applied = 0usize;
-    let mut skipped = Vec::new();
-    if mode == Mode::Apply {
-        if output == Output::Text {
-            print!("{plan}");
+/// What `apply` did.
+#[derive(Default)]
+struct Applied {
+    count: usize,
+    skipped: Vec<String>,
+    /// The first failure (index in the plan, error).
+    failure: Option<(usize, anyhow::Error)>,
+}
+
+/// Executes the plan's changes: serial ones first, then the parallel lanes. After a failure no
+/// new change starts; the ones already running finish.
+async fn apply_changes<P: Phase>(phase: &P, plan: &Plan<P::Op>) -> Applied {
+    use futures::StreamExt as _;
+    let total = plan.changes.len();
+    let mut serial = Vec::new();
+    let mut lanes: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut lane_index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (index, change) in plan.changes.iter().enumerate() {
+        match phase.lane(&change.op) {
+            Lane::Serial => serial.push(index),
+            Lane::Parallel(key) => {
+                let slot = *lane_index.entry(key.clone()).or_insert_with(|| {
+                    lanes.push((key, Vec::new()));
+                    lanes.len() - 1
+                });
+                lanes[slot].1.push(index);
+            }
         }
-        let total = plan.changes.len();
-        for (index, change) in plan.changes.iter().enumerate() {
+    }
+    let state = std::sync::Mutex::new(Applied::default());
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let run_one = |index: usize| {
+        let state = &state;
+        let failed = &failed;
+        async move {
+            if failed.load(std::sync::atomic::Ordering::SeqCst) {
+                return false;
+            }
+            let change = &plan.changes[index];
             tracing::info!(
                 "applying {}/{total}: {} {}",
                 index + 1,
                 change.action_word(),
                 change.title()
             );
-            match phase.execute(&change.op).await {
-                Ok(None) => applied += 1,
-                Ok(Some(warning)) => skipped.push(format!("{}: {warning}", change.title())),
+            let outcome = phase.execute(&change.op).await;
+            let mut s = state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match outcome {
+                Ok(None) => s.count += 1,
+                Ok(Some(warning)) => s.skipped.push(format!("{}: {warning}", change.title())),
                 Err(e) => {
-                    return Err(e.context(format!(
-                        "applying change {}/{total} ({} {}) after {applied} applied; fix the cause and rerun apply to finish",
-                        index + 1,
-                        change.action_word(),
-                        change.title()
-                    )));
+                    failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                    if s.failure.as_ref().is_none_or(|(i, _)| index < *i) {
+                        s.failure = Some((index, e));
+                    }
+                    return false;
                 }
             }
+            true
+        }
+    };
+    for index in serial {
+        if !run_one(index).await {
+            break;
+        }
+    }
+    if !failed.load(std::sync::atomic::Ordering::SeqCst) {
+        futures::stream::iter(lanes)
+            .map(|(_, indices)| async move {
+                for index in indices {
+                    if !run_one(index).await {
+                        break;
+                    }
+                }
+            })
+            .buffer_unordered(phase.concurrency().max(1))
+            .collect::<Vec<()>>()
+            .await;
+    }
+    state
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs `plan`, `apply` or `check` and prints the result; returns the exit code.
+pub async fn run_phase<P: Phase>(phase: &P, mode: Mode, output: Output) -> anyhow::Result<u8> {
+    let mut plan = phase.plan().await?;
+    let mut applied = 0usize;
+    let mut skipped: Vec<String> = Vec::new();
+    if mode == Mode::Apply {
+        if output == Output::Text {
+            print!("{plan}");
+        }
+        let total = plan.changes.len();
+        let done = apply_changes(phase, &plan).await;
+        applied = done.count;
+        skipped = done.skipped;
+        if let Some((index, e)) = done.failure {
+            let change = &plan.changes[index];
+            return Err(e.context(format!(
+                "applying change {}/{total} ({} {}) after {applied} applied; fix the cause and rerun apply to finish",
+                index + 1,
+                change.action_word(),
+                change.title()
+            )));
         }
         plan.warnings.extend(skipped.iter().cloned());
     }

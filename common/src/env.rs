@@ -83,6 +83,44 @@ pub const ESO_CHART_VERSION: &str = "ESO_CHART_VERSION";
 /// Seconds to wait for CRDs to become Established (default 300).
 pub const CICD_CRD_WAIT_SECS: &str = "CICD_CRD_WAIT_SECS";
 
+// --- Keycloak (phase 12 reads group members) ---
+/// Keycloak realm of the platform's users (the base platform's setting).
+pub const KC_REALM: &str = "KC_REALM";
+/// Confidential client whose service account may view users and query groups.
+pub const KEYCLOAK_ADMIN_CLIENT_ID: &str = "KEYCLOAK_ADMIN_CLIENT_ID";
+/// Secret of `KEYCLOAK_ADMIN_CLIENT_ID`.
+pub const KEYCLOAK_ADMIN_CLIENT_SECRET: &str = "KEYCLOAK_ADMIN_CLIENT_SECRET";
+/// Master-realm admin user, when no client is configured (default `admin`).
+pub const KEYCLOAK_ADMIN_USER: &str = "KEYCLOAK_ADMIN_USER";
+/// Password of `KEYCLOAK_ADMIN_USER`.
+pub const KEYCLOAK_ADMIN_PASSWORD: &str = "KEYCLOAK_ADMIN_PASSWORD";
+
+// --- Phase 12 (gitlab-harden) ---
+/// Comma-separated GitLab groups whose projects are hardened, subgroups included (default `platform_services`).
+pub const GITLAB_GROUPS: &str = "GITLAB_GROUPS";
+/// Comma-separated globs of project paths that hold production manifests (default `*-manifests,*-gitops,*/production-*`).
+pub const GITLAB_PRODUCTION_REPOS: &str = "GITLAB_PRODUCTION_REPOS";
+/// Merge method that keeps branches up to date: `rebase_merge` (default) or `ff`.
+pub const GITLAB_MERGE_METHOD: &str = "GITLAB_MERGE_METHOD";
+/// Group that holds the approver groups mirrored from Keycloak (default `keycloak-groups`).
+pub const GITLAB_APPROVER_GROUP_PARENT: &str = "GITLAB_APPROVER_GROUP_PARENT";
+/// GitLab's OmniAuth provider name for Keycloak (default `openid_connect`).
+pub const GITLAB_OIDC_PROVIDER: &str = "GITLAB_OIDC_PROVIDER";
+/// Keycloak group → GitLab role, e.g. `platform-admins=50,developers=30` (default: the plan's table).
+pub const GITLAB_KEYCLOAK_GROUP_LEVELS: &str = "GITLAB_KEYCLOAK_GROUP_LEVELS";
+/// `false` skips the Keycloak → GitLab membership sync (default `true`).
+pub const GITLAB_KEYCLOAK_SYNC: &str = "GITLAB_KEYCLOAK_SYNC";
+/// Parallel GitLab requests (default 8).
+pub const GITLAB_CONCURRENCY: &str = "GITLAB_CONCURRENCY";
+/// `false` skips the Traefik SSH route (default `true`).
+pub const GITLAB_SSH_ROUTE: &str = "GITLAB_SSH_ROUTE";
+/// Namespace of the GitLab Helm release (default `gitlab`).
+pub const GITLAB_NAMESPACE: &str = "GITLAB_NAMESPACE";
+/// gitlab-shell Service the SSH route targets (default `gitlab-gitlab-shell`).
+pub const GITLAB_SHELL_SERVICE: &str = "GITLAB_SHELL_SERVICE";
+/// Traefik entry point for SSH (default `ssh`).
+pub const TRAEFIK_SSH_ENTRYPOINT: &str = "TRAEFIK_SSH_ENTRYPOINT";
+
 /// Every name above, for the configuration reference and the consistency test.
 pub const ALL: &[&str] = &[
     CICD_ENV_FILE,
@@ -118,4 +156,21 @@ pub const ALL: &[&str] = &[
     ESO_VAULT_SERVER,
     ESO_CHART_VERSION,
     CICD_CRD_WAIT_SECS,
+    KC_REALM,
+    KEYCLOAK_ADMIN_CLIENT_ID,
+    KEYCLOAK_ADMIN_CLIENT_SECRET,
+    KEYCLOAK_ADMIN_USER,
+    KEYCLOAK_ADMIN_PASSWORD,
+    GITLAB_GROUPS,
+    GITLAB_PRODUCTION_REPOS,
+    GITLAB_MERGE_METHOD,
+    GITLAB_APPROVER_GROUP_PARENT,
+    GITLAB_OIDC_PROVIDER,
+    GITLAB_KEYCLOAK_GROUP_LEVELS,
+    GITLAB_KEYCLOAK_SYNC,
+    GITLAB_CONCURRENCY,
+    GITLAB_SSH_ROUTE,
+    GITLAB_NAMESPACE,
+    GITLAB_SHELL_SERVICE,
+    TRAEFIK_SSH_ENTRYPOINT,
 ];

@@ -35,6 +35,10 @@ pub const FIELD_MANAGER: &str = "cicd-buildout/sandbox";
 pub const SANDBOX_DOMAIN: &str = "sandbox.localhost";
 /// Name of the env file inside the sandbox directory.
 pub const ENV_FILE: &str = "sandbox.env";
+/// Keycloak realm of the sandbox's users.
+pub const SANDBOX_REALM: &str = "platform";
+/// Confidential client phase 12 signs in to the Keycloak stand-in with.
+pub const SANDBOX_KEYCLOAK_CLIENT: &str = "cicd-buildout";
 
 /// Namespaces and service accounts phases 0–11 create on the real platform (Argo CD, Vault,
 /// ESO's chart…), created here so phases 12–18 find what they expect.
@@ -88,6 +92,10 @@ pub struct Sandbox {
     pub env: BTreeMap<String, String>,
     /// Stand-ins served in this process (tests); empty when detached (a child process serves them).
     pub standins: Vec<standins::Running>,
+    /// The GitLab stand-in's data (in-process stand-ins only): tests seed and inspect it.
+    pub gitlab: Option<standins::gitlab::GitLabState>,
+    /// The Keycloak stand-in's data (in-process stand-ins only).
+    pub keycloak: Option<standins::keycloak::KeycloakState>,
     gitlab_key: SigningKey,
     detached: bool,
 }
@@ -223,6 +231,8 @@ impl Sandbox {
             children: Vec::new(),
             env: BTreeMap::new(),
             standins: Vec::new(),
+            gitlab: None,
+            keycloak: None,
             gitlab_key,
             detached: options.detached,
         };
@@ -236,6 +246,17 @@ impl Sandbox {
         sandbox
             .env
             .insert("HARBOR_ADMIN_PASSWORD".into(), keys::random_token(18));
+        sandbox
+            .env
+            .insert(env::KC_REALM.into(), SANDBOX_REALM.into());
+        sandbox.env.insert(
+            env::KEYCLOAK_ADMIN_CLIENT_ID.into(),
+            SANDBOX_KEYCLOAK_CLIENT.into(),
+        );
+        sandbox.env.insert(
+            env::KEYCLOAK_ADMIN_CLIENT_SECRET.into(),
+            keys::random_token(24),
+        );
         sandbox.start_standins().await?;
         if options.kube {
             sandbox.start_kube().await?;
@@ -307,10 +328,6 @@ impl Sandbox {
     }
 
     async fn start_standins(&mut self) -> anyhow::Result<()> {
-        let gitlab_state = standins::gitlab::GitLabState {
-            jwks: std::sync::Arc::new(self.gitlab_key.jwks()),
-            token: std::sync::Arc::new(self.get(env::GITLAB_API_TOKEN).to_owned()),
-        };
         if self.detached {
             // A child process serves them so they outlive `sandbox up`.
             let ports = [free_port()?, free_port()?, free_port()?];
@@ -322,10 +339,16 @@ impl Sandbox {
                 "--ports".to_owned(),
                 format!("{},{},{}", ports[0], ports[1], ports[2]),
             ];
-            let envs = [(
-                "CICD_SANDBOX_GITLAB_TOKEN",
-                self.get(env::GITLAB_API_TOKEN).to_owned(),
-            )];
+            let envs = [
+                (
+                    "CICD_SANDBOX_GITLAB_TOKEN",
+                    self.get(env::GITLAB_API_TOKEN).to_owned(),
+                ),
+                (
+                    "CICD_SANDBOX_KEYCLOAK_SECRET",
+                    self.get(env::KEYCLOAK_ADMIN_CLIENT_SECRET).to_owned(),
+                ),
+            ];
             let log = self.spawn("standins", &exe, &args, &envs)?;
             let client = reqwest::Client::new();
             for (var, port) in [
@@ -343,10 +366,15 @@ impl Sandbox {
                 self.env.insert(var.into(), url);
             }
         } else {
+            let (gitlab, keycloak) = demo_states(
+                &self.gitlab_key,
+                self.get(env::GITLAB_API_TOKEN),
+                self.get(env::KEYCLOAK_ADMIN_CLIENT_SECRET),
+            );
             for running in [
-                standins::serve("gitlab", standins::gitlab::routes(gitlab_state)).await?,
+                standins::serve("gitlab", standins::gitlab::routes(gitlab.clone())).await?,
                 standins::serve("harbor", standins::harbor::routes()).await?,
-                standins::serve("keycloak", standins::keycloak::routes()).await?,
+                standins::serve("keycloak", standins::keycloak::routes(keycloak.clone())).await?,
             ] {
                 let var = match running.name {
                     "gitlab" => env::GITLAB_URL,
@@ -356,8 +384,18 @@ impl Sandbox {
                 self.env.insert(var.into(), running.url.clone());
                 self.standins.push(running);
             }
+            self.gitlab = Some(gitlab);
+            self.keycloak = Some(keycloak);
         }
         Ok(())
+    }
+
+    /// The running in-process stand-in called `name` (`gitlab`, `harbor`, `keycloak`).
+    pub fn standin(&self, name: &str) -> &standins::Running {
+        self.standins
+            .iter()
+            .find(|r| r.name == name)
+            .unwrap_or_else(|| panic!("no in-process {name} stand-in (detached sandbox?)"))
     }
 
     async fn start_kube(&mut self) -> anyhow::Result<()> {
@@ -691,6 +729,29 @@ pub fn down(dir: &Path) -> anyhow::Result<usize> {
     }
     fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
     Ok(stopped)
+}
+
+/// The demo data the stand-ins start with: GitLab (Premium) with `platform_services`, and the
+/// Keycloak realm whose users it links by OIDC identity.
+pub fn demo_states(
+    gitlab_key: &SigningKey,
+    gitlab_token: &str,
+    keycloak_secret: &str,
+) -> (
+    standins::gitlab::GitLabState,
+    standins::keycloak::KeycloakState,
+) {
+    (
+        standins::gitlab::GitLabState::new(
+            gitlab_key.jwks(),
+            standins::gitlab::demo_data(gitlab_token),
+        ),
+        standins::keycloak::KeycloakState::new(standins::keycloak::demo_data(
+            SANDBOX_REALM,
+            SANDBOX_KEYCLOAK_CLIENT,
+            keycloak_secret,
+        )),
+    )
 }
 
 /// The CRDs of fixtures/crds, parsed.

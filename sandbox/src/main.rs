@@ -188,17 +188,16 @@ mod sandbox_cli {
                 let key = keys::SigningKey::from_pkcs8(&der)?;
                 let token = std::env::var("CICD_SANDBOX_GITLAB_TOKEN")
                     .context("CICD_SANDBOX_GITLAB_TOKEN unset")?;
-                let state = standins::gitlab::GitLabState {
-                    jwks: std::sync::Arc::new(key.jwks()),
-                    token: std::sync::Arc::new(token),
-                };
+                let secret = std::env::var("CICD_SANDBOX_KEYCLOAK_SECRET")
+                    .context("CICD_SANDBOX_KEYCLOAK_SECRET unset")?;
+                let (gitlab, keycloak) = sandbox::demo_states(&key, &token, &secret);
                 let bind = |port: u16| async move {
                     tokio::net::TcpListener::bind(("127.0.0.1", port)).await
                 };
                 let running = [
                     standins::serve_on(
                         "gitlab",
-                        standins::gitlab::routes(state),
+                        standins::gitlab::routes(gitlab),
                         bind(ports[0]).await?,
                     )?,
                     standins::serve_on(
@@ -208,7 +207,7 @@ mod sandbox_cli {
                     )?,
                     standins::serve_on(
                         "keycloak",
-                        standins::keycloak::routes(),
+                        standins::keycloak::routes(keycloak),
                         bind(ports[2]).await?,
                     )?,
                 ];

@@ -1,0 +1,687 @@
+//! GitLab REST API v4 client: the endpoints the phases call, typed where the phases read fields and
+//! raw JSON where they only pass settings through. Built on [`ApiClient`] (retries, pagination,
+//! counters, one-line errors) rather than the `gitlab` crate, which has no endpoint to update a
+//! protected branch in place (ADR 0006).
+
+use std::collections::BTreeMap;
+
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::config::{Credential, PlatformConfig};
+use crate::env;
+use crate::error::{Error, Result};
+use crate::http::{ApiClient, Fixes, Retry, build_reqwest};
+
+const SERVICE: &str = "GitLab";
+
+/// Access levels (GitLab docs: api/members "Roles"; api/protected_branches "Valid access levels").
+pub mod access {
+    pub const NO_ACCESS: u8 = 0;
+    pub const GUEST: u8 = 10;
+    pub const REPORTER: u8 = 20;
+    pub const DEVELOPER: u8 = 30;
+    pub const MAINTAINER: u8 = 40;
+    pub const OWNER: u8 = 50;
+    pub const ADMIN: u8 = 60;
+
+    /// The role name GitLab shows for a level.
+    pub fn name(level: u8) -> &'static str {
+        match level {
+            NO_ACCESS => "No access",
+            GUEST => "Guest",
+            REPORTER => "Reporter",
+            DEVELOPER => "Developer",
+            MAINTAINER => "Maintainer",
+            OWNER => "Owner",
+            ADMIN => "Administrator",
+            _ => "custom",
+        }
+    }
+}
+
+/// Which paid features the instance has: approval rules, code-owner approval, merge trains and
+/// granular protected-branch access are Premium (GitLab docs: the "Tier" of each API page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// GitLab CE, or EE without a Premium/Ultimate licence.
+    Free,
+    Premium,
+    Ultimate,
+}
+
+impl Tier {
+    pub fn is_paid(self) -> bool {
+        self != Tier::Free
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CurrentUser {
+    pub id: u64,
+    pub username: String,
+    #[serde(default)]
+    pub is_admin: bool,
+}
+
+/// One external identity of a user (admin view of the users API).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Identity {
+    pub provider: String,
+    pub extern_uid: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct User {
+    pub id: u64,
+    pub username: String,
+    #[serde(default)]
+    pub state: String,
+    /// Project/group access-token bots (GitLab docs: api/users, `bot`).
+    #[serde(default)]
+    pub bot: bool,
+    /// `human`, `project_bot`, `service_account`, … (admin view).
+    #[serde(default)]
+    pub user_type: Option<String>,
+    #[serde(default)]
+    pub identities: Vec<Identity>,
+}
+
+impl User {
+    /// A bot or service account: never pruned, never matched to a person.
+    pub fn is_automation(&self) -> bool {
+        self.bot
+            || self
+                .user_type
+                .as_deref()
+                .is_some_and(|t| t != "human" && !t.is_empty())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Group {
+    pub id: u64,
+    pub full_path: String,
+    #[serde(default)]
+    pub parent_id: Option<u64>,
+}
+
+/// A project as the list endpoints return it; settings stay raw so a phase reads the ones it manages.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Project {
+    pub id: u64,
+    pub path_with_namespace: String,
+    #[serde(default)]
+    pub archived: bool,
+    #[serde(default)]
+    pub topics: Vec<String>,
+    #[serde(flatten)]
+    pub settings: Map<String, Value>,
+}
+
+/// One entry of `push_access_levels`, `merge_access_levels` or `unprotect_access_levels`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct AccessLevelEntry {
+    #[serde(default)]
+    pub id: Option<u64>,
+    pub access_level: u8,
+    #[serde(default)]
+    pub user_id: Option<u64>,
+    #[serde(default)]
+    pub group_id: Option<u64>,
+    #[serde(default)]
+    pub deploy_key_id: Option<u64>,
+}
+
+impl AccessLevelEntry {
+    /// A role-based entry (not a specific user, group or deploy key).
+    pub fn is_role(&self) -> bool {
+        self.user_id.is_none() && self.group_id.is_none() && self.deploy_key_id.is_none()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProtectedBranch {
+    pub id: u64,
+    pub name: String,
+    #[serde(default)]
+    pub push_access_levels: Vec<AccessLevelEntry>,
+    #[serde(default)]
+    pub merge_access_levels: Vec<AccessLevelEntry>,
+    #[serde(default)]
+    pub unprotect_access_levels: Vec<AccessLevelEntry>,
+    #[serde(default)]
+    pub allow_force_push: bool,
+    #[serde(default, deserialize_with = "bool_or_string")]
+    pub code_owner_approval_required: bool,
+}
+
+/// GitLab returns `code_owner_approval_required` as a boolean, and as the string `"false"` inside
+/// approval rules (GitLab docs: api/merge_request_approvals, "List all approval rules").
+fn bool_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Bool(b) => b,
+        Value::String(s) => s == "true",
+        _ => false,
+    })
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RuleGroup {
+    pub id: u64,
+    pub full_path: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RuleBranch {
+    pub id: u64,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApprovalRule {
+    pub id: u64,
+    pub name: String,
+    #[serde(default)]
+    pub rule_type: String,
+    pub approvals_required: u32,
+    #[serde(default)]
+    pub groups: Vec<RuleGroup>,
+    #[serde(default)]
+    pub users: Vec<Value>,
+    #[serde(default)]
+    pub protected_branches: Vec<RuleBranch>,
+    #[serde(default)]
+    pub applies_to_all_protected_branches: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Member {
+    pub id: u64,
+    pub username: String,
+    pub access_level: u8,
+}
+
+/// Percent-encodes a namespaced path for use as `:id` (GitLab docs: api/rest "Namespaced paths").
+pub fn encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for byte in path.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// GitLab client bound to one instance and token.
+#[derive(Clone, Debug)]
+pub struct GitLabClient {
+    api: ApiClient,
+}
+
+impl GitLabClient {
+    /// Connects with `GITLAB_URL` (or `https://gitlab.$DOMAIN`) and `GITLAB_API_TOKEN` (or the token file).
+    pub fn connect(cfg: &PlatformConfig) -> Result<Self> {
+        let url = cfg.require_url(env::GITLAB_URL)?.to_owned();
+        let credential = cfg.gitlab_token()?.ok_or_else(|| {
+            Error::Config(format!(
+                "no GitLab token: set {} or write it to {} (an admin personal access token with the api scope)",
+                env::GITLAB_API_TOKEN,
+                cfg.gitlab_token_file.display()
+            ))
+        })?;
+        Ok(Self::new(
+            &url,
+            credential,
+            build_reqwest(cfg)?,
+            cfg.http_retries,
+        ))
+    }
+
+    pub fn new(url: &str, credential: Credential, reqwest: reqwest::Client, retries: u32) -> Self {
+        let fixes = Fixes {
+            unauthorized: format!(
+                "the GitLab token from {} is invalid, expired or revoked: create an admin personal access token with the api scope",
+                credential.source
+            ),
+            forbidden: format!(
+                "the GitLab token from {} lacks the rights for this: use an administrator's token (or an Owner of the groups) with the api scope",
+                credential.source
+            ),
+            unreachable: format!(
+                "check {}, that GitLab is up, and for TLS errors set {} to the platform CA bundle",
+                env::GITLAB_URL,
+                env::CICD_CA_BUNDLE
+            ),
+        };
+        let base = format!("{}/api/v4", url.trim_end_matches('/'));
+        let api = ApiClient::new(SERVICE, &base, reqwest, retries)
+            .with_auth("private-token", "", credential)
+            .with_fixes(fixes);
+        Self { api }
+    }
+
+    /// The underlying client (request counters, backoff for tests).
+    pub fn api(&self) -> &ApiClient {
+        &self.api
+    }
+
+    #[must_use]
+    pub fn with_backoff(mut self, unit: std::time::Duration) -> Self {
+        self.api = self.api.with_backoff(unit);
+        self
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, operation: &str, path: &str) -> Result<T> {
+        let resp = self
+            .api
+            .call(operation, Method::GET, path, None, Retry::Safe)
+            .await?;
+        resp.json(SERVICE, operation, &self.api.url(path))
+    }
+
+    async fn list<T: serde::de::DeserializeOwned>(
+        &self,
+        operation: &str,
+        path: &str,
+    ) -> Result<Vec<T>> {
+        let items = self.api.get_all_pages(operation, path).await?;
+        items
+            .into_iter()
+            .map(|item| {
+                serde_json::from_value(item).map_err(|e| Error::Decode {
+                    service: SERVICE,
+                    operation: operation.to_owned(),
+                    url: self.api.url(path),
+                    cause: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    async fn write<T: serde::de::DeserializeOwned>(
+        &self,
+        operation: &str,
+        method: Method,
+        path: &str,
+        body: &Value,
+        retry: Retry,
+    ) -> Result<T> {
+        let resp = self
+            .api
+            .call(operation, method, path, Some(body), retry)
+            .await?;
+        resp.json(SERVICE, operation, &self.api.url(path))
+    }
+
+    /// `GET /user`: whose token this is.
+    pub async fn current_user(&self) -> Result<CurrentUser> {
+        self.get("reading the token's user", "user").await
+    }
+
+    /// The instance's tier: `GET /metadata` (`enterprise`), then `GET /license` (`plan`) on EE
+    /// (GitLab docs: api/metadata, api/license). CE and unlicensed EE are Free.
+    pub async fn tier(&self) -> Result<Tier> {
+        let metadata: Value = self.get("reading instance metadata", "metadata").await?;
+        if metadata["enterprise"] != Value::Bool(true) {
+            return Ok(Tier::Free);
+        }
+        let license: Option<Value> = self
+            .api
+            .get_optional("reading the licence", "license")
+            .await?;
+        Ok(
+            match license
+                .as_ref()
+                .and_then(|l| l["plan"].as_str())
+                .unwrap_or("")
+            {
+                "premium" => Tier::Premium,
+                "ultimate" => Tier::Ultimate,
+                _ => Tier::Free,
+            },
+        )
+    }
+
+    /// `GET /groups/:id` by full path; `None` when it does not exist (or is not visible).
+    pub async fn group(&self, full_path: &str) -> Result<Option<Group>> {
+        self.api
+            .get_optional(
+                &format!("reading group {full_path}"),
+                &format!("groups/{}", encode_path(full_path)),
+            )
+            .await
+    }
+
+    /// `POST /groups` (private), under `parent_id` when given.
+    pub async fn create_group(&self, path: &str, parent_id: Option<u64>) -> Result<Group> {
+        let mut body = serde_json::json!({"name": path, "path": path, "visibility": "private"});
+        if let Some(parent) = parent_id {
+            body["parent_id"] = parent.into();
+        }
+        self.write(
+            &format!("creating group {path}"),
+            Method::POST,
+            "groups",
+            &body,
+            Retry::Never,
+        )
+        .await
+    }
+
+    /// Every project of a group and its subgroups, all pages (`include_subgroups=true`).
+    pub async fn group_projects(&self, group: &Group) -> Result<Vec<Project>> {
+        self.list(
+            &format!("listing projects of {}", group.full_path),
+            &format!(
+                "groups/{}/projects?include_subgroups=true&with_shared=false&archived=false&order_by=id&sort=asc&per_page=100",
+                group.id
+            ),
+        )
+        .await
+    }
+
+    /// `PUT /projects/:id` with only the given settings.
+    pub async fn edit_project(&self, project: u64, settings: &Value) -> Result<Value> {
+        self.write(
+            &format!("editing project {project}"),
+            Method::PUT,
+            &format!("projects/{project}"),
+            settings,
+            Retry::Safe,
+        )
+        .await
+    }
+
+    /// `GET /projects/:id/protected_branches/:name`; `None` when the branch is not protected.
+    pub async fn protected_branch(
+        &self,
+        project: u64,
+        name: &str,
+    ) -> Result<Option<ProtectedBranch>> {
+        self.api
+            .get_optional(
+                &format!("reading protected branch {name} of project {project}"),
+                &format!(
+                    "projects/{project}/protected_branches/{}",
+                    encode_path(name)
+                ),
+            )
+            .await
+    }
+
+    /// `POST /projects/:id/protected_branches`.
+    pub async fn protect_branch(&self, project: u64, body: &Value) -> Result<ProtectedBranch> {
+        self.write(
+            &format!("protecting a branch of project {project}"),
+            Method::POST,
+            &format!("projects/{project}/protected_branches"),
+            body,
+            Retry::Never,
+        )
+        .await
+    }
+
+    /// `PATCH /projects/:id/protected_branches/:name`: updates in place, keeping the protected
+    /// branch's id (approval rules scoped to it stay scoped). Setting values is idempotent, so retried.
+    pub async fn update_protected_branch(
+        &self,
+        project: u64,
+        name: &str,
+        body: &Value,
+    ) -> Result<ProtectedBranch> {
+        self.write(
+            &format!("updating protected branch {name} of project {project}"),
+            Method::PATCH,
+            &format!(
+                "projects/{project}/protected_branches/{}",
+                encode_path(name)
+            ),
+            body,
+            Retry::Safe,
+        )
+        .await
+    }
+
+    /// `GET /projects/:id/approvals` (Premium).
+    pub async fn approval_settings(&self, project: u64) -> Result<Value> {
+        self.get(
+            &format!("reading approval settings of project {project}"),
+            &format!("projects/{project}/approvals"),
+        )
+        .await
+    }
+
+    /// `POST /projects/:id/approvals` (Premium): sets the given fields; an upsert, so retried.
+    pub async fn update_approval_settings(&self, project: u64, body: &Value) -> Result<Value> {
+        self.write(
+            &format!("updating approval settings of project {project}"),
+            Method::POST,
+            &format!("projects/{project}/approvals"),
+            body,
+            Retry::Safe,
+        )
+        .await
+    }
+
+    /// `GET /projects/:id/approval_rules`, all pages (Premium).
+    pub async fn approval_rules(&self, project: u64) -> Result<Vec<ApprovalRule>> {
+        self.list(
+            &format!("listing approval rules of project {project}"),
+            &format!("projects/{project}/approval_rules?per_page=100"),
+        )
+        .await
+    }
+
+    /// `POST /projects/:id/approval_rules`.
+    pub async fn create_approval_rule(&self, project: u64, body: &Value) -> Result<ApprovalRule> {
+        self.write(
+            &format!("creating an approval rule of project {project}"),
+            Method::POST,
+            &format!("projects/{project}/approval_rules"),
+            body,
+            Retry::Never,
+        )
+        .await
+    }
+
+    /// `PUT /projects/:id/approval_rules/:rule`.
+    pub async fn update_approval_rule(
+        &self,
+        project: u64,
+        rule: u64,
+        body: &Value,
+    ) -> Result<ApprovalRule> {
+        self.write(
+            &format!("updating approval rule {rule} of project {project}"),
+            Method::PUT,
+            &format!("projects/{project}/approval_rules/{rule}"),
+            body,
+            Retry::Safe,
+        )
+        .await
+    }
+
+    /// `DELETE /projects/:id/approval_rules/:rule`.
+    pub async fn delete_approval_rule(&self, project: u64, rule: u64) -> Result<()> {
+        self.api
+            .call(
+                &format!("deleting approval rule {rule} of project {project}"),
+                Method::DELETE,
+                &format!("projects/{project}/approval_rules/{rule}"),
+                None,
+                Retry::Safe,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Direct members of a group, all pages (`GET /groups/:id/members`).
+    pub async fn group_members(&self, group: u64) -> Result<Vec<Member>> {
+        self.list(
+            &format!("listing members of group {group}"),
+            &format!("groups/{group}/members?per_page=100"),
+        )
+        .await
+    }
+
+    /// `POST /groups/:id/members`.
+    pub async fn add_group_member(&self, group: u64, user: u64, level: u8) -> Result<Member> {
+        self.write(
+            &format!("adding user {user} to group {group}"),
+            Method::POST,
+            &format!("groups/{group}/members"),
+            &serde_json::json!({"user_id": user, "access_level": level}),
+            Retry::Never,
+        )
+        .await
+    }
+
+    /// `PUT /groups/:id/members/:user_id`.
+    pub async fn edit_group_member(&self, group: u64, user: u64, level: u8) -> Result<Member> {
+        self.write(
+            &format!("changing the role of user {user} in group {group}"),
+            Method::PUT,
+            &format!("groups/{group}/members/{user}"),
+            &serde_json::json!({"access_level": level}),
+            Retry::Safe,
+        )
+        .await
+    }
+
+    /// `DELETE /groups/:id/members/:user_id`.
+    pub async fn remove_group_member(&self, group: u64, user: u64) -> Result<()> {
+        self.api
+            .call(
+                &format!("removing user {user} from group {group}"),
+                Method::DELETE,
+                &format!("groups/{group}/members/{user}"),
+                None,
+                Retry::Safe,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Every active user, all pages, with identities when the token is an administrator's.
+    pub async fn active_users(&self) -> Result<Vec<User>> {
+        self.list(
+            "listing users",
+            "users?active=true&order_by=id&sort=asc&per_page=100",
+        )
+        .await
+    }
+}
+
+/// Users indexed for matching: by `(provider, extern_uid)` and by lower-case username.
+#[derive(Debug, Default)]
+pub struct UserIndex {
+    by_identity: BTreeMap<(String, String), usize>,
+    by_username: BTreeMap<String, usize>,
+    pub users: Vec<User>,
+}
+
+impl UserIndex {
+    pub fn new(users: Vec<User>) -> Self {
+        let mut index = Self::default();
+        for (i, user) in users.iter().enumerate() {
+            for identity in &user.identities {
+                index
+                    .by_identity
+                    .insert((identity.provider.clone(), identity.extern_uid.clone()), i);
+            }
+            index.by_username.insert(user.username.to_lowercase(), i);
+        }
+        index.users = users;
+        index
+    }
+
+    /// The user linked to `extern_uid` at `provider`, else the one with that username.
+    pub fn find(&self, provider: &str, extern_uid: &str, username: &str) -> Option<&User> {
+        self.by_identity
+            .get(&(provider.to_owned(), extern_uid.to_owned()))
+            .or_else(|| self.by_username.get(&username.to_lowercase()))
+            .map(|&i| &self.users[i])
+    }
+
+    pub fn by_id(&self, id: u64) -> Option<&User> {
+        self.users.iter().find(|u| u.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: u64, username: &str, identities: &[(&str, &str)]) -> User {
+        User {
+            id,
+            username: username.into(),
+            state: "active".into(),
+            bot: false,
+            user_type: Some("human".into()),
+            identities: identities
+                .iter()
+                .map(|(p, u)| Identity {
+                    provider: (*p).into(),
+                    extern_uid: (*u).into(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn identity_wins_over_username() {
+        let index = UserIndex::new(vec![
+            user(1, "alice", &[]),
+            user(2, "alice.smith", &[("openid_connect", "kc-uuid-1")]),
+        ]);
+        assert_eq!(
+            index
+                .find("openid_connect", "kc-uuid-1", "alice")
+                .unwrap()
+                .id,
+            2
+        );
+        assert_eq!(
+            index
+                .find("openid_connect", "kc-uuid-9", "Alice")
+                .unwrap()
+                .id,
+            1
+        );
+        assert!(index.find("openid_connect", "kc-uuid-9", "bob").is_none());
+    }
+
+    #[test]
+    fn code_owner_flag_reads_bool_and_string() {
+        let b: ProtectedBranch = serde_json::from_value(serde_json::json!({
+            "id": 1, "name": "main", "code_owner_approval_required": "true"
+        }))
+        .unwrap();
+        assert!(b.code_owner_approval_required);
+    }
+
+    #[test]
+    fn bots_and_service_accounts_are_automation() {
+        let mut bot = user(3, "project_7_bot_abc", &[]);
+        bot.bot = true;
+        assert!(bot.is_automation());
+        let mut sa = user(4, "service_account_x", &[]);
+        sa.user_type = Some("service_account".into());
+        assert!(sa.is_automation());
+        assert!(!user(5, "carol", &[]).is_automation());
+    }
+
+    #[test]
+    fn namespaced_paths_are_encoded() {
+        assert_eq!(
+            encode_path("platform_services/sub group/x"),
+            "platform_services%2Fsub%20group%2Fx"
+        );
+    }
+}
