@@ -79,60 +79,16 @@ fn data(sandbox: &Sandbox) -> std::sync::MutexGuard<'_, GitLabData> {
     sandbox.gitlab.as_ref().expect("in-process GitLab").lock()
 }
 
-/// Adds `n` projects under platform_services in nested subgroups (teams/team-k, and a third
-/// level under team-0); every tenth is a `*-manifests` production repository; plus one archived.
 fn seed_projects(sandbox: &Sandbox, n: usize) -> Vec<String> {
-    let mut d = data(sandbox);
-    let root = d.user_id("root");
-    let ps = d.group_by_path("platform_services").unwrap().id;
-    let teams = d.add_group("teams", Some(ps), root);
-    let mut groups = vec![ps];
-    for k in 0..4 {
-        groups.push(d.add_group(&format!("team-{k}"), Some(teams), root));
-    }
-    let deep = d.add_group("legacy", Some(groups[1]), root);
-    groups.push(deep);
-    for i in 0..n {
-        let suffix = if i % 10 == 0 { "-manifests" } else { "" };
-        d.add_project(
-            &format!("svc-{i:04}{suffix}"),
-            groups[i % groups.len()],
-            &[],
-        );
-    }
-    let archived = d.add_project("old-archived", ps, &[]);
-    d.projects.get_mut(&archived).unwrap().archived = true;
-    d.projects
-        .values()
-        .filter(|p| !p.archived)
-        .map(|p| p.path_with_namespace.clone())
-        .collect()
+    data(sandbox).seed_nested_projects("platform_services", n)
 }
 
-/// Keycloak developers with GitLab accounts linked by OIDC identity: more than one page of
-/// Keycloak members (100) and of GitLab users (100).
 fn seed_developers(sandbox: &Sandbox, n: usize) {
-    let kc = sandbox.keycloak.as_ref().unwrap();
-    let mut k = kc.lock();
-    let developers = k
-        .groups
-        .iter()
-        .find(|g| g.name == "developers")
-        .unwrap()
-        .id
-        .clone();
-    let mut subs = Vec::new();
-    for i in 0..n {
-        let name = format!("dev{i:03}");
-        let sub = k.add_user(&name, None);
-        k.add_member(&developers, &sub);
-        subs.push((name, sub));
-    }
-    drop(k);
-    let mut d = data(sandbox);
-    for (name, sub) in subs {
-        d.add_user(&name, &[("openid_connect", &sub)]);
-    }
+    sandbox::seed_linked_developers(
+        sandbox.gitlab.as_ref().unwrap(),
+        sandbox.keycloak.as_ref().unwrap(),
+        n,
+    );
 }
 
 async fn api(sandbox: &Sandbox, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
@@ -411,6 +367,20 @@ async fn premium_instance_with_hundreds_of_projects_is_hardened_once_and_left_al
         "SSH route untouched"
     );
     assert_eq!(harden(&sandbox, &["check"], &[]).await.code, 0);
+    // Known secrets never appear in any output.
+    let secrets = [
+        sandbox.get("GITLAB_API_TOKEN"),
+        sandbox.get("KEYCLOAK_ADMIN_CLIENT_SECRET"),
+    ];
+    for run in [&plan, &apply, &rerun] {
+        for secret in secrets {
+            assert!(!secret.is_empty());
+            assert!(
+                !run.stdout.contains(secret) && !run.stderr.contains(secret),
+                "secret leaked"
+            );
+        }
+    }
 
     // A rule edited by hand shows as exactly that diff; apply restores it in place, scope kept.
     let target = "platform_services/teams/team-2/svc-0003";

@@ -754,6 +754,29 @@ pub fn demo_states(
     )
 }
 
+/// Adds `n` Keycloak users to the realm's `developers` group with GitLab accounts linked by OIDC
+/// identity (more than 100 exercises both servers' paging).
+pub fn seed_linked_developers(
+    gitlab: &standins::gitlab::GitLabState,
+    keycloak: &standins::keycloak::KeycloakState,
+    n: usize,
+) {
+    let mut kc = keycloak.lock();
+    let developers = kc
+        .groups
+        .iter()
+        .find(|g| g.name == "developers")
+        .map(|g| g.id.clone())
+        .unwrap_or_else(|| kc.add_group("developers", None));
+    let mut gl = gitlab.lock();
+    for i in 0..n {
+        let name = format!("dev{i:03}");
+        let sub = kc.add_user(&name, None);
+        kc.add_member(&developers, &sub);
+        gl.add_user(&name, &[("openid_connect", &sub)]);
+    }
+}
+
 /// The CRDs of fixtures/crds, parsed.
 pub fn load_crd_fixtures() -> anyhow::Result<Vec<Value>> {
     let mut files = Vec::new();

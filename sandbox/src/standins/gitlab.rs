@@ -276,6 +276,38 @@ impl GitLabData {
         id
     }
 
+    /// Adds `n` projects under `group` spread over nested subgroups (`teams/team-0..3`, and
+    /// `teams/team-0/legacy` a level deeper); every tenth is a `*-manifests` repository. Plus one
+    /// archived project. Returns the paths of the active projects of the whole instance.
+    pub fn seed_nested_projects(&mut self, group: &str, n: usize) -> Vec<String> {
+        let root = self.user_id("root");
+        let existing = self.group_by_path(group).map(|g| g.id);
+        let top = existing.unwrap_or_else(|| self.add_group(group, None, root));
+        let teams = self.add_group("teams", Some(top), root);
+        let mut groups = vec![top];
+        for k in 0..4 {
+            groups.push(self.add_group(&format!("team-{k}"), Some(teams), root));
+        }
+        groups.push(self.add_group("legacy", Some(groups[1]), root));
+        for i in 0..n {
+            let suffix = if i % 10 == 0 { "-manifests" } else { "" };
+            self.add_project(
+                &format!("svc-{i:04}{suffix}"),
+                groups[i % groups.len()],
+                &[],
+            );
+        }
+        let archived = self.add_project("old-archived", top, &[]);
+        if let Some(p) = self.projects.get_mut(&archived) {
+            p.archived = true;
+        }
+        self.projects
+            .values()
+            .filter(|p| !p.archived)
+            .map(|p| p.path_with_namespace.clone())
+            .collect()
+    }
+
     pub fn group_by_path(&self, full_path: &str) -> Option<&GroupRecord> {
         self.groups.values().find(|g| g.full_path == full_path)
     }
