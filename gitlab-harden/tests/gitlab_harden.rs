@@ -271,12 +271,40 @@ async fn premium_instance_with_hundreds_of_projects_is_hardened_once_and_left_al
     );
     let warnings = doc["warnings"].to_string();
     assert!(
+        !warnings.contains("registry-off"),
+        "no registry Deployment, no Helm warning: {warnings}"
+    );
+    assert!(
         warnings.contains("erin"),
         "Keycloak user without GitLab account reported: {warnings}"
     );
 
+    // The GitLab chart's registry Deployment exists: the instance registry is still on.
+    kube.apply(
+        &json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "gitlab-registry", "namespace": "gitlab"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "registry"}},
+                "template": {"metadata": {"labels": {"app": "registry"}},
+                             "spec": {"containers": [{"name": "registry", "image": "registry.gitlab.com/gitlab-org/build/cng/gitlab-container-registry:v4.15.2-gitlab"}]}},
+            },
+        }),
+        false,
+    )
+    .await
+    .unwrap();
+
     // apply
     let apply = harden(&sandbox, &["apply"], &[]).await;
+    assert!(
+        apply
+            .stdout
+            .contains("gitlab-harden/helm/registry-off.values.yaml")
+            && apply.stdout.contains("helm upgrade"),
+        "the registry needs a Helm upgrade, with the values to apply: {}",
+        apply.stdout
+    );
     assert_eq!(apply.code, 0, "{}\n{}", apply.stdout, apply.stderr);
     assert!(
         apply.stdout.contains("erin (developers)"),

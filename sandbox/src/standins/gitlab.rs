@@ -15,10 +15,12 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use axum::Extension;
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -509,19 +511,38 @@ fn bad_param(text: &str) -> Reply {
     (StatusCode::BAD_REQUEST, Json(json!({"error": text}))).into_response()
 }
 
-/// The caller's user id, or the 401 answer.
-fn caller(s: &GitLabState, headers: &HeaderMap) -> Result<(u64, bool), Reply> {
+/// Who is calling (set by [`require_token`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub id: u64,
+    pub admin: bool,
+}
+
+/// Every `/api/v4` request needs a known token (api/rest "Authentication").
+async fn require_token(State(s): State<GitLabState>, mut request: Request, next: Next) -> Reply {
+    let headers = request.headers();
     let private = headers.get("private-token").and_then(|v| v.to_str().ok());
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let data = s.lock();
-    private
-        .or(bearer)
-        .and_then(|t| data.tokens.get(t))
-        .map(|id| (*id, data.users.get(id).is_some_and(|u| u.is_admin)))
-        .ok_or_else(|| message(StatusCode::UNAUTHORIZED, "401 Unauthorized"))
+    let caller = {
+        let data = s.lock();
+        private
+            .or(bearer)
+            .and_then(|t| data.tokens.get(t))
+            .map(|id| Caller {
+                id: *id,
+                admin: data.users.get(id).is_some_and(|u| u.is_admin),
+            })
+    };
+    match caller {
+        Some(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        None => message(StatusCode::UNAUTHORIZED, "401 Unauthorized"),
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -634,7 +655,7 @@ fn valid_level(level: u64) -> bool {
 }
 
 pub fn routes(state: GitLabState) -> Router {
-    Router::new()
+    let jwks = Router::new()
         .route(
             "/-/jwks",
             get(|State(s): State<GitLabState>| async move { Json((*s.jwks).clone()) }),
@@ -643,6 +664,8 @@ pub fn routes(state: GitLabState) -> Router {
             "/oauth/discovery/keys",
             get(|State(s): State<GitLabState>| async move { Json((*s.jwks).clone()) }),
         )
+        .with_state(state.clone());
+    Router::new()
         .route("/api/v4/version", get(version))
         .route("/api/v4/metadata", get(version))
         .route("/api/v4/license", get(license))
@@ -682,16 +705,18 @@ pub fn routes(state: GitLabState) -> Router {
             "/api/v4/projects/{id}/approval_rules/{rule}",
             axum::routing::put(update_rule).delete(delete_rule),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ))
         .with_state(state)
+        .merge(jwks)
 }
 
 type Q = Query<BTreeMap<String, String>>;
 
 /// doc/api/version.md and doc/api/metadata.md: `enterprise` is true on EE builds.
-async fn version(State(s): State<GitLabState>, headers: HeaderMap) -> Reply {
-    if let Err(r) = caller(&s, &headers) {
-        return r;
-    }
+async fn version(State(s): State<GitLabState>) -> Reply {
     let ee = s.lock().tier != Tier::Free;
     Json(json!({
         "version": if ee { "17.11.0-ee" } else { "17.11.0" },
@@ -703,10 +728,7 @@ async fn version(State(s): State<GitLabState>, headers: HeaderMap) -> Reply {
 }
 
 /// doc/api/license.md: the current licence with its `plan` (EE only; CE has no such route).
-async fn license(State(s): State<GitLabState>, headers: HeaderMap) -> Reply {
-    if let Err(r) = caller(&s, &headers) {
-        return r;
-    }
+async fn license(State(s): State<GitLabState>) -> Reply {
     match s.lock().tier {
         Tier::Free => not_found("License"),
         Tier::Premium => {
@@ -715,11 +737,8 @@ async fn license(State(s): State<GitLabState>, headers: HeaderMap) -> Reply {
     }
 }
 
-async fn current_user(State(s): State<GitLabState>, headers: HeaderMap) -> Reply {
-    let (id, _) = match caller(&s, &headers) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn current_user(State(s): State<GitLabState>, Extension(caller): Extension<Caller>) -> Reply {
+    let id = caller.id;
     let data = s.lock();
     let user = &data.users[&id];
     data.user_json(user, true).into_response_json()
@@ -729,14 +748,12 @@ async fn current_user(State(s): State<GitLabState>, headers: HeaderMap) -> Reply
 /// identities only in the administrator's view.
 async fn list_users(
     State(s): State<GitLabState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     uri: Uri,
     Query(q): Q,
 ) -> Reply {
-    let (_, admin) = match caller(&s, &headers) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let admin = caller.admin;
     let data = s.lock();
     let items: Vec<Value> = data
         .users
@@ -757,13 +774,10 @@ async fn list_users(
 /// doc/api/groups.md "New group": `name` and `path` required; `parent_id` for a subgroup.
 async fn create_group(
     State(s): State<GitLabState>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Json(body): Json<Value>,
 ) -> Reply {
-    let (user, _) = match caller(&s, &headers) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let user = caller.id;
     let (Some(_name), Some(path)) = (body["name"].as_str(), body["path"].as_str()) else {
         return bad_param("name is missing, path is missing");
     };
@@ -790,14 +804,7 @@ async fn create_group(
     (StatusCode::CREATED, Json(data.group_json(&g))).into_response()
 }
 
-async fn get_group(
-    State(s): State<GitLabState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Reply {
-    if let Err(r) = caller(&s, &headers) {
-        return r;
-    }
+async fn get_group(State(s): State<GitLabState>, Path(id): Path<String>) -> Reply {
     let data = s.lock();
     match data.find_group(&id) {
         Some(g) => Json(data.group_json(g)).into_response(),
@@ -813,9 +820,6 @@ async fn group_projects(
     Path(id): Path<String>,
     Query(q): Q,
 ) -> Reply {
-    if let Err(r) = caller(&s, &headers) {
-        return r;
-    }
     let data = s.lock();
     let Some(group) = data.find_group(&id) else {
         return not_found("Group");
@@ -847,14 +851,7 @@ fn find_project_id(data: &GitLabData, id: &str) -> Option<u64> {
     }
 }
 
-async fn get_project(
-    State(s): State<GitLabState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Reply {
-    if let Err(r) = caller(&s, &headers) {
-        return r;
-    }
+async fn get_project(State(s): State<GitLabState>, Path(id): Path<String>) -> Reply {
     let data = s.lock();
     match find_project_id(&data, &id) {
         Some(pid) => Json(data.project_json(&data.projects[&pid])).into_response(),
@@ -866,13 +863,9 @@ async fn get_project(
 /// validated (400 `<attr> does not have a valid value`); Premium attributes are ignored on Free.
 async fn edit_project(
     State(s): State<GitLabState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     Json(body): Json<Value>,
 ) -> Reply {
-    if let Err(r) = caller(&s, &headers) {
-        return r;
-    }
     let Some(fields) = body.as_object() else {
         return bad_param("body must be a JSON object");
     };
@@ -922,9 +915,6 @@ async fn list_protected(
     Path(id): Path<String>,
     Query(q): Q,
 ) -> Reply {
-    if let Err(r) = caller(&s, &headers) {
-        return r;
-    }
     let data = s.lock();
     let Some(pid) = find_project_id(&data, &id) else {
         return not_found("Project");
@@ -939,12 +929,8 @@ async fn list_protected(
 
 async fn get_protected(
     State(s): State<GitLabState>,
-    headers: HeaderMap,
     Path((id, name)): Path<(String, String)>,
 ) -> Reply {
-    if let Err(r) = caller(&s, &headers) {
-        return r;
-    }
     let data = s.lock();
     let Some(pid) = find_project_id(&data, &id) else {
         return not_found("Project");
@@ -963,13 +949,9 @@ async fn get_protected(
 /// `merge_access_level`, `unprotect_access_level` default to 40; 409 when already protected.
 async fn protect_branch(
     State(s): State<GitLabState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     Json(body): Json<Value>,
 ) -> Reply {
-    if let Err(r) = caller(&s, &headers) {
-        return r;
-    }
     let Some(name) = body["name"].as_str().map(str::to_owned) else {
         return bad_param("name is missing");
     };
@@ -1080,13 +1062,9 @@ fn apply_allowed(
 
 async fn update_protected(
     State(s): State<GitLabState>,
-    headers: HeaderMap,
     Path((id, name)): Path<(String, String)>,
     Json(body): Json<Value>,
 ) -> Reply {
-    if let Err(r) = caller(&s, &headers) {
-        return r;
-    }
     let mut guard = s.lock();
     let data = &mut *guard;
     let Some(pid) = find_project_id(data, &id) else {
@@ -1133,12 +1111,8 @@ async fn update_protected(
 /// the phases never unprotect to change settings).
 async fn unprotect_branch(
     State(s): State<GitLabState>,
-    headers: HeaderMap,
     Path((id, name)): Path<(String, String)>,
 ) -> Reply {
-    if let Err(r) = caller(&s, &headers) {
-        return r;
-    }
     let mut data = s.lock();
     let Some(pid) = find_project_id(&data, &id) else {
         return not_found("Project");
@@ -1166,14 +1140,7 @@ fn premium_project(data: &GitLabData, id: &str) -> Result<u64, Reply> {
     find_project_id(data, id).ok_or_else(|| not_found("Project"))
 }
 
-async fn get_approval_settings(
-    State(s): State<GitLabState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Reply {
-    if let Err(r) = caller(&s, &headers) {
-        return r;
-    }
+async fn get_approval_settings(State(s): State<GitLabState>, Path(id): Path<String>) -> Reply {
     let data = s.lock();
     match premium_project(&data, &id) {
         Ok(pid) => {
@@ -1186,13 +1153,9 @@ async fn get_approval_settings(
 /// merge_request_approvals "Update approval configuration for a project".
 async fn set_approval_settings(
     State(s): State<GitLabState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     Json(body): Json<Value>,
 ) -> Reply {
-    if let Err(r) = caller(&s, &headers) {
-        return r;
-    }
     let mut data = s.lock();
     let pid = match premium_project(&data, &id) {
         Ok(p) => p,
@@ -1223,9 +1186,6 @@ async fn list_rules(
     Path(id): Path<String>,
     Query(q): Q,
 ) -> Reply {
-    if let Err(r) = caller(&s, &headers) {
-        return r;
-    }
     let data = s.lock();
     let pid = match premium_project(&data, &id) {
         Ok(p) => p,
@@ -1309,13 +1269,9 @@ fn apply_rule_fields(
 
 async fn create_rule(
     State(s): State<GitLabState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     Json(body): Json<Value>,
 ) -> Reply {
-    if let Err(r) = caller(&s, &headers) {
-        return r;
-    }
     if body.get("name").is_none() || body.get("approvals_required").is_none() {
         return bad_param("name is missing, approvals_required is missing");
     }
@@ -1346,13 +1302,9 @@ async fn create_rule(
 
 async fn update_rule(
     State(s): State<GitLabState>,
-    headers: HeaderMap,
     Path((id, rule_id)): Path<(String, u64)>,
     Json(body): Json<Value>,
 ) -> Reply {
-    if let Err(r) = caller(&s, &headers) {
-        return r;
-    }
     let mut data = s.lock();
     let pid = match premium_project(&data, &id) {
         Ok(p) => p,
@@ -1379,12 +1331,8 @@ async fn update_rule(
 
 async fn delete_rule(
     State(s): State<GitLabState>,
-    headers: HeaderMap,
     Path((id, rule_id)): Path<(String, u64)>,
 ) -> Reply {
-    if let Err(r) = caller(&s, &headers) {
-        return r;
-    }
     let mut data = s.lock();
     let pid = match premium_project(&data, &id) {
         Ok(p) => p,
@@ -1412,9 +1360,6 @@ async fn list_members(
     Path(id): Path<String>,
     Query(q): Q,
 ) -> Reply {
-    if let Err(r) = caller(&s, &headers) {
-        return r;
-    }
     let data = s.lock();
     let Some(group) = data.find_group(&id) else {
         return not_found("Group");
@@ -1434,13 +1379,9 @@ fn valid_member_level(level: u64) -> bool {
 /// members "Add a member to a group or project": 409 "Member already exists".
 async fn add_member(
     State(s): State<GitLabState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     Json(body): Json<Value>,
 ) -> Reply {
-    if let Err(r) = caller(&s, &headers) {
-        return r;
-    }
     let (Some(user), Some(level)) = (
         body.get("user_id").and_then(as_u64),
         body.get("access_level").and_then(as_u64),
@@ -1468,13 +1409,9 @@ async fn add_member(
 
 async fn edit_member(
     State(s): State<GitLabState>,
-    headers: HeaderMap,
     Path((id, user)): Path<(String, u64)>,
     Json(body): Json<Value>,
 ) -> Reply {
-    if let Err(r) = caller(&s, &headers) {
-        return r;
-    }
     let Some(level) = body
         .get("access_level")
         .and_then(as_u64)
@@ -1502,12 +1439,8 @@ async fn edit_member(
 
 async fn remove_member(
     State(s): State<GitLabState>,
-    headers: HeaderMap,
     Path((id, user)): Path<(String, u64)>,
 ) -> Reply {
-    if let Err(r) = caller(&s, &headers) {
-        return r;
-    }
     let mut data = s.lock();
     let Some(gid) = data.find_group(&id).map(|g| g.id) else {
         return not_found("Group");
@@ -1556,4 +1489,150 @@ pub fn demo_data(admin_token: &str) -> GitLabData {
     }
     data.add_bot("project_1_bot_5f2c");
     data
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn serve_demo() -> (super::super::Running, GitLabState) {
+        common::cli::install_crypto_provider();
+        let state = GitLabState::new(json!({"keys": []}), demo_data("glpat-test"));
+        let running = super::super::serve("gitlab", routes(state.clone()))
+            .await
+            .unwrap();
+        (running, state)
+    }
+
+    /// api/rest "Offset-based pagination" headers, and "Authentication" (401 without a token).
+    #[tokio::test]
+    async fn pages_carry_gitlab_headers_and_tokens_are_required() {
+        let (running, state) = serve_demo().await;
+        let ps = state.lock().group_by_path("platform_services").unwrap().id;
+        let http = reqwest::Client::new();
+        let url = format!(
+            "{}/api/v4/groups/{ps}/projects?include_subgroups=true&per_page=4",
+            running.url
+        );
+        assert_eq!(http.get(&url).send().await.unwrap().status(), 401);
+        let page = http
+            .get(&url)
+            .header("PRIVATE-TOKEN", "glpat-test")
+            .send()
+            .await
+            .unwrap();
+        let h = page.headers().clone();
+        assert_eq!(h["x-total"], "6");
+        assert_eq!(h["x-total-pages"], "2");
+        assert_eq!(h["x-next-page"], "2");
+        let link = h["link"].to_str().unwrap();
+        assert!(
+            link.contains("page=2") && link.contains("rel=\"next\""),
+            "{link}"
+        );
+        assert_eq!(page.json::<Vec<Value>>().await.unwrap().len(), 4);
+        let next = common::http::next_link(&h).unwrap();
+        let last = http
+            .get(&next)
+            .header("PRIVATE-TOKEN", "glpat-test")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(last.headers()["x-next-page"], "");
+        assert!(
+            !last.headers()["link"]
+                .to_str()
+                .unwrap()
+                .contains("rel=\"next\"")
+        );
+    }
+
+    /// protected_branches "Update a protected branch" edits entries by id; "Unprotect" removes
+    /// the branch from approval rules' scope (why the phases never unprotect).
+    #[tokio::test]
+    async fn patch_keeps_ids_and_unprotect_drops_rule_scope() {
+        let (running, state) = serve_demo().await;
+        let pid = state
+            .lock()
+            .project_by_path("platform_services/packet-relay")
+            .unwrap()
+            .id;
+        let http = reqwest::Client::new();
+        let call = |method: reqwest::Method, path: String, body: Value| {
+            http.request(method, format!("{}/api/v4/{path}", running.url))
+                .header("PRIVATE-TOKEN", "glpat-test")
+                .json(&body)
+                .send()
+        };
+        let created: Value = call(
+            reqwest::Method::POST,
+            format!("projects/{pid}/protected_branches"),
+            json!({"name": "main", "push_access_level": 30}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let entry = created["push_access_levels"][0]["id"].as_u64().unwrap();
+        let patched: Value = call(
+            reqwest::Method::PATCH,
+            format!("projects/{pid}/protected_branches/main"),
+            json!({"allowed_to_push": [{"id": entry, "access_level": 40}]}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(patched["id"], created["id"]);
+        assert_eq!(
+            patched["push_access_levels"],
+            json!([{"id": entry, "access_level": 40, "access_level_description": "Maintainers", "user_id": null, "group_id": null}])
+        );
+        let rule: Value = call(
+            reqwest::Method::POST,
+            format!("projects/{pid}/approval_rules"),
+            json!({"name": "r", "approvals_required": 1, "protected_branch_ids": [created["id"]]}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(
+            rule["protected_branches"][0]["code_owner_approval_required"],
+            "false"
+        );
+        let dup = call(
+            reqwest::Method::POST,
+            format!("projects/{pid}/approval_rules"),
+            json!({"name": "r", "approvals_required": 1}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(dup.status(), 400, "rule names are unique per project");
+        assert_eq!(
+            call(
+                reqwest::Method::DELETE,
+                format!("projects/{pid}/protected_branches/main"),
+                json!({})
+            )
+            .await
+            .unwrap()
+            .status(),
+            204
+        );
+        let rules: Value = call(
+            reqwest::Method::GET,
+            format!("projects/{pid}/approval_rules"),
+            Value::Null,
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(rules[0]["protected_branches"], json!([]));
+    }
 }
