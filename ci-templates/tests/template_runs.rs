@@ -1,0 +1,539 @@
+//! The template library, proven by running it: sample services (tests/fixtures) whose
+//! `.gitlab-ci.yml` includes the library exactly as the plan's usage example does (mapped to local
+//! includes, see `library::localize_includes`) run under gitlab-ci-local (pinned 4.73.0, shell
+//! executor) with the real tools: go/node/python/cargo, gitleaks, semgrep (local rules), trivy
+//! (licence, misconfig and secret scanners: offline), syft, shellcheck, bats, terraform.
+//!
+//! Not executed here (no container engine, registry, Vault or Argo CD): build-image (kaniko),
+//! image-scan (trivy image), image-sbom, sign-image (cosign), release-tag, deploy-ephemeral,
+//! acceptance-test, k6-performance, cleanup-ephemeral, promote-artifact; dependency-scan (trivy's
+//! vulnerability database cannot be downloaded here); contract-test (oasdiff is not installed).
+//! Those are checked for shape (GitLab's CI schema, the job graph) and their scripts shellchecked.
+//!
+//! Tools come from `scripts/setup-test-env.sh` (into ~/.cache/cicd-buildout/tools, or
+//! `CICD_TOOLS_DIR`).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ci_templates::library;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+const CI_SCHEMA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schema/gitlab-ci.json");
+
+fn tools_dir() -> PathBuf {
+    std::env::var_os("CICD_TOOLS_DIR").map_or_else(
+        || PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/cicd-buildout/tools"),
+        PathBuf::from,
+    )
+}
+
+fn path_with_tools() -> String {
+    let tools = tools_dir();
+    let mut dirs = vec![
+        tools.join("venv/bin"),
+        tools.join("semgrep-venv/bin"),
+        tools.join("npm/node_modules/.bin"),
+    ];
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(dirs).unwrap().into_string().unwrap()
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(["-c", "user.name=ci", "-c", "user.email=ci@example.invalid"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A git repository holding a fixture, the embedded library at `templates/`, and the fixture's
+/// `.gitlab-ci.yml` with its library includes made local.
+struct Repo {
+    dir: tempfile::TempDir,
+}
+
+/// What gitlab-ci-local printed, and each job's verdict from its summary.
+struct Run {
+    ok: bool,
+    output: String,
+    verdicts: Vec<(String, String)>,
+}
+
+impl Run {
+    fn verdict(&self, job: &str) -> &str {
+        self.verdicts
+            .iter()
+            .find(|(j, _)| j == job)
+            .map_or("NOT RUN", |(_, v)| v.as_str())
+    }
+}
+
+impl Repo {
+    fn from_fixture(name: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("gcl-{name}-"))
+            .tempdir()
+            .unwrap();
+        copy_dir(&Path::new(FIXTURES).join(name), dir.path());
+        ci_templates::render(dir.path()).unwrap();
+        let ci = dir.path().join(".gitlab-ci.yml");
+        let text = std::fs::read_to_string(&ci).unwrap();
+        std::fs::write(&ci, library::localize_includes(&text)).unwrap();
+        let p = dir.path();
+        git(p, &["init", "-q", "-b", "main"]);
+        git(
+            p,
+            &[
+                "remote",
+                "add",
+                "origin",
+                &format!("https://gitlab.sandbox.localhost/platform_services/{name}.git"),
+            ],
+        );
+        let repo = Self { dir };
+        repo.commit("initial");
+        repo
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write(&self, rel: &str, contents: &str) {
+        let target = self.path().join(rel);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(target, contents).unwrap();
+        self.commit(rel);
+    }
+
+    fn commit(&self, message: &str) {
+        let p = self.path();
+        git(p, &["add", "-A"]);
+        git(p, &["commit", "-q", "--allow-empty", "-m", message]);
+        // gitlab-ci-local takes CI_DEFAULT_BRANCH from origin/HEAD.
+        git(p, &["update-ref", "refs/remotes/origin/main", "HEAD"]);
+        git(
+            p,
+            &[
+                "symbolic-ref",
+                "refs/remotes/origin/HEAD",
+                "refs/remotes/origin/main",
+            ],
+        );
+    }
+
+    fn gitlab_ci_local(&self, args: &[&str]) -> std::process::Output {
+        // With --force-shell-executor, gitlab-ci-local keeps the container path /builds/… in
+        // CI_PROJECT_DIR although the job runs in the checkout: point it at the checkout.
+        let project_dir = format!("CI_PROJECT_DIR={}", self.path().display());
+        Command::new("gitlab-ci-local")
+            .args([
+                "--ignore-predefined-vars",
+                "CI_PROJECT_DIR",
+                "--variable",
+                &project_dir,
+            ])
+            .args(args)
+            .current_dir(self.path())
+            .env("PATH", path_with_tools())
+            .env(
+                "GCL_IGNORE_PREDEFINED_VARS",
+                "CI_PROJECT_DIR,CI_PIPELINE_SOURCE",
+            )
+            .env("NO_COLOR", "1")
+            .env("FORCE_COLOR", "0")
+            .output()
+            .expect("gitlab-ci-local (run ./scripts/setup-test-env.sh)")
+    }
+
+    /// Jobs of the pipeline GitLab would create: an MR pipeline or a default-branch one
+    /// (`--list-csv` evaluates the rules and leaves out `when: never`).
+    fn jobs(&self, merge_request: bool) -> BTreeSet<String> {
+        let mut args = vec!["--list-csv"];
+        if merge_request {
+            args.extend([
+                "--variable",
+                "CI_PIPELINE_SOURCE=merge_request_event",
+                "--variable",
+                "CI_MERGE_REQUEST_IID=7",
+            ]);
+        }
+        let out = self.gitlab_ci_local(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let rows = stdout
+            .lines()
+            .skip_while(|l| !l.starts_with("name;stage;"))
+            .skip(1);
+        rows.filter_map(|l| l.split(';').next())
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Runs these jobs (a default-branch pipeline) with the shell executor.
+    fn run(&self, jobs: &[&str]) -> Run {
+        // --shell-isolation: each job in its own copy of the checkout, as on a runner.
+        let mut args = vec!["--force-shell-executor", "--shell-isolation", "--no-color"];
+        args.extend(jobs);
+        let out = self.gitlab_ci_local(&args);
+        let output = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let verdicts = output
+            .lines()
+            .filter_map(|l| {
+                let mut words = l.split_whitespace();
+                let verdict = words.next()?;
+                matches!(verdict, "PASS" | "FAIL" | "WARN").then(|| {
+                    (
+                        words.next().unwrap_or_default().to_owned(),
+                        verdict.to_owned(),
+                    )
+                })
+            })
+            .collect();
+        Run {
+            ok: out.status.success(),
+            output,
+            verdicts,
+        }
+    }
+
+    fn artifact(&self, job: &str, file: &str) -> String {
+        let path = self
+            .path()
+            .join(".gitlab-ci-local/artifacts")
+            .join(job)
+            .join(file);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+}
+
+/// Jobs of an MR pipeline of a microservice (plan §1.4: no deployment, no promotion).
+const MR_JOBS: &[&str] = &[
+    "lint",
+    "secret-detection",
+    "sast",
+    "config-scan",
+    "build",
+    "sbom",
+    "unit-test",
+    "contract-test",
+    "dependency-scan",
+    "license-check",
+];
+/// A default-branch pipeline adds image, signature, ephemeral deploy, acceptance, promotion.
+const MAIN_ONLY_JOBS: &[&str] = &[
+    "build-image",
+    "image-scan",
+    "image-sbom",
+    "sign-image",
+    "deploy-ephemeral",
+    "acceptance-test",
+    "k6-performance",
+    "cleanup-ephemeral",
+    "promote-artifact",
+];
+/// What runs here for real in every language (see the module comment for the rest).
+const LOCAL_GATES: &[&str] = &[
+    "lint",
+    "build",
+    "unit-test",
+    "secret-detection",
+    "sast",
+    "config-scan",
+    "sbom",
+    "license-check",
+];
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[test]
+fn every_library_file_validates_against_gitlab_ci_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    ci_templates::render(dir.path()).unwrap();
+    let files: Vec<String> = library::FILES
+        .iter()
+        .filter(|f| f.path.ends_with(".yml"))
+        .map(|f| dir.path().join(f.path).display().to_string())
+        .collect();
+    assert!(files.len() >= 32);
+    let out = Command::new(tools_dir().join("venv/bin/python"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/validate_ci_schema.py"
+        ))
+        .arg(CI_SCHEMA)
+        .args(&files)
+        .output()
+        .expect("python with jsonschema (run ./scripts/setup-test-env.sh)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The validator does fail on a broken file (a script line that YAML reads as a mapping).
+    let broken = dir.path().join("broken.yml");
+    std::fs::write(&broken, "job:\n  script:\n    - echo \"a: b\" ok: c\n").unwrap();
+    let out = Command::new(tools_dir().join("venv/bin/python"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/validate_ci_schema.py"
+        ))
+        .arg(CI_SCHEMA)
+        .arg(&broken)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn mr_pipelines_verify_and_main_pipelines_also_deliver() {
+    let repo = Repo::from_fixture("go-service");
+    assert_eq!(
+        repo.jobs(true),
+        set(MR_JOBS),
+        "MR pipeline: never deploys or promotes"
+    );
+    let mut main = set(MR_JOBS);
+    main.extend(set(MAIN_ONLY_JOBS));
+    assert_eq!(repo.jobs(false), main);
+
+    // The other patterns: a library (no image, no deploy), infrastructure (plan, manual apply).
+    let library = Repo::from_fixture("shell-tools");
+    assert_eq!(
+        library.jobs(false),
+        set(&[
+            "lint",
+            "secret-detection",
+            "sast",
+            "config-scan",
+            "sbom",
+            "unit-test",
+            "contract-test",
+            "dependency-scan",
+            "license-check"
+        ])
+    );
+    let terraform = Repo::from_fixture("terraform-module");
+    let jobs = terraform.jobs(false);
+    assert!(
+        jobs.contains("terraform-plan") && jobs.contains("terraform-apply"),
+        "{jobs:?}"
+    );
+    assert!(
+        !terraform.jobs(true).contains("terraform-apply"),
+        "never applied from an MR"
+    );
+    let helm = Repo::from_fixture("helm-chart");
+    assert!(helm.jobs(true).is_superset(&set(&["lint", "unit-test"])));
+}
+
+fn assert_all_pass(run: &Run, jobs: &[&str]) {
+    for job in jobs {
+        assert_eq!(run.verdict(job), "PASS", "{job}:\n{}", run.output);
+    }
+    assert!(run.ok, "{}", run.output);
+}
+
+#[test]
+fn go_service_passes_every_gate_and_a_planted_secret_fails() {
+    let repo = Repo::from_fixture("go-service");
+    let run = repo.run(LOCAL_GATES);
+    assert_all_pass(&run, LOCAL_GATES);
+    let coverage: f64 = repo
+        .artifact("unit-test", "coverage.txt")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(coverage >= 80.0, "{coverage}");
+    let sbom: serde_json::Value =
+        serde_json::from_str(&repo.artifact("sbom", "sbom-source.cdx.json")).unwrap();
+    assert_eq!(sbom["bomFormat"], "CycloneDX");
+
+    // A planted credential (a GitHub token shape gitleaks knows) fails secret detection.
+    repo.write(
+        "config/deploy.env",
+        "GITHUB_TOKEN=ghp_4Xh9bKq2ZtM8wL1pN7vR3sD6fJ0yC5aE2uQk\n",
+    );
+    let run = repo.run(&["secret-detection"]);
+    assert_eq!(run.verdict("secret-detection"), "FAIL", "{}", run.output);
+    assert!(!run.ok);
+}
+
+#[test]
+fn node_service_passes_and_a_gpl_dependency_fails_the_licence_gate() {
+    let repo = Repo::from_fixture("node-service");
+    let gates = ["lint", "build", "unit-test", "sast", "license-check"];
+    assert_all_pass(&repo.run(&gates), &gates);
+
+    // A GPL-3.0 dependency in an UNLICENSED (proprietary) project.
+    repo.write(
+        "vendor/gpl-lib/package.json",
+        r#"{"name":"gpl-lib","version":"1.0.0","license":"GPL-3.0-only","main":"index.js"}"#,
+    );
+    repo.write("vendor/gpl-lib/index.js", "module.exports = 1;\n");
+    let manifest = std::fs::read_to_string(repo.path().join("package.json")).unwrap();
+    repo.write(
+        "package.json",
+        &manifest.replace(
+            r#""engines""#,
+            r#""dependencies": { "gpl-lib": "file:./vendor/gpl-lib" },
+  "engines""#,
+        ),
+    );
+    let install = Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--package-lock-only"])
+        .current_dir(repo.path())
+        .output()
+        .unwrap();
+    assert!(
+        install.status.success(),
+        "{}",
+        String::from_utf8_lossy(&install.stderr)
+    );
+    repo.commit("add a GPL dependency");
+    let run = repo.run(&["build", "license-check"]);
+    assert_eq!(run.verdict("build"), "PASS", "{}", run.output);
+    assert_eq!(run.verdict("license-check"), "FAIL", "{}", run.output);
+    assert!(
+        run.output.contains("GATE FAILED: blocked licences") && run.output.contains("GPL-3.0-only"),
+        "{}",
+        run.output
+    );
+
+    // The same dependency in a GPL project is fine.
+    let ci = std::fs::read_to_string(repo.path().join(".gitlab-ci.yml")).unwrap();
+    repo.write(
+        ".gitlab-ci.yml",
+        &ci.replace(
+            "variables:\n",
+            "variables:\n  PROJECT_LICENSE: GPL-3.0-or-later\n",
+        ),
+    );
+    let run = repo.run(&["build", "license-check"]);
+    assert_eq!(run.verdict("license-check"), "PASS", "{}", run.output);
+}
+
+#[test]
+fn python_service_passes_and_coverage_under_the_threshold_fails() {
+    let repo = Repo::from_fixture("python-service");
+    let gates = ["lint", "build", "unit-test", "sast", "config-scan", "sbom"];
+    assert_all_pass(&repo.run(&gates), &gates);
+    assert_eq!(repo.artifact("unit-test", "coverage.txt").trim(), "100");
+
+    // Untested code drags coverage under 80 %: the gate fails the job.
+    repo.write(
+        "app/routing.py",
+        "def next_hop(table, dest):\n    if dest in table:\n        return table[dest]\n    for prefix, hop in table.items():\n        if dest.startswith(prefix):\n            return hop\n    raise KeyError(dest)\n\n\ndef describe(table):\n    return ', '.join(f'{k}->{v}' for k, v in sorted(table.items()))\n",
+    );
+    let run = repo.run(&["unit-test"]);
+    assert_eq!(run.verdict("unit-test"), "FAIL", "{}", run.output);
+    assert!(
+        run.output.contains("GATE FAILED: unit test coverage"),
+        "{}",
+        run.output
+    );
+}
+
+#[test]
+fn rust_shell_and_terraform_projects_pass_their_gates() {
+    let rust = Repo::from_fixture("rust-service");
+    let gates = ["lint", "build", "unit-test", "sast", "secret-detection"];
+    assert_all_pass(&rust.run(&gates), &gates);
+    let shell = Repo::from_fixture("shell-tools");
+    let gates = ["lint", "unit-test", "secret-detection", "config-scan"];
+    assert_all_pass(&shell.run(&gates), &gates);
+    // shellcheck really gates: an unquoted expansion fails the lint job.
+    shell.write("scripts/bad.sh", "#!/bin/sh\nrm -rf $1/tmp\n");
+    assert_eq!(shell.run(&["lint"]).verdict("lint"), "FAIL");
+    // Terraform is not part of the project's toolset (TOOLING: no route on a fresh machine); where
+    // the machine has it, the module's fmt and validate jobs run for real.
+    if Command::new("terraform")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        let terraform = Repo::from_fixture("terraform-module");
+        let gates = ["lint", "build"];
+        assert_all_pass(&terraform.run(&gates), &gates);
+    } else {
+        eprintln!("terraform is not installed: the terraform jobs are checked for shape only");
+    }
+}
+
+/// Jobs that need a container engine, a registry, Vault or Argo CD are not executed here: their
+/// merged scripts (references expanded by gitlab-ci-local --preview) are shellchecked instead.
+#[test]
+fn scripts_of_jobs_not_run_here_pass_shellcheck() {
+    let repo = Repo::from_fixture("go-service");
+    let out = repo.gitlab_ci_local(&["--preview"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let start = text.find("---").map_or(0, |i| i + 3);
+    let merged: serde_json::Value = serde_saphyr::from_str(&text[start..]).expect("merged YAML");
+    let mut checked = 0;
+    for job in MAIN_ONLY_JOBS
+        .iter()
+        .chain(["dependency-scan", "contract-test"].iter())
+    {
+        let mut script = String::from("#!/bin/sh\nset -e\n");
+        for key in ["before_script", "script"] {
+            for line in merged[*job][key].as_array().into_iter().flatten() {
+                script.push_str(line.as_str().unwrap());
+                script.push('\n');
+            }
+        }
+        let file = repo.path().join(format!("{job}.sh"));
+        std::fs::write(&file, &script).unwrap();
+        let check = Command::new("shellcheck")
+            .args(["--shell=sh", "--severity=warning", "--exclude=SC2034"])
+            .arg(&file)
+            .output()
+            .expect("shellcheck");
+        assert!(
+            check.status.success(),
+            "{job}:\n{script}\n{}",
+            String::from_utf8_lossy(&check.stdout)
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, MAIN_ONLY_JOBS.len() + 2);
+}
