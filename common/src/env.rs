@@ -121,6 +121,18 @@ pub const GITLAB_SHELL_SERVICE: &str = "GITLAB_SHELL_SERVICE";
 /// Traefik entry point for SSH (default `ssh`).
 pub const TRAEFIK_SSH_ENTRYPOINT: &str = "TRAEFIK_SSH_ENTRYPOINT";
 
+// --- Harbor and phase 14 (ci-templates) ---
+/// Password of Harbor's `admin` user (the base platform's setting).
+pub const HARBOR_ADMIN_PASSWORD: &str = "HARBOR_ADMIN_PASSWORD";
+/// GitLab project the template library is committed to (default `platform_services/gitlab-ci-templates`).
+pub const CI_TEMPLATES_PROJECT: &str = "CI_TEMPLATES_PROJECT";
+/// GitLab group whose CI/CD variables phase 14 sets (default `platform_services`).
+pub const CI_VARIABLES_GROUP: &str = "CI_VARIABLES_GROUP";
+/// Group variable `COVERAGE_THRESHOLD` (default 80).
+pub const CI_COVERAGE_THRESHOLD: &str = "CI_COVERAGE_THRESHOLD";
+/// Group variable `TRIVY_SEVERITY` (default `CRITICAL,HIGH`).
+pub const CI_TRIVY_SEVERITY: &str = "CI_TRIVY_SEVERITY";
+
 /// Every name above, for the configuration reference and the consistency test.
 pub const ALL: &[&str] = &[
     CICD_ENV_FILE,
@@ -173,4 +185,9 @@ pub const ALL: &[&str] = &[
     GITLAB_NAMESPACE,
     GITLAB_SHELL_SERVICE,
     TRAEFIK_SSH_ENTRYPOINT,
+    HARBOR_ADMIN_PASSWORD,
+    CI_TEMPLATES_PROJECT,
+    CI_VARIABLES_GROUP,
+    CI_COVERAGE_THRESHOLD,
+    CI_TRIVY_SEVERITY,
 ];

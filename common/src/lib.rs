@@ -9,6 +9,7 @@ pub mod config;
 pub mod env;
 pub mod error;
 pub mod gitlab;
+pub mod harbor;
 pub mod http;
 pub mod keycloak;
 pub mod kube;

@@ -96,6 +96,8 @@ pub struct Sandbox {
     pub gitlab: Option<standins::gitlab::GitLabState>,
     /// The Keycloak stand-in's data (in-process stand-ins only).
     pub keycloak: Option<standins::keycloak::KeycloakState>,
+    /// The Harbor stand-in's data (in-process stand-ins only).
+    pub harbor: Option<standins::harbor::HarborState>,
     gitlab_key: SigningKey,
     detached: bool,
 }
@@ -233,6 +235,7 @@ impl Sandbox {
             standins: Vec::new(),
             gitlab: None,
             keycloak: None,
+            harbor: None,
             gitlab_key,
             detached: options.detached,
         };
@@ -245,7 +248,7 @@ impl Sandbox {
         );
         sandbox
             .env
-            .insert("HARBOR_ADMIN_PASSWORD".into(), keys::random_token(18));
+            .insert(env::HARBOR_ADMIN_PASSWORD.into(), keys::random_token(18));
         sandbox
             .env
             .insert(env::KC_REALM.into(), SANDBOX_REALM.into());
@@ -348,6 +351,10 @@ impl Sandbox {
                     "CICD_SANDBOX_KEYCLOAK_SECRET",
                     self.get(env::KEYCLOAK_ADMIN_CLIENT_SECRET).to_owned(),
                 ),
+                (
+                    "CICD_SANDBOX_HARBOR_PASSWORD",
+                    self.get(env::HARBOR_ADMIN_PASSWORD).to_owned(),
+                ),
             ];
             let log = self.spawn("standins", &exe, &args, &envs)?;
             let client = reqwest::Client::new();
@@ -371,9 +378,12 @@ impl Sandbox {
                 self.get(env::GITLAB_API_TOKEN),
                 self.get(env::KEYCLOAK_ADMIN_CLIENT_SECRET),
             );
+            let harbor = standins::harbor::HarborState::new(standins::harbor::HarborData::new(
+                self.get(env::HARBOR_ADMIN_PASSWORD),
+            ));
             for running in [
                 standins::serve("gitlab", standins::gitlab::routes(gitlab.clone())).await?,
-                standins::serve("harbor", standins::harbor::routes()).await?,
+                standins::serve("harbor", standins::harbor::routes(harbor.clone())).await?,
                 standins::serve("keycloak", standins::keycloak::routes(keycloak.clone())).await?,
             ] {
                 let var = match running.name {
@@ -386,6 +396,7 @@ impl Sandbox {
             }
             self.gitlab = Some(gitlab);
             self.keycloak = Some(keycloak);
+            self.harbor = Some(harbor);
         }
         Ok(())
     }

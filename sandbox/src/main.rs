@@ -191,6 +191,11 @@ mod sandbox_cli {
                 let secret = std::env::var("CICD_SANDBOX_KEYCLOAK_SECRET")
                     .context("CICD_SANDBOX_KEYCLOAK_SECRET unset")?;
                 let (gitlab, keycloak) = sandbox::demo_states(&key, &token, &secret);
+                let harbor_password = std::env::var("CICD_SANDBOX_HARBOR_PASSWORD")
+                    .context("CICD_SANDBOX_HARBOR_PASSWORD unset")?;
+                let harbor = standins::harbor::HarborState::new(standins::harbor::HarborData::new(
+                    &harbor_password,
+                ));
                 let bind = |port: u16| async move {
                     tokio::net::TcpListener::bind(("127.0.0.1", port)).await
                 };
@@ -202,7 +207,7 @@ mod sandbox_cli {
                     )?,
                     standins::serve_on(
                         "harbor",
-                        standins::harbor::routes(),
+                        standins::harbor::routes(harbor),
                         bind(ports[1]).await?,
                     )?,
                     standins::serve_on(

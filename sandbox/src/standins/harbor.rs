@@ -1,16 +1,561 @@
-//! Harbor stand-in (specs/harbor/swagger.yaml). For now the health endpoints only:
-//! `GET /api/v2.0/ping` answers the text "Pong" (operationId getPing) and `GET /api/v2.0/health`
-//! the overall status (operationId getHealth). Phase 14 adds projects, robots and policies.
+//! Harbor stand-in (specs/harbor/swagger.yaml, Harbor v2.15.2; sandbox/fixtures/harbor). Request
+//! bodies are validated against the swagger `definitions` named by each operation (400 with the
+//! errors otherwise). Behaviour per operationId:
+//! - `getPing` / `getHealth`: "Pong" and the overall status.
+//! - `listProjects` (`name`, `page`, `page_size`), `createProject` (ProjectReq; 409 when the name
+//!   exists; 201 + `Location`), `getProject`, `updateProject` (ProjectReq; metadata merged).
+//! - `createRetention` / `getRetention` / `updateRetention` (RetentionPolicy; scope.ref is the
+//!   project id; creating sets the project's metadata `retention_id`).
+//! - `ListImmuRules` / `CreateImmuRule` / `UpdateImmuRule` (ImmutableRule).
+//! - `ListRobot` (`q=name=~x` fuzzy), `CreateRobot` (RobotCreate; the name gets Harbor's default
+//!   `robot_name_prefix` `robot$`; 409 when taken; RobotCreated carries the only copy of the
+//!   secret), `GetRobotByID`, `UpdateRobot` (Robot), `RefreshSec` (RobotSec; a new secret).
+//!   Authentication: HTTP basic as `admin` (401 otherwise).
 
-use axum::Router;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::json;
+use axum::{Json, Router};
+use serde_json::{Map, Value, json};
 
-pub fn routes() -> Router {
+use super::swagger::Swagger;
+
+/// Harbor's default `robot_name_prefix` (system configuration).
+pub const ROBOT_PREFIX: &str = "robot$";
+
+/// The parsed Harbor swagger (fixtures/harbor/swagger.yaml).
+pub fn swagger() -> &'static Swagger {
+    static SWAGGER: OnceLock<Swagger> = OnceLock::new();
+    SWAGGER.get_or_init(|| {
+        Swagger::parse(include_str!("../../fixtures/harbor/swagger.yaml"))
+            .expect("Harbor swagger parses")
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct ProjectRecord {
+    pub id: u64,
+    pub name: String,
+    /// String values, as Harbor keeps them.
+    pub metadata: Map<String, Value>,
+    pub immutable_rules: Vec<Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RobotRecord {
+    pub id: u64,
+    pub name: String,
+    pub secret: String,
+    pub body: Value,
+}
+
+#[derive(Debug)]
+pub struct HarborData {
+    /// `base64(admin:password)`.
+    basic: String,
+    pub projects: BTreeMap<u64, ProjectRecord>,
+    pub retentions: BTreeMap<u64, Value>,
+    pub robots: BTreeMap<u64, RobotRecord>,
+    next_id: u64,
+}
+
+impl HarborData {
+    pub fn new(admin_password: &str) -> Self {
+        use base64::Engine as _;
+        Self {
+            basic: base64::engine::general_purpose::STANDARD
+                .encode(format!("admin:{admin_password}")),
+            projects: BTreeMap::new(),
+            retentions: BTreeMap::new(),
+            robots: BTreeMap::new(),
+            next_id: 1,
+        }
+    }
+
+    fn id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    pub fn project_by_name(&self, name: &str) -> Option<&ProjectRecord> {
+        self.projects.values().find(|p| p.name == name)
+    }
+
+    pub fn robot_by_name(&self, name: &str) -> Option<&RobotRecord> {
+        self.robots.values().find(|r| r.name == name)
+    }
+
+    fn find_project(&self, name_or_id: &str, by_name: bool) -> Option<u64> {
+        match name_or_id.parse::<u64>() {
+            Ok(id) if !by_name => self.projects.contains_key(&id).then_some(id),
+            _ => self.project_by_name(name_or_id).map(|p| p.id),
+        }
+    }
+
+    fn project_json(p: &ProjectRecord) -> Value {
+        json!({"project_id": p.id, "name": p.name, "metadata": p.metadata, "deleted": false})
+    }
+
+    fn robot_json(r: &RobotRecord) -> Value {
+        let mut v = r.body.clone();
+        v["id"] = r.id.into();
+        v["name"] = r.name.clone().into();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("secret");
+        }
+        v
+    }
+}
+
+#[derive(Clone)]
+pub struct HarborState(pub Arc<Mutex<HarborData>>);
+
+impl HarborState {
+    pub fn new(data: HarborData) -> Self {
+        Self(Arc::new(Mutex::new(data)))
+    }
+    pub fn lock(&self) -> MutexGuard<'_, HarborData> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Harbor's error body (`Errors`): `{"errors": [{"code", "message"}]}`.
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"errors": [{"code": code, "message": message}]})),
+    )
+        .into_response()
+}
+
+fn invalid(definition: &str, body: &Value) -> Option<Response> {
+    let errors = swagger().validate(definition, body);
+    (!errors.is_empty()).then(|| error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &errors.join("; ")))
+}
+
+fn created(location: &str) -> Response {
+    let mut r = StatusCode::CREATED.into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert("location", v);
+    }
+    r
+}
+
+async fn require_admin(State(s): State<HarborState>, request: Request, next: Next) -> Response {
+    let ok = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .is_some_and(|b| b == s.lock().basic);
+    if ok {
+        next.run(request).await
+    } else {
+        error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "unauthorized")
+    }
+}
+
+type Q = Query<BTreeMap<String, String>>;
+
+fn page<T: Clone>(items: &[T], q: &BTreeMap<String, String>) -> Vec<T> {
+    let size = q
+        .get("page_size")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10usize)
+        .clamp(1, 100);
+    let page = q
+        .get("page")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1usize)
+        .max(1);
+    items
+        .iter()
+        .skip((page - 1) * size)
+        .take(size)
+        .cloned()
+        .collect()
+}
+
+fn by_name(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-is-resource-name")
+        .is_some_and(|v| v == "true")
+}
+
+async fn list_projects(State(s): State<HarborState>, Query(q): Q) -> Response {
+    let d = s.lock();
+    let all: Vec<Value> = d
+        .projects
+        .values()
+        .filter(|p| q.get("name").is_none_or(|n| p.name.contains(n.as_str())))
+        .map(HarborData::project_json)
+        .collect();
+    Json(page(&all, &q)).into_response()
+}
+
+async fn create_project(State(s): State<HarborState>, Json(body): Json<Value>) -> Response {
+    if let Some(r) = invalid("ProjectReq", &body) {
+        return r;
+    }
+    let Some(name) = body["project_name"].as_str().filter(|n| !n.is_empty()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "project_name is required",
+        );
+    };
+    let mut d = s.lock();
+    if d.project_by_name(name).is_some() {
+        return error(
+            StatusCode::CONFLICT,
+            "CONFLICT",
+            &format!("The project named {name} already exists"),
+        );
+    }
+    let id = d.id();
+    let mut metadata = Map::new();
+    metadata.insert("public".into(), "false".into());
+    for (k, v) in body["metadata"].as_object().into_iter().flatten() {
+        metadata.insert(k.clone(), v.clone());
+    }
+    d.projects.insert(
+        id,
+        ProjectRecord {
+            id,
+            name: name.to_owned(),
+            metadata,
+            immutable_rules: Vec::new(),
+        },
+    );
+    created(&format!("/api/v2.0/projects/{id}"))
+}
+
+async fn get_project(
+    State(s): State<HarborState>,
+    headers: HeaderMap,
+    Path(p): Path<String>,
+) -> Response {
+    let d = s.lock();
+    match d.find_project(&p, by_name(&headers)) {
+        Some(id) => Json(HarborData::project_json(&d.projects[&id])).into_response(),
+        None => error(StatusCode::NOT_FOUND, "NOT_FOUND", "project not found"),
+    }
+}
+
+async fn update_project(
+    State(s): State<HarborState>,
+    headers: HeaderMap,
+    Path(p): Path<String>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(r) = invalid("ProjectReq", &body) {
+        return r;
+    }
+    let mut d = s.lock();
+    let Some(id) = d.find_project(&p, by_name(&headers)) else {
+        return error(StatusCode::NOT_FOUND, "NOT_FOUND", "project not found");
+    };
+    let project = d.projects.get_mut(&id).expect("found");
+    for (k, v) in body["metadata"].as_object().into_iter().flatten() {
+        project.metadata.insert(k.clone(), v.clone());
+    }
+    StatusCode::OK.into_response()
+}
+
+async fn create_retention(State(s): State<HarborState>, Json(body): Json<Value>) -> Response {
+    if let Some(r) = invalid("RetentionPolicy", &body) {
+        return r;
+    }
+    let mut d = s.lock();
+    let Some(project) = body["scope"]["ref"]
+        .as_u64()
+        .filter(|p| d.projects.contains_key(p))
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "scope.ref must be an existing project id",
+        );
+    };
+    let id = d.id();
+    let mut policy = body.clone();
+    policy["id"] = id.into();
+    d.retentions.insert(id, policy);
+    d.projects
+        .get_mut(&project)
+        .expect("checked")
+        .metadata
+        .insert("retention_id".into(), id.to_string().into());
+    created(&format!("/api/v2.0/retentions/{id}"))
+}
+
+async fn get_retention(State(s): State<HarborState>, Path(id): Path<u64>) -> Response {
+    match s.lock().retentions.get(&id) {
+        Some(p) => Json(p.clone()).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "retention policy not found",
+        ),
+    }
+}
+
+async fn update_retention(
+    State(s): State<HarborState>,
+    Path(id): Path<u64>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(r) = invalid("RetentionPolicy", &body) {
+        return r;
+    }
+    let mut d = s.lock();
+    match d.retentions.get_mut(&id) {
+        Some(p) => {
+            *p = body;
+            p["id"] = id.into();
+            StatusCode::OK.into_response()
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "retention policy not found",
+        ),
+    }
+}
+
+async fn list_immutable(
+    State(s): State<HarborState>,
+    headers: HeaderMap,
+    Path(p): Path<String>,
+    Query(q): Q,
+) -> Response {
+    let d = s.lock();
+    match d.find_project(&p, by_name(&headers)) {
+        Some(id) => Json(page(&d.projects[&id].immutable_rules, &q)).into_response(),
+        None => error(StatusCode::NOT_FOUND, "NOT_FOUND", "project not found"),
+    }
+}
+
+async fn create_immutable(
+    State(s): State<HarborState>,
+    headers: HeaderMap,
+    Path(p): Path<String>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(r) = invalid("ImmutableRule", &body) {
+        return r;
+    }
+    let mut d = s.lock();
+    let Some(project) = d.find_project(&p, by_name(&headers)) else {
+        return error(StatusCode::NOT_FOUND, "NOT_FOUND", "project not found");
+    };
+    let id = d.id();
+    let mut rule = body;
+    rule["id"] = id.into();
+    d.projects
+        .get_mut(&project)
+        .expect("found")
+        .immutable_rules
+        .push(rule);
+    created(&format!(
+        "/api/v2.0/projects/{project}/immutabletagrules/{id}"
+    ))
+}
+
+async fn update_immutable(
+    State(s): State<HarborState>,
+    headers: HeaderMap,
+    Path((p, rule_id)): Path<(String, u64)>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(r) = invalid("ImmutableRule", &body) {
+        return r;
+    }
+    let mut d = s.lock();
+    let Some(project) = d.find_project(&p, by_name(&headers)) else {
+        return error(StatusCode::NOT_FOUND, "NOT_FOUND", "project not found");
+    };
+    let rules = &mut d.projects.get_mut(&project).expect("found").immutable_rules;
+    match rules.iter_mut().find(|r| r["id"] == rule_id) {
+        Some(rule) => {
+            *rule = body;
+            rule["id"] = rule_id.into();
+            StatusCode::OK.into_response()
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "immutable rule not found",
+        ),
+    }
+}
+
+async fn list_robots(State(s): State<HarborState>, Query(q): Q) -> Response {
+    let d = s.lock();
+    // `q=name=~x` is a fuzzy match; `q=name=x` an exact one (swagger: parameter `q`).
+    let filter = q.get("q").cloned().unwrap_or_default();
+    let all: Vec<Value> = d
+        .robots
+        .values()
+        .filter(|r| match filter.strip_prefix("name=~") {
+            Some(part) => r.name.contains(part),
+            None => filter
+                .strip_prefix("name=")
+                .is_none_or(|exact| r.name == exact),
+        })
+        .map(HarborData::robot_json)
+        .collect();
+    Json(page(&all, &q)).into_response()
+}
+
+async fn create_robot(State(s): State<HarborState>, Json(body): Json<Value>) -> Response {
+    if let Some(r) = invalid("RobotCreate", &body) {
+        return r;
+    }
+    let Some(name) = body["name"].as_str().filter(|n| !n.is_empty()) else {
+        return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "name is required");
+    };
+    if !matches!(body["level"].as_str(), Some("system" | "project")) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "level must be system or project",
+        );
+    }
+    let duration = body["duration"].as_i64().unwrap_or(0);
+    if duration != -1 && duration <= 0 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "duration must be -1 or a positive integer",
+        );
+    }
+    let full = format!("{ROBOT_PREFIX}{name}");
+    let mut d = s.lock();
+    if d.robot_by_name(&full).is_some() {
+        return error(
+            StatusCode::CONFLICT,
+            "CONFLICT",
+            &format!("robot account {full} already exists"),
+        );
+    }
+    let id = d.id();
+    let secret = crate::keys::random_token(32);
+    let mut stored = body.clone();
+    stored["level"] = body["level"].clone();
+    d.robots.insert(
+        id,
+        RobotRecord {
+            id,
+            name: full.clone(),
+            secret: secret.clone(),
+            body: stored,
+        },
+    );
+    (StatusCode::CREATED, Json(json!({"id": id, "name": full, "secret": secret, "creation_time": "2026-01-01T00:00:00Z", "expires_at": -1})))
+        .into_response()
+}
+
+async fn get_robot(State(s): State<HarborState>, Path(id): Path<u64>) -> Response {
+    match s.lock().robots.get(&id) {
+        Some(r) => Json(HarborData::robot_json(r)).into_response(),
+        None => error(StatusCode::NOT_FOUND, "NOT_FOUND", "robot not found"),
+    }
+}
+
+async fn update_robot(
+    State(s): State<HarborState>,
+    Path(id): Path<u64>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(r) = invalid("Robot", &body) {
+        return r;
+    }
+    let mut d = s.lock();
+    let Some(robot) = d.robots.get_mut(&id) else {
+        return error(StatusCode::NOT_FOUND, "NOT_FOUND", "robot not found");
+    };
+    if body["name"].as_str().is_some_and(|n| n != robot.name) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "cannot change the name of a robot",
+        );
+    }
+    for key in ["description", "duration", "disable", "permissions"] {
+        if let Some(v) = body.get(key) {
+            robot.body[key] = v.clone();
+        }
+    }
+    StatusCode::OK.into_response()
+}
+
+async fn refresh_secret(
+    State(s): State<HarborState>,
+    Path(id): Path<u64>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(r) = invalid("RobotSec", &body) {
+        return r;
+    }
+    let mut d = s.lock();
+    let Some(robot) = d.robots.get_mut(&id) else {
+        return error(StatusCode::NOT_FOUND, "NOT_FOUND", "robot not found");
+    };
+    robot.secret = body["secret"]
+        .as_str()
+        .map_or_else(|| crate::keys::random_token(32), str::to_owned);
+    Json(json!({"secret": robot.secret})).into_response()
+}
+
+pub fn routes(state: HarborState) -> Router {
+    let api = Router::new()
+        .route(
+            "/api/v2.0/projects",
+            get(list_projects).post(create_project),
+        )
+        .route(
+            "/api/v2.0/projects/{p}",
+            get(get_project).put(update_project),
+        )
+        .route(
+            "/api/v2.0/projects/{p}/immutabletagrules",
+            get(list_immutable).post(create_immutable),
+        )
+        .route(
+            "/api/v2.0/projects/{p}/immutabletagrules/{rule}",
+            axum::routing::put(update_immutable),
+        )
+        .route(
+            "/api/v2.0/retentions",
+            axum::routing::post(create_retention),
+        )
+        .route(
+            "/api/v2.0/retentions/{id}",
+            get(get_retention).put(update_retention),
+        )
+        .route("/api/v2.0/robots", get(list_robots).post(create_robot))
+        .route(
+            "/api/v2.0/robots/{id}",
+            get(get_robot).put(update_robot).patch(refresh_secret),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_admin,
+        ))
+        .with_state(state);
     Router::new()
         .route("/api/v2.0/ping", get(|| async { "Pong" }))
         .route(
             "/api/v2.0/health",
-            get(|| async { axum::Json(json!({"status": "healthy", "components": []})) }),
+            get(|| async { Json(json!({"status": "healthy", "components": []})) }),
         )
+        .merge(api)
 }

@@ -7,6 +7,7 @@
 pub mod gitlab;
 pub mod harbor;
 pub mod keycloak;
+pub mod swagger;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
