@@ -577,6 +577,199 @@ impl GitLabClient {
     }
 }
 
+/// Git's blob id of a file's content (SHA-1 of `blob <len>\0<content>`), as the repository
+/// tree API reports it: unchanged files are recognised without downloading them.
+pub fn git_blob_id(content: &str) -> String {
+    let mut data = format!("blob {}\0", content.len()).into_bytes();
+    data.extend_from_slice(content.as_bytes());
+    ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// One entry of `GET /projects/:id/repository/tree`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TreeEntry {
+    pub id: String,
+    pub path: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// One CI/CD variable of a group.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+pub struct CiVariable {
+    pub key: String,
+    pub value: String,
+    #[serde(default)]
+    pub protected: bool,
+    #[serde(default)]
+    pub masked: bool,
+    #[serde(default)]
+    pub raw: bool,
+    #[serde(default = "all_environments")]
+    pub environment_scope: String,
+}
+
+fn all_environments() -> String {
+    "*".into()
+}
+
+impl GitLabClient {
+    /// `GET /projects/:path`; `None` when it does not exist.
+    pub async fn project(&self, full_path: &str) -> Result<Option<Project>> {
+        self.api
+            .get_optional(
+                &format!("reading project {full_path}"),
+                &format!("projects/{}", encode_path(full_path)),
+            )
+            .await
+    }
+
+    /// `POST /projects` in a group namespace.
+    pub async fn create_project(
+        &self,
+        path: &str,
+        namespace_id: u64,
+        description: &str,
+    ) -> Result<Project> {
+        self.write(
+            &format!("creating project {path}"),
+            Method::POST,
+            "projects",
+            &serde_json::json!({
+                "name": path, "path": path, "namespace_id": namespace_id, "visibility": "internal",
+                "description": description, "initialize_with_readme": false, "default_branch": "main",
+            }),
+            Retry::Never,
+        )
+        .await
+    }
+
+    /// Every file of `reference` (`GET …/repository/tree?recursive=true`); empty for an empty
+    /// repository (GitLab answers 404 "Tree Not Found").
+    pub async fn repository_files(&self, project: u64, reference: &str) -> Result<Vec<TreeEntry>> {
+        let path = format!(
+            "projects/{project}/repository/tree?recursive=true&ref={reference}&per_page=100"
+        );
+        let first = self
+            .api
+            .send(
+                &format!("listing files of project {project}"),
+                Method::GET,
+                &path,
+                None,
+                Retry::Safe,
+            )
+            .await?;
+        if first.status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(Vec::new());
+        }
+        let entries: Vec<TreeEntry> = self
+            .list(&format!("listing files of project {project}"), &path)
+            .await?;
+        Ok(entries.into_iter().filter(|e| e.kind == "blob").collect())
+    }
+
+    /// `POST /projects/:id/repository/commits` with `actions`; returns the commit id.
+    pub async fn commit(
+        &self,
+        project: u64,
+        branch: &str,
+        message: &str,
+        actions: &[Value],
+    ) -> Result<String> {
+        let commit: Value = self
+            .write(
+                &format!("committing {} file change(s) to project {project}", actions.len()),
+                Method::POST,
+                &format!("projects/{project}/repository/commits"),
+                &serde_json::json!({"branch": branch, "commit_message": message, "actions": actions}),
+                Retry::Never,
+            )
+            .await?;
+        Ok(commit["id"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// The commit a tag points at; `None` when the tag does not exist.
+    pub async fn tag_target(&self, project: u64, tag: &str) -> Result<Option<String>> {
+        let tag: Option<Value> = self
+            .api
+            .get_optional(
+                &format!("reading tag {tag} of project {project}"),
+                &format!("projects/{project}/repository/tags/{}", encode_path(tag)),
+            )
+            .await?;
+        Ok(tag.and_then(|t| {
+            t["commit"]["id"]
+                .as_str()
+                .or(t["target"].as_str())
+                .map(str::to_owned)
+        }))
+    }
+
+    /// `POST /projects/:id/repository/tags`.
+    pub async fn create_tag(
+        &self,
+        project: u64,
+        tag: &str,
+        reference: &str,
+        message: &str,
+    ) -> Result<()> {
+        self.api
+            .call(
+                &format!("creating tag {tag} in project {project}"),
+                Method::POST,
+                &format!("projects/{project}/repository/tags"),
+                Some(&serde_json::json!({"tag_name": tag, "ref": reference, "message": message})),
+                Retry::Never,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// CI/CD variables of a group, all pages.
+    pub async fn group_variables(&self, group: u64) -> Result<Vec<CiVariable>> {
+        self.list(
+            &format!("listing CI/CD variables of group {group}"),
+            &format!("groups/{group}/variables?per_page=100"),
+        )
+        .await
+    }
+
+    /// `POST /groups/:id/variables`.
+    pub async fn create_group_variable(&self, group: u64, variable: &CiVariable) -> Result<()> {
+        let body = serde_json::to_value(variable).unwrap_or_default();
+        self.api
+            .call(
+                &format!("creating CI/CD variable {} of group {group}", variable.key),
+                Method::POST,
+                &format!("groups/{group}/variables"),
+                Some(&body),
+                Retry::Never,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// `PUT /groups/:id/variables/:key`.
+    pub async fn update_group_variable(&self, group: u64, variable: &CiVariable) -> Result<()> {
+        let body = serde_json::to_value(variable).unwrap_or_default();
+        self.api
+            .call(
+                &format!("updating CI/CD variable {} of group {group}", variable.key),
+                Method::PUT,
+                &format!("groups/{group}/variables/{}", variable.key),
+                Some(&body),
+                Retry::Safe,
+            )
+            .await
+            .map(|_| ())
+    }
+}
+
 /// Users indexed for matching: by `(provider, extern_uid)` and by lower-case username.
 #[derive(Debug, Default)]
 pub struct UserIndex {
@@ -675,6 +868,15 @@ mod tests {
         sa.user_type = Some("service_account".into());
         assert!(sa.is_automation());
         assert!(!user(5, "carol", &[]).is_automation());
+    }
+
+    #[test]
+    fn blob_ids_are_git_blob_ids() {
+        // `printf 'hello\n' | git hash-object --stdin`
+        assert_eq!(
+            git_blob_id("hello\n"),
+            "ce013625030ba8dba906f756967f9e9ca394464a"
+        );
     }
 
     #[test]

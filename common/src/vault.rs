@@ -395,17 +395,46 @@ impl VaultClient {
         data: &BTreeMap<String, String>,
         custom_metadata: &BTreeMap<String, String>,
     ) -> Result<()> {
-        vaultrs::kv2::set_with_options(
-            self.sdk.as_ref(),
-            mount,
-            path,
-            data,
-            vaultrs::api::kv2::requests::SetSecretRequestOptions { cas: 0 },
-        )
-        .await
-        .map_err(|e| {
+        self.kv2_write(mount, path, data, custom_metadata, Some(0))
+            .await
+    }
+
+    /// Writes a new version of a KV v2 secret, then replaces its custom metadata.
+    pub async fn kv2_put(
+        &self,
+        mount: &str,
+        path: &str,
+        data: &BTreeMap<String, String>,
+        custom_metadata: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        self.kv2_write(mount, path, data, custom_metadata, None)
+            .await
+    }
+
+    async fn kv2_write(
+        &self,
+        mount: &str,
+        path: &str,
+        data: &BTreeMap<String, String>,
+        custom_metadata: &BTreeMap<String, String>,
+        cas: Option<u32>,
+    ) -> Result<()> {
+        let written = match cas {
+            Some(cas) => {
+                vaultrs::kv2::set_with_options(
+                    self.sdk.as_ref(),
+                    mount,
+                    path,
+                    data,
+                    vaultrs::api::kv2::requests::SetSecretRequestOptions { cas },
+                )
+                .await
+            }
+            None => vaultrs::kv2::set(self.sdk.as_ref(), mount, path, data).await,
+        };
+        written.map_err(|e| {
             self.sdk_error(
-                &format!("creating secret {mount}/{path}"),
+                &format!("writing secret {mount}/{path}"),
                 "POST",
                 &format!("{mount}/data/{path}"),
                 e,

@@ -52,6 +52,8 @@ pub struct GroupRecord {
     pub parent_id: Option<u64>,
     /// Direct members: user id → access level.
     pub members: BTreeMap<u64, u8>,
+    /// CI/CD variables, as `GET /groups/:id/variables` shows them.
+    pub variables: Vec<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +100,8 @@ pub struct ProjectRecord {
     pub protected_branches: Vec<ProtectedBranchRecord>,
     pub approval_settings: Map<String, Value>,
     pub approval_rules: Vec<ApprovalRuleRecord>,
+    /// Files, commits and tags of the default branch.
+    pub repository: super::gitlab_repo::Repository,
 }
 
 /// Everything the stand-in knows. Tests seed and inspect it directly.
@@ -171,7 +175,7 @@ impl GitLabData {
         data
     }
 
-    fn id(&mut self) -> u64 {
+    pub(super) fn id(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         id
@@ -238,6 +242,7 @@ impl GitLabData {
                 full_path,
                 parent_id: parent,
                 members,
+                variables: Vec::new(),
             },
         );
         id
@@ -273,6 +278,7 @@ impl GitLabData {
                 .cloned()
                 .unwrap_or_default(),
                 approval_rules: Vec::new(),
+                repository: super::gitlab_repo::Repository::default(),
             },
         );
         id
@@ -342,7 +348,7 @@ impl GitLabData {
         out
     }
 
-    fn find_group(&self, id: &str) -> Option<&GroupRecord> {
+    pub(super) fn find_group(&self, id: &str) -> Option<&GroupRecord> {
         match id.parse::<u64>() {
             Ok(n) => self.groups.get(&n),
             Err(_) => self.group_by_path(id),
@@ -356,7 +362,7 @@ impl GitLabData {
         })
     }
 
-    fn project_json(&self, p: &ProjectRecord) -> Value {
+    pub(super) fn project_json(&self, p: &ProjectRecord) -> Value {
         let mut v = json!({
             "id": p.id,
             "name": p.path,
@@ -496,18 +502,18 @@ impl GitLabState {
     }
 }
 
-type Reply = Response;
+pub(super) type Reply = Response;
 
-fn message(status: StatusCode, text: &str) -> Reply {
+pub(super) fn message(status: StatusCode, text: &str) -> Reply {
     (status, Json(json!({"message": text}))).into_response()
 }
 
-fn not_found(what: &str) -> Reply {
+pub(super) fn not_found(what: &str) -> Reply {
     message(StatusCode::NOT_FOUND, &format!("404 {what} Not Found"))
 }
 
 /// Grape's answer to an invalid parameter (400 `{"error": "..."}`).
-fn bad_param(text: &str) -> Reply {
+pub(super) fn bad_param(text: &str) -> Reply {
     (StatusCode::BAD_REQUEST, Json(json!({"error": text}))).into_response()
 }
 
@@ -552,7 +558,7 @@ struct Paging {
 }
 
 /// One page of `items` with GitLab's pagination headers.
-fn paginate(
+pub(super) fn paginate(
     items: Vec<Value>,
     query: &BTreeMap<String, String>,
     uri: &Uri,
@@ -631,7 +637,7 @@ fn paginate(
     response
 }
 
-fn as_bool(v: &Value) -> Option<bool> {
+pub(super) fn as_bool(v: &Value) -> Option<bool> {
     match v {
         Value::Bool(b) => Some(*b),
         Value::String(s) if s == "true" => Some(true),
@@ -705,6 +711,7 @@ pub fn routes(state: GitLabState) -> Router {
             "/api/v4/projects/{id}/approval_rules/{rule}",
             axum::routing::put(update_rule).delete(delete_rule),
         )
+        .merge(super::gitlab_repo::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
@@ -713,7 +720,7 @@ pub fn routes(state: GitLabState) -> Router {
         .merge(jwks)
 }
 
-type Q = Query<BTreeMap<String, String>>;
+pub(super) type Q = Query<BTreeMap<String, String>>;
 
 /// doc/api/version.md and doc/api/metadata.md: `enterprise` is true on EE builds.
 async fn version(State(s): State<GitLabState>) -> Reply {
@@ -844,7 +851,7 @@ async fn group_projects(
     paginate(items, &q, &uri, &headers)
 }
 
-fn find_project_id(data: &GitLabData, id: &str) -> Option<u64> {
+pub(super) fn find_project_id(data: &GitLabData, id: &str) -> Option<u64> {
     match id.parse::<u64>() {
         Ok(n) => data.projects.contains_key(&n).then_some(n),
         Err(_) => data.project_by_path(id).map(|p| p.id),

@@ -5,6 +5,7 @@
 //! `/__sandbox/`: `GET counters`, `POST counters/reset`, `POST faults` (a [`Fault`]), `DELETE faults`.
 
 pub mod gitlab;
+pub mod gitlab_repo;
 pub mod harbor;
 pub mod keycloak;
 pub mod swagger;
