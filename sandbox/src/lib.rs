@@ -292,6 +292,27 @@ impl Sandbox {
         self.dir.join("openbao-audit.log")
     }
 
+    /// Write requests OpenBao served so far, from its audit log (one JSON line per request;
+    /// capability checks are reads).
+    pub fn vault_writes(&self) -> usize {
+        fs::read_to_string(self.vault_audit_log())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| {
+                e["type"] == "request"
+                    && matches!(
+                        e["request"]["operation"].as_str(),
+                        Some("create" | "update" | "delete")
+                    )
+                    && !e["request"]["path"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .starts_with("sys/capabilities")
+            })
+            .count()
+    }
+
     pub fn get(&self, name: &str) -> &str {
         self.env.get(name).map_or("", String::as_str)
     }

@@ -1,6 +1,8 @@
 //! Request-body validation against a Swagger 2.0 document's `definitions` (the subset Harbor's
 //! swagger uses: `$ref`, `type`, `properties`, `items`, `additionalProperties`, `maxLength`,
-//! `x-nullable`). Unknown properties are allowed, as Harbor's go-swagger server ignores them.
+//! `x-nullable`). Unknown properties are allowed, as Harbor's go-swagger server ignores them, and
+//! a bare `type: object` (no `properties`, no `additionalProperties`) accepts any value: go-swagger
+//! generates `interface{}` for it (e.g. RetentionRule.params values such as `{"latestPushedK": 10}`).
 
 use serde_json::Value;
 
@@ -38,6 +40,12 @@ impl Swagger {
             return; // absent or explicitly null: go-swagger treats both as unset
         }
         let kind = schema["type"].as_str();
+        let free_form = kind == Some("object")
+            && schema.get("properties").is_none()
+            && schema.get("additionalProperties").is_none();
+        if free_form {
+            return;
+        }
         let ok = match kind {
             Some("object") => value.is_object(),
             Some("array") => value.is_array(),

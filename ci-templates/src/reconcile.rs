@@ -1,0 +1,723 @@
+//! Observe GitLab, Harbor and Vault (reads only), a pure [`diff`] to a [`Plan`], the executor,
+//! and `rotate-robot`.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use anyhow::Context as _;
+use common::cli::Phase;
+use common::config::PlatformConfig;
+use common::gitlab::{CiVariable, GitLabClient, git_blob_id};
+use common::harbor::{HarborClient, Robot, RobotSecret};
+use common::plan::{Change, Plan};
+use common::vault::{KvMetadata, VaultClient};
+use secrecy::ExposeSecret as _;
+use serde_json::{Value, json};
+
+use crate::desired::{
+    self, HARBOR_PROJECTS, HarborProject, KV_MOUNT, MANAGED_BY, ROBOTS, RobotAccount,
+};
+use crate::settings::Settings;
+
+pub const PHASE_NAME: &str = "14 ci-templates";
+const BRANCH: &str = "main";
+
+#[derive(Debug, Clone)]
+pub enum Op {
+    CreateTemplatesProject {
+        namespace_id: u64,
+    },
+    CommitLibrary {
+        actions: Vec<Value>,
+        message: String,
+    },
+    TagLibrary {
+        tag: String,
+    },
+    SetVariable {
+        variable: CiVariable,
+        exists: bool,
+    },
+    CreateHarborProject {
+        spec: HarborProject,
+    },
+    UpdateHarborProject {
+        id: u64,
+        metadata: Value,
+    },
+    CreateRetention {
+        project: &'static str,
+        spec: HarborProject,
+    },
+    UpdateRetention {
+        id: u64,
+        policy: Value,
+    },
+    CreateImmutableRule {
+        project: &'static str,
+    },
+    UpdateImmutableRule {
+        project: &'static str,
+        rule: u64,
+    },
+    /// Creates the robot and stores its secret in Vault in the same step.
+    CreateRobot {
+        robot: RobotAccount,
+    },
+    UpdateRobot {
+        id: u64,
+        full_name: String,
+        robot: RobotAccount,
+    },
+    /// The robot exists but Vault has no secret for it: a new secret, stored.
+    StoreRobotSecret {
+        id: u64,
+        full_name: String,
+        robot: RobotAccount,
+    },
+}
+
+/// What a Harbor project looks like now.
+#[derive(Debug, Clone)]
+pub struct HarborProjectState {
+    pub id: u64,
+    pub metadata: serde_json::Map<String, Value>,
+    /// `(id, policy)` when the project has a retention policy.
+    pub retention: Option<(u64, Value)>,
+    pub immutable_rules: Vec<Value>,
+}
+
+/// Everything [`diff`] needs.
+#[derive(Debug)]
+pub struct Observed {
+    pub group_id: u64,
+    /// Group the library project lives in.
+    pub namespace_id: u64,
+    /// The library project: id, and blob id of each file on `main`.
+    pub templates: Option<(u64, BTreeMap<String, String>)>,
+    /// The commit the version tag points at, if tagged.
+    pub tag_target: Option<String>,
+    pub variables: Vec<CiVariable>,
+    pub harbor_projects: BTreeMap<&'static str, Option<HarborProjectState>>,
+    pub robots: BTreeMap<&'static str, Option<Robot>>,
+    /// KV metadata at each robot's Vault path.
+    pub robot_secrets: BTreeMap<&'static str, Option<KvMetadata>>,
+}
+
+pub struct CiTemplates {
+    gitlab: GitLabClient,
+    harbor: HarborClient,
+    vault: VaultClient,
+    settings: Settings,
+    /// The library project's id once known (observed, or created by apply).
+    project_id: Mutex<Option<u64>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl CiTemplates {
+    pub fn connect(cfg: &PlatformConfig) -> anyhow::Result<Self> {
+        Ok(Self {
+            settings: Settings::load(cfg)?,
+            gitlab: GitLabClient::connect(cfg)?,
+            harbor: HarborClient::connect(cfg)?,
+            vault: VaultClient::connect(cfg)?,
+            project_id: Mutex::new(None),
+        })
+    }
+
+    pub async fn observe(&self) -> anyhow::Result<Observed> {
+        let s = &self.settings;
+        let group = self
+            .gitlab
+            .group(&s.variables_group)
+            .await?
+            .with_context(|| {
+                format!(
+                    "GitLab group {} not found: create it (phase 12 hardens it) or set {}",
+                    s.variables_group,
+                    common::env::CI_VARIABLES_GROUP
+                )
+            })?;
+        let (namespace, _) = s.templates_namespace();
+        let namespace_id = if namespace == s.variables_group {
+            group.id
+        } else {
+            self.gitlab
+                .group(namespace)
+                .await?
+                .with_context(|| {
+                    format!(
+                        "GitLab group {namespace} (of {}) not found: create it first",
+                        s.templates_project
+                    )
+                })?
+                .id
+        };
+        let templates = match self.gitlab.project(&s.templates_project).await? {
+            Some(project) => {
+                let files = self
+                    .gitlab
+                    .repository_files(project.id, BRANCH)
+                    .await?
+                    .into_iter()
+                    .map(|e| (e.path, e.id))
+                    .collect();
+                *lock(&self.project_id) = Some(project.id);
+                Some((project.id, files))
+            }
+            None => None,
+        };
+        let tag_target = match &templates {
+            Some((id, _)) => self.gitlab.tag_target(*id, &desired::library_tag()).await?,
+            None => None,
+        };
+        let variables = self.gitlab.group_variables(group.id).await?;
+
+        let mut harbor_projects = BTreeMap::new();
+        for spec in HARBOR_PROJECTS {
+            let state = match self.harbor.project(spec.name).await? {
+                Some(p) => {
+                    let retention = match p
+                        .metadata
+                        .get("retention_id")
+                        .and_then(|v| v.as_str())
+                        .and_then(|v| v.parse::<u64>().ok())
+                    {
+                        Some(id) => Some((id, self.harbor.retention(id).await?)),
+                        None => None,
+                    };
+                    let immutable_rules = self.harbor.immutable_rules(p.project_id).await?;
+                    Some(HarborProjectState {
+                        id: p.project_id,
+                        metadata: p.metadata,
+                        retention,
+                        immutable_rules,
+                    })
+                }
+                None => None,
+            };
+            harbor_projects.insert(spec.name, state);
+        }
+        let mut robots = BTreeMap::new();
+        let mut robot_secrets = BTreeMap::new();
+        self.require_kv().await?;
+        for robot in ROBOTS {
+            robots.insert(robot.name, self.harbor.robot(robot.name).await?);
+            robot_secrets.insert(
+                robot.name,
+                self.vault.kv2_metadata(KV_MOUNT, robot.vault_path).await?,
+            );
+        }
+        Ok(Observed {
+            group_id: group.id,
+            namespace_id,
+            templates,
+            tag_target,
+            variables,
+            harbor_projects,
+            robots,
+            robot_secrets,
+        })
+    }
+
+    async fn require_kv(&self) -> anyhow::Result<()> {
+        let mounts = self.vault.secret_mounts().await?;
+        match mounts.get(&format!("{KV_MOUNT}/")) {
+            Some(m)
+                if m.kind == "kv"
+                    && m.options
+                        .as_ref()
+                        .is_some_and(|o| o.get("version").is_some_and(|v| v == "2")) =>
+            {
+                Ok(())
+            }
+            _ => anyhow::bail!(
+                "Vault has no KV v2 engine at {KV_MOUNT}/, where robot secrets go: run phase 13 (vault-cicd apply) first"
+            ),
+        }
+    }
+
+    fn project_id(&self) -> anyhow::Result<u64> {
+        lock(&self.project_id)
+            .context("the library project does not exist yet (it is created earlier in the same apply; rerun apply)")
+    }
+
+    async fn harbor_project_id(&self, name: &str) -> anyhow::Result<u64> {
+        Ok(self
+            .harbor
+            .project(name)
+            .await?
+            .with_context(|| format!("Harbor project {name} does not exist (rerun apply)"))?
+            .project_id)
+    }
+
+    /// Stores a robot's secret at its Vault path (never printed anywhere).
+    async fn store_secret(&self, robot: &RobotAccount, secret: &RobotSecret) -> anyhow::Result<()> {
+        let data = BTreeMap::from([
+            ("username".to_owned(), secret.name.clone()),
+            (
+                "password".to_owned(),
+                secret.secret.expose_secret().to_owned(),
+            ),
+            ("registry".to_owned(), self.settings.harbor_registry.clone()),
+        ]);
+        let metadata = BTreeMap::from([
+            ("managed-by".to_owned(), MANAGED_BY.to_owned()),
+            ("harbor-robot".to_owned(), secret.name.clone()),
+            ("harbor-robot-id".to_owned(), secret.id.to_string()),
+        ]);
+        self.vault
+            .kv2_put(KV_MOUNT, robot.vault_path, &data, &metadata)
+            .await
+            .with_context(|| {
+                format!(
+                    "storing the secret of robot {} at {KV_MOUNT}/{} (the robot exists; rerun apply or `ci-templates rotate-robot {}` to issue and store a new secret)",
+                    secret.name, robot.vault_path, robot.name
+                )
+            })
+    }
+
+    /// `rotate-robot NAME`: a new secret from Harbor, stored in Vault; returns the Vault path.
+    pub async fn rotate(&self, name: &str) -> anyhow::Result<String> {
+        let robot = ROBOTS.iter().find(|r| r.name == name).with_context(|| {
+            format!(
+                "no robot {name}: choose one of {}",
+                ROBOTS.iter().map(|r| r.name).collect::<Vec<_>>().join(", ")
+            )
+        })?;
+        self.require_kv().await?;
+        let existing = self.harbor.robot(name).await?.with_context(|| {
+            format!("Harbor has no robot {name}: run `ci-templates apply` first")
+        })?;
+        let secret = self
+            .harbor
+            .refresh_robot_secret(existing.id, &existing.name)
+            .await?;
+        self.store_secret(robot, &secret).await?;
+        Ok(format!("{KV_MOUNT}/{}", robot.vault_path))
+    }
+}
+
+impl Phase for CiTemplates {
+    type Op = Op;
+
+    fn name(&self) -> &str {
+        PHASE_NAME
+    }
+
+    async fn plan(&self) -> anyhow::Result<Plan<Op>> {
+        let observed = self.observe().await?;
+        Ok(diff(&self.settings, &observed))
+    }
+
+    async fn execute(&self, op: &Op) -> anyhow::Result<Option<String>> {
+        match op {
+            Op::CreateTemplatesProject { namespace_id } => {
+                let (_, name) = self.settings.templates_namespace();
+                let project = self
+                    .gitlab
+                    .create_project(name, *namespace_id, "The platform's GitLab CI template library (managed by cicd-buildout phase 14)")
+                    .await?;
+                *lock(&self.project_id) = Some(project.id);
+            }
+            Op::CommitLibrary { actions, message } => {
+                self.gitlab
+                    .commit(self.project_id()?, BRANCH, message, actions)
+                    .await?;
+            }
+            Op::TagLibrary { tag } => {
+                self.gitlab
+                    .create_tag(
+                        self.project_id()?,
+                        tag,
+                        BRANCH,
+                        &format!("gitlab-ci-templates {tag}"),
+                    )
+                    .await?;
+            }
+            Op::SetVariable { variable, exists } => {
+                let group = self
+                    .gitlab
+                    .group(&self.settings.variables_group)
+                    .await?
+                    .context("the variables group disappeared")?;
+                if *exists {
+                    self.gitlab
+                        .update_group_variable(group.id, variable)
+                        .await?;
+                } else {
+                    self.gitlab
+                        .create_group_variable(group.id, variable)
+                        .await?;
+                }
+            }
+            Op::CreateHarborProject { spec } => {
+                self.harbor.create_project(&spec.create_body()).await?
+            }
+            Op::UpdateHarborProject { id, metadata } => {
+                self.harbor
+                    .update_project(*id, &json!({"metadata": metadata}))
+                    .await?;
+            }
+            Op::CreateRetention { project, spec } => {
+                let id = self.harbor_project_id(project).await?;
+                self.harbor
+                    .create_retention(&spec.retention_policy(id))
+                    .await?;
+            }
+            Op::UpdateRetention { id, policy } => self.harbor.update_retention(*id, policy).await?,
+            Op::CreateImmutableRule { project } => {
+                let id = self.harbor_project_id(project).await?;
+                self.harbor
+                    .create_immutable_rule(id, &desired::immutable_rule())
+                    .await?;
+            }
+            Op::UpdateImmutableRule { project, rule } => {
+                let id = self.harbor_project_id(project).await?;
+                self.harbor
+                    .update_immutable_rule(id, *rule, &desired::immutable_rule())
+                    .await?;
+            }
+            Op::CreateRobot { robot } => {
+                let secret = self.harbor.create_robot(&robot.create_body()).await?;
+                self.store_secret(robot, &secret).await?;
+            }
+            Op::UpdateRobot {
+                id,
+                full_name,
+                robot,
+            } => {
+                let mut body = robot.create_body();
+                body["id"] = (*id).into();
+                body["name"] = full_name.clone().into();
+                self.harbor.update_robot(*id, &body).await?;
+            }
+            Op::StoreRobotSecret {
+                id,
+                full_name,
+                robot,
+            } => {
+                let secret = self.harbor.refresh_robot_secret(*id, full_name).await?;
+                self.store_secret(robot, &secret).await?;
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The commit that makes the library project match the embedded files: create, update (blob id
+/// differs) and delete (not part of the library) actions, sorted by path.
+pub fn library_actions(observed: &BTreeMap<String, String>) -> (Vec<Value>, Vec<String>) {
+    let wanted = desired::library_files();
+    let mut actions = Vec::new();
+    let mut lines = Vec::new();
+    for (path, content) in &wanted {
+        match observed.get(*path) {
+            None => {
+                actions.push(json!({"action": "create", "file_path": path, "content": content}));
+                lines.push(format!("+ {path}"));
+            }
+            Some(blob) if *blob != git_blob_id(content) => {
+                actions.push(json!({"action": "update", "file_path": path, "content": content}));
+                lines.push(format!("~ {path}"));
+            }
+            Some(_) => {}
+        }
+    }
+    for path in observed.keys() {
+        if !wanted.contains_key(path.as_str()) {
+            actions.push(json!({"action": "delete", "file_path": path}));
+            lines.push(format!("- {path}"));
+        }
+    }
+    (actions, lines)
+}
+
+fn metadata_diff(
+    spec: &HarborProject,
+    have: &serde_json::Map<String, Value>,
+) -> Option<(Value, Value)> {
+    let mut before = serde_json::Map::new();
+    let mut after = serde_json::Map::new();
+    for (key, want) in spec.metadata() {
+        let current = have.get(key).cloned().unwrap_or(Value::Null);
+        if current != Value::String(want.clone()) {
+            before.insert(key.into(), current);
+            after.insert(key.into(), want.into());
+        }
+    }
+    (!after.is_empty()).then(|| (Value::Object(before), Value::Object(after)))
+}
+
+/// The parts of a retention policy this phase owns.
+fn retention_view(policy: &Value) -> Value {
+    json!({"algorithm": policy["algorithm"], "rules": policy["rules"].as_array().map(|rules| rules.iter().map(|r| json!({
+        "action": r["action"], "template": r["template"], "params": r["params"], "disabled": r["disabled"].as_bool().unwrap_or(false),
+        "tag_selectors": r["tag_selectors"], "scope_selectors": r["scope_selectors"],
+    })).collect::<Vec<_>>()), "trigger": {"kind": policy["trigger"]["kind"], "settings": policy["trigger"]["settings"]}})
+}
+
+fn immutable_view(rule: &Value) -> Value {
+    json!({"disabled": rule["disabled"].as_bool().unwrap_or(false), "action": rule["action"], "template": rule["template"],
+           "tag_selectors": rule["tag_selectors"], "scope_selectors": rule["scope_selectors"]})
+}
+
+/// The pure diff.
+pub fn diff(s: &Settings, o: &Observed) -> Plan<Op> {
+    let mut plan = Plan::new(PHASE_NAME);
+    let tag = desired::library_tag();
+
+    // The library project, its files, its version tag.
+    let empty = BTreeMap::new();
+    let observed_files = o.templates.as_ref().map_or(&empty, |(_, files)| files);
+    if o.templates.is_none() {
+        plan.push(Change::create(
+            "gitlab project",
+            &s.templates_project,
+            json!({"visibility": "internal", "default_branch": BRANCH}),
+            &[],
+            Op::CreateTemplatesProject {
+                namespace_id: o.namespace_id,
+            },
+        ));
+    }
+    let (actions, lines) = library_actions(observed_files);
+    let changed = !actions.is_empty();
+    if changed {
+        let message = format!(
+            "gitlab-ci-templates {tag}: {} file(s) changed (cicd-buildout phase 14)",
+            actions.len()
+        );
+        let mut change = Change::update(
+            "library commit",
+            &format!("{}@{BRANCH}", s.templates_project),
+            json!({}),
+            json!({}),
+            &[],
+            Op::CommitLibrary { actions, message },
+        );
+        change.diff = lines;
+        plan.push(change);
+    }
+    match &o.tag_target {
+        None => plan.push(Change::create(
+            "gitlab tag",
+            &format!("{}@{tag}", s.templates_project),
+            json!({"ref": BRANCH}),
+            &[],
+            Op::TagLibrary { tag: tag.clone() },
+        )),
+        Some(_) if changed => plan.warn(format!(
+            "{tag} already tags an older commit of {}: the changed files reach `main`, but services pinned to {tag} keep the old ones — raise the ci-templates version to release them",
+            s.templates_project
+        )),
+        Some(_) => {}
+    }
+
+    // Group CI/CD variables (plan §1.3).
+    for want in desired::group_variables(s) {
+        let have = o
+            .variables
+            .iter()
+            .find(|v| v.key == want.key && v.environment_scope == want.environment_scope);
+        let view = |v: &CiVariable| json!({"value": v.value, "protected": v.protected, "masked": v.masked, "raw": v.raw});
+        match have {
+            None => plan.push(Change::create(
+                "group variable",
+                &format!("{}: {}", s.variables_group, want.key),
+                view(&want),
+                &[],
+                Op::SetVariable {
+                    variable: want,
+                    exists: false,
+                },
+            )),
+            Some(h) if h != &want => plan.push(Change::update(
+                "group variable",
+                &format!("{}: {}", s.variables_group, want.key),
+                view(h),
+                view(&want),
+                &[],
+                Op::SetVariable {
+                    variable: want,
+                    exists: true,
+                },
+            )),
+            Some(_) => {}
+        }
+    }
+
+    // Harbor projects and their policies (plan §3.3).
+    for spec in HARBOR_PROJECTS {
+        match o.harbor_projects.get(spec.name).and_then(Option::as_ref) {
+            None => {
+                plan.push(Change::create(
+                    "harbor project",
+                    spec.name,
+                    json!({"metadata": spec.metadata()}),
+                    &[],
+                    Op::CreateHarborProject { spec: spec.clone() },
+                ));
+                plan.push(Change::create(
+                    "harbor retention",
+                    spec.name,
+                    spec.retention_rules(),
+                    &[],
+                    Op::CreateRetention {
+                        project: spec.name,
+                        spec: spec.clone(),
+                    },
+                ));
+                if spec.immutable_semver {
+                    plan.push(Change::create(
+                        "harbor immutable rule",
+                        spec.name,
+                        desired::immutable_rule(),
+                        &[],
+                        Op::CreateImmutableRule { project: spec.name },
+                    ));
+                }
+            }
+            Some(state) => {
+                if let Some((before, after)) = metadata_diff(spec, &state.metadata) {
+                    plan.push(Change::update(
+                        "harbor project",
+                        spec.name,
+                        before,
+                        after.clone(),
+                        &[],
+                        Op::UpdateHarborProject {
+                            id: state.id,
+                            metadata: after,
+                        },
+                    ));
+                }
+                let want = spec.retention_policy(state.id);
+                match &state.retention {
+                    None => plan.push(Change::create(
+                        "harbor retention",
+                        spec.name,
+                        spec.retention_rules(),
+                        &[],
+                        Op::CreateRetention {
+                            project: spec.name,
+                            spec: spec.clone(),
+                        },
+                    )),
+                    Some((id, have)) if retention_view(have) != retention_view(&want) => {
+                        plan.push(Change::update(
+                            "harbor retention",
+                            spec.name,
+                            retention_view(have),
+                            retention_view(&want),
+                            &[],
+                            Op::UpdateRetention {
+                                id: *id,
+                                policy: want,
+                            },
+                        ))
+                    }
+                    Some(_) => {}
+                }
+                let semver_rule = state.immutable_rules.iter().find(|r| {
+                    r["tag_selectors"].as_array().is_some_and(|t| {
+                        t.iter()
+                            .any(|sel| sel["pattern"] == desired::IMMUTABLE_TAG_PATTERN)
+                    })
+                });
+                match (spec.immutable_semver, semver_rule) {
+                    (true, None) => plan.push(Change::create(
+                        "harbor immutable rule",
+                        spec.name,
+                        desired::immutable_rule(),
+                        &[],
+                        Op::CreateImmutableRule { project: spec.name },
+                    )),
+                    (true, Some(rule))
+                        if immutable_view(rule) != immutable_view(&desired::immutable_rule()) =>
+                    {
+                        plan.push(Change::update(
+                            "harbor immutable rule",
+                            spec.name,
+                            immutable_view(rule),
+                            immutable_view(&desired::immutable_rule()),
+                            &[],
+                            Op::UpdateImmutableRule {
+                                project: spec.name,
+                                rule: rule["id"].as_u64().unwrap_or_default(),
+                            },
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    // Robot accounts: created once, reconciled in place, never recreated.
+    for robot in ROBOTS {
+        let vault_view =
+            json!({"secret": format!("{KV_MOUNT}/{} (username, password)", robot.vault_path)});
+        match o.robots.get(robot.name).and_then(Option::as_ref) {
+            None => {
+                let mut after = robot.view();
+                after["vault"] = vault_view["secret"].clone();
+                plan.push(Change::create(
+                    "harbor robot",
+                    robot.name,
+                    after,
+                    &[],
+                    Op::CreateRobot {
+                        robot: robot.clone(),
+                    },
+                ));
+            }
+            Some(have) => {
+                let current = desired::robot_view(
+                    &have.description,
+                    have.duration,
+                    have.disable,
+                    &have.permissions,
+                );
+                if current != robot.view() {
+                    plan.push(Change::update(
+                        "harbor robot",
+                        robot.name,
+                        current,
+                        robot.view(),
+                        &[],
+                        Op::UpdateRobot {
+                            id: have.id,
+                            full_name: have.name.clone(),
+                            robot: robot.clone(),
+                        },
+                    ));
+                }
+                let stored = o
+                    .robot_secrets
+                    .get(robot.name)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|m| {
+                        !m.current_deleted
+                            && m.custom_metadata
+                                .get("harbor-robot-id")
+                                .is_some_and(|id| *id == have.id.to_string())
+                    });
+                if !stored {
+                    plan.push(Change::update(
+                        "robot secret",
+                        &format!("{} → {KV_MOUNT}/{}", have.name, robot.vault_path),
+                        json!({"stored": false}),
+                        json!({"stored": true, "how": "a new secret from Harbor, written to Vault"}),
+                        &[],
+                        Op::StoreRobotSecret { id: have.id, full_name: have.name.clone(), robot: robot.clone() },
+                    ));
+                }
+            }
+        }
+    }
+    plan
+}
