@@ -5,9 +5,11 @@
 //! - [`library`]: every file of `library/templates/` (base, stages, 14 jobs, languages, 5 patterns
 //!   and their CI/CD components), embedded at build time.
 //! - [`settings`], [`desired`] (pure data), [`reconcile`] (observe, diff, execute, rotate).
+//! - [`local_run`]: a service's pipeline against the embedded library, under gitlab-ci-local.
 
 pub mod desired;
 pub mod library;
+pub mod local_run;
 pub mod reconcile;
 pub mod settings;
 
@@ -47,7 +49,36 @@ pub enum Command {
     },
     /// List the embedded library files.
     List,
+    /// Run a service's pipeline against the embedded library on this machine (gitlab-ci-local,
+    /// shell executor): the service's `include: project:` of the library is made local.
+    LocalRun {
+        /// The service's folder (with its .gitlab-ci.yml).
+        service: std::path::PathBuf,
+        /// Jobs to run (default: every job of the pipeline that needs no container engine).
+        jobs: Vec<String>,
+        /// Run it as a merge request pipeline.
+        #[arg(long)]
+        merge_request: bool,
+    },
 }
+
+/// Jobs of the library that need a container engine, a registry, Vault or Argo CD.
+pub const REMOTE_ONLY_JOBS: &[&str] = &[
+    "build-image",
+    "image-scan",
+    "image-sbom",
+    "sign-image",
+    "release-tag",
+    "deploy-ephemeral",
+    "acceptance-test",
+    "k6-performance",
+    "cleanup-ephemeral",
+    "promote-artifact",
+    "dependency-scan",
+    "terraform-plan",
+    "terraform-apply",
+    "publish-package",
+];
 
 /// Writes every library file under `dir`.
 pub fn render(dir: &Path) -> anyhow::Result<usize> {
@@ -80,6 +111,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                 println!("{}", file.path);
             }
             Ok(common::cli::EXIT_OK)
+        }
+        Command::LocalRun {
+            service,
+            jobs,
+            merge_request,
+        } => {
+            let repo = local_run::LocalRepo::prepare(&service)?;
+            let jobs: Vec<String> = if jobs.is_empty() {
+                repo.jobs(merge_request)?
+                    .into_iter()
+                    .filter(|j| !REMOTE_ONLY_JOBS.contains(&j.as_str()))
+                    .collect()
+            } else {
+                jobs
+            };
+            let names: Vec<&str> = jobs.iter().map(String::as_str).collect();
+            let run = repo.run(&names, merge_request)?;
+            print!("{}", run.output);
+            Ok(if run.ok {
+                common::cli::EXIT_OK
+            } else {
+                common::cli::EXIT_ERROR
+            })
         }
         Command::Reconcile(mode) => {
             let cfg = init(&cli.global)?;

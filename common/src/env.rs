@@ -120,6 +120,8 @@ pub const GITLAB_NAMESPACE: &str = "GITLAB_NAMESPACE";
 pub const GITLAB_SHELL_SERVICE: &str = "GITLAB_SHELL_SERVICE";
 /// Traefik entry point for SSH (default `ssh`).
 pub const TRAEFIK_SSH_ENTRYPOINT: &str = "TRAEFIK_SSH_ENTRYPOINT";
+/// Where the CI tools live (gitlab-ci-local, scanners; default `~/.cache/cicd-buildout/tools`).
+pub const CICD_TOOLS_DIR: &str = "CICD_TOOLS_DIR";
 
 // --- Harbor and phase 14 (ci-templates) ---
 /// Password of Harbor's `admin` user (the base platform's setting).
@@ -185,6 +187,7 @@ pub const ALL: &[&str] = &[
     GITLAB_NAMESPACE,
     GITLAB_SHELL_SERVICE,
     TRAEFIK_SSH_ENTRYPOINT,
+    CICD_TOOLS_DIR,
     HARBOR_ADMIN_PASSWORD,
     CI_TEMPLATES_PROJECT,
     CI_VARIABLES_GROUP,

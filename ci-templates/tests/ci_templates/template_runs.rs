@@ -14,228 +14,43 @@
 //! `CICD_TOOLS_DIR`).
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use ci_templates::library;
+use ci_templates::local_run::{LocalRepo, LocalRun, tools_dir};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 const CI_SCHEMA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schema/gitlab-ci.json");
 
-fn tools_dir() -> PathBuf {
-    std::env::var_os("CICD_TOOLS_DIR").map_or_else(
-        || PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/cicd-buildout/tools"),
-        PathBuf::from,
-    )
-}
-
-fn path_with_tools() -> String {
-    let tools = tools_dir();
-    let mut dirs = vec![
-        tools.join("venv/bin"),
-        tools.join("semgrep-venv/bin"),
-        tools.join("npm/node_modules/.bin"),
-    ];
-    dirs.extend(std::env::split_paths(
-        &std::env::var_os("PATH").unwrap_or_default(),
-    ));
-    std::env::join_paths(dirs).unwrap().into_string().unwrap()
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(["-c", "user.name=ci", "-c", "user.email=ci@example.invalid"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-/// A git repository holding a fixture, the embedded library at `templates/`, and the fixture's
-/// `.gitlab-ci.yml` with its library includes made local.
-struct Repo {
-    dir: tempfile::TempDir,
-}
-
-/// What gitlab-ci-local printed, and each job's verdict from its summary.
-struct Run {
-    ok: bool,
-    output: String,
-    verdicts: Vec<(String, String)>,
-}
-
-impl Run {
-    fn verdict(&self, job: &str) -> &str {
-        self.verdicts
-            .iter()
-            .find(|(j, _)| j == job)
-            .map_or("NOT RUN", |(_, v)| v.as_str())
-    }
-}
+/// A fixture in a scratch repository with the embedded library (see `local_run`).
+struct Repo(LocalRepo);
 
 impl Repo {
     fn from_fixture(name: &str) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("gcl-{name}-"))
-            .tempdir()
-            .unwrap();
-        copy_dir(&Path::new(FIXTURES).join(name), dir.path());
-        ci_templates::render(dir.path()).unwrap();
-        let ci = dir.path().join(".gitlab-ci.yml");
-        let text = std::fs::read_to_string(&ci).unwrap();
-        std::fs::write(&ci, library::localize_includes(&text)).unwrap();
-        let p = dir.path();
-        git(p, &["init", "-q", "-b", "main"]);
-        git(
-            p,
-            &[
-                "remote",
-                "add",
-                "origin",
-                &format!("https://gitlab.sandbox.localhost/platform_services/{name}.git"),
-            ],
-        );
-        let repo = Self { dir };
-        repo.commit("initial");
-        repo
+        Self(LocalRepo::prepare(&Path::new(FIXTURES).join(name)).expect("fixture repository"))
     }
-
     fn path(&self) -> &Path {
-        self.dir.path()
+        self.0.path()
     }
-
     fn write(&self, rel: &str, contents: &str) {
-        let target = self.path().join(rel);
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        std::fs::write(target, contents).unwrap();
-        self.commit(rel);
+        self.0.write(rel, contents).unwrap();
     }
-
     fn commit(&self, message: &str) {
-        let p = self.path();
-        git(p, &["add", "-A"]);
-        git(p, &["commit", "-q", "--allow-empty", "-m", message]);
-        // gitlab-ci-local takes CI_DEFAULT_BRANCH from origin/HEAD.
-        git(p, &["update-ref", "refs/remotes/origin/main", "HEAD"]);
-        git(
-            p,
-            &[
-                "symbolic-ref",
-                "refs/remotes/origin/HEAD",
-                "refs/remotes/origin/main",
-            ],
-        );
+        self.0.commit(message).unwrap();
     }
-
-    fn gitlab_ci_local(&self, args: &[&str]) -> std::process::Output {
-        // With --force-shell-executor, gitlab-ci-local keeps the container path /builds/… in
-        // CI_PROJECT_DIR although the job runs in the checkout: point it at the checkout.
-        let project_dir = format!("CI_PROJECT_DIR={}", self.path().display());
-        Command::new("gitlab-ci-local")
-            .args([
-                "--ignore-predefined-vars",
-                "CI_PROJECT_DIR",
-                "--variable",
-                &project_dir,
-            ])
-            .args(args)
-            .current_dir(self.path())
-            .env("PATH", path_with_tools())
-            .env(
-                "GCL_IGNORE_PREDEFINED_VARS",
-                "CI_PROJECT_DIR,CI_PIPELINE_SOURCE",
-            )
-            .env("NO_COLOR", "1")
-            .env("FORCE_COLOR", "0")
-            .output()
-            .expect("gitlab-ci-local (run ./scripts/setup-test-env.sh)")
-    }
-
-    /// Jobs of the pipeline GitLab would create: an MR pipeline or a default-branch one
-    /// (`--list-csv` evaluates the rules and leaves out `when: never`).
     fn jobs(&self, merge_request: bool) -> BTreeSet<String> {
-        let mut args = vec!["--list-csv"];
-        if merge_request {
-            args.extend([
-                "--variable",
-                "CI_PIPELINE_SOURCE=merge_request_event",
-                "--variable",
-                "CI_MERGE_REQUEST_IID=7",
-            ]);
-        }
-        let out = self.gitlab_ci_local(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let rows = stdout
-            .lines()
-            .skip_while(|l| !l.starts_with("name;stage;"))
-            .skip(1);
-        rows.filter_map(|l| l.split(';').next())
-            .filter(|name| !name.is_empty())
-            .map(str::to_owned)
-            .collect()
+        self.0.jobs(merge_request).unwrap()
     }
-
-    /// Runs these jobs (a default-branch pipeline) with the shell executor.
-    fn run(&self, jobs: &[&str]) -> Run {
-        // --shell-isolation: each job in its own copy of the checkout, as on a runner.
-        let mut args = vec!["--force-shell-executor", "--shell-isolation", "--no-color"];
-        args.extend(jobs);
-        let out = self.gitlab_ci_local(&args);
-        let output = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let verdicts = output
-            .lines()
-            .filter_map(|l| {
-                let mut words = l.split_whitespace();
-                let verdict = words.next()?;
-                matches!(verdict, "PASS" | "FAIL" | "WARN").then(|| {
-                    (
-                        words.next().unwrap_or_default().to_owned(),
-                        verdict.to_owned(),
-                    )
-                })
-            })
-            .collect();
-        Run {
-            ok: out.status.success(),
-            output,
-            verdicts,
-        }
+    /// Runs these jobs as a default-branch pipeline.
+    fn run(&self, jobs: &[&str]) -> LocalRun {
+        self.0.run(jobs, false).unwrap()
     }
-
     fn artifact(&self, job: &str, file: &str) -> String {
-        let path = self
-            .path()
-            .join(".gitlab-ci-local/artifacts")
-            .join(job)
-            .join(file);
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        self.0.artifact(job, file).unwrap()
+    }
+    fn gitlab_ci_local(&self, args: &[&str]) -> std::process::Output {
+        self.0.gitlab_ci_local(args).unwrap()
     }
 }
 
@@ -362,7 +177,7 @@ fn mr_pipelines_verify_and_main_pipelines_also_deliver() {
     assert!(helm.jobs(true).is_superset(&set(&["lint", "unit-test"])));
 }
 
-fn assert_all_pass(run: &Run, jobs: &[&str]) {
+fn assert_all_pass(run: &LocalRun, jobs: &[&str]) {
     for job in jobs {
         assert_eq!(run.verdict(job), "PASS", "{job}:\n{}", run.output);
     }

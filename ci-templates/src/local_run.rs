@@ -1,0 +1,375 @@
+//! Run a service's pipeline against the embedded library on this machine, with gitlab-ci-local
+//! (shell executor): `ci-templates local-run SERVICE_DIR [JOB…]`. The service is copied into a
+//! scratch git repository with the library at `templates/` and its `include: project:` of the
+//! library made local, so what runs is exactly what phase 14 pushes. The tests and the pipeline
+//! benchmark use the same code.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+use crate::library;
+
+/// gitlab-ci-local version the project pins (4.74+ crash on Node 20).
+pub const GITLAB_CI_LOCAL_VERSION: &str = "4.73.0";
+
+/// The CI tools folder (`CICD_TOOLS_DIR`, else `~/.cache/cicd-buildout/tools`).
+pub fn tools_dir() -> PathBuf {
+    std::env::var_os(common::env::CICD_TOOLS_DIR).map_or_else(
+        || {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/cicd-buildout/tools")
+        },
+        PathBuf::from,
+    )
+}
+
+/// PATH with the tools (gitlab-ci-local, gitleaks, trivy, syft, semgrep) first.
+pub fn path_with_tools() -> std::ffi::OsString {
+    let tools = tools_dir();
+    let mut dirs = vec![
+        tools.join("venv/bin"),
+        tools.join("semgrep-venv/bin"),
+        tools.join("npm/node_modules/.bin"),
+    ];
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(dirs).unwrap_or_default()
+}
+
+fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=ci-templates",
+            "-c",
+            "user.email=ci-templates@localhost",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .context("running git")?;
+    if !out.status.success() {
+        bail!(
+            "git {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        if entry.file_name() == ".git" {
+            continue;
+        }
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// A scratch repository holding a service and the library.
+pub struct LocalRepo {
+    dir: tempfile::TempDir,
+}
+
+/// A job's verdict from gitlab-ci-local's summary, and when it started and finished (event order).
+#[derive(Debug, Clone)]
+pub struct JobOutcome {
+    pub job: String,
+    pub verdict: String,
+    pub started: Option<usize>,
+    pub finished: Option<usize>,
+    pub seconds: Option<f64>,
+}
+
+/// What one gitlab-ci-local run printed and what became of each job.
+#[derive(Debug)]
+pub struct LocalRun {
+    pub ok: bool,
+    pub output: String,
+    pub jobs: Vec<JobOutcome>,
+}
+
+impl LocalRun {
+    pub fn verdict(&self, job: &str) -> &str {
+        self.jobs
+            .iter()
+            .find(|j| j.job == job)
+            .map_or("NOT RUN", |j| j.verdict.as_str())
+    }
+
+    /// Pairs of jobs that were running at the same time.
+    pub fn overlapping(&self) -> Vec<(String, String)> {
+        let mut pairs = Vec::new();
+        for (i, a) in self.jobs.iter().enumerate() {
+            for b in &self.jobs[i + 1..] {
+                if let (Some(sa), Some(fa), Some(sb), Some(fb)) =
+                    (a.started, a.finished, b.started, b.finished)
+                {
+                    if sa < fb && sb < fa {
+                        pairs.push((a.job.clone(), b.job.clone()));
+                    }
+                }
+            }
+        }
+        pairs
+    }
+}
+
+/// Seconds from gitlab-ci-local's `finished in 1.46 s` / `finished in 584 ms`.
+fn duration(text: &str) -> Option<f64> {
+    let rest = text.split("finished in ").nth(1)?;
+    let mut words = rest.split_whitespace();
+    let value: f64 = words.next()?.parse().ok()?;
+    match words.next()? {
+        "ms" => Some(value / 1000.0),
+        "s" => Some(value),
+        "min" => Some(value * 60.0),
+        _ => None,
+    }
+}
+
+/// Each job's verdict, start and end (line numbers of gitlab-ci-local's output) and duration.
+fn parse_run(output: &str, jobs: &[&str]) -> Vec<JobOutcome> {
+    let mut outcomes: Vec<JobOutcome> = Vec::new();
+    let outcome = |outcomes: &mut Vec<JobOutcome>, job: &str| -> usize {
+        if let Some(i) = outcomes.iter().position(|o| o.job == job) {
+            return i;
+        }
+        outcomes.push(JobOutcome {
+            job: job.to_owned(),
+            verdict: "NOT RUN".into(),
+            started: None,
+            finished: None,
+            seconds: None,
+        });
+        outcomes.len() - 1
+    };
+    for (index, line) in output.lines().enumerate() {
+        let trimmed = line.trim_start();
+        let mut words = trimmed.split_whitespace();
+        let Some(first) = words.next() else {
+            continue;
+        };
+        if matches!(first, "PASS" | "FAIL" | "WARN") {
+            // ` PASS  [ 395 ms] lint` (with --timestamps) or ` PASS  lint`.
+            let after = trimmed[first.len()..].trim_start();
+            let after = after.rsplit_once("] ").map_or(after, |(_, j)| j);
+            if let Some(job) = after.split_whitespace().next() {
+                let i = outcome(&mut outcomes, job);
+                outcomes[i].verdict = first.to_owned();
+            }
+            continue;
+        }
+        // `[08:41:28 7.14 ms] lint  starting shell (pre-build)` / `… lint  finished in 584 ms`
+        let body = if trimmed.starts_with('[') {
+            trimmed.split_once("] ").map_or(trimmed, |(_, b)| b)
+        } else {
+            trimmed
+        };
+        let mut words = body.split_whitespace();
+        let (Some(job), Some(event)) = (words.next(), words.next()) else {
+            continue;
+        };
+        if !jobs.contains(&job) {
+            continue;
+        }
+        let i = outcome(&mut outcomes, job);
+        if event == "starting" {
+            outcomes[i].started = Some(index);
+        } else if event == "finished" && body.contains("finished in") {
+            outcomes[i].finished = Some(index);
+            outcomes[i].seconds = duration(body);
+        }
+    }
+    outcomes
+}
+
+impl LocalRepo {
+    /// Copies `service` into a scratch repository, adds the library, localises the includes and
+    /// commits on `main` (origin/HEAD → main, so the pipeline is a default-branch one).
+    pub fn prepare(service: &Path) -> anyhow::Result<Self> {
+        let name = service
+            .file_name()
+            .map_or_else(|| "service".into(), |n| n.to_string_lossy().into_owned());
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("ci-templates-{name}-"))
+            .tempdir()?;
+        copy_dir(service, dir.path())?;
+        crate::render(dir.path())?;
+        let ci = dir.path().join(".gitlab-ci.yml");
+        let text = std::fs::read_to_string(&ci)
+            .with_context(|| format!("{} has no .gitlab-ci.yml", service.display()))?;
+        std::fs::write(&ci, library::localize_includes(&text))?;
+        git(dir.path(), &["init", "-q", "-b", "main"])?;
+        git(
+            dir.path(),
+            &[
+                "remote",
+                "add",
+                "origin",
+                &format!("https://gitlab.invalid/platform_services/{name}.git"),
+            ],
+        )?;
+        let repo = Self { dir };
+        repo.commit("service and gitlab-ci-templates")?;
+        Ok(repo)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file into the repository and commits it.
+    pub fn write(&self, rel: &str, contents: &str) -> anyhow::Result<()> {
+        let target = self.path().join(rel);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(target, contents)?;
+        self.commit(rel)
+    }
+
+    pub fn commit(&self, message: &str) -> anyhow::Result<()> {
+        let p = self.path();
+        git(p, &["add", "-A"])?;
+        git(p, &["commit", "-q", "--allow-empty", "-m", message])?;
+        // gitlab-ci-local takes CI_DEFAULT_BRANCH from origin/HEAD.
+        git(p, &["update-ref", "refs/remotes/origin/main", "HEAD"])?;
+        git(
+            p,
+            &[
+                "symbolic-ref",
+                "refs/remotes/origin/HEAD",
+                "refs/remotes/origin/main",
+            ],
+        )
+    }
+
+    /// Runs gitlab-ci-local in the repository.
+    pub fn gitlab_ci_local(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        // With --force-shell-executor, gitlab-ci-local keeps the container path /builds/… in
+        // CI_PROJECT_DIR although the job runs in the checkout: point it at the checkout.
+        let project_dir = format!("CI_PROJECT_DIR={}", self.path().display());
+        Command::new("gitlab-ci-local")
+            .args(["--variable", &project_dir])
+            .args(args)
+            .current_dir(self.path())
+            .env("PATH", path_with_tools())
+            .env("GCL_IGNORE_PREDEFINED_VARS", "CI_PROJECT_DIR,CI_PIPELINE_SOURCE")
+            .env("NO_COLOR", "1")
+            .env("FORCE_COLOR", "0")
+            .output()
+            .with_context(|| {
+                format!(
+                    "running gitlab-ci-local (npm gitlab-ci-local@{GITLAB_CI_LOCAL_VERSION} in {}; ./scripts/setup-test-env.sh installs it)",
+                    tools_dir().display()
+                )
+            })
+    }
+
+    /// The jobs GitLab would create: an MR pipeline, or a default-branch one (`--list-csv`
+    /// evaluates the rules and leaves out `when: never`).
+    pub fn jobs(&self, merge_request: bool) -> anyhow::Result<BTreeSet<String>> {
+        let mut args = vec!["--list-csv"];
+        if merge_request {
+            args.extend([
+                "--variable",
+                "CI_PIPELINE_SOURCE=merge_request_event",
+                "--variable",
+                "CI_MERGE_REQUEST_IID=7",
+            ]);
+        }
+        let out = self.gitlab_ci_local(&args)?;
+        if !out.status.success() {
+            bail!(
+                "gitlab-ci-local --list-csv: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        Ok(stdout
+            .lines()
+            .skip_while(|l| !l.starts_with("name;stage;"))
+            .skip(1)
+            .filter_map(|l| l.split(';').next())
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// Runs `jobs` with the shell executor, each in its own copy of the checkout (as on a runner);
+    /// `merge_request` makes it an MR pipeline.
+    pub fn run(&self, jobs: &[&str], merge_request: bool) -> anyhow::Result<LocalRun> {
+        let mut args = vec![
+            "--force-shell-executor",
+            "--shell-isolation",
+            "--timestamps",
+            "--no-color",
+        ];
+        if merge_request {
+            args.extend([
+                "--variable",
+                "CI_PIPELINE_SOURCE=merge_request_event",
+                "--variable",
+                "CI_MERGE_REQUEST_IID=7",
+            ]);
+        }
+        args.extend(jobs);
+        let out = self.gitlab_ci_local(&args)?;
+        let output = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let outcomes = parse_run(&output, jobs);
+        Ok(LocalRun {
+            ok: out.status.success(),
+            output,
+            jobs: outcomes,
+        })
+    }
+
+    /// A file a job exported as an artifact.
+    pub fn artifact(&self, job: &str, file: &str) -> anyhow::Result<String> {
+        let path = self
+            .path()
+            .join(".gitlab-ci-local/artifacts")
+            .join(job)
+            .join(file);
+        std::fs::read_to_string(&path)
+            .with_context(|| format!("reading artifact {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn summary_lines_name_the_job() {
+        let text = " PASS  [ 395 ms] lint \n FAIL  sast\n[08:41:28  7 ms] lint  starting shell (pre-build)\n[08:41:29 584 ms] lint  finished in 584 ms\n";
+        let outcomes = super::parse_run(text, &["lint", "sast"]);
+        assert_eq!(outcomes[0].job, "lint");
+        assert_eq!(outcomes[0].verdict, "PASS");
+        assert_eq!(outcomes[0].seconds, Some(0.584));
+        assert_eq!(outcomes[1].verdict, "FAIL");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(super::duration("lint  finished in 584 ms"), Some(0.584));
+        assert_eq!(super::duration("unit-test finished in 1.46 s"), Some(1.46));
+        assert_eq!(super::duration("starting shell"), None);
+    }
+}
