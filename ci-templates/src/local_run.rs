@@ -283,6 +283,14 @@ impl LocalRepo {
     /// The jobs GitLab would create: an MR pipeline, or a default-branch one (`--list-csv`
     /// evaluates the rules and leaves out `when: never`).
     pub fn jobs(&self, merge_request: bool) -> anyhow::Result<BTreeSet<String>> {
+        Ok(self.job_stages(merge_request)?.into_keys().collect())
+    }
+
+    /// Those jobs with their stage.
+    pub fn job_stages(
+        &self,
+        merge_request: bool,
+    ) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
         let mut args = vec!["--list-csv"];
         if merge_request {
             args.extend([
@@ -304,9 +312,11 @@ impl LocalRepo {
             .lines()
             .skip_while(|l| !l.starts_with("name;stage;"))
             .skip(1)
-            .filter_map(|l| l.split(';').next())
-            .filter(|name| !name.is_empty())
-            .map(str::to_owned)
+            .filter_map(|l| {
+                let mut fields = l.split(';');
+                Some((fields.next()?.to_owned(), fields.next()?.to_owned()))
+            })
+            .filter(|(name, _)| !name.is_empty())
             .collect())
     }
 
