@@ -79,6 +79,14 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Variables that make gitlab-ci-local evaluate a merge request pipeline.
+const MR_VARIABLES: [&str; 4] = [
+    "--variable",
+    "CI_PIPELINE_SOURCE=merge_request_event",
+    "--variable",
+    "CI_MERGE_REQUEST_IID=7",
+];
+
 /// A scratch repository holding a service and the library.
 pub struct LocalRepo {
     dir: tempfile::TempDir,
@@ -293,12 +301,7 @@ impl LocalRepo {
     ) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
         let mut args = vec!["--list-csv"];
         if merge_request {
-            args.extend([
-                "--variable",
-                "CI_PIPELINE_SOURCE=merge_request_event",
-                "--variable",
-                "CI_MERGE_REQUEST_IID=7",
-            ]);
+            args.extend(MR_VARIABLES);
         }
         let out = self.gitlab_ci_local(&args)?;
         if !out.status.success() {
@@ -330,12 +333,7 @@ impl LocalRepo {
             "--no-color",
         ];
         if merge_request {
-            args.extend([
-                "--variable",
-                "CI_PIPELINE_SOURCE=merge_request_event",
-                "--variable",
-                "CI_MERGE_REQUEST_IID=7",
-            ]);
+            args.extend(MR_VARIABLES);
         }
         args.extend(jobs);
         let out = self.gitlab_ci_local(&args)?;

@@ -465,6 +465,29 @@ fn immutable_view(rule: &Value) -> Value {
            "tag_selectors": rule["tag_selectors"], "scope_selectors": rule["scope_selectors"]})
 }
 
+fn create_retention(spec: &HarborProject) -> Change<Op> {
+    Change::create(
+        "harbor retention",
+        spec.name,
+        spec.retention_rules(),
+        &[],
+        Op::CreateRetention {
+            project: spec.name,
+            spec: spec.clone(),
+        },
+    )
+}
+
+fn create_immutable_rule(spec: &HarborProject) -> Change<Op> {
+    Change::create(
+        "harbor immutable rule",
+        spec.name,
+        desired::immutable_rule(),
+        &[],
+        Op::CreateImmutableRule { project: spec.name },
+    )
+}
+
 /// The pure diff.
 pub fn diff(s: &Settings, o: &Observed) -> Plan<Op> {
     let mut plan = Plan::new(PHASE_NAME);
@@ -561,24 +584,9 @@ pub fn diff(s: &Settings, o: &Observed) -> Plan<Op> {
                     &[],
                     Op::CreateHarborProject { spec: spec.clone() },
                 ));
-                plan.push(Change::create(
-                    "harbor retention",
-                    spec.name,
-                    spec.retention_rules(),
-                    &[],
-                    Op::CreateRetention {
-                        project: spec.name,
-                        spec: spec.clone(),
-                    },
-                ));
+                plan.push(create_retention(spec));
                 if spec.immutable_semver {
-                    plan.push(Change::create(
-                        "harbor immutable rule",
-                        spec.name,
-                        desired::immutable_rule(),
-                        &[],
-                        Op::CreateImmutableRule { project: spec.name },
-                    ));
+                    plan.push(create_immutable_rule(spec));
                 }
             }
             Some(state) => {
@@ -597,16 +605,7 @@ pub fn diff(s: &Settings, o: &Observed) -> Plan<Op> {
                 }
                 let want = spec.retention_policy(state.id);
                 match &state.retention {
-                    None => plan.push(Change::create(
-                        "harbor retention",
-                        spec.name,
-                        spec.retention_rules(),
-                        &[],
-                        Op::CreateRetention {
-                            project: spec.name,
-                            spec: spec.clone(),
-                        },
-                    )),
+                    None => plan.push(create_retention(spec)),
                     Some((id, have)) if retention_view(have) != retention_view(&want) => {
                         plan.push(Change::update(
                             "harbor retention",
@@ -629,13 +628,7 @@ pub fn diff(s: &Settings, o: &Observed) -> Plan<Op> {
                     })
                 });
                 match (spec.immutable_semver, semver_rule) {
-                    (true, None) => plan.push(Change::create(
-                        "harbor immutable rule",
-                        spec.name,
-                        desired::immutable_rule(),
-                        &[],
-                        Op::CreateImmutableRule { project: spec.name },
-                    )),
+                    (true, None) => plan.push(create_immutable_rule(spec)),
                     (true, Some(rule))
                         if immutable_view(rule) != immutable_view(&desired::immutable_rule()) =>
                     {

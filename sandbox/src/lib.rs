@@ -763,6 +763,22 @@ pub fn down(dir: &Path) -> anyhow::Result<usize> {
     Ok(stopped)
 }
 
+/// `"<resource> <name>"` of every change in a phase's `--output json` plan (test support).
+pub fn change_titles(plan: &Value) -> Vec<String> {
+    plan["changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["resource"].as_str().unwrap_or_default(),
+                c["name"].as_str().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
 /// The demo data the stand-ins start with: GitLab (Premium) with `platform_services`, and the
 /// Keycloak realm whose users it links by OIDC identity.
 pub fn demo_states(

@@ -185,18 +185,7 @@ async fn plan_apply_rerun_and_logins_on_fresh_servers() {
     let plan = vault_cicd(&env_file, &["plan", "--output", "json"]).await;
     assert_eq!(plan.code, 0, "{}", plan.stderr);
     let doc: Value = serde_json::from_str(&plan.stdout).expect("plan JSON");
-    let titles: Vec<String> = doc["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            format!(
-                "{} {}",
-                c["resource"].as_str().unwrap(),
-                c["name"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let titles = sandbox::change_titles(&doc);
     for expected in [
         "vault secrets engine kv",
         "vault secrets engine transit",

@@ -126,18 +126,7 @@ async fn apply_builds_everything_once_and_reconciles_without_recreating() {
     let plan = phase(&sandbox, &["--output", "json", "plan"]).await;
     assert_eq!(plan.code, 0, "{}", plan.stderr);
     let doc: Value = serde_json::from_str(&plan.stdout).unwrap();
-    let titles: Vec<String> = doc["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            format!(
-                "{} {}",
-                c["resource"].as_str().unwrap(),
-                c["name"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let titles = sandbox::change_titles(&doc);
     for expected in [
         "gitlab project platform_services/gitlab-ci-templates",
         "library commit platform_services/gitlab-ci-templates@main",

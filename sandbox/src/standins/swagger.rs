@@ -94,7 +94,6 @@ impl Swagger {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use serde_json::json;
 
     #[test]
