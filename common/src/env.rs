@@ -135,6 +135,24 @@ pub const CI_COVERAGE_THRESHOLD: &str = "CI_COVERAGE_THRESHOLD";
 /// Group variable `TRIVY_SEVERITY` (default `CRITICAL,HIGH`).
 pub const CI_TRIVY_SEVERITY: &str = "CI_TRIVY_SEVERITY";
 
+// --- Phase 15 (argo-delivery) ---
+/// Namespace of Argo CD (default `argocd`).
+pub const ARGOCD_NAMESPACE: &str = "ARGOCD_NAMESPACE";
+/// Prometheus as Argo Rollouts reaches it in the cluster (default `http://prometheus-server.monitoring.svc:9090`).
+pub const ANALYSIS_PROMETHEUS_URL: &str = "ANALYSIS_PROMETHEUS_URL";
+/// Success rate a canary must reach to pass (default 0.98).
+pub const ANALYSIS_SUCCESS_RATE_TARGET: &str = "ANALYSIS_SUCCESS_RATE_TARGET";
+/// Success rate under which a canary fails (default 0.95).
+pub const ANALYSIS_SUCCESS_RATE_MIN: &str = "ANALYSIS_SUCCESS_RATE_MIN";
+/// p99 latency in seconds a canary must stay under to pass (default 0.5).
+pub const ANALYSIS_P99_TARGET_SECONDS: &str = "ANALYSIS_P99_TARGET_SECONDS";
+/// p99 latency in seconds over which a canary fails (default 1.0).
+pub const ANALYSIS_P99_MAX_SECONDS: &str = "ANALYSIS_P99_MAX_SECONDS";
+/// 5xx ratio a canary must stay under to pass (default 0.02).
+pub const ANALYSIS_ERROR_RATE_TARGET: &str = "ANALYSIS_ERROR_RATE_TARGET";
+/// 5xx ratio over which a canary fails (default 0.05).
+pub const ANALYSIS_ERROR_RATE_MAX: &str = "ANALYSIS_ERROR_RATE_MAX";
+
 /// Every name above, for the configuration reference and the consistency test.
 pub const ALL: &[&str] = &[
     CICD_ENV_FILE,
@@ -193,4 +211,12 @@ pub const ALL: &[&str] = &[
     CI_VARIABLES_GROUP,
     CI_COVERAGE_THRESHOLD,
     CI_TRIVY_SEVERITY,
+    ARGOCD_NAMESPACE,
+    ANALYSIS_PROMETHEUS_URL,
+    ANALYSIS_SUCCESS_RATE_TARGET,
+    ANALYSIS_SUCCESS_RATE_MIN,
+    ANALYSIS_P99_TARGET_SECONDS,
+    ANALYSIS_P99_MAX_SECONDS,
+    ANALYSIS_ERROR_RATE_TARGET,
+    ANALYSIS_ERROR_RATE_MAX,
 ];

@@ -260,18 +260,28 @@ impl Sandbox {
             env::KEYCLOAK_ADMIN_CLIENT_SECRET.into(),
             keys::random_token(24),
         );
-        sandbox.start_standins().await?;
+        match sandbox.start_servers(&options).await {
+            Ok(()) => Ok(sandbox),
+            Err(e) => {
+                // A half-started sandbox must not outlive the failure (a detached one would).
+                sandbox.stop();
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_servers(&mut self, options: &Options) -> anyhow::Result<()> {
+        self.start_standins().await?;
         if options.kube {
-            sandbox.start_kube().await?;
+            self.start_kube().await?;
         }
         if options.vault {
-            sandbox.start_openbao().await?;
+            self.start_openbao().await?;
         }
         if options.prometheus {
-            sandbox.start_prometheus().await?;
+            self.start_prometheus().await?;
         }
-        sandbox.write_env_file()?;
-        Ok(sandbox)
+        self.write_env_file()
     }
 
     pub fn dir(&self) -> &Path {
@@ -850,7 +860,11 @@ pub fn load_crd_fixtures() -> anyhow::Result<Vec<Value>> {
             let value: Value = serde_saphyr::from_str(doc)
                 .with_context(|| format!("parsing {}", file.display()))?;
             if value["kind"] == "CustomResourceDefinition" {
-                crds.push(compat_for_1_20(value));
+                let mut crd = compat_for_1_20(value);
+                if crd["metadata"]["name"] == "appprojects.argoproj.io" {
+                    allow_null_core_group(&mut crd);
+                }
+                crds.push(crd);
             }
         }
     }
@@ -862,6 +876,34 @@ pub fn load_crd_fixtures() -> anyhow::Result<Vec<Value>> {
 /// defaults are dropped; where one served a `x-kubernetes-list-map-keys` key (1.20 wants such keys
 /// defaulted or required), the key is marked required instead. Validation is otherwise unchanged.
 pub fn compat_for_1_20(value: Value) -> Value {
+    compat(value, false)
+}
+
+/// The same defect reads an empty string in an object as null, so the core API group `""` in an
+/// AppProject's resource white/blacklists arrives as null and is refused. For the AppProject CRD
+/// only, `group` there may be null; real servers still check it, and the phases send `""`.
+fn allow_null_core_group(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if let Some(group) = map
+                .get_mut("properties")
+                .and_then(|p| p.get_mut("group"))
+                .and_then(Value::as_object_mut)
+            {
+                if group.get("type").and_then(Value::as_str) == Some("string") {
+                    group.entry("nullable").or_insert(Value::Bool(true));
+                }
+            }
+            map.values_mut().for_each(allow_null_core_group);
+        }
+        Value::Array(items) => items.iter_mut().for_each(allow_null_core_group),
+        _ => {}
+    }
+}
+
+/// `in_junctor`: inside `anyOf`/`allOf`/`oneOf`/`not`, where a structural schema allows no
+/// `nullable`.
+fn compat(value: Value, in_junctor: bool) -> Value {
     match value {
         Value::Object(mut map) => {
             if let Some(keys) = map
@@ -889,14 +931,20 @@ pub fn compat_for_1_20(value: Value) -> Value {
                     }
                 }
             }
-            Value::Object(
-                map.into_iter()
-                    .filter(|(k, v)| !(k == "default" && v.as_str() == Some("")))
-                    .map(|(k, v)| (k, compat_for_1_20(v)))
-                    .collect(),
-            )
+            let out: serde_json::Map<String, Value> = map
+                .into_iter()
+                .filter(|(k, v)| !(k == "default" && v.as_str() == Some("")))
+                .map(|(k, v)| {
+                    let junctor =
+                        in_junctor || matches!(k.as_str(), "anyOf" | "allOf" | "oneOf" | "not");
+                    (k, compat(v, junctor))
+                })
+                .collect();
+            Value::Object(out)
         }
-        Value::Array(items) => Value::Array(items.into_iter().map(compat_for_1_20).collect()),
+        Value::Array(items) => {
+            Value::Array(items.into_iter().map(|v| compat(v, in_junctor)).collect())
+        }
         other => other,
     }
 }

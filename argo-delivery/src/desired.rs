@@ -1,0 +1,455 @@
+//! What phase 15 wants in the cluster, as data (no I/O): Argo CD's RBAC (plan §2.6), the
+//! AppProjects, and the Argo Rollouts analysis templates of §2.4 with their gates.
+
+use common::kube::owned_labels;
+use serde_json::{Value, json};
+
+use crate::settings::{Settings, Thresholds};
+
+/// The phase label value on every object.
+pub const PHASE_LABEL: &str = "15";
+
+/// `policy.csv` of `argocd-rbac-cm` (plan §2.6, "ArgoCD RBAC"). The plan's senior developers sync
+/// "their own projects" (`default/*` there); with the AppProjects below that is staging and
+/// ephemeral, never production.
+pub const POLICY_CSV: &str = include_str!("../rbac/policy.csv");
+
+/// The keys of `argocd-rbac-cm` this phase owns; server-side apply leaves every other key alone.
+pub fn rbac_config_map(s: &Settings) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "argocd-rbac-cm",
+            "namespace": s.argocd_namespace,
+            "labels": owned_labels(PHASE_LABEL),
+        },
+        "data": {
+            "policy.csv": POLICY_CSV,
+            "policy.default": "role:readonly",
+            "scopes": "[groups]",
+        },
+    })
+}
+
+/// One AppProject: where its apps may come from and go to, and who may do what.
+struct ProjectSpec {
+    name: &'static str,
+    description: &'static str,
+    namespaces: &'static [&'static str],
+    cluster_resources: &'static [(&'static str, &'static str)],
+    /// `(role, Keycloak groups, actions)`; each action is allowed on `<project>/*`.
+    roles: &'static [(
+        &'static str,
+        &'static [&'static str],
+        &'static [&'static str],
+    )],
+    /// Extra source repositories (Helm charts of platform components).
+    extra_sources: &'static [&'static str],
+    sync_windows: fn() -> Value,
+}
+
+fn no_windows() -> Value {
+    json!([])
+}
+
+/// Production syncs automatically only on working days 07:00–19:00 UTC; outside that window
+/// only a manual sync (an on-call fix) goes through.
+fn production_windows() -> Value {
+    json!([{
+        "kind": "allow",
+        "schedule": "0 7 * * 1-5",
+        "duration": "12h",
+        "applications": ["*"],
+        "manualSync": true,
+        "timeZone": "UTC",
+    }])
+}
+
+const PROJECTS: &[ProjectSpec] = &[
+    ProjectSpec {
+        name: "production",
+        description: "Production workloads: promoted by approved merge requests (cicd-buildout)",
+        namespaces: &["prod-*", "demo-apps"],
+        cluster_resources: &[],
+        roles: &[
+            (
+                "deployer",
+                &["platform-admins", "infra-engineers"],
+                &["get", "sync", "override"],
+            ),
+            ("promoter", &["ci-service-accounts"], &["get", "sync"]),
+        ],
+        extra_sources: &[],
+        sync_windows: production_windows,
+    },
+    ProjectSpec {
+        name: "staging",
+        description: "Staging: every merge to main (cicd-buildout)",
+        namespaces: &["staging-*"],
+        cluster_resources: &[],
+        roles: &[
+            (
+                "deployer",
+                &["senior-developers", "infra-engineers"],
+                &["get", "sync"],
+            ),
+            ("promoter", &["ci-service-accounts"], &["get", "sync"]),
+        ],
+        extra_sources: &[],
+        sync_windows: no_windows,
+    },
+    ProjectSpec {
+        name: "ephemeral",
+        description: "Per-merge-request environments, deleted after their TTL (cicd-buildout)",
+        namespaces: &["ephemeral-*"],
+        // CreateNamespace=true: the ephemeral namespace is created by the sync.
+        cluster_resources: &[("", "Namespace")],
+        roles: &[
+            (
+                "developer",
+                &["developers", "senior-developers"],
+                &["get", "sync"],
+            ),
+            (
+                "pipeline",
+                &["ci-service-accounts"],
+                &["get", "sync", "create", "delete"],
+            ),
+        ],
+        extra_sources: &[],
+        sync_windows: no_windows,
+    },
+    ProjectSpec {
+        name: "platform",
+        description: "Platform components (operators, controllers) managed by platform admins (cicd-buildout)",
+        namespaces: &[
+            "argocd",
+            "external-secrets",
+            "monitoring",
+            "gitlab-runners",
+            "cicd-system",
+        ],
+        cluster_resources: &[
+            ("", "Namespace"),
+            ("apiextensions.k8s.io", "CustomResourceDefinition"),
+            ("rbac.authorization.k8s.io", "ClusterRole"),
+            ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+            (
+                "admissionregistration.k8s.io",
+                "ValidatingWebhookConfiguration",
+            ),
+            (
+                "admissionregistration.k8s.io",
+                "MutatingWebhookConfiguration",
+            ),
+            ("external-secrets.io", "ClusterSecretStore"),
+            ("argoproj.io", "ClusterAnalysisTemplate"),
+        ],
+        roles: &[(
+            "admin",
+            &["platform-admins"],
+            &["get", "sync", "override", "create", "update", "delete"],
+        )],
+        extra_sources: &[
+            "https://charts.external-secrets.io",
+            "https://argoproj.github.io/argo-helm",
+        ],
+        sync_windows: no_windows,
+    },
+];
+
+/// The four AppProjects.
+pub fn app_projects(s: &Settings) -> Vec<Value> {
+    PROJECTS
+        .iter()
+        .map(|p| {
+            let mut sources = vec![
+                format!("https://{}/platform_services/*", s.gitlab_host),
+                format!("git@{}:platform_services/*", s.gitlab_host),
+            ];
+            sources.extend(p.extra_sources.iter().map(|x| (*x).to_owned()));
+            let roles: Vec<Value> = p
+                .roles
+                .iter()
+                .map(|(role, groups, actions)| {
+                    json!({
+                        "name": role,
+                        "description": format!("{} in project {}", actions.join(", "), p.name),
+                        "groups": groups,
+                        "policies": actions
+                            .iter()
+                            .map(|a| format!("p, proj:{}:{role}, applications, {a}, {}/*, allow", p.name, p.name))
+                            .collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            json!({
+                "apiVersion": "argoproj.io/v1alpha1",
+                "kind": "AppProject",
+                "metadata": {"name": p.name, "namespace": s.argocd_namespace, "labels": owned_labels(PHASE_LABEL)},
+                "spec": {
+                    "description": p.description,
+                    "sourceRepos": sources,
+                    "destinations": p.namespaces.iter().map(|n| json!({"server": "https://kubernetes.default.svc", "namespace": n})).collect::<Vec<_>>(),
+                    "clusterResourceWhitelist": p.cluster_resources.iter().map(|(g, k)| json!({"group": g, "kind": k})).collect::<Vec<_>>(),
+                    "roles": roles,
+                    "syncWindows": (p.sync_windows)(),
+                    "orphanedResources": {"warn": true},
+                },
+            })
+        })
+        .collect()
+}
+
+/// How a metric value compares to a threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compare {
+    AtLeast,
+    Below,
+    Above,
+}
+
+impl Compare {
+    fn symbol(self) -> &'static str {
+        match self {
+            Compare::AtLeast => ">=",
+            Compare::Below => "<",
+            Compare::Above => ">",
+        }
+    }
+    fn holds(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Compare::AtLeast => value >= threshold,
+            Compare::Below => value < threshold,
+            Compare::Above => value > threshold,
+        }
+    }
+}
+
+/// What Argo Rollouts concludes from one measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Successful,
+    Failed,
+    /// Neither condition holds — including no traffic yet (an empty result or NaN): the rollout
+    /// pauses for a person instead of rolling back a canary that simply got no requests.
+    Inconclusive,
+}
+
+/// One Prometheus gate of an analysis template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gate {
+    pub template: &'static str,
+    pub metric: &'static str,
+    /// PromQL with `{{ args.service-name }}`.
+    pub query: &'static str,
+    pub success: (Compare, f64),
+    pub failure: (Compare, f64),
+}
+
+/// Guard shared by both conditions: a value exists and is a number.
+const HAS_DATA: &str = "len(result) > 0 && !isNaN(result[0])";
+
+impl Gate {
+    pub fn success_condition(&self) -> String {
+        format!(
+            "{HAS_DATA} && result[0] {} {}",
+            self.success.0.symbol(),
+            self.success.1
+        )
+    }
+    pub fn failure_condition(&self) -> String {
+        format!(
+            "{HAS_DATA} && result[0] {} {}",
+            self.failure.0.symbol(),
+            self.failure.1
+        )
+    }
+    /// The verdict the two conditions give for a query result (Argo Rollouts evaluates the
+    /// failure condition first; a measurement meeting neither is inconclusive).
+    pub fn verdict(&self, result: &[f64]) -> Verdict {
+        match result.first() {
+            Some(v) if !v.is_nan() && self.failure.0.holds(*v, self.failure.1) => Verdict::Failed,
+            Some(v) if !v.is_nan() && self.success.0.holds(*v, self.success.1) => {
+                Verdict::Successful
+            }
+            _ => Verdict::Inconclusive,
+        }
+    }
+    /// The query for one service (what Argo Rollouts sends after substituting the argument).
+    pub fn query_for(&self, service: &str) -> String {
+        self.query.replace("{{ args.service-name }}", service)
+    }
+}
+
+const SUCCESS_RATE_QUERY: &str = "sum(rate(http_requests_total{service=\"{{ args.service-name }}\",status=~\"2..\"}[5m]))\n/\nsum(rate(http_requests_total{service=\"{{ args.service-name }}\"}[5m]))\n";
+const ERROR_RATE_QUERY: &str = "sum(rate(http_requests_total{service=\"{{ args.service-name }}\",status=~\"5..\"}[5m]))\n/\nsum(rate(http_requests_total{service=\"{{ args.service-name }}\"}[5m]))\n";
+const LATENCY_QUERY: &str = "histogram_quantile(0.99,\n  sum(rate(http_request_duration_seconds_bucket{service=\"{{ args.service-name }}\"}[5m])) by (le))\n";
+
+/// The three Prometheus gates of §2.4 with the configured thresholds.
+pub fn gates(t: &Thresholds) -> Vec<Gate> {
+    vec![
+        Gate {
+            template: "success-rate",
+            metric: "success-rate",
+            query: SUCCESS_RATE_QUERY,
+            success: (Compare::AtLeast, t.success_rate_target),
+            failure: (Compare::Below, t.success_rate_min),
+        },
+        Gate {
+            template: "latency-check",
+            metric: "p99-latency",
+            query: LATENCY_QUERY,
+            success: (Compare::Below, t.p99_target_seconds),
+            failure: (Compare::Above, t.p99_max_seconds),
+        },
+        Gate {
+            template: "error-rate",
+            metric: "error-rate",
+            query: ERROR_RATE_QUERY,
+            success: (Compare::Below, t.error_rate_target),
+            failure: (Compare::Above, t.error_rate_max),
+        },
+    ]
+}
+
+fn template_object(name: &str, spec: &Value) -> Value {
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "ClusterAnalysisTemplate",
+        "metadata": {"name": name, "labels": owned_labels(PHASE_LABEL)},
+        "spec": spec,
+    })
+}
+
+/// ClusterAnalysisTemplates success-rate, latency-check, error-rate (Prometheus) and smoke-test (a
+/// Job), usable by every namespace's Rollouts.
+pub fn analysis_templates(s: &Settings) -> Vec<Value> {
+    let mut out: Vec<Value> = gates(&s.thresholds)
+        .iter()
+        .map(|g| {
+            template_object(
+                g.template,
+                &json!({
+                    "args": [{"name": "service-name"}],
+                    "metrics": [{
+                        "name": g.metric,
+                        "interval": "60s",
+                        "count": 5,
+                        "successCondition": g.success_condition(),
+                        "failureCondition": g.failure_condition(),
+                        "failureLimit": 2,
+                        // An inconclusive measurement (no traffic yet) pauses the rollout.
+                        "inconclusiveLimit": 0,
+                        "provider": {"prometheus": {"address": s.prometheus_url, "query": g.query}},
+                    }],
+                }),
+            )
+        })
+        .collect();
+    out.push(template_object(
+        "smoke-test",
+        &json!({
+            "args": [{"name": "service-name"}, {"name": "namespace"}],
+            "metrics": [{
+                "name": "smoke-test",
+                "count": 1,
+                "failureLimit": 0,
+                "provider": {"job": {"spec": {
+                    "backoffLimit": 0,
+                    "activeDeadlineSeconds": 120,
+                    "template": {"spec": {
+                        "restartPolicy": "Never",
+                        "securityContext": {"runAsNonRoot": true, "runAsUser": 100, "seccompProfile": {"type": "RuntimeDefault"}},
+                        "containers": [{
+                            "name": "smoke",
+                            "image": "curlimages/curl:8.11.1",
+                            "args": ["--fail", "--silent", "--show-error", "--retry", "5", "--retry-all-errors", "--max-time", "10",
+                                     "http://{{args.service-name}}-preview.{{args.namespace}}.svc/healthz"],
+                            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "32Mi"}},
+                            "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}},
+                        }],
+                    }},
+                }}},
+            }],
+        }),
+    ));
+    out
+}
+
+/// Every object of the phase with the CRD it needs, in apply order.
+pub fn objects(s: &Settings) -> Vec<(Value, Option<&'static str>)> {
+    let mut out = vec![(rbac_config_map(s), None)];
+    out.extend(
+        app_projects(s)
+            .into_iter()
+            .map(|o| (o, Some("appprojects.argoproj.io"))),
+    );
+    out.extend(
+        analysis_templates(s)
+            .into_iter()
+            .map(|o| (o, Some("clusteranalysistemplates.argoproj.io"))),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_traffic_is_inconclusive_not_failed() {
+        let t = Thresholds::default();
+        for gate in gates(&t) {
+            assert_eq!(
+                gate.verdict(&[]),
+                Verdict::Inconclusive,
+                "{}",
+                gate.template
+            );
+            assert_eq!(
+                gate.verdict(&[f64::NAN]),
+                Verdict::Inconclusive,
+                "{}",
+                gate.template
+            );
+            assert!(
+                gate.success_condition()
+                    .starts_with("len(result) > 0 && !isNaN(result[0])")
+            );
+        }
+        let success = &gates(&t)[0];
+        assert_eq!(success.verdict(&[0.99]), Verdict::Successful);
+        assert_eq!(
+            success.verdict(&[0.96]),
+            Verdict::Inconclusive,
+            "between the lines"
+        );
+        assert_eq!(success.verdict(&[0.90]), Verdict::Failed);
+        assert_eq!(
+            success.success_condition(),
+            "len(result) > 0 && !isNaN(result[0]) && result[0] >= 0.98"
+        );
+        assert_eq!(
+            success.failure_condition(),
+            "len(result) > 0 && !isNaN(result[0]) && result[0] < 0.95"
+        );
+    }
+
+    #[test]
+    fn policy_csv_is_the_plan_with_scoped_groups() {
+        for line in [
+            "g, platform-admins, role:admin",
+            "g, infra-engineers, role:infra-ops",
+            "g, ci-service-accounts, role:ci-sync",
+            "g, developers, role:readonly",
+        ] {
+            assert!(POLICY_CSV.contains(line), "{line}");
+        }
+        assert!(
+            !POLICY_CSV.contains("default/*"),
+            "no project named default exists"
+        );
+    }
+}

@@ -1,0 +1,33 @@
+//! Phase 15 `argo-delivery`: progressive delivery with Argo CD and Argo Rollouts (plan §2).
+//!
+//! - [`settings`]: namespace, Prometheus, analysis thresholds.
+//! - [`desired`]: `argocd-rbac-cm` (`rbac/policy.csv`), the AppProjects, the ClusterAnalysisTemplates
+//!   and their gates (pass / fail / inconclusive), as data.
+//! - [`reconcile`]: server-side dry run to plan, server-side apply.
+
+pub mod desired;
+pub mod reconcile;
+pub mod settings;
+
+use clap::Parser;
+use common::cli::{GlobalArgs, Mode, init, run_phase};
+
+#[derive(Parser)]
+#[command(
+    name = "argo-delivery",
+    version,
+    about = "Phase 15: Argo CD RBAC, AppProjects and Argo Rollouts analysis templates"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub mode: Option<Mode>,
+}
+
+/// Runs the CLI; returns the exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let cfg = init(&cli.global)?;
+    let phase = reconcile::ArgoDelivery::connect(&cfg).await?;
+    run_phase(&phase, cli.mode.unwrap_or(Mode::Plan), cli.global.output).await
+}
