@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> shellcheck"
-shellcheck scripts/*.sh sandbox/scripts/*.sh .ci/run
+shellcheck scripts/*.sh sandbox/scripts/*.sh argo-delivery/cleaner/*.sh .ci/run
 echo "==> bats (driver)"
 bats tests/bats
 echo "==> cargo test"

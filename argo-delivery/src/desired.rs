@@ -378,6 +378,142 @@ pub fn analysis_templates(s: &Settings) -> Vec<Value> {
     out
 }
 
+/// Labels that mark an ephemeral namespace and its lifetime (read by the namespace cleaner).
+pub const EPHEMERAL_LABEL: &str = "cicd.platform/ephemeral";
+pub const TTL_LABEL: &str = "cicd.platform/ttl";
+
+/// `argocd/argocd-gitlab-token` from Vault (`kv/ci/gitlab-api-token`) through External Secrets:
+/// the pull-request generator's GitLab token, never a literal in a manifest.
+pub fn gitlab_token_secret(s: &Settings) -> Value {
+    json!({
+        "apiVersion": "external-secrets.io/v1",
+        "kind": "ExternalSecret",
+        "metadata": {"name": "argocd-gitlab-token", "namespace": s.argocd_namespace, "labels": owned_labels(PHASE_LABEL)},
+        "spec": {
+            "refreshInterval": "1h",
+            "secretStoreRef": {"kind": "ClusterSecretStore", "name": "vault-backend"},
+            "target": {"name": "argocd-gitlab-token", "creationPolicy": "Owner"},
+            "data": [{"secretKey": "token", "remoteRef": {"key": "ci/gitlab-api-token", "property": "token"}}],
+        },
+    })
+}
+
+/// One ApplicationSet per service: an Application per open merge request (GitLab pull-request
+/// generator), deployed from the MR's head to `ephemeral-<service>-mr-<n>`, labelled with its TTL.
+pub fn ephemeral_application_sets(s: &Settings) -> Vec<Value> {
+    s.ephemeral_services
+        .iter()
+        .map(|service| {
+            let labels = json!({EPHEMERAL_LABEL: "true", TTL_LABEL: s.ephemeral_ttl});
+            json!({
+                "apiVersion": "argoproj.io/v1alpha1",
+                "kind": "ApplicationSet",
+                "metadata": {"name": format!("ephemeral-{service}"), "namespace": s.argocd_namespace, "labels": owned_labels(PHASE_LABEL)},
+                "spec": {
+                    "goTemplate": true,
+                    "goTemplateOptions": ["missingkey=error"],
+                    "generators": [{"pullRequest": {
+                        "gitlab": {
+                            "project": format!("platform_services/{service}"),
+                            "api": format!("{}/", s.gitlab_url),
+                            "tokenRef": {"secretName": "argocd-gitlab-token", "key": "token"},
+                            "pullRequestState": "opened",
+                        },
+                        "requeueAfterSeconds": 60,
+                    }}],
+                    "template": {
+                        "metadata": {
+                            "name": format!("{service}-mr-{{{{ .number }}}}"),
+                            "labels": {"app.kubernetes.io/part-of": "ephemeral", EPHEMERAL_LABEL: "true", TTL_LABEL: s.ephemeral_ttl},
+                        },
+                        "spec": {
+                            "project": "ephemeral",
+                            "source": {
+                                "repoURL": format!("https://{}/platform_services/{service}.git", s.gitlab_host),
+                                "targetRevision": "{{ .head_sha }}",
+                                "path": "deploy/overlays/ephemeral",
+                            },
+                            "destination": {"server": "https://kubernetes.default.svc", "namespace": format!("ephemeral-{service}-mr-{{{{ .number }}}}")},
+                            "syncPolicy": {
+                                "automated": {"prune": true, "selfHeal": true},
+                                "syncOptions": ["CreateNamespace=true"],
+                                "managedNamespaceMetadata": {"labels": labels},
+                            },
+                        },
+                    },
+                },
+            })
+        })
+        .collect()
+}
+
+/// Namespace of the cleaner.
+pub const CLEANER_NAMESPACE: &str = "cicd-system";
+/// The cleaner's script (tested against a real API server).
+pub const CLEANER_SCRIPT: &str = include_str!("../cleaner/clean-ephemeral-namespaces.sh");
+/// Pinned kubectl image of the cleaner (bash, GNU date).
+pub const CLEANER_IMAGE: &str = "bitnami/kubectl:1.32.0";
+
+/// The ephemeral-namespace cleaner: its namespace, a ServiceAccount of its own, a ClusterRole
+/// allowing only to read and delete namespaces (RBAC cannot select by label: the script only
+/// touches namespaces labelled `cicd.platform/ephemeral=true`), the script, and the CronJob.
+pub fn namespace_cleaner() -> Vec<Value> {
+    let labels = owned_labels(PHASE_LABEL);
+    vec![
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": CLEANER_NAMESPACE, "labels": labels}}),
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "namespace-cleaner", "namespace": CLEANER_NAMESPACE, "labels": labels}}),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "cicd-namespace-cleaner", "labels": labels},
+            "rules": [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "delete"]}],
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "cicd-namespace-cleaner", "labels": labels},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cicd-namespace-cleaner"},
+            "subjects": [{"kind": "ServiceAccount", "name": "namespace-cleaner", "namespace": CLEANER_NAMESPACE}],
+        }),
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "namespace-cleaner", "namespace": CLEANER_NAMESPACE, "labels": labels},
+            "data": {"clean-ephemeral-namespaces.sh": CLEANER_SCRIPT},
+        }),
+        cleaner_cron_job(),
+    ]
+}
+
+/// The CronJob (batch/v1: Kubernetes 1.21+).
+pub fn cleaner_cron_job() -> Value {
+    json!({
+        "apiVersion": "batch/v1", "kind": "CronJob",
+        "metadata": {"name": "namespace-cleaner", "namespace": CLEANER_NAMESPACE, "labels": owned_labels(PHASE_LABEL)},
+        "spec": {
+            "schedule": "*/15 * * * *",
+            "concurrencyPolicy": "Forbid",
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {"spec": {
+                "backoffLimit": 1,
+                "activeDeadlineSeconds": 600,
+                "template": {"spec": {
+                    "serviceAccountName": "namespace-cleaner",
+                    "restartPolicy": "Never",
+                    "securityContext": {"runAsNonRoot": true, "runAsUser": 1001, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{
+                        "name": "cleaner",
+                        "image": CLEANER_IMAGE,
+                        "command": ["/bin/bash", "/scripts/clean-ephemeral-namespaces.sh"],
+                        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}},
+                        "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}},
+                        "volumeMounts": [{"name": "script", "mountPath": "/scripts", "readOnly": true}],
+                    }],
+                    "volumes": [{"name": "script", "configMap": {"name": "namespace-cleaner", "defaultMode": 365}}],
+                }},
+            }},
+        },
+    })
+}
+
 /// Every object of the phase with the CRD it needs, in apply order.
 pub fn objects(s: &Settings) -> Vec<(Value, Option<&'static str>)> {
     let mut out = vec![(rbac_config_map(s), None)];
@@ -391,6 +527,16 @@ pub fn objects(s: &Settings) -> Vec<(Value, Option<&'static str>)> {
             .into_iter()
             .map(|o| (o, Some("clusteranalysistemplates.argoproj.io"))),
     );
+    out.push((
+        gitlab_token_secret(s),
+        Some("externalsecrets.external-secrets.io"),
+    ));
+    out.extend(
+        ephemeral_application_sets(s)
+            .into_iter()
+            .map(|o| (o, Some("applicationsets.argoproj.io"))),
+    );
+    out.extend(namespace_cleaner().into_iter().map(|o| (o, None)));
     out
 }
 

@@ -88,12 +88,21 @@ impl Phase for ArgoDelivery {
                     continue;
                 }
             }
-            match self
-                .kube
-                .diff(&object)
-                .await
-                .with_context(|| format!("planning {}", describe(&object)))?
-            {
+            let diff = match self.kube.diff(&object).await {
+                // A built-in kind this cluster does not serve (batch/v1 CronJob before 1.21).
+                Err(common::Error::Precondition { message, .. })
+                    if crd.is_none() && message.contains("does not serve") =>
+                {
+                    plan.warn(format!(
+                        "{}: the cluster does not serve {} {kind} (Kubernetes older than 1.21): skipped",
+                        describe(&object),
+                        object["apiVersion"].as_str().unwrap_or_default()
+                    ));
+                    continue;
+                }
+                other => other.with_context(|| format!("planning {}", describe(&object)))?,
+            };
+            match diff {
                 ObjectDiff::Create => plan.push(Change::create(&resource, &name, object, &[], op)),
                 ObjectDiff::Update { before, after } => {
                     plan.push(Change::update(&resource, &name, before, after, &[], op))

@@ -23,6 +23,17 @@ struct Raw {
     analysis_error_rate_target: f64,
     #[serde(default = "default_error_max")]
     analysis_error_rate_max: f64,
+    #[serde(default = "default_services")]
+    ephemeral_services: String,
+    #[serde(default = "default_ttl")]
+    ephemeral_ttl: String,
+}
+
+fn default_services() -> String {
+    "packet-relay,netops-dashboard".into()
+}
+fn default_ttl() -> String {
+    "4h".into()
 }
 
 fn default_namespace() -> String {
@@ -82,6 +93,12 @@ pub struct Settings {
     pub thresholds: Thresholds,
     /// GitLab host the manifests come from (for AppProject source repositories).
     pub gitlab_host: String,
+    /// GitLab URL (the pull-request generator's API).
+    pub gitlab_url: String,
+    /// Services that get an environment per merge request.
+    pub ephemeral_services: Vec<String>,
+    /// `<n>[smhd]`.
+    pub ephemeral_ttl: String,
 }
 
 impl Settings {
@@ -140,11 +157,42 @@ impl Settings {
             .ok()
             .and_then(|u| u.host_str().map(str::to_owned))
             .unwrap_or_else(|| gitlab.to_owned());
+        let ttl_ok = raw.ephemeral_ttl.len() > 1
+            && raw.ephemeral_ttl[..raw.ephemeral_ttl.len() - 1]
+                .chars()
+                .all(|c| c.is_ascii_digit())
+            && raw.ephemeral_ttl.ends_with(['s', 'm', 'h', 'd']);
+        if !ttl_ok {
+            bail!(
+                "{}={} must be <n>s, <n>m, <n>h or <n>d (e.g. 4h)",
+                env::EPHEMERAL_TTL,
+                raw.ephemeral_ttl
+            );
+        }
+        let ephemeral_services: Vec<String> = raw
+            .ephemeral_services
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if let Some(bad) = ephemeral_services.iter().find(|s| {
+            !s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        }) {
+            bail!(
+                "{}: `{bad}` is not a DNS label (lower-case letters, digits, -)",
+                env::EPHEMERAL_SERVICES
+            );
+        }
         Ok(Self {
             argocd_namespace: raw.argocd_namespace,
             prometheus_url: raw.analysis_prometheus_url,
             thresholds: t,
+            gitlab_url: gitlab.trim_end_matches('/').to_owned(),
             gitlab_host,
+            ephemeral_services,
+            ephemeral_ttl: raw.ephemeral_ttl,
         })
     }
 }

@@ -48,6 +48,15 @@ fn refs() -> Vec<Value> {
     for t in ["success-rate", "latency-check", "error-rate", "smoke-test"] {
         out.push(json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "ClusterAnalysisTemplate", "metadata": {"name": t}}));
     }
+    out.push(json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret", "metadata": {"name": "argocd-gitlab-token", "namespace": "argocd"}}));
+    for s in ["packet-relay", "netops-dashboard"] {
+        out.push(json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet", "metadata": {"name": format!("ephemeral-{s}"), "namespace": "argocd"}}));
+    }
+    out.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "cicd-system"}}));
+    out.push(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "namespace-cleaner", "namespace": "cicd-system"}}));
+    out.push(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "cicd-namespace-cleaner"}}));
+    out.push(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "cicd-namespace-cleaner"}}));
+    out.push(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "namespace-cleaner", "namespace": "cicd-system"}}));
     out
 }
 
@@ -93,8 +102,17 @@ async fn applied_by_server_side_apply_once_and_merged_with_argocd_keys() {
     let before = versions(&kube).await;
     let plan = phase(&sandbox, &["--output", "json", "plan"]).await;
     assert_eq!(plan.code, 0, "{}", plan.stderr);
-    let titles = sandbox::change_titles(&serde_json::from_str(&plan.stdout).unwrap());
-    assert_eq!(titles.len(), 9, "{titles:?}");
+    let doc: Value = serde_json::from_str(&plan.stdout).unwrap();
+    let titles = sandbox::change_titles(&doc);
+    assert_eq!(titles.len(), refs().len(), "{titles:?}");
+    // kube-apiserver 1.20 has no batch/v1 CronJob: said, skipped (checked against the 1.32 schema below).
+    assert!(
+        doc["warnings"].to_string().contains(
+            "CronJob cicd-system/namespace-cleaner: the cluster does not serve batch/v1 CronJob"
+        ),
+        "{}",
+        doc["warnings"]
+    );
     assert!(titles.contains(&"kubernetes ConfigMap argocd/argocd-rbac-cm".to_owned()));
     assert_eq!(versions(&kube).await, before, "plan writes nothing");
 
@@ -112,6 +130,29 @@ async fn applied_by_server_side_apply_once_and_merged_with_argocd_keys() {
     assert_eq!(
         production["spec"]["roles"][1]["groups"],
         json!(["ci-service-accounts"])
+    );
+    let appset = kube.get(&refs()[10]).await.unwrap().unwrap();
+    let template = &appset["spec"]["template"];
+    assert_eq!(
+        template["metadata"]["name"],
+        "packet-relay-mr-{{ .number }}"
+    );
+    assert_eq!(
+        template["spec"]["destination"]["namespace"],
+        "ephemeral-packet-relay-mr-{{ .number }}"
+    );
+    assert_eq!(
+        template["spec"]["syncPolicy"]["managedNamespaceMetadata"]["labels"]["cicd.platform/ttl"],
+        "4h"
+    );
+    assert_eq!(
+        appset["spec"]["generators"][0]["pullRequest"]["gitlab"]["tokenRef"]["secretName"],
+        "argocd-gitlab-token"
+    );
+    let token = kube.get(&refs()[9]).await.unwrap().unwrap();
+    assert_eq!(
+        token["spec"]["data"][0]["remoteRef"],
+        json!({"key": "ci/gitlab-api-token", "property": "token"})
     );
     let success = kube.get(&refs()[5]).await.unwrap().unwrap();
     assert_eq!(
@@ -161,6 +202,141 @@ async fn applied_by_server_side_apply_once_and_merged_with_argocd_keys() {
         err.contains("422") && err.contains("spec.clusterResourceWhitelist.kind: Required value"),
         "{err}"
     );
+}
+
+fn tools_python() -> std::path::PathBuf {
+    std::env::var_os("CICD_TOOLS_DIR")
+        .map_or_else(
+            || {
+                std::path::PathBuf::from(std::env::var("HOME").unwrap())
+                    .join(".cache/cicd-buildout/tools")
+            },
+            std::path::PathBuf::from,
+        )
+        .join("venv/bin/python")
+}
+
+/// The cleaner's script against the real API server: only expired, labelled namespaces go.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cleaner_deletes_only_expired_ephemeral_namespaces() {
+    common::cli::install_crypto_provider();
+    let sandbox = Sandbox::start(Options {
+        vault: false,
+        prometheus: false,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let kube = KubeClient::from_kubeconfig(&sandbox.kubeconfig(), "argo-cd")
+        .await
+        .unwrap();
+    let cases = [
+        ("ephemeral-api-mr-1", Some("true"), "1s"),   // expired
+        ("ephemeral-api-mr-2", Some("true"), "4h"),   // still alive
+        ("team-scratch", None, "1s"),                 // not ephemeral: never touched
+        ("ephemeral-api-mr-3", Some("true"), "soon"), // malformed TTL: kept, reported
+    ];
+    for (name, ephemeral, ttl) in cases {
+        let mut labels = json!({"cicd.platform/ttl": ttl});
+        if let Some(e) = ephemeral {
+            labels["cicd.platform/ephemeral"] = json!(e);
+        }
+        kube.apply(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}), false)
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/cleaner/clean-ephemeral-namespaces.sh"
+    );
+    let run = |dry: bool| {
+        std::process::Command::new("bash")
+            .arg(script)
+            .env("KUBECONFIG", sandbox.kubeconfig())
+            .env("DRY_RUN", dry.to_string())
+            .output()
+            .expect("bash and kubectl")
+    };
+    let names: Vec<&str> = cases.iter().map(|(n, ..)| *n).collect();
+    let dry = run(true);
+    let text = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        dry.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    assert!(
+        text.contains("would delete ephemeral-api-mr-1") && text.contains("1 expired, 2 kept"),
+        "{text}"
+    );
+    assert!(
+        terminating(&kube, &names).await.is_empty(),
+        "a dry run deletes nothing"
+    );
+
+    let real = run(false);
+    let text = String::from_utf8_lossy(&real.stdout);
+    assert!(
+        real.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&real.stderr)
+    );
+    assert!(
+        text.contains("keep ephemeral-api-mr-3: TTL 'soon'"),
+        "{text}"
+    );
+    assert_eq!(terminating(&kube, &names).await, vec!["ephemeral-api-mr-1"]);
+}
+
+/// Namespaces of `names` that are being deleted.
+async fn terminating(kube: &KubeClient, names: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in names {
+        let ns = kube
+            .get(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}))
+            .await
+            .unwrap()
+            .unwrap();
+        if !ns["metadata"]["deletionTimestamp"].is_null() {
+            out.push((*name).to_owned());
+        }
+    }
+    out
+}
+
+/// kube-apiserver 1.20 has no batch/v1 CronJob: the cleaner's CronJob is checked against the
+/// Kubernetes 1.32 JSON schema instead (strict: no unknown fields).
+#[test]
+fn the_cleaner_cron_job_validates_against_the_kubernetes_schema() {
+    let cron = desired::cleaner_cron_job();
+    let dir = tempfile::tempdir().unwrap();
+    let object = dir.path().join("cronjob.json");
+    std::fs::write(&object, cron.to_string()).unwrap();
+    let schema = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/k8s-schemas/cronjob-batch-v1.json"
+    );
+    let check = |file: &std::path::Path| {
+        std::process::Command::new(tools_python())
+            .args(["-c", "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])))"])
+            .arg(file)
+            .arg(schema)
+            .output()
+            .expect("python with jsonschema (run ./scripts/setup-test-env.sh)")
+    };
+    let out = check(&object);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!cron.to_string().contains(":latest"));
+    // The schema is strict: a misspelt field fails.
+    let mut bad = cron.clone();
+    bad["spec"]["schedul"] = json!("* * * * *");
+    std::fs::write(&object, bad.to_string()).unwrap();
+    assert!(!check(&object).status.success());
 }
 
 /// Each RBAC request of the matrix with the answer Argo CD must give.

@@ -152,6 +152,10 @@ pub const ANALYSIS_P99_MAX_SECONDS: &str = "ANALYSIS_P99_MAX_SECONDS";
 pub const ANALYSIS_ERROR_RATE_TARGET: &str = "ANALYSIS_ERROR_RATE_TARGET";
 /// 5xx ratio over which a canary fails (default 0.05).
 pub const ANALYSIS_ERROR_RATE_MAX: &str = "ANALYSIS_ERROR_RATE_MAX";
+/// Comma-separated services (projects of `platform_services`) that get per-MR environments (default `packet-relay,netops-dashboard`).
+pub const EPHEMERAL_SERVICES: &str = "EPHEMERAL_SERVICES";
+/// Lifetime of an ephemeral environment, `<n>[smhd]` (default `4h`).
+pub const EPHEMERAL_TTL: &str = "EPHEMERAL_TTL";
 
 /// Every name above, for the configuration reference and the consistency test.
 pub const ALL: &[&str] = &[
@@ -219,4 +223,6 @@ pub const ALL: &[&str] = &[
     ANALYSIS_P99_MAX_SECONDS,
     ANALYSIS_ERROR_RATE_TARGET,
     ANALYSIS_ERROR_RATE_MAX,
+    EPHEMERAL_SERVICES,
+    EPHEMERAL_TTL,
 ];
