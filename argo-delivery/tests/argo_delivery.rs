@@ -597,3 +597,151 @@ async fn analysis_queries_parse_and_give_the_expected_verdicts_on_real_prometheu
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("          {l}\n")).collect()
 }
+
+const SERVICE_TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/service-template");
+
+/// Renders an overlay with `kubectl kustomize` (the test's tool; the phases never need kubectl).
+fn kustomize(overlay: &str) -> Vec<Value> {
+    let out = std::process::Command::new("kubectl")
+        .args([
+            "kustomize",
+            &format!("{SERVICE_TEMPLATE}/overlays/{overlay}"),
+        ])
+        .output()
+        .expect("kubectl");
+    assert!(
+        out.status.success(),
+        "{overlay}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split("\n---")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| serde_saphyr::from_str(d).expect("YAML"))
+        .collect()
+}
+
+/// Every overlay of the service template builds; the kinds kube-apiserver 1.20 serves (Rollout
+/// and HTTPRoute with their real CRDs, core kinds) pass its server-side validation (dry run); HPA
+/// (autoscaling/v2) and PDB (policy/v1), which 1.20 lacks, pass the Kubernetes 1.32 JSON schemas.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_overlay_of_the_service_template_builds_and_validates() {
+    common::cli::install_crypto_provider();
+    let sandbox = Sandbox::start(Options {
+        vault: false,
+        prometheus: false,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let kube = KubeClient::from_kubeconfig(&sandbox.kubeconfig(), "template-check")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut validated = BTreeMap::new();
+    for overlay in [
+        "ephemeral",
+        "staging",
+        "production",
+        "production-blue-green",
+    ] {
+        let namespace = format!("template-{overlay}");
+        kube.apply(
+            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}),
+            false,
+        )
+        .await
+        .unwrap();
+        let objects = kustomize(overlay);
+        let kinds: Vec<&str> = objects
+            .iter()
+            .map(|o| o["kind"].as_str().unwrap())
+            .collect();
+        assert!(
+            kinds.contains(&"Rollout")
+                && kinds.contains(&"HTTPRoute")
+                && kinds.contains(&"NetworkPolicy"),
+            "{overlay}: {kinds:?}"
+        );
+        for object in &objects {
+            let text = object.to_string();
+            assert!(!text.contains(":latest"), "{overlay}: a moving tag");
+            let kind = object["kind"].as_str().unwrap();
+            match kind {
+                "HorizontalPodAutoscaler" | "PodDisruptionBudget" => {
+                    let schema = if kind == "PodDisruptionBudget" {
+                        "poddisruptionbudget-policy-v1.json"
+                    } else {
+                        "horizontalpodautoscaler-autoscaling-v2.json"
+                    };
+                    let file = dir.path().join(format!("{overlay}-{kind}.json"));
+                    std::fs::write(&file, &text).unwrap();
+                    let out = std::process::Command::new(tools_python())
+                        .args(["-c", "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])))"])
+                        .arg(&file)
+                        .arg(format!("{}/tests/k8s-schemas/{schema}", env!("CARGO_MANIFEST_DIR")))
+                        .output()
+                        .unwrap();
+                    assert!(
+                        out.status.success(),
+                        "{overlay} {kind}: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                _ => {
+                    let mut object = object.clone();
+                    object["metadata"]["namespace"] = json!(namespace);
+                    kube.apply(&object, true)
+                        .await
+                        .unwrap_or_else(|e| panic!("{overlay} {kind}: {e}"));
+                }
+            }
+            *validated.entry(overlay).or_insert(0) += 1;
+        }
+        let rollout = objects.iter().find(|o| o["kind"] == "Rollout").unwrap();
+        let container = &rollout["spec"]["template"]["spec"]["containers"][0];
+        assert!(
+            container["resources"]["limits"].is_object(),
+            "{overlay}: resource limits"
+        );
+        assert_eq!(
+            rollout["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"],
+            true
+        );
+        match overlay {
+            "ephemeral" => {
+                assert_eq!(rollout["spec"]["replicas"], 1);
+                assert!(
+                    !kinds.contains(&"HorizontalPodAutoscaler")
+                        && !kinds.contains(&"PodDisruptionBudget")
+                );
+                assert!(kinds.contains(&"ResourceQuota") && kinds.contains(&"LimitRange"));
+            }
+            "production" => {
+                assert_eq!(rollout["spec"]["replicas"], 4);
+                assert_eq!(
+                    rollout["spec"]["strategy"]["canary"]["trafficRouting"]["plugins"]["argoproj-labs/gatewayAPI"]
+                        ["httpRoute"],
+                    "example-service-route"
+                );
+                assert!(
+                    container["image"].as_str().unwrap().contains("@sha256:"),
+                    "pinned by digest"
+                );
+            }
+            "production-blue-green" => {
+                assert_eq!(
+                    rollout["spec"]["strategy"]["blueGreen"]["autoPromotionEnabled"],
+                    false
+                );
+                assert_eq!(
+                    rollout["spec"]["strategy"]["blueGreen"]["prePromotionAnalysis"]["templates"]
+                        [0]["templateName"],
+                    "smoke-test"
+                );
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(validated.len(), 4);
+}
