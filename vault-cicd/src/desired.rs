@@ -260,6 +260,13 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
             data: placeholder(&["token"]),
             placeholder: true,
         },
+        // The Argo CD API token the CI library's deploy-ephemeral/cleanup-ephemeral jobs use
+        // (an Argo CD account token; set it with `vault kv put kv/ci/argocd-token token=…`).
+        KvSeed {
+            path: "ci/argocd-token".into(),
+            data: placeholder(&["token"]),
+            placeholder: true,
+        },
         // Not a secret: where the signing key lives (the key itself never leaves transit).
         KvSeed {
             path: "ci/signing-key".into(),
