@@ -1,5 +1,5 @@
 //! What phase 15 wants in the cluster, as data (no I/O): Argo CD's RBAC (plan §2.6), the
-//! AppProjects, and the Argo Rollouts analysis templates of §2.4 with their gates.
+//! `AppProjects`, and the Argo Rollouts analysis templates of §2.4 with their gates.
 
 use common::kube::owned_labels;
 use serde_json::{Value, json};
@@ -9,8 +9,8 @@ use crate::settings::{Settings, Thresholds};
 /// The phase label value on every object.
 pub const PHASE_LABEL: &str = "15";
 
-/// `policy.csv` of `argocd-rbac-cm` (plan §2.6, "ArgoCD RBAC"). The plan's senior developers sync
-/// "their own projects" (`default/*` there); with the AppProjects below that is staging and
+/// `policy.csv` of `argocd-rbac-cm` (plan §2.6, "`ArgoCD` RBAC"). The plan's senior developers sync
+/// "their own projects" (`default/*` there); with the `AppProjects` below that is staging and
 /// ephemeral, never production.
 pub const POLICY_CSV: &str = include_str!("../rbac/policy.csv");
 
@@ -32,7 +32,7 @@ pub fn rbac_config_map(s: &Settings) -> Value {
     })
 }
 
-/// One AppProject: where its apps may come from and go to, and who may do what.
+/// One `AppProject`: where its apps may come from and go to, and who may do what.
 struct ProjectSpec {
     name: &'static str,
     description: &'static str,
@@ -159,7 +159,7 @@ const PROJECTS: &[ProjectSpec] = &[
     },
 ];
 
-/// The four AppProjects.
+/// The four `AppProjects`.
 pub fn app_projects(s: &Settings) -> Vec<Value> {
     PROJECTS
         .iter()
@@ -242,7 +242,7 @@ pub enum Verdict {
 pub struct Gate {
     pub template: &'static str,
     pub metric: &'static str,
-    /// PromQL with `{{ args.service-name }}`.
+    /// `PromQL` with `{{ args.service-name }}`.
     pub query: &'static str,
     pub success: (Compare, f64),
     pub failure: (Compare, f64),
@@ -323,7 +323,7 @@ fn template_object(name: &str, spec: &Value) -> Value {
     })
 }
 
-/// ClusterAnalysisTemplates success-rate, latency-check, error-rate (Prometheus) and smoke-test (a
+/// `ClusterAnalysisTemplates` success-rate, latency-check, error-rate (Prometheus) and smoke-test (a
 /// Job), usable by every namespace's Rollouts.
 pub fn analysis_templates(s: &Settings) -> Vec<Value> {
     let mut out: Vec<Value> = gates(&s.thresholds)
@@ -398,7 +398,7 @@ pub fn gitlab_token_secret(s: &Settings) -> Value {
     })
 }
 
-/// One ApplicationSet per service: an Application per open merge request (GitLab pull-request
+/// One `ApplicationSet` per service: an Application per open merge request (GitLab pull-request
 /// generator), deployed from the MR's head to `ephemeral-<service>-mr-<n>`, labelled with its TTL.
 pub fn ephemeral_application_sets(s: &Settings) -> Vec<Value> {
     s.ephemeral_services
@@ -454,9 +454,9 @@ pub const CLEANER_SCRIPT: &str = include_str!("../cleaner/clean-ephemeral-namesp
 /// Pinned kubectl image of the cleaner (bash, GNU date).
 pub const CLEANER_IMAGE: &str = "bitnami/kubectl:1.32.0";
 
-/// The ephemeral-namespace cleaner: its namespace, a ServiceAccount of its own, a ClusterRole
+/// The ephemeral-namespace cleaner: its namespace, a `ServiceAccount` of its own, a `ClusterRole`
 /// allowing only to read and delete namespaces (RBAC cannot select by label: the script only
-/// touches namespaces labelled `cicd.platform/ephemeral=true`), the script, and the CronJob.
+/// touches namespaces labelled `cicd.platform/ephemeral=true`), the script, and the `CronJob`.
 pub fn namespace_cleaner() -> Vec<Value> {
     let labels = owned_labels(PHASE_LABEL);
     vec![
@@ -482,7 +482,7 @@ pub fn namespace_cleaner() -> Vec<Value> {
     ]
 }
 
-/// The CronJob (batch/v1: Kubernetes 1.21+).
+/// The `CronJob` (batch/v1: Kubernetes 1.21+).
 pub fn cleaner_cron_job() -> Value {
     json!({
         "apiVersion": "batch/v1", "kind": "CronJob",

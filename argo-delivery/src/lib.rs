@@ -1,7 +1,7 @@
 //! Phase 15 `argo-delivery`: progressive delivery with Argo CD and Argo Rollouts (plan §2).
 //!
 //! - [`settings`]: namespace, Prometheus, analysis thresholds.
-//! - [`desired`]: `argocd-rbac-cm` (`rbac/policy.csv`), the AppProjects, the ClusterAnalysisTemplates
+//! - [`desired`]: `argocd-rbac-cm` (`rbac/policy.csv`), the `AppProjects`, the `ClusterAnalysisTemplates`
 //!   and their gates (pass / fail / inconclusive), as data.
 //! - [`reconcile`]: server-side dry run to plan, server-side apply.
 

@@ -70,13 +70,12 @@ impl Phase for ArgoDelivery {
                 crd,
             };
             if let Some(crd) = crd {
-                let ready = match established.get(crd) {
-                    Some(r) => *r,
-                    None => {
-                        let r = self.kube.crd_established(crd).await?;
-                        established.insert(crd, r);
-                        r
-                    }
+                let ready = if let Some(r) = established.get(crd) {
+                    *r
+                } else {
+                    let r = self.kube.crd_established(crd).await?;
+                    established.insert(crd, r);
+                    r
                 };
                 if !ready {
                     plan.warn(format!(
@@ -105,7 +104,7 @@ impl Phase for ArgoDelivery {
             match diff {
                 ObjectDiff::Create => plan.push(Change::create(&resource, &name, object, &[], op)),
                 ObjectDiff::Update { before, after } => {
-                    plan.push(Change::update(&resource, &name, before, after, &[], op))
+                    plan.push(Change::update(&resource, &name, before, after, &[], op));
                 }
                 ObjectDiff::Unchanged => {}
             }

@@ -91,7 +91,7 @@ pub struct Settings {
     /// Prometheus as Argo Rollouts reaches it.
     pub prometheus_url: String,
     pub thresholds: Thresholds,
-    /// GitLab host the manifests come from (for AppProject source repositories).
+    /// GitLab host the manifests come from (for `AppProject` source repositories).
     pub gitlab_host: String,
     /// GitLab URL (the pull-request generator's API).
     pub gitlab_url: String,

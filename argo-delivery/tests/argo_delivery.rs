@@ -305,7 +305,7 @@ async fn terminating(kube: &KubeClient, names: &[&str]) -> Vec<String> {
     out
 }
 
-/// kube-apiserver 1.20 has no batch/v1 CronJob: the cleaner's CronJob is checked against the
+/// kube-apiserver 1.20 has no batch/v1 `CronJob`: the cleaner's `CronJob` is checked against the
 /// Kubernetes 1.32 JSON schema instead (strict: no unknown fields).
 #[test]
 fn the_cleaner_cron_job_validates_against_the_kubernetes_schema() {
@@ -622,7 +622,7 @@ fn kustomize(overlay: &str) -> Vec<Value> {
 }
 
 /// Every overlay of the service template builds; the kinds kube-apiserver 1.20 serves (Rollout
-/// and HTTPRoute with their real CRDs, core kinds) pass its server-side validation (dry run); HPA
+/// and `HTTPRoute` with their real CRDs, core kinds) pass its server-side validation (dry run); HPA
 /// (autoscaling/v2) and PDB (policy/v1), which 1.20 lacks, pass the Kubernetes 1.32 JSON schemas.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_overlay_of_the_service_template_builds_and_validates() {

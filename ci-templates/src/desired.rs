@@ -65,12 +65,12 @@ impl HarborProject {
         ])
     }
 
-    /// `POST /projects` body (ProjectReq).
+    /// `POST /projects` body (`ProjectReq`).
     pub fn create_body(&self) -> Value {
         json!({"project_name": self.name, "metadata": self.metadata(), "storage_limit": -1})
     }
 
-    /// The retention policy's rules and trigger (RetentionPolicy without id/scope): retained when
+    /// The retention policy's rules and trigger (`RetentionPolicy` without id/scope): retained when
     /// pushed within `retention_days`, or among the `keep_last` latest pushes of its repository.
     pub fn retention_rules(&self) -> Value {
         let rule = |template: &str, params: Value| {
@@ -97,7 +97,7 @@ impl HarborProject {
         })
     }
 
-    /// The full RetentionPolicy for project `id`.
+    /// The full `RetentionPolicy` for project `id`.
     pub fn retention_policy(&self, project_id: u64) -> Value {
         let mut policy = self.retention_rules();
         policy["scope"] = json!({"level": "project", "ref": project_id});
@@ -105,7 +105,7 @@ impl HarborProject {
     }
 }
 
-/// The immutable tag rule (ImmutableRule) for semver tags in every repository.
+/// The immutable tag rule (`ImmutableRule`) for semver tags in every repository.
 pub fn immutable_rule() -> Value {
     json!({
         "disabled": false,

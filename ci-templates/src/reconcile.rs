@@ -355,7 +355,7 @@ impl Phase for CiTemplates {
                 }
             }
             Op::CreateHarborProject { spec } => {
-                self.harbor.create_project(&spec.create_body()).await?
+                self.harbor.create_project(&spec.create_body()).await?;
             }
             Op::UpdateHarborProject { id, metadata } => {
                 self.harbor
@@ -449,7 +449,7 @@ fn metadata_diff(
             after.insert(key.into(), want.into());
         }
     }
-    (!after.is_empty()).then(|| (Value::Object(before), Value::Object(after)))
+    (!after.is_empty()).then_some((Value::Object(before), Value::Object(after)))
 }
 
 /// The parts of a retention policy this phase owns.
@@ -617,7 +617,7 @@ pub fn diff(s: &Settings, o: &Observed) -> Plan<Op> {
                                 id: *id,
                                 policy: want,
                             },
-                        ))
+                        ));
                     }
                     Some(_) => {}
                 }
@@ -642,7 +642,7 @@ pub fn diff(s: &Settings, o: &Observed) -> Plan<Op> {
                                 project: spec.name,
                                 rule: rule["id"].as_u64().unwrap_or_default(),
                             },
-                        ))
+                        ));
                     }
                     _ => {}
                 }

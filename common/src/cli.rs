@@ -34,7 +34,7 @@ pub struct GlobalArgs {
     /// Only errors on stderr.
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    /// The platform's settings file (default scripts/.env; also CICD_ENV_FILE).
+    /// The platform's settings file (default scripts/.env; also `CICD_ENV_FILE`).
     #[arg(long, global = true, value_name = "FILE")]
     pub env_file: Option<PathBuf>,
 }

@@ -63,7 +63,7 @@ pub const VAULT_K8S_HOST: &str = "VAULT_K8S_HOST";
 /// PEM file of the CA that signs the Kubernetes API's certificate, for Vault outside the cluster
 /// (unset in-cluster: Vault uses its pod's CA).
 pub const VAULT_K8S_CA_CERT: &str = "VAULT_K8S_CA_CERT";
-/// Who calls the TokenReview API for Kubernetes logins: `vault` (Vault's own service account,
+/// Who calls the `TokenReview` API for Kubernetes logins: `vault` (Vault's own service account,
 /// in-cluster; default) or `client` (the logging-in service account's own token, Vault outside the cluster).
 pub const VAULT_K8S_TOKEN_REVIEWER: &str = "VAULT_K8S_TOKEN_REVIEWER";
 /// Namespace and service account of the Vault server (defaults `vault` / `vault`).
@@ -104,7 +104,7 @@ pub const GITLAB_PRODUCTION_REPOS: &str = "GITLAB_PRODUCTION_REPOS";
 pub const GITLAB_MERGE_METHOD: &str = "GITLAB_MERGE_METHOD";
 /// Group that holds the approver groups mirrored from Keycloak (default `keycloak-groups`).
 pub const GITLAB_APPROVER_GROUP_PARENT: &str = "GITLAB_APPROVER_GROUP_PARENT";
-/// GitLab's OmniAuth provider name for Keycloak (default `openid_connect`).
+/// GitLab's `OmniAuth` provider name for Keycloak (default `openid_connect`).
 pub const GITLAB_OIDC_PROVIDER: &str = "GITLAB_OIDC_PROVIDER";
 /// Keycloak group → GitLab role, e.g. `platform-admins=50,developers=30` (default: the plan's table).
 pub const GITLAB_KEYCLOAK_GROUP_LEVELS: &str = "GITLAB_KEYCLOAK_GROUP_LEVELS";

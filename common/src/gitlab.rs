@@ -16,7 +16,7 @@ use crate::http::{ApiClient, Fixes, Retry, build_reqwest};
 
 const SERVICE: &str = "GitLab";
 
-/// Access levels (GitLab docs: api/members "Roles"; api/protected_branches "Valid access levels").
+/// Access levels (GitLab docs: api/members "Roles"; `api/protected_branches` "Valid access levels").
 pub mod access {
     pub const NO_ACCESS: u8 = 0;
     pub const GUEST: u8 = 10;
@@ -159,7 +159,7 @@ pub struct ProtectedBranch {
 }
 
 /// GitLab returns `code_owner_approval_required` as a boolean, and as the string `"false"` inside
-/// approval rules (GitLab docs: api/merge_request_approvals, "List all approval rules").
+/// approval rules (GitLab docs: `api/merge_request_approvals`, "List all approval rules").
 fn bool_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
     Ok(match Value::deserialize(d)? {
         Value::Bool(b) => b,

@@ -20,7 +20,7 @@ const ADMIN_USER: &str = "admin";
 pub struct Project {
     pub project_id: u64,
     pub name: String,
-    /// String values (`"true"`), as Harbor stores them (swagger: ProjectMetadata).
+    /// String values (`"true"`), as Harbor stores them (swagger: `ProjectMetadata`).
     #[serde(default)]
     pub metadata: serde_json::Map<String, Value>,
 }

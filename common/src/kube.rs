@@ -1,6 +1,6 @@
 //! Kubernetes helper: server-side apply with one field manager per binary, plans made by
 //! `dryRun=All` server-side apply diffed against the live object (ignoring managedFields,
-//! resourceVersion and status), CRD readiness, TokenRequest.
+//! resourceVersion and status), CRD readiness, `TokenRequest`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -362,7 +362,7 @@ impl KubeClient {
             .is_some())
     }
 
-    /// A short-lived token for a service account (TokenRequest API), as ESO itself obtains one.
+    /// A short-lived token for a service account (`TokenRequest` API), as ESO itself obtains one.
     pub async fn token_request(
         &self,
         namespace: &str,

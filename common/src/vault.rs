@@ -1,4 +1,4 @@
-//! Vault / OpenBao client: vaultrs for policies, KV v2 and transit keys; raw calls through the one
+//! Vault / `OpenBao` client: vaultrs for policies, KV v2 and transit keys; raw calls through the one
 //! [`ApiClient`] where vaultrs falls short (JWT roles with list-valued `bound_claims`, Kubernetes
 //! auth, audit devices, mounts with options, logins).
 

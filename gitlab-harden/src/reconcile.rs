@@ -310,14 +310,7 @@ impl GitLabHarden {
         };
         let resource = "kubernetes IngressRouteTCP";
         let name = format!("{}/gitlab-ssh", self.settings.gitlab_namespace);
-        if !kube.crd_established(INGRESSROUTETCP_CRD).await? {
-            plan.warn(format!(
-                "CRD {INGRESSROUTETCP_CRD} is not installed (Traefik): apply waits up to {}s for it before creating {}",
-                self.crd_wait.as_secs(),
-                describe(&route)
-            ));
-            plan.push(Change::create(resource, &name, route, &[], op));
-        } else {
+        if kube.crd_established(INGRESSROUTETCP_CRD).await? {
             match kube
                 .diff(&route)
                 .await
@@ -329,6 +322,13 @@ impl GitLabHarden {
                 }
                 ObjectDiff::Unchanged => {}
             }
+        } else {
+            plan.warn(format!(
+                "CRD {INGRESSROUTETCP_CRD} is not installed (Traefik): apply waits up to {}s for it before creating {}",
+                self.crd_wait.as_secs(),
+                describe(&route)
+            ));
+            plan.push(Change::create(resource, &name, route, &[], op));
         }
         // The instance registry is a Helm value: report it, with the values to apply.
         let registry = json!({

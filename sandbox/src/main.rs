@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
     about = "Local platform on 127.0.0.1: kube-apiserver, OpenBao, Prometheus and GitLab/Harbor/Keycloak stand-ins"
 )]
 struct Cli {
-    /// State directory (also CICD_SANDBOX_DIR).
+    /// State directory (also `CICD_SANDBOX_DIR`).
     #[arg(
         long,
         global = true,

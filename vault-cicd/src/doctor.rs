@@ -1,9 +1,9 @@
 //! `vault-cicd doctor`: can External Secrets Operator really log in and read its paths? Each check
 //! names the exact cause of the failures seen on the platform:
-//! - "serviceaccount not found": the ClusterSecretStore's `serviceAccountRef` has no namespace, so
-//!   ESO looks for its service account in each ExternalSecret's namespace (ESO CRD docs:
+//! - "serviceaccount not found": the `ClusterSecretStore`'s `serviceAccountRef` has no namespace, so
+//!   ESO looks for its service account in each `ExternalSecret`'s namespace (ESO CRD docs:
 //!   "defaults to the namespace of the referent"), or ESO runs under another name.
-//! - 403 "permission denied" at login: the TokenReview caller lacks `system:auth-delegator`, or
+//! - 403 "permission denied" at login: the `TokenReview` caller lacks `system:auth-delegator`, or
 //!   the role binds other service-account names/namespaces, or Vault reaches another cluster.
 
 use common::error::Error;
@@ -50,8 +50,7 @@ pub async fn doctor(phase: &VaultCicd) -> anyhow::Result<Vec<Check>> {
         .kube_objects
         .iter()
         .find(|(o, _)| o["kind"] == "ClusterSecretStore")
-        .map(|(o, _)| o.clone())
-        .unwrap_or(Value::Null);
+        .map_or(Value::Null, |(o, _)| o.clone());
     match phase.kube.get(&css).await {
         Ok(Some(live)) => {
             let sa_ref =
@@ -65,8 +64,7 @@ pub async fn doctor(phase: &VaultCicd) -> anyhow::Result<Vec<Check>> {
                     format!("serviceAccountRef {ns}/{sa}")
                 } else {
                     format!(
-                        "serviceAccountRef is {}: without namespace {ns}, ESO looks for the account in each ExternalSecret's namespace and fails with \"serviceaccount not found\"; run `vault-cicd apply`",
-                        sa_ref
+                        "serviceAccountRef is {sa_ref}: without namespace {ns}, ESO looks for the account in each ExternalSecret's namespace and fails with \"serviceaccount not found\"; run `vault-cicd apply`"
                     )
                 },
             ));
@@ -131,8 +129,7 @@ pub async fn doctor(phase: &VaultCicd) -> anyhow::Result<Vec<Check>> {
         .kube_objects
         .iter()
         .find(|(o, _)| o["kind"] == "ClusterRoleBinding")
-        .map(|(o, _)| o.clone())
-        .unwrap_or(Value::Null);
+        .map_or(Value::Null, |(o, _)| o.clone());
     let delegated = phase.kube.get(&crb).await?.is_some_and(|live| {
         live["roleRef"]["name"] == "system:auth-delegator"
             && live["subjects"].as_array().is_some_and(|subs| {

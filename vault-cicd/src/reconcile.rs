@@ -163,12 +163,12 @@ impl Phase for VaultCicd {
             Op::EnableSecrets(m) => {
                 self.vault
                     .enable_secrets(&m.path, &m.kind, &m.options, &m.description)
-                    .await?
+                    .await?;
             }
             Op::EnableAuth(m) => {
                 self.vault
                     .enable_auth(&m.path, &m.kind, &m.description)
-                    .await?
+                    .await?;
             }
             Op::PutPolicy { name, text } => self.vault.put_policy(name, text).await?,
             Op::WriteDocument(d) => {
@@ -181,7 +181,7 @@ impl Phase for VaultCicd {
                     .await?;
             }
             Op::CreateSigningKey { mount, name } => {
-                self.vault.create_signing_key(mount, name).await?
+                self.vault.create_signing_key(mount, name).await?;
             }
             Op::SeedKv(seed) => {
                 let mut meta: BTreeMap<String, String> =
@@ -318,13 +318,12 @@ impl VaultCicd {
                 wait_crd: crd.clone(),
             };
             if let Some(crd) = crd {
-                let ready = match established.get(crd) {
-                    Some(r) => *r,
-                    None => {
-                        let r = self.kube.crd_established(crd).await?;
-                        established.insert(crd.clone(), r);
-                        r
-                    }
+                let ready = if let Some(r) = established.get(crd) {
+                    *r
+                } else {
+                    let r = self.kube.crd_established(crd).await?;
+                    established.insert(crd.clone(), r);
+                    r
                 };
                 if !ready {
                     plan.warn(format!(
@@ -343,10 +342,10 @@ impl VaultCicd {
                 .with_context(|| format!("planning {}", describe(object)))?
             {
                 ObjectDiff::Create => {
-                    plan.push(Change::create(&resource, &name, object.clone(), &[], op))
+                    plan.push(Change::create(&resource, &name, object.clone(), &[], op));
                 }
                 ObjectDiff::Update { before, after } => {
-                    plan.push(Change::update(&resource, &name, before, after, &[], op))
+                    plan.push(Change::update(&resource, &name, before, after, &[], op));
                 }
                 ObjectDiff::Unchanged => {}
             }
@@ -396,7 +395,7 @@ pub fn diff(d: &Desired, o: &Observed) -> anyhow::Result<Plan<Op>> {
                         name: name.clone(),
                         text: text.clone(),
                     },
-                ))
+                ));
             }
             Some(_) => {}
         }

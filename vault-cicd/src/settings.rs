@@ -11,7 +11,7 @@ pub const SIGNING_KEY: &str = "ci-signing-key";
 /// ESO Helm chart pinned for the Argo CD Application (the CRDs in sandbox/fixtures are v2.9.0).
 pub const DEFAULT_ESO_CHART_VERSION: &str = "2.9.0";
 
-/// Who calls Kubernetes' TokenReview API when a service account logs in to Vault.
+/// Who calls Kubernetes' `TokenReview` API when a service account logs in to Vault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenReviewer {

@@ -1,6 +1,6 @@
-//! Phase 13 against real servers: OpenBao (dev) and kube-apiserver v1.20 started by the sandbox.
-//! GitLab is the sandbox stand-in serving `/-/jwks` (GitLab docs: ci/secrets/id_token_authentication).
-//! Writes are counted from OpenBao's audit log and from Kubernetes resourceVersions.
+//! Phase 13 against real servers: `OpenBao` (dev) and kube-apiserver v1.20 started by the sandbox.
+//! GitLab is the sandbox stand-in serving `/-/jwks` (GitLab docs: `ci/secrets/id_token_authentication`).
+//! Writes are counted from `OpenBao`'s audit log and from Kubernetes resourceVersions.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -43,7 +43,7 @@ async fn start() -> Sandbox {
     .expect("sandbox starts")
 }
 
-/// Write requests OpenBao served (the sandbox counts them from the audit log).
+/// Write requests `OpenBao` served (the sandbox counts them from the audit log).
 fn vault_writes(sandbox: &Sandbox) -> usize {
     sandbox.vault_writes()
 }

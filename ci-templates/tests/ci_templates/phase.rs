@@ -1,4 +1,4 @@
-//! Phase 14 against the sandbox: real OpenBao (robot secrets in KV v2, writes counted from its
+//! Phase 14 against the sandbox: real `OpenBao` (robot secrets in KV v2, writes counted from its
 //! audit log), the GitLab stand-in (project, commits API, tags, group variables; GitLab API docs)
 //! and the Harbor stand-in (bodies validated against Harbor's swagger). End states are read back
 //! from the stand-ins' data and from Vault.
