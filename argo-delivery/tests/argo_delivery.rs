@@ -60,6 +60,22 @@ fn refs() -> Vec<Value> {
     out
 }
 
+/// A sandbox with kube-apiserver only, and a client with field manager `manager`.
+async fn kube_sandbox(manager: &str) -> (Sandbox, KubeClient) {
+    common::cli::install_crypto_provider();
+    let sandbox = Sandbox::start(Options {
+        vault: false,
+        prometheus: false,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let kube = KubeClient::from_kubeconfig(&sandbox.kubeconfig(), manager)
+        .await
+        .unwrap();
+    (sandbox, kube)
+}
+
 /// resourceVersion of each object (None: absent).
 async fn versions(kube: &KubeClient) -> Vec<Option<String>> {
     let mut out = Vec::new();
@@ -76,17 +92,7 @@ async fn versions(kube: &KubeClient) -> Vec<Option<String>> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn applied_by_server_side_apply_once_and_merged_with_argocd_keys() {
-    common::cli::install_crypto_provider();
-    let sandbox = Sandbox::start(Options {
-        vault: false,
-        prometheus: false,
-        ..Options::default()
-    })
-    .await
-    .unwrap();
-    let kube = KubeClient::from_kubeconfig(&sandbox.kubeconfig(), "test")
-        .await
-        .unwrap();
+    let (sandbox, kube) = kube_sandbox("test").await;
     // Argo CD's Helm chart owns argocd-rbac-cm already, with keys of its own.
     let helm = KubeClient::from_kubeconfig(&sandbox.kubeconfig(), "helm")
         .await
@@ -219,17 +225,7 @@ fn tools_python() -> std::path::PathBuf {
 /// The cleaner's script against the real API server: only expired, labelled namespaces go.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cleaner_deletes_only_expired_ephemeral_namespaces() {
-    common::cli::install_crypto_provider();
-    let sandbox = Sandbox::start(Options {
-        vault: false,
-        prometheus: false,
-        ..Options::default()
-    })
-    .await
-    .unwrap();
-    let kube = KubeClient::from_kubeconfig(&sandbox.kubeconfig(), "argo-cd")
-        .await
-        .unwrap();
+    let (sandbox, kube) = kube_sandbox("argo-cd").await;
     let cases = [
         ("ephemeral-api-mr-1", Some("true"), "1s"),   // expired
         ("ephemeral-api-mr-2", Some("true"), "4h"),   // still alive
@@ -626,17 +622,8 @@ fn kustomize(overlay: &str) -> Vec<Value> {
 /// (autoscaling/v2) and PDB (policy/v1), which 1.20 lacks, pass the Kubernetes 1.32 JSON schemas.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_overlay_of_the_service_template_builds_and_validates() {
-    common::cli::install_crypto_provider();
-    let sandbox = Sandbox::start(Options {
-        vault: false,
-        prometheus: false,
-        ..Options::default()
-    })
-    .await
-    .unwrap();
-    let kube = KubeClient::from_kubeconfig(&sandbox.kubeconfig(), "template-check")
-        .await
-        .unwrap();
+    // Kept alive to the end: dropping the sandbox stops its servers.
+    let (_sandbox, kube) = kube_sandbox("template-check").await;
     let dir = tempfile::tempdir().unwrap();
     let mut validated = BTreeMap::new();
     for overlay in [
