@@ -14,28 +14,16 @@ use sandbox::{Options, Sandbox};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+use sandbox::PhaseRun as Run;
 
 async fn phase(sandbox: &Sandbox, args: &[&str]) -> Run {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_argo-delivery"))
-        .args(args)
-        .arg("--env-file")
-        .arg(sandbox.env_file())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("CICD_CRD_WAIT_SECS", "30")
-        .output()
-        .await
-        .expect("argo-delivery runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    }
+    sandbox::run_phase_binary(
+        env!("CARGO_BIN_EXE_argo-delivery"),
+        &sandbox.env_file(),
+        args,
+        &[("CICD_CRD_WAIT_SECS", "30")],
+    )
+    .await
 }
 
 fn refs() -> Vec<Value> {
@@ -210,16 +198,9 @@ async fn applied_by_server_side_apply_once_and_merged_with_argocd_keys() {
     );
 }
 
+/// Python with jsonschema and casbin (scripts/setup-test-env.sh).
 fn tools_python() -> std::path::PathBuf {
-    std::env::var_os("CICD_TOOLS_DIR")
-        .map_or_else(
-            || {
-                std::path::PathBuf::from(std::env::var("HOME").unwrap())
-                    .join(".cache/cicd-buildout/tools")
-            },
-            std::path::PathBuf::from,
-        )
-        .join("venv/bin/python")
+    common::config::tools_dir().join("venv/bin/python")
 }
 
 /// The cleaner's script against the real API server: only expired, labelled namespaces go.
@@ -306,33 +287,26 @@ async fn terminating(kube: &KubeClient, names: &[&str]) -> Vec<String> {
 #[test]
 fn the_cleaner_cron_job_validates_against_the_kubernetes_schema() {
     let cron = desired::cleaner_cron_job();
-    let dir = tempfile::tempdir().unwrap();
-    let object = dir.path().join("cronjob.json");
-    std::fs::write(&object, cron.to_string()).unwrap();
-    let schema = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/k8s-schemas/cronjob-batch-v1.json"
-    );
-    let check = |file: &std::path::Path| {
-        std::process::Command::new(tools_python())
-            .args(["-c", "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])))"])
-            .arg(file)
-            .arg(schema)
-            .output()
-            .expect("python with jsonschema (run ./scripts/setup-test-env.sh)")
-    };
-    let out = check(&object);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(schema_errors(&cron, "cronjob-batch-v1.json"), None);
     assert!(!cron.to_string().contains(":latest"));
     // The schema is strict: a misspelt field fails.
     let mut bad = cron.clone();
     bad["spec"]["schedul"] = json!("* * * * *");
-    std::fs::write(&object, bad.to_string()).unwrap();
-    assert!(!check(&object).status.success());
+    assert!(schema_errors(&bad, "cronjob-batch-v1.json").is_some());
+}
+
+/// Why `object` fails the Kubernetes 1.32 JSON schema `schema` (tests/k8s-schemas); `None` when valid.
+fn schema_errors(object: &Value, schema: &str) -> Option<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("object.json");
+    std::fs::write(&file, object.to_string()).unwrap();
+    let out = std::process::Command::new(tools_python())
+        .args(["-c", "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])))"])
+        .arg(&file)
+        .arg(format!("{}/tests/k8s-schemas/{schema}", env!("CARGO_MANIFEST_DIR")))
+        .output()
+        .expect("python with jsonschema (run ./scripts/setup-test-env.sh)");
+    (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// Each RBAC request of the matrix with the answer Argo CD must give.
@@ -624,7 +598,6 @@ fn kustomize(overlay: &str) -> Vec<Value> {
 async fn every_overlay_of_the_service_template_builds_and_validates() {
     // Kept alive to the end: dropping the sandbox stops its servers.
     let (_sandbox, kube) = kube_sandbox("template-check").await;
-    let dir = tempfile::tempdir().unwrap();
     let mut validated = BTreeMap::new();
     for overlay in [
         "ephemeral",
@@ -661,19 +634,7 @@ async fn every_overlay_of_the_service_template_builds_and_validates() {
                     } else {
                         "horizontalpodautoscaler-autoscaling-v2.json"
                     };
-                    let file = dir.path().join(format!("{overlay}-{kind}.json"));
-                    std::fs::write(&file, &text).unwrap();
-                    let out = std::process::Command::new(tools_python())
-                        .args(["-c", "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])))"])
-                        .arg(&file)
-                        .arg(format!("{}/tests/k8s-schemas/{schema}", env!("CARGO_MANIFEST_DIR")))
-                        .output()
-                        .unwrap();
-                    assert!(
-                        out.status.success(),
-                        "{overlay} {kind}: {}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
+                    assert_eq!(schema_errors(object, schema), None, "{overlay} {kind}");
                 }
                 _ => {
                     let mut object = object.clone();

@@ -5,7 +5,7 @@
 //! benchmark use the same code.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context as _, bail};
@@ -15,16 +15,7 @@ use crate::library;
 /// gitlab-ci-local version the project pins (4.74+ crash on Node 20).
 pub const GITLAB_CI_LOCAL_VERSION: &str = "4.73.0";
 
-/// The CI tools folder (`CICD_TOOLS_DIR`, else `~/.cache/cicd-buildout/tools`).
-pub fn tools_dir() -> PathBuf {
-    std::env::var_os(common::env::CICD_TOOLS_DIR).map_or_else(
-        || {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/cicd-buildout/tools")
-        },
-        PathBuf::from,
-    )
-}
+pub use common::config::tools_dir;
 
 /// PATH with the tools (gitlab-ci-local, gitleaks, trivy, syft, semgrep) first.
 pub fn path_with_tools() -> std::ffi::OsString {

@@ -35,6 +35,8 @@ pub enum Op {
         tag: String,
     },
     SetVariable {
+        /// The variables group (known from the observation).
+        group: u64,
         variable: CiVariable,
         exists: bool,
     },
@@ -338,20 +340,15 @@ impl Phase for CiTemplates {
                     )
                     .await?;
             }
-            Op::SetVariable { variable, exists } => {
-                let group = self
-                    .gitlab
-                    .group(&self.settings.variables_group)
-                    .await?
-                    .context("the variables group disappeared")?;
+            Op::SetVariable {
+                group,
+                variable,
+                exists,
+            } => {
                 if *exists {
-                    self.gitlab
-                        .update_group_variable(group.id, variable)
-                        .await?;
+                    self.gitlab.update_group_variable(*group, variable).await?;
                 } else {
-                    self.gitlab
-                        .create_group_variable(group.id, variable)
-                        .await?;
+                    self.gitlab.create_group_variable(*group, variable).await?;
                 }
             }
             Op::CreateHarborProject { spec } => {
@@ -554,6 +551,7 @@ pub fn diff(s: &Settings, o: &Observed) -> Plan<Op> {
                 view(&want),
                 &[],
                 Op::SetVariable {
+                    group: o.group_id,
                     variable: want,
                     exists: false,
                 },
@@ -565,6 +563,7 @@ pub fn diff(s: &Settings, o: &Observed) -> Plan<Op> {
                 view(&want),
                 &[],
                 Op::SetVariable {
+                    group: o.group_id,
                     variable: want,
                     exists: true,
                 },

@@ -62,9 +62,9 @@ fn host_of(url: &str) -> String {
 impl Settings {
     pub fn load(cfg: &PlatformConfig) -> anyhow::Result<Self> {
         let raw: Raw = cfg.environment().parse()?;
-        let coverage: f64 = raw
-            .ci_coverage_threshold
-            .parse()
+        // Checked here; the group variable keeps the text as configured.
+        raw.ci_coverage_threshold
+            .parse::<f64>()
             .ok()
             .filter(|c| (0.0..=100.0).contains(c))
             .with_context(|| {
@@ -74,7 +74,6 @@ impl Settings {
                     raw.ci_coverage_threshold
                 )
             })?;
-        let _ = coverage;
         for severity in raw.ci_trivy_severity.split(',') {
             if !["UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL"].contains(&severity.trim()) {
                 anyhow::bail!(

@@ -161,6 +161,18 @@ fn warn_if_readable_by_others(path: &Path) {
 #[cfg(not(unix))]
 fn warn_if_readable_by_others(_: &Path) {}
 
+/// Where the CI tools live (gitlab-ci-local, the scanners, Python with jsonschema and casbin):
+/// `CICD_TOOLS_DIR`, else `~/.cache/cicd-buildout/tools` (installed by `scripts/setup-test-env.sh`).
+pub fn tools_dir() -> PathBuf {
+    std::env::var_os(env::CICD_TOOLS_DIR).map_or_else(
+        || {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/cicd-buildout/tools")
+        },
+        PathBuf::from,
+    )
+}
+
 /// A secret together with where it came from, so errors can name the place to fix.
 #[derive(Clone)]
 pub struct Credential {

@@ -277,11 +277,9 @@ impl GitLabClient {
     }
 
     async fn get<T: serde::de::DeserializeOwned>(&self, operation: &str, path: &str) -> Result<T> {
-        let resp = self
-            .api
-            .call(operation, Method::GET, path, None, Retry::Safe)
-            .await?;
-        resp.json(SERVICE, operation, &self.api.url(path))
+        self.api
+            .call_json(operation, Method::GET, path, None, Retry::Safe)
+            .await
     }
 
     async fn list<T: serde::de::DeserializeOwned>(
@@ -289,18 +287,7 @@ impl GitLabClient {
         operation: &str,
         path: &str,
     ) -> Result<Vec<T>> {
-        let items = self.api.get_all_pages(operation, path).await?;
-        items
-            .into_iter()
-            .map(|item| {
-                serde_json::from_value(item).map_err(|e| Error::Decode {
-                    service: SERVICE,
-                    operation: operation.to_owned(),
-                    url: self.api.url(path),
-                    cause: e.to_string(),
-                })
-            })
-            .collect()
+        self.api.get_all(operation, path).await
     }
 
     async fn write<T: serde::de::DeserializeOwned>(
@@ -311,11 +298,9 @@ impl GitLabClient {
         body: &Value,
         retry: Retry,
     ) -> Result<T> {
-        let resp = self
-            .api
-            .call(operation, method, path, Some(body), retry)
-            .await?;
-        resp.json(SERVICE, operation, &self.api.url(path))
+        self.api
+            .call_json(operation, method, path, Some(body), retry)
+            .await
     }
 
     /// `GET /user`: whose token this is.
@@ -654,22 +639,15 @@ impl GitLabClient {
         let path = format!(
             "projects/{project}/repository/tree?recursive=true&ref={reference}&per_page=100"
         );
-        let first = self
-            .api
-            .send(
-                &format!("listing files of project {project}"),
-                Method::GET,
-                &path,
-                None,
-                Retry::Safe,
-            )
-            .await?;
-        if first.status == reqwest::StatusCode::NOT_FOUND {
-            return Ok(Vec::new());
-        }
-        let entries: Vec<TreeEntry> = self
+        let entries: Vec<TreeEntry> = match self
             .list(&format!("listing files of project {project}"), &path)
-            .await?;
+            .await
+        {
+            Ok(entries) => entries,
+            // An empty repository has no tree yet.
+            Err(e) if e.status() == Some(404) => Vec::new(),
+            Err(e) => return Err(e),
+        };
         Ok(entries.into_iter().filter(|e| e.kind == "blob").collect())
     }
 

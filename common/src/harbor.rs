@@ -121,23 +121,12 @@ impl HarborClient {
         self
     }
 
-    async fn json<T: serde::de::DeserializeOwned>(
-        &self,
-        operation: &str,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        retry: Retry,
-    ) -> Result<T> {
-        let resp = self.api.call(operation, method, path, body, retry).await?;
-        resp.json(SERVICE, operation, &self.api.url(path))
-    }
-
     /// `GET /projects/{name}` with `X-Is-Resource-Name`-free lookup by exact name
     /// (`GET /projects?name=`, then an exact match); `None` when absent.
     pub async fn project(&self, name: &str) -> Result<Option<Project>> {
         let list: Vec<Project> = self
-            .json(
+            .api
+            .call_json(
                 &format!("finding project {name}"),
                 Method::GET,
                 &format!(
@@ -182,14 +171,15 @@ impl HarborClient {
 
     /// `GET /retentions/{id}`.
     pub async fn retention(&self, id: u64) -> Result<Value> {
-        self.json(
-            &format!("reading retention policy {id}"),
-            Method::GET,
-            &format!("retentions/{id}"),
-            None,
-            Retry::Safe,
-        )
-        .await
+        self.api
+            .call_json(
+                &format!("reading retention policy {id}"),
+                Method::GET,
+                &format!("retentions/{id}"),
+                None,
+                Retry::Safe,
+            )
+            .await
     }
 
     /// `POST /retentions` (Harbor links it to the project as metadata `retention_id`).
@@ -286,7 +276,8 @@ impl HarborClient {
     pub async fn create_robot(&self, body: &Value) -> Result<RobotSecret> {
         let name = body["name"].as_str().unwrap_or_default();
         let created: Value = self
-            .json(
+            .api
+            .call_json(
                 &format!("creating robot {name}"),
                 Method::POST,
                 "robots",
@@ -314,7 +305,8 @@ impl HarborClient {
     /// `PATCH /robots/{id}` with an empty body: Harbor generates a new secret and returns it.
     pub async fn refresh_robot_secret(&self, id: u64, name: &str) -> Result<RobotSecret> {
         let answer: Value = self
-            .json(
+            .api
+            .call_json(
                 &format!("refreshing the secret of robot {name}"),
                 Method::PATCH,
                 &format!("robots/{id}"),

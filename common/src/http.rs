@@ -301,6 +301,39 @@ impl ApiClient {
         self.expect(operation, &method, path, resp)
     }
 
+    /// Sends, requires a 2xx answer and decodes its JSON body.
+    pub async fn call_json<T: DeserializeOwned>(
+        &self,
+        operation: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        retry: Retry,
+    ) -> Result<T> {
+        let resp = self.call(operation, method, path, body, retry).await?;
+        resp.json(self.service, operation, &self.url(path))
+    }
+
+    /// Every page of a list (see [`ApiClient::get_all_pages`]), each item decoded as `T`.
+    pub async fn get_all<T: DeserializeOwned>(
+        &self,
+        operation: &str,
+        path: &str,
+    ) -> Result<Vec<T>> {
+        self.get_all_pages(operation, path)
+            .await?
+            .into_iter()
+            .map(|item| {
+                serde_json::from_value(item).map_err(|e| Error::Decode {
+                    service: self.service,
+                    operation: operation.to_owned(),
+                    url: self.url(path),
+                    cause: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
     /// GET a JSON document; `None` on 404.
     pub async fn get_optional<T: DeserializeOwned>(
         &self,

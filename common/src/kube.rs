@@ -2,7 +2,7 @@
 //! `dryRun=All` server-side apply diffed against the live object (ignoring managedFields,
 //! resourceVersion and status), CRD readiness, `TokenRequest`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -16,7 +16,80 @@ use tokio::sync::Mutex;
 
 use crate::config::PlatformConfig;
 use crate::error::{Error, Result, error_chain, short_body};
+use crate::plan::{Change, Plan};
 use crate::redact;
+
+/// Adds the Kubernetes objects of a phase to its [`Plan`]: a server-side dry run for each (so the
+/// server's validation is part of the plan), a create for an object whose CRD is not Established
+/// yet (apply waits for it) and a warning for a built-in kind the cluster does not serve.
+pub struct ObjectPlanner<'a> {
+    kube: &'a KubeClient,
+    crd_wait: Duration,
+    established: BTreeMap<String, bool>,
+}
+
+impl<'a> ObjectPlanner<'a> {
+    pub fn new(kube: &'a KubeClient, crd_wait: Duration) -> Self {
+        Self {
+            kube,
+            crd_wait,
+            established: BTreeMap::new(),
+        }
+    }
+
+    /// Plans `object` as change `op`. `crd` is the CRD its kind needs, and `installed_by` says
+    /// what installs that CRD (for the warning when it is missing).
+    pub async fn add<A>(
+        &mut self,
+        plan: &mut Plan<A>,
+        object: &Value,
+        crd: Option<&str>,
+        installed_by: &str,
+        op: A,
+    ) -> Result<()> {
+        let kind = object["kind"].as_str().unwrap_or_default();
+        let resource = format!("kubernetes {kind}");
+        let described = describe(object);
+        let name = described
+            .split_once(' ')
+            .map(|x| x.1.to_owned())
+            .unwrap_or_default();
+        if let Some(crd) = crd {
+            let ready = match self.established.get(crd) {
+                Some(ready) => *ready,
+                None => {
+                    let ready = self.kube.crd_established(crd).await?;
+                    self.established.insert(crd.to_owned(), ready);
+                    ready
+                }
+            };
+            if !ready {
+                plan.warn(format!(
+                    "CRD {crd} is not installed yet ({installed_by}): apply waits up to {}s for it before creating {described}",
+                    self.crd_wait.as_secs()
+                ));
+                plan.push(Change::create(&resource, &name, object.clone(), &[], op));
+                return Ok(());
+            }
+        } else if self.kube.discover(object).await?.is_none() {
+            plan.warn(format!(
+                "{described}: the cluster does not serve {} {kind} (an older Kubernetes): skipped",
+                object["apiVersion"].as_str().unwrap_or_default()
+            ));
+            return Ok(());
+        }
+        match self.kube.diff(object).await? {
+            ObjectDiff::Create => {
+                plan.push(Change::create(&resource, &name, object.clone(), &[], op))
+            }
+            ObjectDiff::Update { before, after } => {
+                plan.push(Change::update(&resource, &name, before, after, &[], op));
+            }
+            ObjectDiff::Unchanged => {}
+        }
+        Ok(())
+    }
+}
 
 /// Labels on everything a phase creates, so a later prune deletes only what we own.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -186,37 +259,45 @@ impl KubeClient {
         &self.field_manager
     }
 
-    async fn resource(&self, obj: &Value) -> Result<(ApiResource, Scope)> {
+    /// The resource serving `obj`'s apiVersion and kind; `None` when the cluster does not serve it.
+    async fn discover(&self, obj: &Value) -> Result<Option<(ApiResource, Scope)>> {
         let api_version = obj["apiVersion"].as_str().unwrap_or_default().to_owned();
         let kind = obj["kind"].as_str().unwrap_or_default().to_owned();
         let key = (api_version.clone(), kind.clone());
         if let Some(found) = self.kinds.lock().await.get(&key) {
-            return Ok(found.clone());
+            return Ok(Some(found.clone()));
         }
         let (group, version) = api_version
             .split_once('/')
             .unwrap_or(("", api_version.as_str()));
         let gvk = GroupVersionKind::gvk(group, version, &kind);
-        let (resource, caps) = kube::discovery::pinned_kind(&self.client, &gvk)
-            .await
-            .map_err(|e| match e {
-                kube::Error::Api(s) if s.code == 404 => Error::Precondition {
-                    operation: format!("planning {}", describe(obj)),
-                    message: format!(
-                        "the cluster does not serve {kind} in {api_version}: install its CRD first"
-                    ),
-                },
-                kube::Error::Discovery(_) => Error::Precondition {
-                    operation: format!("planning {}", describe(obj)),
-                    message: format!(
-                        "the cluster does not serve {kind} in {api_version}: install its CRD first"
-                    ),
-                },
-                other => kube_error(&format!("discovering {kind} in {api_version}"), other),
-            })?;
+        let (resource, caps) = match kube::discovery::pinned_kind(&self.client, &gvk).await {
+            Ok(found) => found,
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
+            Err(kube::Error::Discovery(_)) => return Ok(None),
+            Err(other) => {
+                return Err(kube_error(
+                    &format!("discovering {kind} in {api_version}"),
+                    other,
+                ));
+            }
+        };
         let found = (resource, caps.scope);
         self.kinds.lock().await.insert(key, found.clone());
-        Ok(found)
+        Ok(Some(found))
+    }
+
+    async fn resource(&self, obj: &Value) -> Result<(ApiResource, Scope)> {
+        self.discover(obj)
+            .await?
+            .ok_or_else(|| Error::Precondition {
+                operation: format!("planning {}", describe(obj)),
+                message: format!(
+                    "the cluster does not serve {} in {}: install its CRD first",
+                    obj["kind"].as_str().unwrap_or_default(),
+                    obj["apiVersion"].as_str().unwrap_or_default()
+                ),
+            })
     }
 
     async fn api_for(&self, obj: &Value) -> Result<(Api<DynamicObject>, String)> {

@@ -12,7 +12,7 @@ use common::gitlab::{
     UserIndex, access,
 };
 use common::keycloak::{KeycloakClient, KeycloakUser};
-use common::kube::{KubeClient, ObjectDiff, describe};
+use common::kube::{KubeClient, ObjectPlanner};
 use common::plan::{Change, Plan};
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde_json::{Map, Value, json};
@@ -308,28 +308,9 @@ impl GitLabHarden {
         let op = Op::KubeApply {
             object: route.clone(),
         };
-        let resource = "kubernetes IngressRouteTCP";
-        let name = format!("{}/gitlab-ssh", self.settings.gitlab_namespace);
-        if kube.crd_established(INGRESSROUTETCP_CRD).await? {
-            match kube
-                .diff(&route)
-                .await
-                .with_context(|| format!("planning {}", describe(&route)))?
-            {
-                ObjectDiff::Create => plan.push(Change::create(resource, &name, route, &[], op)),
-                ObjectDiff::Update { before, after } => {
-                    plan.push(Change::update(resource, &name, before, after, &[], op));
-                }
-                ObjectDiff::Unchanged => {}
-            }
-        } else {
-            plan.warn(format!(
-                "CRD {INGRESSROUTETCP_CRD} is not installed (Traefik): apply waits up to {}s for it before creating {}",
-                self.crd_wait.as_secs(),
-                describe(&route)
-            ));
-            plan.push(Change::create(resource, &name, route, &[], op));
-        }
+        ObjectPlanner::new(kube, self.crd_wait)
+            .add(plan, &route, Some(INGRESSROUTETCP_CRD), "Traefik", op)
+            .await?;
         // The instance registry is a Helm value: report it, with the values to apply.
         let registry = json!({
             "apiVersion": "apps/v1", "kind": "Deployment",

@@ -11,30 +11,20 @@ use sandbox::standins::{Fault, Running};
 use sandbox::{Options, Sandbox};
 use serde_json::{Value, json};
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+use sandbox::PhaseRun as Run;
 
 /// Runs gitlab-harden with the sandbox's env file plus `extra` (nothing inherited but PATH).
 async fn harden(sandbox: &Sandbox, args: &[&str], extra: &[(&str, &str)]) -> Run {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gitlab-harden"));
-    cmd.args(args)
-        .arg("--env-file")
-        .arg(sandbox.env_file())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("CICD_HTTP_RETRIES", "3");
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().await.expect("gitlab-harden runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    }
+    // Later settings win: `extra` may override the retry count.
+    let mut env = vec![("CICD_HTTP_RETRIES", "3")];
+    env.extend_from_slice(extra);
+    sandbox::run_phase_binary(
+        env!("CARGO_BIN_EXE_gitlab-harden"),
+        &sandbox.env_file(),
+        args,
+        &env,
+    )
+    .await
 }
 
 async fn start(kube: bool) -> Sandbox {
@@ -412,13 +402,13 @@ async fn premium_instance_with_hundreds_of_projects_is_hardened_once_and_left_al
 
     // A rule edited by hand shows as exactly that diff; apply restores it in place, scope kept.
     let target = "platform_services/teams/team-2/svc-0003";
-    let (pid, rule_id, main_id) = {
+    let (rule_id, main_id) = {
         let mut d = data(&sandbox);
         let p = d.project_by_path_mut(target).unwrap();
         let main_id = p.protected_branches[0].id;
         let rule = &mut p.approval_rules[0];
         rule.approvals_required = 1;
-        (p.id, rule.id, main_id)
+        (rule.id, main_id)
     };
     let check = harden(&sandbox, &["--output", "json", "check"], &[]).await;
     assert_eq!(check.code, 2, "{}", check.stderr);
@@ -430,7 +420,6 @@ async fn premium_instance_with_hundreds_of_projects_is_hardened_once_and_left_al
         format!("{target}: Senior Review Required")
     );
     assert_eq!(changes[0]["diff"], json!(["~ approvals_required: 1 -> 2"]));
-    let _ = pid;
     reset(gl);
     assert_eq!(harden(&sandbox, &["apply"], &[]).await.code, 0);
     assert_eq!(writes(gl), 1, "one PUT restores the rule");

@@ -789,6 +789,39 @@ pub fn down(dir: &Path) -> anyhow::Result<usize> {
     Ok(stopped)
 }
 
+/// What a phase binary printed, and its exit code (test support).
+#[derive(Debug)]
+pub struct PhaseRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs a phase binary (`exe`) with `args` and `--env-file env_file`, with no inherited settings
+/// but PATH and `extra` (test support: the binary sees only the sandbox's settings).
+pub async fn run_phase_binary(
+    exe: &str,
+    env_file: &Path,
+    args: &[&str],
+    extra: &[(&str, &str)],
+) -> PhaseRun {
+    let out = tokio::process::Command::new(exe)
+        .args(args)
+        .arg("--env-file")
+        .arg(env_file)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(extra.iter().copied())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("running {exe}: {e}"));
+    PhaseRun {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
+
 /// `"<resource> <name>"` of every change in a phase's `--output json` plan (test support).
 pub fn change_titles(plan: &Value) -> Vec<String> {
     plan["changes"]

@@ -4,10 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use anyhow::Context;
 use common::cli::Phase;
 use common::config::PlatformConfig;
-use common::kube::{KubeClient, ObjectDiff, describe};
+use common::kube::{KubeClient, ObjectPlanner};
 use common::plan::{Change, Plan};
 use common::vault::{AuditDevice, Mount, VaultClient};
 use common::{Error, env};
@@ -305,50 +304,21 @@ impl VaultCicd {
     }
 
     async fn plan_kube(&self, plan: &mut Plan<Op>) -> anyhow::Result<()> {
-        let mut established: BTreeMap<String, bool> = BTreeMap::new();
+        let mut planner = ObjectPlanner::new(&self.kube, self.crd_wait);
         for (object, crd) in &self.desired.kube_objects {
-            let kind = object["kind"].as_str().unwrap_or_default();
-            let name = describe(object)
-                .split_once(' ')
-                .map(|x| x.1.to_owned())
-                .unwrap_or_default();
-            let resource = format!("kubernetes {kind}");
             let op = Op::KubeApply {
                 object: object.clone(),
                 wait_crd: crd.clone(),
             };
-            if let Some(crd) = crd {
-                let ready = if let Some(r) = established.get(crd) {
-                    *r
-                } else {
-                    let r = self.kube.crd_established(crd).await?;
-                    established.insert(crd.clone(), r);
-                    r
-                };
-                if !ready {
-                    plan.warn(format!(
-                        "CRD {crd} is not installed yet: apply waits up to {}s for it before creating {} (ESO comes from the Argo CD Application external-secrets)",
-                        self.crd_wait.as_secs(),
-                        describe(object)
-                    ));
-                    plan.push(Change::create(&resource, &name, object.clone(), &[], op));
-                    continue;
-                }
-            }
-            match self
-                .kube
-                .diff(object)
-                .await
-                .with_context(|| format!("planning {}", describe(object)))?
-            {
-                ObjectDiff::Create => {
-                    plan.push(Change::create(&resource, &name, object.clone(), &[], op));
-                }
-                ObjectDiff::Update { before, after } => {
-                    plan.push(Change::update(&resource, &name, before, after, &[], op));
-                }
-                ObjectDiff::Unchanged => {}
-            }
+            planner
+                .add(
+                    plan,
+                    object,
+                    crd.as_deref(),
+                    "ESO comes from the Argo CD Application external-secrets",
+                    op,
+                )
+                .await?;
         }
         Ok(())
     }

@@ -9,29 +9,17 @@ use sandbox::keys::gitlab_id_token_claims;
 use sandbox::{Options, Sandbox};
 use serde_json::{Value, json};
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+use sandbox::PhaseRun as Run;
 
 /// Runs the vault-cicd binary with only the given env file (no inherited settings).
 async fn vault_cicd(env_file: &Path, args: &[&str]) -> Run {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vault-cicd"))
-        .args(args)
-        .arg("--env-file")
-        .arg(env_file)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("CICD_HTTP_RETRIES", "1")
-        .output()
-        .await
-        .expect("vault-cicd runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    }
+    sandbox::run_phase_binary(
+        env!("CARGO_BIN_EXE_vault-cicd"),
+        env_file,
+        args,
+        &[("CICD_HTTP_RETRIES", "1")],
+    )
+    .await
 }
 
 async fn start() -> Sandbox {

@@ -12,28 +12,16 @@ use sandbox::standins::{Fault, Running};
 use sandbox::{Options, Sandbox};
 use serde_json::{Value, json};
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+use sandbox::PhaseRun as Run;
 
 async fn phase(sandbox: &Sandbox, args: &[&str]) -> Run {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ci-templates"))
-        .args(args)
-        .arg("--env-file")
-        .arg(sandbox.env_file())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("CICD_HTTP_RETRIES", "2")
-        .output()
-        .await
-        .expect("ci-templates runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    }
+    sandbox::run_phase_binary(
+        env!("CARGO_BIN_EXE_ci-templates"),
+        &sandbox.env_file(),
+        args,
+        &[("CICD_HTTP_RETRIES", "2")],
+    )
+    .await
 }
 
 /// The sandbox after phase 13's part that phase 14 needs: KV v2 at `kv/`.

@@ -23,7 +23,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 /// The tier the stand-in plays.
@@ -551,12 +550,6 @@ async fn require_token(State(s): State<GitLabState>, mut request: Request, next:
     }
 }
 
-#[derive(Debug, Deserialize, Default)]
-struct Paging {
-    page: Option<String>,
-    per_page: Option<String>,
-}
-
 /// One page of `items` with GitLab's pagination headers.
 pub(super) fn paginate(
     items: Vec<Value>,
@@ -564,18 +557,14 @@ pub(super) fn paginate(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Reply {
-    let paging = Paging {
-        page: query.get("page").cloned(),
-        per_page: query.get("per_page").cloned(),
-    };
-    let per_page = paging
-        .per_page
+    let per_page = query
+        .get("per_page")
         .and_then(|p| p.parse::<usize>().ok())
         .filter(|p| *p > 0)
         .unwrap_or(20)
         .min(100);
-    let page = paging
-        .page
+    let page = query
+        .get("page")
         .and_then(|p| p.parse::<usize>().ok())
         .filter(|p| *p > 0)
         .unwrap_or(1);
@@ -748,7 +737,7 @@ async fn current_user(State(s): State<GitLabState>, Extension(caller): Extension
     let id = caller.id;
     let data = s.lock();
     let user = &data.users[&id];
-    data.user_json(user, true).into_response_json()
+    Json(data.user_json(user, true)).into_response()
 }
 
 /// doc/api/users.md "List users": `active`, `username`, `extern_uid` + `provider` (admin);
@@ -1461,16 +1450,6 @@ async fn remove_member(
     {
         Some(_) => StatusCode::NO_CONTENT.into_response(),
         None => not_found("Member"),
-    }
-}
-
-trait IntoJsonResponse {
-    fn into_response_json(self) -> Reply;
-}
-
-impl IntoJsonResponse for Value {
-    fn into_response_json(self) -> Reply {
-        Json(self).into_response()
     }
 }
 
