@@ -157,6 +157,13 @@ pub const EPHEMERAL_SERVICES: &str = "EPHEMERAL_SERVICES";
 /// Lifetime of an ephemeral environment, `<n>[smhd]` (default `4h`).
 pub const EPHEMERAL_TTL: &str = "EPHEMERAL_TTL";
 
+// --- Phase 16 security-setup ---------------------------------------------------------------------
+
+// --- Phase 17 obs-setup --------------------------------------------------------------------------
+
+// --- services/dora-collector ---------------------------------------------------------------------
+
+
 /// Every name above, for the configuration reference and the consistency test.
 pub const ALL: &[&str] = &[
     CICD_ENV_FILE,
@@ -225,4 +232,7 @@ pub const ALL: &[&str] = &[
     ANALYSIS_ERROR_RATE_MAX,
     EPHEMERAL_SERVICES,
     EPHEMERAL_TTL,
+    // phase 16 security-setup
+    // phase 17 obs-setup
+    // services/dora-collector
 ];

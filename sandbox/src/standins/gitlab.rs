@@ -111,6 +111,12 @@ pub struct GitLabData {
     tokens: BTreeMap<String, u64>,
     pub groups: BTreeMap<u64, GroupRecord>,
     pub projects: BTreeMap<u64, ProjectRecord>,
+    /// Runners created through `POST /user/runners` (phase 16).
+    pub runners: super::gitlab_runners::Runners,
+    /// Group webhooks (phase 17).
+    pub hooks: super::gitlab_hooks::GroupHooks,
+    /// Pipelines, deployments and commits the DORA collector heals from.
+    pub ci: super::gitlab_ci::CiHistory,
     next_id: u64,
 }
 
@@ -164,6 +170,9 @@ impl GitLabData {
             tokens: BTreeMap::new(),
             groups: BTreeMap::new(),
             projects: BTreeMap::new(),
+            runners: super::gitlab_runners::Runners::default(),
+            hooks: super::gitlab_hooks::GroupHooks::default(),
+            ci: super::gitlab_ci::CiHistory::default(),
             next_id: 1,
         };
         let root = data.add_user("root", &[]);
@@ -701,6 +710,9 @@ pub fn routes(state: GitLabState) -> Router {
             axum::routing::put(update_rule).delete(delete_rule),
         )
         .merge(super::gitlab_repo::routes())
+        .merge(super::gitlab_runners::routes())
+        .merge(super::gitlab_hooks::routes())
+        .merge(super::gitlab_ci::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,

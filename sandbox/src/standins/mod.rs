@@ -5,7 +5,10 @@
 //! `/__sandbox/`: `GET counters`, `POST counters/reset`, `POST faults` (a [`Fault`]), `DELETE faults`.
 
 pub mod gitlab;
+pub mod gitlab_ci;
+pub mod gitlab_hooks;
 pub mod gitlab_repo;
+pub mod gitlab_runners;
 pub mod harbor;
 pub mod keycloak;
 pub mod swagger;

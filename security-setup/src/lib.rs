@@ -1,0 +1,1 @@
+//! Phase 16: security runners, Harbor scanning and image signing.

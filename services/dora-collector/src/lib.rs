@@ -1,0 +1,1 @@
+//! DORA metrics collector: GitLab webhooks in, Prometheus metrics out.
