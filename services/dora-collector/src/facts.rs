@@ -1,0 +1,459 @@
+//! What the collector keeps of a webhook: small typed facts, each with a de-duplication key.
+//!
+//! A webhook becomes zero or more facts when it is received (so malformed payloads are refused
+//! before anything is stored), and the facts — not the raw bodies — are what the store holds and
+//! what a restart replays. GitLab payload shapes follow GitLab's "Webhook events" documentation
+//! (doc/user/project/integrations/webhook_events.md): pipeline events (`object_attributes`,
+//! `builds[]`, `commit`, `source_pipeline`), deployment events (`deployment_id`, `status`,
+//! `status_changed_at`, `environment`, `commit_url`) and push events (`commits[]`).
+//!
+//! De-duplication: GitLab retries a delivery that timed out or failed, and a pipeline sends an
+//! event on every status change; the key names the logical fact (a pipeline's terminal status, a
+//! deployment's terminal status, a commit), so a retried delivery or a healed API read of the same
+//! thing is stored once.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::timefmt;
+
+/// A stage's wall time in one pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageRun {
+    pub name: String,
+    pub seconds: f64,
+}
+
+/// How long one job waited for a runner, and which runner pool (plan §3.1) took it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueuedJob {
+    pub runner_type: String,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Fact {
+    /// When a commit was made (the start of its lead time).
+    Commit {
+        project: String,
+        sha: String,
+        at: f64,
+    },
+    /// A pipeline reached a terminal status.
+    Pipeline {
+        project: String,
+        id: u64,
+        status: String,
+        finished_at: f64,
+        duration: f64,
+        stages: Vec<StageRun>,
+        jobs: Vec<QueuedJob>,
+    },
+    /// A deployment reached a terminal status.
+    Deployment {
+        project: String,
+        id: u64,
+        environment: String,
+        status: String,
+        sha: Option<String>,
+        at: f64,
+    },
+    /// Argo Rollouts aborted a rollout (a failed change, plan §4.1 `cicd_rollback_total`).
+    Rollback {
+        service: String,
+        environment: String,
+        reason: String,
+        revision: String,
+        at: f64,
+    },
+}
+
+impl Fact {
+    /// The key that makes a retried delivery, or the same fact read again from the API, a duplicate.
+    pub fn dedupe_key(&self) -> String {
+        match self {
+            Fact::Commit { project, sha, .. } => format!("commit:{project}:{sha}"),
+            Fact::Pipeline {
+                project,
+                id,
+                status,
+                ..
+            } => format!("pipeline:{project}:{id}:{status}"),
+            Fact::Deployment {
+                project,
+                id,
+                status,
+                ..
+            } => format!("deployment:{project}:{id}:{status}"),
+            Fact::Rollback {
+                service,
+                environment,
+                revision,
+                ..
+            } => format!("rollback:{service}:{environment}:{revision}"),
+        }
+    }
+}
+
+/// The `service` label of a GitLab project: the last segment of its path.
+pub fn service_of(project: &str) -> &str {
+    project.rsplit('/').next().unwrap_or(project)
+}
+
+/// A payload the collector refuses (answered 400, never stored, never counted).
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PayloadError {
+    #[error("body is not JSON: {0}")]
+    NotJson(String),
+    #[error("{kind} event without {field}")]
+    Missing { kind: String, field: &'static str },
+}
+
+const TERMINAL_PIPELINE: &[&str] = &["success", "failed", "canceled", "skipped"];
+const TERMINAL_DEPLOYMENT: &[&str] = &["success", "failed", "canceled"];
+/// Runner tags that name a pool of plan §3.1; a job's queue time is labelled with its pool.
+const RUNNER_POOLS: &[&str] = &["security", "build", "test", "shared"];
+
+fn missing(kind: &str, field: &'static str) -> PayloadError {
+    PayloadError::Missing {
+        kind: kind.to_owned(),
+        field,
+    }
+}
+
+fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
+    v.pointer(pointer).and_then(Value::as_str)
+}
+
+fn time_at(v: &Value, pointer: &str) -> Option<f64> {
+    str_at(v, pointer).and_then(timefmt::parse)
+}
+
+/// Facts of one GitLab webhook body (`received_at` stands in for a missing timestamp).
+pub fn from_gitlab(body: &[u8], received_at: f64) -> Result<Vec<Fact>, PayloadError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    let Some(kind) = v.get("object_kind").and_then(Value::as_str) else {
+        return Err(missing("webhook", "object_kind"));
+    };
+    match kind {
+        "pipeline" => pipeline(&v, received_at),
+        "deployment" => deployment(&v, received_at).map(|d| d.into_iter().collect()),
+        "push" => push(&v),
+        // Merge request and other events are accepted (the group hook sends them) but carry no
+        // metric of §4.1.
+        _ => Ok(Vec::new()),
+    }
+}
+
+fn project_path(v: &Value, kind: &str) -> Result<String, PayloadError> {
+    str_at(v, "/project/path_with_namespace")
+        .map(str::to_owned)
+        .ok_or_else(|| missing(kind, "project.path_with_namespace"))
+}
+
+fn pipeline(v: &Value, received_at: f64) -> Result<Vec<Fact>, PayloadError> {
+    let project = project_path(v, "pipeline")?;
+    let id = v
+        .pointer("/object_attributes/id")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| missing("pipeline", "object_attributes.id"))?;
+    let status = str_at(v, "/object_attributes/status")
+        .ok_or_else(|| missing("pipeline", "object_attributes.status"))?;
+    let mut facts = Vec::new();
+    if let (Some(sha), Some(at)) = (
+        str_at(v, "/object_attributes/sha").or_else(|| str_at(v, "/commit/id")),
+        time_at(v, "/commit/timestamp"),
+    ) {
+        facts.push(Fact::Commit {
+            project: project.clone(),
+            sha: sha.to_owned(),
+            at,
+        });
+    }
+    // A child pipeline belongs to its parent's run: its commit is useful, its status is not a run.
+    let child = str_at(v, "/object_attributes/source") == Some("parent_pipeline");
+    if child || !TERMINAL_PIPELINE.contains(&status) {
+        return Ok(facts);
+    }
+    let created = time_at(v, "/object_attributes/created_at");
+    let finished_at = time_at(v, "/object_attributes/finished_at").unwrap_or(received_at);
+    let duration = v
+        .pointer("/object_attributes/duration")
+        .and_then(Value::as_f64)
+        .or_else(|| created.map(|c| (finished_at - c).max(0.0)))
+        .unwrap_or(0.0);
+    let builds = v
+        .get("builds")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    let mut stages: Vec<(String, f64, f64)> = Vec::new();
+    let mut jobs = Vec::new();
+    for build in builds {
+        if let (Some(stage), Some(start), Some(end)) = (
+            str_at(build, "/stage"),
+            time_at(build, "/started_at"),
+            time_at(build, "/finished_at"),
+        ) {
+            match stages.iter_mut().find(|(name, _, _)| name == stage) {
+                Some(entry) => {
+                    entry.1 = entry.1.min(start);
+                    entry.2 = entry.2.max(end);
+                }
+                None => stages.push((stage.to_owned(), start, end)),
+            }
+        }
+        if let Some(queued) = build.get("queued_duration").and_then(Value::as_f64) {
+            jobs.push(QueuedJob {
+                runner_type: runner_pool(build.get("runner")),
+                seconds: queued,
+            });
+        }
+    }
+    facts.push(Fact::Pipeline {
+        project,
+        id,
+        status: status.to_owned(),
+        finished_at,
+        duration,
+        stages: stages
+            .into_iter()
+            .map(|(name, start, end)| StageRun {
+                name,
+                seconds: (end - start).max(0.0),
+            })
+            .collect(),
+        jobs,
+    });
+    Ok(facts)
+}
+
+/// The §3.1 pool a job ran on, from its runner's tags; else GitLab's `runner_type`.
+fn runner_pool(runner: Option<&Value>) -> String {
+    let Some(runner) = runner.filter(|r| r.is_object()) else {
+        return "none".into();
+    };
+    let tags: Vec<&str> = runner
+        .get("tags")
+        .and_then(Value::as_array)
+        .map(|t| t.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    RUNNER_POOLS
+        .iter()
+        .find(|pool| tags.contains(pool))
+        .map(|p| (*p).to_owned())
+        .or_else(|| str_at(runner, "/runner_type").map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn deployment(v: &Value, received_at: f64) -> Result<Option<Fact>, PayloadError> {
+    let project = project_path(v, "deployment")?;
+    let id = v
+        .get("deployment_id")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| missing("deployment", "deployment_id"))?;
+    let status = str_at(v, "/status").ok_or_else(|| missing("deployment", "status"))?;
+    let environment =
+        str_at(v, "/environment").ok_or_else(|| missing("deployment", "environment"))?;
+    if !TERMINAL_DEPLOYMENT.contains(&status) {
+        return Ok(None);
+    }
+    let sha = str_at(v, "/commit_url")
+        .and_then(|url| url.rsplit_once("/commit/"))
+        .map(|(_, sha)| sha.to_owned());
+    Ok(Some(Fact::Deployment {
+        project,
+        id,
+        environment: environment.to_owned(),
+        status: status.to_owned(),
+        sha,
+        at: time_at(v, "/status_changed_at").unwrap_or(received_at),
+    }))
+}
+
+fn push(v: &Value) -> Result<Vec<Fact>, PayloadError> {
+    let project = project_path(v, "push")?;
+    let commits = v
+        .get("commits")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    Ok(commits
+        .iter()
+        .filter_map(|c| {
+            Some(Fact::Commit {
+                project: project.clone(),
+                sha: str_at(c, "/id")?.to_owned(),
+                at: time_at(c, "/timestamp")?,
+            })
+        })
+        .collect())
+}
+
+/// Facts of an Argo Rollouts notification. The body is the collector's own template (see the
+/// service README): `{"event", "service", "environment", "revision", "reason"}`. Only an aborted
+/// rollout is a fact; `reason` is reduced to a short slug so it stays a bounded label.
+pub fn from_rollouts(body: &[u8], received_at: f64) -> Result<Vec<Fact>, PayloadError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    let field = |name: &'static str| {
+        str_at(&v, &format!("/{name}"))
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| missing("rollout", name))
+    };
+    if field("event")? != "rollout-aborted" {
+        return Ok(Vec::new());
+    }
+    let reason: String = str_at(&v, "/reason")
+        .unwrap_or("aborted")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    Ok(vec![Fact::Rollback {
+        service: field("service")?.to_owned(),
+        environment: field("environment")?.to_owned(),
+        reason: if reason.is_empty() {
+            "aborted".into()
+        } else {
+            reason
+        },
+        revision: field("revision")?.to_owned(),
+        at: received_at,
+    }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pipeline_event(status: &str, source: &str) -> Vec<u8> {
+        json!({
+            "object_kind": "pipeline",
+            "object_attributes": {"id": 31, "sha": "bcbb5ec3", "status": status, "source": source,
+                "created_at": "2016-08-12 15:23:28 UTC", "finished_at": "2016-08-12 15:26:29 UTC",
+                "duration": 63, "queued_duration": 12},
+            "project": {"id": 1, "name": "packet-relay", "path_with_namespace": "platform_services/packet-relay"},
+            "commit": {"id": "bcbb5ec3", "timestamp": "2016-08-12T17:23:21+02:00"},
+            "builds": [
+                {"id": 380, "stage": "build", "status": "success", "started_at": "2016-08-12 15:23:30 UTC",
+                 "finished_at": "2016-08-12 15:24:30 UTC", "queued_duration": 2.5,
+                 "runner": {"id": 1, "runner_type": "group_type", "tags": ["build", "kaniko"]}},
+                {"id": 381, "stage": "build", "status": "success", "started_at": "2016-08-12 15:23:40 UTC",
+                 "finished_at": "2016-08-12 15:24:50 UTC", "queued_duration": 1.0,
+                 "runner": {"id": 2, "runner_type": "instance_type", "tags": []}},
+                {"id": 382, "stage": "deploy", "status": "created", "started_at": null,
+                 "finished_at": null, "runner": null}
+            ]
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_finished_pipeline_gives_its_commit_stages_and_queue_times() {
+        let facts = from_gitlab(&pipeline_event("success", "push"), 0.0).unwrap();
+        assert_eq!(facts.len(), 2);
+        assert_eq!(
+            facts[0].dedupe_key(),
+            "commit:platform_services/packet-relay:bcbb5ec3"
+        );
+        let Fact::Pipeline {
+            duration,
+            stages,
+            jobs,
+            status,
+            ..
+        } = &facts[1]
+        else {
+            panic!("{facts:?}")
+        };
+        assert_eq!(status, "success");
+        assert!((duration - 63.0).abs() < f64::EPSILON);
+        assert_eq!(
+            stages,
+            &[StageRun {
+                name: "build".into(),
+                seconds: 80.0
+            }]
+        );
+        assert_eq!(jobs[0].runner_type, "build");
+        assert_eq!(jobs[1].runner_type, "instance_type");
+    }
+
+    #[test]
+    fn running_and_child_pipelines_are_not_runs() {
+        assert_eq!(
+            from_gitlab(&pipeline_event("running", "push"), 0.0)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            from_gitlab(&pipeline_event("success", "parent_pipeline"), 0.0)
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn deployments_take_the_sha_from_the_commit_url() {
+        let body = json!({"object_kind": "deployment", "status": "success", "deployment_id": 15,
+            "status_changed_at": "2021-04-28 21:50:00 +0200", "environment": "production",
+            "project": {"path_with_namespace": "platform_services/packet-relay"},
+            "commit_url": "https://gitlab.example.com/platform_services/packet-relay/-/commit/abc123"});
+        let facts = from_gitlab(body.to_string().as_bytes(), 0.0).unwrap();
+        assert_eq!(
+            facts,
+            vec![Fact::Deployment {
+                project: "platform_services/packet-relay".into(),
+                id: 15,
+                environment: "production".into(),
+                status: "success".into(),
+                sha: Some("abc123".into()),
+                at: 1_619_639_400.0
+            }]
+        );
+    }
+
+    #[test]
+    fn malformed_payloads_are_refused() {
+        assert!(matches!(
+            from_gitlab(b"{not json", 0.0),
+            Err(PayloadError::NotJson(_))
+        ));
+        assert_eq!(
+            from_gitlab(br#"{"object_kind":"deployment","status":"success"}"#, 0.0),
+            Err(missing("deployment", "project.path_with_namespace"))
+        );
+        assert_eq!(
+            from_gitlab(br#"[1,2]"#, 0.0),
+            Err(missing("webhook", "object_kind"))
+        );
+        assert_eq!(
+            from_gitlab(br#"{"object_kind":"merge_request"}"#, 0.0),
+            Ok(vec![])
+        );
+    }
+
+    #[test]
+    fn rollout_reasons_become_bounded_slugs() {
+        let body = br#"{"event":"rollout-aborted","service":"packet-relay","environment":"production","revision":"7","reason":"Metric \"success-rate\" assessed Failed"}"#;
+        let facts = from_rollouts(body, 5.0).unwrap();
+        let Fact::Rollback { reason, .. } = &facts[0] else {
+            panic!()
+        };
+        assert_eq!(reason, "metric--success-rate--assessed-failed");
+        assert!(
+            from_rollouts(br#"{"event":"rollout-completed"}"#, 0.0)
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

@@ -1,0 +1,227 @@
+//! The path of a fact: a webhook handler hands it to the writer thread, which stores every
+//! waiting webhook's facts in one transaction (group commit) and only then lets the handlers
+//! acknowledge; the tailer thread reads what was stored, in order, into the aggregates.
+//!
+//! Acknowledge-after-commit is what makes "a restart loses no acknowledged event" true; group
+//! commit is what keeps that cheap (one fsync per batch, not per webhook). The tailer reads the
+//! store rather than taking facts from the writer so that replicas sharing PostgreSQL all see
+//! every replica's facts, and a restart rebuilds the aggregates by the same code path.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::facts::Fact;
+use crate::metrics::Aggregator;
+use crate::store::{self, Store};
+
+/// Webhooks waiting for one transaction at most.
+const MAX_BATCH: usize = 1024;
+/// Facts the tailer applies per read.
+const TAIL_BATCH: usize = 10_000;
+
+/// Counters of the collector's own health (rendered as `dora_collector_*`).
+#[derive(Debug, Default)]
+pub struct Health {
+    pub store_errors: AtomicU64,
+    pub stored_new: AtomicU64,
+    pub processed: AtomicU64,
+    /// Highest sequence number this replica stored, and the highest the tailer applied: their
+    /// difference is the processing lag (0 once everything stored is in the metrics).
+    pub stored_seq: AtomicI64,
+    pub processed_seq: AtomicI64,
+    pub ready: AtomicBool,
+    pub writer_alive: AtomicBool,
+}
+
+/// Wakes the tailer when the writer committed something.
+#[derive(Default)]
+pub struct Wake {
+    pending: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Wake {
+    fn notify(&self) {
+        if let Ok(mut p) = self.pending.lock() {
+            *p = true;
+            self.cv.notify_one();
+        }
+    }
+
+    fn wait(&self, timeout: Duration) {
+        if let Ok(guard) = self.pending.lock() {
+            if let Ok((mut p, _)) = self.cv.wait_timeout_while(guard, timeout, |p| !*p) {
+                *p = false;
+            }
+        }
+    }
+}
+
+struct Job {
+    facts: Vec<Fact>,
+    reply: oneshot::Sender<Result<Vec<bool>, String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the store queue is full; GitLab will retry the delivery")]
+    Busy,
+    #[error("the store writer stopped")]
+    Stopped,
+    #[error("storing facts failed: {0}")]
+    Store(String),
+}
+
+/// The handlers' side of the writer thread.
+#[derive(Clone)]
+pub struct Ingest {
+    tx: SyncSender<Job>,
+}
+
+impl Ingest {
+    /// Stores the facts (new ones once) and returns, for each, whether it was new — after commit.
+    pub async fn submit(&self, facts: Vec<Fact>) -> Result<Vec<bool>, SubmitError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.try_send(Job { facts, reply }).map_err(|e| match e {
+            TrySendError::Full(_) => SubmitError::Busy,
+            TrySendError::Disconnected(_) => SubmitError::Stopped,
+        })?;
+        answer
+            .await
+            .map_err(|_| SubmitError::Stopped)?
+            .map_err(SubmitError::Store)
+    }
+}
+
+/// Opens two connections to the store (writer, tailer), each inside its own thread (the
+/// PostgreSQL client runs its own small runtime, which must not nest in the server's), starts
+/// both threads and returns the handlers' side. Fails at once when the store cannot be opened.
+pub fn start(
+    url: &str,
+    queue: usize,
+    poll: Duration,
+    aggregator: Arc<Mutex<Aggregator>>,
+    health: Arc<Health>,
+) -> anyhow::Result<Ingest> {
+    let wake = Arc::new(Wake::default());
+    let (tx, rx) = sync_channel(queue);
+    let (opened_tx, opened) = std::sync::mpsc::channel::<Result<(), store::StoreError>>();
+    health.writer_alive.store(true, Ordering::SeqCst);
+    {
+        let (wake, health, url, opened_tx) = (wake.clone(), health.clone(), url.to_owned(), opened_tx.clone());
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || match store::open(&url) {
+                Ok(s) => {
+                    let _ = opened_tx.send(Ok(()));
+                    writer(s, &rx, &wake, &health);
+                }
+                Err(e) => {
+                    health.writer_alive.store(false, Ordering::SeqCst);
+                    let _ = opened_tx.send(Err(e));
+                }
+            })?;
+    }
+    {
+        let url = url.to_owned();
+        std::thread::Builder::new()
+            .name("store-tailer".into())
+            .spawn(move || match store::open(&url) {
+                Ok(s) => {
+                    let _ = opened_tx.send(Ok(()));
+                    tailer(s, &aggregator, &wake, &health, poll);
+                }
+                Err(e) => {
+                    let _ = opened_tx.send(Err(e));
+                }
+            })?;
+    }
+    for _ in 0..2 {
+        opened
+            .recv()
+            .map_err(|_| anyhow::anyhow!("a store thread ended while opening the store"))??;
+    }
+    Ok(Ingest { tx })
+}
+
+fn writer(mut store: Box<dyn Store>, rx: &Receiver<Job>, wake: &Wake, health: &Health) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let facts: Vec<Fact> = jobs.iter().flat_map(|j| j.facts.iter().cloned()).collect();
+        match store.append(&facts, crate::now()) {
+            Ok(appended) => {
+                if let Some(seq) = appended.last_seq {
+                    health.stored_seq.fetch_max(seq, Ordering::SeqCst);
+                }
+                let flags = appended.new;
+                let new = flags.iter().filter(|n| **n).count() as u64;
+                health.stored_new.fetch_add(new, Ordering::Relaxed);
+                let mut flags = flags.into_iter();
+                for job in jobs {
+                    let mine: Vec<bool> = flags.by_ref().take(job.facts.len()).collect();
+                    let _ = job.reply.send(Ok(mine));
+                }
+                if new > 0 {
+                    wake.notify();
+                }
+            }
+            Err(e) => {
+                health.store_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, facts = facts.len(), "storing webhook facts failed; answering 503 so GitLab retries");
+                for job in jobs {
+                    let _ = job.reply.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+    health.writer_alive.store(false, Ordering::SeqCst);
+}
+
+fn tailer(
+    mut store: Box<dyn Store>,
+    aggregator: &Mutex<Aggregator>,
+    wake: &Wake,
+    health: &Health,
+    poll: Duration,
+) {
+    let mut last = 0_i64;
+    loop {
+        match store.read_after(last, TAIL_BATCH) {
+            Ok(batch) if batch.is_empty() => {
+                if !health.ready.swap(true, Ordering::SeqCst) {
+                    tracing::info!(facts = last, "replayed the store; ready");
+                }
+                wake.wait(poll);
+            }
+            Ok(batch) => {
+                let Ok(mut agg) = aggregator.lock() else {
+                    return;
+                };
+                for (seq, fact) in &batch {
+                    agg.apply(fact);
+                    last = *seq;
+                }
+                drop(agg);
+                health.processed_seq.store(last, Ordering::SeqCst);
+                health
+                    .processed
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                health.store_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "reading the store failed; retrying in 1 s");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}

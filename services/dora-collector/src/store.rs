@@ -1,0 +1,307 @@
+//! Where acknowledged facts live: an append-only table with a unique de-duplication key.
+//!
+//! SQLite (bundled) is the embedded default for one replica; PostgreSQL serves replicas > 1 (every
+//! replica appends to and tails the same table). Both are used synchronously from the collector's
+//! own store threads, so the async server never blocks on disk.
+
+use std::time::Duration;
+
+use crate::facts::Fact;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("opening the store {url}: {message}")]
+    Open { url: String, message: String },
+    #[error("{operation} in the {backend} store: {message}")]
+    Query {
+        backend: &'static str,
+        operation: &'static str,
+        message: String,
+    },
+    #[error(
+        "unsupported store URL {0:?}: use sqlite://<path> (one replica) or postgres://user@host/db"
+    )]
+    Url(String),
+}
+
+/// What one append stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub new: Vec<bool>,
+    pub last_seq: Option<i64>,
+}
+
+/// One connection to the store. The writer thread appends; the tailer thread reads.
+pub trait Store: Send {
+    /// Appends the facts whose key is new, in one transaction; says for each whether it was new,
+    /// and the highest sequence number given to a new one.
+    fn append(&mut self, facts: &[Fact], received_at: f64) -> Result<Appended, StoreError>;
+    /// Facts stored after sequence number `after`, in order, at most `limit`.
+    fn read_after(&mut self, after: i64, limit: usize) -> Result<Vec<(i64, Fact)>, StoreError>;
+    fn backend(&self) -> &'static str;
+}
+
+/// Opens a connection for a store URL (`sqlite://…`, `postgres://…` or `postgresql://…`); the
+/// URL is never logged as given since a PostgreSQL URL may carry a password.
+pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        return Ok(Box::new(Sqlite::open(path)?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Box::new(Postgres::open(url)?));
+    }
+    Err(StoreError::Url(redact_url(url)))
+}
+
+/// A store URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:(sensitive){}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn encode(fact: &Fact) -> String {
+    serde_json::to_string(fact).unwrap_or_default()
+}
+
+fn decode(backend: &'static str, text: &str) -> Result<Fact, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Query {
+        backend,
+        operation: "decoding a stored fact",
+        message: e.to_string(),
+    })
+}
+
+pub struct Sqlite {
+    conn: rusqlite::Connection,
+}
+
+impl Sqlite {
+    pub fn open(path: &str) -> Result<Self, StoreError> {
+        let err = |e: rusqlite::Error| StoreError::Open {
+            url: format!("sqlite://{path}"),
+            message: e.to_string(),
+        };
+        let conn = rusqlite::Connection::open(path).map_err(err)?;
+        // WAL: the tailer reads while the writer appends. synchronous=FULL: a commit is on disk
+        // before the webhook is acknowledged (group commit keeps that affordable).
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS facts (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                dedupe_key TEXT NOT NULL UNIQUE,
+                fact TEXT NOT NULL,
+                received_at REAL NOT NULL)",
+        )
+        .map_err(err)?;
+        Ok(Self { conn })
+    }
+}
+
+fn sqlite_err(operation: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |e| StoreError::Query {
+        backend: "sqlite",
+        operation,
+        message: e.to_string(),
+    }
+}
+
+impl Store for Sqlite {
+    fn append(&mut self, facts: &[Fact], received_at: f64) -> Result<Appended, StoreError> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(sqlite_err("starting a transaction"))?;
+        let mut new = Vec::with_capacity(facts.len());
+        let mut last_seq = None;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO facts (dedupe_key, fact, received_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (dedupe_key) DO NOTHING",
+                )
+                .map_err(sqlite_err("preparing the insert"))?;
+            for fact in facts {
+                let changed = insert
+                    .execute(rusqlite::params![
+                        fact.dedupe_key(),
+                        encode(fact),
+                        received_at
+                    ])
+                    .map_err(sqlite_err("inserting a fact"))?;
+                new.push(changed == 1);
+                if changed == 1 {
+                    last_seq = Some(tx.last_insert_rowid());
+                }
+            }
+        }
+        tx.commit().map_err(sqlite_err("committing"))?;
+        Ok(Appended { new, last_seq })
+    }
+
+    fn read_after(&mut self, after: i64, limit: usize) -> Result<Vec<(i64, Fact)>, StoreError> {
+        let mut select = self
+            .conn
+            .prepare_cached("SELECT seq, fact FROM facts WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+            .map_err(sqlite_err("preparing the tail query"))?;
+        let rows = select
+            .query_map(
+                rusqlite::params![after, i64::try_from(limit).unwrap_or(i64::MAX)],
+                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)),
+            )
+            .map_err(sqlite_err("reading facts"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, text) = row.map_err(sqlite_err("reading facts"))?;
+            out.push((seq, decode("sqlite", &text)?));
+        }
+        Ok(out)
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+}
+
+pub struct Postgres {
+    client: postgres::Client,
+}
+
+/// Serialises appends across replicas so sequence numbers become visible in order and a tailer
+/// never skips a row committed late (any constant; it only has to be the same in every replica).
+const APPEND_LOCK: i64 = 0x0d0a_c011;
+
+fn pg_err(operation: &'static str) -> impl Fn(postgres::Error) -> StoreError {
+    move |e| StoreError::Query {
+        backend: "postgres",
+        operation,
+        message: e.as_db_error().map_or_else(
+            || e.to_string(),
+            |db| format!("{}: {}", db.code().code(), db.message()),
+        ),
+    }
+}
+
+impl Postgres {
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let open_err = |e: &postgres::Error| StoreError::Open {
+            url: redact_url(url),
+            message: e.as_db_error().map_or_else(
+                || e.to_string(),
+                |db| format!("{}: {}", db.code().code(), db.message()),
+            ),
+        };
+        let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(|e| open_err(&e))?;
+        // Replicas (and a replica's two connections) start together: CREATE TABLE IF NOT EXISTS
+        // is not safe against itself in PostgreSQL, so creation is serialised.
+        // Three statements, three transactions: the lock is released only after the CREATE
+        // committed.
+        for statement in [
+            format!("SELECT pg_advisory_lock({APPEND_LOCK})"),
+            "CREATE TABLE IF NOT EXISTS dora_facts (
+                seq BIGSERIAL PRIMARY KEY,
+                dedupe_key TEXT NOT NULL UNIQUE,
+                fact TEXT NOT NULL,
+                received_at DOUBLE PRECISION NOT NULL)"
+                .to_owned(),
+            format!("SELECT pg_advisory_unlock({APPEND_LOCK})"),
+        ] {
+            client.batch_execute(&statement).map_err(|e| open_err(&e))?;
+        }
+        Ok(Self { client })
+    }
+}
+
+impl Store for Postgres {
+    fn append(&mut self, facts: &[Fact], received_at: f64) -> Result<Appended, StoreError> {
+        let mut tx = self
+            .client
+            .transaction()
+            .map_err(pg_err("starting a transaction"))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK])
+            .map_err(pg_err("taking the append lock"))?;
+        let insert = tx
+            .prepare(
+                "INSERT INTO dora_facts (dedupe_key, fact, received_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (dedupe_key) DO NOTHING RETURNING seq",
+            )
+            .map_err(pg_err("preparing the insert"))?;
+        let mut new = Vec::with_capacity(facts.len());
+        let mut last_seq = None;
+        for fact in facts {
+            let row = tx
+                .query_opt(&insert, &[&fact.dedupe_key(), &encode(fact), &received_at])
+                .map_err(pg_err("inserting a fact"))?;
+            if let Some(row) = &row {
+                last_seq = Some(row.get::<_, i64>(0));
+            }
+            new.push(row.is_some());
+        }
+        tx.commit().map_err(pg_err("committing"))?;
+        Ok(Appended { new, last_seq })
+    }
+
+    fn read_after(&mut self, after: i64, limit: usize) -> Result<Vec<(i64, Fact)>, StoreError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT seq, fact FROM dora_facts WHERE seq > $1 ORDER BY seq LIMIT $2",
+                &[&after, &i64::try_from(limit).unwrap_or(i64::MAX)],
+            )
+            .map_err(pg_err("reading facts"))?;
+        rows.iter()
+            .map(|row| Ok((row.get::<_, i64>(0), decode("postgres", row.get(1))?)))
+            .collect()
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_kept_out_of_messages() {
+        assert_eq!(
+            redact_url("postgres://dora:s3cr3t@db:5432/dora"),
+            "postgres://dora:(sensitive)@db:5432/dora"
+        );
+        let err = open("mysql://dora:s3cr3t@db/dora").err().unwrap().to_string();
+        assert!(!err.contains("s3cr3t"), "{err}");
+    }
+
+    #[test]
+    fn sqlite_keeps_one_copy_per_key_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dora.db");
+        let fact = Fact::Commit {
+            project: "g/p".into(),
+            sha: "abc".into(),
+            at: 1.0,
+        };
+        let mut store = Sqlite::open(path.to_str().unwrap()).unwrap();
+        assert_eq!(
+            store.append(&[fact.clone(), fact.clone()], 1.0).unwrap(),
+            Appended {
+                new: vec![true, false],
+                last_seq: Some(1)
+            }
+        );
+        drop(store);
+        let mut store = Sqlite::open(path.to_str().unwrap()).unwrap();
+        assert_eq!(store.append(&[fact.clone()], 2.0).unwrap().new, [false]);
+        assert_eq!(store.read_after(0, 10).unwrap(), vec![(1, fact)]);
+    }
+}

@@ -1,0 +1,1 @@
+use crate::support::value; #[allow(unused_imports)] use value as _;
