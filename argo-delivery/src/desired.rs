@@ -154,6 +154,8 @@ const PROJECTS: &[ProjectSpec] = &[
         extra_sources: &[
             "https://charts.external-secrets.io",
             "https://argoproj.github.io/argo-helm",
+            // The runner pools of phase 16 (security-setup): chart gitlab-runner.
+            "https://charts.gitlab.io",
         ],
         sync_windows: no_windows,
     },

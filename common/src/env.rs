@@ -158,11 +158,84 @@ pub const EPHEMERAL_SERVICES: &str = "EPHEMERAL_SERVICES";
 pub const EPHEMERAL_TTL: &str = "EPHEMERAL_TTL";
 
 // --- Phase 16 security-setup ---------------------------------------------------------------------
+/// GitLab group the security runner is registered to (default `platform_services`).
+pub const SECURITY_RUNNER_GROUP: &str = "SECURITY_RUNNER_GROUP";
+/// Description that identifies the security runner in GitLab (default `security-runners`).
+pub const SECURITY_RUNNER_DESCRIPTION: &str = "SECURITY_RUNNER_DESCRIPTION";
+/// Namespace of the runner pools (default `gitlab-runners`).
+pub const RUNNER_NAMESPACE: &str = "RUNNER_NAMESPACE";
+/// gitlab-runner Helm chart version the Argo CD Application pins (default `0.71.0`).
+pub const GITLAB_RUNNER_CHART_VERSION: &str = "GITLAB_RUNNER_CHART_VERSION";
+/// Comma-separated Harbor projects that get scanning, the severity gate and alerts (default `platform-services,application-services`).
+pub const HARBOR_SCAN_PROJECTS: &str = "HARBOR_SCAN_PROJECTS";
+/// Scan-all schedule: `hourly`, `daily` (default), `weekly`, `none` or a 6-field cron.
+pub const HARBOR_SCAN_ALL_SCHEDULE: &str = "HARBOR_SCAN_ALL_SCHEDULE";
+/// `false` lets vulnerable images be pulled (default `true`: Harbor's `prevent_vul`).
+pub const HARBOR_PREVENT_VULNERABLE: &str = "HARBOR_PREVENT_VULNERABLE";
+/// Lowest severity that blocks a pull: `low`, `medium`, `high`, `critical` (default).
+pub const HARBOR_SEVERITY_GATE: &str = "HARBOR_SEVERITY_GATE";
+/// Comma-separated CVE ids of the system CVE allowlist (default empty).
+pub const HARBOR_CVE_ALLOWLIST: &str = "HARBOR_CVE_ALLOWLIST";
+/// Mattermost incoming-webhook URL for scan alerts (a secret; default: read from Vault).
+pub const MATTERMOST_WEBHOOK_URL: &str = "MATTERMOST_WEBHOOK_URL";
+/// KV v2 path (mount `kv`) holding key `url` when `MATTERMOST_WEBHOOK_URL` is unset (default `ci/mattermost-webhook`).
+pub const MATTERMOST_WEBHOOK_VAULT_PATH: &str = "MATTERMOST_WEBHOOK_VAULT_PATH";
+/// Namespace of the `ConfigMap` `cosign-public-key` (default `gitlab-runners`).
+pub const COSIGN_PUBLIC_KEY_NAMESPACE: &str = "COSIGN_PUBLIC_KEY_NAMESPACE";
 
 // --- Phase 17 obs-setup --------------------------------------------------------------------------
+/// Namespace of the DORA collector, its dashboard, rules and monitor (default `monitoring`).
+pub const OBS_NAMESPACE: &str = "OBS_NAMESPACE";
+/// GitLab group whose webhook feeds the DORA collector (default `platform_services`).
+pub const OBS_WEBHOOK_GROUP: &str = "OBS_WEBHOOK_GROUP";
+/// Public URL GitLab posts webhooks to (default `https://dora.$DOMAIN/webhooks/gitlab`).
+pub const OBS_WEBHOOK_URL: &str = "OBS_WEBHOOK_URL";
+/// How long without an accepted GitLab webhook before `DoraWebhooksStale` fires (default `6h`).
+pub const OBS_WEBHOOK_STALE_AFTER: &str = "OBS_WEBHOOK_STALE_AFTER";
+/// `true` when Vault's `kv/monitoring/dora-collector` holds `database-url` (a `PostgreSQL` URL): 2 replicas (default `false`: `SQLite`, 1 replica).
+pub const OBS_DORA_POSTGRES: &str = "OBS_DORA_POSTGRES";
+/// Labels the Prometheus Operator selects rules and monitors by, `k=v,…` (default `release=kube-prometheus-stack`).
+pub const OBS_MONITOR_LABELS: &str = "OBS_MONITOR_LABELS";
+/// Ingress class of the collector's public route (default `traefik`).
+pub const OBS_INGRESS_CLASS: &str = "OBS_INGRESS_CLASS";
+/// Namespace of the ingress controller, allowed to reach the collector (default `traefik`).
+pub const OBS_INGRESS_NAMESPACE: &str = "OBS_INGRESS_NAMESPACE";
+/// GitLab as the collector reaches it in the cluster (default `http://gitlab-webservice-default.$GITLAB_NAMESPACE.svc:8181`).
+pub const OBS_GITLAB_INTERNAL_URL: &str = "OBS_GITLAB_INTERNAL_URL";
+/// Namespace of Grafana Alloy, where the runner-log config goes (default `monitoring`).
+pub const OBS_ALLOY_NAMESPACE: &str = "OBS_ALLOY_NAMESPACE";
+/// Grafana URL the summary probes (default `https://grafana.$DOMAIN`).
+pub const GRAFANA_URL: &str = "GRAFANA_URL";
+/// The collector's base URL the summary probes `/readyz` at (default: the origin of `OBS_WEBHOOK_URL`).
+pub const DORA_COLLECTOR_URL: &str = "DORA_COLLECTOR_URL";
 
 // --- services/dora-collector ---------------------------------------------------------------------
-
+/// The GitLab webhook's secret token (plan §4.1 name; from Secret `dora-collector-secrets`,
+/// key `webhook-secret`). Also the bearer token of Argo Rollouts notifications.
+pub const GITLAB_WEBHOOK_SECRET: &str = "GITLAB_WEBHOOK_SECRET";
+/// Where facts are stored: `sqlite://<path>` (default `sqlite:///var/lib/dora-collector/dora.db`,
+/// one replica) or `postgres://user:pass@host/db` (replicas > 1).
+pub const DORA_STORE_URL: &str = "DORA_STORE_URL";
+/// Address the collector listens on (default `0.0.0.0:8080`).
+pub const DORA_LISTEN_ADDR: &str = "DORA_LISTEN_ADDR";
+/// Largest webhook body accepted, in bytes (default 4 MiB); larger ones get 413.
+pub const DORA_MAX_BODY_BYTES: &str = "DORA_MAX_BODY_BYTES";
+/// Webhooks waiting for the store at most (default 8192); beyond it the collector answers 503.
+pub const DORA_QUEUE_CAPACITY: &str = "DORA_QUEUE_CAPACITY";
+/// Window of `cicd_change_failure_rate`, in seconds (default 30 days).
+pub const DORA_CHANGE_FAILURE_WINDOW_SECS: &str = "DORA_CHANGE_FAILURE_WINDOW_SECS";
+/// Window of `cicd_pipeline_success_rate`, in seconds (default 7 days).
+pub const DORA_SUCCESS_RATE_WINDOW_SECS: &str = "DORA_SUCCESS_RATE_WINDOW_SECS";
+/// GitLab URL the collector heals missed webhooks from (unset: no healing).
+pub const DORA_GITLAB_URL: &str = "DORA_GITLAB_URL";
+/// Read-only GitLab token (`read_api`) for healing.
+pub const DORA_GITLAB_TOKEN: &str = "DORA_GITLAB_TOKEN";
+/// Group whose projects are healed (default `platform_services`).
+pub const DORA_GITLAB_GROUP: &str = "DORA_GITLAB_GROUP";
+/// Seconds between heal passes (default 900).
+pub const DORA_HEAL_INTERVAL_SECS: &str = "DORA_HEAL_INTERVAL_SECS";
+/// How far back the first heal pass reads, in seconds (default 7 days).
+pub const DORA_HEAL_LOOKBACK_SECS: &str = "DORA_HEAL_LOOKBACK_SECS";
 
 /// Every name above, for the configuration reference and the consistency test.
 pub const ALL: &[&str] = &[
@@ -233,6 +306,42 @@ pub const ALL: &[&str] = &[
     EPHEMERAL_SERVICES,
     EPHEMERAL_TTL,
     // phase 16 security-setup
+    SECURITY_RUNNER_GROUP,
+    SECURITY_RUNNER_DESCRIPTION,
+    RUNNER_NAMESPACE,
+    GITLAB_RUNNER_CHART_VERSION,
+    HARBOR_SCAN_PROJECTS,
+    HARBOR_SCAN_ALL_SCHEDULE,
+    HARBOR_PREVENT_VULNERABLE,
+    HARBOR_SEVERITY_GATE,
+    HARBOR_CVE_ALLOWLIST,
+    MATTERMOST_WEBHOOK_URL,
+    MATTERMOST_WEBHOOK_VAULT_PATH,
+    COSIGN_PUBLIC_KEY_NAMESPACE,
     // phase 17 obs-setup
+    OBS_NAMESPACE,
+    OBS_WEBHOOK_GROUP,
+    OBS_WEBHOOK_URL,
+    OBS_WEBHOOK_STALE_AFTER,
+    OBS_DORA_POSTGRES,
+    OBS_MONITOR_LABELS,
+    OBS_INGRESS_CLASS,
+    OBS_INGRESS_NAMESPACE,
+    OBS_GITLAB_INTERNAL_URL,
+    OBS_ALLOY_NAMESPACE,
+    GRAFANA_URL,
+    DORA_COLLECTOR_URL,
     // services/dora-collector
+    GITLAB_WEBHOOK_SECRET,
+    DORA_STORE_URL,
+    DORA_LISTEN_ADDR,
+    DORA_MAX_BODY_BYTES,
+    DORA_QUEUE_CAPACITY,
+    DORA_CHANGE_FAILURE_WINDOW_SECS,
+    DORA_SUCCESS_RATE_WINDOW_SECS,
+    DORA_GITLAB_URL,
+    DORA_GITLAB_TOKEN,
+    DORA_GITLAB_GROUP,
+    DORA_HEAL_INTERVAL_SECS,
+    DORA_HEAL_LOOKBACK_SECS,
 ];

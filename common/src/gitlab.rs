@@ -748,6 +748,158 @@ impl GitLabClient {
     }
 }
 
+/// A runner as `GET /groups/:id/runners` and `GET /runners/:id` show it (doc/api/runners.md).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Runner {
+    pub id: u64,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub runner_type: String,
+    #[serde(default)]
+    pub paused: bool,
+    /// Only in the runner's details.
+    #[serde(default)]
+    pub tag_list: Vec<String>,
+    #[serde(default)]
+    pub run_untagged: bool,
+    #[serde(default)]
+    pub locked: bool,
+    #[serde(default)]
+    pub access_level: String,
+}
+
+/// A runner's id and authentication token (`glrt-…`), only ever returned by create and reset.
+pub struct RunnerToken {
+    pub id: u64,
+    pub token: secrecy::SecretString,
+}
+
+fn runner_token(answer: &Value, id: u64, operation: &str) -> Result<RunnerToken> {
+    let token = answer["token"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| Error::Decode {
+            service: "GitLab",
+            operation: operation.to_owned(),
+            url: String::new(),
+            cause: "no token in the answer".into(),
+        })?;
+    crate::redact::register(token);
+    Ok(RunnerToken {
+        id: answer["id"].as_u64().unwrap_or(id),
+        token: token.to_owned().into(),
+    })
+}
+
+/// Runners (doc/api/users.md "Create a runner linked to a user", doc/api/runners.md).
+impl GitLabClient {
+    /// `GET /groups/:id/runners?type=group_type`, all pages.
+    pub async fn group_runners(&self, group: u64) -> Result<Vec<Runner>> {
+        self.list(
+            &format!("listing runners of group {group}"),
+            &format!("groups/{group}/runners?type=group_type&per_page=100"),
+        )
+        .await
+    }
+
+    /// `GET /runners/:id`: the details (tags, `run_untagged`, …).
+    pub async fn runner(&self, id: u64) -> Result<Runner> {
+        self.get(&format!("reading runner {id}"), &format!("runners/{id}"))
+            .await
+    }
+
+    /// `POST /user/runners`: a new runner; the answer carries the only copy of its token.
+    pub async fn create_runner(&self, body: &Value) -> Result<RunnerToken> {
+        let operation = format!(
+            "creating runner {}",
+            body["description"].as_str().unwrap_or_default()
+        );
+        let answer: Value = self
+            .write(&operation, Method::POST, "user/runners", body, Retry::Never)
+            .await?;
+        runner_token(&answer, 0, &operation)
+    }
+
+    /// `PUT /runners/:id` with the attributes to change.
+    pub async fn update_runner(&self, id: u64, body: &Value) -> Result<()> {
+        self.api
+            .call(
+                &format!("updating runner {id}"),
+                Method::PUT,
+                &format!("runners/{id}"),
+                Some(body),
+                Retry::Safe,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// `POST /runners/:id/reset_authentication_token`: a new token (the old one stops working).
+    pub async fn reset_runner_token(&self, id: u64) -> Result<RunnerToken> {
+        let operation = format!("resetting the authentication token of runner {id}");
+        let answer: Value = self
+            .write(
+                &operation,
+                Method::POST,
+                &format!("runners/{id}/reset_authentication_token"),
+                &serde_json::json!({}),
+                Retry::Never,
+            )
+            .await?;
+        runner_token(&answer, id, &operation)
+    }
+}
+
+/// A group webhook as `GET /groups/:id/hooks` returns it (GitLab docs: `api/group_webhooks` "List
+/// group hooks"); the secret token is never returned. Event flags stay raw.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GroupHook {
+    pub id: u64,
+    pub url: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(flatten)]
+    pub settings: Map<String, Value>,
+}
+
+impl GitLabClient {
+    /// `GET /groups/:id/hooks`, all pages (`api/group_webhooks` "List group hooks"; Premium).
+    pub async fn group_hooks(&self, group: u64) -> Result<Vec<GroupHook>> {
+        self.list(
+            &format!("listing webhooks of group {group}"),
+            &format!("groups/{group}/hooks?per_page=100"),
+        )
+        .await
+    }
+
+    /// `POST /groups/:id/hooks` (`api/group_webhooks` "Add a group hook"): `url`, event flags,
+    /// `enable_ssl_verification`, `token` (write-only).
+    pub async fn create_group_hook(&self, group: u64, body: &Value) -> Result<GroupHook> {
+        self.write(
+            &format!("adding a webhook to group {group}"),
+            Method::POST,
+            &format!("groups/{group}/hooks"),
+            body,
+            Retry::Never,
+        )
+        .await
+    }
+
+    /// `PUT /groups/:id/hooks/:hook_id` (`api/group_webhooks` "Edit group hook"). GitLab resets the
+    /// token when the URL changes, so callers send `token` with every edit.
+    pub async fn edit_group_hook(&self, group: u64, hook: u64, body: &Value) -> Result<GroupHook> {
+        self.write(
+            &format!("editing webhook {hook} of group {group}"),
+            Method::PUT,
+            &format!("groups/{group}/hooks/{hook}"),
+            body,
+            Retry::Safe,
+        )
+        .await
+    }
+}
+
 /// Users indexed for matching: by `(provider, extern_uid)` and by lower-case username.
 #[derive(Debug, Default)]
 pub struct UserIndex {
@@ -781,6 +933,71 @@ impl UserIndex {
 
     pub fn by_id(&self, id: u64) -> Option<&User> {
         self.users.iter().find(|u| u.id == id)
+    }
+}
+
+/// CI history the DORA collector heals missed webhooks from (doc/api/deployments.md "List project
+/// deployments", doc/api/pipelines.md "List project pipelines" / "Get a single pipeline",
+/// doc/api/jobs.md "List pipeline jobs", doc/api/commits.md "Get a single commit").
+impl GitLabClient {
+    /// Deployments of a project updated after `after` (ISO 8601), oldest first, every page.
+    pub async fn deployments_updated_after(&self, project: u64, after: &str) -> Result<Vec<Value>> {
+        self.api
+            .get_all_pages(
+                "listing deployments",
+                &format!(
+                    "/projects/{project}/deployments?updated_after={}&order_by=updated_at&sort=asc&per_page=100",
+                    encode_path(after)
+                ),
+            )
+            .await
+    }
+
+    /// Pipelines of a project updated after `after` (ISO 8601), every page.
+    pub async fn pipelines_updated_after(&self, project: u64, after: &str) -> Result<Vec<Value>> {
+        self.api
+            .get_all_pages(
+                "listing pipelines",
+                &format!(
+                    "/projects/{project}/pipelines?updated_after={}&order_by=updated_at&sort=asc&per_page=100",
+                    encode_path(after)
+                ),
+            )
+            .await
+    }
+
+    /// One pipeline (with `duration`, `queued_duration`, `finished_at`); `None` when gone.
+    pub async fn pipeline(&self, project: u64, id: u64) -> Result<Option<Value>> {
+        self.api
+            .get_optional(
+                "reading a pipeline",
+                &format!("/projects/{project}/pipelines/{id}"),
+            )
+            .await
+    }
+
+    /// The jobs of a pipeline, every page.
+    pub async fn pipeline_jobs(&self, project: u64, id: u64) -> Result<Vec<Value>> {
+        self.api
+            .get_all_pages(
+                "listing pipeline jobs",
+                &format!("/projects/{project}/pipelines/{id}/jobs?per_page=100"),
+            )
+            .await
+    }
+
+    /// One commit of a project (`committed_date`); `None` when unknown.
+    pub async fn commit_by_sha(&self, project: &str, sha: &str) -> Result<Option<Value>> {
+        self.api
+            .get_optional(
+                "reading a commit",
+                &format!(
+                    "/projects/{}/repository/commits/{}",
+                    encode_path(project),
+                    encode_path(sha)
+                ),
+            )
+            .await
     }
 }
 

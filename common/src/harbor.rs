@@ -320,6 +320,136 @@ impl HarborClient {
     }
 }
 
+/// Scanners, scan-all schedule, CVE allowlist and webhook policies (phase 16).
+impl HarborClient {
+    /// `GET /scanners`: every scanner registration (`ScannerRegistration`).
+    pub async fn scanners(&self) -> Result<Vec<Value>> {
+        self.api
+            .get_all_pages("listing scanners", "scanners?page_size=100")
+            .await
+    }
+
+    /// `GET /scanners/{registration_id}/metadata`: Harbor asks the adapter, so a failure means the
+    /// scanner is unreachable or unhealthy.
+    pub async fn scanner_metadata(&self, uuid: &str, name: &str) -> Result<Value> {
+        self.api
+            .call_json(
+                &format!("checking the health of scanner {name}"),
+                Method::GET,
+                &format!("scanners/{}/metadata", crate::gitlab::encode_path(uuid)),
+                None,
+                Retry::Safe,
+            )
+            .await
+    }
+
+    /// `GET /system/scanAll/schedule` (`Schedule`; without `schedule` when none is set).
+    pub async fn scan_all_schedule(&self) -> Result<Value> {
+        self.api
+            .call_json(
+                "reading the scan-all schedule",
+                Method::GET,
+                "system/scanAll/schedule",
+                None,
+                Retry::Safe,
+            )
+            .await
+    }
+
+    /// `POST` (none yet) or `PUT` (replace) `/system/scanAll/schedule`.
+    pub async fn set_scan_all_schedule(&self, body: &Value, exists: bool) -> Result<()> {
+        let (method, retry) = if exists {
+            (Method::PUT, Retry::Safe)
+        } else {
+            (Method::POST, Retry::Never)
+        };
+        self.api
+            .call(
+                "setting the scan-all schedule",
+                method,
+                "system/scanAll/schedule",
+                Some(body),
+                retry,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// `GET /system/CVEAllowlist`.
+    pub async fn system_cve_allowlist(&self) -> Result<Value> {
+        self.api
+            .call_json(
+                "reading the system CVE allowlist",
+                Method::GET,
+                "system/CVEAllowlist",
+                None,
+                Retry::Safe,
+            )
+            .await
+    }
+
+    /// `PUT /system/CVEAllowlist`: replaces the whole list.
+    pub async fn set_system_cve_allowlist(&self, body: &Value) -> Result<()> {
+        self.api
+            .call(
+                "updating the system CVE allowlist",
+                Method::PUT,
+                "system/CVEAllowlist",
+                Some(body),
+                Retry::Safe,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// `GET /projects/{name}/webhook/policies`, all pages (`WebhookPolicy`, addresses included).
+    pub async fn webhook_policies(&self, project: &str) -> Result<Vec<Value>> {
+        self.api
+            .get_all_pages(
+                &format!("listing webhook policies of project {project}"),
+                &format!(
+                    "projects/{}/webhook/policies?page_size=100",
+                    crate::gitlab::encode_path(project)
+                ),
+            )
+            .await
+    }
+
+    /// `POST /projects/{name}/webhook/policies`.
+    pub async fn create_webhook_policy(&self, project: &str, body: &Value) -> Result<()> {
+        self.api
+            .call(
+                &format!("creating a webhook policy in project {project}"),
+                Method::POST,
+                &format!(
+                    "projects/{}/webhook/policies",
+                    crate::gitlab::encode_path(project)
+                ),
+                Some(body),
+                Retry::Never,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// `PUT /projects/{name}/webhook/policies/{id}` (the whole policy).
+    pub async fn update_webhook_policy(&self, project: &str, id: u64, body: &Value) -> Result<()> {
+        self.api
+            .call(
+                &format!("updating webhook policy {id} of project {project}"),
+                Method::PUT,
+                &format!(
+                    "projects/{}/webhook/policies/{id}",
+                    crate::gitlab::encode_path(project)
+                ),
+                Some(body),
+                Retry::Safe,
+            )
+            .await
+            .map(|_| ())
+    }
+}
+
 fn secret_of(answer: &Value, name: &str) -> Result<RobotSecret> {
     let secret = answer["secret"]
         .as_str()

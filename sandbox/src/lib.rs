@@ -7,6 +7,7 @@
 //! detached and writes an env file and kubeconfig that the phase binaries use unchanged.
 
 pub mod keys;
+pub mod postgres;
 pub mod standins;
 
 use std::collections::BTreeMap;

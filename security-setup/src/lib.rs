@@ -1,1 +1,35 @@
-//! Phase 16: security runners, Harbor scanning and image signing.
+//! Phase 16 `security-setup`: the security runner pool (plan §3.1) with its token in Vault, the
+//! runner egress policy (§3.5), Harbor scanning, severity gate, CVE allowlist and Mattermost
+//! alerts (§3.3), and the image-signing public key with the verify-images policy (§5.2).
+//!
+//! - [`settings`]: names in `common::env`, the plan's defaults.
+//! - [`desired`]: the runner, the four pools' values (`runners/`), Harbor bodies and the
+//!   Kubernetes objects (`policies/verify-images.yaml`), as data.
+//! - [`reconcile`]: observe, diff, execute.
+
+pub mod desired;
+pub mod reconcile;
+pub mod settings;
+
+use clap::Parser;
+use common::cli::{GlobalArgs, Mode, init, run_phase};
+
+#[derive(Parser)]
+#[command(
+    name = "security-setup",
+    version,
+    about = "Phase 16: security runners, Harbor scanning and alerts, image-signing key and policy"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub mode: Option<Mode>,
+}
+
+/// Runs the CLI; returns the exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let cfg = init(&cli.global)?;
+    let phase = reconcile::SecuritySetup::connect(&cfg).await?;
+    run_phase(&phase, cli.mode.unwrap_or(Mode::Plan), cli.global.output).await
+}

@@ -1,4 +1,6 @@
-fn main() -> std::process::ExitCode {
-    eprintln!("not implemented yet");
-    std::process::ExitCode::from(3)
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    common::cli::exit_with(security_setup::run(security_setup::Cli::parse()).await)
 }

@@ -2,14 +2,23 @@
 //! bodies are validated against the swagger `definitions` named by each operation (400 with the
 //! errors otherwise). Behaviour per operationId:
 //! - `getPing` / `getHealth`: "Pong" and the overall status.
-//! - `listProjects` (`name`, `page`, `page_size`), `createProject` (ProjectReq; 409 when the name
-//!   exists; 201 + `Location`), `getProject`, `updateProject` (ProjectReq; metadata merged).
-//! - `createRetention` / `getRetention` / `updateRetention` (RetentionPolicy; scope.ref is the
+//! - `listProjects` (`name`, `page`, `page_size`), `createProject` (`ProjectReq`; 409 when the name
+//!   exists; 201 + `Location`), `getProject`, `updateProject` (`ProjectReq`; metadata merged).
+//! - `createRetention` / `getRetention` / `updateRetention` (`RetentionPolicy`; scope.ref is the
 //!   project id; creating sets the project's metadata `retention_id`).
-//! - `ListImmuRules` / `CreateImmuRule` / `UpdateImmuRule` (ImmutableRule).
-//! - `ListRobot` (`q=name=~x` fuzzy), `CreateRobot` (RobotCreate; the name gets Harbor's default
-//!   `robot_name_prefix` `robot$`; 409 when taken; RobotCreated carries the only copy of the
-//!   secret), `GetRobotByID`, `UpdateRobot` (Robot), `RefreshSec` (RobotSec; a new secret).
+//! - `ListImmuRules` / `CreateImmuRule` / `UpdateImmuRule` (`ImmutableRule`).
+//! - `ListRobot` (`q=name=~x` fuzzy), `CreateRobot` (`RobotCreate`; the name gets Harbor's default
+//!   `robot_name_prefix` `robot$`; 409 when taken; `RobotCreated` carries the only copy of the
+//!   secret), `GetRobotByID`, `UpdateRobot` (Robot), `RefreshSec` (`RobotSec`; a new secret).
+//! - `listScanners` (one default Trivy registration, as Harbor installs it) and
+//!   `getScannerMetadata` (Harbor asks the adapter: 500 when the adapter is unreachable).
+//! - `getScanAllSchedule` (a `Schedule` without `schedule` when none is set),
+//!   `createScanAllSchedule` (Schedule; 409 when one exists), `updateScanAllSchedule` (Schedule);
+//!   `schedule.type` must be one of `ScheduleObj`'s enum, `Custom` needs a `cron`.
+//! - `getSystemCVEAllowlist` / `putSystemCVEAllowlist` (`CVEAllowlist`; the list is replaced).
+//! - `ListWebhookPoliciesOfProject`, `CreateWebhookPolicyOfProject` (`WebhookPolicy`; 409 when the
+//!   name is taken in the project; `targets` and `event_types` required),
+//!   `UpdateWebhookPolicyOfProject` (`WebhookPolicy`, the whole policy).
 //!   Authentication: HTTP basic as `admin` (401 otherwise).
 
 use std::collections::BTreeMap;
@@ -54,6 +63,14 @@ pub struct RobotRecord {
     pub body: Value,
 }
 
+/// A scanner registration; `healthy: false` makes its metadata call fail as an unreachable
+/// adapter does.
+#[derive(Debug, Clone)]
+pub struct ScannerRecord {
+    pub registration: Value,
+    pub healthy: bool,
+}
+
 #[derive(Debug)]
 pub struct HarborData {
     /// `base64(admin:password)`.
@@ -61,8 +78,19 @@ pub struct HarborData {
     pub projects: BTreeMap<u64, ProjectRecord>,
     pub retentions: BTreeMap<u64, Value>,
     pub robots: BTreeMap<u64, RobotRecord>,
+    /// By registration uuid.
+    pub scanners: BTreeMap<String, ScannerRecord>,
+    /// The scan-all `Schedule`, once set.
+    pub scan_all_schedule: Option<Value>,
+    /// The system `CVEAllowlist`.
+    pub cve_allowlist: Value,
+    /// Webhook policies by id (`project_id` inside).
+    pub webhook_policies: BTreeMap<u64, Value>,
     next_id: u64,
 }
+
+/// The uuid of the default Trivy registration a Harbor install with Trivy has.
+pub const TRIVY_SCANNER_UUID: &str = "6b4c1f2e-0d7a-4a55-9a3e-trivy0000001";
 
 impl HarborData {
     pub fn new(admin_password: &str) -> Self {
@@ -73,6 +101,21 @@ impl HarborData {
             projects: BTreeMap::new(),
             retentions: BTreeMap::new(),
             robots: BTreeMap::new(),
+            scanners: BTreeMap::from([(
+                TRIVY_SCANNER_UUID.to_owned(),
+                ScannerRecord {
+                    registration: json!({
+                        "uuid": TRIVY_SCANNER_UUID, "name": "Trivy", "description": "The Trivy scanner adapter",
+                        "url": "http://harbor-trivy:8080", "disabled": false, "is_default": true,
+                        "auth": "", "skip_certVerify": false, "use_internal_addr": true,
+                        "adapter": "Trivy", "vendor": "Aqua Security",
+                    }),
+                    healthy: true,
+                },
+            )]),
+            scan_all_schedule: None,
+            cve_allowlist: json!({"id": 1, "project_id": 0, "expires_at": null, "items": []}),
+            webhook_policies: BTreeMap::new(),
             next_id: 1,
         }
     }
@@ -515,8 +558,246 @@ async fn refresh_secret(
     Json(json!({"secret": robot.secret})).into_response()
 }
 
+async fn list_scanners(State(s): State<HarborState>, Query(q): Q) -> Response {
+    let d = s.lock();
+    let all: Vec<Value> = d
+        .scanners
+        .values()
+        .map(|r| r.registration.clone())
+        .collect();
+    Json(page(&all, &q)).into_response()
+}
+
+async fn scanner_metadata(State(s): State<HarborState>, Path(uuid): Path<String>) -> Response {
+    let d = s.lock();
+    match d.scanners.get(&uuid) {
+        None => error(StatusCode::NOT_FOUND, "NOT_FOUND", "scanner not found"),
+        Some(r) if !r.healthy => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "UNKNOWN",
+            &format!(
+                "v1 client: get metadata: Get \"{}/api/v1/metadata\": dial tcp: connection refused",
+                r.registration["url"].as_str().unwrap_or_default()
+            ),
+        ),
+        Some(r) => Json(json!({
+            "scanner": {"name": r.registration["name"], "vendor": r.registration["vendor"], "version": "v0.58.0"},
+            "capabilities": [{"type": "vulnerability",
+                "consumes_mime_types": ["application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"],
+                "produces_mime_types": ["application/vnd.security.vulnerability.report; version=1.1"]}],
+            "properties": {"harbor.scanner-adapter/scanner-type": "os-package-vulnerability"},
+        }))
+        .into_response(),
+    }
+}
+
+/// The checks of a `Schedule` body beyond its definition (`ScheduleObj`'s `type` enum).
+fn invalid_schedule(body: &Value) -> Option<Response> {
+    if let Some(r) = invalid("Schedule", body) {
+        return Some(r);
+    }
+    let kind = body["schedule"]["type"].as_str().unwrap_or_default();
+    let types = [
+        "Hourly", "Daily", "Weekly", "Custom", "Manual", "None", "Schedule",
+    ];
+    if !types.contains(&kind) {
+        return Some(error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            &format!("schedule.type {kind:?} is not one of {types:?}"),
+        ));
+    }
+    if kind == "Custom" && body["schedule"]["cron"].as_str().is_none_or(str::is_empty) {
+        return Some(error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "a Custom schedule needs a cron",
+        ));
+    }
+    None
+}
+
+async fn get_scan_all(State(s): State<HarborState>) -> Response {
+    Json(
+        s.lock()
+            .scan_all_schedule
+            .clone()
+            .unwrap_or_else(|| json!({})),
+    )
+    .into_response()
+}
+
+async fn create_scan_all(State(s): State<HarborState>, Json(body): Json<Value>) -> Response {
+    if let Some(r) = invalid_schedule(&body) {
+        return r;
+    }
+    let mut d = s.lock();
+    if d.scan_all_schedule.is_some() {
+        return error(
+            StatusCode::CONFLICT,
+            "CONFLICT",
+            "the schedule already exists",
+        );
+    }
+    let id = d.id();
+    d.scan_all_schedule =
+        Some(json!({"id": id, "schedule": body["schedule"], "status": "Scheduled"}));
+    created("/api/v2.0/system/scanAll/schedule")
+}
+
+async fn update_scan_all(State(s): State<HarborState>, Json(body): Json<Value>) -> Response {
+    if let Some(r) = invalid_schedule(&body) {
+        return r;
+    }
+    let mut d = s.lock();
+    let id = d
+        .scan_all_schedule
+        .as_ref()
+        .and_then(|v| v["id"].as_u64())
+        .unwrap_or_default();
+    d.scan_all_schedule =
+        Some(json!({"id": id, "schedule": body["schedule"], "status": "Scheduled"}));
+    StatusCode::OK.into_response()
+}
+
+async fn get_allowlist(State(s): State<HarborState>) -> Response {
+    Json(s.lock().cve_allowlist.clone()).into_response()
+}
+
+async fn put_allowlist(State(s): State<HarborState>, Json(body): Json<Value>) -> Response {
+    if let Some(r) = invalid("CVEAllowlist", &body) {
+        return r;
+    }
+    let mut d = s.lock();
+    d.cve_allowlist["items"] = body["items"].as_array().cloned().unwrap_or_default().into();
+    d.cve_allowlist["expires_at"] = body["expires_at"].clone();
+    StatusCode::OK.into_response()
+}
+
+fn policy_checks(body: &Value) -> Option<Response> {
+    if let Some(r) = invalid("WebhookPolicy", body) {
+        return Some(r);
+    }
+    let ok = body["targets"].as_array().is_some_and(|t| !t.is_empty())
+        && body["event_types"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty());
+    (!ok).then(|| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "targets and event_types are required",
+        )
+    })
+}
+
+async fn list_webhooks(
+    State(s): State<HarborState>,
+    headers: HeaderMap,
+    Path(p): Path<String>,
+    Query(q): Q,
+) -> Response {
+    let d = s.lock();
+    let Some(project) = d.find_project(&p, by_name(&headers)) else {
+        return error(StatusCode::NOT_FOUND, "NOT_FOUND", "project not found");
+    };
+    let all: Vec<Value> = d
+        .webhook_policies
+        .values()
+        .filter(|w| w["project_id"] == project)
+        .cloned()
+        .collect();
+    Json(page(&all, &q)).into_response()
+}
+
+async fn create_webhook(
+    State(s): State<HarborState>,
+    headers: HeaderMap,
+    Path(p): Path<String>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(r) = policy_checks(&body) {
+        return r;
+    }
+    let mut d = s.lock();
+    let Some(project) = d.find_project(&p, by_name(&headers)) else {
+        return error(StatusCode::NOT_FOUND, "NOT_FOUND", "project not found");
+    };
+    let taken = d
+        .webhook_policies
+        .values()
+        .any(|w| w["project_id"] == project && w["name"] == body["name"]);
+    if taken {
+        return error(
+            StatusCode::CONFLICT,
+            "CONFLICT",
+            "a webhook policy with this name exists",
+        );
+    }
+    let id = d.id();
+    let mut policy = body;
+    policy["id"] = id.into();
+    policy["project_id"] = project.into();
+    policy["creator"] = "admin".into();
+    if policy.get("enabled").is_none() {
+        policy["enabled"] = true.into();
+    }
+    d.webhook_policies.insert(id, policy);
+    created(&format!(
+        "/api/v2.0/projects/{project}/webhook/policies/{id}"
+    ))
+}
+
+async fn update_webhook(
+    State(s): State<HarborState>,
+    headers: HeaderMap,
+    Path((p, id)): Path<(String, u64)>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(r) = policy_checks(&body) {
+        return r;
+    }
+    let mut d = s.lock();
+    let Some(project) = d.find_project(&p, by_name(&headers)) else {
+        return error(StatusCode::NOT_FOUND, "NOT_FOUND", "project not found");
+    };
+    match d.webhook_policies.get_mut(&id) {
+        Some(policy) if policy["project_id"] == project => {
+            let mut updated = body;
+            updated["id"] = id.into();
+            updated["project_id"] = project.into();
+            updated["creator"] = policy["creator"].clone();
+            *policy = updated;
+            StatusCode::OK.into_response()
+        }
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "webhook policy not found",
+        ),
+    }
+}
+
 pub fn routes(state: HarborState) -> Router {
     let api = Router::new()
+        .route("/api/v2.0/scanners", get(list_scanners))
+        .route("/api/v2.0/scanners/{uuid}/metadata", get(scanner_metadata))
+        .route(
+            "/api/v2.0/system/scanAll/schedule",
+            get(get_scan_all).post(create_scan_all).put(update_scan_all),
+        )
+        .route(
+            "/api/v2.0/system/CVEAllowlist",
+            get(get_allowlist).put(put_allowlist),
+        )
+        .route(
+            "/api/v2.0/projects/{p}/webhook/policies",
+            get(list_webhooks).post(create_webhook),
+        )
+        .route(
+            "/api/v2.0/projects/{p}/webhook/policies/{id}",
+            axum::routing::put(update_webhook),
+        )
         .route(
             "/api/v2.0/projects",
             get(list_projects).post(create_project),

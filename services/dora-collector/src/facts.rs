@@ -132,7 +132,8 @@ fn time_at(v: &Value, pointer: &str) -> Option<f64> {
 
 /// Facts of one GitLab webhook body (`received_at` stands in for a missing timestamp).
 pub fn from_gitlab(body: &[u8], received_at: f64) -> Result<Vec<Fact>, PayloadError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| PayloadError::NotJson(e.to_string()))?;
     let Some(kind) = v.get("object_kind").and_then(Value::as_str) else {
         return Err(missing("webhook", "object_kind"));
     };
@@ -293,7 +294,8 @@ fn push(v: &Value) -> Result<Vec<Fact>, PayloadError> {
 /// service README): `{"event", "service", "environment", "revision", "reason"}`. Only an aborted
 /// rollout is a fact; `reason` is reduced to a short slug so it stays a bounded label.
 pub fn from_rollouts(body: &[u8], received_at: f64) -> Result<Vec<Fact>, PayloadError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| PayloadError::NotJson(e.to_string()))?;
     let field = |name: &'static str| {
         str_at(&v, &format!("/{name}"))
             .filter(|s| !s.is_empty())

@@ -70,7 +70,8 @@ fn client(settings: &HealSettings) -> anyhow::Result<GitLabClient> {
         .timeout(Duration::from_secs(30))
         .user_agent(concat!("dora-collector/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = &settings.ca_bundle {
-        let pem = std::fs::read(path).with_context(|| format!("reading {path} (CICD_CA_BUNDLE)"))?;
+        let pem =
+            std::fs::read(path).with_context(|| format!("reading {path} (CICD_CA_BUNDLE)"))?;
         builder = builder.tls_certs_merge(
             reqwest::Certificate::from_pem_bundle(&pem)
                 .with_context(|| format!("{path} is not a PEM bundle"))?,
@@ -114,7 +115,12 @@ pub async fn run(settings: HealSettings, app: Arc<App>) {
 }
 
 /// One pass; returns how many new facts it stored.
-pub async fn pass(gitlab: &GitLabClient, group: &str, since: f64, app: &App) -> anyhow::Result<usize> {
+pub async fn pass(
+    gitlab: &GitLabClient,
+    group: &str,
+    since: f64,
+    app: &App,
+) -> anyhow::Result<usize> {
     let Some(group) = gitlab.group(group).await? else {
         anyhow::bail!("group {group} not found: set DORA_GITLAB_GROUP to the CI group");
     };

@@ -67,7 +67,10 @@ impl Settings {
                 .unwrap_or_else(|| "sqlite:///var/lib/dora-collector/dora.db".into())
                 .into(),
             listen: listen.parse().with_context(|| {
-                format!("{}={listen:?} is not an address like 0.0.0.0:8080", env::DORA_LISTEN_ADDR)
+                format!(
+                    "{}={listen:?} is not an address like 0.0.0.0:8080",
+                    env::DORA_LISTEN_ADDR
+                )
             })?,
             max_body: usize::try_from(number(env::DORA_MAX_BODY_BYTES, 4 * 1024 * 1024)?)?,
             queue: usize::try_from(number(env::DORA_QUEUE_CAPACITY, 8192)?.max(1))?,
@@ -128,8 +131,7 @@ pub async fn serve(settings: Settings, listener: tokio::net::TcpListener) -> any
 
 async fn shutdown() {
     let term = async {
-        if let Ok(mut s) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         {
             s.recv().await;
         }

@@ -21,7 +21,16 @@ use std::fmt::Write as _;
 use crate::facts::{Fact, service_of};
 
 pub const LEAD_TIME_BUCKETS: &[f64] = &[
-    300.0, 900.0, 1800.0, 3600.0, 7200.0, 14_400.0, 28_800.0, 86_400.0, 172_800.0, 604_800.0,
+    300.0,
+    900.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    14_400.0,
+    28_800.0,
+    86_400.0,
+    172_800.0,
+    604_800.0,
     2_592_000.0,
 ];
 pub const RESTORE_BUCKETS: &[f64] = &[
@@ -225,7 +234,10 @@ impl Aggregator {
                 match status.as_str() {
                     "success" => {
                         *self.deployments.entry(key.clone()).or_default() += 1;
-                        self.changes.entry(key.clone()).or_default().push(*at, false);
+                        self.changes
+                            .entry(key.clone())
+                            .or_default()
+                            .push(*at, false);
                         if let Some(failed_at) = self.open_failure.remove(&key) {
                             self.restore
                                 .entry(key.clone())

@@ -24,7 +24,14 @@ fn rfc3339(unix: i64) -> String {
 }
 
 /// A deployment event (`status_changed_at` in GitLab's `YYYY-MM-DD HH:MM:SS +0000` form).
-pub fn deployment(path: &str, id: u64, environment: &str, status: &str, sha: &str, at: i64) -> Value {
+pub fn deployment(
+    path: &str,
+    id: u64,
+    environment: &str,
+    status: &str,
+    sha: &str,
+    at: i64,
+) -> Value {
     let when = format_gitlab(at).replace(" UTC", " +0000");
     json!({
         "object_kind": "deployment",
@@ -107,12 +114,23 @@ mod tests {
 
     #[test]
     fn recorded_bodies_parse_to_the_intended_facts() {
-        let d = deployment("g/svc", 4, "production", "success", "0123456789abcdef", 1_000_000);
+        let d = deployment(
+            "g/svc",
+            4,
+            "production",
+            "success",
+            "0123456789abcdef",
+            1_000_000,
+        );
         let facts = from_gitlab(d.to_string().as_bytes(), 0.0).unwrap();
-        assert!(matches!(&facts[0], Fact::Deployment { at, sha: Some(s), .. }
-            if (*at - 1_000_000.0).abs() < f64::EPSILON && s == "0123456789abcdef"));
+        assert!(
+            matches!(&facts[0], Fact::Deployment { at, sha: Some(s), .. }
+            if (*at - 1_000_000.0).abs() < f64::EPSILON && s == "0123456789abcdef")
+        );
         let p = push("g/svc", &[("abc", 999_000)]);
         let facts = from_gitlab(p.to_string().as_bytes(), 0.0).unwrap();
-        assert!(matches!(&facts[0], Fact::Commit { at, .. } if (*at - 999_000.0).abs() < f64::EPSILON));
+        assert!(
+            matches!(&facts[0], Fact::Commit { at, .. } if (*at - 999_000.0).abs() < f64::EPSILON)
+        );
     }
 }

@@ -86,10 +86,12 @@ impl Ingest {
     /// Stores the facts (new ones once) and returns, for each, whether it was new — after commit.
     pub async fn submit(&self, facts: Vec<Fact>) -> Result<Vec<bool>, SubmitError> {
         let (reply, answer) = oneshot::channel();
-        self.tx.try_send(Job { facts, reply }).map_err(|e| match e {
-            TrySendError::Full(_) => SubmitError::Busy,
-            TrySendError::Disconnected(_) => SubmitError::Stopped,
-        })?;
+        self.tx
+            .try_send(Job { facts, reply })
+            .map_err(|e| match e {
+                TrySendError::Full(_) => SubmitError::Busy,
+                TrySendError::Disconnected(_) => SubmitError::Stopped,
+            })?;
         answer
             .await
             .map_err(|_| SubmitError::Stopped)?
@@ -112,7 +114,12 @@ pub fn start(
     let (opened_tx, opened) = std::sync::mpsc::channel::<Result<(), store::StoreError>>();
     health.writer_alive.store(true, Ordering::SeqCst);
     {
-        let (wake, health, url, opened_tx) = (wake.clone(), health.clone(), url.to_owned(), opened_tx.clone());
+        let (wake, health, url, opened_tx) = (
+            wake.clone(),
+            health.clone(),
+            url.to_owned(),
+            opened_tx.clone(),
+        );
         std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || match store::open(&url) {

@@ -244,11 +244,7 @@ async fn render_metrics(State(app): State<Arc<App>>) -> Response {
         agg.render(crate::now(), &mut out);
     }
     self_metrics(&app, &mut out);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        out,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
 fn self_metrics(app: &App, out: &mut String) {
@@ -305,12 +301,7 @@ fn self_metrics(app: &App, out: &mut String) {
         "gauge",
         "Facts this replica stored that are not in the metrics yet.",
     );
-    metrics::sample(
-        out,
-        "dora_collector_processing_lag_events",
-        &[],
-        lag,
-    );
+    metrics::sample(out, "dora_collector_processing_lag_events", &[], lag);
     metrics::family(
         out,
         "dora_collector_facts_processed_total",
@@ -348,10 +339,6 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     if app.health.ready.load(Ordering::SeqCst) && app.health.writer_alive.load(Ordering::SeqCst) {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "replaying the store\n",
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, "replaying the store\n").into_response()
     }
 }

@@ -90,11 +90,12 @@ impl Sqlite {
         let conn = rusqlite::Connection::open(path).map_err(err)?;
         // WAL: the tailer reads while the writer appends. synchronous=FULL: a commit is on disk
         // before the webhook is acknowledged (group commit keeps that affordable).
+        // The writer and the tailer open the file together: wait for each other's locks.
+        conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS facts (
                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -200,7 +201,8 @@ impl Postgres {
                 |db| format!("{}: {}", db.code().code(), db.message()),
             ),
         };
-        let mut client = postgres::Client::connect(url, postgres::NoTls).map_err(|e| open_err(&e))?;
+        let mut client =
+            postgres::Client::connect(url, postgres::NoTls).map_err(|e| open_err(&e))?;
         // Replicas (and a replica's two connections) start together: CREATE TABLE IF NOT EXISTS
         // is not safe against itself in PostgreSQL, so creation is serialised.
         // Three statements, three transactions: the lock is released only after the CREATE
@@ -278,7 +280,10 @@ mod tests {
             redact_url("postgres://dora:s3cr3t@db:5432/dora"),
             "postgres://dora:(sensitive)@db:5432/dora"
         );
-        let err = open("mysql://dora:s3cr3t@db/dora").err().unwrap().to_string();
+        let err = open("mysql://dora:s3cr3t@db/dora")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(!err.contains("s3cr3t"), "{err}");
     }
 

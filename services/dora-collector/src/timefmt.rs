@@ -107,7 +107,12 @@ mod tests {
         assert_eq!(parse("2021-04-28 21:50:00 +0200"), Some(1_619_639_400.0));
         assert_eq!(parse("2024-01-01T10:00:00.250Z"), Some(1_704_103_200.25));
         assert_eq!(parse("2024-02-29T00:00:00Z"), Some(1_709_164_800.0));
-        for bad in ["", "yesterday", "2024-13-01 00:00:00 UTC", "2024-01-01 00:00:00 CEST"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2024-13-01 00:00:00 UTC",
+            "2024-01-01 00:00:00 CEST",
+        ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub const SECRET: &str = "whsec-known-7f3a9c1e";
-pub const PG_PASSWORD: &str = "pg-known-S3cret-41";
+pub use sandbox::postgres::{PASSWORD as PG_PASSWORD, Postgres};
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -53,7 +53,12 @@ impl Collector {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = collector.http.get(format!("{}/readyz", collector.url)).send().await {
+            if let Ok(r) = collector
+                .http
+                .get(format!("{}/readyz", collector.url))
+                .send()
+                .await
+            {
                 if r.status().is_success() {
                     break;
                 }
@@ -137,81 +142,4 @@ pub fn value(text: &str, series: &str) -> Option<f64> {
         let (name, v) = line.rsplit_once(' ')?;
         (name == series).then(|| v.parse().ok())?
     })
-}
-
-/// A private PostgreSQL cluster (Debian's postgresql-15) on a loopback port, password auth.
-pub struct Postgres {
-    dir: tempfile::TempDir,
-    bin: PathBuf,
-    pub url: String,
-}
-
-fn as_postgres_user(bin: &Path, args: &[&str]) -> Command {
-    // initdb refuses to run as root: run the server as Debian's `postgres` user then.
-    let root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
-    if root {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(bin).args(args);
-        c
-    } else {
-        let mut c = Command::new(bin);
-        c.args(args);
-        c
-    }
-}
-
-impl Postgres {
-    pub fn start() -> Self {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL is installed (scripts/setup-test-env.sh installs Debian's postgresql)")
-            .filter_map(Result::ok)
-            .map(|e| e.path().join("bin"))
-            .find(|p| p.join("initdb").exists())
-            .expect("an initdb under /usr/lib/postgresql/*/bin");
-        let dir = tempfile::tempdir().unwrap();
-        let pwfile = dir.path().join("pw");
-        std::fs::write(&pwfile, PG_PASSWORD).unwrap();
-        let _ = Command::new("chown").args(["-R", "postgres"]).arg(dir.path()).status();
-        let data = dir.path().join("data");
-        let status = as_postgres_user(
-            &bin.join("initdb"),
-            &["-D", data.to_str().unwrap(), "-U", "dora", "-A", "scram-sha-256",
-              "--pwfile", pwfile.to_str().unwrap(), "--no-sync"],
-        )
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-        assert!(status.success(), "initdb failed");
-        let port = free_port();
-        let opts = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=on",
-            dir.path().display()
-        );
-        let status = as_postgres_user(
-            &bin.join("pg_ctl"),
-            &["-D", data.to_str().unwrap(), "-o", &opts, "-l",
-              dir.path().join("log").to_str().unwrap(), "-w", "start"],
-        )
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-        assert!(status.success(), "pg_ctl start failed");
-        Self {
-            url: format!("postgres://dora:{PG_PASSWORD}@127.0.0.1:{port}/postgres"),
-            dir,
-            bin,
-        }
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let data = self.dir.path().join("data");
-        let _ = as_postgres_user(
-            &self.bin.join("pg_ctl"),
-            &["-D", data.to_str().unwrap(), "-m", "immediate", "stop"],
-        )
-        .stdout(Stdio::null())
-        .status();
-    }
 }

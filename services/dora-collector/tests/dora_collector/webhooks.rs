@@ -43,9 +43,21 @@ async fn recorded_stream_gives_exact_numbers(backend: Backend) {
     for k in 0..12_i64 {
         let sha = format!("c0ffee{k:02}");
         let deployed = t0 + k * 3600;
-        let (s, _) = c.send(PUSH_HOOK, &payloads::push(RELAY, &[(&sha, deployed - 2000 - 500 * k)])).await;
+        let (s, _) = c
+            .send(
+                PUSH_HOOK,
+                &payloads::push(RELAY, &[(&sha, deployed - 2000 - 500 * k)]),
+            )
+            .await;
         assert_eq!(s, 200);
-        let body = payloads::deployment(RELAY, 100 + k as u64, "production", "success", &sha, deployed);
+        let body = payloads::deployment(
+            RELAY,
+            100 + k as u64,
+            "production",
+            "success",
+            &sha,
+            deployed,
+        );
         let (s, first) = c.send(DEPLOYMENT_HOOK, &body).await;
         assert_eq!((s, first.trim()), (200, r#"{"stored":1,"duplicates":0}"#));
         // GitLab retries a delivery it did not see answered: the retry is a duplicate.
@@ -60,10 +72,25 @@ async fn recorded_stream_gives_exact_numbers(backend: Backend) {
     let running = payloads::deployment(RELAY, 300, "production", "running", "x", t0);
     assert_eq!(c.send(DEPLOYMENT_HOOK, &running).await.0, 200);
     // 10 pipelines: 9 succeed, 1 fails; plus a child pipeline and a running event.
-    let build = [Build { stage: "build", started: t0 + 10, finished: t0 + 70, queued: 3.0, runner_tags: &["build", "kaniko"] }];
+    let build = [Build {
+        stage: "build",
+        started: t0 + 10,
+        finished: t0 + 70,
+        queued: 3.0,
+        runner_tags: &["build", "kaniko"],
+    }];
     for id in 0..10_u64 {
         let status = if id == 3 { "failed" } else { "success" };
-        let body = payloads::pipeline(RELAY, 500 + id, status, "abc", t0 - 100, t0, t0 + 120, &build);
+        let body = payloads::pipeline(
+            RELAY,
+            500 + id,
+            status,
+            "abc",
+            t0 - 100,
+            t0,
+            t0 + 120,
+            &build,
+        );
         assert_eq!(c.send(PIPELINE_HOOK, &body).await.0, 200);
     }
     let mut child = payloads::pipeline(RELAY, 600, "success", "abc", t0 - 100, t0, t0 + 30, &build);
@@ -73,24 +100,90 @@ async fn recorded_stream_gives_exact_numbers(backend: Backend) {
     assert_eq!(c.send(PIPELINE_HOOK, &running).await.0, 200);
 
     let m = c.settled_metrics().await;
-    let relay = |name: &str, labels: &str| value(&m, &format!("{name}{{service=\"packet-relay\",{labels}}}"));
-    assert_eq!(relay("cicd_deployment_frequency_total", "environment=\"production\""), Some(12.0), "{m}");
-    assert_eq!(relay("cicd_deployment_frequency_total", "environment=\"staging\""), Some(2.0));
-    assert_eq!(relay("cicd_lead_time_seconds_count", "environment=\"production\""), Some(12.0));
+    let relay = |name: &str, labels: &str| {
+        value(&m, &format!("{name}{{service=\"packet-relay\",{labels}}}"))
+    };
+    assert_eq!(
+        relay(
+            "cicd_deployment_frequency_total",
+            "environment=\"production\""
+        ),
+        Some(12.0),
+        "{m}"
+    );
+    assert_eq!(
+        relay("cicd_deployment_frequency_total", "environment=\"staging\""),
+        Some(2.0)
+    );
+    assert_eq!(
+        relay("cicd_lead_time_seconds_count", "environment=\"production\""),
+        Some(12.0)
+    );
     // Lead times 2000..7500: four ≤ 3600 (2000, 2500, 3000, 3500), all twelve ≤ 7200 except 7500.
-    assert_eq!(relay("cicd_lead_time_seconds_bucket", "environment=\"production\",le=\"3600\""), Some(4.0));
-    assert_eq!(relay("cicd_lead_time_seconds_bucket", "environment=\"production\",le=\"7200\""), Some(11.0));
-    assert_eq!(relay("cicd_lead_time_seconds_sum", "environment=\"production\""), Some(12.0 * 2000.0 + 500.0 * 66.0));
-    assert_eq!(relay("cicd_change_failure_rate", "environment=\"production\""), Some(0.0));
-    assert_eq!(relay("cicd_pipeline_runs_total", "status=\"success\""), Some(9.0));
-    assert_eq!(relay("cicd_pipeline_runs_total", "status=\"failed\""), Some(1.0));
-    assert_eq!(value(&m, "cicd_pipeline_success_rate{service=\"packet-relay\"}"), Some(0.9));
-    assert_eq!(relay("cicd_pipeline_duration_seconds_count", "stage=\"pipeline\",status=\"success\""), Some(9.0));
-    assert_eq!(relay("cicd_pipeline_duration_seconds_bucket", "stage=\"build\",status=\"success\",le=\"60\""), Some(9.0));
-    assert_eq!(relay("cicd_pipeline_queue_time_seconds_count", "runner_type=\"build\""), Some(10.0));
+    assert_eq!(
+        relay(
+            "cicd_lead_time_seconds_bucket",
+            "environment=\"production\",le=\"3600\""
+        ),
+        Some(4.0)
+    );
+    assert_eq!(
+        relay(
+            "cicd_lead_time_seconds_bucket",
+            "environment=\"production\",le=\"7200\""
+        ),
+        Some(11.0)
+    );
+    assert_eq!(
+        relay("cicd_lead_time_seconds_sum", "environment=\"production\""),
+        Some(12.0 * 2000.0 + 500.0 * 66.0)
+    );
+    assert_eq!(
+        relay("cicd_change_failure_rate", "environment=\"production\""),
+        Some(0.0)
+    );
+    assert_eq!(
+        relay("cicd_pipeline_runs_total", "status=\"success\""),
+        Some(9.0)
+    );
+    assert_eq!(
+        relay("cicd_pipeline_runs_total", "status=\"failed\""),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&m, "cicd_pipeline_success_rate{service=\"packet-relay\"}"),
+        Some(0.9)
+    );
+    assert_eq!(
+        relay(
+            "cicd_pipeline_duration_seconds_count",
+            "stage=\"pipeline\",status=\"success\""
+        ),
+        Some(9.0)
+    );
+    assert_eq!(
+        relay(
+            "cicd_pipeline_duration_seconds_bucket",
+            "stage=\"build\",status=\"success\",le=\"60\""
+        ),
+        Some(9.0)
+    );
+    assert_eq!(
+        relay(
+            "cicd_pipeline_queue_time_seconds_count",
+            "runner_type=\"build\""
+        ),
+        Some(10.0)
+    );
     // 12 retried deliveries, plus the child and the running pipeline whose only fact (the commit)
     // was already known.
-    assert_eq!(value(&m, "dora_collector_webhooks_total{source=\"gitlab\",outcome=\"duplicate\"}"), Some(14.0));
+    assert_eq!(
+        value(
+            &m,
+            "dora_collector_webhooks_total{source=\"gitlab\",outcome=\"duplicate\"}"
+        ),
+        Some(14.0)
+    );
     drop(c);
 }
 
@@ -128,7 +221,9 @@ async fn abuse_never_counts_and_never_crashes(backend: Backend) {
     // client sends only the first 16 KiB and still gets its answer).
     {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let mut tcp = tokio::net::TcpStream::connect(c.url.trim_start_matches("http://")).await.unwrap();
+        let mut tcp = tokio::net::TcpStream::connect(c.url.trim_start_matches("http://"))
+            .await
+            .unwrap();
         let head = "POST /webhooks/gitlab HTTP/1.1\r\nHost: x\r\nX-Gitlab-Token: nope\r\nContent-Length: 5000000\r\n\r\n";
         tcp.write_all(head.as_bytes()).await.unwrap();
         tcp.write_all(&[b' '; 16_384]).await.unwrap();
@@ -139,7 +234,9 @@ async fn abuse_never_counts_and_never_crashes(backend: Backend) {
     // Chunked upload without Content-Length, larger than the limit (raw HTTP/1.1).
     {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let mut tcp = tokio::net::TcpStream::connect(c.url.trim_start_matches("http://")).await.unwrap();
+        let mut tcp = tokio::net::TcpStream::connect(c.url.trim_start_matches("http://"))
+            .await
+            .unwrap();
         let mut req = format!(
             "POST /webhooks/gitlab HTTP/1.1\r\nHost: x\r\nX-Gitlab-Token: {SECRET}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
         )
@@ -168,18 +265,49 @@ async fn abuse_never_counts_and_never_crashes(backend: Backend) {
 
     assert!(c.is_running(), "the collector crashed:\n{}", c.log());
     let m = c.settled_metrics().await;
-    assert!(!m.contains("cicd_deployment_frequency_total{"), "abuse was counted:\n{m}");
-    let outcome = |o: &str| value(&m, &format!("dora_collector_webhooks_total{{source=\"gitlab\",outcome=\"{o}\"}}"));
+    assert!(
+        !m.contains("cicd_deployment_frequency_total{"),
+        "abuse was counted:\n{m}"
+    );
+    let outcome = |o: &str| {
+        value(
+            &m,
+            &format!("dora_collector_webhooks_total{{source=\"gitlab\",outcome=\"{o}\"}}"),
+        )
+    };
     assert_eq!(outcome("rejected_token"), Some(5.0));
     assert_eq!(outcome("rejected_payload"), Some(4.0));
     assert_eq!(outcome("rejected_size"), Some(2.0));
     assert_eq!(outcome("accepted"), Some(0.0));
-    assert_eq!(value(&m, "dora_collector_webhooks_total{source=\"argo-rollouts\",outcome=\"rejected_token\"}"), Some(1.0));
+    assert_eq!(
+        value(
+            &m,
+            "dora_collector_webhooks_total{source=\"argo-rollouts\",outcome=\"rejected_token\"}"
+        ),
+        Some(1.0)
+    );
     // Still serving, and a good delivery after all that counts once.
-    assert_eq!(c.post(DEPLOYMENT_HOOK, Some(SECRET), good.into_bytes()).await.0, 200);
+    assert_eq!(
+        c.post(DEPLOYMENT_HOOK, Some(SECRET), good.into_bytes())
+            .await
+            .0,
+        200
+    );
     let m = c.settled_metrics().await;
-    assert_eq!(value(&m, "cicd_deployment_frequency_total{service=\"b\",environment=\"production\"}"), None);
-    assert_eq!(value(&m, "cicd_deployment_frequency_total{service=\"packet-relay\",environment=\"production\"}"), Some(1.0));
+    assert_eq!(
+        value(
+            &m,
+            "cicd_deployment_frequency_total{service=\"b\",environment=\"production\"}"
+        ),
+        None
+    );
+    assert_eq!(
+        value(
+            &m,
+            "cicd_deployment_frequency_total{service=\"packet-relay\",environment=\"production\"}"
+        ),
+        Some(1.0)
+    );
     // Secrets stay out of the logs.
     let log = c.log();
     assert!(!log.contains(SECRET) && !log.contains(PG_PASSWORD), "{log}");
@@ -202,14 +330,23 @@ async fn a_restart_loses_no_acknowledged_event(backend: Backend) {
     let mut c = Collector::start(&url, dir.path(), &[]).await;
     let base = now() - 3600;
     let bodies: Vec<String> = (0..400_u64)
-        .map(|i| payloads::deployment(RELAY, 10_000 + i, "production", "success", "abc", base).to_string())
+        .map(|i| {
+            payloads::deployment(RELAY, 10_000 + i, "production", "success", "abc", base)
+                .to_string()
+        })
         .collect();
     let acked = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
     let acks = Arc::new(AtomicUsize::new(0));
     let http = reqwest::Client::new();
     let mut tasks = Vec::new();
     for (i, body) in bodies.iter().enumerate() {
-        let (http, url, body, acked, acks) = (http.clone(), c.url.clone(), body.clone(), acked.clone(), acks.clone());
+        let (http, url, body, acked, acks) = (
+            http.clone(),
+            c.url.clone(),
+            body.clone(),
+            acked.clone(),
+            acks.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let r = http
                 .post(format!("{url}/webhooks/gitlab"))
@@ -233,24 +370,44 @@ async fn a_restart_loses_no_acknowledged_event(backend: Backend) {
         let _ = t.await;
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() >= 120 && acked.len() < 400, "killed mid-stream: {} acked", acked.len());
+    assert!(
+        acked.len() >= 120 && acked.len() < 400,
+        "killed mid-stream: {} acked",
+        acked.len()
+    );
 
     let c = Collector::start(&url, dir.path(), &[]).await;
     let m = c.settled_metrics().await;
-    let stored = value(&m, "cicd_deployment_frequency_total{service=\"packet-relay\",environment=\"production\"}").unwrap_or(0.0);
+    let stored = value(
+        &m,
+        "cicd_deployment_frequency_total{service=\"packet-relay\",environment=\"production\"}",
+    )
+    .unwrap_or(0.0);
     #[allow(clippy::cast_precision_loss)]
     let lower = acked.len() as f64;
     assert!(stored >= lower, "{stored} replayed < {lower} acknowledged");
     // GitLab re-delivers everything: each acknowledged delivery is now a duplicate, none is lost.
     for (i, body) in bodies.iter().enumerate() {
-        let (status, answer) = c.post(DEPLOYMENT_HOOK, Some(SECRET), body.clone().into_bytes()).await;
+        let (status, answer) = c
+            .post(DEPLOYMENT_HOOK, Some(SECRET), body.clone().into_bytes())
+            .await;
         assert_eq!(status, 200);
         if acked.contains(&i) {
-            assert_eq!(answer.trim(), r#"{"stored":0,"duplicates":1}"#, "delivery {i} was acknowledged but lost");
+            assert_eq!(
+                answer.trim(),
+                r#"{"stored":0,"duplicates":1}"#,
+                "delivery {i} was acknowledged but lost"
+            );
         }
     }
     let m = c.settled_metrics().await;
-    assert_eq!(value(&m, "cicd_deployment_frequency_total{service=\"packet-relay\",environment=\"production\"}"), Some(400.0));
+    assert_eq!(
+        value(
+            &m,
+            "cicd_deployment_frequency_total{service=\"packet-relay\",environment=\"production\"}"
+        ),
+        Some(400.0)
+    );
 }
 
 #[tokio::test]
@@ -274,12 +431,18 @@ async fn a_missing_secret_or_bad_store_is_refused_at_start() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dora-collector"))
         .env_clear()
         .env("GITLAB_WEBHOOK_SECRET", SECRET)
-        .env("DORA_STORE_URL", format!("postgres://dora:{PG_PASSWORD}@127.0.0.1:1/x"))
+        .env(
+            "DORA_STORE_URL",
+            format!("postgres://dora:{PG_PASSWORD}@127.0.0.1:1/x"),
+        )
         .env("DORA_LISTEN_ADDR", "127.0.0.1:0")
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("opening the DORA store") && err.contains("(sensitive)"), "{err}");
+    assert!(
+        err.contains("opening the DORA store") && err.contains("(sensitive)"),
+        "{err}"
+    );
     assert!(!err.contains(PG_PASSWORD), "{err}");
 }

@@ -1,0 +1,390 @@
+//! Observe Vault, GitLab and the cluster (reads only), plan, execute. Kubernetes objects go through
+//! server-side apply (field manager `cicd-buildout/obs-setup`); the webhook secret lives only in
+//! Vault and in the GitLab hook, never in a plan or a log.
+//!
+//! The hook's token: GitLab never returns it, so the Vault secret's custom metadata records
+//! `<hook id>:<SHA-256 prefix>` of the token last set on the hook. The hook is edited (token
+//! included) when that record differs from the current secret and hook — the secret was rotated in
+//! Vault, or the hook was recreated by hand — or a managed field drifted; otherwise nothing is
+//! written.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use common::cli::Phase;
+use common::config::PlatformConfig;
+use common::gitlab::{GitLabClient, GroupHook};
+use common::kube::{KubeClient, ObjectPlanner};
+use common::plan::{Change, Plan};
+use common::redact;
+use common::vault::VaultClient;
+use serde_json::{Value, json};
+
+use crate::desired::{
+    self, DATABASE_URL_KEY, HOOK_NAME, HOOK_TOKEN_METADATA, KV_MOUNT, KV_PATH, WEBHOOK_SECRET_KEY,
+};
+use crate::settings::{Settings, Store};
+
+pub const PHASE_NAME: &str = "17 obs-setup";
+pub const FIELD_MANAGER: &str = "cicd-buildout/obs-setup";
+
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Generate the webhook secret and store it with check-and-set 0 (never overwrites).
+    CreateSecret,
+    /// The path exists (e.g. with `database-url`) but has no webhook secret: add one as a new
+    /// version, check-and-set on the observed version.
+    AddSecretKey {
+        version: u64,
+    },
+    CreateHook {
+        group: u64,
+    },
+    UpdateHook {
+        group: u64,
+        hook: u64,
+    },
+    Apply {
+        object: Value,
+        crd: Option<&'static str>,
+    },
+}
+
+/// What the plan needs to know.
+#[derive(Debug)]
+pub struct Observed {
+    pub group_id: u64,
+    /// `None` on GitLab Free (no group hooks).
+    pub hooks: Option<Vec<GroupHook>>,
+    /// The secret's data (`None`: never written).
+    pub secret: Option<BTreeMap<String, Value>>,
+    pub secret_version: u64,
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl Observed {
+    pub fn webhook_secret(&self) -> Option<&str> {
+        self.secret
+            .as_ref()
+            .and_then(|d| d.get(WEBHOOK_SECRET_KEY))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    }
+}
+
+pub struct ObsSetup {
+    pub(crate) kube: KubeClient,
+    pub(crate) gitlab: GitLabClient,
+    vault: VaultClient,
+    pub(crate) settings: Settings,
+    crd_wait: Duration,
+    pub(crate) cfg: PlatformConfig,
+}
+
+/// The hook this phase owns: the one at the configured URL, else the one named `dora-collector`.
+pub fn our_hook<'a>(hooks: &'a [GroupHook], s: &Settings) -> Option<&'a GroupHook> {
+    hooks
+        .iter()
+        .find(|h| h.url == s.webhook_url)
+        .or_else(|| hooks.iter().find(|h| h.name.as_deref() == Some(HOOK_NAME)))
+}
+
+impl ObsSetup {
+    pub async fn connect(cfg: &PlatformConfig) -> anyhow::Result<Self> {
+        let crd_wait = cfg
+            .environment()
+            .get(common::env::CICD_CRD_WAIT_SECS)
+            .and_then(|v| v.parse().ok())
+            .map_or(Duration::from_secs(300), Duration::from_secs);
+        Ok(Self {
+            settings: Settings::load(cfg)?,
+            kube: KubeClient::connect(cfg, FIELD_MANAGER).await?,
+            gitlab: GitLabClient::connect(cfg)?,
+            vault: VaultClient::connect(cfg)?,
+            crd_wait,
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    async fn require_kv(&self) -> anyhow::Result<()> {
+        let mounts = self.vault.secret_mounts().await?;
+        match mounts.get(&format!("{KV_MOUNT}/")) {
+            Some(m)
+                if m.kind == "kv"
+                    && m.options
+                        .as_ref()
+                        .is_some_and(|o| o.get("version").is_some_and(|v| v == "2")) =>
+            {
+                Ok(())
+            }
+            _ => anyhow::bail!(
+                "Vault has no KV v2 engine at {KV_MOUNT}/, where the collector's secrets go: run phase 13 (vault-cicd apply) first"
+            ),
+        }
+    }
+
+    pub async fn observe(&self) -> anyhow::Result<Observed> {
+        let s = &self.settings;
+        let group = self
+            .gitlab
+            .group(&s.webhook_group)
+            .await?
+            .with_context(|| {
+                format!(
+                    "GitLab group {} not found: create it or set {}",
+                    s.webhook_group,
+                    common::env::OBS_WEBHOOK_GROUP
+                )
+            })?;
+        let hooks = if self.gitlab.tier().await?.is_paid() {
+            Some(self.gitlab.group_hooks(group.id).await?)
+        } else {
+            None
+        };
+        self.require_kv().await?;
+        let secret = self.vault.kv2_read(KV_MOUNT, KV_PATH).await?;
+        let meta = self.vault.kv2_metadata(KV_MOUNT, KV_PATH).await?;
+        let observed = Observed {
+            group_id: group.id,
+            hooks,
+            secret,
+            secret_version: meta.as_ref().map_or(0, |m| m.current_version),
+            metadata: meta.map(|m| m.custom_metadata).unwrap_or_default(),
+        };
+        if let Some(secret) = observed.webhook_secret() {
+            redact::register(secret);
+        }
+        if s.store == Store::Postgres {
+            let url = observed
+                .secret
+                .as_ref()
+                .and_then(|d| d.get(DATABASE_URL_KEY))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            redact::register(url);
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                anyhow::bail!(
+                    "{}=true but Vault {KV_MOUNT}/{KV_PATH} has no `{DATABASE_URL_KEY}` starting with postgres://: write it there first (the collector's two replicas share that database), or unset {}",
+                    common::env::OBS_DORA_POSTGRES,
+                    common::env::OBS_DORA_POSTGRES
+                );
+            }
+        }
+        Ok(observed)
+    }
+
+    async fn current_secret(&self) -> anyhow::Result<String> {
+        let data = self.vault.kv2_read(KV_MOUNT, KV_PATH).await?;
+        let secret = data
+            .as_ref()
+            .and_then(|d| d.get(WEBHOOK_SECRET_KEY))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .with_context(|| {
+                format!("Vault {KV_MOUNT}/{KV_PATH} has no {WEBHOOK_SECRET_KEY} (rerun apply)")
+            })?
+            .to_owned();
+        redact::register(&secret);
+        Ok(secret)
+    }
+
+    /// Records which token the hook now has, in the secret's custom metadata.
+    async fn record_hook_token(&self, hook: u64, secret: &str) -> anyhow::Result<()> {
+        let existing = self
+            .vault
+            .kv2_metadata(KV_MOUNT, KV_PATH)
+            .await?
+            .map(|m| m.custom_metadata)
+            .unwrap_or_default();
+        let metadata =
+            desired::secret_metadata(&existing, Some(&desired::token_fingerprint(hook, secret)));
+        self.vault
+            .write(
+                &format!("recording the hook's token fingerprint on {KV_MOUNT}/{KV_PATH}"),
+                &format!("{KV_MOUNT}/metadata/{KV_PATH}"),
+                &json!({"custom_metadata": metadata}),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// The pure part of the plan: Vault secret and GitLab hook.
+pub fn diff(s: &Settings, o: &Observed, plan: &mut Plan<Op>) {
+    let path = format!("{KV_MOUNT}/{KV_PATH}");
+    let secret = o.webhook_secret();
+    match (&o.secret, secret) {
+        (None, _) => plan.push(Change::create(
+            "vault secret",
+            &path,
+            json!({WEBHOOK_SECRET_KEY: "generated (32 random bytes)"}),
+            &[WEBHOOK_SECRET_KEY],
+            Op::CreateSecret,
+        )),
+        (Some(_), None) => plan.push(Change::update(
+            "vault secret",
+            &path,
+            json!({WEBHOOK_SECRET_KEY: null}),
+            json!({WEBHOOK_SECRET_KEY: "generated (32 random bytes)"}),
+            &[WEBHOOK_SECRET_KEY],
+            Op::AddSecretKey {
+                version: o.secret_version,
+            },
+        )),
+        (Some(_), Some(_)) => {}
+    }
+    let Some(hooks) = &o.hooks else {
+        plan.warn(format!(
+            "GitLab Free has no group webhooks (Premium): add a webhook to each project of {} by hand, URL {}, secret token from Vault {path} key {WEBHOOK_SECRET_KEY}",
+            s.webhook_group, s.webhook_url
+        ));
+        return;
+    };
+    let title = format!("{}/{HOOK_NAME}", s.webhook_group);
+    let wanted = desired::hook_fields(s);
+    match our_hook(hooks, s) {
+        None => {
+            let mut after = wanted;
+            after["token"] = json!(format!("from Vault {path}"));
+            plan.push(Change::create(
+                "gitlab group hook",
+                &title,
+                after,
+                &[],
+                Op::CreateHook { group: o.group_id },
+            ));
+        }
+        Some(hook) => {
+            let mut before = serde_json::Map::new();
+            let mut after = serde_json::Map::new();
+            for (key, value) in wanted.as_object().into_iter().flatten() {
+                let live = if key == "url" {
+                    json!(hook.url)
+                } else {
+                    hook.settings.get(key).cloned().unwrap_or(Value::Null)
+                };
+                if &live != value {
+                    before.insert(key.clone(), live);
+                    after.insert(key.clone(), value.clone());
+                }
+            }
+            let token_current = secret.is_some_and(|secret| {
+                o.metadata.get(HOOK_TOKEN_METADATA)
+                    == Some(&desired::token_fingerprint(hook.id, secret))
+            });
+            if !token_current {
+                before.insert(
+                    "token".into(),
+                    json!("not the current Vault secret (rotated, new, or hook recreated)"),
+                );
+                after.insert("token".into(), json!(format!("from Vault {path}")));
+            }
+            if !after.is_empty() {
+                plan.push(Change::update(
+                    "gitlab group hook",
+                    &title,
+                    Value::Object(before),
+                    Value::Object(after),
+                    &[],
+                    Op::UpdateHook {
+                        group: o.group_id,
+                        hook: hook.id,
+                    },
+                ));
+            }
+        }
+    }
+}
+
+impl Phase for ObsSetup {
+    type Op = Op;
+
+    fn name(&self) -> &str {
+        PHASE_NAME
+    }
+
+    async fn plan(&self) -> anyhow::Result<Plan<Op>> {
+        let observed = self.observe().await?;
+        let mut plan = Plan::new(PHASE_NAME);
+        diff(&self.settings, &observed, &mut plan);
+        let mut planner = ObjectPlanner::new(&self.kube, self.crd_wait);
+        for (object, crd) in desired::objects(&self.settings) {
+            let op = Op::Apply {
+                object: object.clone(),
+                crd,
+            };
+            planner
+                .add(
+                    &mut plan,
+                    &object,
+                    crd,
+                    "Prometheus Operator, External Secrets",
+                    op,
+                )
+                .await?;
+        }
+        Ok(plan)
+    }
+
+    async fn execute(&self, op: &Op) -> anyhow::Result<Option<String>> {
+        match op {
+            Op::CreateSecret => {
+                let secret = desired::generate_secret()?;
+                redact::register(&secret);
+                let data = BTreeMap::from([(WEBHOOK_SECRET_KEY.to_owned(), secret)]);
+                self.vault
+                    .kv2_create(
+                        KV_MOUNT,
+                        KV_PATH,
+                        &data,
+                        &desired::secret_metadata(&BTreeMap::new(), None),
+                    )
+                    .await?;
+            }
+            Op::AddSecretKey { version } => {
+                let secret = desired::generate_secret()?;
+                redact::register(&secret);
+                let mut data = self
+                    .vault
+                    .kv2_read(KV_MOUNT, KV_PATH)
+                    .await?
+                    .unwrap_or_default();
+                data.insert(WEBHOOK_SECRET_KEY.to_owned(), json!(secret));
+                self.vault
+                    .write(
+                        &format!("adding {WEBHOOK_SECRET_KEY} to {KV_MOUNT}/{KV_PATH}"),
+                        &format!("{KV_MOUNT}/data/{KV_PATH}"),
+                        &json!({"options": {"cas": version}, "data": data}),
+                    )
+                    .await?;
+            }
+            Op::CreateHook { group } => {
+                let secret = self.current_secret().await?;
+                let hook = self
+                    .gitlab
+                    .create_group_hook(*group, &desired::hook_body(&self.settings, &secret))
+                    .await?;
+                self.record_hook_token(hook.id, &secret).await?;
+            }
+            Op::UpdateHook { group, hook } => {
+                let secret = self.current_secret().await?;
+                self.gitlab
+                    .edit_group_hook(*group, *hook, &desired::hook_body(&self.settings, &secret))
+                    .await?;
+                self.record_hook_token(*hook, &secret).await?;
+            }
+            Op::Apply { object, crd } => {
+                if let Some(crd) = crd {
+                    self.kube.wait_crd_established(crd, self.crd_wait).await?;
+                }
+                self.kube.apply(object, false).await?;
+            }
+        }
+        Ok(None)
+    }
+}

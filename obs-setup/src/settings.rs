@@ -1,0 +1,271 @@
+//! Phase 17 settings (names in `common::env`, documented in docs/configuration.md).
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context as _, bail};
+use common::config::PlatformConfig;
+use common::env;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+struct Raw {
+    #[serde(default = "default_namespace")]
+    obs_namespace: String,
+    #[serde(default = "default_group")]
+    obs_webhook_group: String,
+    #[serde(default)]
+    obs_webhook_url: Option<String>,
+    #[serde(default = "default_stale")]
+    obs_webhook_stale_after: String,
+    #[serde(default)]
+    obs_dora_postgres: Option<String>,
+    #[serde(default = "default_monitor_labels")]
+    obs_monitor_labels: String,
+    #[serde(default = "default_ingress")]
+    obs_ingress_class: String,
+    #[serde(default = "default_ingress")]
+    obs_ingress_namespace: String,
+    #[serde(default)]
+    obs_gitlab_internal_url: Option<String>,
+    #[serde(default = "default_namespace")]
+    obs_alloy_namespace: String,
+    #[serde(default = "default_gitlab_namespace")]
+    gitlab_namespace: String,
+    #[serde(default)]
+    grafana_url: Option<String>,
+    #[serde(default)]
+    dora_collector_url: Option<String>,
+    #[serde(default)]
+    prometheus_url: Option<String>,
+}
+
+fn default_namespace() -> String {
+    "monitoring".into()
+}
+fn default_group() -> String {
+    "platform_services".into()
+}
+fn default_stale() -> String {
+    "6h".into()
+}
+fn default_monitor_labels() -> String {
+    "release=kube-prometheus-stack".into()
+}
+fn default_ingress() -> String {
+    "traefik".into()
+}
+fn default_gitlab_namespace() -> String {
+    "gitlab".into()
+}
+
+/// How the collector stores its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// Embedded `SQLite` on a volume: one replica (the default).
+    Sqlite,
+    /// `PostgreSQL` at `database-url` of the collector's Vault secret: two replicas.
+    Postgres,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub namespace: String,
+    /// GitLab group of the webhook.
+    pub webhook_group: String,
+    /// Public URL GitLab posts to.
+    pub webhook_url: String,
+    /// Host of `webhook_url` (the Ingress rule).
+    pub webhook_host: String,
+    /// Seconds without an accepted GitLab webhook before `DoraWebhooksStale` fires.
+    pub stale_after_seconds: u64,
+    pub store: Store,
+    /// Labels the Prometheus Operator selects `PrometheusRules` and `ServiceMonitors` by.
+    pub monitor_labels: BTreeMap<String, String>,
+    pub ingress_class: String,
+    pub ingress_namespace: String,
+    pub gitlab_namespace: String,
+    /// GitLab as the collector reaches it inside the cluster.
+    pub gitlab_internal_url: String,
+    pub alloy_namespace: String,
+    /// `harbor.<DOMAIN>/platform-services/dora-collector:v<version>`.
+    pub image: String,
+    /// Probed by the summary.
+    pub grafana_url: Option<String>,
+    pub prometheus_url: Option<String>,
+    pub collector_url: String,
+}
+
+/// `6h`, `90m`, `1d`, `3600s` or plain seconds.
+pub fn parse_duration(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&text[..i], c),
+        _ => (text, 's'),
+    };
+    let n: u64 = number.parse().ok().filter(|n| *n > 0)?;
+    let factor = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86400,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+fn truthy(name: &str, value: Option<&str>) -> anyhow::Result<bool> {
+    match value.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("" | "false" | "0" | "no") => Ok(false),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some(other) => bail!("{name}={other} must be true or false"),
+    }
+}
+
+fn host_of(name: &str, url: &str) -> anyhow::Result<String> {
+    let parsed = url::Url::parse(url).with_context(|| format!("{name}={url} is not a URL"))?;
+    parsed
+        .host_str()
+        .map(str::to_owned)
+        .with_context(|| format!("{name}={url} has no host"))
+}
+
+impl Settings {
+    pub fn load(cfg: &PlatformConfig) -> anyhow::Result<Self> {
+        let raw: Raw = cfg.environment().parse()?;
+        let domain = cfg.domain.clone();
+        let derive = |explicit: Option<String>, host: &str| -> Option<String> {
+            explicit
+                .map(|u| u.trim_end_matches('/').to_owned())
+                .or_else(|| domain.as_ref().map(|d| format!("https://{host}.{d}")))
+        };
+        let webhook_url = match raw.obs_webhook_url {
+            Some(url) => url,
+            None => match &domain {
+                Some(d) => format!("https://dora.{d}/webhooks/gitlab"),
+                None => bail!(
+                    "{} is not set and cannot be derived: set DOMAIN or {}",
+                    env::OBS_WEBHOOK_URL,
+                    env::OBS_WEBHOOK_URL
+                ),
+            },
+        };
+        let parsed = url::Url::parse(&webhook_url)
+            .with_context(|| format!("{}={webhook_url} is not a URL", env::OBS_WEBHOOK_URL))?;
+        if parsed.scheme() != "https" {
+            bail!(
+                "{}={webhook_url} must be https: GitLab verifies the collector's certificate (enable_ssl_verification)",
+                env::OBS_WEBHOOK_URL
+            );
+        }
+        let webhook_host = host_of(env::OBS_WEBHOOK_URL, &webhook_url)?;
+        let collector_url = raw.dora_collector_url.map_or_else(
+            || parsed.origin().ascii_serialization(),
+            |u| u.trim_end_matches('/').to_owned(),
+        );
+        let stale_after_seconds =
+            parse_duration(&raw.obs_webhook_stale_after).with_context(|| {
+                format!(
+                    "{}={} must be a duration such as 6h, 90m or 1d",
+                    env::OBS_WEBHOOK_STALE_AFTER,
+                    raw.obs_webhook_stale_after
+                )
+            })?;
+        let store = if truthy(env::OBS_DORA_POSTGRES, raw.obs_dora_postgres.as_deref())? {
+            Store::Postgres
+        } else {
+            Store::Sqlite
+        };
+        let mut monitor_labels = BTreeMap::new();
+        for pair in raw
+            .obs_monitor_labels
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            let (k, v) = pair.split_once('=').with_context(|| {
+                format!("{}: `{pair}` is not key=value", env::OBS_MONITOR_LABELS)
+            })?;
+            monitor_labels.insert(k.trim().to_owned(), v.trim().to_owned());
+        }
+        let harbor = cfg.require_url(env::HARBOR_URL)?;
+        // The registry as phase 14 names it (the host of HARBOR_URL; a non-default port kept).
+        let mut harbor_host = host_of(env::HARBOR_URL, harbor)?;
+        if let Some(port) = url::Url::parse(harbor).ok().and_then(|u| u.port()) {
+            harbor_host = format!("{harbor_host}:{port}");
+        }
+        let gitlab_internal_url = raw.obs_gitlab_internal_url.unwrap_or_else(|| {
+            format!(
+                "http://gitlab-webservice-default.{}.svc:8181",
+                raw.gitlab_namespace
+            )
+        });
+        url::Url::parse(&gitlab_internal_url).with_context(|| {
+            format!(
+                "{}={gitlab_internal_url} is not a URL",
+                env::OBS_GITLAB_INTERNAL_URL
+            )
+        })?;
+        Ok(Self {
+            namespace: raw.obs_namespace,
+            webhook_group: raw.obs_webhook_group,
+            webhook_url,
+            webhook_host,
+            stale_after_seconds,
+            store,
+            monitor_labels,
+            ingress_class: raw.obs_ingress_class,
+            ingress_namespace: raw.obs_ingress_namespace,
+            gitlab_namespace: raw.gitlab_namespace,
+            gitlab_internal_url,
+            alloy_namespace: raw.obs_alloy_namespace,
+            image: format!(
+                "{harbor_host}/platform-services/dora-collector:v{}",
+                env!("CARGO_PKG_VERSION")
+            ),
+            grafana_url: derive(raw.grafana_url, "grafana"),
+            prometheus_url: derive(raw.prometheus_url, "prometheus"),
+            collector_url,
+        })
+    }
+
+    /// The settings with every default, for `DOMAIN=example.com` (tests and the exported data).
+    pub fn example() -> Self {
+        Self {
+            namespace: default_namespace(),
+            webhook_group: default_group(),
+            webhook_url: "https://dora.example.com/webhooks/gitlab".into(),
+            webhook_host: "dora.example.com".into(),
+            stale_after_seconds: 21600,
+            store: Store::Sqlite,
+            monitor_labels: BTreeMap::from([("release".into(), "kube-prometheus-stack".into())]),
+            ingress_class: default_ingress(),
+            ingress_namespace: default_ingress(),
+            gitlab_namespace: default_gitlab_namespace(),
+            gitlab_internal_url: "http://gitlab-webservice-default.gitlab.svc:8181".into(),
+            alloy_namespace: default_namespace(),
+            image: format!(
+                "harbor.example.com/platform-services/dora-collector:v{}",
+                env!("CARGO_PKG_VERSION")
+            ),
+            grafana_url: Some("https://grafana.example.com".into()),
+            prometheus_url: Some("https://prometheus.example.com".into()),
+            collector_url: "https://dora.example.com".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("6h"), Some(21600));
+        assert_eq!(parse_duration("90m"), Some(5400));
+        assert_eq!(parse_duration("1d"), Some(86400));
+        assert_eq!(parse_duration("3600"), Some(3600));
+        assert_eq!(parse_duration("0h"), None);
+        assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_duration("5w"), None);
+    }
+}

@@ -1,0 +1,637 @@
+//! Observe GitLab, Harbor, Vault and the cluster (reads only), a pure [`diff`] to a [`Plan`] for
+//! the API objects, Kubernetes objects planned by server-side dry run, and the executor.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use common::cli::Phase;
+use common::config::PlatformConfig;
+use common::env;
+use common::gitlab::{GitLabClient, Runner};
+use common::harbor::HarborClient;
+use common::kube::{KubeClient, ObjectPlanner};
+use common::plan::{Change, Plan};
+use common::vault::VaultClient;
+use secrecy::{ExposeSecret as _, SecretString};
+use serde_json::{Map, Value, json};
+
+use crate::desired::{
+    self, ARGOCD_APPLICATION_CRD, CILIUM_CRD, ESO_CRD, KV_MOUNT, KYVERNO_CRD, MANAGED_BY,
+    RUNNER_ID_METADATA, RUNNER_TOKEN_KEY, RUNNER_TOKEN_PATH, SIGNING_KEY, TRANSIT_MOUNT,
+    VERIFY_IMAGES_FILE, WEBHOOK_POLICY_NAME,
+};
+use crate::settings::Settings;
+
+pub const PHASE_NAME: &str = "16 security-setup";
+pub const FIELD_MANAGER: &str = "cicd-buildout/security-setup";
+
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Creates the runner and stores its token in Vault in the same step.
+    CreateRunner {
+        group_id: u64,
+    },
+    UpdateRunner {
+        id: u64,
+        body: Value,
+    },
+    /// The runner exists but Vault has no token for it: a new token, stored.
+    StoreRunnerToken {
+        id: u64,
+    },
+    UpdateProjectMetadata {
+        project: String,
+        id: u64,
+        metadata: Value,
+    },
+    SetScanAllSchedule {
+        exists: bool,
+    },
+    SetCveAllowlist,
+    /// The address (a secret) is taken from the observation at execution time.
+    CreateWebhook {
+        project: String,
+    },
+    UpdateWebhook {
+        project: String,
+        id: u64,
+    },
+    Apply {
+        object: Value,
+        crd: Option<&'static str>,
+    },
+}
+
+/// What a Harbor project looks like now.
+#[derive(Debug, Clone)]
+pub struct HarborProjectState {
+    pub id: u64,
+    pub metadata: Map<String, Value>,
+    /// This phase's webhook policy, if present.
+    pub webhook: Option<Value>,
+}
+
+/// Everything [`diff`] needs.
+pub struct Observed {
+    pub group_id: u64,
+    /// The runner's details (the oldest one with the description).
+    pub runner: Option<Runner>,
+    /// How many runners of the group carry the description.
+    pub runners_with_description: usize,
+    /// Vault holds a live token for exactly this runner.
+    pub token_stored: bool,
+    pub projects: BTreeMap<String, HarborProjectState>,
+    pub scan_schedule: Value,
+    pub allowlist: Value,
+    /// The Mattermost incoming-webhook URL, when configured.
+    pub mattermost: Option<SecretString>,
+    /// The signing key's public half (PEM).
+    pub public_key: String,
+}
+
+pub struct SecuritySetup {
+    gitlab: GitLabClient,
+    harbor: HarborClient,
+    vault: VaultClient,
+    kube: KubeClient,
+    settings: Settings,
+    argocd_namespace: String,
+    crd_wait: Duration,
+    /// The Mattermost URL, known after observing (never part of an [`Op`] or a plan).
+    mattermost: Mutex<Option<SecretString>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl SecuritySetup {
+    pub async fn connect(cfg: &PlatformConfig) -> anyhow::Result<Self> {
+        let crd_wait = cfg
+            .environment()
+            .get(env::CICD_CRD_WAIT_SECS)
+            .and_then(|v| v.parse().ok())
+            .map_or(Duration::from_secs(300), Duration::from_secs);
+        Ok(Self {
+            settings: Settings::load(cfg)?,
+            gitlab: GitLabClient::connect(cfg)?,
+            harbor: HarborClient::connect(cfg)?,
+            vault: VaultClient::connect(cfg)?,
+            kube: KubeClient::connect(cfg, FIELD_MANAGER).await?,
+            argocd_namespace: cfg
+                .environment()
+                .get(env::ARGOCD_NAMESPACE)
+                .unwrap_or("argocd")
+                .to_owned(),
+            crd_wait,
+            mattermost: Mutex::new(None),
+        })
+    }
+
+    async fn require_kv(&self) -> anyhow::Result<()> {
+        let mounts = self.vault.secret_mounts().await?;
+        match mounts.get(&format!("{KV_MOUNT}/")) {
+            Some(m)
+                if m.kind == "kv"
+                    && m.options
+                        .as_ref()
+                        .is_some_and(|o| o.get("version").is_some_and(|v| v == "2")) =>
+            {
+                Ok(())
+            }
+            _ => anyhow::bail!(
+                "Vault has no KV v2 engine at {KV_MOUNT}/, where the runner token goes: run phase 13 (vault-cicd apply) first"
+            ),
+        }
+    }
+
+    /// The public key of the latest version of the signing key (PEM).
+    async fn public_key(&self) -> anyhow::Result<String> {
+        let key = self
+            .vault
+            .read(
+                &format!("reading transit key {TRANSIT_MOUNT}/{SIGNING_KEY}"),
+                &format!("{TRANSIT_MOUNT}/keys/{SIGNING_KEY}"),
+            )
+            .await?
+            .with_context(|| {
+                format!(
+                    "Vault has no transit key {TRANSIT_MOUNT}/keys/{SIGNING_KEY} (the image signing key): run phase 13 (vault-cicd apply) first"
+                )
+            })?;
+        let latest = key["latest_version"].as_u64().unwrap_or(1);
+        key["keys"][latest.to_string()]["public_key"]
+            .as_str()
+            .filter(|k| k.contains("BEGIN PUBLIC KEY"))
+            .map(str::to_owned)
+            .with_context(|| {
+                format!(
+                    "transit key {TRANSIT_MOUNT}/{SIGNING_KEY} has no public key (type {}): it must be an asymmetric key such as ecdsa-p256; phase 13 creates it so",
+                    key["type"].as_str().unwrap_or("?")
+                )
+            })
+    }
+
+    /// The default scanner must be registered, enabled and answering.
+    async fn require_scanner(&self) -> anyhow::Result<()> {
+        let scanners = self.harbor.scanners().await?;
+        let default = scanners
+            .iter()
+            .find(|s| s["is_default"] == true)
+            .context(
+                "Harbor has no default vulnerability scanner, so scan-on-push would scan nothing: install Harbor with Trivy (Helm value trivy.enabled=true) or register a scanner under Administration → Interrogation Services and set it as default, then rerun",
+            )?;
+        let name = default["name"].as_str().unwrap_or("?");
+        if default["disabled"] == true {
+            anyhow::bail!(
+                "Harbor's default scanner {name} is disabled: enable it under Administration → Interrogation Services, then rerun"
+            );
+        }
+        let uuid = default["uuid"].as_str().unwrap_or_default();
+        self.harbor.scanner_metadata(uuid, name).await.with_context(|| {
+            format!(
+                "Harbor's default scanner {name} is unhealthy ({} does not answer): check the scanner adapter (kubectl -n harbor get pods for harbor-trivy), then rerun",
+                default["url"].as_str().unwrap_or("its adapter")
+            )
+        })?;
+        Ok(())
+    }
+
+    async fn mattermost_url(&self) -> anyhow::Result<Option<SecretString>> {
+        if let Some(url) = &self.settings.mattermost_url {
+            return Ok(Some(url.expose_secret().to_owned().into()));
+        }
+        let stored = self
+            .vault
+            .kv2_read(KV_MOUNT, &self.settings.mattermost_vault_path)
+            .await?;
+        Ok(stored
+            .and_then(|data| data.get("url").and_then(Value::as_str).map(str::to_owned))
+            .filter(|u| !u.is_empty())
+            .map(|u| {
+                common::redact::register(&u);
+                u.into()
+            }))
+    }
+
+    pub async fn observe(&self) -> anyhow::Result<Observed> {
+        let s = &self.settings;
+        let group = self.gitlab.group(&s.runner_group).await?.with_context(|| {
+            format!(
+                "GitLab group {} not found: create it (phase 12 hardens it) or set {}",
+                s.runner_group,
+                env::SECURITY_RUNNER_GROUP
+            )
+        })?;
+        let mut matching: Vec<Runner> = self
+            .gitlab
+            .group_runners(group.id)
+            .await?
+            .into_iter()
+            .filter(|r| r.description == s.runner_description)
+            .collect();
+        matching.sort_by_key(|r| r.id);
+        let runners_with_description = matching.len();
+        let runner = match matching.first() {
+            Some(r) => Some(self.gitlab.runner(r.id).await?),
+            None => None,
+        };
+        self.require_kv().await?;
+        let token_stored = match &runner {
+            Some(r) => self
+                .vault
+                .kv2_metadata(KV_MOUNT, RUNNER_TOKEN_PATH)
+                .await?
+                .is_some_and(|m| {
+                    !m.current_deleted
+                        && m.custom_metadata
+                            .get(RUNNER_ID_METADATA)
+                            .is_some_and(|id| *id == r.id.to_string())
+                }),
+            None => false,
+        };
+
+        self.require_scanner().await?;
+        let mut projects = BTreeMap::new();
+        for name in &s.scan_projects {
+            let project = self.harbor.project(name).await?.with_context(|| {
+                format!(
+                    "Harbor project {name} not found: run phase 14 (ci-templates apply) first, or set {}",
+                    env::HARBOR_SCAN_PROJECTS
+                )
+            })?;
+            let webhook = self
+                .harbor
+                .webhook_policies(name)
+                .await?
+                .into_iter()
+                .find(|p| p["name"] == WEBHOOK_POLICY_NAME);
+            projects.insert(
+                name.clone(),
+                HarborProjectState {
+                    id: project.project_id,
+                    metadata: project.metadata,
+                    webhook,
+                },
+            );
+        }
+        let scan_schedule = self.harbor.scan_all_schedule().await?;
+        let allowlist = self.harbor.system_cve_allowlist().await?;
+        let mattermost = self.mattermost_url().await?;
+        *lock(&self.mattermost) = mattermost
+            .as_ref()
+            .map(|u| u.expose_secret().to_owned().into());
+        let public_key = self.public_key().await?;
+        Ok(Observed {
+            group_id: group.id,
+            runner,
+            runners_with_description,
+            token_stored,
+            projects,
+            scan_schedule,
+            allowlist,
+            mattermost,
+            public_key,
+        })
+    }
+
+    /// Adds the Kubernetes objects to the plan (server-side dry run each).
+    async fn plan_objects(&self, plan: &mut Plan<Op>, public_key: &str) -> anyhow::Result<()> {
+        let s = &self.settings;
+        let mut planner = ObjectPlanner::new(&self.kube, self.crd_wait);
+        let mut objects: Vec<(Value, Option<&'static str>, &str)> = vec![
+            (
+                desired::runner_token_external_secret(s),
+                Some(ESO_CRD),
+                "External Secrets Operator, phase 13",
+            ),
+            (
+                desired::runner_application(s, &self.argocd_namespace)?,
+                Some(ARGOCD_APPLICATION_CRD),
+                "Argo CD",
+            ),
+            (desired::cosign_configmap(s, public_key), None, ""),
+        ];
+        // Optional: applied only where the cluster serves their CRDs.
+        if self.kube.crd_established(CILIUM_CRD).await? {
+            objects.push((desired::runner_egress_policy(s), Some(CILIUM_CRD), "Cilium"));
+        } else {
+            plan.warn(format!(
+                "CRD {CILIUM_CRD} is not served (Cilium is not the cluster's CNI, or its CRDs are missing): the runner egress policy CiliumNetworkPolicy {}/{} is not applied and runner egress stays unrestricted; install Cilium and rerun apply",
+                s.runner_namespace,
+                desired::EGRESS_POLICY_NAME
+            ));
+        }
+        if self.kube.crd_established(KYVERNO_CRD).await? {
+            objects.push((
+                desired::verify_images_policy(s, public_key)?,
+                Some(KYVERNO_CRD),
+                "Kyverno",
+            ));
+        } else {
+            plan.warn(format!(
+                "CRD {KYVERNO_CRD} is not served (Kyverno is not installed): the admission policy {VERIFY_IMAGES_FILE} is not applied, so unsigned images are not rejected at deploy; install Kyverno and rerun apply (signatures can still be checked with the ConfigMap {}/{})",
+                s.cosign_namespace,
+                desired::COSIGN_CONFIGMAP
+            ));
+        }
+        for (object, crd, installed_by) in objects {
+            let op = Op::Apply {
+                object: object.clone(),
+                crd,
+            };
+            planner
+                .add(plan, &object, crd, installed_by, op)
+                .await
+                .with_context(|| format!("planning {}", common::kube::describe(&object)))?;
+        }
+        Ok(())
+    }
+
+    /// Stores a runner token at its Vault path (never printed anywhere).
+    async fn store_token(&self, id: u64, token: &SecretString) -> anyhow::Result<()> {
+        let data = BTreeMap::from([(
+            RUNNER_TOKEN_KEY.to_owned(),
+            token.expose_secret().to_owned(),
+        )]);
+        let metadata = BTreeMap::from([
+            ("managed-by".to_owned(), MANAGED_BY.to_owned()),
+            (RUNNER_ID_METADATA.to_owned(), id.to_string()),
+            (
+                "runner-description".to_owned(),
+                self.settings.runner_description.clone(),
+            ),
+        ]);
+        self.vault
+            .kv2_put(KV_MOUNT, RUNNER_TOKEN_PATH, &data, &metadata)
+            .await
+            .with_context(|| {
+                format!(
+                    "storing the token of runner {id} at {KV_MOUNT}/{RUNNER_TOKEN_PATH} (the runner exists: rerun apply, which resets its token and stores the new one)"
+                )
+            })
+    }
+
+    fn webhook_address(&self) -> anyhow::Result<String> {
+        lock(&self.mattermost)
+            .as_ref()
+            .map(|u| u.expose_secret().to_owned())
+            .context("the Mattermost webhook URL is not known (rerun apply)")
+    }
+}
+
+fn runner_state(r: &Runner) -> Value {
+    let mut tags = r.tag_list.clone();
+    tags.sort();
+    json!({"description": r.description, "tag_list": tags, "run_untagged": r.run_untagged, "locked": r.locked, "paused": r.paused})
+}
+
+fn metadata_diff(
+    want: &BTreeMap<&str, String>,
+    have: &Map<String, Value>,
+) -> Option<(Value, Value)> {
+    let mut before = Map::new();
+    let mut after = Map::new();
+    for (key, value) in want {
+        let current = have.get(*key).cloned().unwrap_or(Value::Null);
+        if current != Value::String(value.clone()) {
+            before.insert((*key).into(), current);
+            after.insert((*key).into(), value.clone().into());
+        }
+    }
+    (!after.is_empty()).then_some((Value::Object(before), Value::Object(after)))
+}
+
+/// The pure diff of the API objects (GitLab, Vault, Harbor).
+pub fn diff(s: &Settings, o: &Observed) -> Plan<Op> {
+    let mut plan = Plan::new(PHASE_NAME);
+    let vault_path = format!("{KV_MOUNT}/{RUNNER_TOKEN_PATH} ({RUNNER_TOKEN_KEY})");
+
+    // The security runner: created once, found again by its description.
+    let want = desired::runner_view(s);
+    match &o.runner {
+        None => {
+            let mut after = want.clone();
+            after["group"] = s.runner_group.clone().into();
+            after["runner_type"] = "group_type".into();
+            after["token"] = format!("stored at {vault_path}, never shown").into();
+            plan.push(Change::create(
+                "gitlab runner",
+                &s.runner_description,
+                after,
+                &[],
+                Op::CreateRunner {
+                    group_id: o.group_id,
+                },
+            ));
+        }
+        Some(runner) => {
+            if o.runners_with_description > 1 {
+                plan.warn(format!(
+                    "{} runners of group {} are described `{}`: this phase uses the oldest (id {}); delete the others in GitLab (Settings → CI/CD → Runners)",
+                    o.runners_with_description, s.runner_group, s.runner_description, runner.id
+                ));
+            }
+            let have = runner_state(runner);
+            if have != want {
+                let mut body = want.clone();
+                if let Some(map) = body.as_object_mut() {
+                    map.retain(|k, v| have.get(k) != Some(v));
+                }
+                plan.push(Change::update(
+                    "gitlab runner",
+                    &s.runner_description,
+                    have,
+                    want.clone(),
+                    &[],
+                    Op::UpdateRunner {
+                        id: runner.id,
+                        body,
+                    },
+                ));
+            }
+            if !o.token_stored {
+                plan.push(Change::update(
+                    "runner token",
+                    &format!("runner {} → {vault_path}", runner.id),
+                    json!({"stored": false}),
+                    json!({"stored": true, "how": "a new token from GitLab (reset), written to Vault"}),
+                    &[],
+                    Op::StoreRunnerToken { id: runner.id },
+                ));
+            }
+        }
+    }
+
+    // Harbor: scan-on-push, severity gate, alerts per project.
+    let metadata = desired::project_metadata(s);
+    for (name, state) in &o.projects {
+        if let Some((before, after)) = metadata_diff(&metadata, &state.metadata) {
+            plan.push(Change::update(
+                "harbor project",
+                name,
+                before,
+                after.clone(),
+                &[],
+                Op::UpdateProjectMetadata {
+                    project: name.clone(),
+                    id: state.id,
+                    metadata: after,
+                },
+            ));
+        }
+        let Some(address) = &o.mattermost else {
+            continue;
+        };
+        let want = desired::webhook_view(&desired::webhook_policy(address.expose_secret()));
+        let title = format!("{name}: {WEBHOOK_POLICY_NAME}");
+        match &state.webhook {
+            None => plan.push(Change::create(
+                "harbor webhook",
+                &title,
+                want,
+                &["address"],
+                Op::CreateWebhook {
+                    project: name.clone(),
+                },
+            )),
+            Some(have) => {
+                let have_view = desired::webhook_view(have);
+                if have_view != want {
+                    let address_changed = have_view["address"] != want["address"];
+                    let mut change = Change::update(
+                        "harbor webhook",
+                        &title,
+                        have_view,
+                        want,
+                        &["address"],
+                        Op::UpdateWebhook {
+                            project: name.clone(),
+                            id: have["id"].as_u64().unwrap_or_default(),
+                        },
+                    );
+                    if address_changed {
+                        change.diff.push("~ address: (sensitive) changed".into());
+                    }
+                    plan.push(change);
+                }
+            }
+        }
+    }
+    if o.mattermost.is_none() {
+        plan.warn(format!(
+            "no Mattermost webhook URL ({} unset and no key `url` at {KV_MOUNT}/{}): Harbor scan alerts are not configured",
+            env::MATTERMOST_WEBHOOK_URL,
+            s.mattermost_vault_path
+        ));
+    }
+
+    // The scan-all schedule.
+    let want = desired::schedule_view(&desired::scan_all_schedule(s));
+    let exists = o.scan_schedule["schedule"].is_object();
+    let have = desired::schedule_view(&o.scan_schedule);
+    if have != want {
+        let change = if exists {
+            Change::update(
+                "harbor scan-all schedule",
+                "system",
+                have,
+                want,
+                &[],
+                Op::SetScanAllSchedule { exists },
+            )
+        } else {
+            Change::create(
+                "harbor scan-all schedule",
+                "system",
+                want,
+                &[],
+                Op::SetScanAllSchedule { exists },
+            )
+        };
+        plan.push(change);
+    }
+
+    // The system CVE allowlist (exactly the configured ids).
+    let have = desired::allowlist_ids(&o.allowlist);
+    let never_expires = o.allowlist["expires_at"].is_null();
+    if have != s.cve_allowlist || !never_expires {
+        plan.push(Change::update(
+            "harbor CVE allowlist",
+            "system",
+            json!({"items": have, "expires_at": o.allowlist["expires_at"]}),
+            json!({"items": s.cve_allowlist, "expires_at": null}),
+            &[],
+            Op::SetCveAllowlist,
+        ));
+    }
+    plan
+}
+
+impl Phase for SecuritySetup {
+    type Op = Op;
+
+    fn name(&self) -> &str {
+        PHASE_NAME
+    }
+
+    async fn plan(&self) -> anyhow::Result<Plan<Op>> {
+        let observed = self.observe().await?;
+        let mut plan = diff(&self.settings, &observed);
+        self.plan_objects(&mut plan, &observed.public_key).await?;
+        Ok(plan)
+    }
+
+    async fn execute(&self, op: &Op) -> anyhow::Result<Option<String>> {
+        let s = &self.settings;
+        match op {
+            Op::CreateRunner { group_id } => {
+                let created = self
+                    .gitlab
+                    .create_runner(&desired::runner_create_body(s, *group_id))
+                    .await?;
+                self.store_token(created.id, &created.token).await?;
+            }
+            Op::UpdateRunner { id, body } => self.gitlab.update_runner(*id, body).await?,
+            Op::StoreRunnerToken { id } => {
+                let reset = self.gitlab.reset_runner_token(*id).await?;
+                self.store_token(*id, &reset.token).await?;
+            }
+            Op::UpdateProjectMetadata { id, metadata, .. } => {
+                self.harbor
+                    .update_project(*id, &json!({"metadata": metadata}))
+                    .await?;
+            }
+            Op::SetScanAllSchedule { exists } => {
+                self.harbor
+                    .set_scan_all_schedule(&desired::scan_all_schedule(s), *exists)
+                    .await?;
+            }
+            Op::SetCveAllowlist => {
+                self.harbor
+                    .set_system_cve_allowlist(&desired::cve_allowlist(s))
+                    .await?;
+            }
+            Op::CreateWebhook { project } => {
+                let body = desired::webhook_policy(&self.webhook_address()?);
+                self.harbor.create_webhook_policy(project, &body).await?;
+            }
+            Op::UpdateWebhook { project, id } => {
+                let mut body = desired::webhook_policy(&self.webhook_address()?);
+                body["id"] = (*id).into();
+                self.harbor
+                    .update_webhook_policy(project, *id, &body)
+                    .await?;
+            }
+            Op::Apply { object, crd } => {
+                if let Some(crd) = crd {
+                    self.kube.wait_crd_established(crd, self.crd_wait).await?;
+                }
+                self.kube.apply(object, false).await?;
+            }
+        }
+        Ok(None)
+    }
+}

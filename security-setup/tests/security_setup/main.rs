@@ -1,0 +1,8 @@
+//! Integration tests of phase 16 (one binary): the phase against the sandbox (`phase`: real
+//! `OpenBao` and kube-apiserver, GitLab and Harbor stand-ins), its refusals and the optional CRD
+//! paths (`refusals`), and the objects checked against schemas (`objects`).
+
+mod objects;
+mod phase;
+mod refusals;
+mod support;

@@ -1,0 +1,93 @@
+//! Objects kube-apiserver in the sandbox cannot check: the `CiliumNetworkPolicy` against Cilium's
+//! JSON schema (datreeio CRDs-catalog, tests/schemas), and the admission policy file as data.
+
+use security_setup::desired;
+use security_setup::settings::{ScanSchedule, Settings};
+use serde_json::{Value, json};
+
+fn settings() -> Settings {
+    Settings {
+        runner_group: "platform_services".into(),
+        runner_description: "security-runners".into(),
+        runner_namespace: "gitlab-runners".into(),
+        chart_version: "0.71.0".into(),
+        scan_projects: vec!["platform-services".into(), "application-services".into()],
+        scan_schedule: ScanSchedule::parse("daily").unwrap(),
+        prevent_vulnerable: true,
+        severity_gate: "critical".into(),
+        cve_allowlist: Vec::new(),
+        mattermost_url: None,
+        mattermost_vault_path: "ci/mattermost-webhook".into(),
+        cosign_namespace: "gitlab-runners".into(),
+        gitlab_url: "https://gitlab.example.com".into(),
+        harbor_registry: "harbor.example.com".into(),
+    }
+}
+
+/// Why `object` fails the JSON schema `schema` (tests/schemas); `None` when valid.
+fn schema_errors(object: &Value, schema: &str) -> Option<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("object.json");
+    std::fs::write(&file, object.to_string()).unwrap();
+    let out = std::process::Command::new(common::config::tools_dir().join("venv/bin/python"))
+        .args([
+            "-c",
+            concat!(
+                // Cilium's schema has Go regexes (`\\PC`) Python cannot compile: validate without
+                // checking the schema itself (no `format` checks, as kube-apiserver does).
+                "import json,sys,jsonschema; s=json.load(open(sys.argv[2]));",
+                " jsonschema.validators.validator_for(s)(s).validate(json.load(open(sys.argv[1])))"
+            ),
+        ])
+        .arg(&file)
+        .arg(format!(
+            "{}/tests/schemas/{schema}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .output()
+        .expect("python with jsonschema (run ./scripts/setup-test-env.sh)");
+    (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn the_runner_egress_policy_follows_ciliums_schema_and_the_plan() {
+    let policy = desired::runner_egress_policy(&settings());
+    assert_eq!(schema_errors(&policy, "ciliumnetworkpolicy_v2.json"), None);
+    // The schema is strict enough to catch a misspelt field.
+    let mut bad = policy.clone();
+    bad["spec"]["egress"][0]["toEndpoints"] = json!("harbor");
+    assert!(schema_errors(&bad, "ciliumnetworkpolicy_v2.json").is_some());
+    // §3.5: Harbor, Vault, GitLab, the package registries; DNS for the names.
+    let egress = policy["spec"]["egress"].as_array().unwrap();
+    let names: Vec<&str> = egress
+        .iter()
+        .filter_map(|e| e["toEndpoints"][0]["matchLabels"]["app.kubernetes.io/name"].as_str())
+        .collect();
+    assert_eq!(names, ["harbor", "vault", "gitlab"]);
+    let fqdns = egress.iter().find(|e| e.get("toFQDNs").is_some()).unwrap();
+    assert_eq!(
+        fqdns["toFQDNs"],
+        json!([{"matchPattern": "*.golang.org"}, {"matchPattern": "*.npmjs.org"}, {"matchPattern": "*.pypi.org"}, {"matchName": "registry.npmjs.org"}])
+    );
+    assert!(
+        egress
+            .iter()
+            .any(|e| e["toPorts"][0]["rules"]["dns"].is_array())
+    );
+}
+
+#[test]
+fn the_verify_images_policy_is_a_kyverno_cluster_policy() {
+    let pem = "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n";
+    let policy = desired::verify_images_policy(&settings(), pem).unwrap();
+    assert_eq!(policy["apiVersion"], "kyverno.io/v1");
+    assert_eq!(policy["kind"], "ClusterPolicy");
+    assert_eq!(policy["spec"]["validationFailureAction"], "Enforce");
+    let verify = &policy["spec"]["rules"][0]["verifyImages"][0];
+    assert_eq!(verify["required"], true);
+    assert_eq!(
+        verify["attestors"][0]["entries"][0]["keys"]["publicKeys"],
+        pem
+    );
+    assert_eq!(policy["metadata"]["labels"]["cicd-buildout/phase"], "16");
+}

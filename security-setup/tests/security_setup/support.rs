@@ -1,0 +1,190 @@
+//! The sandbox as phase 16 finds it after phases 13 and 14: KV v2 at `kv/`, transit with the
+//! signing key (as vault-cicd creates them), the Harbor projects of phase 14 with its metadata,
+//! and the Mattermost URL in Vault.
+
+use std::sync::atomic::Ordering;
+
+use common::kube::KubeClient;
+use sandbox::standins::harbor::ProjectRecord;
+use sandbox::{Options, PhaseRun, Sandbox};
+use serde_json::{Map, Value, json};
+
+pub const MATTERMOST_PATH: &str = "ci/mattermost-webhook";
+pub const ALLOWLIST: &str = "CVE-2024-0001,CVE-2023-4444";
+
+pub async fn phase(sandbox: &Sandbox, args: &[&str]) -> PhaseRun {
+    sandbox::run_phase_binary(
+        env!("CARGO_BIN_EXE_security-setup"),
+        &sandbox.env_file(),
+        args,
+        &[
+            ("CICD_HTTP_RETRIES", "1"),
+            ("HARBOR_CVE_ALLOWLIST", ALLOWLIST),
+            ("CICD_CRD_WAIT_SECS", "20"),
+        ],
+    )
+    .await
+}
+
+pub async fn vault(sandbox: &Sandbox, method: reqwest::Method, path: &str, body: Option<Value>) {
+    let mut req = reqwest::Client::new()
+        .request(method, format!("{}/v1/{path}", sandbox.get("VAULT_ADDR")))
+        .header("X-Vault-Token", sandbox.get("VAULT_TOKEN"));
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    assert!(resp.status().is_success(), "{path}: {}", resp.status());
+}
+
+pub async fn vault_get(sandbox: &Sandbox, path: &str) -> Option<Value> {
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v1/{path}", sandbox.get("VAULT_ADDR")))
+        .header("X-Vault-Token", sandbox.get("VAULT_TOKEN"))
+        .send()
+        .await
+        .unwrap();
+    if resp.status() == 404 {
+        return None;
+    }
+    Some(resp.json::<Value>().await.unwrap()["data"].clone())
+}
+
+/// Phase 13's transit mount and signing key.
+pub async fn create_signing_key(sandbox: &Sandbox) {
+    vault(
+        sandbox,
+        reqwest::Method::POST,
+        "sys/mounts/transit",
+        Some(json!({"type": "transit"})),
+    )
+    .await;
+    vault(
+        sandbox,
+        reqwest::Method::POST,
+        "transit/keys/ci-signing-key",
+        Some(json!({"type": "ecdsa-p256", "exportable": false})),
+    )
+    .await;
+}
+
+/// The sandbox after phases 13 and 14 (without the signing key when `signing_key` is false).
+/// Returns the Mattermost URL stored in Vault.
+pub async fn start(signing_key: bool) -> (Sandbox, String) {
+    common::cli::install_crypto_provider();
+    let sandbox = Sandbox::start(Options {
+        prometheus: false,
+        ..Options::default()
+    })
+    .await
+    .expect("sandbox starts");
+    vault(
+        &sandbox,
+        reqwest::Method::POST,
+        "sys/mounts/kv",
+        Some(json!({"type": "kv", "options": {"version": "2"}})),
+    )
+    .await;
+    if signing_key {
+        create_signing_key(&sandbox).await;
+    }
+    let url = format!(
+        "https://mattermost.sandbox.localhost/hooks/{}",
+        sandbox::keys::random_token(26)
+    );
+    vault(
+        &sandbox,
+        reqwest::Method::POST,
+        &format!("kv/data/{MATTERMOST_PATH}"),
+        Some(json!({"data": {"url": url}})),
+    )
+    .await;
+    {
+        let mut hb = sandbox.harbor.as_ref().unwrap().lock();
+        for (id, name, scan) in [
+            (101, "platform-services", "true"),
+            (102, "application-services", "true"),
+            (103, "ci-cache", "false"),
+        ] {
+            let mut metadata = Map::new();
+            metadata.insert("public".into(), "false".into());
+            metadata.insert("auto_scan".into(), scan.into());
+            metadata.insert("retention_id".into(), (id + 100).to_string().into());
+            hb.projects.insert(
+                id,
+                ProjectRecord {
+                    id,
+                    name: name.into(),
+                    metadata,
+                    immutable_rules: Vec::new(),
+                },
+            );
+        }
+    }
+    (sandbox, url)
+}
+
+/// GitLab, Harbor and Vault writes so far.
+pub fn api_writes(s: &Sandbox) -> (u64, u64, usize) {
+    let w = |name: &str| {
+        s.standin(name)
+            .control
+            .counters
+            .writes
+            .load(Ordering::Relaxed)
+    };
+    (w("gitlab"), w("harbor"), s.vault_writes())
+}
+
+pub async fn kube(sandbox: &Sandbox) -> KubeClient {
+    KubeClient::from_kubeconfig(&sandbox.kubeconfig(), "test")
+        .await
+        .unwrap()
+}
+
+/// References to the Kubernetes objects phase 16 applies on a cluster without Cilium and Kyverno.
+pub fn object_refs() -> Vec<Value> {
+    vec![
+        json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret", "metadata": {"name": "security-runner-token", "namespace": "gitlab-runners"}}),
+        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": "gitlab-runner-security", "namespace": "argocd"}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cosign-public-key", "namespace": "gitlab-runners"}}),
+    ]
+}
+
+/// resourceVersion of each object (None: absent) — a Kubernetes write changes it.
+pub async fn versions(kube: &KubeClient, refs: &[Value]) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for r in refs {
+        out.push(kube.get(r).await.unwrap().map(|o| {
+            o["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }));
+    }
+    out
+}
+
+/// The only `error:` line of a failed run.
+pub fn error_line(run: &PhaseRun) -> String {
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let errors: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", run.stderr);
+    errors[0].to_owned()
+}
+
+pub fn assert_no_secret(runs: &[&PhaseRun], secrets: &[String]) {
+    for run in runs {
+        for secret in secrets {
+            assert!(!secret.is_empty());
+            assert!(
+                !run.stdout.contains(secret.as_str()) && !run.stderr.contains(secret.as_str()),
+                "a secret was printed"
+            );
+        }
+    }
+}
