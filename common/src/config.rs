@@ -42,6 +42,8 @@ fn is_secret_key(key: &str) -> bool {
     .any(|m| key.contains(m))
         && !key.ends_with("_FILE")
         && !key.ends_with("_PATH")
+        // A mode, not a secret: its value ("client", "reviewer") would be masked in every message.
+        && key != env::VAULT_K8S_TOKEN_REVIEWER
 }
 
 impl Environment {

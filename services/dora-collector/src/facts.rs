@@ -111,7 +111,11 @@ pub enum PayloadError {
 }
 
 const TERMINAL_PIPELINE: &[&str] = &["success", "failed", "canceled", "skipped"];
-const TERMINAL_DEPLOYMENT: &[&str] = &["success", "failed", "canceled"];
+/// A running deployment is kept too: it makes its service's counters exist (at 0) before the
+/// first success, so Prometheus' `increase()` counts that success.
+const DEPLOYMENT_STATUSES: &[&str] = &["running", "success", "failed", "canceled"];
+/// The bounded `reason` label of `cicd_rollback_total`.
+pub const ROLLBACK_REASONS: &[&str] = &["analysis", "manual", "other"];
 /// Runner tags that name a pool of plan §3.1; a job's queue time is labelled with its pool.
 const RUNNER_POOLS: &[&str] = &["security", "build", "test", "shared"];
 
@@ -256,7 +260,7 @@ fn deployment(v: &Value, received_at: f64) -> Result<Option<Fact>, PayloadError>
     let status = str_at(v, "/status").ok_or_else(|| missing("deployment", "status"))?;
     let environment =
         str_at(v, "/environment").ok_or_else(|| missing("deployment", "environment"))?;
-    if !TERMINAL_DEPLOYMENT.contains(&status) {
+    if !DEPLOYMENT_STATUSES.contains(&status) {
         return Ok(None);
     }
     let sha = str_at(v, "/commit_url")
@@ -292,7 +296,7 @@ fn push(v: &Value) -> Result<Vec<Fact>, PayloadError> {
 
 /// Facts of an Argo Rollouts notification. The body is the collector's own template (see the
 /// service README): `{"event", "service", "environment", "revision", "reason"}`. Only an aborted
-/// rollout is a fact; `reason` is reduced to a short slug so it stays a bounded label.
+/// rollout is a fact; `reason` becomes one of [`ROLLBACK_REASONS`] so the label stays bounded.
 pub fn from_rollouts(body: &[u8], received_at: f64) -> Result<Vec<Fact>, PayloadError> {
     let v: Value =
         serde_json::from_slice(body).map_err(|e| PayloadError::NotJson(e.to_string()))?;
@@ -304,26 +308,22 @@ pub fn from_rollouts(body: &[u8], received_at: f64) -> Result<Vec<Fact>, Payload
     if field("event")? != "rollout-aborted" {
         return Ok(Vec::new());
     }
-    let reason: String = str_at(&v, "/reason")
-        .unwrap_or("aborted")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .take(40)
-        .collect();
+    // Argo Rollouts' abort message names the metric when analysis failed ("Metric
+    // \"success-rate\" assessed Failed …"); a user's abort says only "aborted".
+    let message = str_at(&v, "/reason")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let reason = if message.contains("metric") || message.contains("analysis") {
+        "analysis"
+    } else if message.contains("abort") {
+        "manual"
+    } else {
+        "other"
+    };
     Ok(vec![Fact::Rollback {
         service: field("service")?.to_owned(),
         environment: field("environment")?.to_owned(),
-        reason: if reason.is_empty() {
-            "aborted".into()
-        } else {
-            reason
-        },
+        reason: reason.to_owned(),
         revision: field("revision")?.to_owned(),
         at: received_at,
     }])
@@ -445,13 +445,13 @@ mod tests {
     }
 
     #[test]
-    fn rollout_reasons_become_bounded_slugs() {
+    fn rollout_reasons_become_a_bounded_label() {
         let body = br#"{"event":"rollout-aborted","service":"packet-relay","environment":"production","revision":"7","reason":"Metric \"success-rate\" assessed Failed"}"#;
         let facts = from_rollouts(body, 5.0).unwrap();
         let Fact::Rollback { reason, .. } = &facts[0] else {
             panic!()
         };
-        assert_eq!(reason, "metric--success-rate--assessed-failed");
+        assert_eq!(reason, "analysis");
         assert!(
             from_rollouts(br#"{"event":"rollout-completed"}"#, 0.0)
                 .unwrap()

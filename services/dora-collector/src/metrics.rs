@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 
-use crate::facts::{Fact, service_of};
+use crate::facts::{Fact, ROLLBACK_REASONS, service_of};
 
 pub const LEAD_TIME_BUCKETS: &[f64] = &[
     300.0,
@@ -231,6 +231,7 @@ impl Aggregator {
                 ..
             } => {
                 let key = (service_of(project).to_owned(), environment.clone());
+                self.ensure_series(&key);
                 match status.as_str() {
                     "success" => {
                         *self.deployments.entry(key.clone()).or_default() += 1;
@@ -281,6 +282,23 @@ impl Aggregator {
                 }
                 self.open_failure.entry(key).or_insert(*at);
             }
+        }
+    }
+
+    /// Creates a service's deployment series at 0 (first seen with a running deployment), so
+    /// that Prometheus sees the counters start from 0 and `increase()` counts the first event.
+    fn ensure_series(&mut self, key: &ServiceEnv) {
+        self.deployments.entry(key.clone()).or_default();
+        self.lead_time
+            .entry(key.clone())
+            .or_insert_with(|| Histogram::new(LEAD_TIME_BUCKETS));
+        self.restore
+            .entry(key.clone())
+            .or_insert_with(|| Histogram::new(RESTORE_BUCKETS));
+        for reason in ROLLBACK_REASONS {
+            self.rollbacks
+                .entry((key.0.clone(), (*reason).to_owned()))
+                .or_default();
         }
     }
 

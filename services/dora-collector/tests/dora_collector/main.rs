@@ -4,5 +4,6 @@
 //! (`X-Gitlab-Token` carries the hook's secret token).
 
 mod heal;
+mod prometheus;
 mod support;
 mod webhooks;
