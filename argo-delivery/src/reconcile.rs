@@ -33,11 +33,7 @@ pub struct ArgoDelivery {
 impl ArgoDelivery {
     pub async fn connect(cfg: &PlatformConfig) -> anyhow::Result<Self> {
         let settings = Settings::load(cfg)?;
-        let crd_wait = cfg
-            .environment()
-            .get(common::env::CICD_CRD_WAIT_SECS)
-            .and_then(|v| v.parse().ok())
-            .map_or(Duration::from_secs(300), Duration::from_secs);
+        let crd_wait = cfg.crd_wait();
         Ok(Self {
             kube: KubeClient::connect(cfg, FIELD_MANAGER).await?,
             settings,

@@ -205,7 +205,7 @@ impl CiTemplates {
         }
         let mut robots = BTreeMap::new();
         let mut robot_secrets = BTreeMap::new();
-        self.require_kv().await?;
+        self.vault.require_kv2(KV_MOUNT, "robot secrets go").await?;
         for robot in ROBOTS {
             robots.insert(robot.name, self.harbor.robot(robot.name).await?);
             robot_secrets.insert(
@@ -223,23 +223,6 @@ impl CiTemplates {
             robots,
             robot_secrets,
         })
-    }
-
-    async fn require_kv(&self) -> anyhow::Result<()> {
-        let mounts = self.vault.secret_mounts().await?;
-        match mounts.get(&format!("{KV_MOUNT}/")) {
-            Some(m)
-                if m.kind == "kv"
-                    && m.options
-                        .as_ref()
-                        .is_some_and(|o| o.get("version").is_some_and(|v| v == "2")) =>
-            {
-                Ok(())
-            }
-            _ => anyhow::bail!(
-                "Vault has no KV v2 engine at {KV_MOUNT}/, where robot secrets go: run phase 13 (vault-cicd apply) first"
-            ),
-        }
     }
 
     fn project_id(&self) -> anyhow::Result<u64> {
@@ -290,7 +273,7 @@ impl CiTemplates {
                 ROBOTS.iter().map(|r| r.name).collect::<Vec<_>>().join(", ")
             )
         })?;
-        self.require_kv().await?;
+        self.vault.require_kv2(KV_MOUNT, "robot secrets go").await?;
         let existing = self.harbor.robot(name).await?.with_context(|| {
             format!("Harbor has no robot {name}: run `ci-templates apply` first")
         })?;

@@ -278,6 +278,14 @@ impl PlatformConfig {
         &self.env
     }
 
+    /// How long an apply waits for a CRD to be Established (`CICD_CRD_WAIT_SECS`, default 300 s).
+    pub fn crd_wait(&self) -> Duration {
+        self.env
+            .get(env::CICD_CRD_WAIT_SECS)
+            .and_then(|v| v.trim().parse().ok())
+            .map_or(Duration::from_secs(300), Duration::from_secs)
+    }
+
     /// A service URL, or a configuration error naming both ways to set it.
     pub fn require_url(&self, name: &str) -> Result<&str> {
         let value = match name {

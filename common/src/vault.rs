@@ -236,6 +236,25 @@ impl VaultClient {
         self.mount_table("list secrets engines", "sys/mounts").await
     }
 
+    /// Fails unless a KV version 2 engine is mounted at `mount` (phase 13 creates `kv/`);
+    /// `purpose` says what the caller keeps there, for the message.
+    pub async fn require_kv2(&self, mount: &str, purpose: &str) -> Result<()> {
+        let mounts = self.secret_mounts().await?;
+        let is_kv2 = mounts.get(&format!("{mount}/")).is_some_and(|m| {
+            m.kind == "kv"
+                && m.options
+                    .as_ref()
+                    .is_some_and(|o| o.get("version").is_some_and(|v| v == "2"))
+        });
+        if is_kv2 {
+            Ok(())
+        } else {
+            Err(Error::Config(format!(
+                "Vault has no KV v2 engine at {mount}/, where {purpose}: run phase 13 (vault-cicd apply) first"
+            )))
+        }
+    }
+
     async fn mount_table(&self, operation: &str, path: &str) -> Result<BTreeMap<String, Mount>> {
         let data = self.read(operation, path).await?.unwrap_or(Value::Null);
         let map = data.as_object().cloned().unwrap_or_default();

@@ -147,11 +147,7 @@ impl GitLabHarden {
         } else {
             None
         };
-        let crd_wait = cfg
-            .environment()
-            .get(common::env::CICD_CRD_WAIT_SECS)
-            .and_then(|v| v.parse().ok())
-            .map_or(Duration::from_secs(300), Duration::from_secs);
+        let crd_wait = cfg.crd_wait();
         Ok(Self {
             gitlab,
             keycloak,

@@ -92,11 +92,7 @@ pub fn our_hook<'a>(hooks: &'a [GroupHook], s: &Settings) -> Option<&'a GroupHoo
 
 impl ObsSetup {
     pub async fn connect(cfg: &PlatformConfig) -> anyhow::Result<Self> {
-        let crd_wait = cfg
-            .environment()
-            .get(common::env::CICD_CRD_WAIT_SECS)
-            .and_then(|v| v.parse().ok())
-            .map_or(Duration::from_secs(300), Duration::from_secs);
+        let crd_wait = cfg.crd_wait();
         Ok(Self {
             settings: Settings::load(cfg)?,
             kube: KubeClient::connect(cfg, FIELD_MANAGER).await?,
@@ -109,23 +105,6 @@ impl ObsSetup {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
-    }
-
-    async fn require_kv(&self) -> anyhow::Result<()> {
-        let mounts = self.vault.secret_mounts().await?;
-        match mounts.get(&format!("{KV_MOUNT}/")) {
-            Some(m)
-                if m.kind == "kv"
-                    && m.options
-                        .as_ref()
-                        .is_some_and(|o| o.get("version").is_some_and(|v| v == "2")) =>
-            {
-                Ok(())
-            }
-            _ => anyhow::bail!(
-                "Vault has no KV v2 engine at {KV_MOUNT}/, where the collector's secrets go: run phase 13 (vault-cicd apply) first"
-            ),
-        }
     }
 
     pub async fn observe(&self) -> anyhow::Result<Observed> {
@@ -146,7 +125,9 @@ impl ObsSetup {
         } else {
             None
         };
-        self.require_kv().await?;
+        self.vault
+            .require_kv2(KV_MOUNT, "the collector's secrets go")
+            .await?;
         let secret = self.vault.kv2_read(KV_MOUNT, KV_PATH).await?;
         let meta = self.vault.kv2_metadata(KV_MOUNT, KV_PATH).await?;
         let observed = Observed {

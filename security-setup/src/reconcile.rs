@@ -109,11 +109,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl SecuritySetup {
     pub async fn connect(cfg: &PlatformConfig) -> anyhow::Result<Self> {
-        let crd_wait = cfg
-            .environment()
-            .get(env::CICD_CRD_WAIT_SECS)
-            .and_then(|v| v.parse().ok())
-            .map_or(Duration::from_secs(300), Duration::from_secs);
+        let crd_wait = cfg.crd_wait();
         Ok(Self {
             settings: Settings::load(cfg)?,
             gitlab: GitLabClient::connect(cfg)?,
@@ -128,23 +124,6 @@ impl SecuritySetup {
             crd_wait,
             mattermost: Mutex::new(None),
         })
-    }
-
-    async fn require_kv(&self) -> anyhow::Result<()> {
-        let mounts = self.vault.secret_mounts().await?;
-        match mounts.get(&format!("{KV_MOUNT}/")) {
-            Some(m)
-                if m.kind == "kv"
-                    && m.options
-                        .as_ref()
-                        .is_some_and(|o| o.get("version").is_some_and(|v| v == "2")) =>
-            {
-                Ok(())
-            }
-            _ => anyhow::bail!(
-                "Vault has no KV v2 engine at {KV_MOUNT}/, where the runner token goes: run phase 13 (vault-cicd apply) first"
-            ),
-        }
     }
 
     /// The public key of the latest version of the signing key (PEM).
@@ -238,7 +217,9 @@ impl SecuritySetup {
             Some(r) => Some(self.gitlab.runner(r.id).await?),
             None => None,
         };
-        self.require_kv().await?;
+        self.vault
+            .require_kv2(KV_MOUNT, "the runner token goes")
+            .await?;
         let token_stored = match &runner {
             Some(r) => self
                 .vault

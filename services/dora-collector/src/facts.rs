@@ -110,10 +110,10 @@ pub enum PayloadError {
     Missing { kind: String, field: &'static str },
 }
 
-const TERMINAL_PIPELINE: &[&str] = &["success", "failed", "canceled", "skipped"];
+pub const TERMINAL_PIPELINE: &[&str] = &["success", "failed", "canceled", "skipped"];
 /// A running deployment is kept too: it makes its service's counters exist (at 0) before the
 /// first success, so Prometheus' `increase()` counts that success.
-const DEPLOYMENT_STATUSES: &[&str] = &["running", "success", "failed", "canceled"];
+pub const DEPLOYMENT_STATUSES: &[&str] = &["running", "success", "failed", "canceled"];
 /// The bounded `reason` label of `cicd_rollback_total`.
 pub const ROLLBACK_REASONS: &[&str] = &["analysis", "manual", "other"];
 /// Runner tags that name a pool of plan §3.1; a job's queue time is labelled with its pool.
@@ -192,63 +192,77 @@ fn pipeline(v: &Value, received_at: f64) -> Result<Vec<Fact>, PayloadError> {
         .get("builds")
         .and_then(Value::as_array)
         .map_or(&[][..], Vec::as_slice);
-    let mut stages: Vec<(String, f64, f64)> = Vec::new();
-    let mut jobs = Vec::new();
-    for build in builds {
-        if let (Some(stage), Some(start), Some(end)) = (
-            str_at(build, "/stage"),
-            time_at(build, "/started_at"),
-            time_at(build, "/finished_at"),
-        ) {
-            match stages.iter_mut().find(|(name, _, _)| name == stage) {
-                Some(entry) => {
-                    entry.1 = entry.1.min(start);
-                    entry.2 = entry.2.max(end);
-                }
-                None => stages.push((stage.to_owned(), start, end)),
-            }
-        }
-        if let Some(queued) = build.get("queued_duration").and_then(Value::as_f64) {
-            jobs.push(QueuedJob {
-                runner_type: runner_pool(build.get("runner")),
-                seconds: queued,
-            });
-        }
-    }
+    let stages = stage_runs(builds.iter().filter_map(|build| {
+        Some((
+            str_at(build, "/stage")?,
+            time_at(build, "/started_at")?,
+            time_at(build, "/finished_at")?,
+        ))
+    }));
+    let jobs = builds
+        .iter()
+        .filter_map(|build| {
+            let seconds = build.get("queued_duration").and_then(Value::as_f64)?;
+            let runner = build.get("runner").filter(|r| r.is_object());
+            Some(QueuedJob {
+                runner_type: runner.map_or_else(
+                    || "none".to_owned(),
+                    |r| runner_pool(&strings(r.get("tags")), str_at(r, "/runner_type")),
+                ),
+                seconds,
+            })
+        })
+        .collect();
     facts.push(Fact::Pipeline {
         project,
         id,
         status: status.to_owned(),
         finished_at,
         duration,
-        stages: stages
-            .into_iter()
-            .map(|(name, start, end)| StageRun {
-                name,
-                seconds: (end - start).max(0.0),
-            })
-            .collect(),
+        stages,
         jobs,
     });
     Ok(facts)
 }
 
-/// The §3.1 pool a job ran on, from its runner's tags; else GitLab's `runner_type`.
-fn runner_pool(runner: Option<&Value>) -> String {
-    let Some(runner) = runner.filter(|r| r.is_object()) else {
-        return "none".into();
-    };
-    let tags: Vec<&str> = runner
-        .get("tags")
-        .and_then(Value::as_array)
-        .map(|t| t.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+/// Each stage's wall time (first job start → last job end), from `(stage, started, finished)` of
+/// the jobs, in the order the stages first appear. Webhook builds and API jobs both use it.
+pub fn stage_runs<'a>(jobs: impl Iterator<Item = (&'a str, f64, f64)>) -> Vec<StageRun> {
+    let mut stages: Vec<(&str, f64, f64)> = Vec::new();
+    for (stage, start, end) in jobs {
+        match stages.iter_mut().find(|(name, _, _)| *name == stage) {
+            Some(entry) => {
+                entry.1 = entry.1.min(start);
+                entry.2 = entry.2.max(end);
+            }
+            None => stages.push((stage, start, end)),
+        }
+    }
+    stages
+        .into_iter()
+        .map(|(name, start, end)| StageRun {
+            name: name.to_owned(),
+            seconds: (end - start).max(0.0),
+        })
+        .collect()
+}
+
+/// The strings of a JSON array (absent or not an array: none).
+pub fn strings(v: Option<&Value>) -> Vec<&str> {
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// The §3.1 pool a job ran on, from its runner's (or job's) tags; else GitLab's `runner_type`.
+pub fn runner_pool(tags: &[&str], runner_type: Option<&str>) -> String {
     RUNNER_POOLS
         .iter()
         .find(|pool| tags.contains(pool))
-        .map(|p| (*p).to_owned())
-        .or_else(|| str_at(runner, "/runner_type").map(str::to_owned))
-        .unwrap_or_else(|| "unknown".into())
+        .copied()
+        .or(runner_type)
+        .unwrap_or("unknown")
+        .to_owned()
 }
 
 fn deployment(v: &Value, received_at: f64) -> Result<Option<Fact>, PayloadError> {

@@ -14,7 +14,7 @@ use common::gitlab::GitLabClient;
 use secrecy::SecretString;
 use serde_json::Value;
 
-use crate::facts::{Fact, QueuedJob, StageRun};
+use crate::facts::{self, Fact, QueuedJob};
 use crate::server::App;
 use crate::timefmt;
 
@@ -137,7 +137,7 @@ pub async fn pass(
             let Some(id) = listed.get("id").and_then(Value::as_u64) else {
                 continue;
             };
-            if child || !["success", "failed", "canceled", "skipped"].contains(&status) {
+            if child || !facts::TERMINAL_PIPELINE.contains(&status) {
                 continue;
             }
             let Some(detail) = gitlab.pipeline(project.id, id).await? else {
@@ -200,7 +200,7 @@ fn deployment_facts(project: &str, d: &Value) -> Vec<Fact> {
     let at = str_of(d, "/finished_at")
         .or_else(|| str_of(d, "/updated_at"))
         .and_then(timefmt::parse);
-    if let (true, Some(at)) = (["success", "failed", "canceled"].contains(&status), at) {
+    if let (true, Some(at)) = (facts::DEPLOYMENT_STATUSES.contains(&status), at) {
         facts.push(Fact::Deployment {
             project: project.to_owned(),
             id,
@@ -221,53 +221,32 @@ fn pipeline_fact(project: &str, p: &Value, jobs: &[Value]) -> Option<Fact> {
     let finished_at = str_of(p, "/finished_at")
         .or_else(|| str_of(p, "/updated_at"))
         .and_then(timefmt::parse)?;
-    let mut stages: Vec<(String, f64, f64)> = Vec::new();
-    let mut queued = Vec::new();
-    for job in jobs {
-        if let (Some(stage), Some(start), Some(end)) = (
-            str_of(job, "/stage"),
-            str_of(job, "/started_at").and_then(timefmt::parse),
-            str_of(job, "/finished_at").and_then(timefmt::parse),
-        ) {
-            match stages.iter_mut().find(|(n, _, _)| n == stage) {
-                Some(e) => {
-                    e.1 = e.1.min(start);
-                    e.2 = e.2.max(end);
-                }
-                None => stages.push((stage.to_owned(), start, end)),
-            }
-        }
-        if let Some(seconds) = job.get("queued_duration").and_then(Value::as_f64) {
-            let tags: Vec<&str> = job
-                .get("tag_list")
-                .and_then(Value::as_array)
-                .map(|t| t.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            let pool = ["security", "build", "test", "shared"]
-                .into_iter()
-                .find(|p| tags.contains(p))
-                .map(str::to_owned)
-                .or_else(|| str_of(job, "/runner/runner_type").map(str::to_owned))
-                .unwrap_or_else(|| "unknown".into());
-            queued.push(QueuedJob {
-                runner_type: pool,
-                seconds,
-            });
-        }
-    }
+    let stages = facts::stage_runs(jobs.iter().filter_map(|job| {
+        Some((
+            str_of(job, "/stage")?,
+            str_of(job, "/started_at").and_then(timefmt::parse)?,
+            str_of(job, "/finished_at").and_then(timefmt::parse)?,
+        ))
+    }));
+    let queued = jobs
+        .iter()
+        .filter_map(|job| {
+            Some(QueuedJob {
+                seconds: job.get("queued_duration").and_then(Value::as_f64)?,
+                runner_type: facts::runner_pool(
+                    &facts::strings(job.get("tag_list")),
+                    str_of(job, "/runner/runner_type"),
+                ),
+            })
+        })
+        .collect();
     Some(Fact::Pipeline {
         project: project.to_owned(),
         id,
         status: status.to_owned(),
         finished_at,
         duration: p.get("duration").and_then(Value::as_f64).unwrap_or(0.0),
-        stages: stages
-            .into_iter()
-            .map(|(name, s, e)| StageRun {
-                name,
-                seconds: (e - s).max(0.0),
-            })
-            .collect(),
+        stages,
         jobs: queued,
     })
 }

@@ -69,10 +69,6 @@ impl Histogram {
         self.sum += value;
         self.count += 1;
     }
-
-    pub fn count(&self) -> u64 {
-        self.count
-    }
 }
 
 /// Outcomes inside a sliding time window: `(time, failed)`, oldest first.
@@ -173,11 +169,6 @@ impl Aggregator {
     /// Successful deployments still waiting for their commit's time (the healer looks these up).
     pub fn commits_wanted(&self) -> Vec<(String, String)> {
         self.awaiting_commit.keys().cloned().collect()
-    }
-
-    pub fn lead_time(&self, service: &str, environment: &str) -> Option<&Histogram> {
-        self.lead_time
-            .get(&(service.to_owned(), environment.to_owned()))
     }
 
     pub fn apply(&mut self, fact: &Fact) {

@@ -27,7 +27,6 @@ const TAIL_BATCH: usize = 10_000;
 #[derive(Debug, Default)]
 pub struct Health {
     pub store_errors: AtomicU64,
-    pub stored_new: AtomicU64,
     pub processed: AtomicU64,
     /// Highest sequence number this replica stored, and the highest the tailer applied: their
     /// difference is the processing lag (0 once everything stored is in the metrics).
@@ -171,8 +170,7 @@ fn writer(mut store: Box<dyn Store>, rx: &Receiver<Job>, wake: &Wake, health: &H
                     health.stored_seq.fetch_max(seq, Ordering::SeqCst);
                 }
                 let flags = appended.new;
-                let new = flags.iter().filter(|n| **n).count() as u64;
-                health.stored_new.fetch_add(new, Ordering::Relaxed);
+                let new = flags.iter().filter(|n| **n).count();
                 let mut flags = flags.into_iter();
                 for job in jobs {
                     let mine: Vec<bool> = flags.by_ref().take(job.facts.len()).collect();

@@ -22,7 +22,7 @@ use subtle::ConstantTimeEq as _;
 
 use crate::facts::{self, Fact, PayloadError};
 use crate::metrics::{self, Aggregator};
-use crate::pipeline::{Health, Ingest, SubmitError};
+use crate::pipeline::{Health, Ingest};
 
 pub const SOURCES: &[&str] = &["gitlab", "argo-rollouts", "heal"];
 pub const OUTCOMES: &[&str] = &[
@@ -53,9 +53,12 @@ impl Deliveries {
     }
 
     pub fn get(&self, source: &str, outcome: &str) -> u64 {
-        let s = SOURCES.iter().position(|x| *x == source).unwrap_or(0);
-        let o = OUTCOMES.iter().position(|x| *x == outcome).unwrap_or(0);
-        self.counts[s][o].load(Ordering::Relaxed)
+        let s = SOURCES.iter().position(|x| *x == source);
+        let o = OUTCOMES.iter().position(|x| *x == outcome);
+        match (s, o) {
+            (Some(s), Some(o)) => self.counts[s][o].load(Ordering::Relaxed),
+            _ => 0,
+        }
     }
 }
 
@@ -109,14 +112,10 @@ impl App {
                 self.deliveries.count(source, outcome);
                 Ok((new, flags.len() - new))
             }
+            // Busy, a failed commit or a stopped writer: all retryable, so 503 (GitLab retries).
             Err(e) => {
                 self.deliveries.count(source, "unavailable");
-                let status = match e {
-                    SubmitError::Busy | SubmitError::Store(_) | SubmitError::Stopped => {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    }
-                };
-                Err((status, format!("{e}\n")).into_response())
+                Err((StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response())
             }
         }
     }
