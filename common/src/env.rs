@@ -237,6 +237,60 @@ pub const DORA_HEAL_INTERVAL_SECS: &str = "DORA_HEAL_INTERVAL_SECS";
 /// How far back the first heal pass reads, in seconds (default 7 days).
 pub const DORA_HEAL_LOOKBACK_SECS: &str = "DORA_HEAL_LOOKBACK_SECS";
 
+// --- Phase 18 (demo-apps) ---------------------------------------------------------------------------
+/// `false` skips phase 18 in `deploy-cluster.sh` (default `true`).
+pub const DEPLOY_DEMO_APPS: &str = "DEPLOY_DEMO_APPS";
+/// Namespace of the NetOps Arcade (default `demo-apps`).
+pub const DEMO_NAMESPACE: &str = "DEMO_NAMESPACE";
+/// GitLab group holding the `packet-relay` and `netops-dashboard` projects (default `platform_services`).
+pub const DEMO_GITLAB_GROUP: &str = "DEMO_GITLAB_GROUP";
+/// Harbor project the demo images are pushed to (default `platform-services`).
+pub const DEMO_HARBOR_PROJECT: &str = "DEMO_HARBOR_PROJECT";
+/// Argo CD project of the demo Applications (default `production`, which allows `demo-apps`).
+pub const DEMO_ARGOCD_PROJECT: &str = "DEMO_ARGOCD_PROJECT";
+/// Immutable tag of the `packet-relay` image the traffic generator runs (default `0.1.0`; never `latest`).
+pub const DEMO_IMAGE_TAG: &str = "DEMO_IMAGE_TAG";
+/// Packets per second the traffic generator sends to router-west (default 0.5: one every 2 s).
+pub const DEMO_GENERATOR_RATE: &str = "DEMO_GENERATOR_RATE";
+
+// --- services/packet-relay -----------------------------------------------------------------------
+/// This router's name: the hop it appends to packets and the `service` label of its metrics
+/// (`router-west`, `router-core`, `router-east`, `router-north`; default `packet-relay`).
+pub const ROUTER_NAME: &str = "ROUTER_NAME";
+/// Where packets go next: comma-separated `http://host:port` or `name=http://host:port`; empty
+/// for a terminal router (it delivers). Several hops share packets round-robin.
+pub const NEXT_HOPS: &str = "NEXT_HOPS";
+/// Address the relay (or the generator's metrics) listens on (default `0.0.0.0:8080`).
+pub const RELAY_LISTEN_ADDR: &str = "RELAY_LISTEN_ADDR";
+/// Per-hop timeout in milliseconds: connect plus answer of the next hop (default 2000).
+pub const RELAY_HOP_TIMEOUT_MS: &str = "RELAY_HOP_TIMEOUT_MS";
+/// Largest packet body accepted, in bytes (default 65536); larger ones get 413.
+pub const RELAY_MAX_BODY_BYTES: &str = "RELAY_MAX_BODY_BYTES";
+/// Seconds in-flight packets get to finish after SIGTERM (default 10).
+pub const RELAY_SHUTDOWN_GRACE_SECS: &str = "RELAY_SHUTDOWN_GRACE_SECS";
+/// Version shown by the relay and the dashboard (default: the crate version; the image tag in a cluster).
+pub const APP_VERSION: &str = "APP_VERSION";
+/// Traffic generator: where packets go, `http://host:port/relay` or `name=http://…/relay` (default `http://router-west:8080/relay`).
+pub const GENERATOR_TARGET: &str = "GENERATOR_TARGET";
+/// Traffic generator: packets per second (default 10; fractions allowed).
+pub const GENERATOR_RATE: &str = "GENERATOR_RATE";
+/// Traffic generator: TTL of each packet (default 8).
+pub const GENERATOR_TTL: &str = "GENERATOR_TTL";
+/// Traffic generator: packets in flight at most (default 64).
+pub const GENERATOR_CONCURRENCY: &str = "GENERATOR_CONCURRENCY";
+
+// --- services/netops-dashboard -------------------------------------------------------------------
+/// Address the dashboard listens on (default `0.0.0.0:8080`).
+pub const DASHBOARD_LISTEN_ADDR: &str = "DASHBOARD_LISTEN_ADDR";
+/// Routers scraped directly, `name=http://host:port,…` (the local arcade); unset in a cluster.
+pub const DASHBOARD_ROUTERS: &str = "DASHBOARD_ROUTERS";
+/// Prometheus the dashboard queries for link rates in a cluster (used when `DASHBOARD_ROUTERS` is unset).
+pub const DASHBOARD_PROMETHEUS_URL: &str = "DASHBOARD_PROMETHEUS_URL";
+/// Milliseconds between two reads of the routers' counters (default 1000).
+pub const DASHBOARD_POLL_MS: &str = "DASHBOARD_POLL_MS";
+/// Colour of this dashboard release in a blue-green switch, `blue` or `green` (default `blue`).
+pub const APP_COLOR: &str = "APP_COLOR";
+
 /// Every name above, for the configuration reference and the consistency test.
 pub const ALL: &[&str] = &[
     CICD_ENV_FILE,
@@ -344,4 +398,27 @@ pub const ALL: &[&str] = &[
     DORA_GITLAB_GROUP,
     DORA_HEAL_INTERVAL_SECS,
     DORA_HEAL_LOOKBACK_SECS,
+    DEPLOY_DEMO_APPS,
+    DEMO_NAMESPACE,
+    DEMO_GITLAB_GROUP,
+    DEMO_HARBOR_PROJECT,
+    DEMO_ARGOCD_PROJECT,
+    DEMO_IMAGE_TAG,
+    DEMO_GENERATOR_RATE,
+    ROUTER_NAME,
+    NEXT_HOPS,
+    RELAY_LISTEN_ADDR,
+    RELAY_HOP_TIMEOUT_MS,
+    RELAY_MAX_BODY_BYTES,
+    RELAY_SHUTDOWN_GRACE_SECS,
+    APP_VERSION,
+    GENERATOR_TARGET,
+    GENERATOR_RATE,
+    GENERATOR_TTL,
+    GENERATOR_CONCURRENCY,
+    DASHBOARD_LISTEN_ADDR,
+    DASHBOARD_ROUTERS,
+    DASHBOARD_PROMETHEUS_URL,
+    DASHBOARD_POLL_MS,
+    APP_COLOR,
 ];
