@@ -248,7 +248,8 @@ pub const DEMO_GITLAB_GROUP: &str = "DEMO_GITLAB_GROUP";
 pub const DEMO_HARBOR_PROJECT: &str = "DEMO_HARBOR_PROJECT";
 /// Argo CD project of the demo Applications (default `production`, which allows `demo-apps`).
 pub const DEMO_ARGOCD_PROJECT: &str = "DEMO_ARGOCD_PROJECT";
-/// Immutable tag of the `packet-relay` image the traffic generator runs (default `0.1.0`; never `latest`).
+/// Release tag of the demo images (default `v0.1.0`): phase 18 tags both projects with it, the release
+/// pipeline gives the image the same immutable tag, and the routers, dashboard and traffic generator run it (never `latest`).
 pub const DEMO_IMAGE_TAG: &str = "DEMO_IMAGE_TAG";
 /// Packets per second the traffic generator sends to router-west (default 0.5: one every 2 s).
 pub const DEMO_GENERATOR_RATE: &str = "DEMO_GENERATOR_RATE";

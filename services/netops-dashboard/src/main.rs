@@ -1,1 +1,4 @@
-fn main() {}
+fn main() -> std::process::ExitCode {
+    common::cli::install_crypto_provider();
+    netops_dashboard::cli_main()
+}
