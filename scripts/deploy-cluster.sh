@@ -146,6 +146,38 @@ for n in "${selected[@]}"; do
   ran+=("$n")
 done
 
+# On the sandbox, phase 18 also starts the NetOps Arcade on localhost (`demo-apps local`):
+# the routers, the traffic generator and the dashboard, in the background until `sandbox down`.
+if [[ "$sandbox" == true && "$verb" == apply && " ${ran[*]} " == *" 18 "* ]]; then
+  arcade_dir="$CICD_SANDBOX_DIR/arcade"
+  arcade_url="http://127.0.0.1:${CICD_ARCADE_PORT:-18080}"
+  if [[ -f "$arcade_dir/arcade.pid" ]] && kill -0 "$(cat "$arcade_dir/arcade.pid")" 2>/dev/null; then
+    echo "deploy-cluster: the NetOps Arcade already runs (pid $(cat "$arcade_dir/arcade.pid")): $arcade_url"
+  else
+    if [[ -n "${CICD_BIN_DIR:-}" ]]; then
+      arcade_bins="$CICD_BIN_DIR"
+    else
+      (cd "$ROOT" && cargo build --quiet --profile "$profile" -p packet-relay -p netops-dashboard) >&2 \
+        || die "building packet-relay and netops-dashboard failed (see above)"
+      arcade_bins="$target_dir"
+    fi
+    mkdir -p "$arcade_dir"
+    nohup "$(binary_for demo-apps)" local --dir "$arcade_dir" --bin-dir "$arcade_bins" \
+      --port-base "${CICD_ARCADE_PORT:-18080}" > "$arcade_dir/arcade.log" 2>&1 < /dev/null &
+    arcade_pid=$!
+    for _ in $(seq 1 60); do
+      grep -q '^Ctrl-C stops' "$arcade_dir/arcade.log" 2>/dev/null && break
+      kill -0 "$arcade_pid" 2>/dev/null || break
+      sleep 0.5
+    done
+    if grep -q '^Ctrl-C stops' "$arcade_dir/arcade.log" 2>/dev/null; then
+      echo "deploy-cluster: NetOps Arcade on localhost: $arcade_url (re-route by editing $arcade_dir/routing-config.yaml; it stops with the sandbox)"
+    else
+      echo "deploy-cluster: the NetOps Arcade did not start: see $arcade_dir/arcade.log" >&2
+    fi
+  fi
+fi
+
 echo "deploy-cluster: ran phase(s) ${ran[*]:-none} ($verb)"
 if ((${#not_implemented[@]})); then
   echo "deploy-cluster: not implemented yet: phase(s) ${not_implemented[*]}" >&2

@@ -20,6 +20,8 @@ use crate::projects::PACKET_RELAY;
 
 /// The routers in start order (terminals first, so every next hop is up before its sender).
 pub const ROUTERS: [&str; 4] = ["router-east", "router-north", "router-core", "router-west"];
+/// Process id of a running arcade, in its directory.
+pub const PID_FILE: &str = "arcade.pid";
 const ROUTING_CONFIG: &str = "deploy/overlays/rke2-prod/routing-config.yaml";
 
 #[derive(Debug, Clone, clap::Args)]
@@ -296,6 +298,10 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<u8> {
         arcade.stop_all().await;
         return Err(e);
     }
+    // `sandbox down` stops a detached arcade through this file.
+    let pid_file = dir.join(PID_FILE);
+    std::fs::write(&pid_file, std::process::id().to_string())
+        .with_context(|| format!("writing {}", pid_file.display()))?;
     println!(
         "NetOps Arcade on localhost\n  dashboard:      http://127.0.0.1:{}\n  routing config: {}\n  logs:           {}\n\n  Scenario 1 (bad next hop): set NEXT_HOPS to http://127.0.0.1:9 and save; the core link turns red.\n  Back to normal:            http://router-east:8080\n  Scenario 2 (re-route):     http://router-north:8080; the east link fades, north turns green.\n\nCtrl-C stops the arcade.",
         ports.dashboard,
@@ -310,6 +316,7 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<u8> {
     )
     .await;
     arcade.stop_all().await;
+    let _ = std::fs::remove_file(&pid_file);
     result.map(|()| common::cli::EXIT_OK)
 }
 

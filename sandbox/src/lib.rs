@@ -764,6 +764,18 @@ pub fn down(dir: &Path) -> anyhow::Result<usize> {
     };
     let state: Value = serde_json::from_str(&text)?;
     let mut stopped = 0;
+    // The NetOps Arcade the driver starts beside a sandbox (`demo-apps local`, phase 18) stops
+    // its routers and dashboard on SIGTERM.
+    if let Ok(pid) = fs::read_to_string(dir.join("arcade/arcade.pid")) {
+        let status = Command::new("kill")
+            .args(["-TERM", pid.trim()])
+            .stderr(Stdio::null())
+            .status();
+        if status.is_ok_and(|s| s.success()) {
+            stopped += 1;
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    }
     for process in state["processes"].as_array().into_iter().flatten().rev() {
         if let Some(pid) = process["pid"].as_u64() {
             let status = Command::new("kill")

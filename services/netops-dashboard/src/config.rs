@@ -1,13 +1,13 @@
 //! Settings: command-line flags, each also read from the environment variable named in
-//! `common::env` (the names the manifests and the local arcade set). Every value is validated
+//! [`crate::env`] (the names the manifests and the local arcade set). Every value is validated
 //! here, before anything starts, and a bad one is one line naming the variable and the fix.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::env;
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use common::env;
 use serde::Serialize;
 use url::Url;
 
@@ -257,7 +257,7 @@ mod tests {
             ("color", env::APP_COLOR),
         ] {
             assert_eq!(env_of(id).as_deref(), Some(name), "{id}");
-            assert!(env::ALL.contains(&name), "{name} is in common::env::ALL");
+            assert!(env::ALL.contains(&name), "{name} is in env::ALL");
         }
         assert_eq!(env::DASHBOARD_LISTEN_ADDR, "DASHBOARD_LISTEN_ADDR");
         assert_eq!(env::DASHBOARD_ROUTERS, "DASHBOARD_ROUTERS");
@@ -271,7 +271,7 @@ mod tests {
     fn defaults() {
         let s = args(&[("routers", "router-west=http://127.0.0.1:1")]).unwrap();
         assert_eq!(s.listen.to_string(), "0.0.0.0:8080");
-        assert_eq!(s.poll, Duration::from_millis(1000));
+        assert_eq!(s.poll, Duration::from_secs(1));
         assert_eq!(s.color, Color::Blue);
         assert_eq!(s.version, env!("CARGO_PKG_VERSION"));
         assert_eq!(s.source.mode(), "direct");

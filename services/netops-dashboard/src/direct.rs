@@ -49,7 +49,7 @@ impl Direct {
         for (target, result) in self.targets.iter().zip(scrapes) {
             match result {
                 Ok(metrics) => {
-                    self.add(&target.name, &metrics, &mut poll);
+                    add(&mut self.counters, &target.name, &metrics, &mut poll);
                     poll.routers.push(RouterStatus {
                         name: target.name.clone(),
                         up: true,
@@ -70,57 +70,57 @@ impl Direct {
         }
         poll
     }
+}
 
-    /// Adds one router's counters (as increments) and configured next hops to the poll.
-    fn add(&mut self, router: &str, m: &RouterMetrics, poll: &mut Poll) {
-        enum Kind {
-            Packets,
-            Drops,
-            Delivered,
-            Lost,
-        }
-        let groups: [(Kind, &str, &[LinkCounter]); 4] = [
-            (Kind::Packets, "packets", &m.packets),
-            (Kind::Drops, "drops", &m.drops),
-            (Kind::Delivered, "delivered", &m.generator_delivered),
-            (Kind::Lost, "lost", &m.generator_lost),
-        ];
-        let mut series = Vec::new();
-        let mut meaning = Vec::new();
-        for (kind, prefix, counters) in &groups {
-            for c in *counters {
-                series.push((
-                    format!("{prefix}|{}|{}|{}", c.from, c.to, c.series),
-                    c.value,
-                ));
-                meaning.push((kind, c));
-            }
-        }
-        let increments = self.counters.increments(router, &series);
-        for ((kind, c), inc) in meaning.into_iter().zip(increments) {
-            match kind {
-                Kind::Packets => poll.add_flow(
-                    &c.from,
-                    &c.to,
-                    Flow {
-                        packets: inc,
-                        drops: 0.0,
-                    },
-                ),
-                Kind::Drops => poll.add_flow(
-                    &c.from,
-                    &c.to,
-                    Flow {
-                        packets: 0.0,
-                        drops: inc,
-                    },
-                ),
-                Kind::Delivered => poll.delivered += inc,
-                Kind::Lost => poll.lost += inc,
-            }
-        }
-        poll.active.extend(m.next_hops.iter().cloned());
+/// Adds one router's counters (as increments) and configured next hops to the poll.
+fn add(counters: &mut Counters, router: &str, m: &RouterMetrics, poll: &mut Poll) {
+    enum Kind {
+        Packets,
+        Drops,
+        Delivered,
+        Lost,
     }
+    let groups: [(Kind, &str, &[LinkCounter]); 4] = [
+        (Kind::Packets, "packets", &m.packets),
+        (Kind::Drops, "drops", &m.drops),
+        (Kind::Delivered, "delivered", &m.generator_delivered),
+        (Kind::Lost, "lost", &m.generator_lost),
+    ];
+    let mut series = Vec::new();
+    let mut meaning = Vec::new();
+    for (kind, prefix, counters) in &groups {
+        for c in *counters {
+            series.push((
+                format!("{prefix}|{}|{}|{}", c.from, c.to, c.series),
+                c.value,
+            ));
+            meaning.push((kind, c));
+        }
+    }
+    let increments = counters.increments(router, &series);
+    for ((kind, c), inc) in meaning.into_iter().zip(increments) {
+        match kind {
+            Kind::Packets => poll.add_flow(
+                &c.from,
+                &c.to,
+                Flow {
+                    packets: inc,
+                    drops: 0.0,
+                },
+            ),
+            Kind::Drops => poll.add_flow(
+                &c.from,
+                &c.to,
+                Flow {
+                    packets: 0.0,
+                    drops: inc,
+                },
+            ),
+            Kind::Delivered => poll.delivered += inc,
+            Kind::Lost => poll.lost += inc,
+        }
+    }
+    poll.active.extend(m.next_hops.iter().cloned());
 }
 
 async fn scrape(

@@ -2,7 +2,7 @@
 //! state green/red, packet rates and drops, the versions running, and this release's blue/green
 //! colour — for a person reading a projector at a glance.
 //!
-//! - [`config`]: settings from flags and `common::env` variables, validated up front.
+//! - [`config`]: settings from flags and the [`env`] variables, validated up front.
 //! - [`scrape`]: the Prometheus text format and the relay series of the contract.
 //! - [`direct`]: direct mode (local arcade), every router's `/metrics` scraped.
 //! - [`prom`]: Prometheus mode (cluster), rates queried from Prometheus.
@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod direct;
+pub mod env;
 pub mod prom;
 pub mod scrape;
 pub mod server;
@@ -79,7 +80,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             format!(
                 "listening on {} ({})",
                 settings.listen,
-                common::env::DASHBOARD_LISTEN_ADDR
+                env::DASHBOARD_LISTEN_ADDR
             )
         })?;
     serve(settings, listener).await
@@ -115,6 +116,11 @@ fn scrape_timeout(poll: Duration) -> Duration {
     poll.clamp(Duration::from_millis(500), Duration::from_secs(5))
 }
 
+enum Poller {
+    Direct(direct::Direct),
+    Prometheus(prom::Prometheus),
+}
+
 async fn poll_loop(settings: Settings, app: Arc<server::App>) {
     let http = match reqwest::Client::builder()
         .connect_timeout(scrape_timeout(settings.poll))
@@ -127,10 +133,6 @@ async fn poll_loop(settings: Settings, app: Arc<server::App>) {
         }
     };
     let timeout = scrape_timeout(settings.poll);
-    enum Poller {
-        Direct(direct::Direct),
-        Prometheus(prom::Prometheus),
-    }
     let mut poller = match settings.source {
         Source::Direct(targets) => Poller::Direct(direct::Direct::new(targets, http, timeout)),
         Source::Prometheus(url) => {
@@ -219,6 +221,7 @@ pub fn init_logging() {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -272,7 +275,7 @@ mod tests {
             Duration::from_millis(500)
         );
         assert_eq!(
-            scrape_timeout(Duration::from_millis(1000)),
+            scrape_timeout(Duration::from_secs(1)),
             Duration::from_secs(1)
         );
         assert_eq!(

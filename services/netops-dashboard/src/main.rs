@@ -1,4 +1,5 @@
 fn main() -> std::process::ExitCode {
-    common::cli::install_crypto_provider();
+    // One TLS provider (ring) for reqwest, which is built without one (as in the workspace).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     netops_dashboard::cli_main()
 }

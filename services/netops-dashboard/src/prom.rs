@@ -55,8 +55,7 @@ impl Prometheus {
     /// the last picture).
     pub async fn poll(&mut self, at: f64) -> anyhow::Result<Poll> {
         let qs = queries();
-        let answers =
-            futures::future::try_join_all(qs.iter().map(|q| self.query(q))).await?;
+        let answers = futures::future::try_join_all(qs.iter().map(|q| self.query(q))).await?;
         let interval = self
             .last_at
             .map_or(self.nominal_interval, |last| (at - last).max(0.0));
@@ -247,8 +246,10 @@ mod tests {
         assert_eq!(v[0].0["to"], "b");
         assert!((v[0].1 - 2.5).abs() < f64::EPSILON);
         assert!(
-            parse_vector(&json!({"status": "success", "data": {"resultType": "matrix", "result": []}}))
-                .is_err()
+            parse_vector(
+                &json!({"status": "success", "data": {"resultType": "matrix", "result": []}})
+            )
+            .is_err()
         );
     }
 
@@ -300,11 +301,19 @@ mod tests {
         let east = c.links.iter().find(|l| l.to == "router-east").unwrap();
         assert!((east.packets_per_sec - 38.0).abs() < 1e-9);
         assert_eq!(c.delivery_ratio, Some(0.95));
-        let unknown = c.routers.iter().find(|r| r.name == "10.0.0.99:8080").unwrap();
+        let unknown = c
+            .routers
+            .iter()
+            .find(|r| r.name == "10.0.0.99:8080")
+            .unwrap();
         assert_eq!(unknown.kind, NodeKind::Unknown);
         // router-east's pods vanish: it stays listed, down.
         let poll = to_poll(11.0, 1.0, &Answers::default(), &mut seen);
-        let east = poll.routers.iter().find(|r| r.name == "router-east").unwrap();
+        let east = poll
+            .routers
+            .iter()
+            .find(|r| r.name == "router-east")
+            .unwrap();
         assert!(!east.up && east.error.is_some());
     }
 

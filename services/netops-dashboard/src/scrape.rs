@@ -76,11 +76,7 @@ fn parse_labels(mut s: &str) -> Option<(BTreeMap<String, String>, &str)> {
         }
         let eq = s.find('=')?;
         let key = s[..eq].trim();
-        if key.is_empty()
-            || !key
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        {
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return None;
         }
         s = s[eq + 1..].trim_start().strip_prefix('"')?;
@@ -172,7 +168,8 @@ impl RouterMetrics {
                 }
                 "relay_link_packets_total" if has_link => m.packets.push(counter(s, "")),
                 "relay_link_drops_total" if has_link => {
-                    m.drops.push(counter(s, &format!("reason={}", s.label("reason"))));
+                    m.drops
+                        .push(counter(s, &format!("reason={}", s.label("reason"))));
                 }
                 "relay_next_hop_info" if has_link && s.value > 0.0 => {
                     let link = (s.label("from").to_string(), s.label("to").to_string());
@@ -196,13 +193,13 @@ impl RouterMetrics {
 mod tests {
     use super::*;
 
-    const CORE: &str = include_str!("../tests/fixtures/router-core.prom");
-    const GENERATOR: &str = include_str!("../tests/fixtures/generator.prom");
+    const CORE: &str = include_str!("../testdata/router-core.prom");
+    const GENERATOR: &str = include_str!("../testdata/generator.prom");
 
     #[test]
     fn parses_names_labels_escapes_values_and_timestamps() {
-        let s = parse_line(r#"a_b:c{x="1",y="q\"uo\\te\nnl" , z="=,}"} 12.5 1700000000000"#)
-            .unwrap();
+        let s =
+            parse_line(r#"a_b:c{x="1",y="q\"uo\\te\nnl" , z="=,}"} 12.5 1700000000000"#).unwrap();
         assert_eq!(s.name, "a_b:c");
         assert_eq!(s.label("x"), "1");
         assert_eq!(s.label("y"), "q\"uo\\te\nnl");

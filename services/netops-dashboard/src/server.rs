@@ -24,9 +24,9 @@ const INDEX_HTML: &str = include_str!("page/index.html");
 const APP_JS: &str = include_str!("page/app.js");
 const STYLE_CSS: &str = include_str!("page/style.css");
 
-/// Bounds of `http_request_duration_seconds` (Prometheus client defaults).
+/// Bounds of `http_request_duration_seconds`, the routers' own (one histogram shape for all).
 pub const DURATION_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
 /// What does not change while the dashboard runs.
@@ -77,7 +77,7 @@ pub struct App {
 impl App {
     pub fn new(meta: Meta) -> Self {
         let index = INDEX_HTML
-            .replace("__VERSION__", &html_escape(&meta.version))
+            .replace("__VERSION__", &html_escape(&version_label(&meta.version)))
             .replace("__COLOR__", meta.color.as_str());
         Self {
             meta,
@@ -186,6 +186,15 @@ impl App {
             self.meta.color.as_str()
         );
         out
+    }
+}
+
+/// How a version reads on the page: `0.1.0` → `v0.1.0`; `v1` or `local` stay as they are.
+pub fn version_label(version: &str) -> String {
+    if version.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("v{version}")
+    } else {
+        version.to_string()
     }
 }
 
@@ -325,6 +334,9 @@ mod tests {
     fn index_carries_version_and_colour_escaped() {
         let a = app();
         assert!(a.index.contains("v2.0.0&lt;b&gt;"));
+        assert_eq!(version_label("v1"), "v1");
+        assert_eq!(version_label("0.1.0"), "v0.1.0");
+        assert_eq!(version_label("local"), "local");
         assert!(a.index.contains("data-color=\"green\""));
         assert!(!a.index.contains("__VERSION__") && !a.index.contains("__COLOR__"));
     }
@@ -357,18 +369,30 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(
-            value("http_request_duration_seconds_bucket", &[svc, ("le", "0.005")]),
+            value(
+                "http_request_duration_seconds_bucket",
+                &[svc, ("le", "0.005")]
+            ),
             Some(1.0)
         );
         assert_eq!(
-            value("http_request_duration_seconds_bucket", &[svc, ("le", "0.25")]),
+            value(
+                "http_request_duration_seconds_bucket",
+                &[svc, ("le", "0.25")]
+            ),
             Some(2.0)
         );
         assert_eq!(
-            value("http_request_duration_seconds_bucket", &[svc, ("le", "+Inf")]),
+            value(
+                "http_request_duration_seconds_bucket",
+                &[svc, ("le", "+Inf")]
+            ),
             Some(3.0)
         );
-        assert_eq!(value("http_request_duration_seconds_count", &[svc]), Some(3.0));
+        assert_eq!(
+            value("http_request_duration_seconds_count", &[svc]),
+            Some(3.0)
+        );
         assert_eq!(
             value(
                 "netops_dashboard_build_info",

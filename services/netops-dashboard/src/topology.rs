@@ -255,7 +255,10 @@ impl Tracker {
         let retention = self.retention;
         self.links.retain(|_, h| {
             let total = h.total();
-            h.active || total.packets > 0.0 || total.drops > 0.0 || poll.at - h.last_busy <= retention
+            h.active
+                || total.packets > 0.0
+                || total.drops > 0.0
+                || poll.at - h.last_busy <= retention
         });
         self.routers = poll.routers;
         self.at = Some(poll.at);
@@ -554,7 +557,11 @@ mod tests {
         let c = step(&mut t, at);
         let east = link(&c, "router-core", "router-east").unwrap();
         assert!(!east.active, "no longer configured");
-        assert_eq!(east.state, LinkState::Up, "its packets are still in the window");
+        assert_eq!(
+            east.state,
+            LinkState::Up,
+            "its packets are still in the window"
+        );
         assert_eq!(
             link(&c, "router-core", "router-north").unwrap().state,
             LinkState::Up
@@ -565,7 +572,11 @@ mod tests {
         }
         let c = t.compute();
         let east = link(&c, "router-core", "router-east").unwrap();
-        assert_eq!(east.state, LinkState::Gone, "faded: no traffic in the window");
+        assert_eq!(
+            east.state,
+            LinkState::Gone,
+            "faded: no traffic in the window"
+        );
         assert!(east.packets_per_sec.abs() < f64::EPSILON);
         // Listed for the retention time after its last traffic (t=1), then removed.
         at = 11.0;
@@ -584,7 +595,11 @@ mod tests {
             link(&c, "router-core", "10.0.0.99:8080").unwrap().state,
             LinkState::Down
         );
-        let node = c.routers.iter().find(|n| n.name == "10.0.0.99:8080").unwrap();
+        let node = c
+            .routers
+            .iter()
+            .find(|n| n.name == "10.0.0.99:8080")
+            .unwrap();
         assert_eq!(node.kind, NodeKind::Unknown);
         assert!(!node.up, "nothing answers there");
         // Rollback: core → east again.
@@ -611,7 +626,11 @@ mod tests {
         let mut t = Tracker::default();
         t.push(poll(0.0, "127.0.0.1:8084", TEN, true));
         let c = t.compute();
-        let node = c.routers.iter().find(|n| n.name == "127.0.0.1:8084").unwrap();
+        let node = c
+            .routers
+            .iter()
+            .find(|n| n.name == "127.0.0.1:8084")
+            .unwrap();
         assert!(node.up);
     }
 

@@ -1,13 +1,12 @@
 //! Command line: `packet-relay [serve]` and `packet-relay generate`; every flag also reads the
-//! environment variable named in `common::env`.
+//! environment variable named in [`crate::env`].
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use common::env;
 
-use crate::{generator, hops, server};
+use crate::{env, generator, hops, server};
 
 /// The `NetOps` Arcade router: relays JSON packets along `NEXT_HOPS`, with Prometheus metrics.
 #[derive(Debug, Parser)]
@@ -125,9 +124,9 @@ mod tests {
 
     use super::*;
 
-    /// Every flag reads the environment variable `common::env` documents for it, and nothing else.
+    /// Every flag reads the environment variable [`crate::env`] names for it, and nothing else.
     #[test]
-    fn env_names_are_the_common_constants() {
+    fn every_flag_reads_its_env_name() {
         let cmd = Cli::command();
         let envs = |c: &clap::Command| -> Vec<(String, String)> {
             c.get_arguments()
@@ -143,7 +142,9 @@ mod tests {
                 .collect()
         };
         let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
-            v.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect()
+            v.iter()
+                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                .collect()
         };
         let serve = pairs(&[
             ("router_name", env::ROUTER_NAME),
@@ -185,7 +186,7 @@ mod tests {
             "GENERATOR_TTL",
             "GENERATOR_CONCURRENCY",
         ] {
-            assert!(env::ALL.contains(&name), "{name} is not in common::env::ALL");
+            assert!(env::ALL.contains(&name), "{name} is not in env::ALL");
         }
         cmd.debug_assert();
     }
@@ -203,8 +204,9 @@ mod tests {
         assert_eq!(s.shutdown_grace, Duration::from_secs(10));
         assert_eq!(s.version, env!("CARGO_PKG_VERSION"));
 
-        let cli = Cli::try_parse_from(["packet-relay", "generate", "--count", "5", "--rate", "0.5"])
-            .unwrap();
+        let cli =
+            Cli::try_parse_from(["packet-relay", "generate", "--count", "5", "--rate", "0.5"])
+                .unwrap();
         let Some(Command::Generate(g)) = cli.command else {
             panic!("not generate")
         };

@@ -7,19 +7,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use axum::Router;
-use axum::extract::State;
-use axum::http::header;
-use axum::routing::get;
+use reqwest::header;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::hops::Hop;
+use crate::http::{self, Method, Path, Request, Response};
 use crate::metrics::{DropReason, Metrics, Role};
 use crate::packet::write_json_str;
-use crate::server::{BUDGET_HEADER, error_chain, metrics_text, readiness};
+use crate::server::{BUDGET_HEADER, error_chain};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -112,18 +110,38 @@ impl Generator {
     }
 }
 
-fn router(generator: Arc<Generator>) -> Router {
-    Router::new()
-        .route(
-            "/metrics",
-            get(|State(g): State<Arc<Generator>>| async move { metrics_text(&g.metrics).await }),
-        )
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get(|State(g): State<Arc<Generator>>| async move { readiness(g.ready.load(Relaxed)) }),
-        )
-        .with_state(generator)
+/// The generator's HTTP client: pooled keep-alive connections, `TCP_NODELAY`, no proxy, no
+/// redirects (an answer other than 200 is a lost packet).
+fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .http1_only()
+        .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("packet-relay/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("building the HTTP client")
+}
+
+/// The generator's own endpoints: `/metrics`, `/healthz`, `/readyz`.
+impl http::Handler for Generator {
+    fn max_body(&self) -> usize {
+        64 * 1024
+    }
+    fn handle<'a>(
+        &'a self,
+        request: Request<'a>,
+    ) -> impl std::future::Future<Output = Response> + Send + 'a {
+        let response = match (request.method, request.path) {
+            (Method::Post | Method::Other, _) => Response::method_not_allowed("GET, HEAD"),
+            (_, Path::Metrics) => Response::metrics(self.metrics.render()),
+            (_, Path::Healthz) => Response::text(200, "ok\n"),
+            (_, Path::Readyz) => Response::readiness(self.ready.load(Relaxed)),
+            (_, Path::Relay | Path::Other) => Response::not_found(),
+        };
+        std::future::ready(response)
+    }
 }
 
 /// Runs the generator: until SIGTERM/SIGINT, or until `count` packets are answered.
@@ -131,12 +149,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<Summary> {
     if !(settings.rate.is_finite() && settings.rate > 0.0) {
         bail!(
             "{}={} must be a positive number of packets per second",
-            common::env::GENERATOR_RATE,
+            crate::env::GENERATOR_RATE,
             settings.rate
         );
     }
     if settings.concurrency == 0 {
-        bail!("{} must be at least 1", common::env::GENERATOR_CONCURRENCY);
+        bail!("{} must be at least 1", crate::env::GENERATOR_CONCURRENCY);
     }
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -148,7 +166,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<Summary> {
             &settings.version,
             vec![settings.target.clone()],
         ),
-        client: crate::server::client(settings.timeout)?,
+        client: client(settings.timeout)?,
         ready: AtomicBool::new(true),
         delivered: AtomicU64::new(0),
         lost: AtomicU64::new(0),
@@ -167,15 +185,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<Summary> {
     );
     let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
     let server = {
-        let app = router(generator.clone());
         let mut stop = stop.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
-        })
+        tokio::spawn(http::serve(listener, generator.clone(), async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }))
     };
     let signals = {
         let generator = generator.clone();
@@ -183,7 +196,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<Summary> {
         tokio::spawn(async move {
             let signal = crate::shutdown_signal().await;
             generator.ready.store(false, Relaxed);
-            tracing::info!(?signal, "shutting down: no new packets; waiting for answers");
+            tracing::info!(
+                ?signal,
+                "shutting down: no new packets; waiting for answers"
+            );
             let _ = stop_tx.send(true);
         })
     };
@@ -232,12 +248,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<Summary> {
         delivered: generator.delivered.load(Relaxed),
         lost: generator.lost.load(Relaxed),
     };
-    tracing::info!(sent = summary.sent, delivered = summary.delivered, lost = summary.lost, "generator stopped");
+    tracing::info!(
+        sent = summary.sent,
+        delivered = summary.delivered,
+        lost = summary.lost,
+        "generator stopped"
+    );
     let _ = stop_tx.send(true);
     signals.abort();
-    server
-        .await
-        .context("metrics server task")?
-        .context("serving metrics")?;
+    server.await.context("metrics server task")?;
     Ok(summary)
 }

@@ -72,13 +72,13 @@ pub fn parse_next_hops(value: &str) -> anyhow::Result<Vec<Hop>> {
     let hops = value
         .split(',')
         .filter(|e| !e.trim().is_empty())
-        .map(|e| parse_one(common::env::NEXT_HOPS, e, "/relay"))
+        .map(|e| parse_one(crate::env::NEXT_HOPS, e, "/relay"))
         .collect::<anyhow::Result<Vec<_>>>()?;
     for (i, hop) in hops.iter().enumerate() {
         if hops[..i].iter().any(|h| h.name == hop.name) {
             bail!(
                 "{}: two next hops are named {:?}; give them distinct names with name=url",
-                common::env::NEXT_HOPS,
+                crate::env::NEXT_HOPS,
                 hop.name
             );
         }
@@ -88,7 +88,7 @@ pub fn parse_next_hops(value: &str) -> anyhow::Result<Vec<Hop>> {
 
 /// Parses `GENERATOR_TARGET` (the full URL packets are posted to, `/relay` included).
 pub fn parse_target(value: &str) -> anyhow::Result<Hop> {
-    parse_one(common::env::GENERATOR_TARGET, value, "")
+    parse_one(crate::env::GENERATOR_TARGET, value, "")
 }
 
 #[cfg(test)]
@@ -113,8 +113,16 @@ mod tests {
                     "http://router-north:8080",
                     "http://router-north:8080/relay"
                 ),
-                ("east", "http://10.0.0.5:8080/", "http://10.0.0.5:8080/relay"),
-                ("127.0.0.1:9", "http://127.0.0.1:9", "http://127.0.0.1:9/relay"),
+                (
+                    "east",
+                    "http://10.0.0.5:8080/",
+                    "http://10.0.0.5:8080/relay"
+                ),
+                (
+                    "127.0.0.1:9",
+                    "http://127.0.0.1:9",
+                    "http://127.0.0.1:9/relay"
+                ),
                 ("[::1]:7", "http://[::1]:7", "http://[::1]:7/relay"),
             ]
         );

@@ -5,11 +5,15 @@
 //! metrics ([`metrics`]) that the canary analysis and the `NetOps` dashboard read.
 
 pub mod cli;
+pub mod env;
 pub mod generator;
+pub mod h1;
 pub mod hops;
+pub mod http;
 pub mod metrics;
 pub mod packet;
 pub mod server;
+pub mod upstream;
 
 use std::process::ExitCode;
 
@@ -52,9 +56,29 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// The tokio runtime: one worker (`TOKIO_WORKER_THREADS=1`, or one CPU available) runs on the
+/// current-thread scheduler, which spends less per packet than a one-worker multi-thread
+/// scheduler; more workers get the multi-thread scheduler.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let workers = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    builder.enable_all().build()
+}
+
 /// Parses the command line and runs the chosen mode.
 pub async fn main() -> ExitCode {
-    common::cli::install_crypto_provider();
+    // One TLS provider (ring) for the generator's reqwest, built without one (as in the workspace).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     init_logging();
     let cli = cli::Cli::parse();
     let result = match cli.command {

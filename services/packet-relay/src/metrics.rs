@@ -49,7 +49,12 @@ pub enum Rejected {
 }
 
 impl Rejected {
-    pub const ALL: [Self; 4] = [Self::TtlExpired, Self::Loop, Self::TooLarge, Self::Malformed];
+    pub const ALL: [Self; 4] = [
+        Self::TtlExpired,
+        Self::Loop,
+        Self::TooLarge,
+        Self::Malformed,
+    ];
     pub fn label(self) -> &'static str {
         match self {
             Self::TtlExpired => "ttl_expired",
@@ -201,12 +206,20 @@ impl Metrics {
         let service = escape(&self.name);
         let from = &service;
         if self.role == Role::Router {
-            header(&mut out, "http_requests_total", "counter", "Answers to POST /relay, by status code.");
+            header(
+                &mut out,
+                "http_requests_total",
+                "counter",
+                "Answers to POST /relay, by status code.",
+            );
             for (code, n) in self.status.iter().enumerate() {
                 let n = n.load(Relaxed);
                 let own = u16::try_from(code).is_ok_and(|c| OWN_STATUSES.contains(&c));
                 if n > 0 || own {
-                    let _ = writeln!(out, "http_requests_total{{service=\"{service}\",status=\"{code}\"}} {n}");
+                    let _ = writeln!(
+                        out,
+                        "http_requests_total{{service=\"{service}\",status=\"{code}\"}} {n}"
+                    );
                 }
             }
             header(
@@ -233,15 +246,32 @@ impl Metrics {
                  http_request_duration_seconds_count{{service=\"{service}\"}} {cumulative}"
             );
         }
-        header(&mut out, "relay_link_packets_total", "counter", "Packets the next hop received (it answered, whatever the status).");
+        header(
+            &mut out,
+            "relay_link_packets_total",
+            "counter",
+            "Packets the next hop received (it answered, whatever the status).",
+        );
         for link in &self.links {
             let to = escape(&link.hop.name);
-            let _ = writeln!(out, "relay_link_packets_total{{from=\"{from}\",to=\"{to}\"}} {}", link.packets());
+            let _ = writeln!(
+                out,
+                "relay_link_packets_total{{from=\"{from}\",to=\"{to}\"}} {}",
+                link.packets()
+            );
         }
-        header(&mut out, "relay_link_drops_total", "counter", "Packets lost on the link: connect (no connection) or timeout (no answer in time).");
+        header(
+            &mut out,
+            "relay_link_drops_total",
+            "counter",
+            "Packets lost on the link: connect (no connection) or timeout (no answer in time).",
+        );
         for link in &self.links {
             let to = escape(&link.hop.name);
-            for (reason, n) in [("connect", &link.drops_connect), ("timeout", &link.drops_timeout)] {
+            for (reason, n) in [
+                ("connect", &link.drops_connect),
+                ("timeout", &link.drops_timeout),
+            ] {
                 let _ = writeln!(
                     out,
                     "relay_link_drops_total{{from=\"{from}\",to=\"{to}\",reason=\"{reason}\"}} {}",
@@ -249,7 +279,12 @@ impl Metrics {
                 );
             }
         }
-        header(&mut out, "relay_next_hop_info", "gauge", "1 per configured next hop.");
+        header(
+            &mut out,
+            "relay_next_hop_info",
+            "gauge",
+            "1 per configured next hop.",
+        );
         for link in &self.links {
             let _ = writeln!(
                 out,
@@ -260,13 +295,23 @@ impl Metrics {
         }
         match self.role {
             Role::Router => {
-                header(&mut out, "relay_packets_delivered_total", "counter", "Packets delivered here (terminal router).");
+                header(
+                    &mut out,
+                    "relay_packets_delivered_total",
+                    "counter",
+                    "Packets delivered here (terminal router).",
+                );
                 let _ = writeln!(
                     out,
                     "relay_packets_delivered_total{{service=\"{service}\"}} {}",
                     self.delivered.load(Relaxed)
                 );
-                header(&mut out, "relay_packets_rejected_total", "counter", "Packets refused, by reason.");
+                header(
+                    &mut out,
+                    "relay_packets_rejected_total",
+                    "counter",
+                    "Packets refused, by reason.",
+                );
                 for reason in Rejected::ALL {
                     let _ = writeln!(
                         out,
@@ -277,10 +322,18 @@ impl Metrics {
                 }
             }
             Role::Generator => {
-                header(&mut out, "relay_generator_packets_total", "counter", "Packets sent by the generator, by outcome (delivered: a 200 from the target).");
+                header(
+                    &mut out,
+                    "relay_generator_packets_total",
+                    "counter",
+                    "Packets sent by the generator, by outcome (delivered: a 200 from the target).",
+                );
                 for link in &self.links {
                     let to = escape(&link.hop.name);
-                    for (outcome, n) in [("delivered", &self.generated[0]), ("lost", &self.generated[1])] {
+                    for (outcome, n) in [
+                        ("delivered", &self.generated[0]),
+                        ("lost", &self.generated[1]),
+                    ] {
                         let _ = writeln!(
                             out,
                             "relay_generator_packets_total{{from=\"{from}\",to=\"{to}\",outcome=\"{outcome}\"}} {}",
@@ -290,7 +343,12 @@ impl Metrics {
                 }
             }
         }
-        header(&mut out, "relay_build_info", "gauge", "1, with the running version.");
+        header(
+            &mut out,
+            "relay_build_info",
+            "gauge",
+            "1, with the running version.",
+        );
         let _ = writeln!(
             out,
             "relay_build_info{{service=\"{service}\",version=\"{}\"}} 1",

@@ -235,7 +235,9 @@ mod tests {
         );
         // A number id is kept as written (no float or u64 round trip).
         assert_eq!(
-            roundtrip(r#"{"ttl": 3, "hops": ["w"], "id": 123456789012345678901234567890, "payload": "\u00e9\"x", "colour": {"r": 1}}"#),
+            roundtrip(
+                r#"{"ttl": 3, "hops": ["w"], "id": 123456789012345678901234567890, "payload": "\u00e9\"x", "colour": {"r": 1}}"#
+            ),
             r#"{"id":123456789012345678901234567890,"payload":"\u00e9\"x","hops":["w"],"ttl":3,"colour":{"r": 1}}"#
         );
         assert_eq!(

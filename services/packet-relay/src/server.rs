@@ -3,26 +3,22 @@
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse as _, Response};
-use axum::routing::{get, post};
-use futures::StreamExt as _;
 
 use crate::hops::Hop;
+use crate::http::{self, BodyProblem, Method, Path, Request, Response};
 use crate::metrics::{DropReason, Link, Metrics, Rejected, Role};
 use crate::packet::{Packet, write_json_str};
+use crate::upstream::{Failure, Upstream};
 
 /// Header carrying the time the sender still waits for this hop's answer, in milliseconds. A
 /// router never waits longer for its own next hop than its sender waits for it (less a margin),
 /// so a timeout is counted on the link that stalled, not on every link before it.
 pub const BUDGET_HEADER: &str = "x-relay-budget-ms";
+
 /// The 508 of RFC 5842 (Loop Detected): TTL expired or the packet came back.
 const LOOP_DETECTED: u16 = 508;
 
@@ -44,39 +40,34 @@ pub struct App {
     /// `"name"` as a JSON string, for answers.
     name_json: String,
     pub metrics: Metrics,
-    client: reqwest::Client,
+    /// One connection pool per next hop, in the order of `metrics.links`.
+    upstreams: Box<[Upstream]>,
     next: AtomicUsize,
     hop_timeout: Duration,
     max_body: usize,
     ready: AtomicBool,
+    /// `POST /relay` requests started, and those not answered yet (for the shutdown drain).
+    started: AtomicU64,
+    in_flight: AtomicUsize,
 }
 
-/// The HTTP client for next hops: pooled keep-alive connections, `TCP_NODELAY`, no proxy
-/// (routers talk to each other directly), no redirects (a next hop's answer is passed on).
-pub fn client(hop_timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .no_proxy()
-        .tcp_nodelay(true)
-        .http1_only()
-        .connect_timeout(hop_timeout)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("packet-relay/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .context("building the HTTP client")
+/// Counts a request in flight until dropped (answered, or abandoned by its client).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
 }
 
 /// The time this hop may wait for its next hop: its own timeout, shortened to what the sender
-/// still waits (less 5%, at least 5 ms and at most 100 ms for the way back).
-pub fn budget(headers: &HeaderMap, hop_timeout: Duration) -> Duration {
-    let Some(ms) = headers
-        .get(BUDGET_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-    else {
+/// still waits (`x-relay-budget-ms`, less 10%, at least 10 ms and at most 200 ms, for the way
+/// back).
+pub fn budget(sender_ms: Option<u64>, hop_timeout: Duration) -> Duration {
+    let Some(ms) = sender_ms else {
         return hop_timeout;
     };
-    let margin = (ms / 20).clamp(5, 100);
+    let margin = (ms / 10).clamp(10, 200);
     hop_timeout.min(Duration::from_millis(ms.saturating_sub(margin).max(1)))
 }
 
@@ -93,25 +84,56 @@ impl App {
                 &settings.version,
                 settings.next_hops.clone(),
             ),
-            client: client(settings.hop_timeout)?,
+            upstreams: settings
+                .next_hops
+                .iter()
+                .map(|h| Upstream::new(&h.endpoint))
+                .collect::<anyhow::Result<_>>()?,
             next: AtomicUsize::new(0),
             hop_timeout: settings.hop_timeout,
             max_body: settings.max_body,
             ready: AtomicBool::new(true),
+            started: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
         })
     }
 
-    /// An answer of this router itself: `{"error": reason, "router": name, ...}`.
-    fn refuse(&self, status: u16, reason: &str, detail: &str) -> Response {
-        let mut body = format!(r#"{{"error":"{reason}","router":{}"#, self.name_json);
-        if !detail.is_empty() {
-            body.push_str(",\"detail\":");
-            let mut d = Vec::new();
-            write_json_str(&mut d, detail);
-            body.push_str(&String::from_utf8_lossy(&d));
+    /// Every request of the router.
+    async fn route(&self, request: Request<'_>) -> Response {
+        match (request.method, request.path) {
+            (Method::Post, Path::Relay) => {
+                self.started.fetch_add(1, Relaxed);
+                self.in_flight.fetch_add(1, Relaxed);
+                let _in_flight = InFlight(&self.in_flight);
+                let started = Instant::now();
+                let response = self.relay(request).await;
+                self.metrics.answered(response.status, started.elapsed());
+                response
+            }
+            (_, Path::Relay) => Response::method_not_allowed("POST"),
+            (Method::Post | Method::Other, _) => Response::method_not_allowed("GET, HEAD"),
+            (_, Path::Metrics) => Response::metrics(self.metrics.render()),
+            (_, Path::Healthz) => Response::text(200, "ok\n"),
+            // Readiness ignores next hops: a canary with a wrong NEXT_HOPS must receive traffic
+            // so that its analysis can fail it.
+            (_, Path::Readyz) => Response::readiness(self.ready.load(Relaxed)),
+            (_, Path::Other) => Response::not_found(),
         }
-        body.push('}');
-        json(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY), body.into())
+    }
+
+    /// An answer of this router itself: `{"error": reason, "router": name[, "detail": …]}`.
+    fn refuse(&self, status: u16, reason: &str, detail: &str) -> Response {
+        let mut body = Vec::with_capacity(64 + detail.len());
+        body.extend_from_slice(b"{\"error\":\"");
+        body.extend_from_slice(reason.as_bytes());
+        body.extend_from_slice(b"\",\"router\":");
+        body.extend_from_slice(self.name_json.as_bytes());
+        if !detail.is_empty() {
+            body.extend_from_slice(b",\"detail\":");
+            write_json_str(&mut body, detail);
+        }
+        body.push(b'}');
+        Response::json(status, body)
     }
 
     fn reject(&self, reason: Rejected, status: u16, detail: &str) -> Response {
@@ -119,23 +141,19 @@ impl App {
         self.refuse(status, reason.label(), detail)
     }
 
-    /// Everything of `POST /relay` but the metrics of the answer.
-    async fn relay(&self, request: Request) -> Response {
-        let (parts, body) = request.into_parts();
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.max_body as u64) {
-            return self.reject(Rejected::TooLarge, 413, "declared Content-Length over the limit");
-        }
-        let body = match read_body(body, self.max_body).await {
+    /// `POST /relay`, but for the metrics of the answer.
+    async fn relay(&self, request: Request<'_>) -> Response {
+        let body = match request.body {
             Ok(b) => b,
-            Err(BodyError::TooLarge) => {
-                return self.reject(Rejected::TooLarge, 413, "body over the limit");
+            Err(BodyProblem::TooLarge { declared }) => {
+                let detail = if declared {
+                    "declared Content-Length over the limit"
+                } else {
+                    "body over the limit"
+                };
+                return self.reject(Rejected::TooLarge, 413, detail);
             }
-            Err(BodyError::Read(e)) => {
+            Err(BodyProblem::Broken(e)) => {
                 return self.reject(Rejected::Malformed, 400, &format!("reading the body: {e}"));
             }
         };
@@ -157,61 +175,60 @@ impl App {
         let links = &self.metrics.links;
         if links.is_empty() {
             self.metrics.delivered();
-            return json(StatusCode::OK, out.into());
+            return Response::json(200, out);
         }
-        let link = &links[self.next.fetch_add(1, Relaxed) % links.len()];
-        self.forward(link, out, budget(&parts.headers, self.hop_timeout))
+        let i = self.next.fetch_add(1, Relaxed) % links.len();
+        let budget = budget(request.budget_ms, self.hop_timeout);
+        self.forward(&links[i], &self.upstreams[i], &out, budget)
             .await
     }
 
     /// Posts the packet to the next hop and passes its answer back.
-    async fn forward(&self, link: &Link, packet: Vec<u8>, budget: Duration) -> Response {
-        let answer = async {
-            let response = self
-                .client
-                .post(link.hop.endpoint.clone())
-                .header(header::CONTENT_TYPE, "application/json")
-                .header(BUDGET_HEADER, budget.as_millis().to_string())
-                .timeout(budget)
-                .body(packet)
-                .send()
-                .await?;
-            let status = response.status();
-            let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
-            let body = response.bytes().await?;
-            Ok::<_, reqwest::Error>((status, content_type, body))
-        };
-        match answer.await {
-            Ok((status, content_type, body)) => {
+    async fn forward(
+        &self,
+        link: &Link,
+        upstream: &Upstream,
+        packet: &[u8],
+        budget: Duration,
+    ) -> Response {
+        match upstream.post(packet, budget).await {
+            Ok(answer) => {
                 link.carried();
-                let mut response = Response::new(Body::from(body));
-                *response.status_mut() = StatusCode::from_u16(status.as_u16())
-                    .unwrap_or(StatusCode::BAD_GATEWAY);
-                if let Some(ct) = content_type {
-                    response.headers_mut().insert(header::CONTENT_TYPE, ct);
-                }
-                response
+                Response::new(answer.status, answer.content_type, answer.body)
             }
-            Err(e) => {
-                let (reason, status) = if e.is_timeout() {
-                    (DropReason::Timeout, 504)
-                } else {
-                    (DropReason::Connect, 502)
+            Err(failure) => {
+                let (reason, status, error) = match failure {
+                    Failure::Timeout => (
+                        DropReason::Timeout,
+                        504,
+                        format!("no answer within {budget:?}"),
+                    ),
+                    Failure::Connect(e) => (DropReason::Connect, 502, e),
                 };
-                let error = error_chain(&e);
                 link.dropped(reason, &error);
-                let mut body = format!(
-                    r#"{{"error":"{}","router":{},"next_hop":"#,
-                    reason.label(),
-                    self.name_json
-                );
-                let mut hop = Vec::new();
-                write_json_str(&mut hop, &link.hop.name);
-                body.push_str(&String::from_utf8_lossy(&hop));
-                body.push('}');
-                json(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY), body.into())
+                let mut body = Vec::with_capacity(96);
+                body.extend_from_slice(b"{\"error\":\"");
+                body.extend_from_slice(reason.label().as_bytes());
+                body.extend_from_slice(b"\",\"router\":");
+                body.extend_from_slice(self.name_json.as_bytes());
+                body.extend_from_slice(b",\"next_hop\":");
+                write_json_str(&mut body, &link.hop.name);
+                body.push(b'}');
+                Response::new(status, http::JSON, body)
             }
         }
+    }
+}
+
+impl http::Handler for App {
+    fn max_body(&self) -> usize {
+        self.max_body
+    }
+    fn handle<'a>(
+        &'a self,
+        request: Request<'a>,
+    ) -> impl std::future::Future<Output = Response> + Send + 'a {
+        self.route(request)
     }
 }
 
@@ -227,96 +244,6 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-fn json(status: StatusCode, body: Bytes) -> Response {
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-enum BodyError {
-    TooLarge,
-    Read(axum::Error),
-}
-
-/// Reads the body, stopping as soon as it passes `max` bytes (a chunked body declares no size).
-async fn read_body(body: Body, max: usize) -> Result<Bytes, BodyError> {
-    let mut stream = body.into_data_stream();
-    let mut first: Option<Bytes> = None;
-    let mut rest: Vec<u8> = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(BodyError::Read)?;
-        match &first {
-            None => {
-                if chunk.len() > max {
-                    return Err(BodyError::TooLarge);
-                }
-                first = Some(chunk);
-            }
-            Some(f) => {
-                if rest.is_empty() {
-                    rest.extend_from_slice(f);
-                }
-                if rest.len() + chunk.len() > max {
-                    return Err(BodyError::TooLarge);
-                }
-                rest.extend_from_slice(&chunk);
-            }
-        }
-    }
-    Ok(if rest.is_empty() {
-        first.unwrap_or_default()
-    } else {
-        rest.into()
-    })
-}
-
-async fn relay(State(app): State<Arc<App>>, request: Request) -> Response {
-    let started = Instant::now();
-    let response = app.relay(request).await;
-    app.metrics
-        .answered(response.status().as_u16(), started.elapsed());
-    response
-}
-
-/// `GET /metrics` of any process (router or generator).
-pub async fn metrics_text(metrics: &Metrics) -> Response {
-    let mut response = metrics.render().into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    response
-}
-
-/// `/readyz`: 200 while serving, 503 once shutting down. Next hops play no part: a canary with a
-/// wrong `NEXT_HOPS` must receive traffic so that its analysis can fail it.
-pub fn readiness(ready: bool) -> Response {
-    if ready {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
-    }
-}
-
-pub fn router(app: Arc<App>) -> Router {
-    Router::new()
-        .route("/relay", post(relay))
-        .route(
-            "/metrics",
-            get(|State(app): State<Arc<App>>| async move { metrics_text(&app.metrics).await }),
-        )
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get(|State(app): State<Arc<App>>| async move { readiness(app.ready.load(Relaxed)) }),
-        )
-        .with_state(app)
-}
-
 /// Binds `settings.listen` and serves until SIGTERM/SIGINT.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -325,10 +252,33 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     serve(settings, listener).await
 }
 
-/// Serves on a bound listener. On SIGTERM `/readyz` turns 503 and the router keeps relaying for
-/// a drain period (half the grace, at most 5 s) so that Kubernetes can take it out of its
-/// Service first; then it stops accepting and lets in-flight packets finish. SIGINT (Ctrl-C) skips
-/// the drain. Whatever is still in flight when the grace period ends is cut off.
+/// After SIGTERM: keeps relaying while packets keep coming (Kubernetes may still route some here
+/// until it sees the pod unready), and ends after a quiet second without a packet in flight or
+/// starting — or after `max`.
+async fn drain(app: &App, max: Duration) {
+    let quiet = Duration::from_secs(1).min(max);
+    let begun = Instant::now();
+    let mut seen = app.started.load(Relaxed);
+    let mut quiet_since = Instant::now();
+    while begun.elapsed() < max {
+        tokio::time::sleep(Duration::from_millis(50).min(max)).await;
+        let now = app.started.load(Relaxed);
+        if now != seen || app.in_flight.load(Relaxed) > 0 {
+            seen = now;
+            quiet_since = Instant::now();
+        } else if quiet_since.elapsed() >= quiet {
+            tracing::info!(took = ?begun.elapsed(), "drained: no packet for a second");
+            return;
+        }
+    }
+    tracing::info!(took = ?begun.elapsed(), "drain period over");
+}
+
+/// Serves on a bound listener. On SIGTERM `/readyz` turns 503 and the router keeps relaying
+/// while packets keep arriving (until a quiet second, at most half the grace period and 5 s), so
+/// that Kubernetes can take it out of its Service first; then it stops accepting and lets
+/// in-flight packets finish. SIGINT (Ctrl-C) skips the drain. Whatever is still in flight when
+/// the grace period ends is cut off.
 pub async fn serve(settings: Settings, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
     let app = Arc::new(App::new(&settings)?);
     let addr = listener.local_addr()?;
@@ -351,28 +301,39 @@ pub async fn serve(settings: Settings, listener: tokio::net::TcpListener) -> any
         let signal = crate::shutdown_signal().await;
         signal_app.ready.store(false, Relaxed);
         let _ = stopping_tx.send(true);
-        let drain = if signal == crate::Signal::Terminate {
-            (grace / 2).min(Duration::from_secs(5))
-        } else {
-            Duration::ZERO
-        };
-        tracing::info!(?signal, ?drain, ?grace, "shutting down: not ready; draining, then finishing in-flight packets");
-        tokio::time::sleep(drain).await;
+        tracing::info!(?signal, ?grace, "shutting down: /readyz answers 503");
+        if signal == crate::Signal::Terminate {
+            drain(&signal_app, (grace / 2).min(Duration::from_secs(5))).await;
+        }
+        tracing::info!("no longer accepting connections; finishing in-flight packets");
     };
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, router(app)).with_graceful_shutdown(stop);
-    let server = std::future::IntoFuture::into_future(server);
-    tokio::pin!(server);
+    let server = http::serve(listener, app, stop);
     let deadline = async {
         let _ = stopping.wait_for(|s| *s).await;
         tokio::time::sleep(grace).await;
     };
     tokio::select! {
-        result = &mut server => result.context("serving HTTP")?,
+        () = server => {},
         () = deadline => tracing::warn!(?grace, "grace period over: in-flight packets cut off"),
     }
     tracing::info!("packet-relay stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_shrinks_along_the_chain() {
+        let own = Duration::from_secs(2);
+        assert_eq!(budget(None, own), own);
+        // The sender waits 2000 ms: this hop waits 1800 (200 ms margin, the maximum).
+        assert_eq!(budget(Some(2000), own), Duration::from_millis(1800));
+        assert_eq!(budget(Some(1000), own), Duration::from_millis(900));
+        // At least 10 ms of margin, at least 1 ms left; never more than the own timeout.
+        assert_eq!(budget(Some(50), own), Duration::from_millis(40));
+        assert_eq!(budget(Some(5), own), Duration::from_millis(1));
+        assert_eq!(budget(Some(60_000), own), own);
+    }
 }

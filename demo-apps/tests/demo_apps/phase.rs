@@ -1,0 +1,367 @@
+//! Phase 18 against the sandbox: kube-apiserver v1.20 with the Argo CD CRDs (server-side apply,
+//! the server validates every object), the GitLab stand-in's projects and repositories
+//! (projects.md "Create project", repositories.md "List repository tree", commits.md "Create a
+//! commit with multiple files and actions", tags.md) and the Harbor stand-in (swagger-validated
+//! `POST /projects`).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use common::kube::KubeClient;
+use demo_apps::desired;
+use demo_apps::projects::PROJECTS;
+use demo_apps::settings::Settings;
+use sandbox::PhaseRun as Run;
+use sandbox::{Options, Sandbox};
+use serde_json::{Value, json};
+
+async fn phase(sandbox: &Sandbox, args: &[&str]) -> Run {
+    phase_with(sandbox, args, &[]).await
+}
+
+async fn phase_with(sandbox: &Sandbox, args: &[&str], extra: &[(&str, &str)]) -> Run {
+    let mut env = vec![("CICD_CRD_WAIT_SECS", "30"), ("CICD_HTTP_RETRIES", "1")];
+    env.extend_from_slice(extra);
+    sandbox::run_phase_binary(
+        env!("CARGO_BIN_EXE_demo-apps"),
+        &sandbox.env_file(),
+        args,
+        &env,
+    )
+    .await
+}
+
+fn writes(sandbox: &Sandbox, standin: &str) -> u64 {
+    sandbox
+        .standin(standin)
+        .control
+        .counters
+        .writes
+        .load(Ordering::Relaxed)
+}
+
+/// The settings the phase derives from the sandbox's env file.
+fn sandbox_settings(sandbox: &Sandbox) -> Settings {
+    let mut s = Settings::example();
+    sandbox.get("DOMAIN").clone_into(&mut s.domain);
+    sandbox.get("GITLAB_URL").clone_into(&mut s.gitlab_url);
+    let harbor = url::Url::parse(sandbox.get("HARBOR_URL")).unwrap();
+    s.harbor_host = format!(
+        "{}:{}",
+        harbor.host_str().unwrap(),
+        harbor.port_or_known_default().unwrap()
+    );
+    s
+}
+
+fn refs(s: &Settings) -> Vec<Value> {
+    desired::objects(s)
+        .into_iter()
+        .map(|(o, _)| {
+            json!({"apiVersion": o["apiVersion"], "kind": o["kind"],
+                   "metadata": {"name": o["metadata"]["name"], "namespace": o["metadata"]["namespace"]}})
+        })
+        .collect()
+}
+
+async fn versions(kube: &KubeClient, s: &Settings) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for r in refs(s) {
+        out.push(kube.get(&r).await.unwrap().map(|o| {
+            o["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }));
+    }
+    out
+}
+
+/// (GitLab writes, Harbor writes, resourceVersions).
+async fn state(
+    sandbox: &Sandbox,
+    kube: &KubeClient,
+    s: &Settings,
+) -> (u64, u64, Vec<Option<String>>) {
+    (
+        writes(sandbox, "gitlab"),
+        writes(sandbox, "harbor"),
+        versions(kube, s).await,
+    )
+}
+
+/// A project's files and tags in the stand-in.
+fn repository(
+    sandbox: &Sandbox,
+    path: &str,
+) -> (BTreeMap<String, String>, BTreeMap<String, String>, usize) {
+    let gl = sandbox.gitlab.as_ref().unwrap().lock();
+    let repo = &gl.project_by_path(path).unwrap().repository;
+    (repo.files.clone(), repo.tags.clone(), repo.commits.len())
+}
+
+fn titles(run: &Run) -> Vec<String> {
+    let doc: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", run.stdout, run.stderr));
+    sandbox::change_titles(&doc)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seeds_the_arcade_once_keeps_demo_edits_and_resets_on_request() {
+    common::cli::install_crypto_provider();
+    let sandbox = Sandbox::start(Options {
+        prometheus: false,
+        vault: false,
+        ..Options::default()
+    })
+    .await
+    .expect("sandbox starts");
+    let kube = KubeClient::from_kubeconfig(&sandbox.kubeconfig(), "test")
+        .await
+        .unwrap();
+    let s = sandbox_settings(&sandbox);
+    let relay = "platform_services/packet-relay";
+    let dashboard = "platform_services/netops-dashboard";
+    let mut runs: Vec<Run> = Vec::new();
+
+    // plan: the Harbor project, both projects' content and tags, the objects; 0 writes anywhere.
+    let before = state(&sandbox, &kube, &s).await;
+    assert!(before.2.iter().all(Option::is_none));
+    let plan = phase(&sandbox, &["--output", "json", "plan"]).await;
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    let mut expected = vec![
+        "harbor project platform-services".to_owned(),
+        format!("gitlab commit {relay}@main"),
+        format!("gitlab tag {relay}:v0.1.0"),
+        format!("gitlab commit {dashboard}@main"),
+        format!("gitlab tag {dashboard}:v0.1.0"),
+    ];
+    for r in refs(&s) {
+        let ns = r["metadata"]["namespace"].as_str();
+        let name = r["metadata"]["name"].as_str().unwrap();
+        expected.push(format!(
+            "kubernetes {} {}",
+            r["kind"].as_str().unwrap(),
+            ns.map_or_else(|| name.to_owned(), |ns| format!("{ns}/{name}"))
+        ));
+    }
+    assert_eq!(titles(&plan), expected);
+    assert_eq!(state(&sandbox, &kube, &s).await, before, "plan: 0 writes");
+    // With --output json the scenarios are one JSON line on stderr.
+    let scenarios: Value = serde_json::from_str(plan.stderr.lines().last().unwrap()).unwrap();
+    let numbers: Vec<u64> = scenarios["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [1, 2, 3, 4, 5]);
+    runs.push(plan);
+
+    // apply: read everything back.
+    let apply = phase(&sandbox, &["apply"]).await;
+    assert_eq!(apply.code, 0, "{}\n{}", apply.stdout, apply.stderr);
+    let applied = state(&sandbox, &kube, &s).await;
+    assert_eq!(applied.0 - before.0, 4, "GitLab: 2 commits, 2 tags");
+    assert_eq!(applied.1 - before.1, 1, "Harbor: 1 project");
+    for (text, what) in [
+        ("1. Bad IP (auto-rollback)", "scenario 1"),
+        ("5. Blue-green switch", "scenario 5"),
+        ("routing-config.yaml", "the key file"),
+    ] {
+        assert!(apply.stdout.contains(text), "{what}: {}", apply.stdout);
+    }
+    for project in &PROJECTS {
+        let path = format!("platform_services/{}", project.name);
+        let (files, tags, commits) = repository(&sandbox, &path);
+        let wanted = project.files(&s).unwrap();
+        assert_eq!(
+            files.keys().collect::<Vec<_>>(),
+            wanted.keys().collect::<Vec<_>>(),
+            "{path}: exactly the demo's files"
+        );
+        for (file, content) in &wanted {
+            assert_eq!(&files[file], content, "{path}/{file}");
+        }
+        assert_eq!(commits, 1, "{path}: seeded in one commit");
+        assert_eq!(tags.len(), 1, "{path}: the release tag");
+        assert!(tags.contains_key("v0.1.0"), "{tags:?}");
+        assert!(
+            !files
+                .keys()
+                .any(|f| f.starts_with("tests/") || f.starts_with("benches/"))
+        );
+        let manifest = &files["Cargo.toml"];
+        assert!(
+            !manifest.contains("workspace = true") && !manifest.contains("path ="),
+            "standalone manifest: {manifest}"
+        );
+    }
+    let relay_files = repository(&sandbox, relay).0;
+    let prod = &relay_files["deploy/overlays/rke2-prod/kustomization.yaml"];
+    assert!(
+        prod.contains(&format!(
+            "newName: {}/platform-services/packet-relay",
+            s.harbor_host
+        )),
+        "{prod}"
+    );
+    {
+        let harbor = sandbox.harbor.as_ref().unwrap().lock();
+        let project = harbor
+            .project_by_name("platform-services")
+            .expect("created");
+        assert_eq!(project.metadata["public"], "false");
+    }
+    let live = |i: usize| {
+        let r = refs(&s)[i].clone();
+        let kube = &kube;
+        async move { kube.get(&r).await.unwrap().expect("applied") }
+    };
+    let namespace = live(0).await;
+    assert_eq!(
+        namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
+    let generator = live(1).await;
+    let container = &generator["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        container["image"],
+        format!("{}/platform-services/packet-relay:v0.1.0", s.harbor_host),
+        "the pinned release tag, never latest"
+    );
+    assert_eq!(container["args"], json!(["generate"]));
+    let app = live(2).await;
+    assert_eq!(app["spec"]["source"]["path"], "deploy/overlays/rke2-prod");
+    assert_eq!(
+        app["spec"]["source"]["repoURL"],
+        format!("{}/{relay}.git", s.gitlab_url)
+    );
+    assert_eq!(app["spec"]["destination"]["namespace"], "demo-apps");
+    assert_eq!(app["spec"]["project"], "production");
+    runs.push(apply);
+
+    // Rerun: nothing to do, 0 writes; check exits 0.
+    let after = state(&sandbox, &kube, &s).await;
+    let rerun = phase(&sandbox, &["apply"]).await;
+    assert_eq!(rerun.code, 0, "{}", rerun.stderr);
+    assert!(rerun.stdout.contains("no changes"), "{}", rerun.stdout);
+    assert_eq!(
+        state(&sandbox, &kube, &s).await,
+        after,
+        "second apply: 0 writes"
+    );
+    let check = phase(&sandbox, &["check"]).await;
+    assert_eq!(check.code, 0, "{}", check.stdout);
+    runs.push(rerun);
+    runs.push(check);
+
+    // A demo user plays scenario 2 and scenario 3 (commits in GitLab): a rerun keeps both and
+    // says so; the demo's own state is not drift.
+    {
+        let mut gl = sandbox.gitlab.as_ref().unwrap().lock();
+        let repo = &mut gl.project_by_path_mut(relay).unwrap().repository;
+        let routing = repo
+            .files
+            .get_mut("deploy/overlays/rke2-prod/routing-config.yaml")
+            .unwrap();
+        *routing = routing.replace(
+            "value: http://router-east:8080",
+            "value: http://router-north:8080",
+        );
+        let repo = &mut gl.project_by_path_mut(dashboard).unwrap().repository;
+        repo.files.insert(
+            "package.json".into(),
+            "{\"dependencies\":{\"lodash\":\"4.17.11\"}}\n".into(),
+        );
+    }
+    let after_demo = state(&sandbox, &kube, &s).await;
+    let kept = phase(&sandbox, &["--output", "json", "apply"]).await;
+    assert_eq!(kept.code, 0, "{}", kept.stderr);
+    assert!(titles(&kept).is_empty(), "{}", kept.stdout);
+    assert!(
+        kept.stdout.contains(
+            "deploy/overlays/rke2-prod/routing-config.yaml; `demo-apps apply --reset` restores"
+        ),
+        "{}",
+        kept.stdout
+    );
+    assert_eq!(state(&sandbox, &kube, &s).await, after_demo, "0 writes");
+    assert_eq!(phase(&sandbox, &["check"]).await.code, 0);
+
+    // --reset: one commit per project puts the demo back.
+    let reset = phase(&sandbox, &["--output", "json", "apply", "--reset"]).await;
+    assert_eq!(reset.code, 0, "{}", reset.stderr);
+    assert_eq!(
+        titles(&reset),
+        [
+            format!("gitlab commit {relay}@main"),
+            format!("gitlab commit {dashboard}@main")
+        ]
+    );
+    assert_eq!(writes(&sandbox, "gitlab") - after_demo.0, 2);
+    let relay_files = repository(&sandbox, relay).0;
+    assert!(
+        relay_files["deploy/overlays/rke2-prod/routing-config.yaml"]
+            .contains("value: http://router-east:8080")
+    );
+    let dashboard_files = repository(&sandbox, dashboard).0;
+    assert!(
+        !dashboard_files.contains_key("package.json"),
+        "scenario 3's file removed"
+    );
+    let wanted = PROJECTS[1].files(&s).unwrap();
+    assert_eq!(
+        dashboard_files,
+        wanted.into_iter().collect::<BTreeMap<_, _>>()
+    );
+    runs.push(kept);
+    runs.push(reset);
+
+    // Secrets of the sandbox never appear in any output.
+    let secrets = [
+        sandbox.get("GITLAB_API_TOKEN"),
+        sandbox.get("HARBOR_ADMIN_PASSWORD"),
+    ];
+    for run in &runs {
+        for secret in secrets {
+            assert!(!run.stdout.contains(secret) && !run.stderr.contains(secret));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_settings_and_a_missing_group_are_one_line_errors() {
+    common::cli::install_crypto_provider();
+    let sandbox = Sandbox::start(Options {
+        prometheus: false,
+        vault: false,
+        ..Options::default()
+    })
+    .await
+    .expect("sandbox starts");
+    for (extra, expected) in [
+        (
+            ("DEMO_IMAGE_TAG", "latest"),
+            "DEMO_IMAGE_TAG=latest is not an immutable image tag",
+        ),
+        (
+            ("DEMO_GENERATOR_RATE", "fast"),
+            "DEMO_GENERATOR_RATE=fast must be a number",
+        ),
+        (
+            ("DEMO_GITLAB_GROUP", "no-such-group"),
+            "GitLab group no-such-group not found: run phase 12",
+        ),
+    ] {
+        let before = writes(&sandbox, "gitlab");
+        let run = phase_with(&sandbox, &["apply"], &[extra]).await;
+        assert_eq!(run.code, 1, "{extra:?}: {}", run.stderr);
+        let line = run.stderr.lines().last().unwrap();
+        assert!(
+            line.starts_with("error: ") && line.contains(expected),
+            "{line}"
+        );
+        assert_eq!(writes(&sandbox, "gitlab"), before, "nothing written");
+    }
+}

@@ -1,0 +1,260 @@
+//! HTTP/1.1 pieces shared by the server and the next-hop client: buffered reads, chunked bodies
+//! (RFC 9112 §7.1), header tokens, and the `Date` header.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::io;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncRead, AsyncReadExt as _};
+
+/// Largest head (request or status line and headers) accepted.
+pub const MAX_HEAD: usize = 64 * 1024;
+
+/// Reads more bytes into `buf`; the number read (0 at the end of the stream).
+pub async fn fill<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(4096);
+    }
+    stream.read_buf(buf).await
+}
+
+/// Why a body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    /// Over the limit (only the bytes up to the limit were read).
+    TooLarge,
+    /// The stream ended or failed.
+    Io(io::Error),
+    /// Not HTTP/1.1 framing.
+    Protocol(&'static str),
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooLarge => f.write_str("body over the limit"),
+            Self::Io(e) => write!(f, "{e}"),
+            Self::Protocol(e) => f.write_str(e),
+        }
+    }
+}
+
+impl From<io::Error> for BodyError {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+fn closed(e: &'static str) -> BodyError {
+    BodyError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, e))
+}
+
+/// The position of the next CRLF at or after `from`, reading more as needed.
+async fn line_end<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    from: usize,
+) -> Result<usize, BodyError> {
+    let mut searched = from;
+    loop {
+        if let Some(i) = buf[searched..].windows(2).position(|w| w == b"\r\n") {
+            return Ok(searched + i);
+        }
+        searched = buf.len().saturating_sub(1).max(from);
+        if buf.len() - from > MAX_HEAD {
+            return Err(BodyError::Protocol("chunk line over 64 KiB"));
+        }
+        if fill(stream, buf).await? == 0 {
+            return Err(closed("connection closed in a chunked body"));
+        }
+    }
+}
+
+/// Reads the chunked body starting at `pos` in `buf` (reading more from `stream` as needed), at
+/// most `limit` bytes of data: the body and the position after it (trailers included).
+pub async fn read_chunked<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    mut pos: usize,
+    limit: usize,
+) -> Result<(Vec<u8>, usize), BodyError> {
+    let mut body = Vec::new();
+    loop {
+        let eol = line_end(stream, buf, pos).await?;
+        let size = buf[pos..eol]
+            .split(|b| *b == b';')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        let size = std::str::from_utf8(size)
+            .ok()
+            .filter(|s| !s.is_empty())
+            .and_then(|s| usize::from_str_radix(s, 16).ok())
+            .ok_or(BodyError::Protocol("bad chunk size"))?;
+        pos = eol + 2;
+        if size == 0 {
+            // Trailers, up to an empty line.
+            loop {
+                let eol = line_end(stream, buf, pos).await?;
+                let empty = eol == pos;
+                pos = eol + 2;
+                if empty {
+                    return Ok((body, pos));
+                }
+            }
+        }
+        if body.len().saturating_add(size) > limit {
+            return Err(BodyError::TooLarge);
+        }
+        while buf.len() < pos + size + 2 {
+            if fill(stream, buf).await? == 0 {
+                return Err(closed("connection closed in a chunked body"));
+            }
+        }
+        if &buf[pos + size..pos + size + 2] != b"\r\n" {
+            return Err(BodyError::Protocol("chunk not followed by CRLF"));
+        }
+        body.extend_from_slice(&buf[pos..pos + size]);
+        pos += size + 2;
+    }
+}
+
+/// Whether a comma-separated header value lists `token` (case-insensitive).
+pub fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// Whether the last transfer coding of a `Transfer-Encoding` value is `chunked`.
+pub fn chunked_last(value: &[u8]) -> bool {
+    value
+        .rsplit(|b| *b == b',')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"chunked")
+}
+
+/// A `Content-Length` value.
+pub fn content_length(value: &[u8]) -> Option<usize> {
+    let v = value.trim_ascii();
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 9110 §5.6.7) for a Unix time.
+pub fn http_date(unix: u64) -> [u8; 29] {
+    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let days = unix / 86_400;
+    let secs = unix % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    let mut out = *b"Thu, 01 Jan 1970 00:00:00 GMT";
+    let digit = |n: u64| b'0' + u8::try_from(n % 10).unwrap_or(0);
+    #[allow(clippy::cast_possible_truncation)]
+    out[..3].copy_from_slice(DAYS[(days % 7) as usize]);
+    out[5] = digit(day / 10);
+    out[6] = digit(day);
+    #[allow(clippy::cast_possible_truncation)]
+    out[8..11].copy_from_slice(MONTHS[(month - 1) as usize]);
+    out[12] = digit(year / 1000);
+    out[13] = digit(year / 100);
+    out[14] = digit(year / 10);
+    out[15] = digit(year);
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    out[17] = digit(h / 10);
+    out[18] = digit(h);
+    out[20] = digit(m / 10);
+    out[21] = digit(m);
+    out[23] = digit(s / 10);
+    out[24] = digit(s);
+    out
+}
+
+thread_local! {
+    static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
+}
+
+/// The current `Date` value, formatted once a second per thread.
+pub fn now_date() -> [u8; 29] {
+    let unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != unix {
+            *cached = (unix, http_date(unix));
+        }
+        cached.1
+    })
+}
+
+/// The reason phrase of a status code (empty for codes without one here; that is valid).
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        508 => "Loop Detected",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_imf_fixdate() {
+        assert_eq!(&http_date(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(&http_date(784_111_777), b"Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(&http_date(951_782_400), b"Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(&http_date(4_102_444_799), b"Thu, 31 Dec 2099 23:59:59 GMT");
+    }
+
+    #[test]
+    fn header_values() {
+        assert!(has_token(b"keep-alive, Close", b"close"));
+        assert!(!has_token(b"closed", b"close"));
+        assert!(chunked_last(b"gzip, Chunked "));
+        assert!(!chunked_last(b"chunked, gzip"));
+        assert_eq!(content_length(b" 42 "), Some(42));
+        assert_eq!(content_length(b"+42"), None);
+        assert_eq!(content_length(b""), None);
+    }
+}

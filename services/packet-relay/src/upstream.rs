@@ -1,0 +1,511 @@
+//! The connection pool to one next hop: plain HTTP/1.1 keep-alive connections (`TCP_NODELAY`),
+//! reused across packets.
+//!
+//! This is the relay's hot path, so it is deliberately small: the request is one preformatted
+//! buffer written with one `write`, and the answer is read into the connection's own buffer and
+//! parsed with `httparse`, in the task of the packet itself — no connection task, no channel, no
+//! header map. (Profiling showed reqwest's per-request work, and then hyper's client dispatch,
+//! costing more user CPU than the rest of the relay; see docs/benchmarks.md.)
+//!
+//! Answers are read as HTTP/1.1 defines them (RFC 9112 §6.3): no body for 1xx/204/304, a
+//! chunked body, a `Content-Length` body, or a body delimited by the end of the connection.
+
+use std::io::{self, Write as _};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::bail;
+use reqwest::Url;
+use tokio::io::{AsyncRead, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use crate::h1::{self, BodyError, MAX_HEAD, fill};
+use crate::http::{ContentType, JSON};
+
+/// Idle connections kept per next hop at most.
+const MAX_IDLE: usize = 1024;
+/// Largest answer body accepted (a delivered packet is at most `RELAY_MAX_BODY_BYTES` and a few
+/// hop names; anything far larger is not a relay answering).
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// Why the next hop did not answer.
+#[derive(Debug)]
+pub enum Failure {
+    /// No connection, or it broke before the answer was complete (refused, unreachable, reset,
+    /// not HTTP).
+    Connect(String),
+    /// The time budget ran out (connecting or waiting for the answer).
+    Timeout,
+}
+
+/// What the next hop answered.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: ContentType,
+    pub body: Vec<u8>,
+}
+
+/// A failed exchange on one connection.
+#[derive(Debug)]
+enum Broken {
+    /// The connection was closed before a single byte of the answer: a kept-alive connection
+    /// the next hop had closed meanwhile. Safe to send again on a new connection.
+    Stale,
+    Io(io::Error),
+    Protocol(String),
+}
+
+impl From<io::Error> for Broken {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+impl std::fmt::Display for Broken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Stale => f.write_str("connection closed before the answer"),
+            Self::Io(e) => write!(f, "{e}"),
+            Self::Protocol(e) => f.write_str(e),
+        }
+    }
+}
+
+/// One kept-alive connection and its read buffer.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    /// Whether the next hop still holds the connection open: nothing to read (not even the end
+    /// of the stream). Costs no system call while tokio knows the socket is not readable.
+    fn alive(&self) -> bool {
+        let mut probe = [0_u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+}
+
+pub struct Upstream {
+    /// `host:port` to connect to (resolved at each new connection).
+    addr: String,
+    /// `POST <path> HTTP/1.1`, `Host` and `Content-Type`.
+    head: Vec<u8>,
+    idle: Mutex<Vec<Conn>>,
+}
+
+impl Upstream {
+    /// A pool for `endpoint` (an `http://` URL; its path is where packets are posted).
+    pub fn new(endpoint: &Url) -> anyhow::Result<Self> {
+        if endpoint.scheme() != "http" {
+            bail!(
+                "next hop {endpoint}: only http:// next hops are supported (routers talk plain HTTP inside the cluster)"
+            );
+        }
+        let host = match endpoint.host() {
+            Some(url::Host::Ipv6(ip)) => format!("[{ip}]"),
+            Some(h) => h.to_string(),
+            None => bail!("next hop {endpoint} has no host"),
+        };
+        let port = endpoint.port_or_known_default().unwrap_or(80);
+        let authority = match endpoint.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.clone(),
+        };
+        let path = match endpoint.query() {
+            Some(q) => format!("{}?{q}", endpoint.path()),
+            None => endpoint.path().to_owned(),
+        };
+        Ok(Self {
+            addr: format!("{host}:{port}"),
+            head: format!(
+                "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n"
+            )
+            .into_bytes(),
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn checkout(&self) -> Option<Conn> {
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while let Some(conn) = idle.pop() {
+            if conn.alive() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, mut conn: Conn) {
+        if conn.buf.capacity() > 64 * 1024 {
+            // A large answer: do not keep its buffer for every later small one.
+            conn.buf = Vec::with_capacity(4096);
+        }
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+    }
+
+    async fn connect(&self) -> Result<Conn, Failure> {
+        let stream = TcpStream::connect(&self.addr)
+            .await
+            .map_err(|e| Failure::Connect(format!("connecting to {}: {e}", self.addr)))?;
+        let _ = stream.set_nodelay(true);
+        Ok(Conn {
+            stream,
+            buf: Vec::with_capacity(4096),
+        })
+    }
+
+    /// Posts `body` (JSON) within `budget`, which also goes to the next hop in the budget header.
+    pub async fn post(&self, body: &[u8], budget: Duration) -> Result<Answer, Failure> {
+        let mut request = Vec::with_capacity(self.head.len() + 64 + body.len());
+        request.extend_from_slice(&self.head);
+        // Writing to a Vec cannot fail.
+        let _ = write!(
+            request,
+            "Content-Length: {}\r\n{}: {}\r\n\r\n",
+            body.len(),
+            crate::server::BUDGET_HEADER,
+            budget.as_millis()
+        );
+        request.extend_from_slice(body);
+        tokio::time::timeout(budget, self.exchange(&request))
+            .await
+            .unwrap_or(Err(Failure::Timeout))
+    }
+
+    async fn exchange(&self, request: &[u8]) -> Result<Answer, Failure> {
+        loop {
+            let (mut conn, reused) = match self.checkout() {
+                Some(c) => (c, true),
+                None => (self.connect().await?, false),
+            };
+            match roundtrip(&mut conn, request).await {
+                Ok((answer, reusable)) => {
+                    if reusable {
+                        self.checkin(conn);
+                    }
+                    return Ok(answer);
+                }
+                // The next hop closed a kept-alive connection as the packet went out: nothing
+                // of it was answered, so it goes again on another connection.
+                Err(Broken::Stale) if reused => {}
+                Err(e) => {
+                    return Err(Failure::Connect(format!("{}: {e}", self.addr)));
+                }
+            }
+        }
+    }
+}
+
+async fn roundtrip(conn: &mut Conn, request: &[u8]) -> Result<(Answer, bool), Broken> {
+    if let Err(e) = conn.stream.write_all(request).await {
+        return Err(match e.kind() {
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Broken::Stale,
+            _ => Broken::Io(e),
+        });
+    }
+    conn.buf.clear();
+    read_answer(&mut conn.stream, &mut conn.buf).await
+}
+
+fn protocol(e: impl std::fmt::Display) -> Broken {
+    Broken::Protocol(format!("not an HTTP/1.1 answer: {e}"))
+}
+
+/// The head of an answer, parsed.
+struct Head {
+    len: usize,
+    status: u16,
+    content_type: ContentType,
+    content_length: Option<usize>,
+    chunked: bool,
+    /// Transfer-Encoding without chunked last: the body runs to the end of the connection.
+    until_close: bool,
+    keep_alive: bool,
+}
+
+fn parse_head(buf: &[u8]) -> Result<Option<Head>, Broken> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut headers);
+    let httparse::Status::Complete(len) = response.parse(buf).map_err(protocol)? else {
+        return Ok(None);
+    };
+    let mut head = Head {
+        len,
+        status: response.code.unwrap_or(0),
+        content_type: ContentType::None,
+        content_length: None,
+        chunked: false,
+        until_close: false,
+        // HTTP/1.1 keeps the connection unless told otherwise; HTTP/1.0 closes it.
+        keep_alive: response.version == Some(1),
+    };
+    for h in response.headers.iter() {
+        let (name, value) = (h.name.as_bytes(), h.value);
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let n = h1::content_length(value).ok_or_else(|| protocol("bad Content-Length"))?;
+            if head.content_length.is_some_and(|m| m != n) {
+                return Err(protocol("conflicting Content-Length"));
+            }
+            head.content_length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            if h1::chunked_last(value) {
+                head.chunked = true;
+            } else {
+                head.until_close = true;
+            }
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            if h1::has_token(value, b"close") {
+                head.keep_alive = false;
+            } else if response.version == Some(0) && h1::has_token(value, b"keep-alive") {
+                head.keep_alive = true;
+            }
+        } else if name.eq_ignore_ascii_case(b"content-type") {
+            head.content_type = if value == b"application/json" {
+                JSON
+            } else {
+                ContentType::Owned(value.to_vec())
+            };
+        }
+    }
+    Ok(Some(head))
+}
+
+/// Reads one answer from `stream` (which may have been read ahead into `buf`); the answer and
+/// whether the connection can carry another request.
+async fn read_answer<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+) -> Result<(Answer, bool), Broken> {
+    let head = loop {
+        if let Some(head) = parse_head(buf)? {
+            if (100..200).contains(&head.status) && head.status != 101 {
+                // 100 Continue and friends: an interim answer, the real one follows.
+                buf.drain(..head.len);
+                continue;
+            }
+            break head;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(protocol("answer head over 64 KiB"));
+        }
+        if fill(stream, buf).await? == 0 {
+            return Err(if buf.is_empty() {
+                Broken::Stale
+            } else {
+                protocol("connection closed in the answer head")
+            });
+        }
+    };
+    if !(200..1000).contains(&head.status) {
+        return Err(protocol(format!("status {}", head.status)));
+    }
+    let status = head.status;
+    let start = head.len;
+    let (body, end, mut reusable) = if head.status == 101 {
+        return Err(protocol("the next hop switched protocols"));
+    } else if head.status == 204 || head.status == 304 {
+        (Vec::new(), start, head.keep_alive)
+    } else if head.chunked {
+        let (body, end) = h1::read_chunked(stream, buf, start, MAX_BODY)
+            .await
+            .map_err(|e| match e {
+                BodyError::Io(e) => Broken::Io(e),
+                e => protocol(e),
+            })?;
+        (body, end, head.keep_alive)
+    } else if let (Some(n), false) = (head.content_length, head.until_close) {
+        if n > MAX_BODY {
+            return Err(protocol("answer body over 16 MiB"));
+        }
+        while buf.len() < start + n {
+            if fill(stream, buf).await? == 0 {
+                return Err(protocol("connection closed in the answer body"));
+            }
+        }
+        (buf[start..start + n].to_vec(), start + n, head.keep_alive)
+    } else {
+        // Delimited by the end of the connection.
+        while fill(stream, buf).await? > 0 {
+            if buf.len() - start > MAX_BODY {
+                return Err(protocol("answer body over 16 MiB"));
+            }
+        }
+        (buf[start..].to_vec(), buf.len(), false)
+    };
+    // Bytes after the answer were never asked for: the connection is out of step.
+    if buf.len() > end {
+        reusable = false;
+    }
+    Ok((
+        Answer {
+            status,
+            content_type: head.content_type,
+            body,
+        },
+        reusable,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use tokio::io::ReadBuf;
+
+    use super::*;
+
+    /// Hands out its bytes `step` at a time (answers split anywhere, as TCP may).
+    struct Trickle {
+        data: Vec<u8>,
+        pos: usize,
+        step: usize,
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            out: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let n = self
+                .step
+                .min(self.data.len() - self.pos)
+                .min(out.remaining());
+            let pos = self.pos;
+            out.put_slice(&self.data[pos..pos + n]);
+            self.pos += n;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    async fn read(data: &str) -> Result<(u16, String, bool, Option<String>), String> {
+        let mut last = None;
+        for step in [1, 3, 7, 4096] {
+            let mut s = Trickle {
+                data: data.as_bytes().to_vec(),
+                pos: 0,
+                step,
+            };
+            let mut buf = Vec::new();
+            let got = read_answer(&mut s, &mut buf)
+                .await
+                .map(|(a, reusable)| {
+                    (
+                        a.status,
+                        String::from_utf8(a.body).unwrap(),
+                        reusable,
+                        match a.content_type {
+                            ContentType::None => None,
+                            ContentType::Static(s) => Some(s.to_owned()),
+                            ContentType::Owned(v) => Some(String::from_utf8(v).unwrap()),
+                        },
+                    )
+                })
+                .map_err(|e| match e {
+                    Broken::Stale => "stale".to_owned(),
+                    e => e.to_string(),
+                });
+            if let Some(prev) = &last {
+                assert_eq!(prev, &got, "step {step}");
+            }
+            last = Some(got);
+        }
+        last.unwrap()
+    }
+
+    #[tokio::test]
+    async fn answers_of_every_framing() {
+        assert_eq!(
+            read("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n{\"a\":1}")
+                .await,
+            Ok((200, "{\"a\":1}".into(), true, Some("application/json".into())))
+        );
+        assert_eq!(
+            read("HTTP/1.1 508 Loop Detected\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\nabcd\r\n3\r\nefg\r\n0\r\nTrailer: t\r\n\r\n")
+                .await,
+            Ok((508, "abcdefg".into(), true, None))
+        );
+        assert_eq!(
+            read("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 2\r\nConnection: close\r\n\r\nok")
+                .await,
+            Ok((201, "ok".into(), false, None))
+        );
+        assert_eq!(
+            read("HTTP/1.0 200 OK\r\n\r\nuntil the end").await,
+            Ok((200, "until the end".into(), false, None))
+        );
+        assert_eq!(
+            read("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\nx").await,
+            Ok((200, "x".into(), true, None))
+        );
+        assert_eq!(
+            read("HTTP/1.1 204 No Content\r\n\r\n").await,
+            Ok((204, String::new(), true, None))
+        );
+    }
+
+    /// Bytes nobody asked for, read with the answer: the connection is not reused. (Bytes that
+    /// arrive later make `Conn::alive` false when the connection is next taken from the pool.)
+    #[tokio::test]
+    async fn bytes_after_the_answer_retire_the_connection() {
+        let mut s = Trickle {
+            data: b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxHTTP/1.1".to_vec(),
+            pos: 0,
+            step: 4096,
+        };
+        let mut buf = Vec::new();
+        let (answer, reusable) = read_answer(&mut s, &mut buf).await.unwrap();
+        assert_eq!((answer.body.as_slice(), reusable), (&b"x"[..], false));
+    }
+
+    #[tokio::test]
+    async fn broken_answers_are_errors() {
+        assert_eq!(read("").await, Err("stale".into()));
+        for bad in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabc",
+            "HTTP/1.1 200 OK\r\nContent-Le",
+            "SSH-2.0-OpenSSH\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcd\r\n0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        ] {
+            assert!(read(bad).await.is_err(), "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_request_head_names_the_host_and_path() {
+        let u = Upstream::new(
+            &Url::parse("http://router-east:8080")
+                .unwrap()
+                .join("/relay")
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(u.addr, "router-east:8080");
+        assert_eq!(
+            String::from_utf8(u.head.clone()).unwrap(),
+            "POST /relay HTTP/1.1\r\nHost: router-east:8080\r\nContent-Type: application/json\r\n"
+        );
+        let u = Upstream::new(&Url::parse("http://[::1]/x/relay?a=b").unwrap()).unwrap();
+        assert_eq!(u.addr, "[::1]:80");
+        assert!(
+            String::from_utf8(u.head.clone())
+                .unwrap()
+                .starts_with("POST /x/relay?a=b HTTP/1.1\r\nHost: [::1]\r\n")
+        );
+        assert!(Upstream::new(&Url::parse("https://x/relay").unwrap()).is_err());
+    }
+}
