@@ -184,11 +184,13 @@ impl Arcade {
         }
     }
 
+    /// Stops every process at once (each drains on SIGTERM, about a second when idle).
     async fn stop_all(&mut self) {
-        let names: Vec<String> = self.children.keys().cloned().collect();
-        for name in names.iter().rev() {
-            self.stop(name).await;
-        }
+        let children = std::mem::take(&mut self.children);
+        futures::future::join_all(children.into_values().map(|mut child| async move {
+            terminate(&mut child).await;
+        }))
+        .await;
     }
 
     /// The first child that exited on its own, with its status.

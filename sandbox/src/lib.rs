@@ -773,7 +773,18 @@ pub fn down(dir: &Path) -> anyhow::Result<usize> {
             .status();
         if status.is_ok_and(|s| s.success()) {
             stopped += 1;
-            std::thread::sleep(Duration::from_secs(2));
+            // It stops its routers and dashboard first (a few seconds at most).
+            for _ in 0..150 {
+                let alive = Command::new("kill")
+                    .args(["-0", pid.trim()])
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if !alive {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
     }
     for process in state["processes"].as_array().into_iter().flatten().rev() {
