@@ -90,6 +90,7 @@ async fn metric(http: &reqwest::Client, port: u16, series: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_local_arcade_reroutes_router_core_when_the_routing_config_is_saved() {
+    common::cli::install_crypto_provider();
     let relay = workspace_binary("packet-relay");
     workspace_binary("netops-dashboard");
     let bin_dir = relay.parent().unwrap().to_path_buf();
