@@ -72,10 +72,9 @@ impl Phase for ArgoDelivery {
 
     async fn execute(&self, op: &Op) -> anyhow::Result<Option<String>> {
         let Op::Apply { object, crd } = op;
-        if let Some(crd) = crd {
-            self.kube.wait_crd_established(crd, self.crd_wait).await?;
-        }
-        self.kube.apply(object, false).await?;
+        self.kube
+            .apply_planned(object, crd.as_deref(), self.crd_wait)
+            .await?;
         Ok(None)
     }
 }

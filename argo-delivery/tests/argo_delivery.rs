@@ -437,22 +437,9 @@ async fn exporter() -> String {
 }
 
 async fn query(prometheus: &str, promql: &str) -> Vec<f64> {
-    let body: Value = reqwest::Client::new()
-        .get(format!("{prometheus}/api/v1/query"))
-        .query(&[("query", promql)])
-        .send()
+    sandbox::support::PrometheusApi::new(prometheus)
+        .values(promql, None)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(body["status"], "success", "{body}");
-    body["data"]["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["value"][1].as_str().unwrap().parse::<f64>().unwrap())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

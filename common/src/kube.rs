@@ -424,6 +424,20 @@ impl KubeClient {
         }
     }
 
+    /// Applies a planned object; first waits (up to `crd_wait`) for the CRD its kind needs,
+    /// which an earlier change of the same apply may have just installed.
+    pub async fn apply_planned(
+        &self,
+        object: &Value,
+        crd: Option<&str>,
+        crd_wait: Duration,
+    ) -> Result<Value> {
+        if let Some(crd) = crd {
+            self.wait_crd_established(crd, crd_wait).await?;
+        }
+        self.apply(object, false).await
+    }
+
     /// Whether a CRD exists and is Established, without waiting.
     pub async fn crd_established(&self, name: &str) -> Result<bool> {
         match self.wait_crd_established(name, Duration::ZERO).await {

@@ -322,10 +322,9 @@ impl Phase for DemoApps {
                     .await?;
             }
             Op::Apply { object, crd } => {
-                if let Some(crd) = crd {
-                    self.kube.wait_crd_established(crd, self.crd_wait).await?;
-                }
-                self.kube.apply(object, false).await?;
+                self.kube
+                    .apply_planned(object, crd.as_deref(), self.crd_wait)
+                    .await?;
             }
         }
         Ok(None)

@@ -9,6 +9,7 @@
 pub mod keys;
 pub mod postgres;
 pub mod standins;
+pub mod support;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -70,6 +71,17 @@ pub struct Options {
     pub dir: Option<PathBuf>,
     /// Keep the servers running after this process exits (`sandbox up`).
     pub detached: bool,
+}
+
+impl Options {
+    /// Prometheus alone (tests of metrics and queries).
+    pub fn prometheus_only() -> Self {
+        Self {
+            kube: false,
+            vault: false,
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for Options {

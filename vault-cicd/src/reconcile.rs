@@ -222,10 +222,9 @@ impl Phase for VaultCicd {
                 }
             }
             Op::KubeApply { object, wait_crd } => {
-                if let Some(crd) = wait_crd {
-                    self.kube.wait_crd_established(crd, self.crd_wait).await?;
-                }
-                self.kube.apply(object, false).await?;
+                self.kube
+                    .apply_planned(object, wait_crd.as_deref(), self.crd_wait)
+                    .await?;
             }
         }
         Ok(None)

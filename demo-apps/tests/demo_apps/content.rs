@@ -7,7 +7,6 @@ use std::path::Path;
 use common::kube::KubeClient;
 use demo_apps::local::next_hops_of;
 use demo_apps::projects::PROJECTS;
-use sandbox::{Options, Sandbox};
 use serde_json::{Value, json};
 
 use crate::{rendered_projects, specs_dir};
@@ -74,14 +73,7 @@ fn env_of(container: &Value) -> BTreeMap<String, String> {
 /// `:latest`; and every arcade pod is selected by a `NetworkPolicy`.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_overlay_builds_validates_and_follows_the_container_rules() {
-    common::cli::install_crypto_provider();
-    let sandbox = Sandbox::start(Options {
-        vault: false,
-        prometheus: false,
-        ..Options::default()
-    })
-    .await
-    .expect("sandbox starts");
+    let sandbox = crate::kube_sandbox().await;
     let kube = KubeClient::from_kubeconfig(&sandbox.kubeconfig(), "content-check")
         .await
         .unwrap();

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use demo_apps::projects::PROJECTS;
 use serde_json::Value;
 
-use crate::{cargo, rendered_projects, target_dir};
+use sandbox::support::cargo;
+
+use crate::{rendered_projects, target_dir};
 
 fn run(command: &mut Command, what: &str) -> String {
     let out = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));

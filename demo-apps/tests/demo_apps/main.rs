@@ -17,12 +17,22 @@ mod phase;
 
 use std::path::PathBuf;
 
-/// The workspace's target directory (parent of `CARGO_TARGET_TMPDIR`).
+/// The workspace's target directory.
 pub fn target_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("target/tmp has a parent")
-        .to_path_buf()
+    sandbox::support::target_dir(env!("CARGO_TARGET_TMPDIR"))
+}
+
+/// The sandbox with kube-apiserver (the Argo CD, Rollouts, Gateway API and Prometheus Operator
+/// CRDs) and the GitLab and Harbor stand-ins; no Vault or Prometheus.
+pub async fn kube_sandbox() -> sandbox::Sandbox {
+    common::cli::install_crypto_provider();
+    sandbox::Sandbox::start(sandbox::Options {
+        vault: false,
+        prometheus: false,
+        ..sandbox::Options::default()
+    })
+    .await
+    .expect("sandbox starts")
 }
 
 /// The shared specs (`/work/shared/specs`, or `CICD_SPECS_DIR`).
@@ -45,39 +55,7 @@ pub fn rendered_projects() -> tempfile::TempDir {
     dir
 }
 
-/// `cargo` without what cargo set for this test process: ring's build script tracks
-/// `CARGO_MANIFEST_DIR`, so passing it on would rebuild ring and everything above it here, and
-/// again at the next `cargo test`.
-pub fn cargo() -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO"));
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name == "OUT_DIR"
-            || [
-                "CARGO_MANIFEST_",
-                "CARGO_PKG_",
-                "CARGO_CRATE_",
-                "CARGO_BIN_",
-                "CARGO_TARGET_TMPDIR",
-                "CARGO_PRIMARY_PACKAGE",
-                "CARGO_RUSTC_CURRENT_DIR",
-            ]
-            .iter()
-            .any(|prefix| name.starts_with(prefix))
-        {
-            cmd.env_remove(name.as_ref());
-        }
-    }
-    cmd
-}
-
 /// Builds a workspace binary (test support: `cargo build -p <package>`), returns its path.
 pub fn workspace_binary(package: &str) -> PathBuf {
-    let status = cargo()
-        .args(["build", "--quiet", "-p", package, "--bin", package])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo");
-    assert!(status.success(), "building {package}");
-    target_dir().join("debug").join(package)
+    sandbox::support::workspace_binary(package, env!("CARGO_TARGET_TMPDIR"))
 }

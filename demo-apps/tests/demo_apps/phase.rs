@@ -12,7 +12,7 @@ use demo_apps::desired;
 use demo_apps::projects::PROJECTS;
 use demo_apps::settings::Settings;
 use sandbox::PhaseRun as Run;
-use sandbox::{Options, Sandbox};
+use sandbox::Sandbox;
 use serde_json::{Value, json};
 
 async fn phase(sandbox: &Sandbox, args: &[&str]) -> Run {
@@ -108,14 +108,7 @@ fn titles(run: &Run) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn seeds_the_arcade_once_keeps_demo_edits_and_resets_on_request() {
-    common::cli::install_crypto_provider();
-    let sandbox = Sandbox::start(Options {
-        prometheus: false,
-        vault: false,
-        ..Options::default()
-    })
-    .await
-    .expect("sandbox starts");
+    let sandbox = crate::kube_sandbox().await;
     let kube = KubeClient::from_kubeconfig(&sandbox.kubeconfig(), "test")
         .await
         .unwrap();
@@ -332,14 +325,7 @@ async fn seeds_the_arcade_once_keeps_demo_edits_and_resets_on_request() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_settings_and_a_missing_group_are_one_line_errors() {
-    common::cli::install_crypto_provider();
-    let sandbox = Sandbox::start(Options {
-        prometheus: false,
-        vault: false,
-        ..Options::default()
-    })
-    .await
-    .expect("sandbox starts");
+    let sandbox = crate::kube_sandbox().await;
     for (extra, expected) in [
         (
             ("DEMO_IMAGE_TAG", "latest"),

@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use dora_collector::payloads::{self, Build, DEPLOYMENT_HOOK, PIPELINE_HOOK, PUSH_HOOK};
+use sandbox::support::PrometheusApi;
 use sandbox::{Options, Sandbox};
 use serde_json::Value;
 
@@ -21,50 +22,6 @@ const RELAY: &str = "platform_services/packet-relay";
 const LEAD_TIMES: [i64; 12] = [
     600, 700, 800, 2100, 2400, 2700, 3000, 3300, 3600, 5000, 6000, 7000,
 ];
-
-struct Prom {
-    url: String,
-    http: reqwest::Client,
-}
-
-impl Prom {
-    async fn query(&self, expr: &str, time: Option<f64>) -> Vec<Value> {
-        let mut params = vec![("query", expr.to_owned())];
-        if let Some(t) = time {
-            params.push(("time", format!("{t:.3}")));
-        }
-        let r: Value = self
-            .http
-            .get(format!("{}/api/v1/query", self.url))
-            .query(&params)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(r["status"], "success", "{expr}: {r}");
-        r["data"]["result"].as_array().cloned().unwrap_or_default()
-    }
-
-    async fn scalar(&self, expr: &str) -> Option<f64> {
-        self.query(expr, None)
-            .await
-            .first()
-            .and_then(|s| s["value"][1].as_str()?.parse().ok())
-    }
-
-    /// Waits until `expr` evaluates to at least `min`.
-    async fn wait_for(&self, expr: &str, min: f64) {
-        for _ in 0..300 {
-            if self.scalar(expr).await.is_some_and(|v| v >= min) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("Prometheus never saw {expr} >= {min}");
-    }
-}
 
 fn sample_value(sample: &Value) -> f64 {
     sample["value"][1].as_str().unwrap().parse().unwrap()
@@ -109,10 +66,7 @@ async fn dashboard_and_alert_expressions_give_the_known_answers() {
         .add_scrape_target("dora-collector", c.url.trim_start_matches("http://"))
         .await
         .unwrap();
-    let prom = Prom {
-        url: sandbox.get("PROMETHEUS_URL").to_owned(),
-        http: reqwest::Client::new(),
-    };
+    let prom = PrometheusApi::new(sandbox.get("PROMETHEUS_URL"));
     #[allow(clippy::cast_possible_truncation)]
     let t0 = dora_collector::now() as i64 - 20 * 3600;
 

@@ -11,15 +11,9 @@ use crate::support::{Arcade, Dashboard, DeadPort, link_states, node_states, wait
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_mode_agrees_with_direct_mode() {
     let started = std::time::Instant::now();
-    let sandbox = sandbox::Sandbox::start(sandbox::Options {
-        kube: false,
-        vault: false,
-        prometheus: true,
-        dir: None,
-        detached: false,
-    })
-    .await
-    .expect("the sandbox's Prometheus starts (./scripts/setup-test-env.sh installs it)");
+    let sandbox = sandbox::Sandbox::start(sandbox::Options::prometheus_only())
+        .await
+        .expect("the sandbox's Prometheus starts (./scripts/setup-test-env.sh installs it)");
     let prometheus = sandbox.get(common::env::PROMETHEUS_URL).to_string();
 
     let dead = DeadPort::new();

@@ -23,10 +23,7 @@ pub fn http() -> reqwest::Client {
 
 /// The cargo target directory (parent of `CARGO_TARGET_TMPDIR`).
 pub fn target_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("target dir")
-        .to_path_buf()
+    sandbox::support::target_dir(env!("CARGO_TARGET_TMPDIR"))
 }
 
 /// `<target>/test-artifacts/netops-dashboard/`, created.
@@ -42,40 +39,7 @@ pub fn relay_binary() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.args(["build", "-q", "-p", "packet-relay", "--bin", "packet-relay"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"));
-            // What cargo set for this test process is not the build's environment: ring's build
-            // script tracks CARGO_MANIFEST_DIR, so passing it on would rebuild ring and everything
-            // above it here, and again at the next `cargo test`.
-            for (name, _) in std::env::vars_os() {
-                let name = name.to_string_lossy();
-                if name == "OUT_DIR"
-                    || [
-                        "CARGO_MANIFEST_",
-                        "CARGO_PKG_",
-                        "CARGO_CRATE_",
-                        "CARGO_BIN_",
-                        "CARGO_TARGET_TMPDIR",
-                        "CARGO_PRIMARY_PACKAGE",
-                        "CARGO_RUSTC_CURRENT_DIR",
-                    ]
-                    .iter()
-                    .any(|prefix| name.starts_with(prefix))
-                {
-                    cmd.env_remove(name.as_ref());
-                }
-            }
-            let out = cmd.output().expect("running cargo build -p packet-relay");
-            assert!(
-                out.status.success(),
-                "cargo build -p packet-relay failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let bin = target_dir().join("debug").join("packet-relay");
-            assert!(bin.is_file(), "{} missing after the build", bin.display());
-            bin
+            sandbox::support::workspace_binary("packet-relay", env!("CARGO_TARGET_TMPDIR"))
         })
         .clone()
 }

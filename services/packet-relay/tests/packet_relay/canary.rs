@@ -11,7 +11,9 @@ use argo_delivery::desired::{Gate, Verdict, gates};
 use argo_delivery::settings::Thresholds;
 use sandbox::{Options, Sandbox};
 
-use crate::support::{DeadPort, Proc, Prom, generate, sample};
+use sandbox::support::PrometheusApi as Prom;
+
+use crate::support::{DeadPort, Proc, generate, sample};
 
 const PACKETS: u64 = 200;
 
@@ -23,15 +25,9 @@ fn gate(name: &str) -> Gate {
 }
 
 async fn prometheus() -> Sandbox {
-    Sandbox::start(Options {
-        kube: false,
-        vault: false,
-        prometheus: true,
-        dir: None,
-        detached: false,
-    })
-    .await
-    .expect("sandbox with Prometheus starts")
+    Sandbox::start(Options::prometheus_only())
+        .await
+        .expect("sandbox with Prometheus starts")
 }
 
 /// Scrapes `routers` every second and waits until each was scraped once with all its counters at 0.

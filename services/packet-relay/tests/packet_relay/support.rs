@@ -341,64 +341,6 @@ impl Drop for Recorder {
     }
 }
 
-/// The sandbox's Prometheus.
-pub struct Prom {
-    pub url: String,
-    http: reqwest::Client,
-}
-
-impl Prom {
-    pub fn new(url: &str) -> Self {
-        Self {
-            url: url.to_owned(),
-            http: http(),
-        }
-    }
-
-    pub async fn query(&self, expr: &str, time: Option<f64>) -> Vec<Value> {
-        let mut params = vec![("query", expr.to_owned())];
-        if let Some(t) = time {
-            params.push(("time", format!("{t:.3}")));
-        }
-        let r: Value = self
-            .http
-            .get(format!("{}/api/v1/query", self.url))
-            .query(&params)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(r["status"], "success", "{expr}: {r}");
-        r["data"]["result"].as_array().cloned().unwrap_or_default()
-    }
-
-    /// The values of an instant vector at `time` (what Argo Rollouts gets as `result`).
-    pub async fn values(&self, expr: &str, time: Option<f64>) -> Vec<f64> {
-        self.query(expr, time)
-            .await
-            .iter()
-            .map(|s| s["value"][1].as_str().unwrap().parse().unwrap())
-            .collect()
-    }
-
-    pub async fn scalar(&self, expr: &str) -> Option<f64> {
-        self.values(expr, None).await.first().copied()
-    }
-
-    /// Waits until `expr` evaluates to at least `min`.
-    pub async fn wait_for(&self, expr: &str, min: f64) {
-        for _ in 0..600 {
-            if self.scalar(expr).await.is_some_and(|v| v >= min) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("Prometheus never saw {expr} >= {min}");
-    }
-}
-
 /// Runs `promtool check metrics` on a text; (success, output).
 pub fn promtool_check(text: &str) -> (bool, String) {
     use std::io::Write as _;

@@ -1,0 +1,125 @@
+//! Test support shared by the workspace's integration tests: building a sibling binary from a
+//! test, and the Prometheus HTTP API of the sandbox's Prometheus.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// `cargo` (the one running the tests) without what cargo set for the test process: ring's build
+/// script tracks `CARGO_MANIFEST_DIR`, so passing it on would rebuild ring and everything above it
+/// here, and again at the next `cargo test`.
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name == "OUT_DIR"
+            || [
+                "CARGO_MANIFEST_",
+                "CARGO_PKG_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_RUSTC_CURRENT_DIR",
+            ]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+        {
+            cmd.env_remove(name.as_ref());
+        }
+    }
+    cmd
+}
+
+/// The workspace's target directory, from a test's `env!("CARGO_TARGET_TMPDIR")` (`target/tmp`).
+pub fn target_dir(cargo_target_tmpdir: &str) -> PathBuf {
+    Path::new(cargo_target_tmpdir)
+        .parent()
+        .expect("CARGO_TARGET_TMPDIR is target/tmp")
+        .to_path_buf()
+}
+
+/// Builds `package`'s binary of the same name (debug profile) and returns its path: tests that
+/// run another crate's program (cargo builds only the tested crate's own binaries).
+pub fn workspace_binary(package: &str, cargo_target_tmpdir: &str) -> PathBuf {
+    let out = cargo()
+        .args(["build", "--quiet", "-p", package, "--bin", package])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap_or_else(|e| panic!("running cargo build -p {package}: {e}"));
+    assert!(
+        out.status.success(),
+        "cargo build -p {package} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let binary = target_dir(cargo_target_tmpdir).join("debug").join(package);
+    assert!(
+        binary.is_file(),
+        "{} missing after the build",
+        binary.display()
+    );
+    binary
+}
+
+/// Prometheus' HTTP API (`/api/v1/query`), for assertions on what a real Prometheus computed.
+pub struct PrometheusApi {
+    pub url: String,
+    http: reqwest::Client,
+}
+
+impl PrometheusApi {
+    pub fn new(url: &str) -> Self {
+        common::cli::install_crypto_provider();
+        Self {
+            url: url.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// The samples of `expr` at `time` (Unix seconds; default: now). Panics on a query error.
+    pub async fn query(&self, expr: &str, time: Option<f64>) -> Vec<Value> {
+        let mut params = vec![("query", expr.to_owned())];
+        if let Some(t) = time {
+            params.push(("time", format!("{t:.3}")));
+        }
+        let r: Value = self
+            .http
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&params)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["status"], "success", "{expr}: {r}");
+        r["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The values of an instant vector (what Argo Rollouts gets as `result`).
+    pub async fn values(&self, expr: &str, time: Option<f64>) -> Vec<f64> {
+        self.query(expr, time)
+            .await
+            .iter()
+            .map(|s| s["value"][1].as_str().unwrap().parse().unwrap())
+            .collect()
+    }
+
+    /// The first value now, if any.
+    pub async fn scalar(&self, expr: &str) -> Option<f64> {
+        self.values(expr, None).await.first().copied()
+    }
+
+    /// Waits (60 s at most) until `expr` evaluates to at least `min`.
+    pub async fn wait_for(&self, expr: &str, min: f64) {
+        for _ in 0..600 {
+            if self.scalar(expr).await.is_some_and(|v| v >= min) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("Prometheus never saw {expr} >= {min}");
+    }
+}
