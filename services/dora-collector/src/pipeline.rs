@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -192,6 +192,18 @@ fn writer(mut store: Box<dyn Store>, rx: &Receiver<Job>, wake: &Wake, health: &H
     health.writer_alive.store(false, Ordering::SeqCst);
 }
 
+/// Sequence numbers the tail passed without a row, re-read until they appear or
+/// [`GAP_WINDOW`] passes. PostgreSQL makes a row visible when its transaction commits, and a
+/// number taken by one transaction can become visible after a higher one was read (a writer killed
+/// mid-commit, then a restart, showed it); conflicts and aborted transactions leave gaps that stay.
+const GAP_WINDOW: Duration = Duration::from_secs(30);
+const GAP_RECHECK: Duration = Duration::from_millis(200);
+/// Gaps followed at most (the oldest are dropped first).
+const MAX_GAPS: usize = 10_000;
+/// Gaps re-read per query.
+const GAP_QUERY: usize = 1_000;
+
+/// Applies stored facts to the aggregates in sequence order, and late rows when they appear.
 fn tailer(
     mut store: Box<dyn Store>,
     aggregator: &Mutex<Aggregator>,
@@ -200,23 +212,70 @@ fn tailer(
     poll: Duration,
 ) {
     let mut last = 0_i64;
+    let mut gaps: std::collections::BTreeMap<i64, Instant> = std::collections::BTreeMap::new();
+    let mut rechecked = Instant::now();
     loop {
+        if !gaps.is_empty() && rechecked.elapsed() >= GAP_RECHECK {
+            rechecked = Instant::now();
+            gaps.retain(|_, seen| seen.elapsed() < GAP_WINDOW);
+            let wanted: Vec<i64> = gaps.keys().copied().collect();
+            for chunk in wanted.chunks(GAP_QUERY) {
+                match store.read_seqs(chunk) {
+                    Ok(late) if !late.is_empty() => {
+                        let Ok(mut agg) = aggregator.lock() else {
+                            return;
+                        };
+                        for (seq, fact) in &late {
+                            agg.apply(fact);
+                            gaps.remove(seq);
+                        }
+                        drop(agg);
+                        tracing::debug!(facts = late.len(), "applied facts committed late");
+                        health
+                            .processed
+                            .fetch_add(late.len() as u64, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        health.store_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(error = %e, "re-reading skipped sequence numbers failed");
+                    }
+                }
+            }
+        }
         match store.read_after(last, TAIL_BATCH) {
             Ok(batch) if batch.is_empty() => {
                 if !health.ready.swap(true, Ordering::SeqCst) {
                     tracing::info!(facts = last, "replayed the store; ready");
                 }
-                wake.wait(poll);
+                wake.wait(if gaps.is_empty() {
+                    poll
+                } else {
+                    poll.min(GAP_RECHECK)
+                });
             }
             Ok(batch) => {
                 let Ok(mut agg) = aggregator.lock() else {
                     return;
                 };
+                // Gaps matter near the tail only: a bulk replay's old gaps are permanent.
+                let near_tail = batch.len() < TAIL_BATCH;
+                let now = Instant::now();
+                let mut previous = last;
                 for (seq, fact) in &batch {
                     agg.apply(fact);
-                    last = *seq;
+                    if near_tail && previous > 0 {
+                        for missing in (previous + 1)..*seq {
+                            gaps.insert(missing, now);
+                        }
+                    }
+                    previous = *seq;
                 }
+                last = previous;
                 drop(agg);
+                while gaps.len() > MAX_GAPS {
+                    gaps.pop_first();
+                }
                 health.processed_seq.store(last, Ordering::SeqCst);
                 health
                     .processed

@@ -38,6 +38,8 @@ pub trait Store: Send {
     fn append(&mut self, facts: &[Fact], received_at: f64) -> Result<Appended, StoreError>;
     /// Facts stored after sequence number `after`, in order, at most `limit`.
     fn read_after(&mut self, after: i64, limit: usize) -> Result<Vec<(i64, Fact)>, StoreError>;
+    /// The facts with these sequence numbers that exist now (the tailer's re-read of gaps).
+    fn read_seqs(&mut self, seqs: &[i64]) -> Result<Vec<(i64, Fact)>, StoreError>;
     fn backend(&self) -> &'static str;
 }
 
@@ -168,6 +170,27 @@ impl Store for Sqlite {
         Ok(out)
     }
 
+    fn read_seqs(&mut self, seqs: &[i64]) -> Result<Vec<(i64, Fact)>, StoreError> {
+        let list = serde_json::to_string(seqs).unwrap_or_else(|_| "[]".into());
+        let mut select = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, fact FROM facts WHERE seq IN (SELECT value FROM json_each(?1)) ORDER BY seq",
+            )
+            .map_err(sqlite_err("preparing the gap query"))?;
+        let rows = select
+            .query_map(rusqlite::params![list], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+            })
+            .map_err(sqlite_err("reading facts"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, text) = row.map_err(sqlite_err("reading facts"))?;
+            out.push((seq, decode("sqlite", &text)?));
+        }
+        Ok(out)
+    }
+
     fn backend(&self) -> &'static str {
         "sqlite"
     }
@@ -258,6 +281,19 @@ impl Store for Postgres {
             .query(
                 "SELECT seq, fact FROM dora_facts WHERE seq > $1 ORDER BY seq LIMIT $2",
                 &[&after, &i64::try_from(limit).unwrap_or(i64::MAX)],
+            )
+            .map_err(pg_err("reading facts"))?;
+        rows.iter()
+            .map(|row| Ok((row.get::<_, i64>(0), decode("postgres", row.get(1))?)))
+            .collect()
+    }
+
+    fn read_seqs(&mut self, seqs: &[i64]) -> Result<Vec<(i64, Fact)>, StoreError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT seq, fact FROM dora_facts WHERE seq = ANY($1) ORDER BY seq",
+                &[&seqs],
             )
             .map_err(pg_err("reading facts"))?;
         rows.iter()
