@@ -12,6 +12,18 @@ use tokio::io::AsyncBufReadExt as _;
 
 use crate::workspace_binary;
 
+/// Kills a process group when dropped (a failed assertion must not leave routers running).
+struct GroupGuard(u32);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0)])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 /// Six consecutive free loopback ports.
 fn free_port_base() -> u16 {
     for attempt in 0..200u16 {
@@ -111,8 +123,12 @@ async fn the_local_arcade_reroutes_router_core_when_the_routing_config_is_saved(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
+        // Its own process group, which the routers and dashboard inherit: if this test fails
+        // before the SIGTERM below, the guard kills the whole group, not only the arcade.
+        .process_group(0)
         .spawn()
         .unwrap();
+    let _group = GroupGuard(arcade.id().unwrap());
     let mut stdout = tokio::io::BufReader::new(arcade.stdout.take().unwrap()).lines();
     let started = tokio::time::timeout(Duration::from_secs(60), async {
         let mut text = String::new();
