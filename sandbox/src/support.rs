@@ -123,3 +123,33 @@ impl PrometheusApi {
         panic!("Prometheus never saw {expr} >= {min}");
     }
 }
+
+/// A port reserved on 127.0.0.1: bound, never listening, so a connection to it is refused and
+/// no other process can take it while the test runs (a loopback "bad next hop").
+pub struct DeadPort {
+    _socket: tokio::net::TcpSocket,
+    pub port: u16,
+}
+
+impl DeadPort {
+    pub fn new() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = socket.local_addr().unwrap().port();
+        Self {
+            _socket: socket,
+            port,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Default for DeadPort {
+    fn default() -> Self {
+        Self::new()
+    }
+}

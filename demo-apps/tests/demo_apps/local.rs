@@ -162,14 +162,11 @@ async fn the_local_arcade_reroutes_router_core_when_the_routing_config_is_saved(
         Some("up")
     );
 
-    // Scenario 1 locally: a loopback port where nothing listens.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // Scenario 1 locally: a loopback port where nothing listens (reserved for the whole test).
+    let dead = sandbox::support::DeadPort::new();
     let routing = dir.path().join("routing-config.yaml");
-    set_next_hops(&routing, &format!("http://{dead}"));
-    let bad = dead.to_string();
+    set_next_hops(&routing, &dead.url());
+    let bad = format!("127.0.0.1:{}", dead.port);
     wait_for_link(&http, base, "router-core", &bad, "down").await;
     let drops = metric(
         &http,

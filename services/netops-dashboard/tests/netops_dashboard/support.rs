@@ -44,24 +44,7 @@ pub fn relay_binary() -> PathBuf {
         .clone()
 }
 
-/// A port reserved on 127.0.0.1: bound, never listening, so a connection to it is refused and
-/// no other process can take it while the test runs.
-pub struct DeadPort {
-    _socket: tokio::net::TcpSocket,
-    pub port: u16,
-}
-
-impl DeadPort {
-    pub fn new() -> Self {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let port = socket.local_addr().unwrap().port();
-        Self {
-            _socket: socket,
-            port,
-        }
-    }
-}
+pub use sandbox::support::DeadPort;
 
 /// A free port now (for a process that must keep its port across restarts).
 pub fn free_port() -> u16 {

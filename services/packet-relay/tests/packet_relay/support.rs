@@ -15,27 +15,7 @@ pub fn http() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
-/// A port reserved on 127.0.0.1 (bound, never listening): connections to it are refused, and no
-/// other process can take it while the test runs.
-pub struct DeadPort {
-    _socket: tokio::net::TcpSocket,
-    pub port: u16,
-}
-
-impl DeadPort {
-    pub fn new() -> Self {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let port = socket.local_addr().unwrap().port();
-        Self {
-            _socket: socket,
-            port,
-        }
-    }
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
+pub use sandbox::support::DeadPort;
 
 /// A free port (for the few tests that need to know a port before the process starts).
 pub fn free_port() -> u16 {
