@@ -14,6 +14,13 @@ for pair in etcd:etcd-server etcdctl:etcd-client prometheus:prometheus promtool:
   command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair#*:}")
 done
 [[ -d /usr/share/gocode/src/github.com/modern-go/reflect2 ]] || need_apt+=(golang-github-modern-go-reflect2-dev)
+# kube-apiserver v1.20.2 builds with Debian's Go 1.19 (a newer Go first on PATH, as on polyglot
+# machines, does not build it): build-kube-apiserver.sh puts /usr/lib/go-1.19/bin first.
+[[ -x /usr/lib/go-1.19/bin/go ]] || need_apt+=(golang-1.19-go)
+# The release path for real (issue 13): a loopback OCI registry (the distribution registry) with
+# htpasswd (bcrypt) auth stands in for Harbor's registry.
+command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
+command -v htpasswd >/dev/null 2>&1 || need_apt+=(apache2-utils)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 # PostgreSQL server binaries (initdb, pg_ctl): the DORA collector's shared store; the tests start
 # private clusters on loopback ports (sandbox::postgres), never the system service.
@@ -67,6 +74,19 @@ if [[ ! -x "$tools/npm/node_modules/.bin/gitlab-ci-local" || ! -d "$tools/npm/no
   mkdir -p "$tools/npm"
   (cd "$tools/npm" && npm install --no-audit --no-fund --silent gitlab-ci-local@4.73.0 playwright-core@1.65 >&2)
 fi
+
+# Go tools from the Go module proxy (polyglot machines), pinned, built once into $tools/go-bin:
+# cosign signs and verifies the release images through OpenBao transit (hashivault://).
+go_bin="$tools/go-bin"
+go_pins=(github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5)
+for pin in "${go_pins[@]}"; do
+  name="${pin%@*}"; name="${name##*/}"; version="${pin##*@}"
+  if [[ ! -x "$go_bin/$name" || "$(cat "$go_bin/$name.version" 2>/dev/null)" != "$version" ]]; then
+    echo "setup: go install $pin into $go_bin" >&2
+    GOBIN="$go_bin" CGO_ENABLED=0 go install "$pin" >&2
+    echo "$version" > "$go_bin/$name.version"
+  fi
+done
 
 # kube-apiserver: built once per machine, cached outside the repository.
 bash sandbox/scripts/build-kube-apiserver.sh >/dev/null

@@ -45,6 +45,10 @@ mkdir -p .go/src/k8s.io
 ln -s "$work/tree" .go/src/k8s.io/kubernetes
 (
   cd .go/src/k8s.io/kubernetes
+  # Debian's Go 1.19 builds this tree; a newer Go earlier on PATH does not.
+  if [[ -x /usr/lib/go-1.19/bin/go ]]; then
+    export PATH="/usr/lib/go-1.19/bin:$PATH" GOTOOLCHAIN=local
+  fi
   GOPATH="$work/.go" CGO_ENABLED=0 \
     make WHAT=cmd/kube-apiserver >&2
 )
