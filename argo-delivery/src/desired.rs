@@ -1,6 +1,11 @@
 //! What phase 15 wants in the cluster, as data (no I/O): Argo CD's RBAC (plan §2.6), the
 //! `AppProjects`, and the Argo Rollouts analysis templates of §2.4 with their gates.
 
+use std::collections::BTreeSet;
+
+use common::delivery::{
+    self, DeliveredService, EPHEMERAL_LABEL, HARBOR_PULL_LABEL, PULL_SECRET, TTL_LABEL,
+};
 use common::kube::owned_labels;
 use serde_json::{Value, json};
 
@@ -70,7 +75,8 @@ const PROJECTS: &[ProjectSpec] = &[
     ProjectSpec {
         name: "production",
         description: "Production workloads: promoted by approved merge requests (cicd-buildout)",
-        namespaces: &["prod-*", "demo-apps"],
+        // Plus each delivered service's production namespace (the service list).
+        namespaces: &["prod-*"],
         cluster_resources: &[],
         roles: &[
             (
@@ -111,10 +117,12 @@ const PROJECTS: &[ProjectSpec] = &[
                 &["developers", "senior-developers"],
                 &["get", "sync"],
             ),
+            // CI's deploy-ephemeral/cleanup-ephemeral, through the project-role token phase 15
+            // mints (`argocd app create --upsert` updates an existing Application).
             (
                 "pipeline",
                 &["ci-service-accounts"],
-                &["get", "sync", "create", "delete"],
+                &["get", "create", "update", "sync", "delete"],
             ),
         ],
         extra_sources: &[],
@@ -161,11 +169,34 @@ const PROJECTS: &[ProjectSpec] = &[
     },
 ];
 
+/// The project and role of CI's Argo CD token (ADR 0008).
+pub const PIPELINE_PROJECT: &str = "ephemeral";
+pub const PIPELINE_ROLE: &str = "pipeline";
+
 /// The four `AppProjects`.
 pub fn app_projects(s: &Settings) -> Vec<Value> {
     PROJECTS
         .iter()
         .map(|p| {
+            let mut namespaces: Vec<String> = p.namespaces.iter().map(|n| (*n).to_owned()).collect();
+            // The delivered services' own namespaces, when no glob of the project covers them.
+            for service in &s.services {
+                let own = match p.name {
+                    "production" if service.production_project == "production" => {
+                        Some(&service.production.namespace)
+                    }
+                    "staging" => Some(&service.staging.namespace),
+                    _ => None,
+                };
+                if let Some(ns) = own {
+                    let covered = namespaces.iter().any(|n| {
+                        n == ns || n.strip_suffix('*').is_some_and(|prefix| ns.starts_with(prefix))
+                    });
+                    if !covered {
+                        namespaces.push(ns.clone());
+                    }
+                }
+            }
             let mut sources = vec![
                 format!("https://{}/platform_services/*", s.gitlab_host),
                 format!("git@{}:platform_services/*", s.gitlab_host),
@@ -193,7 +224,7 @@ pub fn app_projects(s: &Settings) -> Vec<Value> {
                 "spec": {
                     "description": p.description,
                     "sourceRepos": sources,
-                    "destinations": p.namespaces.iter().map(|n| json!({"server": "https://kubernetes.default.svc", "namespace": n})).collect::<Vec<_>>(),
+                    "destinations": namespaces.iter().map(|n| json!({"server": "https://kubernetes.default.svc", "namespace": n})).collect::<Vec<_>>(),
                     "clusterResourceWhitelist": p.cluster_resources.iter().map(|(g, k)| json!({"group": g, "kind": k})).collect::<Vec<_>>(),
                     "roles": roles,
                     "syncWindows": (p.sync_windows)(),
@@ -380,10 +411,6 @@ pub fn analysis_templates(s: &Settings) -> Vec<Value> {
     out
 }
 
-/// Labels that mark an ephemeral namespace and its lifetime (read by the namespace cleaner).
-pub const EPHEMERAL_LABEL: &str = "cicd.platform/ephemeral";
-pub const TTL_LABEL: &str = "cicd.platform/ttl";
-
 /// `argocd/argocd-gitlab-token` from Vault (`kv/ci/gitlab-api-token`) through External Secrets:
 /// the pull-request generator's GitLab token, never a literal in a manifest.
 pub fn gitlab_token_secret(s: &Settings) -> Value {
@@ -400,23 +427,40 @@ pub fn gitlab_token_secret(s: &Settings) -> Value {
     })
 }
 
-/// One `ApplicationSet` per service: an Application per open merge request (GitLab pull-request
-/// generator), deployed from the MR's head to `ephemeral-<service>-mr-<n>`, labelled with its TTL.
+fn repo_url(s: &Settings, service: &DeliveredService) -> String {
+    format!("https://{}/{}.git", s.gitlab_host, service.project_path)
+}
+
+/// Labels of every ephemeral namespace (per MR or per main commit): what the cleaner deletes by,
+/// and what gives the namespace its pull Secret.
+pub fn ephemeral_namespace_labels(ttl: &str) -> Value {
+    json!({EPHEMERAL_LABEL: "true", TTL_LABEL: ttl, HARBOR_PULL_LABEL: "true"})
+}
+
+/// One `ApplicationSet` per delivered service: an Application per open merge request (GitLab
+/// pull-request generator), deployed from the MR's head to `ephemeral-<service>-mr-<n>`, labelled
+/// with its TTL, running the image the MR pipeline's build-image pushed to the scratch project
+/// under the MR's head SHA.
 pub fn ephemeral_application_sets(s: &Settings) -> Vec<Value> {
-    s.ephemeral_services
+    s.services
         .iter()
         .map(|service| {
-            let labels = json!({EPHEMERAL_LABEL: "true", TTL_LABEL: s.ephemeral_ttl});
+            let name = &service.name;
+            let image = format!(
+                "{name}={}/{}/{name}:{{{{ .head_sha }}}}",
+                s.harbor_registry,
+                delivery::HARBOR_SCRATCH_PROJECT
+            );
             json!({
                 "apiVersion": "argoproj.io/v1alpha1",
                 "kind": "ApplicationSet",
-                "metadata": {"name": format!("ephemeral-{service}"), "namespace": s.argocd_namespace, "labels": owned_labels(PHASE_LABEL)},
+                "metadata": {"name": format!("ephemeral-{name}"), "namespace": s.argocd_namespace, "labels": owned_labels(PHASE_LABEL)},
                 "spec": {
                     "goTemplate": true,
                     "goTemplateOptions": ["missingkey=error"],
                     "generators": [{"pullRequest": {
                         "gitlab": {
-                            "project": format!("platform_services/{service}"),
+                            "project": service.project_path,
                             "api": format!("{}/", s.gitlab_url),
                             "tokenRef": {"secretName": "argocd-gitlab-token", "key": "token"},
                             "pullRequestState": "opened",
@@ -425,21 +469,22 @@ pub fn ephemeral_application_sets(s: &Settings) -> Vec<Value> {
                     }}],
                     "template": {
                         "metadata": {
-                            "name": format!("{service}-mr-{{{{ .number }}}}"),
+                            "name": format!("{name}-mr-{{{{ .number }}}}"),
                             "labels": {"app.kubernetes.io/part-of": "ephemeral", EPHEMERAL_LABEL: "true", TTL_LABEL: s.ephemeral_ttl},
                         },
                         "spec": {
-                            "project": "ephemeral",
+                            "project": PIPELINE_PROJECT,
                             "source": {
-                                "repoURL": format!("https://{}/platform_services/{service}.git", s.gitlab_host),
+                                "repoURL": repo_url(s, service),
                                 "targetRevision": "{{ .head_sha }}",
-                                "path": "deploy/overlays/ephemeral",
+                                "path": service.ephemeral_overlay,
+                                "kustomize": {"images": [image]},
                             },
-                            "destination": {"server": "https://kubernetes.default.svc", "namespace": format!("ephemeral-{service}-mr-{{{{ .number }}}}")},
+                            "destination": {"server": "https://kubernetes.default.svc", "namespace": format!("ephemeral-{name}-mr-{{{{ .number }}}}")},
                             "syncPolicy": {
                                 "automated": {"prune": true, "selfHeal": true},
                                 "syncOptions": ["CreateNamespace=true"],
-                                "managedNamespaceMetadata": {"labels": labels},
+                                "managedNamespaceMetadata": {"labels": ephemeral_namespace_labels(&s.ephemeral_ttl)},
                             },
                         },
                     },
@@ -447,6 +492,95 @@ pub fn ephemeral_application_sets(s: &Settings) -> Vec<Value> {
             })
         })
         .collect()
+}
+
+/// Staging and production Applications of every delivered service: staging follows `main`'s
+/// staging overlay (promote-artifact pins its digest), production the production overlay that an
+/// approved promotion merge request changes (plan §2.5).
+pub fn delivery_applications(s: &Settings) -> Vec<Value> {
+    let mut out = Vec::new();
+    for service in &s.services {
+        for (stage, project, target) in [
+            ("staging", "staging", &service.staging),
+            ("production", service.production_project.as_str(), &service.production),
+        ] {
+            let mut labels = owned_labels(PHASE_LABEL);
+            labels["cicd.platform/service"] = json!(service.name);
+            labels["cicd.platform/stage"] = json!(stage);
+            out.push(json!({
+                "apiVersion": "argoproj.io/v1alpha1",
+                "kind": "Application",
+                "metadata": {"name": target.application, "namespace": s.argocd_namespace, "labels": labels},
+                "spec": {
+                    "project": project,
+                    "source": {"repoURL": repo_url(s, service), "targetRevision": "main", "path": target.overlay},
+                    "destination": {"server": "https://kubernetes.default.svc", "namespace": target.namespace},
+                    "syncPolicy": {
+                        "automated": {"prune": true, "selfHeal": true},
+                        "syncOptions": ["ServerSideApply=true"],
+                        "retry": {"limit": 5, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "3m"}},
+                    },
+                },
+            }));
+        }
+    }
+    out
+}
+
+/// The staging and production namespaces of the delivered services, labelled for the pull Secret.
+/// `staging-*`/`prod-*` ones are this phase's own (Pod Security restricted); others (`monitoring`,
+/// the demo namespace) belong to other phases or the base platform and only get the label.
+pub fn workload_namespaces(s: &Settings) -> Vec<Value> {
+    let names: BTreeSet<&str> = s
+        .services
+        .iter()
+        .flat_map(|svc| [svc.staging.namespace.as_str(), svc.production.namespace.as_str()])
+        .collect();
+    names
+        .into_iter()
+        .map(|name| {
+            let mut labels = json!({HARBOR_PULL_LABEL: "true"});
+            if name.starts_with("staging-") || name.starts_with("prod-") {
+                labels = owned_labels(PHASE_LABEL);
+                labels[HARBOR_PULL_LABEL] = json!("true");
+                labels["pod-security.kubernetes.io/enforce"] = json!("restricted");
+            }
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
+        })
+        .collect()
+}
+
+/// `harbor-pull` in every namespace labelled `cicd.platform/harbor-pull=true`: a
+/// `kubernetes.io/dockerconfigjson` Secret from the pull robot's Vault path (phase 14 writes it;
+/// External Secrets' policy may read it), referenced by every workload pod.
+pub fn harbor_pull_secret(s: &Settings) -> Value {
+    let auths = format!(
+        "{{\"auths\":{{\"{}\":{{\"username\":\"{{{{ .username }}}}\",\"password\":\"{{{{ .password }}}}\",\"auth\":\"{{{{ printf \"%s:%s\" .username .password | b64enc }}}}\"}}}}}}",
+        s.harbor_registry
+    );
+    json!({
+        "apiVersion": "external-secrets.io/v1",
+        "kind": "ClusterExternalSecret",
+        "metadata": {"name": PULL_SECRET, "labels": owned_labels(PHASE_LABEL)},
+        "spec": {
+            "externalSecretName": PULL_SECRET,
+            "namespaceSelectors": [{"matchLabels": {HARBOR_PULL_LABEL: "true"}}],
+            "refreshTime": "1h",
+            "externalSecretSpec": {
+                "refreshInterval": "1h",
+                "secretStoreRef": {"kind": "ClusterSecretStore", "name": "vault-backend"},
+                "target": {
+                    "name": PULL_SECRET,
+                    "creationPolicy": "Owner",
+                    "template": {"type": "kubernetes.io/dockerconfigjson", "engineVersion": "v2", "data": {".dockerconfigjson": auths}},
+                },
+                "data": [
+                    {"secretKey": "username", "remoteRef": {"key": delivery::KV_HARBOR_PULL, "property": "username"}},
+                    {"secretKey": "password", "remoteRef": {"key": delivery::KV_HARBOR_PULL, "property": "password"}},
+                ],
+            },
+        },
+    })
 }
 
 /// Namespace of the cleaner.
@@ -533,6 +667,16 @@ pub fn objects(s: &Settings) -> Vec<(Value, Option<&'static str>)> {
         gitlab_token_secret(s),
         Some("externalsecrets.external-secrets.io"),
     ));
+    out.extend(workload_namespaces(s).into_iter().map(|o| (o, None)));
+    out.push((
+        harbor_pull_secret(s),
+        Some("clusterexternalsecrets.external-secrets.io"),
+    ));
+    out.extend(
+        delivery_applications(s)
+            .into_iter()
+            .map(|o| (o, Some("applications.argoproj.io"))),
+    );
     out.extend(
         ephemeral_application_sets(s)
             .into_iter()

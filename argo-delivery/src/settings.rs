@@ -3,6 +3,7 @@
 use anyhow::{Context as _, bail};
 use common::config::PlatformConfig;
 use common::env;
+use common::delivery::DeliveredService;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -23,15 +24,10 @@ struct Raw {
     analysis_error_rate_target: f64,
     #[serde(default = "default_error_max")]
     analysis_error_rate_max: f64,
-    #[serde(default = "default_services")]
-    ephemeral_services: String,
     #[serde(default = "default_ttl")]
     ephemeral_ttl: String,
 }
 
-fn default_services() -> String {
-    "packet-relay,netops-dashboard".into()
-}
 fn default_ttl() -> String {
     "4h".into()
 }
@@ -95,8 +91,11 @@ pub struct Settings {
     pub gitlab_host: String,
     /// GitLab URL (the pull-request generator's API).
     pub gitlab_url: String,
-    /// Services that get an environment per merge request.
-    pub ephemeral_services: Vec<String>,
+    /// The services delivered through staging and production (`common::delivery::services`):
+    /// each gets its Applications and a per-MR ApplicationSet.
+    pub services: Vec<DeliveredService>,
+    /// Harbor's registry host (the images the per-MR environments run, the pull Secret's auths).
+    pub harbor_registry: String,
     /// `<n>[smhd]`.
     pub ephemeral_ttl: String,
 }
@@ -169,29 +168,23 @@ impl Settings {
                 raw.ephemeral_ttl
             );
         }
-        let ephemeral_services: Vec<String> = raw
-            .ephemeral_services
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
-        if let Some(bad) = ephemeral_services.iter().find(|s| {
-            !s.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        }) {
-            bail!(
-                "{}: `{bad}` is not a DNS label (lower-case letters, digits, -)",
-                env::EPHEMERAL_SERVICES
-            );
-        }
+        let services = common::delivery::services(cfg.environment())?;
+        let harbor = cfg.require_url(env::HARBOR_URL)?;
+        let harbor_registry = url::Url::parse(harbor)
+            .ok()
+            .and_then(|u| {
+                u.host_str()
+                    .map(|h| u.port().map_or_else(|| h.to_owned(), |p| format!("{h}:{p}")))
+            })
+            .with_context(|| format!("{}={harbor} is not a URL", env::HARBOR_URL))?;
         Ok(Self {
             argocd_namespace: raw.argocd_namespace,
             prometheus_url: raw.analysis_prometheus_url,
             thresholds: t,
             gitlab_url: gitlab.trim_end_matches('/').to_owned(),
             gitlab_host,
-            ephemeral_services,
+            services,
+            harbor_registry,
             ephemeral_ttl: raw.ephemeral_ttl,
         })
     }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use common::delivery;
 use common::gitlab::CiVariable;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -45,6 +46,15 @@ pub const HARBOR_PROJECTS: &[HarborProject] = &[
     HarborProject {
         name: "ci-cache",
         retention_days: 7,
+        keep_last: None,
+        scan_on_push: false,
+        immutable_semver: false,
+    },
+    // Merge request images for per-MR environments only (docs/adr/0008): short-lived, never
+    // released, so neither scanned on push nor immutable.
+    HarborProject {
+        name: delivery::HARBOR_SCRATCH_PROJECT,
+        retention_days: 3,
         keep_last: None,
         scan_on_push: false,
         immutable_semver: false,
@@ -134,14 +144,24 @@ pub const ROBOTS: &[RobotAccount] = &[
         description: "GitLab CI pushes images (cicd-buildout phase 14)",
         projects: &["platform-services", "application-services", "ci-cache"],
         actions: &["push", "pull"],
-        vault_path: "ci/harbor-credentials",
+        vault_path: delivery::KV_HARBOR_PUSH,
     },
+    // Workloads pull with it (the harbor-pull Secret of every labelled namespace), ephemeral
+    // environments included, whose merge request images live in ci-scratch.
     RobotAccount {
         name: "argocd-pull",
         description: "Argo CD pulls images (cicd-buildout phase 14)",
-        projects: &["platform-services", "application-services"],
+        projects: &["platform-services", "application-services", delivery::HARBOR_SCRATCH_PROJECT],
         actions: &["pull"],
-        vault_path: "argocd/harbor-pull",
+        vault_path: delivery::KV_HARBOR_PULL,
+    },
+    // Merge request pipelines push only here (Vault role gitlab-ci-mr).
+    RobotAccount {
+        name: "ci-scratch-push",
+        description: "GitLab CI pushes merge request images (cicd-buildout phase 14)",
+        projects: &[delivery::HARBOR_SCRATCH_PROJECT],
+        actions: &["push", "pull"],
+        vault_path: delivery::KV_HARBOR_SCRATCH,
     },
     RobotAccount {
         name: "trivy-scan",
@@ -263,13 +283,20 @@ mod tests {
             ["platform-services", "application-services", "ci-cache"]
         );
         assert_eq!(by_name["ci-push"].actions, ["push", "pull"]);
+        assert_eq!(
+            by_name["trivy-scan"].projects,
+            ["platform-services", "application-services"]
+        );
+        assert_eq!(
+            by_name["argocd-pull"].projects,
+            ["platform-services", "application-services", "ci-scratch"]
+        );
         for name in ["argocd-pull", "trivy-scan"] {
-            assert_eq!(
-                by_name[name].projects,
-                ["platform-services", "application-services"]
-            );
             assert_eq!(by_name[name].actions, ["pull"]);
         }
+        // Merge request pipelines can push to the scratch project and nowhere else.
+        assert_eq!(by_name["ci-scratch-push"].projects, ["ci-scratch"]);
+        assert_eq!(by_name["ci-scratch-push"].actions, ["push", "pull"]);
         let body = by_name["ci-push"].create_body();
         assert_eq!(
             body["permissions"][2]["access"][0],

@@ -1,8 +1,40 @@
 //! The template library (plan §1.1), embedded in the binary: `library/templates/**` as data.
 //! A test checks this list against the folder, so a new file cannot be forgotten.
 
-/// Version of the library; phase 14 tags the pushed commit `v<VERSION>`.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Version of the library (`library/VERSION`, not the crate's): phase 14 tags the pushed commit
+/// `v<VERSION>`, and the projects the phases seed pin `ref: v<VERSION>`. `library/RELEASES` records
+/// each version's [`content_digest`]; a test keeps the two in step with the files.
+pub const VERSION: &str = include_str!("../library/VERSION").trim_ascii();
+/// `<version> <sha256>` per released version, oldest first (`#` comments).
+pub const RELEASES: &str = include_str!("../library/RELEASES");
+
+/// SHA-256 (hex) of every library file's path and contents, in path order.
+pub fn content_digest() -> String {
+    let mut sorted: Vec<&LibraryFile> = FILES.iter().collect();
+    sorted.sort_by_key(|f| f.path);
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for f in sorted {
+        ctx.update(f.path.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(f.contents.as_bytes());
+        ctx.update(&[0]);
+    }
+    ctx.finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The recorded `(version, digest)` lines of [`RELEASES`].
+pub fn releases() -> Vec<(&'static str, &'static str)> {
+    RELEASES
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once(' '))
+        .collect()
+}
 
 /// One file of the library, at its path in the `gitlab-ci-templates` project.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,11 +168,34 @@ mod tests {
         }
     }
 
+    /// The version policy (docs/phase-14-ci-templates.md): every change to the library's files
+    /// is a new version, recorded with its digest, so phase 14 tags it and services can pin it.
+    #[test]
+    fn a_library_change_is_a_new_version() {
+        let releases = super::releases();
+        let (last, digest) = *releases.last().expect("RELEASES lists versions");
+        let now = super::content_digest();
+        assert!(
+            releases.iter().any(|(_, d)| *d == now),
+            "the library's files changed since v{last}: add `<new version> {now}` to ci-templates/library/RELEASES and put that version in library/VERSION"
+        );
+        assert_eq!(
+            (last, digest),
+            (super::VERSION, now.as_str()),
+            "library/VERSION must be the newest line of RELEASES, and its files must be that version's"
+        );
+        let mut versions: Vec<&str> = releases.iter().map(|(v, _)| *v).collect();
+        versions.dedup();
+        assert_eq!(versions.len(), releases.len(), "a version is listed twice");
+    }
+
     #[test]
     fn every_file_in_the_folder_is_embedded() {
         let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("library");
         let mut found = Vec::new();
         on_disk(&base, &base, &mut found);
+        // The version files describe the content; they are not part of it (nor of its digest).
+        found.retain(|p| p != "VERSION" && p != "RELEASES");
         found.sort();
         let mut embedded: Vec<String> = FILES.iter().map(|f| f.path.to_owned()).collect();
         embedded.sort();

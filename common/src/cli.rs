@@ -53,7 +53,7 @@ pub enum Mode {
 /// Installs the one TLS crypto provider of the workspace (ring) before any client is built:
 /// kube and reqwest must not each pick their own (see docs/adr).
 pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::install_crypto_provider();
 }
 
 /// Crypto provider, tracing to stderr through the redactor, and the settings.

@@ -42,6 +42,9 @@ pub const PROMETHEUS_URL: &str = "PROMETHEUS_URL";
 pub const VAULT_TOKEN: &str = "VAULT_TOKEN";
 /// GitLab API token (else read from `GITLAB_API_TOKEN_FILE`).
 pub const GITLAB_API_TOKEN: &str = "GITLAB_API_TOKEN";
+/// Argo CD's admin password, with which phase 15 mints CI's project-role token (default: Secret
+/// `argocd-initial-admin-secret` in `ARGOCD_NAMESPACE`).
+pub const ARGOCD_ADMIN_PASSWORD: &str = "ARGOCD_ADMIN_PASSWORD";
 
 // --- HTTP behaviour -------------------------------------------------------------------------------
 /// Per-request timeout in seconds (default 30).
@@ -152,8 +155,6 @@ pub const ANALYSIS_P99_MAX_SECONDS: &str = "ANALYSIS_P99_MAX_SECONDS";
 pub const ANALYSIS_ERROR_RATE_TARGET: &str = "ANALYSIS_ERROR_RATE_TARGET";
 /// 5xx ratio over which a canary fails (default 0.05).
 pub const ANALYSIS_ERROR_RATE_MAX: &str = "ANALYSIS_ERROR_RATE_MAX";
-/// Comma-separated services (projects of `platform_services`) that get per-MR environments (default `packet-relay,netops-dashboard`).
-pub const EPHEMERAL_SERVICES: &str = "EPHEMERAL_SERVICES";
 /// Lifetime of an ephemeral environment, `<n>[smhd]` (default `4h`).
 pub const EPHEMERAL_TTL: &str = "EPHEMERAL_TTL";
 
@@ -358,7 +359,7 @@ pub const ALL: &[&str] = &[
     ANALYSIS_P99_MAX_SECONDS,
     ANALYSIS_ERROR_RATE_TARGET,
     ANALYSIS_ERROR_RATE_MAX,
-    EPHEMERAL_SERVICES,
+    ARGOCD_ADMIN_PASSWORD,
     EPHEMERAL_TTL,
     // phase 16 security-setup
     SECURITY_RUNNER_GROUP,

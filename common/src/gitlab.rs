@@ -16,6 +16,9 @@ use crate::http::{ApiClient, Fixes, Retry, build_reqwest};
 
 const SERVICE: &str = "GitLab";
 
+/// Release tags, protected on every project so a tag pipeline's id_token says `ref_protected: "true"`.
+pub const RELEASE_TAG_PATTERN: &str = "v*";
+
 /// Access levels (GitLab docs: api/members "Roles"; `api/protected_branches` "Valid access levels").
 pub mod access {
     pub const NO_ACCESS: u8 = 0;
@@ -598,6 +601,39 @@ pub struct CiVariable {
     pub environment_scope: String,
 }
 
+/// A project access token (doc/api/project_access_tokens); `token` only in create and rotate answers.
+#[derive(Clone, Deserialize)]
+pub struct ProjectAccessToken {
+    pub id: u64,
+    pub name: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub access_level: u8,
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    #[serde(default)]
+    pub active: bool,
+    #[serde(default)]
+    pub revoked: bool,
+    #[serde(default)]
+    pub token: Option<secrecy::SecretString>,
+}
+
+impl std::fmt::Debug for ProjectAccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectAccessToken")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("scopes", &self.scopes)
+            .field("access_level", &self.access_level)
+            .field("expires_at", &self.expires_at)
+            .field("active", &self.active)
+            .field("token", &self.token.as_ref().map(|_| "(sensitive)"))
+            .finish()
+    }
+}
+
 fn all_environments() -> String {
     "*".into()
 }
@@ -706,6 +742,53 @@ impl GitLabClient {
             )
             .await
             .map(|_| ())
+    }
+
+    /// `GET /projects/:id/access_tokens`: the project's access tokens, active and not (doc/api
+    /// project_access_tokens "List all project access tokens").
+    pub async fn project_access_tokens(&self, project: u64) -> Result<Vec<ProjectAccessToken>> {
+        self.list(
+            &format!("listing access tokens of project {project}"),
+            &format!("projects/{project}/access_tokens?per_page=100"),
+        )
+        .await
+    }
+
+    /// `POST /projects/:id/access_tokens`: a new token; its secret is only in this answer.
+    pub async fn create_project_access_token(
+        &self,
+        project: u64,
+        name: &str,
+        scopes: &[&str],
+        access_level: u8,
+        expires_at: &str,
+    ) -> Result<ProjectAccessToken> {
+        self.write(
+            &format!("creating access token {name} of project {project}"),
+            Method::POST,
+            &format!("projects/{project}/access_tokens"),
+            &serde_json::json!({"name": name, "scopes": scopes, "access_level": access_level, "expires_at": expires_at}),
+            Retry::Never,
+        )
+        .await
+    }
+
+    /// `POST /projects/:id/access_tokens/:token_id/rotate`: revokes the token and answers a new
+    /// one with the same name, scopes and role.
+    pub async fn rotate_project_access_token(
+        &self,
+        project: u64,
+        token: u64,
+        expires_at: &str,
+    ) -> Result<ProjectAccessToken> {
+        self.write(
+            &format!("rotating access token {token} of project {project}"),
+            Method::POST,
+            &format!("projects/{project}/access_tokens/{token}/rotate"),
+            &serde_json::json!({"expires_at": expires_at}),
+            Retry::Never,
+        )
+        .await
     }
 
     /// CI/CD variables of a group, all pages.

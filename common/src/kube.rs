@@ -332,6 +332,16 @@ impl KubeClient {
         Ok(live.map(|o| serde_json::to_value(o).unwrap_or(Value::Null)))
     }
 
+    /// Deletes the object (background propagation); absent already is fine.
+    pub async fn delete(&self, obj: &Value) -> Result<()> {
+        let (api, name) = self.api_for(obj).await?;
+        match api.delete(&name, &kube::api::DeleteParams::background()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(kube_error(&format!("deleting {}", describe(obj)), e)),
+        }
+    }
+
     /// Server-side apply as this binary's field manager (forced: we own the fields we set).
     pub async fn apply(&self, obj: &Value, dry_run: bool) -> Result<Value> {
         let (api, name) = self.api_for(obj).await?;

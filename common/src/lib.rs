@@ -4,17 +4,34 @@
 //! [`http`], [`vault`] and [`kube`], expresses what it will change as a [`plan::Plan`] and runs
 //! through [`cli`] so that `plan`, `apply`, `check` and `--output json` behave the same everywhere.
 
+#[cfg(feature = "platform")]
+pub mod argocd;
+#[cfg(feature = "platform")]
 pub mod cli;
 pub mod config;
+pub mod dates;
+#[cfg(feature = "platform")]
+pub mod delivery;
 pub mod env;
 pub mod error;
 pub mod gitlab;
+#[cfg(feature = "platform")]
 pub mod harbor;
 pub mod http;
+#[cfg(feature = "platform")]
 pub mod keycloak;
+#[cfg(feature = "platform")]
 pub mod kube;
+#[cfg(feature = "platform")]
 pub mod plan;
 pub mod redact;
+#[cfg(feature = "platform")]
 pub mod vault;
 
 pub use error::{Error, Result};
+
+/// Installs the one TLS provider of the workspace (ring) for rustls; call it first in every `main`
+/// (kube and reqwest would otherwise disagree at the first TLS connection).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

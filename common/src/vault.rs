@@ -27,6 +27,9 @@ pub struct Mount {
     pub options: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub description: String,
+    /// The mount's accessor (`auth_jwt_1a2b…`), which templated policies name.
+    #[serde(default)]
+    pub accessor: String,
 }
 
 /// An enabled audit device (`sys/audit`).

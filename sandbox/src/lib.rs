@@ -111,7 +111,10 @@ pub struct Sandbox {
     pub keycloak: Option<standins::keycloak::KeycloakState>,
     /// The Harbor stand-in's data (in-process stand-ins only).
     pub harbor: Option<standins::harbor::HarborState>,
+    /// The Argo CD API stand-in's data (in-process stand-ins only).
+    pub argocd: Option<standins::argocd::ArgoCdState>,
     gitlab_key: SigningKey,
+    argocd_password: String,
     detached: bool,
 }
 
@@ -249,7 +252,9 @@ impl Sandbox {
             gitlab: None,
             keycloak: None,
             harbor: None,
+            argocd: None,
             gitlab_key,
+            argocd_password: String::new(),
             detached: options.detached,
         };
         sandbox
@@ -273,6 +278,9 @@ impl Sandbox {
             env::KEYCLOAK_ADMIN_CLIENT_SECRET.into(),
             keys::random_token(24),
         );
+        // Argo CD's admin password lives where an Argo CD install puts it (Secret
+        // argocd/argocd-initial-admin-secret), not in the env file.
+        sandbox.argocd_password = keys::random_token(18);
         match sandbox.start_servers(&options).await {
             Ok(()) => Ok(sandbox),
             Err(e) => {
@@ -377,14 +385,14 @@ impl Sandbox {
     async fn start_standins(&mut self) -> anyhow::Result<()> {
         if self.detached {
             // A child process serves them so they outlive `sandbox up`.
-            let ports = [free_port()?, free_port()?, free_port()?];
+            let ports = [free_port()?, free_port()?, free_port()?, free_port()?];
             let exe = std::env::current_exe()?;
             let args = vec![
                 "serve-standins".to_owned(),
                 "--dir".to_owned(),
                 self.dir.display().to_string(),
                 "--ports".to_owned(),
-                format!("{},{},{}", ports[0], ports[1], ports[2]),
+                format!("{},{},{},{}", ports[0], ports[1], ports[2], ports[3]),
             ];
             let envs = [
                 (
@@ -399,6 +407,7 @@ impl Sandbox {
                     "CICD_SANDBOX_HARBOR_PASSWORD",
                     self.get(env::HARBOR_ADMIN_PASSWORD).to_owned(),
                 ),
+                ("CICD_SANDBOX_ARGOCD_PASSWORD", self.argocd_password.clone()),
             ];
             let log = self.spawn("standins", &exe, &args, &envs)?;
             let client = reqwest::Client::new();
@@ -406,6 +415,7 @@ impl Sandbox {
                 (env::GITLAB_URL, ports[0]),
                 (env::HARBOR_URL, ports[1]),
                 (env::KEYCLOAK_URL, ports[2]),
+                (env::ARGOCD_URL, ports[3]),
             ] {
                 let url = format!("http://127.0.0.1:{port}");
                 wait_until("stand-ins", Duration::from_secs(20), &log, || {
@@ -425,14 +435,18 @@ impl Sandbox {
             let harbor = standins::harbor::HarborState::new(standins::harbor::HarborData::new(
                 self.get(env::HARBOR_ADMIN_PASSWORD),
             ));
+            let argocd =
+                standins::argocd::ArgoCdState::new(&self.argocd_password, self.kubeconfig());
             for running in [
                 standins::serve("gitlab", standins::gitlab::routes(gitlab.clone())).await?,
                 standins::serve("harbor", standins::harbor::routes(harbor.clone())).await?,
                 standins::serve("keycloak", standins::keycloak::routes(keycloak.clone())).await?,
+                standins::serve("argocd", standins::argocd::routes(argocd.clone())).await?,
             ] {
                 let var = match running.name {
                     "gitlab" => env::GITLAB_URL,
                     "harbor" => env::HARBOR_URL,
+                    "argocd" => env::ARGOCD_URL,
                     _ => env::KEYCLOAK_URL,
                 };
                 self.env.insert(var.into(), running.url.clone());
@@ -441,6 +455,7 @@ impl Sandbox {
             self.gitlab = Some(gitlab);
             self.keycloak = Some(keycloak);
             self.harbor = Some(harbor);
+            self.argocd = Some(argocd);
         }
         Ok(())
     }
@@ -581,6 +596,13 @@ impl Sandbox {
             kube.apply(&json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns, "labels": label}}), false)
                 .await?;
         }
+        // What an Argo CD install leaves: the admin password (the API stand-in accepts it).
+        kube.apply(&json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": "argocd-initial-admin-secret", "namespace": "argocd", "labels": label},
+            "stringData": {"password": self.argocd_password},
+        }), false)
+        .await?;
         // Created, not server-side applied: 1.20's apply path turns `default: ""` into null and
         // then rejects the schema, while a plain create (what `kubectl create` does) keeps it.
         let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(kube.client().clone());

@@ -181,8 +181,8 @@ mod sandbox_cli {
                 Ok(())
             }
             Action::ServeStandins(ports) => {
-                if ports.len() != 3 {
-                    bail!("--ports needs three ports: gitlab,harbor,keycloak");
+                if ports.len() != 4 {
+                    bail!("--ports needs four ports: gitlab,harbor,keycloak,argocd");
                 }
                 let der = std::fs::read(dir.join("gitlab-id-token-key.pk8"))?;
                 let key = keys::SigningKey::from_pkcs8(&der)?;
@@ -196,6 +196,11 @@ mod sandbox_cli {
                 let harbor = standins::harbor::HarborState::new(standins::harbor::HarborData::new(
                     &harbor_password,
                 ));
+                let argocd = standins::argocd::ArgoCdState::new(
+                    &std::env::var("CICD_SANDBOX_ARGOCD_PASSWORD")
+                        .context("CICD_SANDBOX_ARGOCD_PASSWORD unset")?,
+                    dir.join("kubeconfig.yaml"),
+                );
                 let bind = |port: u16| async move {
                     tokio::net::TcpListener::bind(("127.0.0.1", port)).await
                 };
@@ -214,6 +219,11 @@ mod sandbox_cli {
                         "keycloak",
                         standins::keycloak::routes(keycloak),
                         bind(ports[2]).await?,
+                    )?,
+                    standins::serve_on(
+                        "argocd",
+                        standins::argocd::routes(argocd),
+                        bind(ports[3]).await?,
                     )?,
                 ];
                 for r in running {

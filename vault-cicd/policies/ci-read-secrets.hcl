@@ -1,12 +1,6 @@
-# ci-read-secrets: GitLab CI jobs on protected main (role gitlab-ci) read CI and service secrets.
-path "kv/data/ci/*" {
-  capabilities = ["read"]
-}
-
-path "kv/metadata/ci/*" {
-  capabilities = ["read", "list"]
-}
-
-path "kv/data/services/*" {
+# ci-read-secrets: the image jobs of protected main and protected v* tags (role gitlab-ci: build,
+# scan, SBOM, signature upload, release tag) read the Harbor robot ci-push. Nothing else: no CI role
+# reads the GitLab admin token or another job's credentials (docs/adr/0008).
+path "kv/data/ci/harbor-credentials" {
   capabilities = ["read"]
 }

@@ -1,15 +1,26 @@
-# external-secrets: External Secrets Operator (kubernetes role external-secrets) syncs CI and
-# service secrets into namespaces.
-path "kv/data/ci/*" {
+# external-secrets: External Secrets Operator (kubernetes role external-secrets) reads exactly the
+# paths the platform's ExternalSecrets reference: the pull-request generator's GitLab token (phase
+# 15), the runner tokens (16), the Harbor pull robot behind every harbor-pull Secret (15), the DORA
+# collector's secrets (17) and per-service secrets. CI credentials (robots that push, signing, the
+# Argo CD and promotion tokens) stay out of reach of every namespace.
+path "kv/data/ci/gitlab-api-token" {
+  capabilities = ["read"]
+}
+
+path "kv/data/ci/runners/*" {
+  capabilities = ["read"]
+}
+
+path "kv/data/argocd/harbor-pull" {
+  capabilities = ["read"]
+}
+
+path "kv/data/monitoring/dora-collector" {
   capabilities = ["read"]
 }
 
 path "kv/data/services/*" {
   capabilities = ["read"]
-}
-
-path "kv/metadata/ci/*" {
-  capabilities = ["read", "list"]
 }
 
 path "kv/metadata/services/*" {

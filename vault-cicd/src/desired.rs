@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use common::delivery;
 use common::kube::owned_labels;
 use serde_json::{Value, json};
 
@@ -25,6 +26,11 @@ pub const POLICIES: &[(&str, &str)] = &[
         include_str!("../policies/ci-sign-images.hcl"),
     ),
     (
+        "ci-deploy-ephemeral",
+        include_str!("../policies/ci-deploy-ephemeral.hcl"),
+    ),
+    ("ci-mr-scratch", include_str!("../policies/ci-mr-scratch.hcl")),
+    (
         "argocd-secrets",
         include_str!("../policies/argocd-secrets.hcl"),
     ),
@@ -38,6 +44,21 @@ pub const POLICIES: &[(&str, &str)] = &[
         include_str!("../policies/external-secrets.hcl"),
     ),
 ];
+
+/// Policies templated on an auth mount's accessor: `(name, text, mount)`, where the text holds
+/// [`ACCESSOR_MARKER`] in place of the accessor, known only once the mount exists.
+pub const TEMPLATED_POLICIES: &[(&str, &str, &str)] = &[(
+    "ci-promote",
+    include_str!("../policies/ci-promote.hcl"),
+    JWT_MOUNT,
+)];
+/// Stands for the mount accessor in a templated policy's text.
+pub const ACCESSOR_MARKER: &str = "{{JWT_ACCESSOR}}";
+
+/// The policy text for a mount accessor.
+pub fn render_templated_policy(text: &str, accessor: &str) -> String {
+    text.replace(ACCESSOR_MARKER, accessor)
+}
 
 /// A secrets engine or auth method to mount.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +85,9 @@ pub struct KvSeed {
     pub path: String,
     pub data: BTreeMap<String, String>,
     pub placeholder: bool,
+    /// An `ExternalSecret` of the platform reads it, so External Secrets' policy must allow it
+    /// (`doctor` checks exactly these).
+    pub eso_reads: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +103,8 @@ pub struct Desired {
     pub secret_engines: Vec<MountSpec>,
     pub auth_methods: Vec<MountSpec>,
     pub policies: Vec<(String, String)>,
+    /// `(name, template, auth mount)`: written after the mount, with its accessor filled in.
+    pub templated_policies: Vec<(String, String, String)>,
     /// JWT config, JWT roles, Kubernetes config, Kubernetes roles, in that order.
     pub documents: Vec<VaultDocument>,
     pub signing_key: (String, String),
@@ -132,9 +158,11 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
         jwt_config["jwks_ca_pem"] = json!(ca.trim());
     }
     // Claims copied into token metadata: the audit log then says which project, ref, pipeline
-    // and user each CI login came from (plan §5.3).
+    // and user each CI login came from (plan §5.3); `project_id` also keys the templated policy
+    // ci-promote (each project reads only its own promotion token).
     let claim_mappings = json!({
-        "project_path": "project_path", "ref": "ref", "pipeline_id": "pipeline_id", "job_id": "job_id", "user_login": "user_login",
+        "project_path": "project_path", "project_id": "project_id", "ref": "ref", "ref_path": "ref_path",
+        "pipeline_source": "pipeline_source", "pipeline_id": "pipeline_id", "job_id": "job_id", "user_login": "user_login",
     });
     let jwt_role = |bound_claims: Value, policy: &str, ttl_secs: u64| {
         json!({
@@ -149,22 +177,24 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
             "token_max_ttl": ttl_secs,
         })
     };
-    let gitlab_ci = jwt_role(
-        json!({
-            "project_path": project_paths,
-            "ref": refs,
-            "ref_type": ["branch"],
-            // GitLab sends ref_protected as the string "true".
-            "ref_protected": ["true"],
-        }),
-        "ci-read-secrets",
+    // Pipeline kinds by the claims GitLab sends (`Gitlab::Ci::JwtV2`): `ref_path` is
+    // refs/heads/<branch> or refs/tags/<tag>, `ref_protected` the string "true" on a protected ref.
+    let branch_paths: Vec<String> = refs.iter().map(|r| format!("refs/heads/{r}")).collect();
+    let mut release_paths = branch_paths.clone();
+    release_paths.push(format!("refs/tags/{}", crate::settings::RELEASE_TAGS));
+    let protected = |ref_paths: &[String]| {
+        json!({"project_path": project_paths, "ref_path": ref_paths, "ref_protected": ["true"]})
+    };
+    let gitlab_ci = jwt_role(protected(&release_paths), "ci-read-secrets", 3600);
+    // Signing takes seconds, so the token is short-lived.
+    let gitlab_ci_sign = jwt_role(protected(&release_paths), "ci-sign-images", 900);
+    let gitlab_ci_deploy = jwt_role(protected(&branch_paths), "ci-deploy-ephemeral", 3600);
+    let gitlab_ci_promote = jwt_role(protected(&branch_paths), "ci-promote", 900);
+    // Merge request pipelines of the group's projects (any source branch): scratch images only.
+    let gitlab_ci_mr = jwt_role(
+        json!({"project_path": project_paths, "pipeline_source": ["merge_request_event"]}),
+        "ci-mr-scratch",
         3600,
-    );
-    // Any protected branch or tag may sign; signing takes seconds, so the token is short-lived.
-    let gitlab_ci_sign = jwt_role(
-        json!({"project_path": project_paths, "ref_protected": ["true"]}),
-        "ci-sign-images",
-        900,
     );
     let mut k8s_config = json!({"kubernetes_host": s.vault_k8s_host});
     if s.vault_k8s_token_reviewer == TokenReviewer::Client {
@@ -213,6 +243,24 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
             gitlab_ci_sign,
         ),
         doc(
+            &format!("auth/{JWT_MOUNT}/role/{}", delivery::ROLE_DEPLOY),
+            "vault jwt role",
+            delivery::ROLE_DEPLOY,
+            gitlab_ci_deploy,
+        ),
+        doc(
+            &format!("auth/{JWT_MOUNT}/role/{}", delivery::ROLE_PROMOTE),
+            "vault jwt role",
+            delivery::ROLE_PROMOTE,
+            gitlab_ci_promote,
+        ),
+        doc(
+            &format!("auth/{JWT_MOUNT}/role/{}", delivery::ROLE_MERGE_REQUEST),
+            "vault jwt role",
+            delivery::ROLE_MERGE_REQUEST,
+            gitlab_ci_mr,
+        ),
+        doc(
             &format!("auth/{K8S_MOUNT}/config"),
             "vault kubernetes config",
             K8S_MOUNT,
@@ -237,40 +285,34 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
             .map(|k| ((*k).to_owned(), PLACEHOLDER.to_owned()))
             .collect()
     };
+    let seed = |path: &str, data: BTreeMap<String, String>, placeholder: bool, eso_reads: bool| KvSeed {
+        path: path.to_owned(),
+        data,
+        placeholder,
+        eso_reads,
+    };
     let mut kv_seeds = vec![
-        KvSeed {
-            path: "ci/harbor-credentials".into(),
-            data: placeholder(&["username", "password"]),
-            placeholder: true,
-        },
+        // Robots of phase 14 replace these placeholders.
+        seed(delivery::KV_HARBOR_PUSH, placeholder(&["username", "password"]), true, false),
+        seed(delivery::KV_HARBOR_SCRATCH, placeholder(&["username", "password"]), true, false),
+        // Argo CD's pull-request generator reads it through External Secrets (phase 15).
         match inputs.gitlab_token {
-            Some(token) => KvSeed {
-                path: "ci/gitlab-api-token".into(),
-                data: [("token".to_owned(), token.to_owned())].into(),
-                placeholder: false,
-            },
-            None => KvSeed {
-                path: "ci/gitlab-api-token".into(),
-                data: placeholder(&["token"]),
-                placeholder: true,
-            },
+            Some(token) => seed(
+                "ci/gitlab-api-token",
+                [("token".to_owned(), token.to_owned())].into(),
+                false,
+                true,
+            ),
+            None => seed("ci/gitlab-api-token", placeholder(&["token"]), true, true),
         },
-        KvSeed {
-            path: "ci/sonarqube-token".into(),
-            data: placeholder(&["token"]),
-            placeholder: true,
-        },
-        // The Argo CD API token the CI library's deploy-ephemeral/cleanup-ephemeral jobs use
-        // (an Argo CD account token; set it with `vault kv put kv/ci/argocd-token token=…`).
-        KvSeed {
-            path: "ci/argocd-token".into(),
-            data: placeholder(&["token"]),
-            placeholder: true,
-        },
+        seed("ci/sonarqube-token", placeholder(&["token"]), true, false),
+        // The Argo CD project-role token of deploy-ephemeral/cleanup-ephemeral: phase 15 mints
+        // it and replaces this placeholder.
+        seed(delivery::KV_ARGOCD_TOKEN, placeholder(&["token"]), true, false),
         // Not a secret: where the signing key lives (the key itself never leaves transit).
-        KvSeed {
-            path: "ci/signing-key".into(),
-            data: [
+        seed(
+            "ci/signing-key",
+            [
                 (
                     "cosign_key".to_owned(),
                     format!("hashivault://{SIGNING_KEY}"),
@@ -279,15 +321,17 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
                 ("key_name".to_owned(), SIGNING_KEY.to_owned()),
             ]
             .into(),
-            placeholder: false,
-        },
+            false,
+            false,
+        ),
     ];
     for service in &services {
-        kv_seeds.push(KvSeed {
-            path: format!("services/{service}"),
-            data: placeholder(&["database-url", "api-keys", "encryption-keys"]),
-            placeholder: true,
-        });
+        kv_seeds.push(seed(
+            &format!("services/{service}"),
+            placeholder(&["database-url", "api-keys", "encryption-keys"]),
+            true,
+            true,
+        ));
     }
 
     Desired {
@@ -317,6 +361,10 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
         policies: POLICIES
             .iter()
             .map(|(n, t)| ((*n).to_owned(), (*t).to_owned()))
+            .collect(),
+        templated_policies: TEMPLATED_POLICIES
+            .iter()
+            .map(|(n, t, m)| ((*n).to_owned(), (*t).to_owned(), (*m).to_owned()))
             .collect(),
         documents,
         signing_key: (TRANSIT_MOUNT.to_owned(), SIGNING_KEY.to_owned()),
@@ -474,31 +522,43 @@ mod tests {
         }
     }
 
+    fn role<'a>(d: &'a Desired, name: &str) -> &'a Value {
+        &d.documents.iter().find(|d| d.name == name).unwrap().body
+    }
+
     #[test]
-    fn gitlab_ci_role_binds_the_plan_claims_as_lists() {
+    fn each_role_binds_exactly_its_pipeline_kinds() {
         let s = settings();
         let d = desired(&inputs(&s));
-        let role = d.documents.iter().find(|d| d.name == "gitlab-ci").unwrap();
+        let image = role(&d, "gitlab-ci");
         assert_eq!(
-            role.body["bound_claims"]["project_path"],
+            image["bound_claims"]["project_path"],
             json!(["platform_services/*"])
         );
-        assert_eq!(role.body["bound_claims"]["ref"], json!(["main"]));
-        assert_eq!(role.body["bound_claims"]["ref_protected"], json!(["true"]));
         assert_eq!(
-            role.body["bound_audiences"],
-            json!(["https://vault.example.org"])
+            image["bound_claims"]["ref_path"],
+            json!(["refs/heads/main", "refs/tags/v*"])
         );
-        assert_eq!(role.body["token_ttl"], json!(3600));
-        let sign = d
-            .documents
-            .iter()
-            .find(|d| d.name == "gitlab-ci-sign")
-            .unwrap();
-        assert!(
-            sign.body["bound_claims"].get("ref").is_none(),
-            "any protected ref may sign"
+        assert_eq!(image["bound_claims"]["ref_protected"], json!(["true"]));
+        assert_eq!(image["bound_audiences"], json!(["https://vault.example.org"]));
+        assert_eq!(image["token_ttl"], json!(3600));
+        assert_eq!(image["token_policies"], json!(["ci-read-secrets"]));
+        assert_eq!(role(&d, "gitlab-ci-sign")["bound_claims"], image["bound_claims"]);
+        for main_only in ["gitlab-ci-deploy", "gitlab-ci-promote"] {
+            assert_eq!(
+                role(&d, main_only)["bound_claims"]["ref_path"],
+                json!(["refs/heads/main"]),
+                "{main_only}"
+            );
+        }
+        let mr = role(&d, "gitlab-ci-mr");
+        assert_eq!(
+            mr["bound_claims"],
+            json!({"project_path": ["platform_services/*"], "pipeline_source": ["merge_request_event"]})
         );
+        assert_eq!(mr["token_policies"], json!(["ci-mr-scratch"]));
+        // The templated policy needs project_id in the alias metadata.
+        assert_eq!(role(&d, "gitlab-ci-promote")["claim_mappings"]["project_id"], "project_id");
         let config = d
             .documents
             .iter()
@@ -511,6 +571,26 @@ mod tests {
     }
 
     #[test]
+    fn policies_name_the_shared_delivery_paths() {
+        let policy = |name: &str| POLICIES.iter().find(|(n, _)| *n == name).unwrap().1;
+        let path = |kv: &str| format!("path \"kv/data/{kv}\"");
+        assert!(policy("ci-read-secrets").contains(&path(delivery::KV_HARBOR_PUSH)));
+        assert_eq!(policy("ci-read-secrets").matches("path \"").count(), 1);
+        assert!(policy("ci-mr-scratch").contains(&path(delivery::KV_HARBOR_SCRATCH)));
+        assert!(policy("ci-deploy-ephemeral").contains(&path(delivery::KV_ARGOCD_TOKEN)));
+        assert!(policy("external-secrets").contains(&path(delivery::KV_HARBOR_PULL)));
+        for credential in [delivery::KV_HARBOR_PUSH, delivery::KV_ARGOCD_TOKEN, "ci/signing-key"] {
+            assert!(!policy("external-secrets").contains(credential), "{credential}");
+        }
+        let promote = render_templated_policy(TEMPLATED_POLICIES[0].1, "auth_jwt_0123");
+        let templated = delivery::kv_promote_token(0).replace(
+            "/0/",
+            "/{{identity.entity.aliases.auth_jwt_0123.metadata.project_id}}/",
+        );
+        assert!(promote.contains(&path(&templated)), "{promote}");
+    }
+
+    #[test]
     fn every_policy_is_present_and_non_empty() {
         let names: Vec<&str> = POLICIES.iter().map(|(n, _)| *n).collect();
         assert_eq!(
@@ -518,6 +598,8 @@ mod tests {
             [
                 "ci-read-secrets",
                 "ci-sign-images",
+                "ci-deploy-ephemeral",
+                "ci-mr-scratch",
                 "argocd-secrets",
                 "ci-admin",
                 "security-audit",

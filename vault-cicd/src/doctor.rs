@@ -170,7 +170,9 @@ pub async fn doctor(phase: &VaultCicd) -> anyhow::Result<Vec<Check>> {
             let as_eso = phase
                 .vault
                 .with_token(&login.token, "the ESO login token")?;
-            for seed in &phase.desired.kv_seeds {
+            // Only what the platform's ExternalSecrets read: CI credentials are meant to be out
+            // of ESO's reach.
+            for seed in phase.desired.kv_seeds.iter().filter(|s| s.eso_reads) {
                 let path = format!("{KV_MOUNT}/data/{}", seed.path);
                 let result = as_eso.kv2_read(KV_MOUNT, &seed.path).await;
                 let (ok, detail) = match result {

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::desired::{
     AuditSpec, Desired, Inputs, KvSeed, MountSpec, PLACEHOLDER, VaultDocument, desired,
+    render_templated_policy,
 };
 use crate::settings::{KV_MOUNT, Settings, TRANSIT_MOUNT};
 
@@ -28,6 +29,12 @@ pub enum Op {
     PutPolicy {
         name: String,
         text: String,
+    },
+    /// A policy templated on an auth mount created by the same plan: its accessor is read first.
+    PutTemplatedPolicy {
+        name: String,
+        template: String,
+        mount: String,
     },
     WriteDocument(VaultDocument),
     CreateSigningKey {
@@ -170,6 +177,26 @@ impl Phase for VaultCicd {
                     .await?;
             }
             Op::PutPolicy { name, text } => self.vault.put_policy(name, text).await?,
+            Op::PutTemplatedPolicy {
+                name,
+                template,
+                mount,
+            } => {
+                let mounts = self.vault.auth_mounts().await?;
+                let accessor = mounts
+                    .get(&format!("{mount}/"))
+                    .map(|m| m.accessor.clone())
+                    .filter(|a| !a.is_empty())
+                    .ok_or_else(|| Error::Precondition {
+                        operation: format!("writing vault policy {name}"),
+                        message: format!(
+                            "auth method {mount}/ has no accessor (is it enabled?): rerun `vault-cicd apply`"
+                        ),
+                    })?;
+                self.vault
+                    .put_policy(name, &render_templated_policy(template, &accessor))
+                    .await?;
+            }
             Op::WriteDocument(d) => {
                 self.vault
                     .write(
@@ -238,7 +265,12 @@ impl VaultCicd {
         let secret_mounts = self.vault.secret_mounts().await?;
         let auth_mounts = self.vault.auth_mounts().await?;
         let mut policies = BTreeMap::new();
-        for (name, _) in &d.policies {
+        let names = d
+            .policies
+            .iter()
+            .map(|(n, _)| n)
+            .chain(d.templated_policies.iter().map(|(n, _, _)| n));
+        for name in names {
             policies.insert(name.clone(), self.vault.policy(name).await?);
         }
         let mut documents = BTreeMap::new();
@@ -342,32 +374,10 @@ pub fn diff(d: &Desired, o: &Observed) -> anyhow::Result<Plan<Op>> {
         }
     }
     for (name, text) in &d.policies {
-        match o.policies.get(name).cloned().flatten() {
-            None => plan.push(Change::create(
-                "vault policy",
-                name,
-                json!(text),
-                &[],
-                Op::PutPolicy {
-                    name: name.clone(),
-                    text: text.clone(),
-                },
-            )),
-            Some(live) if normalize_policy(&live) != normalize_policy(text) => {
-                plan.push(Change::update(
-                    "vault policy",
-                    name,
-                    json!(format!("{}\n", normalize_policy(&live))),
-                    json!(format!("{}\n", normalize_policy(text))),
-                    &[],
-                    Op::PutPolicy {
-                        name: name.clone(),
-                        text: text.clone(),
-                    },
-                ));
-            }
-            Some(_) => {}
-        }
+        plan_policy(&mut plan, o, name, text, || Op::PutPolicy {
+            name: name.clone(),
+            text: text.clone(),
+        });
     }
     for spec in &d.auth_methods {
         if mount_check(
@@ -382,6 +392,29 @@ pub fn diff(d: &Desired, o: &Observed) -> anyhow::Result<Plan<Op>> {
                 &[],
                 Op::EnableAuth(spec.clone()),
             ));
+        }
+    }
+    // Templated policies follow the auth methods: they name a mount's accessor.
+    for (name, template, mount) in &d.templated_policies {
+        match o.auth_mounts.get(&format!("{mount}/")) {
+            Some(m) if !m.accessor.is_empty() => {
+                let text = render_templated_policy(template, &m.accessor);
+                plan_policy(&mut plan, o, name, &text, || Op::PutPolicy {
+                    name: name.clone(),
+                    text: text.clone(),
+                });
+            }
+            _ => plan.push(Change::create(
+                "vault policy",
+                name,
+                json!(template),
+                &[],
+                Op::PutTemplatedPolicy {
+                    name: name.clone(),
+                    template: template.clone(),
+                    mount: mount.clone(),
+                },
+            )),
         }
     }
     for doc in &d.documents {
@@ -466,6 +499,24 @@ pub fn diff(d: &Desired, o: &Observed) -> anyhow::Result<Plan<Op>> {
     Ok(plan)
 }
 
+/// A policy's create or update, when its live text differs.
+fn plan_policy(plan: &mut Plan<Op>, o: &Observed, name: &str, text: &str, op: impl FnOnce() -> Op) {
+    match o.policies.get(name).cloned().flatten() {
+        None => plan.push(Change::create("vault policy", name, json!(text), &[], op())),
+        Some(live) if normalize_policy(&live) != normalize_policy(text) => {
+            plan.push(Change::update(
+                "vault policy",
+                name,
+                json!(format!("{}\n", normalize_policy(&live))),
+                json!(format!("{}\n", normalize_policy(text))),
+                &[],
+                op(),
+            ));
+        }
+        Some(_) => {}
+    }
+}
+
 fn is_unset(value: Option<&Value>) -> bool {
     match value {
         None | Some(Value::Null) => true,
@@ -499,6 +550,7 @@ mod tests {
             kind: kind.into(),
             options: Some(opts.clone()),
             description: String::new(),
+            accessor: format!("auth_{kind}_0123abcd"),
         };
         Observed {
             secret_mounts: d

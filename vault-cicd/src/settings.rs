@@ -8,6 +8,8 @@ pub const KV_MOUNT: &str = "kv";
 pub const TRANSIT_MOUNT: &str = "transit";
 pub const K8S_MOUNT: &str = "kubernetes";
 pub const SIGNING_KEY: &str = "ci-signing-key";
+/// Release tags the image and signing roles accept (protected by phase 12: `v*`).
+pub const RELEASE_TAGS: &str = common::gitlab::RELEASE_TAG_PATTERN;
 /// ESO Helm chart pinned for the Argo CD Application (the CRDs in sandbox/fixtures are v2.9.0).
 pub const DEFAULT_ESO_CHART_VERSION: &str = "2.9.0";
 

@@ -101,6 +101,8 @@ pub struct ProjectRecord {
     pub approval_rules: Vec<ApprovalRuleRecord>,
     /// Files, commits and tags of the default branch.
     pub repository: super::gitlab_repo::Repository,
+    /// Merge requests and project access tokens.
+    pub delivery: super::gitlab_delivery::ProjectDelivery,
 }
 
 /// Everything the stand-in knows. Tests seed and inspect it directly.
@@ -109,6 +111,8 @@ pub struct GitLabData {
     pub tier: Tier,
     pub users: BTreeMap<u64, UserRecord>,
     tokens: BTreeMap<String, u64>,
+    /// Project access tokens: token → (the only project it may touch, `YYYY-MM-DD` expiry).
+    token_scopes: BTreeMap<String, (u64, String)>,
     pub groups: BTreeMap<u64, GroupRecord>,
     pub projects: BTreeMap<u64, ProjectRecord>,
     /// Runners created through `POST /user/runners` (phase 16).
@@ -168,6 +172,7 @@ impl GitLabData {
             tier,
             users: BTreeMap::new(),
             tokens: BTreeMap::new(),
+            token_scopes: BTreeMap::new(),
             groups: BTreeMap::new(),
             projects: BTreeMap::new(),
             runners: super::gitlab_runners::Runners::default(),
@@ -222,6 +227,19 @@ impl GitLabData {
     /// Adds a token for an existing user.
     pub fn add_token(&mut self, token: &str, user: u64) {
         self.tokens.insert(token.to_owned(), user);
+    }
+
+    /// A project access token: valid for `project` only, until `expires_at` (`YYYY-MM-DD`).
+    pub fn add_project_token(&mut self, token: &str, bot: u64, project: u64, expires_at: &str) {
+        self.tokens.insert(token.to_owned(), bot);
+        self.token_scopes
+            .insert(token.to_owned(), (project, expires_at.to_owned()));
+    }
+
+    /// Revoked: the token no longer authenticates.
+    pub fn revoke_token(&mut self, token: &str) {
+        self.tokens.remove(token);
+        self.token_scopes.remove(token);
     }
 
     pub fn user_id(&self, username: &str) -> Option<u64> {
@@ -287,6 +305,7 @@ impl GitLabData {
                 .unwrap_or_default(),
                 approval_rules: Vec::new(),
                 repository: super::gitlab_repo::Repository::default(),
+                delivery: super::gitlab_delivery::ProjectDelivery::default(),
             },
         );
         id
@@ -542,8 +561,25 @@ async fn require_token(State(s): State<GitLabState>, mut request: Request, next:
         .and_then(|v| v.strip_prefix("Bearer "));
     let caller = {
         let data = s.lock();
-        private
-            .or(bearer)
+        let token = private.or(bearer);
+        // A project access token: expired ones fail authentication; other projects are invisible.
+        if let Some((project, expires)) = token.and_then(|t| data.token_scopes.get(t)) {
+            let expired = common::dates::parse(expires)
+                .is_none_or(|day| day <= common::dates::today());
+            if expired {
+                return message(StatusCode::UNAUTHORIZED, "401 Unauthorized");
+            }
+            let path = request.uri().path();
+            let own = path
+                .strip_prefix("/api/v4/projects/")
+                .and_then(|rest| rest.split('/').next())
+                .and_then(|segment| find_project_id(&data, &decode_segment(segment)))
+                == Some(*project);
+            if !own {
+                return not_found("Project");
+            }
+        }
+        token
             .and_then(|t| data.tokens.get(t))
             .map(|id| Caller {
                 id: *id,
@@ -710,6 +746,7 @@ pub fn routes(state: GitLabState) -> Router {
             axum::routing::put(update_rule).delete(delete_rule),
         )
         .merge(super::gitlab_repo::routes())
+        .merge(super::gitlab_delivery::routes())
         .merge(super::gitlab_runners::routes())
         .merge(super::gitlab_hooks::routes())
         .merge(super::gitlab_ci::routes())
@@ -722,6 +759,25 @@ pub fn routes(state: GitLabState) -> Router {
 }
 
 pub(super) type Q = Query<BTreeMap<String, String>>;
+
+/// A percent-encoded path segment (`platform_services%2Fpacket-relay`) decoded.
+fn decode_segment(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&segment[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
 
 /// doc/api/version.md and doc/api/metadata.md: `enterprise` is true on EE builds.
 async fn version(State(s): State<GitLabState>) -> Reply {

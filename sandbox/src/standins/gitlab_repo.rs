@@ -5,8 +5,10 @@
 //! - repositories.md "List repository tree": `recursive`, `ref`, paginated; blobs carry their git
 //!   blob SHA-1 as `id`; 404 "Tree Not Found" on an empty repository.
 //! - commits.md "Create a commit with multiple files and actions": `branch`, `commit_message`,
-//!   `actions[]` of `create` (400 if the file exists), `update` / `delete` (400 if it does not); the
-//!   first commit of an empty repository creates the branch.
+//!   `actions[]` of `create` (400 if the file exists), `update` / `delete` (400 if it does not),
+//!   `content` as text or with `encoding: base64`; `start_branch` creates `branch` from it (400 "A
+//!   branch called … already exists" when both exist and differ); the first commit of an empty
+//!   repository creates the default branch.
 //! - tags.md "Get a single repository tag" (404) and "Create a new tag" (`tag_name`, `ref`; 400 when
 //!   it exists).
 //! - group_level_variables.md (specs/gitlab/api-docs): list (paginated), create (`key`, `value`,
@@ -25,21 +27,54 @@ use super::gitlab::{
     GitLabState, Q, Reply, as_bool, bad_param, find_project_id, message, not_found, paginate,
 };
 
-/// The default branch of a stand-in project.
+/// A stand-in project's repository: the default branch (`files`, `commits`), other branches, tags.
 #[derive(Debug, Clone, Default)]
 pub struct Repository {
     pub files: BTreeMap<String, String>,
     /// Commit ids, oldest first, with their messages.
     pub commits: Vec<(String, String)>,
     pub tags: BTreeMap<String, String>,
+    /// Branches other than the default one.
+    pub branches: BTreeMap<String, Branch>,
 }
+
+/// A branch other than the default one.
+#[derive(Debug, Clone, Default)]
+pub struct Branch {
+    pub files: BTreeMap<String, String>,
+    pub commits: Vec<(String, String)>,
+}
+
+/// The stand-in's default branch (projects.md: `default_branch`, main unless set otherwise).
+pub const DEFAULT_BRANCH: &str = "main";
 
 impl Repository {
     pub fn head(&self) -> Option<&str> {
         self.commits.last().map(|(id, _)| id.as_str())
     }
+
+    /// The files of `branch` (the default branch when `None`); `None` when it does not exist.
+    pub fn branch_files(&self, branch: Option<&str>) -> Option<&BTreeMap<String, String>> {
+        match branch {
+            None | Some(DEFAULT_BRANCH) => (!self.commits.is_empty()).then_some(&self.files),
+            Some(b) => self.branches.get(b).map(|b| &b.files),
+        }
+    }
+
+    /// The head commit of `branch` (the default branch when `None`).
+    pub fn branch_head(&self, branch: Option<&str>) -> Option<&str> {
+        match branch {
+            None | Some(DEFAULT_BRANCH) => self.head(),
+            Some(b) => self
+                .branches
+                .get(b)
+                .and_then(|b| b.commits.last())
+                .map(|(id, _)| id.as_str()),
+        }
+    }
 }
 
+use base64::Engine as _;
 use common::gitlab::git_blob_id;
 
 fn hex(bytes: &[u8]) -> String {
@@ -137,17 +172,57 @@ async fn commit(
     };
     let default_branch = data.projects[&pid].settings["default_branch"]
         .as_str()
-        .unwrap_or("main")
+        .unwrap_or(DEFAULT_BRANCH)
         .to_owned();
-    if branch != default_branch {
-        return bad_param("the stand-in models the default branch only");
+    if default_branch != DEFAULT_BRANCH {
+        return bad_param("the stand-in models default branch main only");
     }
-    let mut files = data.projects[&pid].repository.files.clone();
+    let repo = &data.projects[&pid].repository;
+    let start = body["start_branch"].as_str().filter(|b| *b != branch);
+    let (mut files, mut history) = match (repo.branch_files(Some(branch)), start) {
+        (Some(_), Some(_)) => {
+            return message(
+                StatusCode::BAD_REQUEST,
+                &format!("A branch called '{branch}' already exists. Switch to that branch in order to make changes"),
+            );
+        }
+        (Some(files), None) => (files.clone(), branch_commits(repo, branch)),
+        (None, Some(from)) => match repo.branch_files(Some(from)) {
+            Some(files) => (files.clone(), branch_commits(repo, from)),
+            None => {
+                return message(
+                    StatusCode::BAD_REQUEST,
+                    &format!("You can only create or edit files when you are on a branch: {from} does not exist"),
+                );
+            }
+        },
+        (None, None) if branch == DEFAULT_BRANCH => (BTreeMap::new(), Vec::new()),
+        (None, None) => {
+            return message(
+                StatusCode::BAD_REQUEST,
+                &format!("You can only create or edit files when you are on a branch: {branch} does not exist"),
+            );
+        }
+    };
     for action in actions {
         let Some(path) = action["file_path"].as_str() else {
             return bad_param("actions[file_path] is missing");
         };
-        let content = action["content"].as_str().unwrap_or_default().to_owned();
+        let text = action["content"].as_str().unwrap_or_default();
+        let content = match action["encoding"].as_str() {
+            None | Some("text") => text.to_owned(),
+            Some("base64") => {
+                match base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                {
+                    Some(decoded) => decoded,
+                    None => return bad_param("actions[content] is not valid base64 text"),
+                }
+            }
+            Some(_) => return bad_param("actions[encoding] does not have a valid value"),
+        };
         match action["action"].as_str() {
             Some("create") if files.contains_key(path) => {
                 return message(
@@ -183,14 +258,36 @@ async fn commit(
         format!("{pid}:{n}:{msg}").as_bytes(),
     )
     .as_ref());
+    history.push((sha.clone(), msg.to_owned()));
     let repo = &mut data.projects.get_mut(&pid).expect("found").repository;
-    repo.files = files;
-    repo.commits.push((sha.clone(), msg.to_owned()));
+    if branch == DEFAULT_BRANCH {
+        repo.files = files;
+        repo.commits = history;
+    } else {
+        repo.branches.insert(
+            branch.to_owned(),
+            Branch {
+                files,
+                commits: history,
+            },
+        );
+    }
     (
         StatusCode::CREATED,
         Json(json!({"id": sha, "short_id": &sha[..8], "title": msg.lines().next().unwrap_or(""), "message": msg})),
     )
         .into_response()
+}
+
+fn branch_commits(repo: &Repository, branch: &str) -> Vec<(String, String)> {
+    if branch == DEFAULT_BRANCH {
+        repo.commits.clone()
+    } else {
+        repo.branches
+            .get(branch)
+            .map(|b| b.commits.clone())
+            .unwrap_or_default()
+    }
 }
 
 async fn get_tag(State(s): State<GitLabState>, Path((id, tag)): Path<(String, String)>) -> Reply {

@@ -1,11 +1,13 @@
-//! Stand-ins for the servers that cannot run here (GitLab, Harbor, Keycloak). Each serves only
+//! Stand-ins for the servers that cannot run here (GitLab, Harbor, Keycloak, Argo CD's API). Each serves only
 //! the endpoints the phases call, with behaviour taken from the official docs/specs (the handler
 //! comments name the section). Every stand-in counts reads and writes (so tests assert idempotency
 //! and dry runs as numbers) and injects faults on request. Control endpoints live under
 //! `/__sandbox/`: `GET counters`, `POST counters/reset`, `POST faults` (a [`Fault`]), `DELETE faults`.
 
+pub mod argocd;
 pub mod gitlab;
 pub mod gitlab_ci;
+pub mod gitlab_delivery;
 pub mod gitlab_hooks;
 pub mod gitlab_repo;
 pub mod gitlab_runners;

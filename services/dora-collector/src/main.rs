@@ -1,6 +1,6 @@
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    common::cli::install_crypto_provider();
+    common::install_crypto_provider();
     dora_collector::init_logging();
     match dora_collector::Settings::load(|name| std::env::var(name).ok()) {
         Ok(settings) => match dora_collector::run(settings).await {

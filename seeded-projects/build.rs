@@ -1,6 +1,7 @@
-//! Embeds the two demo projects' files (`services/packet-relay`, `services/netops-dashboard`) as
-//! they are pushed to GitLab: everything in the service folder except what only the workspace uses
-//! (integration tests, benchmarks, build output). Regenerated whenever a file there changes.
+//! Embeds the seeded projects' files (`services/packet-relay`, `services/netops-dashboard`,
+//! `services/dora-collector`) as they are pushed to GitLab: everything in the service folder except
+//! what only the workspace uses (integration tests, benchmarks, build output), and the `common`
+//! crate, which the collector's project carries. Regenerated whenever a file there changes.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -31,19 +32,22 @@ fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let workspace = manifest
         .parent()
-        .expect("demo-apps is in the workspace root");
+        .expect("seeded-projects is in the workspace root");
     let mut code = String::new();
-    for (constant, service) in [
-        ("PACKET_RELAY_FILES", "packet-relay"),
-        ("NETOPS_DASHBOARD_FILES", "netops-dashboard"),
+    for (constant, folder) in [
+        ("PACKET_RELAY_FILES", "services/packet-relay"),
+        ("NETOPS_DASHBOARD_FILES", "services/netops-dashboard"),
+        ("DORA_COLLECTOR_FILES", "services/dora-collector"),
+        ("COMMON_FILES", "common"),
     ] {
-        let root = workspace.join("services").join(service);
+        let service = folder;
+        let root = workspace.join(folder);
         println!("cargo:rerun-if-changed={}", root.display());
         let mut files = Vec::new();
         walk(&root, &root, &mut files);
         writeln!(
             code,
-            "/// Files of `services/{service}` as pushed (path, contents)."
+            "/// Files of `{service}` as pushed (path, contents)."
         )
         .unwrap();
         writeln!(code, "pub const {constant}: &[(&str, &str)] = &[").unwrap();

@@ -1,0 +1,409 @@
+//! The delivery contract between the phases and the CI library (docs/adr/0008): the Vault roles and
+//! KV paths the library's jobs log in with and read, the labels of ephemeral and pulling namespaces,
+//! and the one list of services phase 15 makes every delivery Application from. Each name is
+//! defined here once; the `.hcl` policies and the library's YAML are tested against these values.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::config::Environment;
+use crate::gitlab::{GitLabClient, ProjectAccessToken, access};
+use crate::vault::VaultClient;
+use crate::{Error, Result, dates};
+
+// --- Vault: JWT roles of GitLab CI (mount jwt/gitlab) and the KV v2 paths they read ------------------
+/// Image jobs of protected `main` and protected `v*` tags: build, scan, SBOM, release tag.
+pub const ROLE_IMAGE: &str = "gitlab-ci";
+/// The signature job (transit key `ci-signing-key`), same pipeline kinds as [`ROLE_IMAGE`].
+pub const ROLE_SIGN: &str = "gitlab-ci-sign";
+/// The ephemeral deploy and cleanup jobs of protected `main`.
+pub const ROLE_DEPLOY: &str = "gitlab-ci-deploy";
+/// The promotion job of protected `main`: reads its own project's promotion token only.
+pub const ROLE_PROMOTE: &str = "gitlab-ci-promote";
+/// `build-image` of merge request pipelines: pushes to the scratch project only.
+pub const ROLE_MERGE_REQUEST: &str = "gitlab-ci-mr";
+
+/// Robot `ci-push` (push/pull on the CI projects), read by [`ROLE_IMAGE`].
+pub const KV_HARBOR_PUSH: &str = "ci/harbor-credentials";
+/// Robot `ci-scratch-push` (push/pull on [`HARBOR_SCRATCH_PROJECT`] only), read by [`ROLE_MERGE_REQUEST`].
+pub const KV_HARBOR_SCRATCH: &str = "ci/harbor-scratch-credentials";
+/// Robot `argocd-pull` (pull only), read by External Secrets for every `harbor-pull` Secret.
+pub const KV_HARBOR_PULL: &str = "argocd/harbor-pull";
+/// The Argo CD project-role token (`proj:ephemeral:pipeline`) minted by phase 15, read by [`ROLE_DEPLOY`].
+pub const KV_ARGOCD_TOKEN: &str = "ci/argocd-token";
+
+/// Where a project's promotion token lives: keyed by the GitLab project id, because the policy is
+/// templated on the id_token's `project_id` claim and OpenBao refuses a `/` in a templated segment.
+pub fn kv_promote_token(project_id: u64) -> String {
+    format!("ci/projects/{project_id}/promote")
+}
+
+/// Name of the project access token that commits promotions (Maintainer, scope `api`).
+pub const PROMOTE_TOKEN_NAME: &str = "cicd-promote";
+/// Days a promotion token is valid, and how many must remain before a rerun renews it.
+pub const PROMOTE_TOKEN_DAYS: u32 = 90;
+pub const PROMOTE_TOKEN_RENEW_DAYS: u32 = 30;
+
+// --- Harbor ----------------------------------------------------------------------------------------
+/// Short-lived images of merge request pipelines (per-MR environments only).
+pub const HARBOR_SCRATCH_PROJECT: &str = "ci-scratch";
+
+// --- Kubernetes ------------------------------------------------------------------------------------
+/// Marks a namespace the ephemeral-namespace cleaner may delete.
+pub const EPHEMERAL_LABEL: &str = "cicd.platform/ephemeral";
+/// Lifetime of an ephemeral namespace from its creation (`<n>[smhd]`).
+pub const TTL_LABEL: &str = "cicd.platform/ttl";
+/// Default lifetime of an ephemeral environment (plan §2.2: 4 hours).
+pub const EPHEMERAL_TTL: &str = "4h";
+/// Namespaces with this label set to `"true"` get the Harbor pull Secret.
+pub const HARBOR_PULL_LABEL: &str = "cicd.platform/harbor-pull";
+/// The `kubernetes.io/dockerconfigjson` Secret every workload pod references.
+pub const PULL_SECRET: &str = "harbor-pull";
+
+// --- The service list ------------------------------------------------------------------------------
+/// Argo Rollouts strategy of a service's production overlay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    Canary,
+    BlueGreen,
+}
+
+/// Where one environment of a service comes from and goes to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Stage {
+    /// The Argo CD Application's name.
+    pub application: String,
+    pub namespace: String,
+    /// Kustomize overlay in the service's repository.
+    pub overlay: String,
+}
+
+/// A service delivered through staging and production by Argo CD.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeliveredService {
+    /// Project name in GitLab, image repository name in Harbor, kustomize image name, `SERVICE_NAME`.
+    pub name: String,
+    /// `group/name` in GitLab.
+    pub project_path: String,
+    /// Harbor project of its release images.
+    pub harbor_project: String,
+    pub strategy: Strategy,
+    /// The Argo CD project of its production Application.
+    pub production_project: String,
+    pub staging: Stage,
+    pub production: Stage,
+    /// Overlay the per-MR and main-pipeline ephemeral environments render.
+    pub ephemeral_overlay: String,
+}
+
+/// The settings the service list depends on (names in [`crate::env`]).
+#[derive(Debug, Clone, Deserialize)]
+struct CatalogSettings {
+    deploy_demo_apps: Option<String>,
+    demo_namespace: Option<String>,
+    demo_gitlab_group: Option<String>,
+    demo_harbor_project: Option<String>,
+    demo_argocd_project: Option<String>,
+    obs_namespace: Option<String>,
+}
+
+/// The platform's GitLab group (upstream contract).
+pub const PLATFORM_GROUP: &str = "platform_services";
+/// Harbor project of the platform's own images (plan §3.3).
+pub const PLATFORM_HARBOR_PROJECT: &str = "platform-services";
+/// The DORA collector's project and image name.
+pub const COLLECTOR: &str = "dora-collector";
+/// The arcade's two projects.
+pub const ARCADE_SERVICES: [(&str, Strategy); 2] = [
+    ("packet-relay", Strategy::Canary),
+    ("netops-dashboard", Strategy::BlueGreen),
+];
+/// The arcade's shared staging namespace (both projects' staging overlays name it).
+pub const ARCADE_STAGING_NAMESPACE: &str = "staging-netops-arcade";
+
+fn non_empty(value: Option<String>, default: &str) -> String {
+    value
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// Every service phase 15 delivers: the DORA collector, and the arcade's projects unless
+/// `DEPLOY_DEMO_APPS=false`. Onboarded services join this list.
+pub fn services(env: &Environment) -> Result<Vec<DeliveredService>> {
+    let s: CatalogSettings = env.parse()?;
+    let demo = match s.deploy_demo_apps.as_deref().map(str::trim) {
+        None | Some("" | "true") => true,
+        Some("false") => false,
+        Some(other) => {
+            return Err(Error::Config(format!(
+                "{}={other} is neither true nor false",
+                crate::env::DEPLOY_DEMO_APPS
+            )));
+        }
+    };
+    let production_project = non_empty(s.demo_argocd_project, "production");
+    let mut out = vec![DeliveredService {
+        name: COLLECTOR.into(),
+        project_path: format!("{PLATFORM_GROUP}/{COLLECTOR}"),
+        harbor_project: PLATFORM_HARBOR_PROJECT.into(),
+        strategy: Strategy::Canary,
+        production_project: production_project.clone(),
+        staging: Stage {
+            application: format!("{COLLECTOR}-staging"),
+            namespace: format!("staging-{COLLECTOR}"),
+            overlay: "deploy/overlays/staging".into(),
+        },
+        production: Stage {
+            application: COLLECTOR.into(),
+            namespace: non_empty(s.obs_namespace, "monitoring"),
+            overlay: "deploy/overlays/production".into(),
+        },
+        ephemeral_overlay: "deploy/overlays/ephemeral".into(),
+    }];
+    if demo {
+        let group = non_empty(s.demo_gitlab_group, PLATFORM_GROUP);
+        let namespace = non_empty(s.demo_namespace, "demo-apps");
+        let harbor = non_empty(s.demo_harbor_project, PLATFORM_HARBOR_PROJECT);
+        for (name, strategy) in ARCADE_SERVICES {
+            out.push(DeliveredService {
+                name: name.into(),
+                project_path: format!("{group}/{name}"),
+                harbor_project: harbor.clone(),
+                strategy,
+                production_project: production_project.clone(),
+                staging: Stage {
+                    application: format!("{name}-staging"),
+                    namespace: ARCADE_STAGING_NAMESPACE.into(),
+                    overlay: "deploy/overlays/staging".into(),
+                },
+                production: Stage {
+                    application: name.into(),
+                    namespace: namespace.clone(),
+                    overlay: "deploy/overlays/rke2-prod".into(),
+                },
+                ephemeral_overlay: "deploy/overlays/ephemeral".into(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+// --- A project's promotion token (created by the phase that creates the project) -----------------
+/// KV v2 mount of the platform (phase 13).
+pub const KV_MOUNT: &str = "kv";
+
+/// What a project's promotion token looks like now.
+#[derive(Debug, Clone, Default)]
+pub struct PromoteTokenObserved {
+    /// The newest active, unrevoked token named [`PROMOTE_TOKEN_NAME`].
+    pub active: Option<ProjectAccessToken>,
+    /// The token id Vault's copy was written for (`token-id` custom metadata), if any.
+    pub stored_token_id: Option<u64>,
+}
+
+/// The change a project's promotion token needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromoteTokenChange {
+    Create,
+    /// Rotation gives a new secret: the only way to refill Vault, and to renew before expiry.
+    Rotate { token_id: u64, reason: String },
+}
+
+impl PromoteTokenChange {
+    /// One line for a plan.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Create => format!(
+                "create access token {PROMOTE_TOKEN_NAME} (Maintainer, api, {PROMOTE_TOKEN_DAYS} days) and store it in Vault"
+            ),
+            Self::Rotate { reason, .. } => {
+                format!("rotate access token {PROMOTE_TOKEN_NAME} ({reason}) and store it in Vault")
+            }
+        }
+    }
+}
+
+/// The pure decision: create when none is active, rotate when Vault lacks this token's secret or
+/// fewer than [`PROMOTE_TOKEN_RENEW_DAYS`] days remain, else nothing.
+pub fn promote_token_change(o: &PromoteTokenObserved, today: i64) -> Option<PromoteTokenChange> {
+    let Some(token) = &o.active else {
+        return Some(PromoteTokenChange::Create);
+    };
+    if o.stored_token_id != Some(token.id) {
+        return Some(PromoteTokenChange::Rotate {
+            token_id: token.id,
+            reason: "Vault holds no copy of the active token".into(),
+        });
+    }
+    let expires = token.expires_at.as_deref().and_then(dates::parse);
+    match expires {
+        Some(day) if day - today >= i64::from(PROMOTE_TOKEN_RENEW_DAYS) => None,
+        Some(day) => Some(PromoteTokenChange::Rotate {
+            token_id: token.id,
+            reason: format!("expires {}", dates::format(day)),
+        }),
+        None => Some(PromoteTokenChange::Rotate {
+            token_id: token.id,
+            reason: "no expiry date".into(),
+        }),
+    }
+}
+
+/// Reads the project's tokens and Vault's metadata (reads only).
+pub async fn observe_promote_token(
+    gitlab: &GitLabClient,
+    vault: &VaultClient,
+    project_id: u64,
+) -> Result<PromoteTokenObserved> {
+    let active = gitlab
+        .project_access_tokens(project_id)
+        .await?
+        .into_iter()
+        .filter(|t| t.name == PROMOTE_TOKEN_NAME && t.active && !t.revoked)
+        .max_by_key(|t| t.id);
+    let stored_token_id = vault
+        .kv2_metadata(KV_MOUNT, &kv_promote_token(project_id))
+        .await?
+        .filter(|m| !m.current_deleted)
+        .and_then(|m| m.custom_metadata.get("token-id").and_then(|v| v.parse().ok()));
+    Ok(PromoteTokenObserved {
+        active,
+        stored_token_id,
+    })
+}
+
+/// Creates or rotates the token, then writes its secret to Vault in the same step.
+pub async fn apply_promote_token(
+    gitlab: &GitLabClient,
+    vault: &VaultClient,
+    project_id: u64,
+    project_path: &str,
+    change: &PromoteTokenChange,
+) -> Result<()> {
+    let expires_at = dates::format(dates::today() + i64::from(PROMOTE_TOKEN_DAYS));
+    let token = match change {
+        PromoteTokenChange::Create => {
+            gitlab
+                .create_project_access_token(
+                    project_id,
+                    PROMOTE_TOKEN_NAME,
+                    &["api"],
+                    access::MAINTAINER,
+                    &expires_at,
+                )
+                .await?
+        }
+        PromoteTokenChange::Rotate { token_id, .. } => {
+            gitlab
+                .rotate_project_access_token(project_id, *token_id, &expires_at)
+                .await?
+        }
+    };
+    let secret = token.token.as_ref().ok_or_else(|| Error::Precondition {
+        operation: format!("storing access token {PROMOTE_TOKEN_NAME} of {project_path}"),
+        message: "GitLab's answer carried no token: rerun to rotate it".into(),
+    })?;
+    let data: BTreeMap<String, String> = [
+        (
+            "token".to_owned(),
+            secrecy::ExposeSecret::expose_secret(secret).to_owned(),
+        ),
+        ("project".to_owned(), project_path.to_owned()),
+    ]
+    .into();
+    let meta: BTreeMap<String, String> = [
+        ("managed-by".to_owned(), "cicd-buildout".to_owned()),
+        ("token-id".to_owned(), token.id.to_string()),
+        (
+            "expires-at".to_owned(),
+            token.expires_at.clone().unwrap_or(expires_at),
+        ),
+        ("project".to_owned(), project_path.to_owned()),
+    ]
+    .into();
+    vault
+        .kv2_put(KV_MOUNT, &kv_promote_token(project_id), &data, &meta)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> Environment {
+        Environment::load_from(
+            None,
+            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_collector_always_and_the_arcade_unless_switched_off() {
+        let all = services(&env(&[])).unwrap();
+        let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["dora-collector", "packet-relay", "netops-dashboard"]);
+        assert_eq!(all[0].production.namespace, "monitoring");
+        assert_eq!(all[1].production.namespace, "demo-apps");
+        assert_eq!(all[1].production.overlay, "deploy/overlays/rke2-prod");
+        assert_eq!(all[2].staging.namespace, ARCADE_STAGING_NAMESPACE);
+
+        let without = services(&env(&[("DEPLOY_DEMO_APPS", "false")])).unwrap();
+        assert_eq!(without.len(), 1);
+        let moved = services(&env(&[
+            ("DEMO_NAMESPACE", "arcade"),
+            ("OBS_NAMESPACE", "observability"),
+        ]))
+        .unwrap();
+        assert_eq!(moved[0].production.namespace, "observability");
+        assert_eq!(moved[1].production.namespace, "arcade");
+        assert!(services(&env(&[("DEPLOY_DEMO_APPS", "maybe")])).is_err());
+    }
+
+    fn token(id: u64, expires_at: &str) -> ProjectAccessToken {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "name": PROMOTE_TOKEN_NAME, "scopes": ["api"], "access_level": 40,
+            "expires_at": expires_at, "active": true, "revoked": false,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn promotion_tokens_are_created_refilled_and_renewed() {
+        let today = dates::parse("2026-12-02").unwrap();
+        let none = PromoteTokenObserved::default();
+        assert_eq!(promote_token_change(&none, today), Some(PromoteTokenChange::Create));
+        let fresh = PromoteTokenObserved {
+            active: Some(token(7, "2027-03-02")),
+            stored_token_id: Some(7),
+        };
+        assert_eq!(promote_token_change(&fresh, today), None);
+        let lost = PromoteTokenObserved {
+            stored_token_id: Some(6),
+            ..fresh.clone()
+        };
+        assert!(matches!(
+            promote_token_change(&lost, today),
+            Some(PromoteTokenChange::Rotate { token_id: 7, .. })
+        ));
+        // 29 days left: renewed; 30: kept.
+        let ageing = PromoteTokenObserved {
+            active: Some(token(7, "2026-12-31")),
+            stored_token_id: Some(7),
+        };
+        assert!(promote_token_change(&ageing, today).is_some());
+        let kept = PromoteTokenObserved {
+            active: Some(token(7, "2027-01-01")),
+            stored_token_id: Some(7),
+        };
+        assert_eq!(promote_token_change(&kept, today), None);
+        assert!(!format!("{:?}", token(7, "2027-01-01")).contains("glpat"));
+    }
+
+    #[test]
+    fn promotion_paths_are_keyed_by_project_id() {
+        assert_eq!(kv_promote_token(42), "ci/projects/42/promote");
+    }
+}

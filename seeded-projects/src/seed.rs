@@ -1,0 +1,377 @@
+//! Seeding a project the platform creates (phases 17 and 18, later onboarding), so that the
+//! delivery loop works from its first tag (docs/adr/0008):
+//! 1. the project, if missing;
+//! 2. `main` and `v*` tags protected before anything is pushed: a tag pipeline's id_token says
+//!    `ref_protected` only if the tag was protected when it was pushed (phase 12 later adds the
+//!    rest of its hardening);
+//! 3. one commit with exactly the files that differ (by git blob id);
+//! 4. the release tag, whose pipeline builds the image the phase deploys;
+//! 5. the project's promotion token in Vault (`kv/ci/projects/<id>/promote`).
+
+use std::collections::BTreeMap;
+
+use anyhow::Context as _;
+use common::delivery::{
+    PromoteTokenChange, PromoteTokenObserved, apply_promote_token, observe_promote_token,
+    promote_token_change,
+};
+use common::gitlab::{GitLabClient, RELEASE_TAG_PATTERN, access, git_blob_id};
+use common::plan::{Change, Plan};
+use common::vault::VaultClient;
+use serde_json::{Value, json};
+
+/// The branch every seeded project is committed to and Argo CD follows.
+pub const BRANCH: &str = "main";
+
+/// Who owns a seeded project's files after the first commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Policy {
+    /// Demo material people change on purpose: add missing files, keep changed ones (reported);
+    /// with `reset`, restore them and delete `reset_removes`.
+    KeepChanges {
+        reset: bool,
+        reset_removes: Vec<String>,
+    },
+    /// The platform's own service: every file follows this version, except the overlays'
+    /// `kustomization.yaml`, whose image pins belong to promotion (created once, never rewritten).
+    Managed,
+}
+
+/// Files whose content promotion owns once they exist.
+pub fn promotion_owned(path: &str) -> bool {
+    path.starts_with("deploy/overlays/") && path.ends_with("/kustomization.yaml")
+}
+
+/// What a phase wants one project to be.
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    pub group: String,
+    pub name: String,
+    pub description: String,
+    pub files: BTreeMap<String, String>,
+    pub tag: String,
+    pub tag_message: String,
+    pub commit_message: String,
+    pub policy: Policy,
+}
+
+impl Wanted {
+    pub fn path(&self) -> String {
+        format!("{}/{}", self.group, self.name)
+    }
+}
+
+/// What GitLab and Vault have of it.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub project_id: Option<u64>,
+    /// Blob id of every file on `main`.
+    pub files: BTreeMap<String, String>,
+    pub main_protected: bool,
+    pub release_tags_protected: bool,
+    pub tag_exists: bool,
+    pub promote_token: PromoteTokenObserved,
+}
+
+/// Reads the project, its protection, files, tag and promotion token (reads only).
+pub async fn observe(
+    gitlab: &GitLabClient,
+    vault: &VaultClient,
+    path: &str,
+    tag: &str,
+) -> anyhow::Result<Observed> {
+    let Some(project) = gitlab.project(path).await? else {
+        return Ok(Observed::default());
+    };
+    let id = project.id;
+    Ok(Observed {
+        project_id: Some(id),
+        files: gitlab
+            .repository_files(id, BRANCH)
+            .await?
+            .into_iter()
+            .map(|e| (e.path, e.id))
+            .collect(),
+        main_protected: gitlab.protected_branch(id, BRANCH).await?.is_some(),
+        release_tags_protected: gitlab
+            .protected_tag(id, RELEASE_TAG_PATTERN)
+            .await?
+            .is_some_and(|t| t.allows_only(common::gitlab::RELEASE_TAG_CREATE_LEVEL)),
+        tag_exists: gitlab.tag_target(id, tag).await?.is_some(),
+        promote_token: observe_promote_token(gitlab, vault, id).await?,
+    })
+}
+
+/// One seeding step.
+#[derive(Debug, Clone)]
+pub enum SeedOp {
+    CreateProject {
+        group: String,
+        name: String,
+        description: String,
+    },
+    ProtectReleases {
+        path: String,
+        main: bool,
+        tags: bool,
+    },
+    Commit {
+        path: String,
+        actions: Vec<Value>,
+        message: String,
+    },
+    CreateTag {
+        path: String,
+        tag: String,
+        message: String,
+    },
+    PromoteToken {
+        path: String,
+        change: PromoteTokenChange,
+    },
+}
+
+/// The commit's file actions, its plan lines, and the files kept as they are.
+pub fn file_actions(
+    wanted: &BTreeMap<String, String>,
+    observed: &BTreeMap<String, String>,
+    policy: &Policy,
+) -> (Vec<Value>, Vec<String>, Vec<String>) {
+    let mut actions = Vec::new();
+    let mut lines = Vec::new();
+    let mut kept = Vec::new();
+    for (path, content) in wanted {
+        match observed.get(path) {
+            None => {
+                actions.push(json!({"action": "create", "file_path": path, "content": content}));
+                lines.push(format!("+ {path}"));
+            }
+            Some(blob) if *blob != git_blob_id(content) => {
+                let update = match policy {
+                    Policy::KeepChanges { reset, .. } => *reset,
+                    Policy::Managed => !promotion_owned(path),
+                };
+                if update {
+                    actions
+                        .push(json!({"action": "update", "file_path": path, "content": content}));
+                    lines.push(format!("~ {path}"));
+                } else if !matches!(policy, Policy::Managed) {
+                    kept.push(path.clone());
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    if let Policy::KeepChanges {
+        reset: true,
+        reset_removes,
+    } = policy
+    {
+        for path in reset_removes {
+            if observed.contains_key(path) {
+                actions.push(json!({"action": "delete", "file_path": path}));
+                lines.push(format!("- {path}"));
+            }
+        }
+    }
+    (actions, lines, kept)
+}
+
+/// The pure plan of one project; `wrap` turns a step into the phase's own op. Returns the files
+/// kept as changed (for the phase's warning).
+pub fn plan<O>(
+    w: &Wanted,
+    o: &Observed,
+    plan: &mut Plan<O>,
+    today: i64,
+    wrap: impl Fn(SeedOp) -> O,
+) -> Vec<String> {
+    let path = w.path();
+    if o.project_id.is_none() {
+        plan.push(Change::create(
+            "gitlab project",
+            &path,
+            json!({"namespace": w.group, "default_branch": BRANCH, "description": w.description}),
+            &[],
+            wrap(SeedOp::CreateProject {
+                group: w.group.clone(),
+                name: w.name.clone(),
+                description: w.description.clone(),
+            }),
+        ));
+    }
+    if !o.main_protected || !o.release_tags_protected {
+        plan.push(Change::create(
+            "gitlab release protection",
+            &path,
+            json!({
+                "protected_branch": (!o.main_protected).then_some(json!({"name": BRANCH, "push_access_level": access::MAINTAINER, "merge_access_level": access::MAINTAINER, "allow_force_push": false})),
+                "protected_tag": (!o.release_tags_protected).then_some(json!({"name": RELEASE_TAG_PATTERN, "create_access_level": access::MAINTAINER})),
+                "why": "a release tag pipeline gets its Vault token only on a protected tag",
+            }),
+            &[],
+            wrap(SeedOp::ProtectReleases {
+                path: path.clone(),
+                main: !o.main_protected,
+                tags: !o.release_tags_protected,
+            }),
+        ));
+    }
+    let (actions, lines, kept) = file_actions(&w.files, &o.files, &w.policy);
+    if !actions.is_empty() {
+        let title = format!("{path}@{BRANCH}");
+        let seeding = o.files.is_empty();
+        let op = wrap(SeedOp::Commit {
+            path: path.clone(),
+            actions,
+            message: w.commit_message.clone(),
+        });
+        plan.push(if seeding {
+            Change::create("gitlab commit", &title, json!({"files": lines}), &[], op)
+        } else {
+            Change::update(
+                "gitlab commit",
+                &title,
+                json!({}),
+                json!({"files": lines}),
+                &[],
+                op,
+            )
+        });
+    }
+    if !o.tag_exists {
+        plan.push(Change::create(
+            "gitlab tag",
+            &format!("{path}:{}", w.tag),
+            json!({"ref": BRANCH, "why": "its release pipeline builds the image tag the platform deploys"}),
+            &[],
+            wrap(SeedOp::CreateTag {
+                path: path.clone(),
+                tag: w.tag.clone(),
+                message: w.tag_message.clone(),
+            }),
+        ));
+    }
+    let token = if o.project_id.is_some() {
+        promote_token_change(&o.promote_token, today)
+    } else {
+        Some(PromoteTokenChange::Create)
+    };
+    if let Some(change) = token {
+        plan.push(Change::create(
+            "gitlab promotion token",
+            &path,
+            json!({"change": change.describe(), "vault": "kv/ci/projects/<project id>/promote", "token": "(sensitive)"}),
+            &[],
+            wrap(SeedOp::PromoteToken {
+                path: path.clone(),
+                change,
+            }),
+        ));
+    }
+    kept
+}
+
+async fn project_id(gitlab: &GitLabClient, path: &str) -> anyhow::Result<u64> {
+    Ok(gitlab
+        .project(path)
+        .await?
+        .with_context(|| format!("GitLab project {path} disappeared during apply: rerun apply"))?
+        .id)
+}
+
+/// Carries out one step.
+pub async fn execute(
+    gitlab: &GitLabClient,
+    vault: &VaultClient,
+    op: &SeedOp,
+) -> anyhow::Result<()> {
+    match op {
+        SeedOp::CreateProject {
+            group,
+            name,
+            description,
+        } => {
+            let g = gitlab
+                .group(group)
+                .await?
+                .with_context(|| format!("GitLab group {group} disappeared during apply"))?;
+            gitlab.create_project(name, g.id, description).await?;
+        }
+        SeedOp::ProtectReleases { path, main, tags } => {
+            let id = project_id(gitlab, path).await?;
+            if *main && gitlab.protected_branch(id, BRANCH).await?.is_none() {
+                gitlab
+                    .protect_branch(
+                        id,
+                        &json!({"name": BRANCH, "push_access_level": access::MAINTAINER, "merge_access_level": access::MAINTAINER, "allow_force_push": false}),
+                    )
+                    .await?;
+            }
+            if *tags {
+                gitlab.ensure_release_tag_protection(id).await?;
+            }
+        }
+        SeedOp::Commit {
+            path,
+            actions,
+            message,
+        } => {
+            let id = project_id(gitlab, path).await?;
+            gitlab.commit(id, BRANCH, message, actions).await?;
+        }
+        SeedOp::CreateTag { path, tag, message } => {
+            let id = project_id(gitlab, path).await?;
+            gitlab.create_tag(id, tag, BRANCH, message).await?;
+        }
+        SeedOp::PromoteToken { path, change } => {
+            let id = project_id(gitlab, path).await?;
+            // A project created in this apply has no token yet: observe again rather than trust
+            // the plan's guess.
+            let now = observe_promote_token(gitlab, vault, id).await?;
+            let change = promote_token_change(&now, common::dates::today()).unwrap_or(change.clone());
+            apply_promote_token(gitlab, vault, id, path, &change).await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(p, c)| ((*p).to_owned(), (*c).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn managed_projects_follow_the_version_but_promotion_keeps_its_pins() {
+        let wanted = files(&[
+            ("src/main.rs", "new"),
+            ("deploy/overlays/staging/kustomization.yaml", "digest: sha256:0"),
+            ("deploy/base/deployment.yaml", "v2"),
+        ]);
+        let observed: BTreeMap<String, String> = files(&[
+            ("src/main.rs", "old"),
+            ("deploy/overlays/staging/kustomization.yaml", "digest: sha256:promoted"),
+            ("deploy/base/deployment.yaml", "v2"),
+        ])
+        .into_iter()
+        .map(|(p, c)| (p, git_blob_id(&c)))
+        .collect();
+        let (actions, lines, kept) = file_actions(&wanted, &observed, &Policy::Managed);
+        assert_eq!(lines, ["~ src/main.rs"]);
+        assert_eq!(actions.len(), 1);
+        assert!(kept.is_empty());
+        let demo = Policy::KeepChanges {
+            reset: false,
+            reset_removes: vec![],
+        };
+        let (actions, _, kept) = file_actions(&wanted, &observed, &demo);
+        assert!(actions.is_empty());
+        assert_eq!(kept.len(), 2);
+    }
+}
