@@ -159,9 +159,10 @@ pub const ANALYSIS_ERROR_RATE_MAX: &str = "ANALYSIS_ERROR_RATE_MAX";
 pub const EPHEMERAL_TTL: &str = "EPHEMERAL_TTL";
 
 // --- Phase 16 security-setup ---------------------------------------------------------------------
-/// GitLab group the security runner is registered to (default `platform_services`).
+/// GitLab group the four runner pools' runners are registered to (default `platform_services`).
 pub const SECURITY_RUNNER_GROUP: &str = "SECURITY_RUNNER_GROUP";
-/// Description that identifies the security runner in GitLab (default `security-runners`).
+/// Description that identifies the security pool's runner in GitLab (default `security-runners`;
+/// the other pools' runners are `<pool>-runners`).
 pub const SECURITY_RUNNER_DESCRIPTION: &str = "SECURITY_RUNNER_DESCRIPTION";
 /// Namespace of the runner pools (default `gitlab-runners`).
 pub const RUNNER_NAMESPACE: &str = "RUNNER_NAMESPACE";

@@ -1,7 +1,7 @@
-//! What phase 16 wants, as data (no I/O): the security runner (plan §3.1) and the values of the
-//! four runner pools, its Argo CD Application and runner-token `ExternalSecret`, the runner egress
-//! policy (§3.5), Harbor's scanning, gate, allowlist and alerts (§3.3), and the image-signing
-//! public key with the verify-images admission policy (§5.2).
+//! What phase 16 wants, as data (no I/O): the four runner pools of plan §3.1 (one GitLab group
+//! runner each, their chart values, Argo CD Applications and runner-token `ExternalSecret`s), the
+//! runner egress policy (§3.5), Harbor's scanning, gate, allowlist and alerts (§3.3), and the
+//! image-signing public key with the verify-images admission policy (§5.2).
 
 use std::collections::BTreeMap;
 
@@ -13,8 +13,8 @@ use crate::settings::Settings;
 
 /// The Vault KV v2 mount (phase 13's contract).
 pub const KV_MOUNT: &str = "kv";
-/// Where the security runner's authentication token lives in Vault (mount `kv`).
-pub const RUNNER_TOKEN_PATH: &str = "ci/runners/security";
+/// Where the pools' runner tokens live in Vault (mount `kv`): `ci/runners/<pool>`.
+pub const RUNNER_TOKEN_PREFIX: &str = "ci/runners";
 /// The key of the token in that secret (also the key of the Kubernetes Secret).
 pub const RUNNER_TOKEN_KEY: &str = "runner-token";
 /// Custom metadata key tying the stored token to the runner it belongs to.
@@ -36,20 +36,27 @@ pub const KYVERNO_CRD: &str = "clusterpolicies.kyverno.io";
 pub const ESO_CRD: &str = "externalsecrets.external-secrets.io";
 pub const ARGOCD_APPLICATION_CRD: &str = "applications.argoproj.io";
 /// Names of the Kubernetes objects.
-pub const RUNNER_TOKEN_SECRET: &str = "security-runner-token";
-pub const RUNNER_APPLICATION: &str = "gitlab-runner-security";
 pub const COSIGN_CONFIGMAP: &str = "cosign-public-key";
 pub const COSIGN_CONFIGMAP_KEY: &str = "cosign.pub";
 /// The repository files, as data.
 pub const VERIFY_IMAGES_FILE: &str = "security-setup/policies/verify-images.yaml";
 pub const VERIFY_IMAGES_POLICY: &str = include_str!("../policies/verify-images.yaml");
 pub const EGRESS_POLICY_NAME: &str = "gitlab-runner-egress";
+/// Job pod labels every pool's values set (`[runners.kubernetes.pod_labels]`): `app` is the
+/// same for all pools, the pool label names the pool. The egress policy selects by both.
+pub const JOB_POD_APP_LABEL: (&str, &str) = ("app", "gitlab-runner");
+pub const JOB_POD_POOL_LABEL: &str = "cicd.platform/runner-pool";
 
-/// One runner pool of plan §3.1.
+/// One runner pool of plan §3.1: a GitLab group runner with its tags, deployed by the
+/// gitlab-runner chart with `runners/<name>.values.yaml`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pool {
     pub name: &'static str,
+    /// The runner's tags in GitLab: a tagged job runs here only when all its tags are among these.
     pub tags: &'static [&'static str],
+    /// Whether the runner also picks jobs without tags (only `shared`, so a project's own
+    /// untagged jobs always have a runner; ADR 0008, decision 8).
+    pub run_untagged: bool,
     /// `harvester-pool` node label.
     pub node_pool: &'static str,
     /// Job pod requests and limits: (cpu, memory).
@@ -61,10 +68,12 @@ pub struct Pool {
     pub values: &'static str,
 }
 
+/// The four pools of plan §3.1, in the order they are planned.
 pub const POOLS: &[Pool] = &[
     Pool {
         name: "shared",
         tags: &["shared", "general"],
+        run_untagged: true,
         node_pool: "general",
         requests: ("2", "4Gi"),
         limits: ("4", "8Gi"),
@@ -74,6 +83,7 @@ pub const POOLS: &[Pool] = &[
     Pool {
         name: "build",
         tags: &["build", "docker", "kaniko"],
+        run_untagged: false,
         node_pool: "compute",
         requests: ("4", "8Gi"),
         limits: ("8", "16Gi"),
@@ -83,6 +93,7 @@ pub const POOLS: &[Pool] = &[
     Pool {
         name: "security",
         tags: &["security", "trivy", "semgrep", "gitleaks"],
+        run_untagged: false,
         node_pool: "general",
         requests: ("2", "4Gi"),
         limits: ("4", "8Gi"),
@@ -92,6 +103,7 @@ pub const POOLS: &[Pool] = &[
     Pool {
         name: "test",
         tags: &["test", "acceptance", "k6"],
+        run_untagged: false,
         node_pool: "general",
         requests: ("2", "4Gi"),
         limits: ("4", "8Gi"),
@@ -100,31 +112,68 @@ pub const POOLS: &[Pool] = &[
     },
 ];
 
-/// The pool this phase deploys.
-pub fn security_pool() -> &'static Pool {
-    POOLS
-        .iter()
-        .find(|p| p.name == "security")
-        .expect("the security pool is in POOLS")
+impl Pool {
+    /// Whether this pool's runner picks a job with these tags, by GitLab's rule: a tagged job
+    /// only when every one of its tags is a tag of the runner (compared exactly); an untagged
+    /// job only when the runner runs untagged jobs.
+    pub fn serves(&self, job_tags: &[&str]) -> bool {
+        if job_tags.is_empty() {
+            self.run_untagged
+        } else {
+            job_tags.iter().all(|t| self.tags.contains(t))
+        }
+    }
+
+    /// Where the runner's token lives in Vault (mount `kv`): `ci/runners/<name>`.
+    pub fn token_path(&self) -> String {
+        format!("{RUNNER_TOKEN_PREFIX}/{}", self.name)
+    }
+
+    /// The Kubernetes Secret (and its `ExternalSecret`) with the token: `<name>-runner-token`.
+    pub fn token_secret(&self) -> String {
+        format!("{}-runner-token", self.name)
+    }
+
+    /// The Argo CD Application (and Helm release): `gitlab-runner-<name>`.
+    pub fn application(&self) -> String {
+        format!("gitlab-runner-{}", self.name)
+    }
+
+    /// The values file in the repository.
+    pub fn values_file(&self) -> String {
+        format!("security-setup/runners/{}.values.yaml", self.name)
+    }
 }
 
-// ----- GitLab runner --------------------------------------------------------------------------
+/// The pool whose runner picks a job with these tags (GitLab's rule, [`Pool::serves`]); `None`
+/// when no pool does, so such a job would wait for a runner forever. The pools' tags are
+/// disjoint, so at most one pool serves a tagged job; only `shared` serves untagged jobs.
+pub fn pool_serving(job_tags: &[&str]) -> Option<&'static Pool> {
+    POOLS.iter().find(|pool| pool.serves(job_tags))
+}
 
-/// The runner attributes this phase owns, as `GET /runners/:id` shows them.
-pub fn runner_view(s: &Settings) -> Value {
-    let mut tags: Vec<&str> = security_pool().tags.to_vec();
+/// The pool called `name`.
+pub fn pool(name: &str) -> Option<&'static Pool> {
+    POOLS.iter().find(|p| p.name == name)
+}
+
+// ----- GitLab runners -------------------------------------------------------------------------
+
+/// The runner attributes this phase owns, as `GET /runners/:id` shows them (tags sorted).
+pub fn runner_view(s: &Settings, pool: &Pool) -> Value {
+    let mut tags: Vec<&str> = pool.tags.to_vec();
     tags.sort_unstable();
-    json!({"description": s.runner_description, "tag_list": tags, "run_untagged": false, "locked": true, "paused": false})
+    json!({"description": s.runner_description(pool), "tag_list": tags, "run_untagged": pool.run_untagged, "locked": true, "paused": false})
 }
 
-/// `POST /user/runners` body for the group runner.
-pub fn runner_create_body(s: &Settings, group_id: u64) -> Value {
+/// `POST /user/runners` body for the pool's group runner.
+pub fn runner_create_body(s: &Settings, pool: &Pool, group_id: u64) -> Value {
     json!({
         "runner_type": "group_type",
         "group_id": group_id,
-        "description": s.runner_description,
-        "tag_list": security_pool().tags,
-        "run_untagged": false,
+        "description": s.runner_description(pool),
+        "tag_list": pool.tags,
+        "run_untagged": pool.run_untagged,
         "locked": true,
         "paused": false,
         "access_level": "not_protected",
@@ -211,12 +260,12 @@ pub fn webhook_view(policy: &Value) -> Value {
 
 // ----- Kubernetes -----------------------------------------------------------------------------
 
-/// The security pool's chart values with the platform's GitLab URL and the token Secret.
-pub fn security_values(s: &Settings) -> anyhow::Result<Value> {
-    let mut values: Value = serde_saphyr::from_str(security_pool().values)
-        .context("parsing security-setup/runners/security.values.yaml")?;
+/// A pool's chart values with the platform's GitLab URL, its token Secret and the namespace.
+pub fn pool_values(s: &Settings, pool: &Pool) -> anyhow::Result<Value> {
+    let mut values: Value = serde_saphyr::from_str(pool.values)
+        .with_context(|| format!("parsing {}", pool.values_file()))?;
     values["gitlabUrl"] = format!("{}/", s.gitlab_url).into();
-    values["runners"]["secret"] = RUNNER_TOKEN_SECRET.into();
+    values["runners"]["secret"] = pool.token_secret().into();
     let config = values["runners"]["config"]
         .as_str()
         .unwrap_or_default()
@@ -228,18 +277,19 @@ pub fn security_values(s: &Settings) -> anyhow::Result<Value> {
     Ok(values)
 }
 
-/// The `ExternalSecret` that materialises the runner token (from Vault) as the Secret the chart reads
-/// (`runner-token`, and an empty `runner-registration-token` the chart still expects).
-pub fn runner_token_external_secret(s: &Settings) -> Value {
+/// The `ExternalSecret` that materialises a pool's runner token (from Vault) as the Secret the
+/// chart reads (`runner-token`, and an empty `runner-registration-token` the chart still expects).
+pub fn runner_token_external_secret(s: &Settings, pool: &Pool) -> Value {
+    let name = pool.token_secret();
     json!({
         "apiVersion": "external-secrets.io/v1",
         "kind": "ExternalSecret",
-        "metadata": {"name": RUNNER_TOKEN_SECRET, "namespace": s.runner_namespace, "labels": owned_labels(PHASE_LABEL)},
+        "metadata": {"name": name, "namespace": s.runner_namespace, "labels": owned_labels(PHASE_LABEL)},
         "spec": {
             "refreshInterval": "1h",
             "secretStoreRef": {"kind": "ClusterSecretStore", "name": "vault-backend"},
             "target": {
-                "name": RUNNER_TOKEN_SECRET,
+                "name": name,
                 "creationPolicy": "Owner",
                 "template": {
                     "engineVersion": "v2",
@@ -247,24 +297,29 @@ pub fn runner_token_external_secret(s: &Settings) -> Value {
                     "data": {"runner-token": "{{ .token }}", "runner-registration-token": "{{ \"\" }}"},
                 },
             },
-            "data": [{"secretKey": "token", "remoteRef": {"key": RUNNER_TOKEN_PATH, "property": RUNNER_TOKEN_KEY}}],
+            "data": [{"secretKey": "token", "remoteRef": {"key": pool.token_path(), "property": RUNNER_TOKEN_KEY}}],
         },
     })
 }
 
-/// The Argo CD Application that deploys the security pool with the gitlab-runner chart.
-pub fn runner_application(s: &Settings, argocd_namespace: &str) -> anyhow::Result<Value> {
+/// The Argo CD Application that deploys a pool with the gitlab-runner chart.
+pub fn runner_application(
+    s: &Settings,
+    pool: &Pool,
+    argocd_namespace: &str,
+) -> anyhow::Result<Value> {
+    let name = pool.application();
     Ok(json!({
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Application",
-        "metadata": {"name": RUNNER_APPLICATION, "namespace": argocd_namespace, "labels": owned_labels(PHASE_LABEL)},
+        "metadata": {"name": name, "namespace": argocd_namespace, "labels": owned_labels(PHASE_LABEL)},
         "spec": {
             "project": "platform",
             "source": {
                 "repoURL": "https://charts.gitlab.io",
                 "chart": "gitlab-runner",
                 "targetRevision": s.chart_version,
-                "helm": {"releaseName": RUNNER_APPLICATION, "valuesObject": security_values(s)?},
+                "helm": {"releaseName": name, "valuesObject": pool_values(s, pool)?},
             },
             "destination": {"server": "https://kubernetes.default.svc", "namespace": s.runner_namespace},
             "syncPolicy": {"automated": {"prune": true, "selfHeal": true}, "syncOptions": ["ServerSideApply=true"]},
@@ -272,8 +327,12 @@ pub fn runner_application(s: &Settings, argocd_namespace: &str) -> anyhow::Resul
     }))
 }
 
-/// Plan §3.5: runner pods reach Harbor, Vault, GitLab, the package registries (by name) and DNS
-/// (which `toFQDNs` needs: Cilium learns the names' addresses from the DNS answers it proxies).
+/// Plan §3.5: the job pods of all four pools (labelled `app: gitlab-runner` and
+/// `cicd.platform/runner-pool: <pool>` by each pool's `pod_labels`) reach Harbor, Vault, GitLab,
+/// the package registries (by name) and DNS (which `toFQDNs` needs: Cilium learns the names'
+/// addresses from the DNS answers it proxies). The runner managers (chart label
+/// `app: gitlab-runner-<pool>`) are not selected: they talk to the Kubernetes API, which §3.5
+/// does not list.
 pub fn runner_egress_policy(s: &Settings) -> Value {
     let to =
         |name: &str| json!({"toEndpoints": [{"matchLabels": {"app.kubernetes.io/name": name}}]});
@@ -283,7 +342,14 @@ pub fn runner_egress_policy(s: &Settings) -> Value {
         "metadata": {"name": EGRESS_POLICY_NAME, "namespace": s.runner_namespace, "labels": owned_labels(PHASE_LABEL)},
         "spec": {
             "description": "GitLab runners reach only Harbor, Vault, GitLab and the package registries (plan §3.5)",
-            "endpointSelector": {"matchLabels": {"app": "gitlab-runner"}},
+            "endpointSelector": {
+                "matchLabels": {JOB_POD_APP_LABEL.0: JOB_POD_APP_LABEL.1},
+                "matchExpressions": [{
+                    "key": JOB_POD_POOL_LABEL,
+                    "operator": "In",
+                    "values": POOLS.iter().map(|p| p.name).collect::<Vec<_>>(),
+                }],
+            },
             "egress": [
                 to("harbor"),
                 to("vault"),
@@ -352,7 +418,7 @@ mod tests {
     fn settings() -> Settings {
         Settings {
             runner_group: "platform_services".into(),
-            runner_description: "security-runners".into(),
+            security_runner_description: "security-runners".into(),
             runner_namespace: "gitlab-runners".into(),
             chart_version: "0.71.0".into(),
             scan_projects: vec!["platform-services".into(), "application-services".into()],
@@ -368,50 +434,257 @@ mod tests {
         }
     }
 
+    /// The `[[runners]]` entry of a pool's `runners.config` (TOML), as JSON.
+    fn runner_config(pool: &Pool) -> Value {
+        let values: Value = serde_saphyr::from_str(pool.values).unwrap();
+        let config: Value = toml::from_str(values["runners"]["config"].as_str().unwrap()).unwrap();
+        let runners = config["runners"].as_array().unwrap();
+        assert_eq!(runners.len(), 1, "{}: one [[runners]] entry", pool.name);
+        runners[0].clone()
+    }
+
+    /// The build container of the build pool: root, so kaniko can unpack images and run the
+    /// Dockerfile's steps, but never privileged, no privilege escalation, and only the
+    /// capabilities unpacking needs (ADR 0008, decision 11).
+    fn kaniko_build_container() -> Value {
+        json!({
+            "run_as_non_root": false,
+            "run_as_user": 0,
+            "run_as_group": 0,
+            "privileged": false,
+            "allow_privilege_escalation": false,
+            "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID"]},
+        })
+    }
+
     /// Every values file says what the §3.1 table (POOLS) says: node pool, requests, limits,
-    /// replicas, non-root, never privileged.
+    /// replicas, job pod labels, never privileged, non-root pods; the one exception is the
+    /// build pool's build container (root for kaniko), checked field by field.
     #[test]
     fn pool_values_follow_the_plan_table() {
+        let names: Vec<&str> = POOLS.iter().map(|p| p.name).collect();
+        assert_eq!(names, ["shared", "build", "security", "test"]);
         for pool in POOLS {
             let values: Value = serde_saphyr::from_str(pool.values).unwrap();
-            let config = values["runners"]["config"].as_str().unwrap();
-            for needle in [
-                "executor = \"kubernetes\"".to_owned(),
-                "privileged = false".to_owned(),
-                "run_as_non_root = true".to_owned(),
-                format!("cpu_request = \"{}\"", pool.requests.0),
-                format!("memory_request = \"{}\"", pool.requests.1),
-                format!("cpu_limit = \"{}\"", pool.limits.0),
-                format!("memory_limit = \"{}\"", pool.limits.1),
-                format!("\"harvester-pool\" = \"{}\"", pool.node_pool),
+            let runner = runner_config(pool);
+            let k8s = &runner["kubernetes"];
+            assert_eq!(runner["executor"], "kubernetes", "{}", pool.name);
+            assert_eq!(runner["name"], format!("{}-runners", pool.name));
+            assert_eq!(k8s["namespace"], "gitlab-runners", "{}", pool.name);
+            assert_eq!(k8s["privileged"], false, "{}", pool.name);
+            assert_eq!(k8s["allow_privilege_escalation"], false, "{}", pool.name);
+            assert_eq!(k8s["cpu_request"], pool.requests.0, "{}", pool.name);
+            assert_eq!(k8s["memory_request"], pool.requests.1, "{}", pool.name);
+            assert_eq!(k8s["cpu_limit"], pool.limits.0, "{}", pool.name);
+            assert_eq!(k8s["memory_limit"], pool.limits.1, "{}", pool.name);
+            assert_eq!(
+                k8s["node_selector"],
+                json!({"harvester-pool": pool.node_pool}),
+                "{}",
+                pool.name
+            );
+            assert_eq!(
+                k8s["pod_labels"],
+                json!({JOB_POD_APP_LABEL.0: JOB_POD_APP_LABEL.1, JOB_POD_POOL_LABEL: pool.name}),
+                "{}",
+                pool.name
+            );
+            // Job pods: non-root for every pool (helper and service containers inherit it).
+            assert_eq!(
+                k8s["pod_security_context"],
+                json!({"run_as_non_root": true, "run_as_user": 1000, "run_as_group": 1000, "fs_group": 1000}),
+                "{}",
+                pool.name
+            );
+            for container in [
+                "helper_container_security_context",
+                "service_container_security_context",
             ] {
-                assert!(config.contains(&needle), "{}: {needle}", pool.name);
+                assert!(k8s.get(container).is_none(), "{}: {container}", pool.name);
             }
-            assert!(!config.contains("privileged = true"), "{}", pool.name);
+            // The build container: the pod's non-root user, except in the build pool.
+            let build_container = &k8s["build_container_security_context"];
+            if pool.name == "build" {
+                assert_eq!(*build_container, kaniko_build_container());
+            } else {
+                assert_eq!(
+                    *build_container,
+                    json!({"allow_privilege_escalation": false, "capabilities": {"drop": ["ALL"]}}),
+                    "{}",
+                    pool.name
+                );
+            }
+            assert!(!pool.values.contains("privileged = true"), "{}", pool.name);
+            // The runner manager (the chart's Deployment): non-root, never privileged.
             assert_eq!(values["nodeSelector"]["harvester-pool"], pool.node_pool);
             assert_eq!(values["hpa"]["minReplicas"], pool.replicas.0);
             assert_eq!(values["hpa"]["maxReplicas"], pool.replicas.1);
             assert_eq!(values["securityContext"]["privileged"], false);
+            assert_eq!(values["securityContext"]["allowPrivilegeEscalation"], false);
+            assert_eq!(values["securityContext"]["runAsNonRoot"], true);
             assert_eq!(values["podSecurityContext"]["runAsNonRoot"], true);
-            for tag in pool.tags {
-                assert!(
-                    pool.values.contains(tag),
-                    "{}: tag {tag} documented",
-                    pool.name
-                );
-            }
+            assert_eq!(values["runners"]["secret"], pool.token_secret());
+            let header = format!(
+                "Runner tags ({}) and run_untagged={} are attributes",
+                pool.tags.join(", "),
+                pool.run_untagged
+            );
+            assert!(pool.values.contains(&header), "{}: {header}", pool.name);
         }
-        assert_eq!(POOLS.len(), 4);
+        // Only the build pool runs its build container as root.
+        let root: Vec<&str> = POOLS
+            .iter()
+            .filter(|p| {
+                runner_config(p)["kubernetes"]["build_container_security_context"]["run_as_user"]
+                    == 0
+            })
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(root, ["build"]);
+    }
+
+    /// The §3.1 tags, and untagged jobs only on the shared pool.
+    #[test]
+    fn the_pools_carry_the_plan_tags() {
+        let table: Vec<(&str, &[&str], bool)> = POOLS
+            .iter()
+            .map(|p| (p.name, p.tags, p.run_untagged))
+            .collect();
+        assert_eq!(
+            table,
+            [
+                ("shared", &["shared", "general"][..], true),
+                ("build", &["build", "docker", "kaniko"][..], false),
+                (
+                    "security",
+                    &["security", "trivy", "semgrep", "gitleaks"][..],
+                    false
+                ),
+                ("test", &["test", "acceptance", "k6"][..], false),
+            ]
+        );
     }
 
     #[test]
-    fn the_application_carries_the_rendered_values() {
-        let app = runner_application(&settings(), "argocd").unwrap();
-        let values = &app["spec"]["source"]["helm"]["valuesObject"];
-        assert_eq!(values["gitlabUrl"], "https://gitlab.example.com/");
-        assert_eq!(values["runners"]["secret"], RUNNER_TOKEN_SECRET);
-        assert_eq!(app["spec"]["source"]["targetRevision"], "0.71.0");
-        assert_eq!(app["spec"]["project"], "platform");
+    fn pool_serving_follows_gitlabs_rule() {
+        let serving = |tags: &[&str]| pool_serving(tags).map(|p| p.name);
+        // Untagged jobs: only the shared pool runs them.
+        assert_eq!(serving(&[]), Some("shared"));
+        assert_eq!(
+            POOLS
+                .iter()
+                .filter(|p| p.serves(&[]))
+                .map(|p| p.name)
+                .collect::<Vec<_>>(),
+            ["shared"]
+        );
+        // Tagged jobs: every tag must be one of the runner's.
+        assert_eq!(serving(&["general", "shared"]), Some("shared"));
+        assert_eq!(serving(&["kaniko"]), Some("build"));
+        assert_eq!(serving(&["build", "docker", "kaniko"]), Some("build"));
+        assert_eq!(serving(&["trivy", "security"]), Some("security"));
+        assert_eq!(serving(&["k6", "k6"]), Some("test"));
+        assert_eq!(serving(&["build", "security"]), None, "no pool has both");
+        assert_eq!(serving(&["shared", "kaniko"]), None);
+        assert_eq!(serving(&["gpu"]), None);
+        assert_eq!(serving(&["Kaniko"]), None, "tags compare exactly");
+        // Each pool, and only it, serves each of its tags and all of them together.
+        for pool in POOLS {
+            assert_eq!(serving(pool.tags), Some(pool.name));
+            for tag in pool.tags {
+                let serving_tag: Vec<&str> = POOLS
+                    .iter()
+                    .filter(|p| p.serves(&[*tag]))
+                    .map(|p| p.name)
+                    .collect();
+                assert_eq!(serving_tag, [pool.name], "{tag}");
+            }
+        }
+    }
+
+    #[test]
+    fn each_pool_has_its_own_names() {
+        let s = settings();
+        let security = pool("security").unwrap();
+        // The security pool keeps the names of the installation that deployed only it.
+        assert_eq!(s.runner_description(security), "security-runners");
+        assert_eq!(security.token_path(), "ci/runners/security");
+        assert_eq!(security.token_secret(), "security-runner-token");
+        assert_eq!(security.application(), "gitlab-runner-security");
+        let build = pool("build").unwrap();
+        assert_eq!(s.runner_description(build), "build-runners");
+        assert_eq!(build.token_path(), "ci/runners/build");
+        assert_eq!(build.token_secret(), "build-runner-token");
+        assert_eq!(build.application(), "gitlab-runner-build");
+        assert!(pool("gpu").is_none());
+    }
+
+    #[test]
+    fn the_applications_carry_each_pools_rendered_values() {
+        let s = settings();
+        for pool in POOLS {
+            let app = runner_application(&s, pool, "argocd").unwrap();
+            assert_eq!(app["metadata"]["name"], pool.application());
+            assert_eq!(
+                app["spec"]["source"]["helm"]["releaseName"],
+                pool.application()
+            );
+            let values = &app["spec"]["source"]["helm"]["valuesObject"];
+            assert_eq!(values["gitlabUrl"], "https://gitlab.example.com/");
+            assert_eq!(values["runners"]["secret"], pool.token_secret());
+            assert_eq!(values["hpa"]["maxReplicas"], pool.replicas.1);
+            assert_eq!(app["spec"]["source"]["targetRevision"], "0.71.0");
+            assert_eq!(app["spec"]["project"], "platform");
+            let es = runner_token_external_secret(&s, pool);
+            assert_eq!(es["metadata"]["name"], pool.token_secret());
+            assert_eq!(es["spec"]["target"]["name"], pool.token_secret());
+            assert_eq!(
+                es["spec"]["data"][0]["remoteRef"],
+                json!({"key": format!("ci/runners/{}", pool.name), "property": "runner-token"})
+            );
+        }
+        let mut other = settings();
+        other.runner_namespace = "ci-runners".into();
+        let values = pool_values(&other, pool("test").unwrap()).unwrap();
+        let config = values["runners"]["config"].as_str().unwrap();
+        assert!(config.contains("namespace = \"ci-runners\""), "{config}");
+    }
+
+    /// The egress policy selects the job pods of all four pools (labels from the values files)
+    /// and nothing else: not the runner managers (chart label `app: gitlab-runner-<pool>`), not
+    /// a pod of an unknown pool.
+    #[test]
+    fn the_egress_policy_selects_the_job_pods_of_every_pool() {
+        let policy = runner_egress_policy(&settings());
+        let selector = &policy["spec"]["endpointSelector"];
+        let selects = |labels: &Value| {
+            let labels = labels.as_object().unwrap();
+            selector["matchLabels"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .all(|(k, v)| labels.get(k) == Some(v))
+                && selector["matchExpressions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|e| {
+                        assert_eq!(e["operator"], "In");
+                        labels
+                            .get(e["key"].as_str().unwrap())
+                            .is_some_and(|v| e["values"].as_array().unwrap().contains(v))
+                    })
+        };
+        for pool in POOLS {
+            let job_pod = &runner_config(pool)["kubernetes"]["pod_labels"];
+            assert!(selects(job_pod), "{}: {job_pod}", pool.name);
+            let manager = json!({"app": pool.application(), "release": pool.application()});
+            assert!(!selects(&manager), "{}: manager", pool.name);
+        }
+        assert!(!selects(
+            &json!({"app": "gitlab-runner", "cicd.platform/runner-pool": "gpu"})
+        ));
+        assert!(!selects(&json!({"cicd.platform/runner-pool": "build"})));
     }
 
     #[test]
@@ -434,13 +707,25 @@ mod tests {
     }
 
     #[test]
-    fn the_runner_is_tagged_and_never_runs_untagged_jobs() {
-        let body = runner_create_body(&settings(), 7);
-        assert_eq!(body["runner_type"], "group_type");
+    fn each_runner_is_a_tagged_group_runner_and_only_shared_runs_untagged_jobs() {
+        let s = settings();
+        for pool in POOLS {
+            let body = runner_create_body(&s, pool, 7);
+            assert_eq!(body["runner_type"], "group_type");
+            assert_eq!(body["group_id"], 7);
+            assert_eq!(body["description"], format!("{}-runners", pool.name));
+            assert_eq!(body["tag_list"], json!(pool.tags));
+            assert_eq!(body["run_untagged"], pool.name == "shared", "{}", pool.name);
+            assert_eq!(body["locked"], true);
+            let view = runner_view(&s, pool);
+            assert_eq!(view["run_untagged"], body["run_untagged"]);
+            let mut tags: Vec<&str> = pool.tags.to_vec();
+            tags.sort_unstable();
+            assert_eq!(view["tag_list"], json!(tags));
+        }
         assert_eq!(
-            body["tag_list"],
+            runner_create_body(&s, pool("security").unwrap(), 7)["tag_list"],
             json!(["security", "trivy", "semgrep", "gitleaks"])
         );
-        assert_eq!(body["run_untagged"], false);
     }
 }

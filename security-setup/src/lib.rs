@@ -1,10 +1,12 @@
-//! Phase 16 `security-setup`: the security runner pool (plan §3.1) with its token in Vault, the
-//! runner egress policy (§3.5), Harbor scanning, severity gate, CVE allowlist and Mattermost
-//! alerts (§3.3), and the image-signing public key with the verify-images policy (§5.2).
+//! Phase 16 `security-setup`: the four runner pools of plan §3.1 (shared, build, security, test;
+//! one GitLab group runner each with its token in Vault, deployed by Argo CD), the runner egress
+//! policy (§3.5), Harbor scanning, severity gate, CVE allowlist and Mattermost alerts (§3.3), and
+//! the image-signing public key with the verify-images policy (§5.2).
 //!
 //! - [`settings`]: names in `common::env`, the plan's defaults.
-//! - [`desired`]: the runner, the four pools' values (`runners/`), Harbor bodies and the
-//!   Kubernetes objects (`policies/verify-images.yaml`), as data.
+//! - [`desired`]: the pools ([`desired::POOLS`], [`desired::pool_serving`]: which pool takes a job
+//!   with given tags), their values (`runners/`), Harbor bodies and the Kubernetes objects
+//!   (`policies/verify-images.yaml`), as data.
 //! - [`reconcile`]: observe, diff, execute.
 
 pub mod desired;

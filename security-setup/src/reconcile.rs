@@ -18,9 +18,9 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Map, Value, json};
 
 use crate::desired::{
-    self, ARGOCD_APPLICATION_CRD, CILIUM_CRD, ESO_CRD, KV_MOUNT, KYVERNO_CRD, MANAGED_BY,
-    RUNNER_ID_METADATA, RUNNER_TOKEN_KEY, RUNNER_TOKEN_PATH, SIGNING_KEY, TRANSIT_MOUNT,
-    VERIFY_IMAGES_FILE, WEBHOOK_POLICY_NAME,
+    self, ARGOCD_APPLICATION_CRD, CILIUM_CRD, ESO_CRD, KV_MOUNT, KYVERNO_CRD, MANAGED_BY, POOLS,
+    Pool, RUNNER_ID_METADATA, RUNNER_TOKEN_KEY, SIGNING_KEY, TRANSIT_MOUNT, VERIFY_IMAGES_FILE,
+    WEBHOOK_POLICY_NAME,
 };
 use crate::settings::Settings;
 
@@ -29,16 +29,18 @@ pub const FIELD_MANAGER: &str = "cicd-buildout/security-setup";
 
 #[derive(Debug, Clone)]
 pub enum Op {
-    /// Creates the runner and stores its token in Vault in the same step.
+    /// Creates the pool's runner and stores its token in Vault in the same step.
     CreateRunner {
+        pool: &'static Pool,
         group_id: u64,
     },
     UpdateRunner {
         id: u64,
         body: Value,
     },
-    /// The runner exists but Vault has no token for it: a new token, stored.
+    /// The pool's runner exists but Vault has no token for it: a new token, stored.
     StoreRunnerToken {
+        pool: &'static Pool,
         id: u64,
     },
     UpdateProjectMetadata {
@@ -73,15 +75,23 @@ pub struct HarborProjectState {
     pub webhook: Option<Value>,
 }
 
-/// Everything [`diff`] needs.
-pub struct Observed {
-    pub group_id: u64,
-    /// The runner's details (the oldest one with the description).
+/// What one pool's runner looks like now.
+#[derive(Debug, Clone)]
+pub struct PoolRunner {
+    pub pool: &'static Pool,
+    /// The runner's details (the oldest one of the group with the pool's description).
     pub runner: Option<Runner>,
     /// How many runners of the group carry the description.
     pub runners_with_description: usize,
-    /// Vault holds a live token for exactly this runner.
+    /// Vault holds a live token for exactly this runner at the pool's path.
     pub token_stored: bool,
+}
+
+/// Everything [`diff`] needs.
+pub struct Observed {
+    pub group_id: u64,
+    /// One entry per pool, in the order of [`POOLS`].
+    pub runners: Vec<PoolRunner>,
     pub projects: BTreeMap<String, HarborProjectState>,
     pub scan_schedule: Value,
     pub allowlist: Value,
@@ -204,35 +214,42 @@ impl SecuritySetup {
                 env::SECURITY_RUNNER_GROUP
             )
         })?;
-        let mut matching: Vec<Runner> = self
-            .gitlab
-            .group_runners(group.id)
-            .await?
-            .into_iter()
-            .filter(|r| r.description == s.runner_description)
-            .collect();
-        matching.sort_by_key(|r| r.id);
-        let runners_with_description = matching.len();
-        let runner = match matching.first() {
-            Some(r) => Some(self.gitlab.runner(r.id).await?),
-            None => None,
-        };
+        let group_runners = self.gitlab.group_runners(group.id).await?;
         self.vault
-            .require_kv2(KV_MOUNT, "the runner token goes")
+            .require_kv2(KV_MOUNT, "the runner tokens go")
             .await?;
-        let token_stored = match &runner {
-            Some(r) => self
-                .vault
-                .kv2_metadata(KV_MOUNT, RUNNER_TOKEN_PATH)
-                .await?
-                .is_some_and(|m| {
-                    !m.current_deleted
-                        && m.custom_metadata
-                            .get(RUNNER_ID_METADATA)
-                            .is_some_and(|id| *id == r.id.to_string())
-                }),
-            None => false,
-        };
+        let mut runners = Vec::new();
+        for pool in POOLS {
+            let description = s.runner_description(pool);
+            let mut matching: Vec<&Runner> = group_runners
+                .iter()
+                .filter(|r| r.description == description)
+                .collect();
+            matching.sort_by_key(|r| r.id);
+            let runner = match matching.first() {
+                Some(r) => Some(self.gitlab.runner(r.id).await?),
+                None => None,
+            };
+            let token_stored = match &runner {
+                Some(r) => self
+                    .vault
+                    .kv2_metadata(KV_MOUNT, &pool.token_path())
+                    .await?
+                    .is_some_and(|m| {
+                        !m.current_deleted
+                            && m.custom_metadata
+                                .get(RUNNER_ID_METADATA)
+                                .is_some_and(|id| *id == r.id.to_string())
+                    }),
+                None => false,
+            };
+            runners.push(PoolRunner {
+                pool,
+                runner,
+                runners_with_description: matching.len(),
+                token_stored,
+            });
+        }
 
         self.require_scanner().await?;
         let mut projects = BTreeMap::new();
@@ -267,9 +284,7 @@ impl SecuritySetup {
         let public_key = self.public_key().await?;
         Ok(Observed {
             group_id: group.id,
-            runner,
-            runners_with_description,
-            token_stored,
+            runners,
             projects,
             scan_schedule,
             allowlist,
@@ -282,19 +297,21 @@ impl SecuritySetup {
     async fn plan_objects(&self, plan: &mut Plan<Op>, public_key: &str) -> anyhow::Result<()> {
         let s = &self.settings;
         let mut planner = ObjectPlanner::new(&self.kube, self.crd_wait);
-        let mut objects: Vec<(Value, Option<&'static str>, &str)> = vec![
-            (
-                desired::runner_token_external_secret(s),
+        let mut objects: Vec<(Value, Option<&'static str>, &str)> = Vec::new();
+        // Per pool: the token Secret first (the chart reads it), then the Application.
+        for pool in POOLS {
+            objects.push((
+                desired::runner_token_external_secret(s, pool),
                 Some(ESO_CRD),
                 "External Secrets Operator, phase 13",
-            ),
-            (
-                desired::runner_application(s, &self.argocd_namespace)?,
+            ));
+            objects.push((
+                desired::runner_application(s, pool, &self.argocd_namespace)?,
                 Some(ARGOCD_APPLICATION_CRD),
                 "Argo CD",
-            ),
-            (desired::cosign_configmap(s, public_key), None, ""),
-        ];
+            ));
+        }
+        objects.push((desired::cosign_configmap(s, public_key), None, ""));
         // Optional: applied only where the cluster serves their CRDs.
         if self.kube.crd_established(CILIUM_CRD).await? {
             objects.push((desired::runner_egress_policy(s), Some(CILIUM_CRD), "Cilium"));
@@ -331,8 +348,8 @@ impl SecuritySetup {
         Ok(())
     }
 
-    /// Stores a runner token at its Vault path (never printed anywhere).
-    async fn store_token(&self, id: u64, token: &SecretString) -> anyhow::Result<()> {
+    /// Stores a pool's runner token at its Vault path (never printed anywhere).
+    async fn store_token(&self, pool: &Pool, id: u64, token: &SecretString) -> anyhow::Result<()> {
         let data = BTreeMap::from([(
             RUNNER_TOKEN_KEY.to_owned(),
             token.expose_secret().to_owned(),
@@ -342,15 +359,17 @@ impl SecuritySetup {
             (RUNNER_ID_METADATA.to_owned(), id.to_string()),
             (
                 "runner-description".to_owned(),
-                self.settings.runner_description.clone(),
+                self.settings.runner_description(pool),
             ),
         ]);
+        let path = pool.token_path();
         self.vault
-            .kv2_put(KV_MOUNT, RUNNER_TOKEN_PATH, &data, &metadata)
+            .kv2_put(KV_MOUNT, &path, &data, &metadata)
             .await
             .with_context(|| {
                 format!(
-                    "storing the token of runner {id} at {KV_MOUNT}/{RUNNER_TOKEN_PATH} (the runner exists: rerun apply, which resets its token and stores the new one)"
+                    "storing the token of the {} pool's runner {id} at {KV_MOUNT}/{path} (the runner exists: rerun apply, which resets its token and stores the new one)",
+                    pool.name
                 )
             })
     }
@@ -385,65 +404,72 @@ fn metadata_diff(
     (!after.is_empty()).then_some((Value::Object(before), Value::Object(after)))
 }
 
+/// One pool's runner: create it (token to Vault), update the attributes that drifted, or store
+/// a new token when Vault lost it.
+fn diff_runner(plan: &mut Plan<Op>, s: &Settings, group_id: u64, o: &PoolRunner) {
+    let pool = o.pool;
+    let description = s.runner_description(pool);
+    let vault_path = format!("{KV_MOUNT}/{} ({RUNNER_TOKEN_KEY})", pool.token_path());
+    let want = desired::runner_view(s, pool);
+    let Some(runner) = &o.runner else {
+        let mut after = want;
+        after["group"] = s.runner_group.clone().into();
+        after["runner_type"] = "group_type".into();
+        after["token"] = format!("stored at {vault_path}, never shown").into();
+        plan.push(Change::create(
+            "gitlab runner",
+            &description,
+            after,
+            &[],
+            Op::CreateRunner { pool, group_id },
+        ));
+        return;
+    };
+    if o.runners_with_description > 1 {
+        plan.warn(format!(
+            "{} runners of group {} are described `{description}`: this phase uses the oldest (id {}) for the {} pool; delete the others in GitLab (Settings → CI/CD → Runners)",
+            o.runners_with_description, s.runner_group, runner.id, pool.name
+        ));
+    }
+    let have = runner_state(runner);
+    if have != want {
+        let mut body = want.clone();
+        if let Some(map) = body.as_object_mut() {
+            map.retain(|k, v| have.get(k) != Some(v));
+        }
+        plan.push(Change::update(
+            "gitlab runner",
+            &description,
+            have,
+            want,
+            &[],
+            Op::UpdateRunner {
+                id: runner.id,
+                body,
+            },
+        ));
+    }
+    if !o.token_stored {
+        plan.push(Change::update(
+            "runner token",
+            &format!("runner {} → {vault_path}", runner.id),
+            json!({"stored": false}),
+            json!({"stored": true, "how": "a new token from GitLab (reset), written to Vault"}),
+            &[],
+            Op::StoreRunnerToken {
+                pool,
+                id: runner.id,
+            },
+        ));
+    }
+}
+
 /// The pure diff of the API objects (GitLab, Vault, Harbor).
 pub fn diff(s: &Settings, o: &Observed) -> Plan<Op> {
     let mut plan = Plan::new(PHASE_NAME);
-    let vault_path = format!("{KV_MOUNT}/{RUNNER_TOKEN_PATH} ({RUNNER_TOKEN_KEY})");
-
-    // The security runner: created once, found again by its description.
-    let want = desired::runner_view(s);
-    match &o.runner {
-        None => {
-            let mut after = want.clone();
-            after["group"] = s.runner_group.clone().into();
-            after["runner_type"] = "group_type".into();
-            after["token"] = format!("stored at {vault_path}, never shown").into();
-            plan.push(Change::create(
-                "gitlab runner",
-                &s.runner_description,
-                after,
-                &[],
-                Op::CreateRunner {
-                    group_id: o.group_id,
-                },
-            ));
-        }
-        Some(runner) => {
-            if o.runners_with_description > 1 {
-                plan.warn(format!(
-                    "{} runners of group {} are described `{}`: this phase uses the oldest (id {}); delete the others in GitLab (Settings → CI/CD → Runners)",
-                    o.runners_with_description, s.runner_group, s.runner_description, runner.id
-                ));
-            }
-            let have = runner_state(runner);
-            if have != want {
-                let mut body = want.clone();
-                if let Some(map) = body.as_object_mut() {
-                    map.retain(|k, v| have.get(k) != Some(v));
-                }
-                plan.push(Change::update(
-                    "gitlab runner",
-                    &s.runner_description,
-                    have,
-                    want.clone(),
-                    &[],
-                    Op::UpdateRunner {
-                        id: runner.id,
-                        body,
-                    },
-                ));
-            }
-            if !o.token_stored {
-                plan.push(Change::update(
-                    "runner token",
-                    &format!("runner {} → {vault_path}", runner.id),
-                    json!({"stored": false}),
-                    json!({"stored": true, "how": "a new token from GitLab (reset), written to Vault"}),
-                    &[],
-                    Op::StoreRunnerToken { id: runner.id },
-                ));
-            }
-        }
+    // The runners of the four pools: each created once, found again by its description.
+    for pool_runner in &o.runners {
+        diff_runner(&mut plan, s, o.group_id, pool_runner);
     }
 
     // Harbor: scan-on-push, severity gate, alerts per project.
@@ -568,17 +594,17 @@ impl Phase for SecuritySetup {
     async fn execute(&self, op: &Op) -> anyhow::Result<Option<String>> {
         let s = &self.settings;
         match op {
-            Op::CreateRunner { group_id } => {
+            Op::CreateRunner { pool, group_id } => {
                 let created = self
                     .gitlab
-                    .create_runner(&desired::runner_create_body(s, *group_id))
+                    .create_runner(&desired::runner_create_body(s, pool, *group_id))
                     .await?;
-                self.store_token(created.id, &created.token).await?;
+                self.store_token(pool, created.id, &created.token).await?;
             }
             Op::UpdateRunner { id, body } => self.gitlab.update_runner(*id, body).await?,
-            Op::StoreRunnerToken { id } => {
+            Op::StoreRunnerToken { pool, id } => {
                 let reset = self.gitlab.reset_runner_token(*id).await?;
-                self.store_token(*id, &reset.token).await?;
+                self.store_token(pool, *id, &reset.token).await?;
             }
             Op::UpdateProjectMetadata { id, metadata, .. } => {
                 self.harbor

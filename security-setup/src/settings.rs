@@ -5,6 +5,8 @@ use common::env;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::desired::{POOLS, Pool};
+
 #[derive(Debug, Clone, Deserialize)]
 struct Raw {
     #[serde(default = "default_group")]
@@ -89,8 +91,11 @@ impl ScanSchedule {
 /// Checked phase 16 settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The GitLab group all four pools' runners are registered to.
     pub runner_group: String,
-    pub runner_description: String,
+    /// The security pool's runner description (kept configurable so an existing installation
+    /// keeps its runner); the other pools' runners are `<pool>-runners`.
+    pub security_runner_description: String,
     pub runner_namespace: String,
     pub chart_version: String,
     /// Harbor projects with scanning, gate and alerts.
@@ -143,6 +148,16 @@ fn parse_bool(name: &str, value: &str) -> anyhow::Result<bool> {
 }
 
 impl Settings {
+    /// The description that identifies a pool's runner in GitLab (found by it, never duplicated):
+    /// `SECURITY_RUNNER_DESCRIPTION` for the security pool, `<pool>-runners` for the others.
+    pub fn runner_description(&self, pool: &Pool) -> String {
+        if pool.name == "security" {
+            self.security_runner_description.clone()
+        } else {
+            format!("{}-runners", pool.name)
+        }
+    }
+
     pub fn load(cfg: &PlatformConfig) -> anyhow::Result<Self> {
         let raw: Raw = cfg.environment().parse()?;
         let severity = raw.harbor_severity_gate.trim().to_ascii_lowercase();
@@ -188,9 +203,19 @@ impl Settings {
                 common::redact::register(u);
                 SecretString::from(u.trim().to_owned())
             });
+        let security_runner_description = raw.security_runner_description;
+        if let Some(other) = POOLS.iter().find(|p| {
+            p.name != "security" && format!("{}-runners", p.name) == security_runner_description
+        }) {
+            anyhow::bail!(
+                "{}={security_runner_description} is the description of the {} pool's runner, so both pools would share one runner: choose another description (default security-runners)",
+                env::SECURITY_RUNNER_DESCRIPTION,
+                other.name
+            );
+        }
         Ok(Self {
             runner_group: raw.security_runner_group.trim_matches('/').to_owned(),
-            runner_description: raw.security_runner_description,
+            security_runner_description,
             runner_namespace: raw.runner_namespace,
             chart_version: raw.gitlab_runner_chart_version,
             scan_projects,
@@ -228,6 +253,44 @@ mod tests {
             }
         );
         assert!(ScanSchedule::parse("every night").is_err());
+    }
+
+    fn load(vars: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let mut process = vec![
+            ("CICD_PLATFORM_DIR".to_owned(), "/nonexistent".to_owned()),
+            ("DOMAIN".to_owned(), "example.com".to_owned()),
+        ];
+        process.extend(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let env = common::config::Environment::load_from(None, process)?;
+        Settings::load(&PlatformConfig::from_env(&env)?)
+    }
+
+    #[test]
+    fn each_pool_has_a_runner_description_of_its_own() {
+        let s = load(&[]).unwrap();
+        let descriptions: Vec<String> = POOLS.iter().map(|p| s.runner_description(p)).collect();
+        assert_eq!(
+            descriptions,
+            [
+                "shared-runners",
+                "build-runners",
+                "security-runners",
+                "test-runners"
+            ]
+        );
+        // An installation that renamed its security runner keeps it.
+        let s = load(&[(env::SECURITY_RUNNER_DESCRIPTION, "scanners")]).unwrap();
+        let security = crate::desired::pool("security").unwrap();
+        assert_eq!(s.runner_description(security), "scanners");
+        // Two pools can never share one runner.
+        let error = load(&[(env::SECURITY_RUNNER_DESCRIPTION, "build-runners")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("SECURITY_RUNNER_DESCRIPTION=build-runners"),
+            "{error}"
+        );
+        assert!(error.contains("the build pool's runner"), "{error}");
     }
 
     #[test]

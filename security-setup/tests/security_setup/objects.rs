@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 fn settings() -> Settings {
     Settings {
         runner_group: "platform_services".into(),
-        runner_description: "security-runners".into(),
+        security_runner_description: "security-runners".into(),
         runner_namespace: "gitlab-runners".into(),
         chart_version: "0.71.0".into(),
         scan_projects: vec!["platform-services".into(), "application-services".into()],

@@ -1,32 +1,26 @@
-//! Phase 16 against the sandbox: plan writes nothing; apply builds the runner (token in Vault),
-//! Harbor's scanning, gate, allowlist and alerts, and the Kubernetes objects; a rerun writes
-//! nothing; drift is reported exactly and repaired; a lost token is reset without a new runner.
+//! Phase 16 against the sandbox: plan writes nothing; apply builds the four pools' runners
+//! (tokens in Vault), Harbor's scanning, gate, allowlist and alerts, and the Kubernetes objects; a
+//! rerun writes nothing; drift is reported exactly and repaired; a lost token is reset without a
+//! new runner, and only that pool's.
 
+use std::collections::BTreeSet;
+
+use security_setup::desired::POOLS;
 use serde_json::{Value, json};
 
 use crate::support::{
-    ALLOWLIST, api_writes, assert_no_secret, kube, object_refs, phase, start, vault_get, versions,
+    ALLOWLIST, RunnerFacts, all_runners, api_writes, assert_no_secret, kube, object_refs, phase,
+    runners, start, stored_token, vault_get, versions,
 };
 
-const DESCRIPTION: &str = "security-runners";
-
-/// (id, token, tags, `run_untagged`, group) of a runner.
-type RunnerFacts = (u64, String, Vec<String>, bool, Option<u64>);
-
-/// Every runner described `security-runners`.
-fn runners(sandbox: &sandbox::Sandbox) -> Vec<RunnerFacts> {
-    let gl = sandbox.gitlab.as_ref().unwrap().lock();
-    gl.runners
-        .with_description(DESCRIPTION)
-        .into_iter()
-        .map(|r| {
-            (
-                r.id,
-                r.token.clone(),
-                r.tag_list.clone(),
-                r.run_untagged,
-                r.group_id,
-            )
+/// The one runner of each pool, in the order of `POOLS`.
+fn pool_runners(sandbox: &sandbox::Sandbox) -> Vec<RunnerFacts> {
+    POOLS
+        .iter()
+        .map(|pool| {
+            let made = runners(sandbox, &format!("{}-runners", pool.name));
+            assert_eq!(made.len(), 1, "{}: exactly one runner", pool.name);
+            made[0].clone()
         })
         .collect()
 }
@@ -43,16 +37,27 @@ async fn apply_builds_everything_once_and_repairs_drift() {
     assert_eq!(plan.code, 0, "{}", plan.stderr);
     let doc: Value = serde_json::from_str(&plan.stdout).unwrap();
     let titles = sandbox::change_titles(&doc);
+    // 19 = 4 runners + 2 project metadata + 2 webhooks + schedule + allowlist
+    //      + 4 ExternalSecrets + 4 Applications + the public-key ConfigMap.
     let expected = [
+        "gitlab runner shared-runners",
+        "gitlab runner build-runners",
         "gitlab runner security-runners",
+        "gitlab runner test-runners",
         "harbor project platform-services",
         "harbor project application-services",
         "harbor webhook platform-services: security-alerts-mattermost",
         "harbor webhook application-services: security-alerts-mattermost",
         "harbor scan-all schedule system",
         "harbor CVE allowlist system",
+        "kubernetes ExternalSecret gitlab-runners/shared-runner-token",
+        "kubernetes Application argocd/gitlab-runner-shared",
+        "kubernetes ExternalSecret gitlab-runners/build-runner-token",
+        "kubernetes Application argocd/gitlab-runner-build",
         "kubernetes ExternalSecret gitlab-runners/security-runner-token",
         "kubernetes Application argocd/gitlab-runner-security",
+        "kubernetes ExternalSecret gitlab-runners/test-runner-token",
+        "kubernetes Application argocd/gitlab-runner-test",
         "kubernetes ConfigMap gitlab-runners/cosign-public-key",
     ];
     assert_eq!(titles.len(), expected.len(), "{titles:?}");
@@ -60,6 +65,32 @@ async fn apply_builds_everything_once_and_repairs_drift() {
         assert!(
             titles.iter().any(|t| t == title),
             "{title} missing from {titles:?}"
+        );
+    }
+    // Each runner's plan shows its tags and whether it runs untagged jobs.
+    for pool in POOLS {
+        let change = doc["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| {
+                c["resource"] == "gitlab runner" && c["name"] == format!("{}-runners", pool.name)
+            })
+            .unwrap();
+        let mut tags = pool.tags.to_vec();
+        tags.sort_unstable();
+        assert_eq!(change["after"]["tag_list"], json!(tags), "{}", pool.name);
+        assert_eq!(
+            change["after"]["run_untagged"], pool.run_untagged,
+            "{}",
+            pool.name
+        );
+        assert_eq!(
+            change["after"]["token"],
+            format!(
+                "stored at kv/ci/runners/{} (runner-token), never shown",
+                pool.name
+            )
         );
     }
     let warnings = doc["warnings"].to_string();
@@ -82,27 +113,24 @@ async fn apply_builds_everything_once_and_repairs_drift() {
     );
     assert_eq!(
         versions(&kube, &refs).await,
-        vec![None, None, None],
+        vec![None; refs.len()],
         "plan: 0 Kubernetes writes"
     );
-    assert!(runners(&sandbox).is_empty());
+    assert!(all_runners(&sandbox).is_empty());
 
     // apply
     let apply = phase(&sandbox, &["apply"]).await;
     assert_eq!(apply.code, 0, "{}\n{}", apply.stdout, apply.stderr);
     assert!(
-        apply.stdout.contains("applied 10 change(s), 0 not applied"),
+        apply.stdout.contains("applied 19 change(s), 0 not applied"),
         "{}",
         apply.stdout
     );
 
-    // The runner: one, group runner of platform_services, tagged, never untagged; its token in Vault.
-    let made = runners(&sandbox);
-    assert_eq!(made.len(), 1);
-    let (runner_id, token, tags, run_untagged, group) = made[0].clone();
-    assert!(token.starts_with("glrt-"));
-    assert_eq!(tags, ["security", "trivy", "semgrep", "gitleaks"]);
-    assert!(!run_untagged);
+    // The runners: exactly four, one per pool, group runners of platform_services with exactly
+    // the pool's tags; only shared runs untagged jobs; each token in Vault at the pool's path.
+    assert_eq!(all_runners(&sandbox).len(), 4, "exactly four runners");
+    let made = pool_runners(&sandbox);
     let group_id = sandbox
         .gitlab
         .as_ref()
@@ -111,18 +139,34 @@ async fn apply_builds_everything_once_and_repairs_drift() {
         .group_by_path("platform_services")
         .unwrap()
         .id;
-    assert_eq!(group, Some(group_id));
-    let stored = vault_get(&sandbox, "kv/data/ci/runners/security")
-        .await
-        .unwrap();
+    for (pool, (id, token, tags, run_untagged, group)) in POOLS.iter().zip(&made) {
+        assert!(token.starts_with("glrt-"), "{}", pool.name);
+        assert_eq!(tags, pool.tags, "{}", pool.name);
+        assert_eq!(*run_untagged, pool.name == "shared", "{}", pool.name);
+        assert_eq!(*group, Some(group_id), "{}", pool.name);
+        let stored = vault_get(&sandbox, &format!("kv/data/ci/runners/{}", pool.name))
+            .await
+            .unwrap();
+        assert_eq!(
+            stored["data"]["runner-token"],
+            token.as_str(),
+            "{}: Vault holds GitLab's token",
+            pool.name
+        );
+        assert_eq!(
+            stored["metadata"]["custom_metadata"]["gitlab-runner-id"],
+            id.to_string()
+        );
+        assert_eq!(
+            stored["metadata"]["custom_metadata"]["runner-description"],
+            format!("{}-runners", pool.name)
+        );
+    }
+    let tokens: Vec<String> = made.iter().map(|r| r.1.clone()).collect();
     assert_eq!(
-        stored["data"]["runner-token"],
-        token.as_str(),
-        "Vault holds GitLab's token"
-    );
-    assert_eq!(
-        stored["metadata"]["custom_metadata"]["gitlab-runner-id"],
-        runner_id.to_string()
+        tokens.iter().collect::<BTreeSet<_>>().len(),
+        4,
+        "four different tokens"
     );
 
     // Harbor.
@@ -171,26 +215,47 @@ async fn apply_builds_everything_once_and_repairs_drift() {
         );
     }
 
-    // Kubernetes: the ExternalSecret, the Application with the security pool's values, the key.
-    let es = kube.get(&refs[0]).await.unwrap().unwrap();
-    assert_eq!(
-        es["spec"]["data"][0]["remoteRef"],
-        json!({"key": "ci/runners/security", "property": "runner-token"})
-    );
-    let app = kube.get(&refs[1]).await.unwrap().unwrap();
-    assert_eq!(app["spec"]["source"]["chart"], "gitlab-runner");
-    assert_eq!(app["spec"]["source"]["repoURL"], "https://charts.gitlab.io");
-    let values = &app["spec"]["source"]["helm"]["valuesObject"];
-    assert_eq!(values["runners"]["secret"], "security-runner-token");
-    assert_eq!(
-        values["gitlabUrl"],
-        format!("{}/", sandbox.get("GITLAB_URL"))
-    );
-    assert_eq!(values["hpa"]["maxReplicas"], 4);
+    // Kubernetes: per pool the ExternalSecret and the Application with the pool's values; the key.
+    for (i, pool) in POOLS.iter().enumerate() {
+        let es = kube.get(&refs[2 * i]).await.unwrap().unwrap();
+        assert_eq!(
+            es["spec"]["data"][0]["remoteRef"],
+            json!({"key": format!("ci/runners/{}", pool.name), "property": "runner-token"})
+        );
+        assert_eq!(
+            es["spec"]["target"]["name"],
+            format!("{}-runner-token", pool.name)
+        );
+        let app = kube.get(&refs[2 * i + 1]).await.unwrap().unwrap();
+        assert_eq!(app["spec"]["source"]["chart"], "gitlab-runner");
+        assert_eq!(app["spec"]["source"]["repoURL"], "https://charts.gitlab.io");
+        assert_eq!(app["spec"]["source"]["targetRevision"], "0.71.0");
+        let values = &app["spec"]["source"]["helm"]["valuesObject"];
+        assert_eq!(
+            values["runners"]["secret"],
+            format!("{}-runner-token", pool.name)
+        );
+        assert_eq!(
+            values["gitlabUrl"],
+            format!("{}/", sandbox.get("GITLAB_URL"))
+        );
+        assert_eq!(values["hpa"]["maxReplicas"], pool.replicas.1);
+        assert!(
+            values["runners"]["config"]
+                .as_str()
+                .unwrap()
+                .contains(&format!(
+                    "\"cicd.platform/runner-pool\" = \"{}\"",
+                    pool.name
+                )),
+            "{}",
+            pool.name
+        );
+    }
     let key = vault_get(&sandbox, "transit/keys/ci-signing-key")
         .await
         .unwrap();
-    let cm = kube.get(&refs[2]).await.unwrap().unwrap();
+    let cm = kube.get(&refs[8]).await.unwrap().unwrap();
     assert_eq!(cm["data"]["cosign.pub"], key["keys"]["1"]["public_key"]);
     assert!(
         cm["data"]["cosign.pub"]
@@ -220,7 +285,12 @@ async fn apply_builds_everything_once_and_repairs_drift() {
         rv,
         "second apply: 0 Kubernetes writes"
     );
-    assert_eq!(runners(&sandbox).len(), 1, "the runner is not duplicated");
+    assert_eq!(all_runners(&sandbox).len(), 4, "still exactly four runners");
+    assert_eq!(
+        pool_runners(&sandbox),
+        made,
+        "the runners are not duplicated or changed"
+    );
     let check = phase(&sandbox, &["check"]).await;
     assert_eq!(check.code, 0, "{}", check.stdout);
 
@@ -264,45 +334,100 @@ async fn apply_builds_everything_once_and_repairs_drift() {
     assert_eq!((after_fix.0, after_fix.2), (before_fix.0, before_fix.2));
     assert_eq!(phase(&sandbox, &["check"]).await.code, 0);
 
-    // The token's Vault copy is destroyed: the runner's token is reset and stored, no new runner.
+    // Runner drift: the shared runner paused and made tagged-only by hand; one update repairs it.
+    let shared_id = made[0].0;
+    {
+        let mut gl = sandbox.gitlab.as_ref().unwrap().lock();
+        let r = gl.runners.runners.get_mut(&shared_id).unwrap();
+        r.paused = true;
+        r.run_untagged = false;
+    }
+    let runner_drift = phase(&sandbox, &["--output", "json", "check"]).await;
+    assert_eq!(runner_drift.code, 2, "{}", runner_drift.stderr);
+    let doc: Value = serde_json::from_str(&runner_drift.stdout).unwrap();
+    let changes = doc["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0]["name"], "shared-runners");
+    assert_eq!(
+        changes[0]["diff"],
+        json!(["~ paused: true -> false", "~ run_untagged: false -> true"])
+    );
+    let before_fix = api_writes(&sandbox);
+    let fix_runner = phase(&sandbox, &["apply"]).await;
+    assert_eq!(fix_runner.code, 0, "{}", fix_runner.stderr);
+    let after_fix = api_writes(&sandbox);
+    assert_eq!(after_fix.0 - before_fix.0, 1, "one GitLab write");
+    assert_eq!((after_fix.1, after_fix.2), (before_fix.1, before_fix.2));
+    assert_eq!(pool_runners(&sandbox), made, "the same runner, as it was");
+
+    // The build pool's Vault copy is destroyed: only that runner's token is reset and stored, no
+    // new runner; the other pools' tokens stay as they were.
     crate::support::vault(
         &sandbox,
         reqwest::Method::DELETE,
-        "kv/metadata/ci/runners/security",
+        "kv/metadata/ci/runners/build",
         None,
     )
     .await;
+    let build_id = made[1].0;
     let lost = phase(&sandbox, &["--output", "json", "check"]).await;
     assert_eq!(lost.code, 2);
     let titles = sandbox::change_titles(&serde_json::from_str(&lost.stdout).unwrap());
     assert_eq!(
         titles,
         [format!(
-            "runner token runner {runner_id} → kv/ci/runners/security (runner-token)"
+            "runner token runner {build_id} → kv/ci/runners/build (runner-token)"
         )]
     );
+    let before_reset = api_writes(&sandbox);
     let reset = phase(&sandbox, &["apply"]).await;
     assert_eq!(reset.code, 0, "{}", reset.stderr);
-    let now = runners(&sandbox);
-    assert_eq!(now.len(), 1, "still one runner");
-    assert_eq!(now[0].0, runner_id, "the same runner");
-    assert_ne!(now[0].1, token, "a new token");
-    let stored = vault_get(&sandbox, "kv/data/ci/runners/security")
-        .await
-        .unwrap();
-    assert_eq!(stored["data"]["runner-token"], now[0].1.as_str());
+    assert_eq!(
+        api_writes(&sandbox).0 - before_reset.0,
+        1,
+        "one GitLab write: the reset"
+    );
+    assert_eq!(all_runners(&sandbox).len(), 4, "still four runners");
+    let now = pool_runners(&sandbox);
+    assert_eq!(now[1].0, build_id, "the same runner");
+    assert_ne!(now[1].1, made[1].1, "a new token");
+    assert_eq!(
+        stored_token(&sandbox, "build").await,
+        Some(now[1].1.clone())
+    );
+    for i in [0, 2, 3] {
+        assert_eq!(now[i], made[i], "{}: untouched", POOLS[i].name);
+        assert_eq!(
+            stored_token(&sandbox, POOLS[i].name).await,
+            Some(made[i].1.clone()),
+            "{}: Vault copy untouched",
+            POOLS[i].name
+        );
+    }
     assert_eq!(phase(&sandbox, &["check"]).await.code, 0);
 
+    let mut secrets = tokens;
+    secrets.push(now[1].1.clone());
+    secrets.extend([
+        mattermost_url,
+        sandbox.get("HARBOR_ADMIN_PASSWORD").to_owned(),
+        sandbox.get("GITLAB_API_TOKEN").to_owned(),
+        sandbox.get("VAULT_TOKEN").to_owned(),
+    ]);
     assert_no_secret(
-        &[&plan, &apply, &rerun, &check, &drift, &fix, &lost, &reset],
         &[
-            token,
-            now[0].1.clone(),
-            mattermost_url,
-            sandbox.get("HARBOR_ADMIN_PASSWORD").to_owned(),
-            sandbox.get("GITLAB_API_TOKEN").to_owned(),
-            sandbox.get("VAULT_TOKEN").to_owned(),
+            &plan,
+            &apply,
+            &rerun,
+            &check,
+            &drift,
+            &fix,
+            &runner_drift,
+            &fix_runner,
+            &lost,
+            &reset,
         ],
+        &secrets,
     );
     let _ = ALLOWLIST;
 }

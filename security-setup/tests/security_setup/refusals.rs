@@ -9,7 +9,9 @@ use sandbox::standins::Fault;
 use sandbox::standins::harbor::TRIVY_SCANNER_UUID;
 use serde_json::{Value, json};
 
-use crate::support::{api_writes, create_signing_key, error_line, kube, phase, start};
+use crate::support::{
+    all_runners, api_writes, create_signing_key, error_line, kube, phase, runners, start,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refusals_are_one_line_errors_and_optional_crds_are_used_when_served() {
@@ -146,20 +148,28 @@ async fn refusals_are_one_line_errors_and_optional_crds_are_used_when_served() {
         .await
         .unwrap()
         .unwrap();
+    // The job pods of all four pools.
     assert_eq!(
-        cnp["spec"]["endpointSelector"]["matchLabels"]["app"],
-        "gitlab-runner"
+        cnp["spec"]["endpointSelector"],
+        json!({
+            "matchLabels": {"app": "gitlab-runner"},
+            "matchExpressions": [{"key": "cicd.platform/runner-pool", "operator": "In", "values": ["shared", "build", "security", "test"]}],
+        })
     );
     let check = phase(&sandbox, &["check"]).await;
     assert_eq!(check.code, 0, "{}", check.stdout);
-    let runners = sandbox
-        .gitlab
-        .as_ref()
-        .unwrap()
-        .lock()
-        .runners
-        .with_description("security-runners")
-        .len();
-    assert_eq!(runners, 1, "failed runs created no extra runner");
+    for description in [
+        "shared-runners",
+        "build-runners",
+        "security-runners",
+        "test-runners",
+    ] {
+        assert_eq!(
+            runners(&sandbox, description).len(),
+            1,
+            "{description}: failed runs created no extra runner"
+        );
+    }
+    assert_eq!(all_runners(&sandbox).len(), 4);
     assert!(!apply.stdout.contains(&mattermost_url));
 }

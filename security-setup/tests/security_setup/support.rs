@@ -5,8 +5,10 @@
 use std::sync::atomic::Ordering;
 
 use common::kube::KubeClient;
+use sandbox::standins::gitlab_runners::RunnerRecord;
 use sandbox::standins::harbor::ProjectRecord;
 use sandbox::{Options, PhaseRun, Sandbox};
+use security_setup::desired::POOLS;
 use serde_json::{Map, Value, json};
 
 pub const MATTERMOST_PATH: &str = "ci/mattermost-webhook";
@@ -142,13 +144,52 @@ pub async fn kube(sandbox: &Sandbox) -> KubeClient {
         .unwrap()
 }
 
-/// References to the Kubernetes objects phase 16 applies on a cluster without Cilium and Kyverno.
+/// References to the Kubernetes objects phase 16 applies on a cluster without Cilium and Kyverno:
+/// per pool (in the order of `POOLS`) its `ExternalSecret` and Application, then the `ConfigMap`.
 pub fn object_refs() -> Vec<Value> {
-    vec![
-        json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret", "metadata": {"name": "security-runner-token", "namespace": "gitlab-runners"}}),
-        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": "gitlab-runner-security", "namespace": "argocd"}}),
-        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cosign-public-key", "namespace": "gitlab-runners"}}),
-    ]
+    let mut refs = Vec::new();
+    for pool in POOLS {
+        refs.push(json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret", "metadata": {"name": format!("{}-runner-token", pool.name), "namespace": "gitlab-runners"}}));
+        refs.push(json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": format!("gitlab-runner-{}", pool.name), "namespace": "argocd"}}));
+    }
+    refs.push(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cosign-public-key", "namespace": "gitlab-runners"}}));
+    refs
+}
+
+/// (id, token, tags, `run_untagged`, group) of a runner.
+pub type RunnerFacts = (u64, String, Vec<String>, bool, Option<u64>);
+
+fn facts(r: &RunnerRecord) -> RunnerFacts {
+    (
+        r.id,
+        r.token.clone(),
+        r.tag_list.clone(),
+        r.run_untagged,
+        r.group_id,
+    )
+}
+
+/// Every runner described `description`.
+pub fn runners(sandbox: &Sandbox, description: &str) -> Vec<RunnerFacts> {
+    let gl = sandbox.gitlab.as_ref().unwrap().lock();
+    gl.runners
+        .with_description(description)
+        .into_iter()
+        .map(facts)
+        .collect()
+}
+
+/// Every runner GitLab has, whatever its description.
+pub fn all_runners(sandbox: &Sandbox) -> Vec<RunnerFacts> {
+    let gl = sandbox.gitlab.as_ref().unwrap().lock();
+    gl.runners.runners.values().map(facts).collect()
+}
+
+/// The runner token Vault holds for a pool (`kv/ci/runners/<pool>`).
+pub async fn stored_token(sandbox: &Sandbox, pool: &str) -> Option<String> {
+    vault_get(sandbox, &format!("kv/data/ci/runners/{pool}"))
+        .await
+        .and_then(|d| d["data"]["runner-token"].as_str().map(str::to_owned))
 }
 
 /// resourceVersion of each object (None: absent) — a Kubernetes write changes it.
