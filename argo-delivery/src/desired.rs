@@ -394,6 +394,8 @@ pub fn analysis_templates(s: &Settings) -> Vec<Value> {
                     "activeDeadlineSeconds": 120,
                     "template": {"spec": {
                         "restartPolicy": "Never",
+                        // The analysis Job runs in the service's namespace, like its pods.
+                        "imagePullSecrets": [{"name": PULL_SECRET}],
                         "securityContext": {"runAsNonRoot": true, "runAsUser": 100, "seccompProfile": {"type": "RuntimeDefault"}},
                         "containers": [{
                             "name": "smoke",

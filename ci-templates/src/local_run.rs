@@ -70,13 +70,81 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Variables that make gitlab-ci-local evaluate a merge request pipeline.
-const MR_VARIABLES: [&str; 4] = [
-    "--variable",
-    "CI_PIPELINE_SOURCE=merge_request_event",
-    "--variable",
-    "CI_MERGE_REQUEST_IID=7",
-];
+/// The kinds of pipeline GitLab runs (docs/adr/0008), as the predefined variables GitLab sets for
+/// each (ci/variables/predefined_variables). gitlab-ci-local derives the branch from the checkout
+/// and defaults `CI_COMMIT_REF_PROTECTED` to false; these override it as GitLab would.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PipelineKind {
+    /// A push to the protected default branch.
+    Main,
+    /// A merge request pipeline (its source branch is not protected).
+    MergeRequest,
+    /// A push of a protected release tag.
+    ReleaseTag(String),
+    /// A push of a tag no protection rule matches.
+    UnprotectedTag(String),
+    /// A push to an unprotected branch.
+    Branch(String),
+}
+
+/// The source branch of the merge request kind.
+pub const MR_SOURCE_BRANCH: &str = "feature/faster-relay";
+
+impl PipelineKind {
+    /// The predefined variables that differ from what gitlab-ci-local derives. An empty value
+    /// stands for a variable GitLab leaves unset (rules treat both alike).
+    pub fn variables(&self) -> Vec<(String, String)> {
+        let v = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        match self {
+            Self::Main => v(&[("CI_COMMIT_REF_PROTECTED", "true")]),
+            Self::MergeRequest => v(&[
+                ("CI_PIPELINE_SOURCE", "merge_request_event"),
+                ("CI_MERGE_REQUEST_IID", "7"),
+                ("CI_MERGE_REQUEST_SOURCE_BRANCH_NAME", MR_SOURCE_BRANCH),
+                ("CI_MERGE_REQUEST_TARGET_BRANCH_NAME", "main"),
+                ("CI_COMMIT_BRANCH", ""),
+                ("CI_COMMIT_REF_NAME", MR_SOURCE_BRANCH),
+                ("CI_COMMIT_REF_PROTECTED", "false"),
+            ]),
+            Self::ReleaseTag(tag) | Self::UnprotectedTag(tag) => {
+                let protected = if matches!(self, Self::ReleaseTag(_)) { "true" } else { "false" };
+                v(&[
+                    ("CI_COMMIT_BRANCH", ""),
+                    ("CI_COMMIT_TAG", tag),
+                    ("CI_COMMIT_REF_NAME", tag),
+                    ("CI_COMMIT_REF_PROTECTED", protected),
+                ])
+            }
+            Self::Branch(branch) => v(&[
+                ("CI_COMMIT_BRANCH", branch),
+                ("CI_COMMIT_REF_NAME", branch),
+                ("CI_COMMIT_REF_PROTECTED", "false"),
+            ]),
+        }
+    }
+
+    /// `--variable K=V` arguments for gitlab-ci-local.
+    pub fn args(&self) -> Vec<String> {
+        self.variables()
+            .into_iter()
+            .flat_map(|(k, v)| ["--variable".to_owned(), format!("{k}={v}")])
+            .collect()
+    }
+
+    /// The kind for the old two-way switch.
+    pub fn of(merge_request: bool) -> Self {
+        if merge_request {
+            Self::MergeRequest
+        } else {
+            Self::Main
+        }
+    }
+}
 
 /// A scratch repository holding a service and the library.
 pub struct LocalRepo {
@@ -282,7 +350,16 @@ impl LocalRepo {
     /// The jobs GitLab would create: an MR pipeline, or a default-branch one (`--list-csv`
     /// evaluates the rules and leaves out `when: never`).
     pub fn jobs(&self, merge_request: bool) -> anyhow::Result<BTreeSet<String>> {
-        Ok(self.job_stages(merge_request)?.into_keys().collect())
+        self.jobs_of(&PipelineKind::of(merge_request), &[])
+    }
+
+    /// The jobs of a pipeline of `kind`, with `extra` variables (e.g. a commit message).
+    pub fn jobs_of(
+        &self,
+        kind: &PipelineKind,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<BTreeSet<String>> {
+        Ok(self.job_stages_of(kind, extra)?.into_keys().collect())
     }
 
     /// Those jobs with their stage.
@@ -290,10 +367,21 @@ impl LocalRepo {
         &self,
         merge_request: bool,
     ) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
-        let mut args = vec!["--list-csv"];
-        if merge_request {
-            args.extend(MR_VARIABLES);
+        self.job_stages_of(&PipelineKind::of(merge_request), &[])
+    }
+
+    /// The jobs of a pipeline of `kind` with their stage.
+    pub fn job_stages_of(
+        &self,
+        kind: &PipelineKind,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+        let mut owned = vec!["--list-csv".to_owned()];
+        owned.extend(kind.args());
+        for (k, v) in extra {
+            owned.extend(["--variable".to_owned(), format!("{k}={v}")]);
         }
+        let args: Vec<&str> = owned.iter().map(String::as_str).collect();
         let out = self.gitlab_ci_local(&args)?;
         if !out.status.success() {
             bail!(
@@ -317,16 +405,31 @@ impl LocalRepo {
     /// Runs `jobs` with the shell executor, each in its own copy of the checkout (as on a runner);
     /// `merge_request` makes it an MR pipeline.
     pub fn run(&self, jobs: &[&str], merge_request: bool) -> anyhow::Result<LocalRun> {
-        let mut args = vec![
+        self.run_of(jobs, &PipelineKind::of(merge_request), &[])
+    }
+
+    /// Runs `jobs` in a pipeline of `kind` with `extra` variables (which outrank the YAML's, as a
+    /// project or group CI/CD variable does in GitLab).
+    pub fn run_of(
+        &self,
+        jobs: &[&str],
+        kind: &PipelineKind,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<LocalRun> {
+        let mut owned: Vec<String> = [
             "--force-shell-executor",
             "--shell-isolation",
             "--timestamps",
             "--no-color",
-        ];
-        if merge_request {
-            args.extend(MR_VARIABLES);
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        owned.extend(kind.args());
+        for (k, v) in extra {
+            owned.extend(["--variable".to_owned(), format!("{k}={v}")]);
         }
-        args.extend(jobs);
+        owned.extend(jobs.iter().map(|j| (*j).to_owned()));
+        let args: Vec<&str> = owned.iter().map(String::as_str).collect();
         let out = self.gitlab_ci_local(&args)?;
         let output = format!(
             "{}{}",

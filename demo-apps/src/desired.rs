@@ -1,17 +1,18 @@
-//! What phase 18 wants, as plain data (no I/O): the demo namespace, the Argo CD Applications of
-//! the two projects, the in-cluster traffic generator, the Harbor project, and the five scenarios.
+//! What phase 18 wants, as plain data (no I/O): the demo namespace, the in-cluster traffic
+//! generator, the Harbor project, and the five scenarios. The projects' staging and production
+//! Argo CD Applications are phase 15's (one owner, from `common::delivery::services`).
 
+use common::delivery;
 use common::kube::owned_labels;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::projects::{DemoProject, PROJECTS};
+use crate::projects::DemoProject;
 use crate::settings::Settings;
 
 pub const PHASE_LABEL: &str = "18";
-pub const APPLICATIONS_CRD: &str = "applications.argoproj.io";
 /// The branch the projects are seeded on and Argo CD follows.
-pub const BRANCH: &str = "main";
+pub const BRANCH: &str = seeded_projects::seed::BRANCH;
 /// Pod label shared by every arcade pod: the projects' `NetworkPolicy` and `PodMonitor` select it.
 pub const PART_OF: (&str, &str) = ("app.kubernetes.io/part-of", "netops-arcade");
 
@@ -20,36 +21,14 @@ pub fn project_path(s: &Settings, project: &DemoProject) -> String {
     format!("{}/{}", s.gitlab_group, project.name)
 }
 
-/// The demo namespace, restricted by Pod Security admission (every arcade pod is non-root).
+/// The demo namespace, restricted by Pod Security admission (every arcade pod is non-root), and
+/// labelled for the Harbor pull Secret (phase 15's ClusterExternalSecret).
 pub fn namespace(s: &Settings) -> Value {
     let mut labels = owned_labels(PHASE_LABEL);
     labels["pod-security.kubernetes.io/enforce"] = json!("restricted");
     labels[PART_OF.0] = json!(PART_OF.1);
+    labels[delivery::HARBOR_PULL_LABEL] = json!("true");
     json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": s.namespace, "labels": labels}})
-}
-
-/// One Argo CD Application per project: `deploy/overlays/rke2-prod` of `main`, synced
-/// automatically into the demo namespace (a push to main is a deployment).
-pub fn application(s: &Settings, project: &DemoProject) -> Value {
-    json!({
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Application",
-        "metadata": {"name": project.name, "namespace": s.argocd_namespace, "labels": owned_labels(PHASE_LABEL)},
-        "spec": {
-            "project": s.argocd_project,
-            "source": {
-                "repoURL": format!("{}/{}.git", s.gitlab_url, project_path(s, project)),
-                "targetRevision": BRANCH,
-                "path": "deploy/overlays/rke2-prod",
-            },
-            "destination": {"server": "https://kubernetes.default.svc", "namespace": s.namespace},
-            "syncPolicy": {
-                "automated": {"prune": true, "selfHeal": true},
-                "syncOptions": ["ServerSideApply=true"],
-                "retry": {"limit": 5, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "3m"}},
-            },
-        },
-    })
 }
 
 /// The traffic generator: the packet-relay image in `generate` mode on the pinned release tag,
@@ -71,6 +50,7 @@ pub fn traffic_generator(s: &Settings) -> Value {
                 "metadata": {"labels": {"app": "traffic-generator", PART_OF.0: PART_OF.1}},
                 "spec": {
                     "automountServiceAccountToken": false,
+                    "imagePullSecrets": [{"name": delivery::PULL_SECRET}],
                     "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [{
                         "name": "generator",
@@ -96,11 +76,7 @@ pub fn traffic_generator(s: &Settings) -> Value {
 
 /// Kubernetes objects in apply order, each with the CRD it needs.
 pub fn objects(s: &Settings) -> Vec<(Value, Option<&'static str>)> {
-    let mut out = vec![(namespace(s), None), (traffic_generator(s), None)];
-    for project in &PROJECTS {
-        out.push((application(s, project), Some(APPLICATIONS_CRD)));
-    }
-    out
+    vec![(namespace(s), None), (traffic_generator(s), None)]
 }
 
 /// The Harbor project the images go to, when it is missing (phase 14 normally creates it with

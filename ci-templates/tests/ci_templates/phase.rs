@@ -115,15 +115,18 @@ async fn apply_builds_everything_once_and_reconciles_without_recreating() {
     assert_eq!(plan.code, 0, "{}", plan.stderr);
     let doc: Value = serde_json::from_str(&plan.stdout).unwrap();
     let titles = sandbox::change_titles(&doc);
+    let tag = ci_templates::desired::library_tag();
     for expected in [
         "gitlab project platform_services/gitlab-ci-templates",
         "library commit platform_services/gitlab-ci-templates@main",
-        "gitlab tag platform_services/gitlab-ci-templates@v0.1.0",
+        &format!("gitlab tag platform_services/gitlab-ci-templates@{tag}"),
         "group variable platform_services: HARBOR_REGISTRY",
         "harbor project ci-cache",
         "harbor retention platform-services",
         "harbor immutable rule application-services",
         "harbor robot ci-push",
+        "harbor project ci-scratch",
+        "harbor robot ci-scratch-push",
     ] {
         assert!(
             titles.iter().any(|t| t == expected),
@@ -153,7 +156,7 @@ async fn apply_builds_everything_once_and_reconciles_without_recreating() {
             .collect();
         assert_eq!(files, wanted, "the library, byte for byte");
         assert_eq!(
-            repo.tags.get("v0.1.0"),
+            repo.tags.get(&tag),
             repo.head().map(str::to_owned).as_ref()
         );
         let group = gl.group_by_path("platform_services").unwrap();
@@ -331,7 +334,7 @@ async fn apply_builds_everything_once_and_reconciles_without_recreating() {
     assert!(
         doc["warnings"]
             .to_string()
-            .contains("v0.1.0 already tags an older commit"),
+            .contains(&format!("{tag} already tags an older commit")),
         "{}",
         doc["warnings"]
     );

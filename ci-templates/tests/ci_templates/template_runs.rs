@@ -18,7 +18,7 @@ use std::path::Path;
 use std::process::Command;
 
 use ci_templates::library;
-use ci_templates::local_run::{LocalRepo, LocalRun, tools_dir};
+use ci_templates::local_run::{LocalRepo, LocalRun, PipelineKind, tools_dir};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 const CI_SCHEMA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schema/gitlab-ci.json");
@@ -138,14 +138,38 @@ fn every_library_file_validates_against_gitlab_ci_schema() {
 #[test]
 fn mr_pipelines_verify_and_main_pipelines_also_deliver() {
     let repo = Repo::from_fixture("go-service");
-    assert_eq!(
-        repo.jobs(true),
-        set(MR_JOBS),
-        "MR pipeline: never deploys or promotes"
-    );
+    // An MR pipeline verifies and builds the image its ephemeral environment runs (into
+    // ci-scratch, docs/adr/0008); it never deploys, signs, releases or promotes.
+    let mut mr = set(MR_JOBS);
+    mr.insert("build-image".to_owned());
+    assert_eq!(repo.jobs(true), mr, "MR pipeline: never deploys or promotes");
     let mut main = set(MR_JOBS);
     main.extend(set(MAIN_ONLY_JOBS));
     assert_eq!(repo.jobs(false), main);
+    // A protected release tag: verify, then the release image (built, scanned, signed, tagged);
+    // no ephemeral deploy, no promotion.
+    let mut release = set(MR_JOBS);
+    release.extend(set(&["build-image", "image-scan", "image-sbom", "sign-image", "release-tag"]));
+    assert_eq!(
+        repo.0.jobs_of(&PipelineKind::ReleaseTag("v1.4.0".into()), &[]).unwrap(),
+        release
+    );
+    // No pipeline at all for an unprotected tag or branch (workflow rules), nor does the merge of
+    // a production promotion build or promote again.
+    for kind in [
+        PipelineKind::UnprotectedTag("v1.4.0".into()),
+        PipelineKind::Branch("feature/x".into()),
+    ] {
+        assert!(repo.0.jobs_of(&kind, &[]).unwrap().is_empty(), "{kind:?}");
+    }
+    let merged_promotion = repo
+        .0
+        .jobs_of(
+            &PipelineKind::Main,
+            &[("CI_COMMIT_MESSAGE", "Merge branch 'promote/go-service-1a2b3c4d' into 'main'\n\nPromote go-service 1a2b3c4d to production")],
+        )
+        .unwrap();
+    assert_eq!(merged_promotion, set(MR_JOBS), "a merged promotion only verifies");
 
     // The other patterns: a library (no image, no deploy), infrastructure (plan, manual apply).
     let library = Repo::from_fixture("shell-tools");
