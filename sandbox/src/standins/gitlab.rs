@@ -99,6 +99,8 @@ pub struct ProjectRecord {
     pub protected_branches: Vec<ProtectedBranchRecord>,
     pub approval_settings: Map<String, Value>,
     pub approval_rules: Vec<ApprovalRuleRecord>,
+    /// Protected tag names and wildcards (`gitlab_tags`).
+    pub protected_tags: Vec<super::gitlab_tags::ProtectedTagRecord>,
     /// Files, commits and tags of the default branch.
     pub repository: super::gitlab_repo::Repository,
 }
@@ -286,6 +288,7 @@ impl GitLabData {
                 .cloned()
                 .unwrap_or_default(),
                 approval_rules: Vec::new(),
+                protected_tags: Vec::new(),
                 repository: super::gitlab_repo::Repository::default(),
             },
         );
@@ -710,6 +713,7 @@ pub fn routes(state: GitLabState) -> Router {
             axum::routing::put(update_rule).delete(delete_rule),
         )
         .merge(super::gitlab_repo::routes())
+        .merge(super::gitlab_tags::routes())
         .merge(super::gitlab_runners::routes())
         .merge(super::gitlab_hooks::routes())
         .merge(super::gitlab_ci::routes())

@@ -9,6 +9,7 @@ pub mod gitlab_ci;
 pub mod gitlab_hooks;
 pub mod gitlab_repo;
 pub mod gitlab_runners;
+pub mod gitlab_tags;
 pub mod harbor;
 pub mod keycloak;
 pub mod swagger;
