@@ -561,7 +561,9 @@ impl GitLabClient {
             .and_then(|l| u8::try_from(l).ok());
         match self.protected_tag(project, name).await? {
             Some(tag) if level.is_some_and(|l| tag.allows_only(l)) => Ok(tag),
-            _ => Err(Error::Precondition {
+            // Not protected: the answer was about something else (a 422 validation error).
+            None => Err(err),
+            Some(_) => Err(Error::Precondition {
                 operation,
                 message: format!(
                     "{} (it was protected meanwhile with other create levels): run again, or set the roles allowed to create {name} in the project's Settings > Repository > Protected tags",
