@@ -1,9 +1,11 @@
-//! What phase 12 wants, as data (no I/O): per-project settings, the protection of `main`, the
-//! approval rules (plan §2.6), the Keycloak → GitLab memberships, the SSH route.
+//! What phase 12 wants, as data (no I/O): per-project settings, the protection of `main` and of
+//! release tags, the approval rules (plan §2.6), the Keycloak → GitLab memberships, the SSH route.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::gitlab::{Project, Tier, UserIndex, access};
+use common::gitlab::{
+    Project, RELEASE_TAG_CREATE_LEVEL, RELEASE_TAG_PATTERN, Tier, UserIndex, access,
+};
 use common::keycloak::KeycloakUser;
 use common::kube::owned_labels;
 use serde::Serialize;
@@ -126,6 +128,23 @@ pub fn branch_protection(tier: Tier) -> BranchProtection {
         allow_force_push: false,
         // GATE 4: CODEOWNERS approval.
         code_owner_approval_required: tier.is_paid().then_some(true),
+    }
+}
+
+/// A protected tag name or wildcard and the one role that may create matching tags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProtectedTagRule {
+    pub name: String,
+    pub create_access_level: u8,
+}
+
+/// Release tags `v*`, created by Maintainers only, on every hardened project of either kind and
+/// on every tier (protected tags are Free): a tag pipeline then gets `ref_protected: "true"`,
+/// which Vault's CI roles bind (ADR 0008, decision 1).
+pub fn release_tag_protection() -> ProtectedTagRule {
+    ProtectedTagRule {
+        name: RELEASE_TAG_PATTERN.to_owned(),
+        create_access_level: RELEASE_TAG_CREATE_LEVEL,
     }
 }
 
@@ -373,6 +392,17 @@ mod tests {
             None
         );
         assert_eq!(branch_protection(Tier::Premium).unprotect_access_level, 60);
+    }
+
+    #[test]
+    fn release_tags_are_created_by_maintainers_only() {
+        assert_eq!(
+            release_tag_protection(),
+            ProtectedTagRule {
+                name: "v*".into(),
+                create_access_level: 40
+            }
+        );
     }
 
     fn user(id: u64, name: &str, sub: Option<&str>, bot: bool) -> User {

@@ -1,8 +1,9 @@
 //! Phase 12 `gitlab-harden`: GitLab as the gate to `main` (plan §2.6).
 //!
 //! - [`settings`]: the phase's settings and defaults.
-//! - [`desired`]: what should be, as data (project settings, protection of `main`, approval rules,
-//!   Keycloak → GitLab memberships, the Traefik SSH route, the registry Helm values).
+//! - [`desired`]: what should be, as data (project settings, protection of `main` and of `v*`
+//!   tags, approval rules, Keycloak → GitLab memberships, the Traefik SSH route, the registry Helm
+//!   values).
 //! - [`reconcile`]: observe (reads only), pure `diff`, execute the plan.
 
 pub mod desired;
@@ -16,7 +17,7 @@ use common::cli::{GlobalArgs, Mode, init, run_phase};
 #[command(
     name = "gitlab-harden",
     version,
-    about = "Phase 12: protected main, MR approval gates, merge settings, registry off, SSH route, Keycloak groups → GitLab"
+    about = "Phase 12: protected main and v* tags, MR approval gates, merge settings, registry off, SSH route, Keycloak groups → GitLab"
 )]
 pub struct Cli {
     #[command(flatten)]

@@ -8,8 +8,8 @@ use anyhow::Context as _;
 use common::cli::{Lane, Phase};
 use common::config::PlatformConfig;
 use common::gitlab::{
-    AccessLevelEntry, ApprovalRule, GitLabClient, Group, Member, Project, ProtectedBranch, Tier,
-    UserIndex, access,
+    AccessLevelEntry, ApprovalRule, GitLabClient, Group, Member, Project, ProtectedBranch,
+    ProtectedTag, RELEASE_TAG_PATTERN, Tier, UserIndex, access, protect_tag_body,
 };
 use common::keycloak::{KeycloakClient, KeycloakUser};
 use common::kube::{KubeClient, ObjectPlanner};
@@ -43,6 +43,17 @@ pub enum Op {
     },
     UpdateProtectedBranch {
         project: u64,
+        body: Value,
+    },
+    /// `POST …/protected_tags`.
+    ProtectTag {
+        project: u64,
+        body: Value,
+    },
+    /// GitLab cannot update a protected tag: unprotect `name`, then protect with `body`.
+    ReprotectTag {
+        project: u64,
+        name: String,
         body: Value,
     },
     UpdateApprovalSettings {
@@ -89,6 +100,8 @@ pub struct ProjectState {
     pub project: Project,
     pub kind: ProjectKind,
     pub main: Option<ProtectedBranch>,
+    /// The protection of release tags (`v*`), if any.
+    pub release_tag: Option<ProtectedTag>,
     /// `None` on Free.
     pub approval_settings: Option<Map<String, Value>>,
     pub rules: Vec<ApprovalRule>,
@@ -164,8 +177,9 @@ impl GitLabHarden {
         &self.gitlab
     }
 
-    /// Reads everything the diff needs. Per project: protected `main`, and on Premium the
-    /// approval settings and rules — three reads, run `GITLAB_CONCURRENCY` at a time.
+    /// Reads everything the diff needs. Per project: protected `main`, protected `v*`, and on
+    /// Premium the approval settings and rules — four reads (two on Free), run
+    /// `GITLAB_CONCURRENCY` projects at a time.
     pub async fn observe(&self) -> anyhow::Result<Observed> {
         let tier = self.gitlab.tier().await?;
         let me = self.gitlab.current_user().await?;
@@ -205,6 +219,9 @@ impl GitLabHarden {
         let mut states: Vec<ProjectState> = futures::stream::iter(projects.into_values())
             .map(|project| async move {
                 let main = gitlab.protected_branch(project.id, MAIN_BRANCH).await?;
+                let release_tag = gitlab
+                    .protected_tag(project.id, RELEASE_TAG_PATTERN)
+                    .await?;
                 let (approval_settings, rules) = if tier.is_paid() {
                     let s = gitlab.approval_settings(project.id).await?;
                     (
@@ -218,6 +235,7 @@ impl GitLabHarden {
                     kind: desired::classify(&project, settings),
                     project,
                     main,
+                    release_tag,
                     approval_settings,
                     rules,
                 })
@@ -398,6 +416,17 @@ impl Phase for GitLabHarden {
                 g.update_protected_branch(*project, MAIN_BRANCH, body)
                     .await?;
             }
+            Op::ProtectTag { project, body } => {
+                g.protect_tag(*project, body).await?;
+            }
+            Op::ReprotectTag {
+                project,
+                name,
+                body,
+            } => {
+                g.unprotect_tag(*project, name).await?;
+                g.protect_tag(*project, body).await?;
+            }
             Op::UpdateApprovalSettings { project, body } => {
                 g.update_approval_settings(*project, body).await?;
             }
@@ -454,6 +483,8 @@ impl Phase for GitLabHarden {
             Op::EditProject { project, .. }
             | Op::ProtectBranch { project, .. }
             | Op::UpdateProtectedBranch { project, .. }
+            | Op::ProtectTag { project, .. }
+            | Op::ReprotectTag { project, .. }
             | Op::UpdateApprovalSettings { project, .. }
             | Op::CreateApprovalRule { project, .. }
             | Op::UpdateApprovalRule { project, .. }
@@ -727,6 +758,8 @@ pub fn diff(settings: &Settings, prune: bool, o: &Observed) -> Plan<Op> {
             }
         }
 
+        diff_release_tag(&mut plan, state);
+
         if let Some(have) = &state.approval_settings {
             let (before, after) = differing(have, &want_approvals);
             if !after.is_empty() {
@@ -769,6 +802,40 @@ pub fn diff(settings: &Settings, prune: bool, o: &Observed) -> Plan<Op> {
         report_missing(&mut plan, &missing);
     }
     plan
+}
+
+/// Protected `v*` on every project and tier: created when missing; other create levels are
+/// replaced (unprotect + protect), which is safe for tags: nothing refers to a protected tag.
+fn diff_release_tag(plan: &mut Plan<Op>, state: &ProjectState) {
+    let want = desired::release_tag_protection();
+    let p = &state.project;
+    let title = format!("{}:{}", p.path_with_namespace, want.name);
+    let after = json!({"create_access_levels": [want.create_access_level]});
+    match &state.release_tag {
+        None => plan.push(Change::create(
+            "protected tag",
+            &title,
+            after,
+            &[],
+            Op::ProtectTag {
+                project: p.id,
+                body: protect_tag_body(&want.name, want.create_access_level, None),
+            },
+        )),
+        Some(tag) if !tag.allows_only(want.create_access_level) => plan.push(Change::update(
+            "protected tag",
+            &title,
+            json!({"create_access_levels": tag.create_roles()}),
+            after,
+            &[],
+            Op::ReprotectTag {
+                project: p.id,
+                name: want.name.clone(),
+                body: protect_tag_body(&want.name, want.create_access_level, Some(tag)),
+            },
+        )),
+        Some(_) => {}
+    }
 }
 
 fn diff_rules(plan: &mut Plan<Op>, state: &ProjectState, settings: &Settings) {
@@ -973,6 +1040,14 @@ mod tests {
         }
     }
 
+    fn release_tag(level: u8) -> ProtectedTag {
+        serde_json::from_value(json!({
+            "name": "v*",
+            "create_access_levels": [{"id": 9, "access_level": level}],
+        }))
+        .unwrap()
+    }
+
     /// A project that already matches everything (Premium).
     fn hardened(s: &Settings, id: u64, path: &str) -> ProjectState {
         let settings = Value::Object(desired::project_settings(s, Tier::Premium));
@@ -989,6 +1064,7 @@ mod tests {
                 allow_force_push: false,
                 code_owner_approval_required: true,
             }),
+            release_tag: Some(release_tag(40)),
             approval_settings: Some(desired::approval_settings()),
             rules: rules
                 .iter()
@@ -1043,6 +1119,33 @@ mod tests {
         );
         assert!(plan.is_empty(), "{plan}");
         assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    }
+
+    #[test]
+    fn release_tags_are_protected_and_other_create_levels_replaced() {
+        let s = settings();
+        let mut missing = hardened(&s, 1, "ps/a");
+        missing.release_tag = None;
+        let mut developers = hardened(&s, 2, "ps/b");
+        developers.release_tag = Some(release_tag(30));
+        let plan = diff(&s, false, &observed(vec![missing, developers], Tier::Free));
+        let tags: Vec<_> = plan
+            .changes
+            .iter()
+            .filter(|c| c.resource == "protected tag")
+            .collect();
+        assert_eq!(tags.len(), 2, "{plan}");
+        assert_eq!(tags[0].name, "ps/a:v*");
+        let Op::ProtectTag { project: 1, body } = &tags[0].op else {
+            panic!("expected a new protection: {plan}");
+        };
+        assert_eq!(body, &json!({"name": "v*", "create_access_level": 40}));
+        assert_eq!(tags[1].name, "ps/b:v*");
+        assert_eq!(tags[1].diff, vec!["~ create_access_levels: [30] -> [40]"]);
+        assert!(matches!(
+            &tags[1].op,
+            Op::ReprotectTag { project: 2, name, .. } if name == "v*"
+        ));
     }
 
     #[test]

@@ -65,6 +65,19 @@ fn served(r: &Running, method_and_prefix: &str) -> u64 {
         .sum()
 }
 
+/// Requests served per method and route suffix (`POST` … `/protected_tags`).
+fn served_ending(r: &Running, method: &str, suffix: &str) -> usize {
+    r.control
+        .counters
+        .by_route
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(route, _)| route.starts_with(&format!("{method} ")) && route.ends_with(suffix))
+        .map(|(_, n)| usize::try_from(*n).unwrap())
+        .sum()
+}
+
 fn data(sandbox: &Sandbox) -> std::sync::MutexGuard<'_, GitLabData> {
     sandbox.gitlab.as_ref().expect("in-process GitLab").lock()
 }
@@ -136,6 +149,17 @@ fn assert_hardened(d: &GitLabData, path: &str, premium: bool) {
     }
     assert!(!main.allow_force_push, "{path}");
     assert_eq!(main.code_owner_approval_required, premium, "{path}");
+    // Release tags: exactly one protection, Maintainers create (both kinds, both tiers).
+    assert_eq!(p.protected_tags.len(), 1, "{path}: {:?}", p.protected_tags);
+    let tag = &p.protected_tags[0];
+    assert_eq!(tag.name, "v*", "{path}");
+    let roles: Vec<_> = tag
+        .create
+        .iter()
+        .filter(|a| a.user_id.is_none() && a.group_id.is_none() && a.deploy_key_id.is_none())
+        .map(|a| a.access_level)
+        .collect();
+    assert_eq!(roles, vec![Some(40)], "{path}: v* created by Maintainers");
     if !premium {
         assert!(p.approval_rules.is_empty(), "{path}");
         return;
@@ -241,10 +265,21 @@ async fn premium_instance_with_hundreds_of_projects_is_hardened_once_and_left_al
     let doc = plan_json(&plan);
     let changes = doc["changes"].as_array().unwrap();
     assert!(changes.len() > 4 * paths.len(), "{} changes", changes.len());
+    let tags: Vec<&Value> = changes
+        .iter()
+        .filter(|c| c["resource"] == "protected tag")
+        .collect();
+    assert_eq!(tags.len(), paths.len(), "one v* protection per project");
+    for tag in &tags {
+        assert_eq!(tag["action"], "create", "{tag}");
+        assert!(tag["name"].as_str().unwrap().ends_with(":v*"), "{tag}");
+        assert_eq!(tag["after"], json!({"create_access_levels": [40]}), "{tag}");
+    }
     assert_eq!(writes(gl), 0, "plan writes nothing to GitLab");
+    // main, v*, approval settings, approval rules (v* added the fourth).
     let reads_per_project = served(gl, "GET /api/v4/projects/") as f64 / paths.len() as f64;
     assert!(
-        reads_per_project <= 3.0,
+        reads_per_project <= 4.0,
         "{reads_per_project} reads per project"
     );
     assert!(
@@ -306,6 +341,11 @@ async fn premium_instance_with_hundreds_of_projects_is_hardened_once_and_left_al
         0,
         "never unprotects or deletes"
     );
+    assert_eq!(
+        served_ending(gl, "POST", "/protected_tags"),
+        paths.len(),
+        "exactly one protected tag created per project"
+    );
     {
         let d = data(&sandbox);
         for path in &paths {
@@ -313,7 +353,7 @@ async fn premium_instance_with_hundreds_of_projects_is_hardened_once_and_left_al
         }
         let archived = d.project_by_path("platform_services/old-archived").unwrap();
         assert!(
-            archived.protected_branches.is_empty(),
+            archived.protected_branches.is_empty() && archived.protected_tags.is_empty(),
             "archived projects are left alone"
         );
         let relay = d.projects.get(&relay).unwrap();
@@ -371,14 +411,14 @@ async fn premium_instance_with_hundreds_of_projects_is_hardened_once_and_left_al
     );
     let route_version = route["metadata"]["resourceVersion"].clone();
 
-    // Rerun: zero writes; at most 3 reads per project.
+    // Rerun: zero writes; at most 4 reads per project (main, v*, approval settings and rules).
     reset(gl);
     let rerun = harden(&sandbox, &["apply"], &[]).await;
     assert_eq!(rerun.code, 0, "{}", rerun.stderr);
     assert!(rerun.stdout.contains("no changes"), "{}", rerun.stdout);
     assert_eq!(writes(gl), 0, "second apply writes nothing");
     let reads_per_project = served(gl, "GET /api/v4/projects/") as f64 / paths.len() as f64;
-    assert!(reads_per_project <= 3.0, "{reads_per_project}");
+    assert!(reads_per_project <= 4.0, "{reads_per_project}");
     let route = kube.get(&route_ref).await.unwrap().unwrap();
     assert_eq!(
         route["metadata"]["resourceVersion"], route_version,
@@ -484,14 +524,24 @@ async fn free_tier_warns_per_feature_and_applies_the_rest() {
         apply.stdout
     );
     assert_eq!(
-        served(gl, "GET /api/v4/projects/") as usize,
-        paths.len(),
-        "one read per project on Free"
+        usize::try_from(served(gl, "GET /api/v4/projects/")).unwrap(),
+        2 * paths.len(),
+        "two reads per project on Free: protected main and protected v*"
     );
     assert_eq!(
-        served(gl, "POST /api/v4/projects/") as usize,
+        served_ending(gl, "POST", "/protected_branches"),
         paths.len() - 1,
         "main protected where it was not"
+    );
+    assert_eq!(
+        served_ending(gl, "POST", "/protected_tags"),
+        paths.len(),
+        "v* protected on every project: protected tags are Free"
+    );
+    assert_eq!(
+        usize::try_from(served(gl, "POST /api/v4/projects/")).unwrap(),
+        2 * paths.len() - 1,
+        "no other project write than these protections"
     );
     {
         let d = data(&sandbox);
@@ -702,4 +752,109 @@ async fn prune_removes_unmapped_access_but_never_the_token_user_or_bots() {
     reset(gl);
     assert_eq!(harden(&sandbox, &["--prune", "apply"], &env).await.code, 0);
     assert_eq!(writes(gl), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn release_tag_drift_is_reported_and_fixed_with_the_exact_writes() {
+    common::cli::install_crypto_provider();
+    let sandbox = start(false).await;
+    let env = [("GITLAB_SSH_ROUTE", "false")];
+    let first = harden(&sandbox, &["apply"], &env).await;
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    let gl = gitlab(&sandbox);
+    reset(gl);
+    assert_eq!(harden(&sandbox, &["check"], &env).await.code, 0);
+
+    // Drift: one protection deleted through the API, another lowered to Developers by hand,
+    // with a user allowed to create as well (Premium) that the fix must keep.
+    let (relay, dashboard) = (
+        "platform_services/packet-relay",
+        "platform_services/netops-dashboard",
+    );
+    let (relay_id, user) = {
+        let d = data(&sandbox);
+        (
+            d.project_by_path(relay).unwrap().id,
+            d.user_id("alice").unwrap(),
+        )
+    };
+    api(
+        &sandbox,
+        reqwest::Method::DELETE,
+        &format!("projects/{relay_id}/protected_tags/v%2A"),
+        None,
+    )
+    .await;
+    {
+        let mut d = data(&sandbox);
+        let tag = &mut d.project_by_path_mut(dashboard).unwrap().protected_tags[0];
+        tag.create[0].access_level = Some(30);
+        tag.create
+            .push(sandbox::standins::gitlab_tags::CreateAccess {
+                id: 9001,
+                access_level: None,
+                user_id: Some(user),
+                group_id: None,
+                deploy_key_id: None,
+            });
+    }
+    reset(gl);
+
+    let check = harden(&sandbox, &["--output", "json", "check"], &env).await;
+    assert_eq!(check.code, 2, "{}\n{}", check.stdout, check.stderr);
+    assert_eq!(writes(gl), 0, "check writes nothing");
+    let doc = plan_json(&check);
+    let changes = doc["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    let by_name = |name: &str| {
+        changes
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {changes:?}"))
+    };
+    let deleted = by_name(&format!("{relay}:v*"));
+    assert_eq!(deleted["resource"], "protected tag");
+    assert_eq!(deleted["action"], "create");
+    assert_eq!(deleted["diff"], json!(["+ create_access_levels: [40]"]));
+    let lowered = by_name(&format!("{dashboard}:v*"));
+    assert_eq!(lowered["action"], "update");
+    assert_eq!(
+        lowered["diff"],
+        json!(["~ create_access_levels: [30] -> [40]"])
+    );
+    let text = harden(&sandbox, &["check"], &env).await;
+    assert_eq!(text.code, 2);
+    assert!(
+        text.stdout.contains(&format!("+ protected tag {relay}:v*"))
+            && text
+                .stdout
+                .contains(&format!("~ protected tag {dashboard}:v*")),
+        "{}",
+        text.stdout
+    );
+
+    reset(gl);
+    let fix = harden(&sandbox, &["apply"], &env).await;
+    assert_eq!(fix.code, 0, "{}\n{}", fix.stdout, fix.stderr);
+    assert_eq!(
+        writes(gl),
+        3,
+        "one POST for the deleted protection, DELETE + POST for the lowered one"
+    );
+    assert_eq!(served_ending(gl, "POST", "/protected_tags"), 2);
+    assert_eq!(served_ending(gl, "DELETE", "/protected_tags/v%2A"), 1);
+    {
+        let d = data(&sandbox);
+        assert_hardened(&d, relay, true);
+        assert_hardened(&d, dashboard, true);
+        let tag = &d.project_by_path(dashboard).unwrap().protected_tags[0];
+        assert!(
+            tag.create.iter().any(|a| a.user_id == Some(user)),
+            "the user allowed to create is kept: {tag:?}"
+        );
+    }
+    reset(gl);
+    assert_eq!(harden(&sandbox, &["apply"], &env).await.code, 0);
+    assert_eq!(writes(gl), 0, "fixed for good");
+    assert_eq!(harden(&sandbox, &["check"], &env).await.code, 0);
 }

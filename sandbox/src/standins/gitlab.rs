@@ -99,6 +99,8 @@ pub struct ProjectRecord {
     pub protected_branches: Vec<ProtectedBranchRecord>,
     pub approval_settings: Map<String, Value>,
     pub approval_rules: Vec<ApprovalRuleRecord>,
+    /// Protected tag names and wildcards (`gitlab_tags`).
+    pub protected_tags: Vec<super::gitlab_tags::ProtectedTagRecord>,
     /// Files, commits and tags of the default branch.
     pub repository: super::gitlab_repo::Repository,
     /// Merge requests and project access tokens.
@@ -304,6 +306,7 @@ impl GitLabData {
                 .cloned()
                 .unwrap_or_default(),
                 approval_rules: Vec::new(),
+                protected_tags: Vec::new(),
                 repository: super::gitlab_repo::Repository::default(),
                 delivery: super::gitlab_delivery::ProjectDelivery::default(),
             },
@@ -747,6 +750,7 @@ pub fn routes(state: GitLabState) -> Router {
         )
         .merge(super::gitlab_repo::routes())
         .merge(super::gitlab_delivery::routes())
+        .merge(super::gitlab_tags::routes())
         .merge(super::gitlab_runners::routes())
         .merge(super::gitlab_hooks::routes())
         .merge(super::gitlab_ci::routes())

@@ -10,7 +10,7 @@
 //!   branch called … already exists" when both exist and differ); the first commit of an empty
 //!   repository creates the default branch.
 //! - tags.md "Get a single repository tag" (404) and "Create a new tag" (`tag_name`, `ref`; 400 when
-//!   it exists).
+//!   it exists; 400 when the tag is protected and the caller may not create it, see `gitlab_tags`).
 //! - group_level_variables.md (specs/gitlab/api-docs): list (paginated), create (`key`, `value`,
 //!   `protected`, `masked`, `raw`, …; 400 "has already been taken"), update by key.
 
@@ -20,11 +20,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
 
 use super::gitlab::{
-    GitLabState, Q, Reply, as_bool, bad_param, find_project_id, message, not_found, paginate,
+    Caller, GitLabState, Q, Reply, as_bool, bad_param, find_project_id, message, not_found,
+    paginate,
 };
 
 /// A stand-in project's repository: the default branch (`files`, `commits`), other branches, tags.
@@ -305,6 +306,7 @@ async fn get_tag(State(s): State<GitLabState>, Path((id, tag)): Path<(String, St
 
 async fn create_tag(
     State(s): State<GitLabState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Json(body): Json<Value>,
 ) -> Reply {
@@ -335,6 +337,13 @@ async fn create_tag(
             );
         }
     };
+    if !super::gitlab_tags::may_create_tag(&data, pid, caller, tag) {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "You are not allowed to create this tag as it is protected.",
+        );
+    }
+    let repo = &mut data.projects.get_mut(&pid).expect("found").repository;
     repo.tags.insert(tag.to_owned(), target.clone());
     (
         StatusCode::CREATED,

@@ -11,6 +11,7 @@ pub mod gitlab_delivery;
 pub mod gitlab_hooks;
 pub mod gitlab_repo;
 pub mod gitlab_runners;
+pub mod gitlab_tags;
 pub mod harbor;
 pub mod keycloak;
 pub mod swagger;
