@@ -16,9 +16,6 @@ use crate::http::{ApiClient, Fixes, Retry, build_reqwest};
 
 const SERVICE: &str = "GitLab";
 
-/// Release tags, protected on every project so a tag pipeline's id_token says `ref_protected: "true"`.
-pub const RELEASE_TAG_PATTERN: &str = "v*";
-
 /// Access levels (GitLab docs: api/members "Roles"; `api/protected_branches` "Valid access levels").
 pub mod access {
     pub const NO_ACCESS: u8 = 0;
