@@ -21,6 +21,8 @@ done
 # htpasswd (bcrypt) auth stands in for Harbor's registry.
 command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
 command -v htpasswd >/dev/null 2>&1 || need_apt+=(apache2-utils)
+# The release-tag job copies a signed digest to its semver tag with skopeo.
+command -v skopeo >/dev/null 2>&1 || need_apt+=(skopeo)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 # PostgreSQL server binaries (initdb, pg_ctl): the DORA collector's shared store; the tests start
 # private clusters on loopback ports (sandbox::postgres), never the system service.
@@ -78,7 +80,10 @@ fi
 # Go tools from the Go module proxy (polyglot machines), pinned, built once into $tools/go-bin:
 # cosign signs and verifies the release images through OpenBao transit (hashivault://).
 go_bin="$tools/go-bin"
-go_pins=(github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5)
+# trivy-db builds an empty vulnerability DB in trivy's own format: the image-scan job runs offline
+# for real (the public DB cannot be downloaded here).
+go_pins=(github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5
+         github.com/aquasecurity/trivy-db/cmd/trivy-db@v0.0.0-20260813095258-0e0340a01b57)
 for pin in "${go_pins[@]}"; do
   name="${pin%@*}"; name="${name##*/}"; version="${pin##*@}"
   if [[ ! -x "$go_bin/$name" || "$(cat "$go_bin/$name.version" 2>/dev/null)" != "$version" ]]; then
@@ -87,6 +92,23 @@ for pin in "${go_pins[@]}"; do
     echo "$version" > "$go_bin/$name.version"
   fi
 done
+
+# The empty vulnerability DB (no advisories; trivy-db's last step, which optimises severities,
+# fails on an empty source list after both files are written).
+if [[ ! -s "$tools/trivy-db/db/trivy.db" || ! -s "$tools/trivy-db/db/metadata.json" ]]; then
+  echo "setup: trivy-db build (empty) into $tools/trivy-db" >&2
+  work="$(mktemp -d)"
+  mkdir -p "$work/cache/vuln-list-nvd/api"
+  "$go_bin/trivy-db" build --cache-dir "$work/cache" --output-dir "$work/out" --only-update nvd \
+    --update-interval 8760h >/dev/null 2>&1 || true
+  if [[ ! -s "$work/out/trivy.db" || ! -s "$work/out/metadata.json" ]]; then
+    echo "setup: trivy-db produced no database in $work/out" >&2
+    exit 1
+  fi
+  mkdir -p "$tools/trivy-db/db"
+  cp "$work/out/trivy.db" "$work/out/metadata.json" "$tools/trivy-db/db/"
+  rm -rf "$work"
+fi
 
 # kube-apiserver: built once per machine, cached outside the repository.
 bash sandbox/scripts/build-kube-apiserver.sh >/dev/null

@@ -26,6 +26,17 @@ async fn phase(sandbox: &Sandbox, args: &[&str]) -> Run {
     .await
 }
 
+/// The delivered services, in the list's order.
+const SERVICES: &[&str] = &["dora-collector", "packet-relay", "netops-dashboard"];
+
+/// Index of an object in [`refs`].
+fn index_of(kind: &str, name: &str) -> usize {
+    refs()
+        .iter()
+        .position(|r| r["kind"] == kind && r["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("{kind} {name} not in refs()"))
+}
+
 fn refs() -> Vec<Value> {
     let mut out = vec![
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-rbac-cm", "namespace": "argocd"}}),
@@ -37,7 +48,17 @@ fn refs() -> Vec<Value> {
         out.push(json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "ClusterAnalysisTemplate", "metadata": {"name": t}}));
     }
     out.push(json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret", "metadata": {"name": "argocd-gitlab-token", "namespace": "argocd"}}));
-    for s in ["packet-relay", "netops-dashboard"] {
+    // The delivered services' namespaces (common::delivery::services), labelled for pulling.
+    for ns in ["demo-apps", "monitoring", "staging-dora-collector", "staging-netops-arcade"] {
+        out.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+    }
+    out.push(json!({"apiVersion": "external-secrets.io/v1", "kind": "ClusterExternalSecret", "metadata": {"name": "harbor-pull"}}));
+    for s in SERVICES {
+        for app in [format!("{s}-staging"), (*s).to_owned()] {
+            out.push(json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": app, "namespace": "argocd"}}));
+        }
+    }
+    for s in SERVICES {
         out.push(json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet", "metadata": {"name": format!("ephemeral-{s}"), "namespace": "argocd"}}));
     }
     out.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "cicd-system"}}));
@@ -80,7 +101,27 @@ async fn versions(kube: &KubeClient) -> Vec<Option<String>> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn applied_by_server_side_apply_once_and_merged_with_argocd_keys() {
-    let (sandbox, kube) = kube_sandbox("test").await;
+    common::cli::install_crypto_provider();
+    let sandbox = Sandbox::start(Options {
+        prometheus: false,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let kube = KubeClient::from_kubeconfig(&sandbox.kubeconfig(), "test")
+        .await
+        .unwrap();
+    // Phase 13's KV v2 mount, where the phase keeps CI's Argo CD token.
+    let http = reqwest::Client::new();
+    let vault = |path: &str| format!("{}/v1/{path}", sandbox.get("VAULT_ADDR"));
+    let mounted = http
+        .post(vault("sys/mounts/kv"))
+        .header("X-Vault-Token", sandbox.get("VAULT_TOKEN"))
+        .json(&json!({"type": "kv", "options": {"version": "2"}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(mounted.status().is_success());
     // Argo CD's Helm chart owns argocd-rbac-cm already, with keys of its own.
     let helm = KubeClient::from_kubeconfig(&sandbox.kubeconfig(), "helm")
         .await
@@ -98,7 +139,13 @@ async fn applied_by_server_side_apply_once_and_merged_with_argocd_keys() {
     assert_eq!(plan.code, 0, "{}", plan.stderr);
     let doc: Value = serde_json::from_str(&plan.stdout).unwrap();
     let titles = sandbox::change_titles(&doc);
-    assert_eq!(titles.len(), refs().len(), "{titles:?}");
+    // Every object, and CI's Argo CD token.
+    assert_eq!(titles.len(), refs().len() + 1, "{titles:?}");
+    assert!(
+        titles.contains(&"argocd project token proj:ephemeral:pipeline → kv/ci/argocd-token".to_owned()),
+        "{titles:?}"
+    );
+    let vault_writes_before = sandbox.vault_writes();
     // kube-apiserver 1.20 has no batch/v1 CronJob: said, skipped (checked against the 1.32 schema below).
     assert!(
         doc["warnings"].to_string().contains(
@@ -109,6 +156,7 @@ async fn applied_by_server_side_apply_once_and_merged_with_argocd_keys() {
     );
     assert!(titles.contains(&"kubernetes ConfigMap argocd/argocd-rbac-cm".to_owned()));
     assert_eq!(versions(&kube).await, before, "plan writes nothing");
+    assert_eq!(sandbox.vault_writes(), vault_writes_before, "nor to Vault");
 
     let apply = phase(&sandbox, &["apply"]).await;
     assert_eq!(apply.code, 0, "{}\n{}", apply.stdout, apply.stderr);
@@ -125,8 +173,88 @@ async fn applied_by_server_side_apply_once_and_merged_with_argocd_keys() {
         production["spec"]["roles"][1]["groups"],
         json!(["ci-service-accounts"])
     );
-    let appset = kube.get(&refs()[10]).await.unwrap().unwrap();
+    assert!(sandbox.vault_writes() > vault_writes_before, "apply stored the token");
+    let appset = kube
+        .get(&refs()[index_of("ApplicationSet", "ephemeral-packet-relay")])
+        .await
+        .unwrap()
+        .unwrap();
     let template = &appset["spec"]["template"];
+    // The MR environment runs the image its own pipeline built (build-image in an MR pipeline
+    // pushes <harbor>/ci-scratch/<service>:<MR head>).
+    let harbor = url::Url::parse(sandbox.get("HARBOR_URL")).unwrap();
+    assert_eq!(
+        template["spec"]["source"]["kustomize"]["images"],
+        json!([format!(
+            "packet-relay={}:{}/ci-scratch/packet-relay:{{{{ .head_sha }}}}",
+            harbor.host_str().unwrap(),
+            harbor.port().unwrap()
+        )])
+    );
+    assert_eq!(
+        template["spec"]["syncPolicy"]["managedNamespaceMetadata"]["labels"]["cicd.platform/harbor-pull"],
+        "true"
+    );
+    // Staging and production of every delivered service, from main.
+    let staging = kube
+        .get(&refs()[index_of("Application", "packet-relay-staging")])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        staging["spec"]["source"]["path"],
+        "deploy/overlays/staging"
+    );
+    assert_eq!(staging["spec"]["destination"]["namespace"], "staging-netops-arcade");
+    let production = kube
+        .get(&refs()[index_of("Application", "dora-collector")])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(production["spec"]["project"], "production");
+    assert_eq!(production["spec"]["destination"]["namespace"], "monitoring");
+    let project = kube.get(&refs()[1]).await.unwrap().unwrap();
+    let destinations: Vec<&str> = project["spec"]["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["namespace"].as_str())
+        .collect();
+    assert_eq!(destinations, ["prod-*", "monitoring", "demo-apps"]);
+    let pull = kube
+        .get(&refs()[index_of("ClusterExternalSecret", "harbor-pull")])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        pull["spec"]["externalSecretSpec"]["target"]["template"]["type"],
+        "kubernetes.io/dockerconfigjson"
+    );
+    // CI's Argo CD token: in Vault, accepted by Argo CD for project ephemeral only.
+    let stored: Value = http
+        .get(vault("kv/data/ci/argocd-token"))
+        .header("X-Vault-Token", sandbox.get("VAULT_TOKEN"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ci_token = stored["data"]["data"]["token"].as_str().unwrap().to_owned();
+    assert!(!apply.stdout.contains(&ci_token) && !apply.stderr.contains(&ci_token));
+    let argocd = sandbox.get("ARGOCD_URL");
+    let create = |project: &str, namespace: &str| {
+        http.post(format!("{argocd}/api/v1/applications"))
+            .bearer_auth(&ci_token)
+            .json(&json!({"metadata": {"name": format!("probe-{project}")}, "spec": {
+                "project": project,
+                "source": {"repoURL": "https://gitlab.example/platform_services/x.git", "path": "deploy/overlays/ephemeral", "targetRevision": "main"},
+                "destination": {"server": "https://kubernetes.default.svc", "namespace": namespace}}}))
+            .send()
+    };
+    assert_eq!(create("ephemeral", "ephemeral-x-main-1").await.unwrap().status(), 200);
+    assert_eq!(create("production", "prod-x").await.unwrap().status(), 403);
+    let appset_token = &appset;
     assert_eq!(
         template["metadata"]["name"],
         "packet-relay-mr-{{ .number }}"
@@ -143,6 +271,7 @@ async fn applied_by_server_side_apply_once_and_merged_with_argocd_keys() {
         appset["spec"]["generators"][0]["pullRequest"]["gitlab"]["tokenRef"]["secretName"],
         "argocd-gitlab-token"
     );
+    let _ = appset_token;
     let token = kube.get(&refs()[9]).await.unwrap().unwrap();
     assert_eq!(
         token["spec"]["data"][0]["remoteRef"],
@@ -156,10 +285,21 @@ async fn applied_by_server_side_apply_once_and_merged_with_argocd_keys() {
 
     let after = versions(&kube).await;
     assert!(after.iter().all(Option::is_some));
+    let vault_writes_applied = sandbox.vault_writes();
     let rerun = phase(&sandbox, &["apply"]).await;
     assert_eq!(rerun.code, 0, "{}", rerun.stderr);
     assert!(rerun.stdout.contains("no changes"), "{}", rerun.stdout);
     assert_eq!(versions(&kube).await, after, "second apply writes nothing");
+    assert_eq!(sandbox.vault_writes(), vault_writes_applied, "nor to Vault");
+    assert_eq!(phase(&sandbox, &["check"]).await.code, 0);
+
+    // A token revoked in Argo CD is replaced by the next apply.
+    sandbox.argocd.as_ref().unwrap().lock().tokens.clear();
+    let check = phase(&sandbox, &["--output", "json", "check"]).await;
+    assert_eq!(check.code, 2);
+    let doc: Value = serde_json::from_str(&check.stdout).unwrap();
+    assert!(doc["changes"][0]["after"]["reason"].to_string().contains("no longer lists"), "{doc}");
+    assert_eq!(phase(&sandbox, &["apply"]).await.code, 0);
     assert_eq!(phase(&sandbox, &["check"]).await.code, 0);
 
     // A threshold edited by hand shows as that field and is restored.

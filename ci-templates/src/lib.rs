@@ -11,6 +11,7 @@ pub mod desired;
 pub mod library;
 pub mod local_run;
 pub mod reconcile;
+pub mod rules;
 pub mod settings;
 
 use std::path::Path;

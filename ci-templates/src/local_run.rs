@@ -17,13 +17,14 @@ pub const GITLAB_CI_LOCAL_VERSION: &str = "4.73.0";
 
 pub use common::config::tools_dir;
 
-/// PATH with the tools (gitlab-ci-local, gitleaks, trivy, syft, semgrep) first.
+/// PATH with the tools (gitlab-ci-local, gitleaks, trivy, syft, semgrep, cosign) first.
 pub fn path_with_tools() -> std::ffi::OsString {
     let tools = tools_dir();
     let mut dirs = vec![
         tools.join("venv/bin"),
         tools.join("semgrep-venv/bin"),
         tools.join("npm/node_modules/.bin"),
+        tools.join("go-bin"),
     ];
     dirs.extend(std::env::split_paths(
         &std::env::var_os("PATH").unwrap_or_default(),
@@ -149,6 +150,8 @@ impl PipelineKind {
 /// A scratch repository holding a service and the library.
 pub struct LocalRepo {
     dir: tempfile::TempDir,
+    /// Directories put before the tools on the jobs' PATH (test doubles of tools).
+    path_first: Vec<std::path::PathBuf>,
 }
 
 /// A job's verdict from gitlab-ci-local's summary, and when it started and finished (event order).
@@ -290,9 +293,19 @@ impl LocalRepo {
                 &format!("https://gitlab.invalid/platform_services/{name}.git"),
             ],
         )?;
-        let repo = Self { dir };
+        let repo = Self {
+            dir,
+            path_first: Vec::new(),
+        };
         repo.commit("service and gitlab-ci-templates")?;
         Ok(repo)
+    }
+
+    /// Puts `dir` first on the PATH jobs run with.
+    #[must_use]
+    pub fn with_path_first(mut self, dir: &Path) -> Self {
+        self.path_first.push(dir.to_path_buf());
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -334,7 +347,11 @@ impl LocalRepo {
             .args(["--variable", &project_dir])
             .args(args)
             .current_dir(self.path())
-            .env("PATH", path_with_tools())
+            .env("PATH", {
+                let mut dirs = self.path_first.clone();
+                dirs.extend(std::env::split_paths(&path_with_tools()));
+                std::env::join_paths(dirs).unwrap_or_default()
+            })
             .env("GCL_IGNORE_PREDEFINED_VARS", "CI_PROJECT_DIR,CI_PIPELINE_SOURCE")
             .env("NO_COLOR", "1")
             .env("FORCE_COLOR", "0")
@@ -370,12 +387,52 @@ impl LocalRepo {
         self.job_stages_of(&PipelineKind::of(merge_request), &[])
     }
 
-    /// The jobs of a pipeline of `kind` with their stage.
+    /// The merged pipeline configuration (`--preview`: includes and `extends` resolved).
+    pub fn merged_config(&self) -> anyhow::Result<serde_json::Value> {
+        let out = self.gitlab_ci_local(&["--preview"])?;
+        if !out.status.success() {
+            bail!(
+                "gitlab-ci-local --preview: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        serde_saphyr::from_str(&String::from_utf8_lossy(&out.stdout))
+            .context("parsing gitlab-ci-local --preview")
+    }
+
+    /// Whether GitLab would create a pipeline of `kind` at all: its `workflow:rules`, which
+    /// gitlab-ci-local 4.73 does not apply, evaluated with the variables GitLab sets.
+    pub fn pipeline_created(
+        &self,
+        kind: &PipelineKind,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<bool> {
+        let mut vars: std::collections::BTreeMap<String, String> = [
+            ("CI_PIPELINE_SOURCE", "push"),
+            ("CI_COMMIT_BRANCH", "main"),
+            ("CI_COMMIT_REF_NAME", "main"),
+            ("CI_DEFAULT_BRANCH", "main"),
+            ("CI_COMMIT_REF_PROTECTED", "false"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        vars.extend(kind.variables());
+        vars.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        vars.retain(|_, v| !v.is_empty());
+        crate::rules::workflow_creates_pipeline(&self.merged_config()?["workflow"], &vars)
+    }
+
+    /// The jobs of a pipeline of `kind` with their stage (none when the workflow rules refuse
+    /// the pipeline).
     pub fn job_stages_of(
         &self,
         kind: &PipelineKind,
         extra: &[(&str, &str)],
     ) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+        if !self.pipeline_created(kind, extra)? {
+            return Ok(std::collections::BTreeMap::new());
+        }
         let mut owned = vec!["--list-csv".to_owned()];
         owned.extend(kind.args());
         for (k, v) in extra {

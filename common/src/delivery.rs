@@ -15,6 +15,9 @@ use crate::{Error, Result, dates};
 // --- Vault: JWT roles of GitLab CI (mount jwt/gitlab) and the KV v2 paths they read ------------------
 /// Image jobs of protected `main` and protected `v*` tags: build, scan, SBOM, release tag.
 pub const ROLE_IMAGE: &str = "gitlab-ci";
+/// The release-tag job: protected `v*` tags only (it never runs elsewhere, so its role refuses
+/// every other pipeline).
+pub const ROLE_RELEASE: &str = "gitlab-ci-release";
 /// The signature job (transit key `ci-signing-key`), same pipeline kinds as [`ROLE_IMAGE`].
 pub const ROLE_SIGN: &str = "gitlab-ci-sign";
 /// The ephemeral deploy and cleanup jobs of protected `main`.

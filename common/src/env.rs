@@ -57,7 +57,7 @@ pub const CICD_HTTP_RETRIES: &str = "CICD_HTTP_RETRIES";
 pub const VAULT_JWT_AUDIENCE: &str = "VAULT_JWT_AUDIENCE";
 /// Comma-separated `project_path` globs allowed to log in (default `platform_services/*`).
 pub const VAULT_CI_PROJECT_PATHS: &str = "VAULT_CI_PROJECT_PATHS";
-/// Comma-separated refs the `gitlab-ci` role accepts (default `main`).
+/// Comma-separated protected branches the CI roles treat as the default branch (default `main`).
 pub const VAULT_CI_REFS: &str = "VAULT_CI_REFS";
 /// Comma-separated service names whose `services/<name>` KV entries get placeholders (default `example-service`).
 pub const VAULT_CI_SERVICES: &str = "VAULT_CI_SERVICES";

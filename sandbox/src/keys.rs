@@ -104,14 +104,58 @@ pub fn random_token(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(buf)
 }
 
-/// Claims of a GitLab CI `id_tokens` JWT for a pipeline of `project_path` on `git_ref`
-/// (GitLab docs: ci/secrets/id_token_authentication, "Token payload").
-pub fn gitlab_id_token_claims(
+/// The pipeline an id_token is minted for: what GitLab puts in `ref`, `ref_type`, `ref_path`,
+/// `ref_protected` and `pipeline_source` (`Gitlab::Ci::JwtV2`: an MR pipeline carries its source
+/// branch as `ref`, `refs/heads/<branch>` as `ref_path`, and `merge_request_event`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineClaims {
+    pub git_ref: String,
+    /// `branch` or `tag`.
+    pub ref_type: &'static str,
+    pub protected: bool,
+    pub source: &'static str,
+}
+
+impl PipelineClaims {
+    pub fn branch(name: &str, protected: bool) -> Self {
+        Self {
+            git_ref: name.into(),
+            ref_type: "branch",
+            protected,
+            source: "push",
+        }
+    }
+    pub fn tag(name: &str, protected: bool) -> Self {
+        Self {
+            git_ref: name.into(),
+            ref_type: "tag",
+            protected,
+            source: "push",
+        }
+    }
+    pub fn merge_request(source_branch: &str) -> Self {
+        Self {
+            git_ref: source_branch.into(),
+            ref_type: "branch",
+            protected: false,
+            source: "merge_request_event",
+        }
+    }
+    fn ref_path(&self) -> String {
+        let prefix = if self.ref_type == "tag" { "tags" } else { "heads" };
+        format!("refs/{prefix}/{}", self.git_ref)
+    }
+}
+
+/// Claims of a GitLab CI `id_tokens` JWT of a job of `project_path` (id `project_id`) in a
+/// `pipeline` (GitLab docs: ci/secrets/id_token_authentication, "Token payload"; the ids and
+/// `ref_protected` are strings).
+pub fn ci_id_token_claims(
     issuer: &str,
     audience: &str,
     project_path: &str,
-    git_ref: &str,
-    ref_protected: bool,
+    project_id: u64,
+    pipeline: &PipelineClaims,
 ) -> Value {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -122,17 +166,35 @@ pub fn gitlab_id_token_claims(
     json!({
         "iss": issuer,
         "aud": audience,
-        "sub": format!("project_path:{project_path}:ref_type:branch:ref:{git_ref}"),
+        "sub": format!("project_path:{project_path}:ref_type:{}:ref:{}", pipeline.ref_type, pipeline.git_ref),
         "iat": now, "nbf": now - 5, "exp": now + 300,
+        "jti": random_token(12),
         "namespace_id": "42", "namespace_path": namespace,
-        "project_id": "4242", "project_path": project_path,
+        "project_id": project_id.to_string(), "project_path": project_path,
         "user_id": "7", "user_login": "ci-bot", "user_email": "ci-bot@example.invalid",
-        "pipeline_id": "1001", "pipeline_source": "push", "job_id": "5001",
-        // GitLab sends these as strings.
-        "ref": git_ref, "ref_type": "branch", "ref_path": format!("refs/heads/{git_ref}"),
-        "ref_protected": if ref_protected { "true" } else { "false" },
+        "pipeline_id": "1001", "pipeline_source": pipeline.source, "job_id": "5001",
+        "ref": pipeline.git_ref, "ref_type": pipeline.ref_type, "ref_path": pipeline.ref_path(),
+        "ref_protected": if pipeline.protected { "true" } else { "false" },
         "runner_id": 1, "runner_environment": "self-hosted",
+        "sha": "714a629c0b401fdce83e847fc9589983fc6f46bc",
     })
+}
+
+/// Claims of a branch pipeline of `project_path` on `git_ref` (project id 4242).
+pub fn gitlab_id_token_claims(
+    issuer: &str,
+    audience: &str,
+    project_path: &str,
+    git_ref: &str,
+    ref_protected: bool,
+) -> Value {
+    ci_id_token_claims(
+        issuer,
+        audience,
+        project_path,
+        4242,
+        &PipelineClaims::branch(git_ref, ref_protected),
+    )
 }
 
 #[cfg(test)]

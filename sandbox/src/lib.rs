@@ -8,6 +8,7 @@
 
 pub mod keys;
 pub mod postgres;
+pub mod registry;
 pub mod standins;
 pub mod support;
 

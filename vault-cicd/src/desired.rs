@@ -186,6 +186,12 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
         json!({"project_path": project_paths, "ref_path": ref_paths, "ref_protected": ["true"]})
     };
     let gitlab_ci = jwt_role(protected(&release_paths), "ci-read-secrets", 3600);
+    // release-tag runs on protected release tags only: the same robot, no other pipeline kind.
+    let gitlab_ci_release = jwt_role(
+        protected(&[format!("refs/tags/{}", crate::settings::RELEASE_TAGS)]),
+        "ci-read-secrets",
+        900,
+    );
     // Signing takes seconds, so the token is short-lived.
     let gitlab_ci_sign = jwt_role(protected(&release_paths), "ci-sign-images", 900);
     let gitlab_ci_deploy = jwt_role(protected(&branch_paths), "ci-deploy-ephemeral", 3600);
@@ -241,6 +247,12 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
             "vault jwt role",
             "gitlab-ci-sign",
             gitlab_ci_sign,
+        ),
+        doc(
+            &format!("auth/{JWT_MOUNT}/role/{}", delivery::ROLE_RELEASE),
+            "vault jwt role",
+            delivery::ROLE_RELEASE,
+            gitlab_ci_release,
         ),
         doc(
             &format!("auth/{JWT_MOUNT}/role/{}", delivery::ROLE_DEPLOY),
@@ -544,6 +556,10 @@ mod tests {
         assert_eq!(image["token_ttl"], json!(3600));
         assert_eq!(image["token_policies"], json!(["ci-read-secrets"]));
         assert_eq!(role(&d, "gitlab-ci-sign")["bound_claims"], image["bound_claims"]);
+        assert_eq!(
+            role(&d, "gitlab-ci-release")["bound_claims"]["ref_path"],
+            json!(["refs/tags/v*"])
+        );
         for main_only in ["gitlab-ci-deploy", "gitlab-ci-promote"] {
             assert_eq!(
                 role(&d, main_only)["bound_claims"]["ref_path"],

@@ -567,6 +567,9 @@ mod tests {
                 .policies
                 .iter()
                 .map(|(n, t)| (n.clone(), Some(format!("{t}\n\n"))))
+                .chain(d.templated_policies.iter().map(|(n, t, _)| {
+                    (n.clone(), Some(render_templated_policy(t, "auth_jwt_0123abcd")))
+                }))
                 .collect(),
             documents: d
                 .documents
@@ -613,6 +616,7 @@ mod tests {
         let plan = diff(&d, &empty).unwrap();
         let expected = d.secret_engines.len()
             + d.policies.len()
+            + d.templated_policies.len()
             + d.auth_methods.len()
             + d.documents.len()
             + 1
@@ -620,6 +624,27 @@ mod tests {
             + 1;
         assert_eq!(plan.changes.len(), expected);
         assert_eq!(plan.summary().update, 0);
+    }
+
+    /// A templated policy names the accessor of its mount: known once the mount exists, read at
+    /// apply time when the mount is created by the same plan.
+    #[test]
+    fn the_promotion_policy_follows_the_jwt_mount_accessor() {
+        let d = desired_state();
+        let mut o = matching(&d);
+        o.auth_mounts.get_mut("jwt/gitlab/").unwrap().accessor = "auth_jwt_new".into();
+        let plan = diff(&d, &o).unwrap();
+        assert_eq!(plan.changes.len(), 1, "{plan}");
+        match &plan.changes[0].op {
+            Op::PutPolicy { name, text } => {
+                assert_eq!(name, "ci-promote");
+                assert!(text.contains("identity.entity.aliases.auth_jwt_new.metadata.project_id"));
+            }
+            other => panic!("{other:?}"),
+        }
+        o.auth_mounts.remove("jwt/gitlab/");
+        let plan = diff(&d, &o).unwrap();
+        assert!(plan.changes.iter().any(|c| matches!(&c.op, Op::PutTemplatedPolicy { name, .. } if name == "ci-promote")));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use sandbox::keys::gitlab_id_token_claims;
+use sandbox::keys::{PipelineClaims, ci_id_token_claims, gitlab_id_token_claims};
 use sandbox::{Options, Sandbox};
 use serde_json::{Value, json};
 
@@ -188,6 +188,13 @@ async fn plan_apply_rerun_and_logins_on_fresh_servers() {
         "vault jwt config jwt/gitlab",
         "vault jwt role gitlab-ci",
         "vault jwt role gitlab-ci-sign",
+        "vault jwt role gitlab-ci-deploy",
+        "vault jwt role gitlab-ci-release",
+        "vault jwt role gitlab-ci-promote",
+        "vault jwt role gitlab-ci-mr",
+        "vault policy ci-promote",
+        "vault policy ci-mr-scratch",
+        "vault policy ci-deploy-ephemeral",
         "vault kubernetes config kubernetes",
         "vault kubernetes role external-secrets",
         "vault kubernetes role argocd",
@@ -241,7 +248,10 @@ async fn plan_apply_rerun_and_logins_on_fresh_servers() {
         role["data"]["bound_claims"]["project_path"],
         json!(["platform_services/*"])
     );
-    assert_eq!(role["data"]["bound_claims"]["ref"], json!(["main"]));
+    assert_eq!(
+        role["data"]["bound_claims"]["ref_path"],
+        json!(["refs/heads/main", "refs/tags/v*"])
+    );
     assert_eq!(role["data"]["bound_claims_type"], "glob");
     assert_eq!(role["data"]["token_ttl"], 3600);
     assert_eq!(role["data"]["token_policies"], json!(["ci-read-secrets"]));
@@ -385,14 +395,35 @@ async fn plan_apply_rerun_and_logins_on_fresh_servers() {
         )
         .await;
     assert_eq!(status, 400, "a token for another audience must be refused");
-    let (status, sign) = vault
+    let pipeline_token = |project_id: u64, pipeline: &PipelineClaims| {
+        key.sign_jwt(&ci_id_token_claims(
+            issuer,
+            audience,
+            "platform_services/x",
+            project_id,
+            pipeline,
+        ))
+        .unwrap()
+    };
+    let (status, refused) = vault
         .login(
             "jwt/gitlab",
             "gitlab-ci-sign",
             &token("platform_services/x", "release/1.2", true),
         )
         .await;
-    assert_eq!(status, 200, "protected refs may sign: {sign}");
+    assert_eq!(
+        status, 400,
+        "a protected branch other than main does not sign: {refused}"
+    );
+    let (status, sign) = vault
+        .login(
+            "jwt/gitlab",
+            "gitlab-ci-sign",
+            &pipeline_token(4242, &PipelineClaims::tag("v1.2.0", true)),
+        )
+        .await;
+    assert_eq!(status, 200, "a protected release tag signs: {sign}");
     assert!(
         sign["auth"]["policies"]
             .as_array()
@@ -407,6 +438,74 @@ async fn plan_apply_rerun_and_logins_on_fresh_servers() {
         )
         .await;
     assert_eq!(status, 400, "unprotected refs may not sign");
+    let (status, _) = vault
+        .login(
+            "jwt/gitlab",
+            "gitlab-ci-sign",
+            &pipeline_token(4242, &PipelineClaims::tag("v1.2.0", false)),
+        )
+        .await;
+    assert_eq!(status, 400, "an unprotected release tag may not sign");
+
+    // Merge request pipelines get the scratch robot's role only.
+    let mr = pipeline_token(4242, &PipelineClaims::merge_request("feature/z"));
+    let (status, mr_login) = vault.login("jwt/gitlab", "gitlab-ci-mr", &mr).await;
+    assert_eq!(status, 200, "{mr_login}");
+    assert_eq!(mr_login["auth"]["policies"], json!(["ci-mr-scratch", "default"]));
+    for role in ["gitlab-ci", "gitlab-ci-sign", "gitlab-ci-deploy", "gitlab-ci-promote"] {
+        let (status, _) = vault.login("jwt/gitlab", role, &mr).await;
+        assert_eq!(status, 400, "an MR pipeline logs in as {role}");
+    }
+    let (status, _) = vault
+        .login("jwt/gitlab", "gitlab-ci-mr", &token("platform_services/x", "main", true))
+        .await;
+    assert_eq!(status, 400, "a branch pipeline is not an MR pipeline");
+
+    // Each project's pipeline reads its own promotion token, never another project's: the
+    // policy is templated on the id_token's project_id (through the role's claim mappings).
+    for (id, token_value) in [(4242_u64, "glpat-own"), (4243, "glpat-other")] {
+        let (status, _) = vault
+            .post(
+                &format!("kv/data/{}", common::delivery::kv_promote_token(id)),
+                &json!({"data": {"token": token_value}}),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let (status, promote) = vault
+        .login(
+            "jwt/gitlab",
+            "gitlab-ci-promote",
+            &pipeline_token(4242, &PipelineClaims::branch("main", true)),
+        )
+        .await;
+    assert_eq!(status, 200, "{promote}");
+    let promote_token = promote["auth"]["client_token"].as_str().unwrap();
+    let read = |id: u64| {
+        vault
+            .http
+            .get(format!(
+                "{}/v1/kv/data/{}",
+                vault.addr,
+                common::delivery::kv_promote_token(id)
+            ))
+            .header("X-Vault-Token", promote_token)
+            .send()
+    };
+    let own = read(4242).await.unwrap();
+    assert_eq!(own.status(), 200);
+    let own: Value = own.json().await.unwrap();
+    assert_eq!(own["data"]["data"]["token"], "glpat-own");
+    assert_eq!(read(4243).await.unwrap().status(), 403, "another project's token");
+    let (status, _) = vault
+        .login(
+            "jwt/gitlab",
+            "gitlab-ci-promote",
+            &pipeline_token(4242, &PipelineClaims::tag("v1.2.0", true)),
+        )
+        .await;
+    assert_eq!(status, 400, "promotion runs on main only");
 
     // A real service-account token from kube-apiserver logs in through Kubernetes auth and reads kv/data/ci/….
     let sa_token = kube
@@ -424,12 +523,22 @@ async fn plan_apply_rerun_and_logins_on_fresh_servers() {
     let eso_token = eso["auth"]["client_token"].as_str().unwrap();
     let read = vault
         .http
-        .get(format!("{}/v1/kv/data/ci/harbor-credentials", vault.addr))
+        .get(format!("{}/v1/kv/data/ci/gitlab-api-token", vault.addr))
         .header("X-Vault-Token", eso_token)
         .send()
         .await
         .unwrap();
-    assert_eq!(read.status(), 200);
+    assert_eq!(read.status(), 200, "the pull-request generator's token");
+    for ci_credential in ["ci/harbor-credentials", "ci/argocd-token", "ci/projects/4242/promote"] {
+        let denied = vault
+            .http
+            .get(format!("{}/v1/kv/data/{ci_credential}", vault.addr))
+            .header("X-Vault-Token", eso_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(denied.status(), 403, "ESO must not read {ci_credential}");
+    }
     let denied = vault
         .http
         .get(format!("{}/v1/sys/policies/acl/ci-admin", vault.addr))

@@ -346,7 +346,7 @@ async fn apply_builds_everything_once_and_reconciles_without_recreating() {
         secrets_after["robot$ci-push"], secrets["robot$ci-push"],
         "ci-push reconciled in place: same id, same secret"
     );
-    assert_eq!(secrets_after.len(), 3, "no robot recreated");
+    assert_eq!(secrets_after.len(), ci_templates::desired::ROBOTS.len(), "no robot recreated");
     {
         let gl = sandbox.gitlab.as_ref().unwrap().lock();
         let repo = &gl

@@ -355,11 +355,16 @@ fn pipelines_resolve_against_the_template_library() {
                 project.name
             );
         }
+        // An MR pipeline builds the image its per-MR environment runs (ci-scratch) and nothing
+        // after it: no signature, no deploy, no promotion.
         let mr_jobs = repo.jobs(true).expect("merge request pipeline");
         assert!(
-            !mr_jobs.contains("build-image") && mr_jobs.contains("dependency-scan"),
+            mr_jobs.contains("build-image") && mr_jobs.contains("dependency-scan"),
             "{mr_jobs:?}"
         );
+        for job in ["sign-image", "release-tag", "deploy-ephemeral", "promote-artifact"] {
+            assert!(!mr_jobs.contains(job), "{}: {job} in an MR pipeline", project.name);
+        }
         let ci = std::fs::read_to_string(rendered.path().join(project.name).join(".gitlab-ci.yml"))
             .unwrap();
         assert!(ci.contains(&format!("DEPLOY_STRATEGY: {}", project.strategy)));

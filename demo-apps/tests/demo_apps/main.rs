@@ -23,16 +23,25 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// The sandbox with kube-apiserver (the Argo CD, Rollouts, Gateway API and Prometheus Operator
-/// CRDs) and the GitLab and Harbor stand-ins; no Vault or Prometheus.
+/// CRDs), the GitLab and Harbor stand-ins, and OpenBao with phase 13's KV v2 mount (seeding
+/// stores each project's promotion token there); no Prometheus.
 pub async fn kube_sandbox() -> sandbox::Sandbox {
     common::cli::install_crypto_provider();
-    sandbox::Sandbox::start(sandbox::Options {
-        vault: false,
+    let sandbox = sandbox::Sandbox::start(sandbox::Options {
         prometheus: false,
         ..sandbox::Options::default()
     })
     .await
-    .expect("sandbox starts")
+    .expect("sandbox starts");
+    let mounted = reqwest::Client::new()
+        .post(format!("{}/v1/sys/mounts/kv", sandbox.get("VAULT_ADDR")))
+        .header("X-Vault-Token", sandbox.get("VAULT_TOKEN"))
+        .json(&serde_json::json!({"type": "kv", "options": {"version": "2"}}))
+        .send()
+        .await
+        .expect("OpenBao");
+    assert!(mounted.status().is_success(), "mounting kv/");
+    sandbox
 }
 
 /// The shared specs (`/work/shared/specs`, or `CICD_SPECS_DIR`).

@@ -90,6 +90,20 @@ async fn state(
     )
 }
 
+/// A KV v2 secret's data (root token).
+async fn kv(sandbox: &Sandbox, path: &str) -> Value {
+    let answer: Value = reqwest::Client::new()
+        .get(format!("{}/v1/kv/data/{path}", sandbox.get("VAULT_ADDR")))
+        .header("X-Vault-Token", sandbox.get("VAULT_TOKEN"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["data"]["data"].clone()
+}
+
 /// A project's files and tags in the stand-in.
 fn repository(
     sandbox: &Sandbox,
@@ -122,13 +136,17 @@ async fn seeds_the_arcade_once_keeps_demo_edits_and_resets_on_request() {
     assert!(before.2.iter().all(Option::is_none));
     let plan = phase(&sandbox, &["--output", "json", "plan"]).await;
     assert_eq!(plan.code, 0, "{}", plan.stderr);
-    let mut expected = vec![
-        "harbor project platform-services".to_owned(),
-        format!("gitlab commit {relay}@main"),
-        format!("gitlab tag {relay}:v0.1.0"),
-        format!("gitlab commit {dashboard}@main"),
-        format!("gitlab tag {dashboard}:v0.1.0"),
-    ];
+    // Per project: `main` and `v*` protected before the tag (its pipeline then gets Vault), the
+    // seed commit, the release tag, the promotion token.
+    let mut expected = vec!["harbor project platform-services".to_owned()];
+    for project in [relay, dashboard] {
+        expected.extend([
+            format!("gitlab release protection {project}"),
+            format!("gitlab commit {project}@main"),
+            format!("gitlab tag {project}:v0.1.0"),
+            format!("gitlab promotion token {project}"),
+        ]);
+    }
     for r in refs(&s) {
         let ns = r["metadata"]["namespace"].as_str();
         let name = r["metadata"]["name"].as_str().unwrap();
@@ -155,7 +173,11 @@ async fn seeds_the_arcade_once_keeps_demo_edits_and_resets_on_request() {
     let apply = phase(&sandbox, &["apply"]).await;
     assert_eq!(apply.code, 0, "{}\n{}", apply.stdout, apply.stderr);
     let applied = state(&sandbox, &kube, &s).await;
-    assert_eq!(applied.0 - before.0, 4, "GitLab: 2 commits, 2 tags");
+    assert_eq!(
+        applied.0 - before.0,
+        10,
+        "GitLab per project: protect main, protect v*, 1 commit, 1 tag, 1 promotion token"
+    );
     assert_eq!(applied.1 - before.1, 1, "Harbor: 1 project");
     for (text, what) in [
         ("1. Bad IP (auto-rollback)", "scenario 1"),
@@ -179,6 +201,28 @@ async fn seeds_the_arcade_once_keeps_demo_edits_and_resets_on_request() {
         assert_eq!(commits, 1, "{path}: seeded in one commit");
         assert_eq!(tags.len(), 1, "{path}: the release tag");
         assert!(tags.contains_key("v0.1.0"), "{tags:?}");
+        // The tag was pushed onto protected refs: its pipeline's id_token says ref_protected.
+        {
+            let gl = sandbox.gitlab.as_ref().unwrap().lock();
+            let record = gl.project_by_path(&path).unwrap();
+            assert!(record.protected_branches.iter().any(|b| b.name == "main"), "{path}: main");
+            assert!(
+                record.protected_tags.iter().any(|t| t.name == "v*"),
+                "{path}: v* tags"
+            );
+            let token = record
+                .delivery
+                .access_tokens
+                .iter()
+                .find(|t| t.active && t.name == common::delivery::PROMOTE_TOKEN_NAME)
+                .expect("a promotion token");
+            assert_eq!((token.access_level, token.scopes.clone()), (40, vec!["api".to_owned()]));
+            let stored = kv(&sandbox, &common::delivery::kv_promote_token(record.id)).await;
+            assert_eq!(stored["token"], token.secret.as_str(), "{path}: the token in Vault");
+            for run in &runs {
+                assert!(!run.stdout.contains(&token.secret) && !run.stderr.contains(&token.secret));
+            }
+        }
         assert!(
             !files
                 .keys()
@@ -224,14 +268,15 @@ async fn seeds_the_arcade_once_keeps_demo_edits_and_resets_on_request() {
         "the pinned release tag, never latest"
     );
     assert_eq!(container["args"], json!(["generate"]));
-    let app = live(2).await;
-    assert_eq!(app["spec"]["source"]["path"], "deploy/overlays/rke2-prod");
     assert_eq!(
-        app["spec"]["source"]["repoURL"],
-        format!("{}/{relay}.git", s.gitlab_url)
+        generator["spec"]["template"]["spec"]["imagePullSecrets"],
+        json!([{"name": "harbor-pull"}])
     );
-    assert_eq!(app["spec"]["destination"]["namespace"], "demo-apps");
-    assert_eq!(app["spec"]["project"], "production");
+    assert_eq!(
+        namespace["metadata"]["labels"]["cicd.platform/harbor-pull"],
+        "true",
+        "phase 15's pull Secret reaches the demo namespace"
+    );
     runs.push(apply);
 
     // Rerun: nothing to do, 0 writes; check exits 0.

@@ -1,0 +1,70 @@
+//! One release from a protected tag to production, across every phase (docs/adr/0008).
+//!
+//! A sandbox gets phases 12–18 applied by their binaries (and applied again: zero changes), then
+//! each hand-off is checked with both sides running: the CI library's jobs log in to the real
+//! OpenBao with id_tokens signed by the GitLab stand-in's key, for every pipeline kind; promotion
+//! commits through the stand-in's API; the ephemeral Application lands in the cluster through the
+//! Argo CD stand-in with the token phase 15 minted; images are built, pushed, signed and verified
+//! against a real registry. Steps run in order in one test (they share one sandbox); a failing
+//! step does not hide the others: every failure is reported at the end.
+
+mod ephemeral;
+mod images;
+mod jobs;
+mod journey;
+mod pull;
+mod release;
+mod runners;
+mod world;
+
+use std::panic::AssertUnwindSafe;
+
+use world::World;
+
+/// Runs `step`, turning a panic into a reported failure.
+fn step(failures: &mut Vec<String>, name: &str, f: impl FnOnce()) {
+    eprintln!("==> {name}");
+    let started = std::time::Instant::now();
+    match std::panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(()) => eprintln!("    {name}: ok ({:.1} s)", started.elapsed().as_secs_f64()),
+        Err(e) => {
+            let message = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "panicked".into());
+            eprintln!("    {name}: FAILED: {message}");
+            failures.push(format!("{name}: {message}"));
+        }
+    }
+}
+
+#[test]
+fn one_release_from_a_protected_tag_to_production() {
+    let world = World::start();
+    let mut failures = Vec::new();
+    step(&mut failures, "runner pools serve every library job", || {
+        runners::every_job_maps_to_a_deployed_pool(&world);
+    });
+    step(&mut failures, "pipeline kinds × Vault logins", || {
+        journey::each_job_logs_in_exactly_where_it_runs(&world);
+    });
+    step(&mut failures, "ephemeral environments", || {
+        ephemeral::environments_run_their_own_image_and_get_cleaned(&world);
+    });
+    step(&mut failures, "pull credentials", || {
+        pull::workload_namespaces_pull_with_the_robot_eso_reads(&world);
+    });
+    step(&mut failures, "image producers", || {
+        images::every_deployed_image_has_a_producer(&world);
+    });
+    step(&mut failures, "release: build, push, sign, verify", || {
+        release::the_collector_release_is_built_signed_and_verified(&world);
+    });
+    assert!(
+        failures.is_empty(),
+        "{} step(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
