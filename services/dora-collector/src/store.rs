@@ -1,8 +1,8 @@
 //! Where acknowledged facts live: an append-only table with a unique de-duplication key.
 //!
-//! SQLite (bundled) is the embedded default for one replica; PostgreSQL serves replicas > 1 (every
-//! replica appends to and tails the same table). Both are used synchronously from the collector's
-//! own store threads, so the async server never blocks on disk.
+//! `SQLite` (bundled) is the embedded default for one replica; `PostgreSQL` serves replicas > 1
+//! (every replica appends to and tails the same table). Both are used synchronously from the
+//! collector's own store threads, so the async server never blocks on disk.
 
 use std::time::Duration;
 
@@ -44,7 +44,7 @@ pub trait Store: Send {
 }
 
 /// Opens a connection for a store URL (`sqlite://…`, `postgres://…` or `postgresql://…`); the
-/// URL is never logged as given since a PostgreSQL URL may carry a password.
+/// URL is never logged as given since a `PostgreSQL` URL may carry a password.
 pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         return Ok(Box::new(Sqlite::open(path)?));
@@ -342,7 +342,10 @@ mod tests {
         );
         drop(store);
         let mut store = Sqlite::open(path.to_str().unwrap()).unwrap();
-        assert_eq!(store.append(&[fact.clone()], 2.0).unwrap().new, [false]);
+        assert_eq!(
+            store.append(std::slice::from_ref(&fact), 2.0).unwrap().new,
+            [false]
+        );
         assert_eq!(store.read_after(0, 10).unwrap(), vec![(1, fact)]);
     }
 }
