@@ -214,20 +214,22 @@ fn the_collector_builds_standalone_into_a_scratch_image_that_passes_hadolint() {
         )
         .env("DORA_LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(data.path().join("stderr")).unwrap())
         .spawn()
         .expect("the image's binary runs on this host");
+    // Live at once; ready when the store has been replayed (a moment later).
     let deadline = Instant::now() + Duration::from_secs(15);
-    let mut healthy = false;
-    while Instant::now() < deadline && !healthy {
-        healthy = http_get_ok(port, "/healthz");
+    let (mut healthy, mut ready) = (false, false);
+    while Instant::now() < deadline && !ready {
+        healthy = healthy || http_get_ok(port, "/healthz");
+        ready = healthy && http_get_ok(port, "/readyz");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let ready = healthy && http_get_ok(port, "/readyz");
     let _ = child.kill();
     let _ = child.wait();
-    assert!(healthy, "the collector answered /healthz");
-    assert!(ready, "and /readyz on its SQLite store");
+    let log = std::fs::read_to_string(data.path().join("stderr")).unwrap_or_default();
+    assert!(healthy, "the collector answered /healthz; its log:\n{log}");
+    assert!(ready, "and /readyz on its SQLite store; its log:\n{log}");
     assert!(
         data.path().join("dora.db").exists(),
         "the store is where DORA_STORE_URL says"
