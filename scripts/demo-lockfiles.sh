@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# Refreshes services/packet-relay/Cargo.lock and services/netops-dashboard/Cargo.lock: the lock
-# file each demo project is pushed with (its pipeline and Dockerfile build with --locked). Seeded
-# from the workspace's Cargo.lock, so a project pins the versions the workspace tests. Run it after
-# changing a service's dependencies; the demo-apps tests fail while a lock file is stale.
+# Refreshes the lock file each seeded project is pushed with (its pipeline and Dockerfile build
+# with --locked): services/packet-relay/Cargo.lock and services/netops-dashboard/Cargo.lock (phase
+# 18's arcade) and services/dora-collector/Cargo.lock (phase 17's collector, which carries the
+# `common` crate). Seeded from the workspace's Cargo.lock, so a project pins the versions the
+# workspace tests. Run it after changing a service's (or common's) dependencies; the demo-apps and
+# obs-setup tests fail while a lock file is stale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 cargo run --quiet -p demo-apps -- render --out "$out"
-for project in packet-relay netops-dashboard; do
+# The collector's files do not depend on the platform's settings except deploy/ (not resolved
+# here): any DOMAIN renders them.
+DOMAIN="${DOMAIN:-example.com}" cargo run --quiet -p obs-setup -- --quiet render --out "$out"
+for project in packet-relay netops-dashboard dora-collector; do
   cp Cargo.lock "$out/$project/Cargo.lock"
   # Resolving the standalone manifest drops what the project does not use, keeping the versions.
-  (cd "$out/$project" && cargo metadata --offline --format-version 1 >/dev/null)
+  # (`cargo tree`, not `cargo metadata`: it needs no sources of other platforms' crates offline.)
+  (cd "$out/$project" && cargo tree --offline >/dev/null)
   cp "$out/$project/Cargo.lock" "services/$project/Cargo.lock"
   echo "services/$project/Cargo.lock: $(grep -c '^name = ' "services/$project/Cargo.lock") packages"
 done

@@ -211,7 +211,10 @@ pub struct PromoteTokenObserved {
 pub enum PromoteTokenChange {
     Create,
     /// Rotation gives a new secret: the only way to refill Vault, and to renew before expiry.
-    Rotate { token_id: u64, reason: String },
+    Rotate {
+        token_id: u64,
+        reason: String,
+    },
 }
 
 impl PromoteTokenChange {
@@ -270,7 +273,11 @@ pub async fn observe_promote_token(
         .kv2_metadata(KV_MOUNT, &kv_promote_token(project_id))
         .await?
         .filter(|m| !m.current_deleted)
-        .and_then(|m| m.custom_metadata.get("token-id").and_then(|v| v.parse().ok()));
+        .and_then(|m| {
+            m.custom_metadata
+                .get("token-id")
+                .and_then(|v| v.parse().ok())
+        });
     Ok(PromoteTokenObserved {
         active,
         stored_token_id,
@@ -347,7 +354,10 @@ mod tests {
     fn the_collector_always_and_the_arcade_unless_switched_off() {
         let all = services(&env(&[])).unwrap();
         let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["dora-collector", "packet-relay", "netops-dashboard"]);
+        assert_eq!(
+            names,
+            ["dora-collector", "packet-relay", "netops-dashboard"]
+        );
         assert_eq!(all[0].production.namespace, "monitoring");
         assert_eq!(all[1].production.namespace, "demo-apps");
         assert_eq!(all[1].production.overlay, "deploy/overlays/rke2-prod");
@@ -377,7 +387,10 @@ mod tests {
     fn promotion_tokens_are_created_refilled_and_renewed() {
         let today = dates::parse("2026-12-02").unwrap();
         let none = PromoteTokenObserved::default();
-        assert_eq!(promote_token_change(&none, today), Some(PromoteTokenChange::Create));
+        assert_eq!(
+            promote_token_change(&none, today),
+            Some(PromoteTokenChange::Create)
+        );
         let fresh = PromoteTokenObserved {
             active: Some(token(7, "2027-03-02")),
             stored_token_id: Some(7),

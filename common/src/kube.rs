@@ -335,7 +335,10 @@ impl KubeClient {
     /// Deletes the object (background propagation); absent already is fine.
     pub async fn delete(&self, obj: &Value) -> Result<()> {
         let (api, name) = self.api_for(obj).await?;
-        match api.delete(&name, &kube::api::DeleteParams::background()).await {
+        match api
+            .delete(&name, &kube::api::DeleteParams::background())
+            .await
+        {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             Err(e) => Err(kube_error(&format!("deleting {}", describe(obj)), e)),

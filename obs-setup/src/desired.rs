@@ -1,6 +1,8 @@
 //! What phase 17 wants, as data (no I/O): the DORA dashboard (plan §4.2), the CI/CD alert rules
-//! (§4.4) plus the collector's own health, the collector's Kubernetes objects (§4.1), the runner
-//! log config for Alloy (§4.3) and the GitLab group webhook.
+//! (§4.4) plus the collector's own health, the runner log config for Alloy (§4.3) and the GitLab
+//! group webhook, which phase 17 applies; and the collector's workload (§4.1), which it no longer
+//! applies: [`crate::project`] writes it into the `deploy/` tree of the collector's GitLab project,
+//! and Argo CD deploys it (phase 15's Applications, docs/adr/0008).
 //!
 //! DORA performance levels of the dashboard's colour bands. Source: DORA, "Accelerate State of
 //! DevOps Report" 2021 (performance clusters, p. 11) and 2022, as republished at
@@ -19,6 +21,7 @@
 
 use std::collections::BTreeMap;
 
+use common::delivery::PULL_SECRET;
 use common::kube::owned_labels;
 use serde_json::{Value, json};
 
@@ -56,6 +59,8 @@ pub const HOOK_NAME: &str = "dora-collector";
 pub const PORT: u16 = 8080;
 /// Mount of the collector's writable data directory.
 pub const DATA_DIR: &str = "/var/lib/dora-collector";
+/// The `SQLite` store's `PersistentVolumeClaim`.
+pub const DATA_CLAIM: &str = "dora-collector-data";
 
 /// The dashboard JSON.
 pub fn dashboard() -> Value {
@@ -83,11 +88,10 @@ fn labels() -> Value {
     owned_labels(PHASE_LABEL)
 }
 
+/// Labels of the collector's workload. Not the phase's ownership labels: Argo CD owns these
+/// objects, and a phase prunes only what carries its own labels.
 fn collector_labels() -> Value {
-    let mut l = labels();
-    l["app.kubernetes.io/name"] = json!(COLLECTOR);
-    l["app.kubernetes.io/part-of"] = json!("cicd-observability");
-    l
+    json!({"app.kubernetes.io/name": COLLECTOR, "app.kubernetes.io/part-of": "cicd-observability"})
 }
 
 fn selector() -> Value {
@@ -137,10 +141,12 @@ pub fn service_monitor(s: &Settings) -> Value {
 
 /// `dora-collector-secrets` from Vault `kv/monitoring/dora-collector`: every key there
 /// (`webhook-secret`, and `database-url` / `gitlab-token` when present) becomes a Secret key.
-pub fn external_secret(s: &Settings) -> Value {
+///
+/// The workload's objects carry no namespace: the overlays set it.
+pub fn external_secret() -> Value {
     json!({
         "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
-        "metadata": {"name": SECRET_NAME, "namespace": s.namespace, "labels": labels()},
+        "metadata": {"name": SECRET_NAME, "labels": collector_labels()},
         "spec": {
             "refreshInterval": "15m",
             "secretStoreRef": {"kind": "ClusterSecretStore", "name": "vault-backend"},
@@ -150,10 +156,12 @@ pub fn external_secret(s: &Settings) -> Value {
     })
 }
 
-pub fn data_claim(s: &Settings) -> Value {
+/// The `SQLite` store's volume (its name is the one earlier versions of phase 17 applied, so Argo
+/// CD adopts the existing claim and its data).
+pub fn data_claim() -> Value {
     json!({
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-        "metadata": {"name": format!("{COLLECTOR}-data"), "namespace": s.namespace, "labels": collector_labels()},
+        "metadata": {"name": DATA_CLAIM, "labels": collector_labels()},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
     })
 }
@@ -163,14 +171,15 @@ fn secret_env(name: &str, key: &str, optional: bool) -> Value {
 }
 
 /// The collector's Deployment: `SQLite` on a volume with one replica (Recreate: one writer), or
-/// `PostgreSQL` with two replicas spread over nodes.
+/// `PostgreSQL` with two replicas spread over nodes. The image is the kustomize image name
+/// [`COLLECTOR`]: each overlay pins it (release tag, promoted digest, or the per-MR image).
 pub fn deployment(s: &Settings) -> Value {
     let (replicas, strategy, store_env, data_volume) = match s.store {
         Store::Sqlite => (
             1,
             json!({"type": "Recreate"}),
             json!({"name": "DORA_STORE_URL", "value": format!("sqlite://{DATA_DIR}/dora.db")}),
-            json!({"name": "data", "persistentVolumeClaim": {"claimName": format!("{COLLECTOR}-data")}}),
+            json!({"name": "data", "persistentVolumeClaim": {"claimName": DATA_CLAIM}}),
         ),
         Store::Postgres => (
             2,
@@ -182,7 +191,7 @@ pub fn deployment(s: &Settings) -> Value {
     let probe = |path: &str, period: u32, failures: u32| json!({"httpGet": {"path": path, "port": "http"}, "periodSeconds": period, "timeoutSeconds": 2, "failureThreshold": failures});
     json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": COLLECTOR, "namespace": s.namespace, "labels": collector_labels()},
+        "metadata": {"name": COLLECTOR, "labels": collector_labels()},
         "spec": {
             "replicas": replicas,
             "revisionHistoryLimit": 5,
@@ -192,6 +201,9 @@ pub fn deployment(s: &Settings) -> Value {
                 "metadata": {"labels": collector_labels()},
                 "spec": {
                     "automountServiceAccountToken": false,
+                    // Phase 15's ClusterExternalSecret puts it in every namespace labelled
+                    // cicd.platform/harbor-pull=true (the collector's included).
+                    "imagePullSecrets": [{"name": PULL_SECRET}],
                     "securityContext": {
                         "runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532,
                         "seccompProfile": {"type": "RuntimeDefault"},
@@ -202,7 +214,7 @@ pub fn deployment(s: &Settings) -> Value {
                     }]}},
                     "containers": [{
                         "name": "collector",
-                        "image": s.image,
+                        "image": COLLECTOR,
                         "imagePullPolicy": "IfNotPresent",
                         "command": ["/usr/local/bin/dora-collector"],
                         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
@@ -239,10 +251,11 @@ pub fn deployment(s: &Settings) -> Value {
     })
 }
 
-pub fn service(s: &Settings) -> Value {
+/// The Service the `ServiceMonitor` selects by its labels (`app.kubernetes.io/name`).
+pub fn service() -> Value {
     json!({
         "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": COLLECTOR, "namespace": s.namespace, "labels": collector_labels()},
+        "metadata": {"name": COLLECTOR, "labels": collector_labels()},
         "spec": {
             "selector": selector(),
             "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
@@ -251,16 +264,17 @@ pub fn service(s: &Settings) -> Value {
 }
 
 /// policy/v1 (Kubernetes 1.21+): one pod may go at a time (with one replica a drain is allowed).
-pub fn pod_disruption_budget(s: &Settings) -> Value {
+pub fn pod_disruption_budget() -> Value {
     json!({
         "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-        "metadata": {"name": COLLECTOR, "namespace": s.namespace, "labels": collector_labels()},
+        "metadata": {"name": COLLECTOR, "labels": collector_labels()},
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector()}},
     })
 }
 
 /// Ingress on 8080 only from Prometheus, GitLab and the ingress controller; egress only to DNS,
-/// GitLab and (with `PostgreSQL`) port 5432.
+/// GitLab and (with `PostgreSQL`) port 5432. Every source names its namespace: Prometheus runs in
+/// `OBS_NAMESPACE` wherever the collector runs (staging and MR environments are other namespaces).
 pub fn network_policy(s: &Settings) -> Value {
     let ns = |name: &str| json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}});
     let mut egress = vec![
@@ -274,13 +288,13 @@ pub fn network_policy(s: &Settings) -> Value {
     }
     json!({
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-        "metadata": {"name": COLLECTOR, "namespace": s.namespace, "labels": labels()},
+        "metadata": {"name": COLLECTOR, "labels": collector_labels()},
         "spec": {
             "podSelector": {"matchLabels": selector()},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [{
                 "from": [
-                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": s.namespace}},
+                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": s.prometheus_namespace()}},
                      "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}},
                     ns(&s.gitlab_namespace),
                     ns(&s.ingress_namespace),
@@ -292,12 +306,13 @@ pub fn network_policy(s: &Settings) -> Value {
     })
 }
 
-/// The public route: only the webhook endpoints and the readiness check, never `/metrics`.
+/// The public route of production: only the webhook endpoints and the readiness check, never
+/// `/metrics`.
 pub fn ingress(s: &Settings) -> Value {
     let backend = json!({"service": {"name": COLLECTOR, "port": {"name": "http"}}});
     json!({
         "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-        "metadata": {"name": COLLECTOR, "namespace": s.namespace, "labels": labels()},
+        "metadata": {"name": COLLECTOR, "labels": collector_labels()},
         "spec": {
             "ingressClassName": s.ingress_class,
             "rules": [{"host": s.webhook_host, "http": {"paths": [
@@ -321,26 +336,32 @@ pub fn alloy_config_map(s: &Settings) -> Value {
 
 pub const PROMETHEUS_RULE_CRD: &str = "prometheusrules.monitoring.coreos.com";
 pub const SERVICE_MONITOR_CRD: &str = "servicemonitors.monitoring.coreos.com";
-pub const EXTERNAL_SECRET_CRD: &str = "externalsecrets.external-secrets.io";
 
-/// Every Kubernetes object of the phase with the CRD it needs, in apply order.
+/// Every Kubernetes object the phase applies (the platform's monitoring configuration) with the
+/// CRD it needs, in apply order. The collector's workload is not among them: see [`workload`].
 pub fn objects(s: &Settings) -> Vec<(Value, Option<&'static str>)> {
-    let mut out = vec![
+    vec![
         (dashboard_config_map(s), None),
         (prometheus_rule(s), Some(PROMETHEUS_RULE_CRD)),
-        (external_secret(s), Some(EXTERNAL_SECRET_CRD)),
-    ];
+        (service_monitor(s), Some(SERVICE_MONITOR_CRD)),
+        (alloy_config_map(s), None),
+    ]
+}
+
+/// The collector's workload as production runs it with the configured store, without a
+/// namespace and without the Ingress (production's own): the `ExternalSecret`, the volume claim
+/// (`SQLite` only), Deployment, Service, `PodDisruptionBudget` and `NetworkPolicy`. Argo CD
+/// deploys it from the collector's project ([`crate::project`]).
+pub fn workload(s: &Settings) -> Vec<Value> {
+    let mut out = vec![external_secret()];
     if s.store == Store::Sqlite {
-        out.push((data_claim(s), None));
+        out.push(data_claim());
     }
     out.extend([
-        (deployment(s), None),
-        (service(s), None),
-        (service_monitor(s), Some(SERVICE_MONITOR_CRD)),
-        (pod_disruption_budget(s), None),
-        (network_policy(s), None),
-        (ingress(s), None),
-        (alloy_config_map(s), None),
+        deployment(s),
+        service(),
+        pod_disruption_budget(),
+        network_policy(s),
     ]);
     out
 }
@@ -456,9 +477,9 @@ mod tests {
         let mut s = Settings::example();
         assert_eq!(deployment(&s)["spec"]["replicas"], 1);
         assert!(
-            objects(&s)
+            workload(&s)
                 .iter()
-                .any(|(o, _)| o["kind"] == "PersistentVolumeClaim")
+                .any(|o| o["kind"] == "PersistentVolumeClaim")
         );
         s.store = Store::Postgres;
         let d = deployment(&s);
@@ -468,9 +489,41 @@ mod tests {
             DATABASE_URL_KEY
         );
         assert!(
-            !objects(&s)
+            !workload(&s)
                 .iter()
-                .any(|(o, _)| o["kind"] == "PersistentVolumeClaim")
+                .any(|o| o["kind"] == "PersistentVolumeClaim")
         );
+    }
+
+    #[test]
+    fn the_phase_applies_monitoring_config_and_no_workload() {
+        let kinds: Vec<String> = objects(&Settings::example())
+            .iter()
+            .map(|(o, _)| format!("{} {}", o["kind"], o["metadata"]["name"]))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                r#""ConfigMap" "grafana-dashboard-dora""#,
+                r#""PrometheusRule" "cicd-alerts""#,
+                r#""ServiceMonitor" "dora-collector""#,
+                r#""ConfigMap" "alloy-cicd-runner-logs""#,
+            ]
+        );
+        // The ServiceMonitor selects the Service of the workload by its labels.
+        let selector = &service_monitor(&Settings::example())["spec"]["selector"]["matchLabels"];
+        for (key, value) in selector.as_object().unwrap() {
+            assert_eq!(&service()["metadata"]["labels"][key], value, "{key}");
+        }
+        for object in workload(&Settings::example()) {
+            assert!(object["metadata"].get("namespace").is_none(), "{object}");
+            assert!(
+                object["metadata"]["labels"]
+                    .get(common::kube::PHASE_LABEL)
+                    .is_none(),
+                "Argo CD owns {}: no phase label",
+                object["kind"]
+            );
+        }
     }
 }

@@ -1,17 +1,23 @@
 //! Phase 17 `obs-setup`: observability of the CI/CD platform (plan §4).
 //!
-//! - [`settings`]: namespace, webhook group and URL, store, labels, probe URLs.
+//! - [`settings`]: namespace, webhook group and URL, store, labels, probe URLs, release tag.
 //! - [`desired`]: the DORA dashboard (§4.2), the alert rules (§4.4 + the collector's health), the
-//!   collector's Kubernetes objects (§4.1), the runner-log Alloy config (§4.3), the hook, as data.
+//!   collector's workload (§4.1), the runner-log Alloy config (§4.3), the hook, as data.
+//! - [`project`]: the collector's GitLab project as pushed (its sources made standalone, and the
+//!   `deploy/` tree Argo CD deploys).
 //! - [`reconcile`]: observe Vault, GitLab and the cluster; plan; execute.
 //! - [`summary`]: every endpoint probed live after `plan` and `apply` (stderr).
 
 pub mod desired;
+pub mod project;
 pub mod reconcile;
 pub mod settings;
 pub mod summary;
 
-use clap::Parser;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
 use common::cli::{GlobalArgs, Mode, Output, init, run_phase};
 
 /// The DORA dashboard JSON (`dashboards/dora.json`).
@@ -28,20 +34,45 @@ pub fn alert_rule_groups() -> serde_json::Value {
 #[command(
     name = "obs-setup",
     version,
-    about = "Phase 17: DORA dashboard, CI/CD alerts, the DORA collector, its GitLab webhook and a live summary"
+    about = "Phase 17: DORA dashboard, CI/CD alerts, the DORA collector's GitLab project, its webhook and a live summary"
 )]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
     #[command(subcommand)]
-    pub mode: Option<Mode>,
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Show what would change; writes nothing (the default).
+    Plan,
+    /// Make the changes of the plan, in order, and nothing else.
+    Apply,
+    /// Exit 2 when anything would change (drift detection for CI or cron); writes nothing.
+    Check,
+    /// Write the collector's project as phase 17 pushes it with these settings (contacts nothing).
+    Render {
+        /// Directory to write `dora-collector/` into.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Runs the CLI; returns the exit code. After `plan` and `apply` the live summary goes to stderr.
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let mode = match cli.command.unwrap_or(Command::Plan) {
+        Command::Plan => Mode::Plan,
+        Command::Apply => Mode::Apply,
+        Command::Check => Mode::Check,
+        Command::Render { out } => {
+            let cfg = init(&cli.global)?;
+            render(&settings::Settings::load(&cfg)?, &out)?;
+            return Ok(common::cli::EXIT_OK);
+        }
+    };
     let cfg = init(&cli.global)?;
     let phase = reconcile::ObsSetup::connect(&cfg).await?;
-    let mode = cli.mode.unwrap_or(Mode::Plan);
     let code = run_phase(&phase, mode, cli.global.output).await?;
     if mode != Mode::Check && !cli.global.quiet {
         let probes = summary::probe(&phase).await;
@@ -54,4 +85,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
     }
     Ok(code)
+}
+
+/// `obs-setup render`: the collector's project as pushed, into `<out>/dora-collector/` (for review
+/// and for refreshing its lock file: scripts/demo-lockfiles.sh).
+pub fn render(s: &settings::Settings, out: &Path) -> anyhow::Result<()> {
+    let root = out.join(desired::COLLECTOR);
+    for (path, contents) in project::files(s)? {
+        let target = root.join(&path);
+        if let Some(dir) = target.parent() {
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!(
+                    "creating {}: check --out and its permissions",
+                    dir.display()
+                )
+            })?;
+        }
+        std::fs::write(&target, contents).with_context(|| {
+            format!(
+                "writing {}: check --out and its permissions",
+                target.display()
+            )
+        })?;
+    }
+    Ok(())
 }

@@ -2,6 +2,12 @@
 //! server-side apply (field manager `cicd-buildout/obs-setup`); the webhook secret lives only in
 //! Vault and in the GitLab hook, never in a plan or a log.
 //!
+//! The collector's GitLab project is seeded through `seeded_projects::seed` (shared with phase
+//! 18): the project, `main` and `v*` protected before the release tag is pushed (its pipeline then
+//! gets a Vault token and builds the image production pins), one commit with the files that
+//! differ, the tag, the promotion token in Vault. Its files follow the collector's version; the
+//! overlays' `kustomization.yaml` (image pins) belong to promotion once they exist.
+//!
 //! The hook's token: GitLab never returns it, so the Vault secret's custom metadata records
 //! `<hook id>:<SHA-256 prefix>` of the token last set on the hook. The hook is edited (token
 //! included) when that record differs from the current secret and hook — the secret was rotated in
@@ -19,6 +25,7 @@ use common::kube::{KubeClient, ObjectPlanner};
 use common::plan::{Change, Plan};
 use common::redact;
 use common::vault::VaultClient;
+use seeded_projects::seed::{self, SeedOp};
 use serde_json::{Value, json};
 
 use crate::desired::{
@@ -45,6 +52,9 @@ pub enum Op {
         group: u64,
         hook: u64,
     },
+    /// A step of seeding the collector's project (project, release protection, commit, tag,
+    /// promotion token).
+    Seed(SeedOp),
     Apply {
         object: Value,
         crd: Option<&'static str>,
@@ -61,6 +71,8 @@ pub struct Observed {
     pub secret: Option<BTreeMap<String, Value>>,
     pub secret_version: u64,
     pub metadata: BTreeMap<String, String>,
+    /// The collector's project in GitLab and its promotion token in Vault.
+    pub project: seed::Observed,
 }
 
 impl Observed {
@@ -130,12 +142,25 @@ impl ObsSetup {
             .await?;
         let secret = self.vault.kv2_read(KV_MOUNT, KV_PATH).await?;
         let meta = self.vault.kv2_metadata(KV_MOUNT, KV_PATH).await?;
+        let project_path = &s.delivery.project_path;
+        let project_group = project_path.rsplit_once('/').map_or("", |(g, _)| g);
+        if self.gitlab.group(project_group).await?.is_none() {
+            anyhow::bail!(
+                "GitLab group {project_group} not found: the DORA collector's project {project_path} goes there; run phase 12 (gitlab-harden) first, or create the group"
+            );
+        }
+        let project = seed::observe(&self.gitlab, &self.vault, project_path, &s.release_tag)
+            .await
+            .with_context(|| {
+                format!("reading GitLab project {project_path} and its promotion token")
+            })?;
         let observed = Observed {
             group_id: group.id,
             hooks,
             secret,
             secret_version: meta.as_ref().map_or(0, |m| m.current_version),
             metadata: meta.map(|m| m.custom_metadata).unwrap_or_default(),
+            project,
         };
         if let Some(secret) = observed.webhook_secret() {
             redact::register(secret);
@@ -195,8 +220,21 @@ impl ObsSetup {
     }
 }
 
-/// The pure part of the plan: Vault secret and GitLab hook.
-pub fn diff(s: &Settings, o: &Observed, plan: &mut Plan<Op>) {
+/// The pure part of the plan: Vault secret, GitLab hook, the collector's project.
+pub fn diff(s: &Settings, o: &Observed, plan: &mut Plan<Op>) -> anyhow::Result<()> {
+    secret_and_hook(s, o, plan);
+    let mut wanted = crate::project::wanted(s)?;
+    if !o.project.files.is_empty() {
+        wanted.commit_message = format!(
+            "DORA collector {}: the collector's files at this version (cicd-buildout phase 17)",
+            s.release_tag
+        );
+    }
+    seed::plan(&wanted, &o.project, plan, common::dates::today(), Op::Seed);
+    Ok(())
+}
+
+fn secret_and_hook(s: &Settings, o: &Observed, plan: &mut Plan<Op>) {
     let path = format!("{KV_MOUNT}/{KV_PATH}");
     let secret = o.webhook_secret();
     match (&o.secret, secret) {
@@ -292,7 +330,7 @@ impl Phase for ObsSetup {
     async fn plan(&self) -> anyhow::Result<Plan<Op>> {
         let observed = self.observe().await?;
         let mut plan = Plan::new(PHASE_NAME);
-        diff(&self.settings, &observed, &mut plan);
+        diff(&self.settings, &observed, &mut plan)?;
         let mut planner = ObjectPlanner::new(&self.kube, self.crd_wait);
         for (object, crd) in desired::objects(&self.settings) {
             let op = Op::Apply {
@@ -300,13 +338,7 @@ impl Phase for ObsSetup {
                 crd,
             };
             planner
-                .add(
-                    &mut plan,
-                    &object,
-                    crd,
-                    "Prometheus Operator, External Secrets",
-                    op,
-                )
+                .add(&mut plan, &object, crd, "the Prometheus Operator", op)
                 .await?;
         }
         Ok(plan)
@@ -359,6 +391,7 @@ impl Phase for ObsSetup {
                     .await?;
                 self.record_hook_token(*hook, &secret).await?;
             }
+            Op::Seed(step) => seed::execute(&self.gitlab, &self.vault, step).await?,
             Op::Apply { object, crd } => {
                 self.kube
                     .apply_planned(object, crd.as_deref(), self.crd_wait)

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context as _, bail};
-use common::config::PlatformConfig;
+use common::config::{Environment, PlatformConfig};
+use common::delivery::{self, DeliveredService};
 use common::env;
 use serde::Deserialize;
 
@@ -87,8 +88,13 @@ pub struct Settings {
     /// GitLab as the collector reaches it inside the cluster.
     pub gitlab_internal_url: String,
     pub alloy_namespace: String,
-    /// `harbor.<DOMAIN>/platform-services/dora-collector:v<version>`.
-    pub image: String,
+    /// The registry as phase 14 names it: the host of `HARBOR_URL` (a non-default port kept).
+    pub harbor_host: String,
+    /// The release tag the collector's project is tagged with and production pins: `v<version>`.
+    pub release_tag: String,
+    /// The collector's entry in the one service list (`common::delivery::services`): its GitLab
+    /// project, staging and production namespaces and overlays, as phase 15 deploys them.
+    pub delivery: DeliveredService,
     /// Probed by the summary.
     pub grafana_url: Option<String>,
     pub prometheus_url: Option<String>,
@@ -129,7 +135,34 @@ fn host_of(name: &str, url: &str) -> anyhow::Result<String> {
         .with_context(|| format!("{name}={url} has no host"))
 }
 
+/// The collector's version (the workspace's, which phase 17 shares) as its release tag.
+fn release_tag() -> String {
+    format!("v{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The collector's entry of the service list phase 15 delivers.
+fn collector_delivery(environment: &Environment) -> anyhow::Result<DeliveredService> {
+    delivery::services(environment)?
+        .into_iter()
+        .find(|d| d.name == delivery::COLLECTOR)
+        .context("common::delivery::services() has no dora-collector entry: phase 15 would deploy nothing of the collector (a bug in this build)")
+}
+
 impl Settings {
+    /// Where Prometheus (kube-prometheus-stack) runs: `OBS_NAMESPACE`, beside the `ServiceMonitor`
+    /// and the rules. The collector admits its scrapes from there in every environment.
+    pub fn prometheus_namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// `<harbor>/platform-services/dora-collector`: the image repository of the release pipeline.
+    pub fn image_repository(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            self.harbor_host, self.delivery.harbor_project, self.delivery.name
+        )
+    }
+
     pub fn load(cfg: &PlatformConfig) -> anyhow::Result<Self> {
         let raw: Raw = cfg.environment().parse()?;
         let domain = cfg.domain.clone();
@@ -187,6 +220,7 @@ impl Settings {
             })?;
             monitor_labels.insert(k.trim().to_owned(), v.trim().to_owned());
         }
+        let delivery = collector_delivery(cfg.environment())?;
         let harbor = cfg.require_url(env::HARBOR_URL)?;
         // The registry as phase 14 names it (the host of HARBOR_URL; a non-default port kept).
         let mut harbor_host = host_of(env::HARBOR_URL, harbor)?;
@@ -218,10 +252,9 @@ impl Settings {
             gitlab_namespace: raw.gitlab_namespace,
             gitlab_internal_url,
             alloy_namespace: raw.obs_alloy_namespace,
-            image: format!(
-                "{harbor_host}/platform-services/dora-collector:v{}",
-                env!("CARGO_PKG_VERSION")
-            ),
+            harbor_host,
+            release_tag: release_tag(),
+            delivery,
             grafana_url: derive(raw.grafana_url, "grafana"),
             prometheus_url: derive(raw.prometheus_url, "prometheus"),
             collector_url,
@@ -243,10 +276,16 @@ impl Settings {
             gitlab_namespace: default_gitlab_namespace(),
             gitlab_internal_url: "http://gitlab-webservice-default.gitlab.svc:8181".into(),
             alloy_namespace: default_namespace(),
-            image: format!(
-                "harbor.example.com/platform-services/dora-collector:v{}",
-                env!("CARGO_PKG_VERSION")
-            ),
+            harbor_host: "harbor.example.com".into(),
+            release_tag: release_tag(),
+            delivery: collector_delivery(
+                &Environment::load_from(
+                    None,
+                    [(env::CICD_PLATFORM_DIR.to_owned(), "/nonexistent".to_owned())],
+                )
+                .expect("no env file to read"),
+            )
+            .expect("the default service list has the collector"),
             grafana_url: Some("https://grafana.example.com".into()),
             prometheus_url: Some("https://prometheus.example.com".into()),
             collector_url: "https://dora.example.com".into(),

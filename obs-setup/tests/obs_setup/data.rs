@@ -327,7 +327,7 @@ fn custom_resources_validate_against_their_crd_schemas() {
         rule["metadata"]["labels"]["release"],
         "kube-prometheus-stack"
     );
-    let secret = desired::external_secret(&s);
+    let secret = desired::external_secret();
     assert_eq!(
         schema_errors(
             &secret,
@@ -354,18 +354,28 @@ fn custom_resources_validate_against_their_crd_schemas() {
     );
 }
 
-/// The core kinds against the Kubernetes 1.32 strict schemas; the sandbox's kube-apiserver 1.20
-/// validates all but the policy/v1 `PodDisruptionBudget` too (tests in `phase`).
+/// The core kinds — the phase's `ConfigMaps` and the collector's workload with its Ingress —
+/// against the Kubernetes 1.32 strict schemas; the sandbox's kube-apiserver 1.20 validates the
+/// rendered overlays too, all but the policy/v1 `PodDisruptionBudget` (tests in `project`).
 #[test]
 fn core_objects_validate_against_the_kubernetes_schemas() {
     let dir = specs_dir().join("k8s-jsonschema/v1.32/standalone-strict");
     for store in [Store::Sqlite, Store::Postgres] {
         let mut s = Settings::example();
         s.store = store;
-        for (object, crd) in desired::objects(&s) {
-            if crd.is_some() {
-                continue;
-            }
+        let mut core: Vec<Value> = desired::objects(&s)
+            .into_iter()
+            .filter(|(_, crd)| crd.is_none())
+            .map(|(o, _)| o)
+            .collect();
+        core.extend(
+            desired::workload(&s)
+                .into_iter()
+                .filter(|o| o["kind"] != "ExternalSecret"),
+        );
+        core.push(desired::ingress(&s));
+        assert_eq!(core.len(), if store == Store::Sqlite { 8 } else { 7 });
+        for object in core {
             let kind = object["kind"].as_str().unwrap();
             let file = if object["apiVersion"] == "v1" {
                 format!("{}-v1.json", kind.to_lowercase())
@@ -391,7 +401,7 @@ fn core_objects_validate_against_the_kubernetes_schemas() {
             );
         }
     }
-    let pdb = desired::pod_disruption_budget(&Settings::example());
+    let pdb = desired::pod_disruption_budget();
     assert_eq!(pdb["apiVersion"], "policy/v1");
     let mut bad = pdb.clone();
     bad["spec"]["maxUnavailabel"] = json!(1);
@@ -402,7 +412,7 @@ fn core_objects_validate_against_the_kubernetes_schemas() {
 }
 
 /// The collector's contract (services/dora-collector): image, user, filesystem, port, probes,
-/// env and secret keys.
+/// env and secret keys. (The image the overlays pin: tests in `project`.)
 #[test]
 fn the_deployment_matches_the_collector_contract() {
     let s = Settings::example();
@@ -410,9 +420,10 @@ fn the_deployment_matches_the_collector_contract() {
     let pod = &d["spec"]["template"]["spec"];
     let c = &pod["containers"][0];
     assert_eq!(
-        c["image"],
-        "harbor.example.com/platform-services/dora-collector:v0.1.0"
+        c["image"], COLLECTOR,
+        "the kustomize image name the overlays pin"
     );
+    assert_eq!(pod["imagePullSecrets"], json!([{"name": "harbor-pull"}]));
     assert!(!d.to_string().contains(":latest"));
     assert_eq!(c["command"], json!(["/usr/local/bin/dora-collector"]));
     assert_eq!(pod["securityContext"]["runAsUser"], 65532);

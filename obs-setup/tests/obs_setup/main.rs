@@ -1,10 +1,49 @@
 //! Integration tests of phase 17 (one binary): the data validated against the real tools and
 //! schemas (`data`: Grafana's dashboard schema, promtool, the Prometheus Operator, External Secrets
-//! and Kubernetes JSON schemas), and the phase against the sandbox (`phase`: kube-apiserver v1.20,
-//! `OpenBao`, Prometheus, the GitLab stand-in).
+//! and Kubernetes JSON schemas), the phase against the sandbox (`phase`: kube-apiserver v1.20,
+//! `OpenBao`, Prometheus, the GitLab stand-in), the collector's project as pushed (`project`: every
+//! overlay built by kustomize and validated by kube-apiserver and the 1.32 schemas) and its image
+//! (`images`: built standalone, hadolint, buildah `FROM scratch`, the binary run).
 
 mod data;
+mod images;
 mod phase;
+mod project;
+
+use std::path::{Path, PathBuf};
+
+/// The workspace's target directory.
+pub fn target_dir() -> PathBuf {
+    sandbox::support::target_dir(env!("CARGO_TARGET_TMPDIR"))
+}
+
+/// Renders an overlay with `kubectl kustomize` (the test's tool; the phase never needs kubectl),
+/// as Argo CD builds it.
+pub fn kustomize(dir: &Path) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .expect("kubectl (with kustomize)");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split("\n---")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| serde_saphyr::from_str(d).expect("kustomize writes YAML"))
+        .collect()
+}
+
+/// The collector's project rendered with `s` into a fresh directory (`<dir>/dora-collector`).
+pub fn rendered_project(s: &obs_setup::settings::Settings) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    obs_setup::render(s, dir.path()).expect("render");
+    dir
+}
 
 /// Python with jsonschema (scripts/setup-test-env.sh).
 pub fn tools_python() -> std::path::PathBuf {

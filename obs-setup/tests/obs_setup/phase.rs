@@ -1,8 +1,12 @@
 //! Phase 17 against the sandbox: kube-apiserver v1.20 with the Prometheus Operator and External
 //! Secrets CRDs (server-side apply; the server validates every object it serves), real `OpenBao`
-//! (the webhook secret in KV v2; writes counted from its audit log), real Prometheus (the live
-//! summary probes it) and the GitLab stand-in's group hooks (`doc/api/group_webhooks.md`).
+//! (the webhook secret and the promotion token in KV v2; writes counted from its audit log), real
+//! Prometheus (the live summary probes it) and the GitLab stand-in's group hooks
+//! (`doc/api/group_webhooks.md`), projects, protected branches and tags, repository files, commits,
+//! tags and project access tokens (the collector's project, seeded).
 
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use common::kube::KubeClient;
@@ -63,12 +67,11 @@ fn gitlab_writes(sandbox: &Sandbox) -> u64 {
         .load(Ordering::Relaxed)
 }
 
-/// Every object the phase applies (the sandbox's 1.20 server lacks policy/v1: the PDB is skipped).
+/// Every object the phase applies.
 fn refs() -> Vec<Value> {
     desired::objects(&Settings::example())
         .into_iter()
         .map(|(o, _)| o)
-        .filter(|o| o["kind"] != "PodDisruptionBudget")
         .map(|o| {
             json!({"apiVersion": o["apiVersion"], "kind": o["kind"],
                    "metadata": {"name": o["metadata"]["name"], "namespace": o["metadata"]["namespace"]}})
@@ -115,6 +118,120 @@ fn titles(run: &Run) -> Vec<String> {
     sandbox::change_titles(&doc)
 }
 
+const PROJECT: &str = "platform_services/dora-collector";
+
+/// The seeding steps of the collector's project as the plan titles them (`create`: the project
+/// does not exist yet).
+fn seeding_titles(create: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    if create {
+        out.push(format!("gitlab project {PROJECT}"));
+    }
+    out.extend([
+        format!("gitlab release protection {PROJECT}"),
+        format!("gitlab commit {PROJECT}@main"),
+        format!("gitlab tag {PROJECT}:v0.1.0"),
+        format!("gitlab promotion token {PROJECT}"),
+    ]);
+    out
+}
+
+/// The collector's project in the stand-in: id, files, commits (oldest first), tags.
+struct Seeded {
+    id: u64,
+    files: BTreeMap<String, String>,
+    commits: Vec<String>,
+    tags: BTreeMap<String, String>,
+}
+
+fn seeded(sandbox: &Sandbox) -> Seeded {
+    let gl = sandbox.gitlab.as_ref().unwrap().lock();
+    let project = gl
+        .project_by_path(PROJECT)
+        .expect("the collector's project");
+    let repo = &project.repository;
+    Seeded {
+        id: project.id,
+        files: repo.files.clone(),
+        commits: repo.commits.iter().map(|(sha, _)| sha.clone()).collect(),
+        tags: repo.tags.clone(),
+    }
+}
+
+/// Every file under `dir`, by path relative to it.
+fn read_tree(dir: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(next) = stack.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                out.insert(rel, std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// `obs-setup render` with the sandbox's settings: the project as the phase pushes it.
+async fn rendered(sandbox: &Sandbox, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let run = sandbox::run_phase_binary(
+        env!("CARGO_BIN_EXE_obs-setup"),
+        &sandbox.env_file(),
+        &["-q", "render", "--out", out],
+        extra,
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.is_empty(),
+        "render prints nothing: {}",
+        run.stdout
+    );
+    read_tree(&dir.path().join("dora-collector"))
+}
+
+/// The promotion token Vault holds for project `id` (`kv/ci/projects/<id>/promote`).
+async fn promote_token(sandbox: &Sandbox, id: u64) -> Option<String> {
+    vault_json(sandbox, &format!("kv/data/ci/projects/{id}/promote"))
+        .await
+        .map(|d| d["data"]["token"].as_str().unwrap().to_owned())
+}
+
+/// The stand-in's answer to `GET /projects/<id>` with `token`.
+async fn project_status_with(sandbox: &Sandbox, token: &str, id: u64) -> u16 {
+    reqwest::Client::new()
+        .get(format!(
+            "{}/api/v4/projects/{id}",
+            sandbox.get("GITLAB_URL")
+        ))
+        .header("PRIVATE-TOKEN", token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// The registry as phase 14 names it: the host (and port) of `HARBOR_URL`.
+fn harbor_host(sandbox: &Sandbox) -> String {
+    sandbox
+        .get("HARBOR_URL")
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn plan_apply_rerun_drift_and_rotation_against_the_sandbox() {
     let sandbox = start().await;
@@ -123,6 +240,14 @@ async fn plan_apply_rerun_drift_and_rotation_against_the_sandbox() {
         .unwrap();
     let hook_url = "https://dora.sandbox.localhost/webhooks/gitlab";
     let mut runs: Vec<Run> = Vec::new();
+    // The stand-in's demo instance has an empty project of that name: this platform has none yet.
+    sandbox
+        .gitlab
+        .as_ref()
+        .unwrap()
+        .lock()
+        .projects
+        .retain(|_, p| p.path_with_namespace != PROJECT);
 
     // plan: everything listed, nothing written anywhere.
     let before = state(&sandbox, &kube).await;
@@ -131,17 +256,34 @@ async fn plan_apply_rerun_drift_and_rotation_against_the_sandbox() {
     assert_eq!(plan.code, 0, "{}", plan.stderr);
     let planned = titles(&plan);
     let doc: Value = serde_json::from_str(&plan.stdout).unwrap();
-    assert!(
-        doc["warnings"].to_string().contains(
-            "PodDisruptionBudget monitoring/dora-collector: the cluster does not serve policy/v1 PodDisruptionBudget"
-        ),
-        "{}",
-        doc["warnings"]
-    );
     let mut expected = vec![
         "vault secret kv/monitoring/dora-collector".to_owned(),
         "gitlab group hook platform_services/dora-collector".to_owned(),
     ];
+    // The collector's project: created, protected before its release tag, seeded in one commit,
+    // tagged, with its promotion token; the workload is the project's, not applied by the phase.
+    expected.extend(seeding_titles(true));
+    let commit = doc["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["resource"] == "gitlab commit")
+        .expect("the seeding commit");
+    for file in [
+        "+ Cargo.lock",
+        "+ Dockerfile",
+        "+ .gitlab-ci.yml",
+        "+ common/src/gitlab.rs",
+        "+ deploy/base/deployment.yaml",
+        "+ deploy/overlays/production/kustomization.yaml",
+    ] {
+        assert!(commit.to_string().contains(file), "{file}: {commit}");
+    }
+    let protection = doc["changes"].to_string();
+    assert!(
+        protection.contains(r#""create_access_level":40"#) && protection.contains(r#""name":"v*""#),
+        "{protection}"
+    );
     for r in refs() {
         expected.push(format!(
             "kubernetes {} {}/{}",
@@ -151,11 +293,33 @@ async fn plan_apply_rerun_drift_and_rotation_against_the_sandbox() {
         ));
     }
     assert_eq!(planned, expected);
+    assert!(
+        !planned.iter().any(|t| [
+            "Deployment",
+            "Service ",
+            "Ingress",
+            "ExternalSecret",
+            "PersistentVolumeClaim",
+            "NetworkPolicy",
+            "PodDisruptionBudget"
+        ]
+        .iter()
+        .any(|kind| t.contains(kind))),
+        "the workload is Argo CD's now: {planned:?}"
+    );
     assert_eq!(
         state(&sandbox, &kube).await,
         before,
         "plan: 0 GitLab, 0 Vault, 0 Kubernetes writes"
     );
+    let pending = phase(&sandbox, &["check"]).await;
+    assert_eq!(
+        pending.code, 2,
+        "check: changes pending\n{}",
+        pending.stdout
+    );
+    assert_eq!(state(&sandbox, &kube).await, before, "check: 0 writes");
+    runs.push(pending);
     // With --output json the summary is a JSON line on stderr.
     let summary: Value = serde_json::from_str(plan.stderr.lines().last().unwrap()).unwrap();
     let probes: Vec<(&str, bool)> = summary["summary"]
@@ -182,11 +346,15 @@ async fn plan_apply_rerun_drift_and_rotation_against_the_sandbox() {
     let apply = phase(&sandbox, &["apply"]).await;
     assert_eq!(apply.code, 0, "{}\n{}", apply.stdout, apply.stderr);
     let applied = state(&sandbox, &kube).await;
-    assert_eq!(applied.0 - before.0, 1, "GitLab: one hook created");
+    assert_eq!(
+        applied.0 - before.0,
+        7,
+        "GitLab: one hook; the project, protected main, protected v*, one commit, the tag, the promotion token"
+    );
     assert_eq!(
         applied.1 - before.1,
-        3,
-        "Vault: the secret (cas=0), its metadata, the hook's token fingerprint"
+        5,
+        "Vault: the secret (cas=0), its metadata, the hook's token fingerprint; the promotion token and its metadata"
     );
     let secret = vault_json(&sandbox, "kv/data/monitoring/dora-collector")
         .await
@@ -233,27 +401,105 @@ async fn plan_apply_rerun_drift_and_rotation_against_the_sandbox() {
         rule["spec"]["groups"][0]["rules"].as_array().unwrap().len(),
         5
     );
-    let deployment = kube
-        .get(
-            &refs()
-                .into_iter()
-                .find(|r| r["kind"] == "Deployment")
-                .unwrap(),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let monitor = kube.get(&refs()[2]).await.unwrap().unwrap();
     assert_eq!(
-        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
-        format!(
-            "{}/platform-services/dora-collector:v0.1.0",
-            sandbox
-                .get("HARBOR_URL")
-                .trim_start_matches("http://")
-                .trim_start_matches("https://")
-        ),
-        "the registry of HARBOR_URL, as phase 14 names it"
+        monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+        "dora-collector"
     );
+
+    // The collector's project: exactly `obs-setup render`'s files, in one commit, tagged there.
+    let project = seeded(&sandbox);
+    let wanted = rendered(&sandbox, &[]).await;
+    assert_eq!(
+        project.files.keys().collect::<Vec<_>>(),
+        wanted.keys().collect::<Vec<_>>(),
+        "exactly the rendered files"
+    );
+    for (path, content) in &wanted {
+        assert_eq!(&project.files[path], content, "{path}: byte for byte");
+    }
+    assert_eq!(project.commits.len(), 1, "seeded in one commit");
+    assert_eq!(
+        project.tags,
+        BTreeMap::from([("v0.1.0".to_owned(), project.commits[0].clone())]),
+        "the release tag points at the seeded commit"
+    );
+    assert!(
+        !project
+            .files
+            .keys()
+            .any(|f| f.starts_with("tests/") || f.starts_with("benches/")),
+        "the workspace's tests stay here"
+    );
+    let manifest = &project.files["Cargo.toml"];
+    assert!(
+        !manifest.contains("workspace = true") && manifest.contains("path = \"common\""),
+        "standalone, carrying common: {manifest}"
+    );
+    assert!(
+        project.files["deploy/overlays/production/kustomization.yaml"].contains(&format!(
+            "newName: {}/platform-services/dora-collector\n    newTag: v0.1.0\n",
+            harbor_host(&sandbox)
+        )),
+        "production pins the release tag in the registry of HARBOR_URL, as phase 14 names it"
+    );
+    {
+        let gl = sandbox.gitlab.as_ref().unwrap().lock();
+        let record = gl.project_by_path(PROJECT).unwrap();
+        let main = record
+            .protected_branches
+            .iter()
+            .find(|b| b.name == "main")
+            .expect("main protected");
+        assert_eq!(
+            (
+                main.push[0].access_level,
+                main.merge[0].access_level,
+                main.allow_force_push
+            ),
+            (40, 40, false)
+        );
+        let tags: Vec<(String, Vec<Option<u8>>)> = record
+            .protected_tags
+            .iter()
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    t.create.iter().map(|a| a.access_level).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            tags,
+            [("v*".to_owned(), vec![Some(40)])],
+            "v* tags: Maintainers create"
+        );
+    }
+    // The promotion token: in Vault under the project's id, valid for this project only.
+    let token = promote_token(&sandbox, project.id)
+        .await
+        .expect("kv/ci/projects/<id>/promote");
+    assert_eq!(project_status_with(&sandbox, &token, project.id).await, 200);
+    let other = sandbox
+        .gitlab
+        .as_ref()
+        .unwrap()
+        .lock()
+        .project_by_path("platform_services/packet-relay")
+        .unwrap()
+        .id;
+    assert_eq!(
+        project_status_with(&sandbox, &token, other).await,
+        404,
+        "another project is invisible to it"
+    );
+    let meta = vault_json(
+        &sandbox,
+        &format!("kv/metadata/ci/projects/{}/promote", project.id),
+    )
+    .await
+    .unwrap();
+    assert_eq!(meta["custom_metadata"]["project"], PROJECT);
     // The live summary: Prometheus runs here, Grafana and the collector do not.
     assert!(
         apply.stderr.contains("up   Prometheus "),
@@ -375,6 +621,58 @@ async fn plan_apply_rerun_drift_and_rotation_against_the_sandbox() {
     assert_eq!(phase(&sandbox, &["check"]).await.code, 0);
     assert_eq!(hooks(&sandbox)[0].1, secret, "token kept");
 
+    // Promotion pins staging's digest (a commit in GitLab): the overlay's kustomization.yaml is
+    // promotion's, a rerun keeps it and is no drift. A changed source file is drift: restored.
+    let staging = "deploy/overlays/staging/kustomization.yaml";
+    let promoted = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    let edit = |path: &str, content: String| {
+        let mut gl = sandbox.gitlab.as_ref().unwrap().lock();
+        let repo = &mut gl.project_by_path_mut(PROJECT).unwrap().repository;
+        repo.files.insert(path.to_owned(), content);
+    };
+    let pinned = seeded(&sandbox).files[staging].replace(
+        "digest: sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        &format!("digest: {promoted}"),
+    );
+    assert!(pinned.contains(promoted));
+    edit(staging, pinned.clone());
+    let writes = state(&sandbox, &kube).await;
+    let check = phase(&sandbox, &["--output", "json", "check"]).await;
+    assert_eq!(check.code, 0, "promotion is not drift: {}", check.stdout);
+    let kept = phase(&sandbox, &["apply"]).await;
+    assert_eq!(kept.code, 0, "{}", kept.stderr);
+    assert_eq!(state(&sandbox, &kube).await, writes, "0 writes");
+    assert_eq!(
+        seeded(&sandbox).files[staging],
+        pinned,
+        "promotion's pin kept"
+    );
+    runs.push(check);
+    runs.push(kept);
+    let main_rs = seeded(&sandbox).files["src/main.rs"].clone();
+    edit("src/main.rs", format!("{main_rs}// edited in GitLab\n"));
+    let drift = phase(&sandbox, &["--output", "json", "check"]).await;
+    assert_eq!(drift.code, 2, "{}", drift.stderr);
+    assert_eq!(titles(&drift), [format!("gitlab commit {PROJECT}@main")]);
+    let doc: Value = serde_json::from_str(&drift.stdout).unwrap();
+    assert_eq!(
+        doc["changes"][0]["after"]["files"],
+        json!(["~ src/main.rs"]),
+        "only the source file, never promotion's overlay"
+    );
+    runs.push(drift);
+    let writes = gitlab_writes(&sandbox);
+    let restore = phase(&sandbox, &["apply"]).await;
+    assert_eq!(restore.code, 0, "{}", restore.stderr);
+    assert_eq!(gitlab_writes(&sandbox), writes + 1, "one commit");
+    let project = seeded(&sandbox);
+    assert_eq!(project.files["src/main.rs"], main_rs, "restored");
+    assert_eq!(project.files[staging], pinned, "still promotion's");
+    assert_eq!(project.commits.len(), 2);
+    assert_eq!(project.tags.len(), 1, "the release tag stays where it was");
+    runs.push(restore);
+    assert_eq!(phase(&sandbox, &["check"]).await.code, 0);
+
     // Rotation: a new secret written to Vault by hand → the hook (and only it) is updated.
     let rotated = "rotated-webhook-secret-0123456789abcdef0123456789abcdef";
     let resp = vault(
@@ -408,12 +706,18 @@ async fn plan_apply_rerun_drift_and_rotation_against_the_sandbox() {
     assert_eq!(check.code, 0, "{}", check.stdout);
     runs.push(check);
 
-    // The secret (first and rotated) never appears in any output.
+    // The secrets (webhook, first and rotated; the promotion token; the phase's GitLab token)
+    // never appear in any output.
     for run in &runs {
-        for s in [secret.as_str(), rotated] {
+        for s in [
+            secret.as_str(),
+            rotated,
+            token.as_str(),
+            sandbox.get("GITLAB_API_TOKEN"),
+        ] {
             assert!(
                 !run.stdout.contains(s) && !run.stderr.contains(s),
-                "a webhook secret was printed:\n{}\n{}",
+                "a secret was printed:\n{}\n{}",
                 run.stdout,
                 run.stderr
             );
@@ -422,7 +726,8 @@ async fn plan_apply_rerun_drift_and_rotation_against_the_sandbox() {
 }
 
 /// `OBS_DORA_POSTGRES=true` without `database-url` in Vault fails the plan with the fix; with it,
-/// two replicas reading the URL from the Secret (checked by the server's dry run).
+/// the seeded production overlay runs two replicas reading the URL from the Secret, without a
+/// volume claim (built by kustomize, checked by the server's dry run), while staging keeps `SQLite`.
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_needs_the_database_url_in_vault() {
     let sandbox = start().await;
@@ -467,6 +772,10 @@ async fn postgres_needs_the_database_url_in_vault() {
         "the key is added next to database-url"
     );
     assert!(!titles.iter().any(|t| t.contains("PersistentVolumeClaim")));
+    assert!(
+        titles.contains(&format!("gitlab commit {PROJECT}@main")),
+        "{titles:?}"
+    );
     let apply = run(&["-q", "apply"]).await;
     assert_eq!(apply.code, 0, "{}", apply.stderr);
     let data = vault_json(&sandbox, "kv/data/monitoring/dora-collector")
@@ -477,13 +786,139 @@ async fn postgres_needs_the_database_url_in_vault() {
     let kube = KubeClient::from_kubeconfig(&sandbox.kubeconfig(), "test")
         .await
         .unwrap();
-    let d = kube
-        .get(&json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "dora-collector", "namespace": "monitoring"}}))
-        .await
-        .unwrap()
+    // The project as seeded, built like Argo CD builds it.
+    let dir = tempfile::tempdir().unwrap();
+    for (path, content) in seeded(&sandbox).files {
+        let file = dir.path().join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, content).unwrap();
+    }
+    let production = crate::kustomize(&dir.path().join("deploy/overlays/production"));
+    let d = production
+        .iter()
+        .find(|o| o["kind"] == "Deployment")
         .unwrap();
     assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
+    kube.apply(d, true)
+        .await
+        .expect("kube-apiserver accepts the Deployment (dry run)");
+    let env = &d["spec"]["template"]["spec"]["containers"][0]["env"];
+    let store = env
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "DORA_STORE_URL")
+        .unwrap();
+    assert_eq!(
+        store,
+        &json!({"name": "DORA_STORE_URL", "valueFrom": {"secretKeyRef": {"name": "dora-collector-secrets", "key": "database-url", "optional": false}}})
+    );
+    assert!(
+        !production
+            .iter()
+            .any(|o| o["kind"] == "PersistentVolumeClaim"),
+        "no volume claim with PostgreSQL"
+    );
+    let staging = crate::kustomize(&dir.path().join("deploy/overlays/staging"));
+    let d = staging.iter().find(|o| o["kind"] == "Deployment").unwrap();
+    assert_eq!(d["spec"]["replicas"], 1, "staging keeps its own SQLite");
+    assert!(staging.iter().any(|o| o["kind"] == "PersistentVolumeClaim"));
+    assert!(
+        !staging
+            .iter()
+            .any(|o| o.to_string().contains("database-url"))
+    );
     for out in [&plan.stdout, &plan.stderr, &apply.stdout, &apply.stderr] {
         assert!(!out.contains("pg-secret-password-42"));
     }
+}
+
+/// ADR 0008: a project's `v*` tags are protected before its release tag is pushed (the tag
+/// pipeline's `ref_protected` is fixed at the push). When protecting fails, apply stops there: no
+/// commit and no tag; the rerun protects, then seeds and tags. The protection then admits
+/// Maintainers (create level 40) and refuses Developers, admins or not.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_release_tag_waits_for_release_protection() {
+    let sandbox = start().await;
+    let id = seeded(&sandbox).id;
+    let gitlab = sandbox.standin("gitlab");
+    gitlab.control.add_fault(sandbox::standins::Fault {
+        method: Some("POST".into()),
+        path_prefix: format!("/api/v4/projects/{id}/protected_tags"),
+        status: 403,
+        ..sandbox::standins::Fault::default()
+    });
+    let failed = phase(&sandbox, &["apply"]).await;
+    assert_eq!(failed.code, 1, "{}", failed.stdout);
+    let line = failed.stderr.lines().last().unwrap();
+    assert!(
+        line.starts_with("error: ")
+            && line.contains(&format!("gitlab release protection {PROJECT}"))
+            && line.contains("rerun apply"),
+        "names the operation, the project and the fix: {line}"
+    );
+    let project = seeded(&sandbox);
+    assert!(
+        project.tags.is_empty() && project.commits.is_empty(),
+        "nothing pushed before v* is protected"
+    );
+    assert!(promote_token(&sandbox, id).await.is_none());
+
+    gitlab.control.clear_faults();
+    let plan = phase(&sandbox, &["--output", "json", "plan"]).await;
+    let planned = titles(&plan);
+    let seeding: Vec<&String> = planned
+        .iter()
+        .filter(|t| t.starts_with("gitlab ") && t.contains(PROJECT) && !t.contains("hook"))
+        .collect();
+    assert_eq!(seeding, seeding_titles(false).iter().collect::<Vec<_>>());
+    assert!(
+        plan.stdout.contains(r#""protected_branch": null"#),
+        "main is protected already, only v* is left: {}",
+        plan.stdout
+    );
+    let apply = phase(&sandbox, &["apply"]).await;
+    assert_eq!(apply.code, 0, "{}", apply.stderr);
+    let project = seeded(&sandbox);
+    assert_eq!(project.tags["v0.1.0"], project.commits[0]);
+    assert_eq!(phase(&sandbox, &["check"]).await.code, 0);
+
+    // What the protection means for people pushing tags (not admins).
+    let (developer, maintainer) = {
+        let mut gl = sandbox.gitlab.as_ref().unwrap().lock();
+        let group = gl.group_by_path("platform_services").unwrap().id;
+        let mut add = |name: &str, level: u8| {
+            let user = gl.add_user(name, &[]);
+            let token = format!("glpat-{name}-0123456789");
+            gl.add_token(&token, user);
+            gl.groups
+                .get_mut(&group)
+                .unwrap()
+                .members
+                .insert(user, level);
+            token
+        };
+        (add("tag-developer", 30), add("tag-maintainer", 40))
+    };
+    let push_tag = |token: String, tag: &'static str| {
+        let url = format!(
+            "{}/api/v4/projects/{id}/repository/tags",
+            sandbox.get("GITLAB_URL")
+        );
+        async move {
+            let resp = reqwest::Client::new()
+                .post(url)
+                .header("PRIVATE-TOKEN", token)
+                .json(&json!({"tag_name": tag, "ref": "main"}))
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let (status, body) = push_tag(developer, "v0.1.1").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("protected"), "{body}");
+    assert_eq!(push_tag(maintainer, "v0.1.2").await.0, 201);
 }

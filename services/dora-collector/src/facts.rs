@@ -3,7 +3,7 @@
 //! A webhook becomes zero or more facts when it is received (so malformed payloads are refused
 //! before anything is stored), and the facts — not the raw bodies — are what the store holds and
 //! what a restart replays. GitLab payload shapes follow GitLab's "Webhook events" documentation
-//! (doc/user/project/integrations/webhook_events.md): pipeline events (`object_attributes`,
+//! (`doc/user/project/integrations/webhook_events.md`): pipeline events (`object_attributes`,
 //! `builds[]`, `commit`, `source_pipeline`), deployment events (`deployment_id`, `status`,
 //! `status_changed_at`, `environment`, `commit_url`) and push events (`commits[]`).
 //!
@@ -449,7 +449,7 @@ mod tests {
             Err(missing("deployment", "project.path_with_namespace"))
         );
         assert_eq!(
-            from_gitlab(br#"[1,2]"#, 0.0),
+            from_gitlab(b"[1,2]", 0.0),
             Err(missing("webhook", "object_kind"))
         );
         assert_eq!(

@@ -2,7 +2,7 @@
 //! Rollouts notifications in; the §4.1 metrics out on `/metrics`.
 //!
 //! - [`facts`]: what is kept of a webhook, and the de-duplication key of each fact.
-//! - [`store`]: SQLite (embedded default) or PostgreSQL (replicas > 1), append-only.
+//! - [`store`]: `SQLite` (embedded default) or `PostgreSQL` (replicas > 1), append-only.
 //! - [`pipeline`]: group commit before the acknowledgement; the tailer that feeds the metrics.
 //! - [`metrics`]: the aggregates and the Prometheus text format.
 //! - [`server`]: the HTTP endpoints. [`heal`]: fills missed webhooks from GitLab's API.

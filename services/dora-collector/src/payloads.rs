@@ -57,17 +57,29 @@ pub struct Build<'a> {
     pub runner_tags: &'a [&'a str],
 }
 
+/// When a pipeline's commit was made, and when the pipeline was created and finished (Unix
+/// seconds).
+#[derive(Debug, Clone, Copy)]
+pub struct Times {
+    pub committed: i64,
+    pub created: i64,
+    pub finished: i64,
+}
+
 /// A pipeline event; `status` "running" gives the commit only.
 pub fn pipeline(
     path: &str,
     id: u64,
     status: &str,
     sha: &str,
-    committed: i64,
-    created: i64,
-    finished: i64,
+    times: Times,
     builds: &[Build<'_>],
 ) -> Value {
+    let Times {
+        committed,
+        created,
+        finished,
+    } = times;
     let builds: Vec<Value> = builds
         .iter()
         .enumerate()

@@ -4,7 +4,7 @@
 //!
 //! Acknowledge-after-commit is what makes "a restart loses no acknowledged event" true; group
 //! commit is what keeps that cheap (one fsync per batch, not per webhook). The tailer reads the
-//! store rather than taking facts from the writer so that replicas sharing PostgreSQL all see
+//! store rather than taking facts from the writer so that replicas sharing `PostgreSQL` all see
 //! every replica's facts, and a restart rebuilds the aggregates by the same code path.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -99,7 +99,7 @@ impl Ingest {
 }
 
 /// Opens two connections to the store (writer, tailer), each inside its own thread (the
-/// PostgreSQL client runs its own small runtime, which must not nest in the server's), starts
+/// `PostgreSQL` client runs its own small runtime, which must not nest in the server's), starts
 /// both threads and returns the handlers' side. Fails at once when the store cannot be opened.
 pub fn start(
     url: &str,
@@ -193,7 +193,7 @@ fn writer(mut store: Box<dyn Store>, rx: &Receiver<Job>, wake: &Wake, health: &H
 }
 
 /// Sequence numbers the tail passed without a row, re-read until they appear or
-/// [`GAP_WINDOW`] passes. PostgreSQL makes a row visible when its transaction commits, and a
+/// [`GAP_WINDOW`] passes. `PostgreSQL` makes a row visible when its transaction commits, and a
 /// number taken by one transaction can become visible after a higher one was read (a writer killed
 /// mid-commit, then a restart, showed it); conflicts and aborted transactions leave gaps that stay.
 const GAP_WINDOW: Duration = Duration::from_secs(30);

@@ -1,8 +1,8 @@
 //! Where acknowledged facts live: an append-only table with a unique de-duplication key.
 //!
-//! SQLite (bundled) is the embedded default for one replica; PostgreSQL serves replicas > 1 (every
-//! replica appends to and tails the same table). Both are used synchronously from the collector's
-//! own store threads, so the async server never blocks on disk.
+//! `SQLite` (bundled) is the embedded default for one replica; `PostgreSQL` serves replicas > 1
+//! (every replica appends to and tails the same table). Both are used synchronously from the
+//! collector's own store threads, so the async server never blocks on disk.
 
 use std::time::Duration;
 
@@ -44,7 +44,7 @@ pub trait Store: Send {
 }
 
 /// Opens a connection for a store URL (`sqlite://…`, `postgres://…` or `postgresql://…`); the
-/// URL is never logged as given since a PostgreSQL URL may carry a password.
+/// URL is never logged as given since a `PostgreSQL` URL may carry a password.
 pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         return Ok(Box::new(Sqlite::open(path)?));
@@ -83,16 +83,26 @@ pub struct Sqlite {
     conn: rusqlite::Connection,
 }
 
+/// Held while a connection sets a file up. Switching a new file to WAL takes an exclusive lock,
+/// and `SQLite` answers `SQLITE_BUSY` at once instead of calling the busy handler when another
+/// connection is doing the same (waiting could deadlock): the writer and the tailer, which start
+/// together, would fail the collector's first start on an empty volume. One replica, one
+/// process: serializing the set-up here is enough.
+static OPENING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 impl Sqlite {
     pub fn open(path: &str) -> Result<Self, StoreError> {
         let err = |e: rusqlite::Error| StoreError::Open {
             url: format!("sqlite://{path}"),
             message: e.to_string(),
         };
+        let _opening = OPENING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let conn = rusqlite::Connection::open(path).map_err(err)?;
         // WAL: the tailer reads while the writer appends. synchronous=FULL: a commit is on disk
         // before the webhook is acknowledged (group commit keeps that affordable).
-        // The writer and the tailer open the file together: wait for each other's locks.
+        // Afterwards the writer and the tailer wait for each other's locks.
         conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(err)?;
@@ -342,7 +352,33 @@ mod tests {
         );
         drop(store);
         let mut store = Sqlite::open(path.to_str().unwrap()).unwrap();
-        assert_eq!(store.append(&[fact.clone()], 2.0).unwrap().new, [false]);
+        assert_eq!(
+            store.append(std::slice::from_ref(&fact), 2.0).unwrap().new,
+            [false]
+        );
         assert_eq!(store.read_after(0, 10).unwrap(), vec![(1, fact)]);
+    }
+
+    /// The writer and the tailer open a new file at the same moment (the first start on an empty
+    /// volume): both must succeed.
+    #[test]
+    fn two_connections_open_a_new_file_at_once() {
+        for _ in 0..50 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("dora.db").to_str().unwrap().to_owned();
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+            let opens: Vec<_> = (0..2)
+                .map(|_| {
+                    let (path, barrier) = (path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        Sqlite::open(&path).map(drop)
+                    })
+                })
+                .collect();
+            for open in opens {
+                open.join().unwrap().unwrap();
+            }
+        }
     }
 }

@@ -90,7 +90,12 @@ async fn dashboard_and_alert_expressions_give_the_known_answers() {
                 queued: 2.0,
                 runner_tags: &["build"],
             }];
-            payloads::pipeline(RELAY, id, status, "abc", t0 - 60, t0, t0 + took, &build)
+            let times = payloads::Times {
+                committed: t0 - 60,
+                created: t0,
+                finished: t0 + took,
+            };
+            payloads::pipeline(RELAY, id, status, "abc", times, &build)
         })
     };
     for body in pipelines(500) {

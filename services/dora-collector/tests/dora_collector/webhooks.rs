@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use dora_collector::payloads::{self, Build, DEPLOYMENT_HOOK, PIPELINE_HOOK, PUSH_HOOK};
+use dora_collector::payloads::{self, Build, DEPLOYMENT_HOOK, PIPELINE_HOOK, PUSH_HOOK, Times};
 use serde_json::json;
 
 use crate::support::{Collector, PG_PASSWORD, Postgres, SECRET, value};
@@ -86,17 +86,24 @@ async fn recorded_stream_gives_exact_numbers(backend: Backend) {
             500 + id,
             status,
             "abc",
-            t0 - 100,
-            t0,
-            t0 + 120,
+            Times {
+                committed: t0 - 100,
+                created: t0,
+                finished: t0 + 120,
+            },
             &build,
         );
         assert_eq!(c.send(PIPELINE_HOOK, &body).await.0, 200);
     }
-    let mut child = payloads::pipeline(RELAY, 600, "success", "abc", t0 - 100, t0, t0 + 30, &build);
+    let times = Times {
+        committed: t0 - 100,
+        created: t0,
+        finished: t0 + 30,
+    };
+    let mut child = payloads::pipeline(RELAY, 600, "success", "abc", times, &build);
     child["object_attributes"]["source"] = json!("parent_pipeline");
     assert_eq!(c.send(PIPELINE_HOOK, &child).await.0, 200);
-    let running = payloads::pipeline(RELAY, 601, "running", "abc", t0 - 100, t0, t0 + 30, &build);
+    let running = payloads::pipeline(RELAY, 601, "running", "abc", times, &build);
     assert_eq!(c.send(PIPELINE_HOOK, &running).await.0, 200);
 
     let m = c.settled_metrics().await;
