@@ -45,11 +45,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.display());
         let mut files = Vec::new();
         walk(&root, &root, &mut files);
-        writeln!(
-            code,
-            "/// Files of `{service}` as pushed (path, contents)."
-        )
-        .unwrap();
+        writeln!(code, "/// Files of `{service}` as pushed (path, contents).").unwrap();
         writeln!(code, "pub const {constant}: &[(&str, &str)] = &[").unwrap();
         for file in files {
             let rel = file

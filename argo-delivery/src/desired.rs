@@ -504,7 +504,11 @@ pub fn delivery_applications(s: &Settings) -> Vec<Value> {
     for service in &s.services {
         for (stage, project, target) in [
             ("staging", "staging", &service.staging),
-            ("production", service.production_project.as_str(), &service.production),
+            (
+                "production",
+                service.production_project.as_str(),
+                &service.production,
+            ),
         ] {
             let mut labels = owned_labels(PHASE_LABEL);
             labels["cicd.platform/service"] = json!(service.name);
@@ -536,7 +540,12 @@ pub fn workload_namespaces(s: &Settings) -> Vec<Value> {
     let names: BTreeSet<&str> = s
         .services
         .iter()
-        .flat_map(|svc| [svc.staging.namespace.as_str(), svc.production.namespace.as_str()])
+        .flat_map(|svc| {
+            [
+                svc.staging.namespace.as_str(),
+                svc.production.namespace.as_str(),
+            ]
+        })
         .collect();
     names
         .into_iter()

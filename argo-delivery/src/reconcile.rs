@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use base64::Engine as _;
 use common::argocd::{ArgoCdClient, ProjectToken};
 use common::cli::Phase;
 use common::config::{Credential, PlatformConfig};
@@ -68,7 +69,10 @@ pub fn pipeline_token_change(
     };
     match live.exp {
         Some(exp) if exp - now < PIPELINE_TOKEN_RENEW_DAYS * 86_400 => Some((
-            format!("it expires {}", common::dates::format(exp.div_euclid(86_400))),
+            format!(
+                "it expires {}",
+                common::dates::format(exp.div_euclid(86_400))
+            ),
             Some(live.clone()),
         )),
         _ => None,
@@ -121,12 +125,16 @@ impl ArgoDelivery {
                 "no Argo CD admin password: set {} (the initial Secret {namespace}/argocd-initial-admin-secret is gone)",
                 env::ARGOCD_ADMIN_PASSWORD
             )))?;
-        use base64::Engine as _;
         let password = base64::engine::general_purpose::STANDARD
             .decode(encoded)
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| Error::Config(format!("{namespace}/argocd-initial-admin-secret has no readable password: set {}", env::ARGOCD_ADMIN_PASSWORD)))?;
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "{namespace}/argocd-initial-admin-secret has no readable password: set {}",
+                    env::ARGOCD_ADMIN_PASSWORD
+                ))
+            })?;
         redact::register(&password);
         Ok(Credential {
             value: password.into(),
@@ -200,16 +208,25 @@ impl ArgoDelivery {
         let data: BTreeMap<String, String> =
             [("token".to_owned(), token.expose_secret().to_owned())].into();
         let mut meta: BTreeMap<String, String> = [
-            ("managed-by".to_owned(), "cicd-buildout/argo-delivery".to_owned()),
+            (
+                "managed-by".to_owned(),
+                "cicd-buildout/argo-delivery".to_owned(),
+            ),
             ("token-id".to_owned(), id.clone()),
-            ("subject".to_owned(), format!("proj:{PIPELINE_PROJECT}:{PIPELINE_ROLE}")),
+            (
+                "subject".to_owned(),
+                format!("proj:{PIPELINE_PROJECT}:{PIPELINE_ROLE}"),
+            ),
         ]
         .into();
         if let Some(t) = &issued {
             meta.insert("issued-at".into(), t.iat.to_string());
             if let Some(exp) = t.exp {
                 meta.insert("expires-at-unix".into(), exp.to_string());
-                meta.insert("expires-at".into(), common::dates::format(exp.div_euclid(86_400)));
+                meta.insert(
+                    "expires-at".into(),
+                    common::dates::format(exp.div_euclid(86_400)),
+                );
             }
         }
         self.vault
@@ -313,6 +330,10 @@ mod tests {
         assert_eq!(replaces, None);
         let ageing = [listed("cicd-1", Some(now + 6 * 86_400))];
         let (_, replaces) = pipeline_token_change(Some(&stored), &ageing, now).unwrap();
-        assert_eq!(replaces, Some(ageing[0].clone()), "the old token is revoked after");
+        assert_eq!(
+            replaces,
+            Some(ageing[0].clone()),
+            "the old token is revoked after"
+        );
     }
 }

@@ -2,8 +2,8 @@
 
 use anyhow::{Context as _, bail};
 use common::config::PlatformConfig;
-use common::env;
 use common::delivery::DeliveredService;
+use common::env;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -173,8 +173,10 @@ impl Settings {
         let harbor_registry = url::Url::parse(harbor)
             .ok()
             .and_then(|u| {
-                u.host_str()
-                    .map(|h| u.port().map_or_else(|| h.to_owned(), |p| format!("{h}:{p}")))
+                u.host_str().map(|h| {
+                    u.port()
+                        .map_or_else(|| h.to_owned(), |p| format!("{h}:{p}"))
+                })
             })
             .with_context(|| format!("{}={harbor} is not a URL", env::HARBOR_URL))?;
         Ok(Self {

@@ -49,7 +49,12 @@ fn refs() -> Vec<Value> {
     }
     out.push(json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret", "metadata": {"name": "argocd-gitlab-token", "namespace": "argocd"}}));
     // The delivered services' namespaces (common::delivery::services), labelled for pulling.
-    for ns in ["demo-apps", "monitoring", "staging-dora-collector", "staging-netops-arcade"] {
+    for ns in [
+        "demo-apps",
+        "monitoring",
+        "staging-dora-collector",
+        "staging-netops-arcade",
+    ] {
         out.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
     }
     out.push(json!({"apiVersion": "external-secrets.io/v1", "kind": "ClusterExternalSecret", "metadata": {"name": "harbor-pull"}}));
@@ -142,7 +147,9 @@ async fn applied_by_server_side_apply_once_and_merged_with_argocd_keys() {
     // Every object, and CI's Argo CD token.
     assert_eq!(titles.len(), refs().len() + 1, "{titles:?}");
     assert!(
-        titles.contains(&"argocd project token proj:ephemeral:pipeline → kv/ci/argocd-token".to_owned()),
+        titles.contains(
+            &"argocd project token proj:ephemeral:pipeline → kv/ci/argocd-token".to_owned()
+        ),
         "{titles:?}"
     );
     let vault_writes_before = sandbox.vault_writes();
@@ -173,7 +180,10 @@ async fn applied_by_server_side_apply_once_and_merged_with_argocd_keys() {
         production["spec"]["roles"][1]["groups"],
         json!(["ci-service-accounts"])
     );
-    assert!(sandbox.vault_writes() > vault_writes_before, "apply stored the token");
+    assert!(
+        sandbox.vault_writes() > vault_writes_before,
+        "apply stored the token"
+    );
     let appset = kube
         .get(&refs()[index_of("ApplicationSet", "ephemeral-packet-relay")])
         .await
@@ -201,11 +211,11 @@ async fn applied_by_server_side_apply_once_and_merged_with_argocd_keys() {
         .await
         .unwrap()
         .unwrap();
+    assert_eq!(staging["spec"]["source"]["path"], "deploy/overlays/staging");
     assert_eq!(
-        staging["spec"]["source"]["path"],
-        "deploy/overlays/staging"
+        staging["spec"]["destination"]["namespace"],
+        "staging-netops-arcade"
     );
-    assert_eq!(staging["spec"]["destination"]["namespace"], "staging-netops-arcade");
     let production = kube
         .get(&refs()[index_of("Application", "dora-collector")])
         .await
@@ -252,7 +262,13 @@ async fn applied_by_server_side_apply_once_and_merged_with_argocd_keys() {
                 "destination": {"server": "https://kubernetes.default.svc", "namespace": namespace}}}))
             .send()
     };
-    assert_eq!(create("ephemeral", "ephemeral-x-main-1").await.unwrap().status(), 200);
+    assert_eq!(
+        create("ephemeral", "ephemeral-x-main-1")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     assert_eq!(create("production", "prod-x").await.unwrap().status(), 403);
     let appset_token = &appset;
     assert_eq!(
@@ -298,7 +314,12 @@ async fn applied_by_server_side_apply_once_and_merged_with_argocd_keys() {
     let check = phase(&sandbox, &["--output", "json", "check"]).await;
     assert_eq!(check.code, 2);
     let doc: Value = serde_json::from_str(&check.stdout).unwrap();
-    assert!(doc["changes"][0]["after"]["reason"].to_string().contains("no longer lists"), "{doc}");
+    assert!(
+        doc["changes"][0]["after"]["reason"]
+            .to_string()
+            .contains("no longer lists"),
+        "{doc}"
+    );
     assert_eq!(phase(&sandbox, &["apply"]).await.code, 0);
     assert_eq!(phase(&sandbox, &["check"]).await.code, 0);
 

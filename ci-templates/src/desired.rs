@@ -151,7 +151,11 @@ pub const ROBOTS: &[RobotAccount] = &[
     RobotAccount {
         name: "argocd-pull",
         description: "Argo CD pulls images (cicd-buildout phase 14)",
-        projects: &["platform-services", "application-services", delivery::HARBOR_SCRATCH_PROJECT],
+        projects: &[
+            "platform-services",
+            "application-services",
+            delivery::HARBOR_SCRATCH_PROJECT,
+        ],
         actions: &["pull"],
         vault_path: delivery::KV_HARBOR_PULL,
     },

@@ -72,7 +72,7 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
 }
 
 /// The kinds of pipeline GitLab runs (docs/adr/0008), as the predefined variables GitLab sets for
-/// each (ci/variables/predefined_variables). gitlab-ci-local derives the branch from the checkout
+/// each (`ci/variables/predefined_variables`). gitlab-ci-local derives the branch from the checkout
 /// and defaults `CI_COMMIT_REF_PROTECTED` to false; these override it as GitLab would.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PipelineKind {
@@ -113,7 +113,11 @@ impl PipelineKind {
                 ("CI_COMMIT_REF_PROTECTED", "false"),
             ]),
             Self::ReleaseTag(tag) | Self::UnprotectedTag(tag) => {
-                let protected = if matches!(self, Self::ReleaseTag(_)) { "true" } else { "false" };
+                let protected = if matches!(self, Self::ReleaseTag(_)) {
+                    "true"
+                } else {
+                    "false"
+                };
                 v(&[
                     ("CI_COMMIT_BRANCH", ""),
                     ("CI_COMMIT_TAG", tag),
@@ -418,7 +422,11 @@ impl LocalRepo {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         vars.extend(kind.variables());
-        vars.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        vars.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         vars.retain(|_, v| !v.is_empty());
         crate::rules::workflow_creates_pipeline(&self.merged_config()?["workflow"], &vars)
     }

@@ -1,4 +1,4 @@
-//! GitLab's `rules:if` expressions, evaluated as GitLab does (doc/ci/jobs/job_rules.md "CI/CD variable
+//! GitLab's `rules:if` expressions, evaluated as GitLab does (`doc/ci/jobs/job_rules.md` "CI/CD variable
 //! expressions"): `$VAR` / `${VAR}` (true when defined and not empty), string literals in double or
 //! single quotes, `null`, `==` and `!=`, `=~` and `!~` against a `/regex/` (RE2 syntax; flag `i`),
 //! `&&` binding tighter than `||`, and parentheses. gitlab-ci-local 4.73 does not apply
@@ -173,7 +173,9 @@ pub fn evaluate(expr: &str, vars: &BTreeMap<String, String>) -> anyhow::Result<b
         at: 0,
         vars,
     };
-    let value = parser.or().with_context(|| format!("evaluating `{expr}`"))?;
+    let value = parser
+        .or()
+        .with_context(|| format!("evaluating `{expr}`"))?;
     if parser.at != parser.tokens.len() {
         bail!("`{expr}`: unexpected tokens after the expression");
     }
@@ -219,10 +221,15 @@ mod tests {
             ("CI_COMMIT_REF_PROTECTED", "true"),
             ("CI_COMMIT_BRANCH", ""),
             ("CI_DEFAULT_BRANCH", "main"),
-            ("MSG", "Merge branch 'promote/x'\n\nPromote x 1a2b3c4d to production"),
+            (
+                "MSG",
+                "Merge branch 'promote/x'\n\nPromote x 1a2b3c4d to production",
+            ),
         ]);
         let t = |e: &str| evaluate(e, &v).unwrap();
-        assert!(t(r#"$CI_COMMIT_TAG =~ /^v[0-9]+\.[0-9]+\.[0-9]+$/ && $CI_COMMIT_REF_PROTECTED == "true""#));
+        assert!(t(
+            r#"$CI_COMMIT_TAG =~ /^v[0-9]+\.[0-9]+\.[0-9]+$/ && $CI_COMMIT_REF_PROTECTED == "true""#
+        ));
         assert!(!t(r#"$CI_COMMIT_TAG =~ /^v[0-9]+$/"#));
         assert!(!t("$CI_COMMIT_BRANCH"), "empty is false");
         assert!(!t("$UNDEFINED"));
@@ -230,9 +237,14 @@ mod tests {
         assert!(t("$UNDEFINED == null && $CI_COMMIT_TAG != null"));
         assert!(t("$MSG =~ /Promote [^ ]+ [0-9a-f]+ to production/"));
         assert!(t("$UNDEFINED !~ /anything/"));
-        assert!(t("($CI_COMMIT_BRANCH || $CI_COMMIT_TAG) && $CI_DEFAULT_BRANCH == 'main'"));
+        assert!(t(
+            "($CI_COMMIT_BRANCH || $CI_COMMIT_TAG) && $CI_DEFAULT_BRANCH == 'main'"
+        ));
         assert!(t("$CI_COMMIT_TAG =~ /^V1/i"));
-        assert!(t("$UNDEFINED || $CI_COMMIT_TAG && $CI_DEFAULT_BRANCH"), "&& binds tighter");
+        assert!(
+            t("$UNDEFINED || $CI_COMMIT_TAG && $CI_DEFAULT_BRANCH"),
+            "&& binds tighter"
+        );
         assert!(evaluate("$A ==", &v).is_err());
         assert!(evaluate("($A", &v).is_err());
     }
@@ -244,11 +256,25 @@ mod tests {
             {"if": "$CI_COMMIT_BRANCH && $CI_OPEN_MERGE_REQUESTS", "when": "never"},
             {"if": "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"},
         ]});
-        let run = |pairs: &[(&str, &str)]| workflow_creates_pipeline(&workflow, &vars(pairs)).unwrap();
+        let run =
+            |pairs: &[(&str, &str)]| workflow_creates_pipeline(&workflow, &vars(pairs)).unwrap();
         assert!(run(&[("CI_PIPELINE_SOURCE", "merge_request_event")]));
-        assert!(!run(&[("CI_COMMIT_BRANCH", "main"), ("CI_DEFAULT_BRANCH", "main"), ("CI_OPEN_MERGE_REQUESTS", "!1")]));
-        assert!(run(&[("CI_COMMIT_BRANCH", "main"), ("CI_DEFAULT_BRANCH", "main")]));
-        assert!(!run(&[("CI_COMMIT_BRANCH", "feature"), ("CI_DEFAULT_BRANCH", "main")]), "no rule matches");
+        assert!(!run(&[
+            ("CI_COMMIT_BRANCH", "main"),
+            ("CI_DEFAULT_BRANCH", "main"),
+            ("CI_OPEN_MERGE_REQUESTS", "!1")
+        ]));
+        assert!(run(&[
+            ("CI_COMMIT_BRANCH", "main"),
+            ("CI_DEFAULT_BRANCH", "main")
+        ]));
+        assert!(
+            !run(&[
+                ("CI_COMMIT_BRANCH", "feature"),
+                ("CI_DEFAULT_BRANCH", "main")
+            ]),
+            "no rule matches"
+        );
         assert!(workflow_creates_pipeline(&serde_json::json!({}), &vars(&[])).unwrap());
     }
 }

@@ -90,7 +90,7 @@ impl ArgoCdClient {
         &self.api
     }
 
-    /// The tokens of `role` in AppProject `project`; `None` when the project does not exist.
+    /// The tokens of `role` in the `AppProject` `project`; `None` when the project does not exist.
     pub async fn project_role_tokens(
         &self,
         project: &str,

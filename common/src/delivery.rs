@@ -37,7 +37,7 @@ pub const KV_HARBOR_PULL: &str = "argocd/harbor-pull";
 pub const KV_ARGOCD_TOKEN: &str = "ci/argocd-token";
 
 /// Where a project's promotion token lives: keyed by the GitLab project id, because the policy is
-/// templated on the id_token's `project_id` claim and OpenBao refuses a `/` in a templated segment.
+/// templated on the `id_token`'s `project_id` claim and `OpenBao` refuses a `/` in a templated segment.
 pub fn kv_promote_token(project_id: u64) -> String {
     format!("ci/projects/{project_id}/promote")
 }

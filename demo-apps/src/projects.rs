@@ -110,8 +110,7 @@ mod tests {
         assert!(!prod.contains("example.com"));
         assert!(files[".gitlab-ci.yml"].contains("HARBOR_PROJECT: arcade"));
         assert!(
-            files[".gitlab-ci.yml"]
-                .contains(&format!("ref: v{}", ci_templates::library::VERSION)),
+            files[".gitlab-ci.yml"].contains(&format!("ref: v{}", ci_templates::library::VERSION)),
             "the project pins the library version its tests ran against"
         );
         let routes =

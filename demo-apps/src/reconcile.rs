@@ -141,9 +141,16 @@ pub fn diff(s: &Settings, o: &Observed, plan: &mut Plan<Op>) -> anyhow::Result<(
         let path = project_path(s, project);
         let mut w = wanted(s, project)?;
         if !o.projects[project.name].files.is_empty() {
-            w.commit_message = "NetOps Arcade: restore the demo's files (cicd-buildout phase 18)".into();
+            w.commit_message =
+                "NetOps Arcade: restore the demo's files (cicd-buildout phase 18)".into();
         }
-        let kept = seed::plan(&w, &o.projects[project.name], plan, common::dates::today(), Op::Seed);
+        let kept = seed::plan(
+            &w,
+            &o.projects[project.name],
+            plan,
+            common::dates::today(),
+            Op::Seed,
+        );
         if !kept.is_empty() {
             plan.warn(format!(
                 "{path}: {} file(s) differ from the demo's version and are kept (a scenario or your own change): {}; `demo-apps apply --reset` restores them",

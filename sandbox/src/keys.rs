@@ -142,7 +142,11 @@ impl PipelineClaims {
         }
     }
     fn ref_path(&self) -> String {
-        let prefix = if self.ref_type == "tag" { "tags" } else { "heads" };
+        let prefix = if self.ref_type == "tag" {
+            "tags"
+        } else {
+            "heads"
+        };
         format!("refs/{prefix}/{}", self.git_ref)
     }
 }

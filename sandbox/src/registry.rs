@@ -27,7 +27,9 @@ fn find(program: &str) -> anyhow::Result<PathBuf> {
             return Ok(candidate);
         }
     }
-    bail!("{program} not found: run ./scripts/setup-test-env.sh (Debian docker-registry, apache2-utils)")
+    bail!(
+        "{program} not found: run ./scripts/setup-test-env.sh (Debian docker-registry, apache2-utils)"
+    )
 }
 
 impl Registry {
@@ -92,8 +94,11 @@ impl Registry {
             if let Ok(mut stream) = std::net::TcpStream::connect(&registry.host) {
                 use std::io::Read as _;
                 let _ = stream.write_all(
-                    format!("GET /v2/ HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", registry.host)
-                        .as_bytes(),
+                    format!(
+                        "GET /v2/ HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                        registry.host
+                    )
+                    .as_bytes(),
                 );
                 let mut answer = String::new();
                 let _ = stream.read_to_string(&mut answer);

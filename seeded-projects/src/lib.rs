@@ -239,7 +239,6 @@ pub fn standalone_manifest(
     ))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,7 +316,10 @@ workspace = true
             .unwrap()
             .parse()
             .unwrap();
-        assert_eq!(out["dependencies"]["common"]["path"].as_str(), Some("common"));
+        assert_eq!(
+            out["dependencies"]["common"]["path"].as_str(),
+            Some("common")
+        );
         assert_eq!(
             out["dependencies"]["common"]["default-features"].as_bool(),
             Some(false)
@@ -329,7 +331,11 @@ workspace = true
         let collector = DORA_COLLECTOR.standalone_files().unwrap();
         assert!(collector.contains_key("common/Cargo.toml"));
         assert!(collector.contains_key("common/src/gitlab.rs"));
-        assert!(collector.keys().all(|p| !p.starts_with("tests/") && !p.starts_with("benches/")));
+        assert!(
+            collector
+                .keys()
+                .all(|p| !p.starts_with("tests/") && !p.starts_with("benches/"))
+        );
         let common: Table = collector["common/Cargo.toml"].parse().unwrap();
         assert!(common["features"]["default"].as_array().is_some());
         let relay = PACKET_RELAY.standalone_files().unwrap();

@@ -1,7 +1,7 @@
 //! Seeding a project the platform creates (phases 17 and 18, later onboarding), so that the
 //! delivery loop works from its first tag (docs/adr/0008):
 //! 1. the project, if missing;
-//! 2. `main` and `v*` tags protected before anything is pushed: a tag pipeline's id_token says
+//! 2. `main` and `v*` tags protected before anything is pushed: a tag pipeline's `id_token` says
 //!    `ref_protected` only if the tag was protected when it was pushed (phase 12 later adds the
 //!    rest of its hardening);
 //! 3. one commit with exactly the files that differ (by git blob id);
@@ -329,7 +329,8 @@ pub async fn execute(
             // A project created in this apply has no token yet: observe again rather than trust
             // the plan's guess.
             let now = observe_promote_token(gitlab, vault, id).await?;
-            let change = promote_token_change(&now, common::dates::today()).unwrap_or(change.clone());
+            let change =
+                promote_token_change(&now, common::dates::today()).unwrap_or(change.clone());
             apply_promote_token(gitlab, vault, id, path, &change).await?;
         }
     }
@@ -351,12 +352,18 @@ mod tests {
     fn managed_projects_follow_the_version_but_promotion_keeps_its_pins() {
         let wanted = files(&[
             ("src/main.rs", "new"),
-            ("deploy/overlays/staging/kustomization.yaml", "digest: sha256:0"),
+            (
+                "deploy/overlays/staging/kustomization.yaml",
+                "digest: sha256:0",
+            ),
             ("deploy/base/deployment.yaml", "v2"),
         ]);
         let observed: BTreeMap<String, String> = files(&[
             ("src/main.rs", "old"),
-            ("deploy/overlays/staging/kustomization.yaml", "digest: sha256:promoted"),
+            (
+                "deploy/overlays/staging/kustomization.yaml",
+                "digest: sha256:promoted",
+            ),
             ("deploy/base/deployment.yaml", "v2"),
         ])
         .into_iter()

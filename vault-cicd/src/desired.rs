@@ -29,7 +29,10 @@ pub const POLICIES: &[(&str, &str)] = &[
         "ci-deploy-ephemeral",
         include_str!("../policies/ci-deploy-ephemeral.hcl"),
     ),
-    ("ci-mr-scratch", include_str!("../policies/ci-mr-scratch.hcl")),
+    (
+        "ci-mr-scratch",
+        include_str!("../policies/ci-mr-scratch.hcl"),
+    ),
     (
         "argocd-secrets",
         include_str!("../policies/argocd-secrets.hcl"),
@@ -182,9 +185,7 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
     let branch_paths: Vec<String> = refs.iter().map(|r| format!("refs/heads/{r}")).collect();
     let mut release_paths = branch_paths.clone();
     release_paths.push(format!("refs/tags/{}", crate::settings::RELEASE_TAGS));
-    let protected = |ref_paths: &[String]| {
-        json!({"project_path": project_paths, "ref_path": ref_paths, "ref_protected": ["true"]})
-    };
+    let protected = |ref_paths: &[String]| json!({"project_path": project_paths, "ref_path": ref_paths, "ref_protected": ["true"]});
     let gitlab_ci = jwt_role(protected(&release_paths), "ci-read-secrets", 3600);
     // release-tag runs on protected release tags only: the same robot, no other pipeline kind.
     let gitlab_ci_release = jwt_role(
@@ -297,16 +298,27 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
             .map(|k| ((*k).to_owned(), PLACEHOLDER.to_owned()))
             .collect()
     };
-    let seed = |path: &str, data: BTreeMap<String, String>, placeholder: bool, eso_reads: bool| KvSeed {
-        path: path.to_owned(),
-        data,
-        placeholder,
-        eso_reads,
-    };
+    let seed =
+        |path: &str, data: BTreeMap<String, String>, placeholder: bool, eso_reads: bool| KvSeed {
+            path: path.to_owned(),
+            data,
+            placeholder,
+            eso_reads,
+        };
     let mut kv_seeds = vec![
         // Robots of phase 14 replace these placeholders.
-        seed(delivery::KV_HARBOR_PUSH, placeholder(&["username", "password"]), true, false),
-        seed(delivery::KV_HARBOR_SCRATCH, placeholder(&["username", "password"]), true, false),
+        seed(
+            delivery::KV_HARBOR_PUSH,
+            placeholder(&["username", "password"]),
+            true,
+            false,
+        ),
+        seed(
+            delivery::KV_HARBOR_SCRATCH,
+            placeholder(&["username", "password"]),
+            true,
+            false,
+        ),
         // Argo CD's pull-request generator reads it through External Secrets (phase 15).
         match inputs.gitlab_token {
             Some(token) => seed(
@@ -320,7 +332,12 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
         seed("ci/sonarqube-token", placeholder(&["token"]), true, false),
         // The Argo CD project-role token of deploy-ephemeral/cleanup-ephemeral: phase 15 mints
         // it and replaces this placeholder.
-        seed(delivery::KV_ARGOCD_TOKEN, placeholder(&["token"]), true, false),
+        seed(
+            delivery::KV_ARGOCD_TOKEN,
+            placeholder(&["token"]),
+            true,
+            false,
+        ),
         // Not a secret: where the signing key lives (the key itself never leaves transit).
         seed(
             "ci/signing-key",
@@ -552,10 +569,16 @@ mod tests {
             json!(["refs/heads/main", "refs/tags/v*"])
         );
         assert_eq!(image["bound_claims"]["ref_protected"], json!(["true"]));
-        assert_eq!(image["bound_audiences"], json!(["https://vault.example.org"]));
+        assert_eq!(
+            image["bound_audiences"],
+            json!(["https://vault.example.org"])
+        );
         assert_eq!(image["token_ttl"], json!(3600));
         assert_eq!(image["token_policies"], json!(["ci-read-secrets"]));
-        assert_eq!(role(&d, "gitlab-ci-sign")["bound_claims"], image["bound_claims"]);
+        assert_eq!(
+            role(&d, "gitlab-ci-sign")["bound_claims"],
+            image["bound_claims"]
+        );
         assert_eq!(
             role(&d, "gitlab-ci-release")["bound_claims"]["ref_path"],
             json!(["refs/tags/v*"])
@@ -574,7 +597,10 @@ mod tests {
         );
         assert_eq!(mr["token_policies"], json!(["ci-mr-scratch"]));
         // The templated policy needs project_id in the alias metadata.
-        assert_eq!(role(&d, "gitlab-ci-promote")["claim_mappings"]["project_id"], "project_id");
+        assert_eq!(
+            role(&d, "gitlab-ci-promote")["claim_mappings"]["project_id"],
+            "project_id"
+        );
         let config = d
             .documents
             .iter()
@@ -595,8 +621,15 @@ mod tests {
         assert!(policy("ci-mr-scratch").contains(&path(delivery::KV_HARBOR_SCRATCH)));
         assert!(policy("ci-deploy-ephemeral").contains(&path(delivery::KV_ARGOCD_TOKEN)));
         assert!(policy("external-secrets").contains(&path(delivery::KV_HARBOR_PULL)));
-        for credential in [delivery::KV_HARBOR_PUSH, delivery::KV_ARGOCD_TOKEN, "ci/signing-key"] {
-            assert!(!policy("external-secrets").contains(credential), "{credential}");
+        for credential in [
+            delivery::KV_HARBOR_PUSH,
+            delivery::KV_ARGOCD_TOKEN,
+            "ci/signing-key",
+        ] {
+            assert!(
+                !policy("external-secrets").contains(credential),
+                "{credential}"
+            );
         }
         let promote = render_templated_policy(TEMPLATED_POLICIES[0].1, "auth_jwt_0123");
         let templated = delivery::kv_promote_token(0).replace(

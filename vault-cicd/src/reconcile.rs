@@ -568,7 +568,10 @@ mod tests {
                 .iter()
                 .map(|(n, t)| (n.clone(), Some(format!("{t}\n\n"))))
                 .chain(d.templated_policies.iter().map(|(n, t, _)| {
-                    (n.clone(), Some(render_templated_policy(t, "auth_jwt_0123abcd")))
+                    (
+                        n.clone(),
+                        Some(render_templated_policy(t, "auth_jwt_0123abcd")),
+                    )
                 }))
                 .collect(),
             documents: d
@@ -644,7 +647,11 @@ mod tests {
         }
         o.auth_mounts.remove("jwt/gitlab/");
         let plan = diff(&d, &o).unwrap();
-        assert!(plan.changes.iter().any(|c| matches!(&c.op, Op::PutTemplatedPolicy { name, .. } if name == "ci-promote")));
+        assert!(
+            plan.changes.iter().any(
+                |c| matches!(&c.op, Op::PutTemplatedPolicy { name, .. } if name == "ci-promote")
+            )
+        );
     }
 
     #[test]

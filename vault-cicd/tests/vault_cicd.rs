@@ -451,13 +451,25 @@ async fn plan_apply_rerun_and_logins_on_fresh_servers() {
     let mr = pipeline_token(4242, &PipelineClaims::merge_request("feature/z"));
     let (status, mr_login) = vault.login("jwt/gitlab", "gitlab-ci-mr", &mr).await;
     assert_eq!(status, 200, "{mr_login}");
-    assert_eq!(mr_login["auth"]["policies"], json!(["ci-mr-scratch", "default"]));
-    for role in ["gitlab-ci", "gitlab-ci-sign", "gitlab-ci-deploy", "gitlab-ci-promote"] {
+    assert_eq!(
+        mr_login["auth"]["policies"],
+        json!(["ci-mr-scratch", "default"])
+    );
+    for role in [
+        "gitlab-ci",
+        "gitlab-ci-sign",
+        "gitlab-ci-deploy",
+        "gitlab-ci-promote",
+    ] {
         let (status, _) = vault.login("jwt/gitlab", role, &mr).await;
         assert_eq!(status, 400, "an MR pipeline logs in as {role}");
     }
     let (status, _) = vault
-        .login("jwt/gitlab", "gitlab-ci-mr", &token("platform_services/x", "main", true))
+        .login(
+            "jwt/gitlab",
+            "gitlab-ci-mr",
+            &token("platform_services/x", "main", true),
+        )
         .await;
     assert_eq!(status, 400, "a branch pipeline is not an MR pipeline");
 
@@ -497,7 +509,11 @@ async fn plan_apply_rerun_and_logins_on_fresh_servers() {
     assert_eq!(own.status(), 200);
     let own: Value = own.json().await.unwrap();
     assert_eq!(own["data"]["data"]["token"], "glpat-own");
-    assert_eq!(read(4243).await.unwrap().status(), 403, "another project's token");
+    assert_eq!(
+        read(4243).await.unwrap().status(),
+        403,
+        "another project's token"
+    );
     let (status, _) = vault
         .login(
             "jwt/gitlab",
@@ -529,7 +545,11 @@ async fn plan_apply_rerun_and_logins_on_fresh_servers() {
         .await
         .unwrap();
     assert_eq!(read.status(), 200, "the pull-request generator's token");
-    for ci_credential in ["ci/harbor-credentials", "ci/argocd-token", "ci/projects/4242/promote"] {
+    for ci_credential in [
+        "ci/harbor-credentials",
+        "ci/argocd-token",
+        "ci/projects/4242/promote",
+    ] {
         let denied = vault
             .http
             .get(format!("{}/v1/kv/data/{ci_credential}", vault.addr))

@@ -155,10 +155,7 @@ async fn apply_builds_everything_once_and_reconciles_without_recreating() {
             .map(|f| (f.path, f.contents))
             .collect();
         assert_eq!(files, wanted, "the library, byte for byte");
-        assert_eq!(
-            repo.tags.get(&tag),
-            repo.head().map(str::to_owned).as_ref()
-        );
+        assert_eq!(repo.tags.get(&tag), repo.head().map(str::to_owned).as_ref());
         let group = gl.group_by_path("platform_services").unwrap();
         let vars: BTreeMap<&str, &Value> = group
             .variables
@@ -346,7 +343,11 @@ async fn apply_builds_everything_once_and_reconciles_without_recreating() {
         secrets_after["robot$ci-push"], secrets["robot$ci-push"],
         "ci-push reconciled in place: same id, same secret"
     );
-    assert_eq!(secrets_after.len(), ci_templates::desired::ROBOTS.len(), "no robot recreated");
+    assert_eq!(
+        secrets_after.len(),
+        ci_templates::desired::ROBOTS.len(),
+        "no robot recreated"
+    );
     {
         let gl = sandbox.gitlab.as_ref().unwrap().lock();
         let repo = &gl

@@ -142,16 +142,28 @@ fn mr_pipelines_verify_and_main_pipelines_also_deliver() {
     // ci-scratch, docs/adr/0008); it never deploys, signs, releases or promotes.
     let mut mr = set(MR_JOBS);
     mr.insert("build-image".to_owned());
-    assert_eq!(repo.jobs(true), mr, "MR pipeline: never deploys or promotes");
+    assert_eq!(
+        repo.jobs(true),
+        mr,
+        "MR pipeline: never deploys or promotes"
+    );
     let mut main = set(MR_JOBS);
     main.extend(set(MAIN_ONLY_JOBS));
     assert_eq!(repo.jobs(false), main);
     // A protected release tag: verify, then the release image (built, scanned, signed, tagged);
     // no ephemeral deploy, no promotion.
     let mut release = set(MR_JOBS);
-    release.extend(set(&["build-image", "image-scan", "image-sbom", "sign-image", "release-tag"]));
+    release.extend(set(&[
+        "build-image",
+        "image-scan",
+        "image-sbom",
+        "sign-image",
+        "release-tag",
+    ]));
     assert_eq!(
-        repo.0.jobs_of(&PipelineKind::ReleaseTag("v1.4.0".into()), &[]).unwrap(),
+        repo.0
+            .jobs_of(&PipelineKind::ReleaseTag("v1.4.0".into()), &[])
+            .unwrap(),
         release
     );
     // No pipeline at all for an unprotected tag or branch (workflow rules), nor does the merge of
@@ -169,7 +181,11 @@ fn mr_pipelines_verify_and_main_pipelines_also_deliver() {
             &[("CI_COMMIT_MESSAGE", "Merge branch 'promote/go-service-1a2b3c4d' into 'main'\n\nPromote go-service 1a2b3c4d to production")],
         )
         .unwrap();
-    assert_eq!(merged_promotion, set(MR_JOBS), "a merged promotion only verifies");
+    assert_eq!(
+        merged_promotion,
+        set(MR_JOBS),
+        "a merged promotion only verifies"
+    );
 
     // The other patterns: a library (no image, no deploy), infrastructure (plan, manual apply).
     let library = Repo::from_fixture("shell-tools");

@@ -362,8 +362,17 @@ fn pipelines_resolve_against_the_template_library() {
             mr_jobs.contains("build-image") && mr_jobs.contains("dependency-scan"),
             "{mr_jobs:?}"
         );
-        for job in ["sign-image", "release-tag", "deploy-ephemeral", "promote-artifact"] {
-            assert!(!mr_jobs.contains(job), "{}: {job} in an MR pipeline", project.name);
+        for job in [
+            "sign-image",
+            "release-tag",
+            "deploy-ephemeral",
+            "promote-artifact",
+        ] {
+            assert!(
+                !mr_jobs.contains(job),
+                "{}: {job} in an MR pipeline",
+                project.name
+            );
         }
         let ci = std::fs::read_to_string(rendered.path().join(project.name).join(".gitlab-ci.yml"))
             .unwrap();

@@ -202,10 +202,13 @@ async fn seeds_the_arcade_once_keeps_demo_edits_and_resets_on_request() {
         assert_eq!(tags.len(), 1, "{path}: the release tag");
         assert!(tags.contains_key("v0.1.0"), "{tags:?}");
         // The tag was pushed onto protected refs: its pipeline's id_token says ref_protected.
-        {
+        let (project_id, secret) = {
             let gl = sandbox.gitlab.as_ref().unwrap().lock();
             let record = gl.project_by_path(&path).unwrap();
-            assert!(record.protected_branches.iter().any(|b| b.name == "main"), "{path}: main");
+            assert!(
+                record.protected_branches.iter().any(|b| b.name == "main"),
+                "{path}: main"
+            );
             assert!(
                 record.protected_tags.iter().any(|t| t.name == "v*"),
                 "{path}: v* tags"
@@ -216,12 +219,20 @@ async fn seeds_the_arcade_once_keeps_demo_edits_and_resets_on_request() {
                 .iter()
                 .find(|t| t.active && t.name == common::delivery::PROMOTE_TOKEN_NAME)
                 .expect("a promotion token");
-            assert_eq!((token.access_level, token.scopes.clone()), (40, vec!["api".to_owned()]));
-            let stored = kv(&sandbox, &common::delivery::kv_promote_token(record.id)).await;
-            assert_eq!(stored["token"], token.secret.as_str(), "{path}: the token in Vault");
-            for run in &runs {
-                assert!(!run.stdout.contains(&token.secret) && !run.stderr.contains(&token.secret));
-            }
+            assert_eq!(
+                (token.access_level, token.scopes.clone()),
+                (40, vec!["api".to_owned()])
+            );
+            (record.id, token.secret.clone())
+        };
+        let stored = kv(&sandbox, &common::delivery::kv_promote_token(project_id)).await;
+        assert_eq!(
+            stored["token"],
+            secret.as_str(),
+            "{path}: the token in Vault"
+        );
+        for run in &runs {
+            assert!(!run.stdout.contains(&secret) && !run.stderr.contains(&secret));
         }
         assert!(
             !files
@@ -273,8 +284,7 @@ async fn seeds_the_arcade_once_keeps_demo_edits_and_resets_on_request() {
         json!([{"name": "harbor-pull"}])
     );
     assert_eq!(
-        namespace["metadata"]["labels"]["cicd.platform/harbor-pull"],
-        "true",
+        namespace["metadata"]["labels"]["cicd.platform/harbor-pull"], "true",
         "phase 15's pull Secret reaches the demo namespace"
     );
     runs.push(apply);

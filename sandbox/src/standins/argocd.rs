@@ -2,13 +2,13 @@
 //! the CI library's deploy-ephemeral/cleanup-ephemeral make with that token. Behaviour from Argo
 //! CD's API (its `assets/swagger.json`, the `argocd proj role create-token` and `argocd app`
 //! command references, and docs/operator-manual/rbac.md; excerpts in
-//! sandbox/fixtures/argocd/api.md). Like Argo CD's API server it keeps AppProjects and
+//! `sandbox/fixtures/argocd/api.md`). Like Argo CD's API server it keeps `AppProjects` and
 //! Applications in the cluster: it reads them from, and writes Applications to, the sandbox's
 //! kube-apiserver (field manager `argocd-server`). No controller runs: sync and wait answer from the
 //! object as it is.
 //!
 //! - `POST /api/v1/session` `{username, password}` → `{token}`; 401 `{"error","code":16,"message"}`.
-//! - `GET /api/v1/projects/{name}` → the AppProject with `status.jwtTokensByRole`.
+//! - `GET /api/v1/projects/{name}` → the `AppProject` with `status.jwtTokensByRole`.
 //! - `POST /api/v1/projects/{p}/roles/{r}/token` `{expiresIn, id, description}` → `{token}`: a
 //!   JWT `sub: proj:<p>:<r>`, `jti: id`; 404 (code 5) when the project or role does not exist.
 //! - `DELETE /api/v1/projects/{p}/roles/{r}/token/{iat}?id=` revokes it.
@@ -79,7 +79,13 @@ impl ArgoCdState {
         let path = self.lock().kubeconfig.clone();
         common::kube::KubeClient::from_kubeconfig(&path, "argocd-server")
             .await
-            .map_err(|e| grpc(StatusCode::SERVICE_UNAVAILABLE, 14, &format!("no cluster: {e}")))
+            .map_err(|e| {
+                grpc(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    14,
+                    &format!("no cluster: {e}"),
+                )
+            })
     }
 }
 
@@ -129,7 +135,13 @@ enum Caller {
 }
 
 fn caller(state: &ArgoCdState, headers: &HeaderMap) -> Result<Caller, Response> {
-    let unauthenticated = || grpc(StatusCode::UNAUTHORIZED, 16, "invalid session: token is invalid");
+    let unauthenticated = || {
+        grpc(
+            StatusCode::UNAUTHORIZED,
+            16,
+            "invalid session: token is invalid",
+        )
+    };
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -188,11 +200,7 @@ pub fn routes(state: ArgoCdState) -> Router {
 async fn session(State(s): State<ArgoCdState>, Json(body): Json<Value>) -> Response {
     let mut data = s.lock();
     if body["username"] != "admin" || body["password"].as_str() != Some(&data.admin_password) {
-        return grpc(
-            StatusCode::UNAUTHORIZED,
-            16,
-            "Invalid username or password",
-        );
+        return grpc(StatusCode::UNAUTHORIZED, 16, "Invalid username or password");
     }
     let token = data.sign(&json!({"iss": "argocd", "sub": "admin", "iat": now(), "jti": crate::keys::random_token(9)}));
     data.sessions.push(token.clone());
@@ -219,7 +227,13 @@ async fn project(
     }
     let mut live = match app_project(&s, &name).await {
         Ok(Some(p)) => p,
-        Ok(None) => return grpc(StatusCode::NOT_FOUND, 5, &format!("appproject.argoproj.io \"{name}\" not found")),
+        Ok(None) => {
+            return grpc(
+                StatusCode::NOT_FOUND,
+                5,
+                &format!("appproject.argoproj.io \"{name}\" not found"),
+            );
+        }
         Err(r) => return r,
     };
     let data = s.lock();
@@ -252,14 +266,24 @@ async fn create_token(
     }
     let live = match app_project(&s, &project).await {
         Ok(Some(p)) => p,
-        Ok(None) => return grpc(StatusCode::NOT_FOUND, 5, &format!("appproject.argoproj.io \"{project}\" not found")),
+        Ok(None) => {
+            return grpc(
+                StatusCode::NOT_FOUND,
+                5,
+                &format!("appproject.argoproj.io \"{project}\" not found"),
+            );
+        }
         Err(r) => return r,
     };
     let has_role = live["spec"]["roles"]
         .as_array()
         .is_some_and(|roles| roles.iter().any(|r| r["name"] == role.as_str()));
     if !has_role {
-        return grpc(StatusCode::NOT_FOUND, 5, &format!("role '{role}' does not exist in project '{project}'"));
+        return grpc(
+            StatusCode::NOT_FOUND,
+            5,
+            &format!("role '{role}' does not exist in project '{project}'"),
+        );
     }
     let iat = now();
     let exp = body["expiresIn"]
@@ -346,7 +370,12 @@ async fn authorize(
     match who {
         Caller::Admin => Ok(live),
         Caller::Role { project: p, role } => match &live {
-            Some(proj) if p == project && role_allows(proj, &role, action, &format!("{project}/{name}")) => Ok(live),
+            Some(proj)
+                if p == project
+                    && role_allows(proj, &role, action, &format!("{project}/{name}")) =>
+            {
+                Ok(live)
+            }
             _ => Err(denied()),
         },
     }
@@ -362,38 +391,80 @@ async fn create_application(
     Query(q): Query<BTreeMap<String, String>>,
     Json(mut app): Json<Value>,
 ) -> Response {
-    let name = app["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-    let project = app["spec"]["project"].as_str().unwrap_or_default().to_owned();
+    let name = app["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let project = app["spec"]["project"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     if name.is_empty() || project.is_empty() {
-        return grpc(StatusCode::BAD_REQUEST, 3, "application name and spec.project are required");
+        return grpc(
+            StatusCode::BAD_REQUEST,
+            3,
+            "application name and spec.project are required",
+        );
     }
     let namespace = s.lock().namespace.clone();
     let kube = match s.kube().await {
         Ok(k) => k,
         Err(r) => return r,
     };
-    let existing = kube.get(&application_ref(&namespace, &name)).await.ok().flatten();
+    let existing = kube
+        .get(&application_ref(&namespace, &name))
+        .await
+        .ok()
+        .flatten();
     let upsert = q.get("upsert").is_some_and(|v| v == "true");
     let action = match (&existing, upsert) {
         (Some(_), false) => {
-            return grpc(StatusCode::BAD_REQUEST, 3, &format!("existing application spec is different, use upsert flag to force update: {name}"));
+            return grpc(
+                StatusCode::BAD_REQUEST,
+                3,
+                &format!(
+                    "existing application spec is different, use upsert flag to force update: {name}"
+                ),
+            );
         }
         (Some(_), true) => "update",
         (None, _) => "create",
     };
     let proj = match authorize(&s, &headers, &project, &name, action).await {
         Ok(Some(p)) => p,
-        Ok(None) => return grpc(StatusCode::NOT_FOUND, 5, &format!("appproject.argoproj.io \"{project}\" not found")),
+        Ok(None) => {
+            return grpc(
+                StatusCode::NOT_FOUND,
+                5,
+                &format!("appproject.argoproj.io \"{project}\" not found"),
+            );
+        }
         Err(r) => return r,
     };
     // The project's destinations (docs: "destinations": namespace globs of a server).
-    let dest = app["spec"]["destination"]["namespace"].as_str().unwrap_or_default();
-    let allowed = proj["spec"]["destinations"].as_array().into_iter().flatten().any(|d| {
-        let pattern = d["namespace"].as_str().unwrap_or_default();
-        pattern == "*" || pattern == dest || pattern.strip_suffix('*').is_some_and(|p| dest.starts_with(p))
-    });
+    let dest = app["spec"]["destination"]["namespace"]
+        .as_str()
+        .unwrap_or_default();
+    let allowed = proj["spec"]["destinations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|d| {
+            let pattern = d["namespace"].as_str().unwrap_or_default();
+            pattern == "*"
+                || pattern == dest
+                || pattern
+                    .strip_suffix('*')
+                    .is_some_and(|p| dest.starts_with(p))
+        });
     if !allowed {
-        return grpc(StatusCode::BAD_REQUEST, 3, &format!("application destination {{https://kubernetes.default.svc {dest}}} is not permitted in project '{project}'"));
+        return grpc(
+            StatusCode::BAD_REQUEST,
+            3,
+            &format!(
+                "application destination {{https://kubernetes.default.svc {dest}}} is not permitted in project '{project}'"
+            ),
+        );
     }
     app["metadata"]["namespace"] = json!(namespace);
     app["apiVersion"] = json!("argoproj.io/v1alpha1");
@@ -409,7 +480,11 @@ async fn live_application(s: &ArgoCdState, name: &str) -> Result<Value, Response
     let kube = s.kube().await?;
     match kube.get(&application_ref(&namespace, name)).await {
         Ok(Some(app)) => Ok(app),
-        Ok(None) => Err(grpc(StatusCode::NOT_FOUND, 5, &format!("applications.argoproj.io \"{name}\" not found"))),
+        Ok(None) => Err(grpc(
+            StatusCode::NOT_FOUND,
+            5,
+            &format!("applications.argoproj.io \"{name}\" not found"),
+        )),
         Err(e) => Err(grpc(StatusCode::INTERNAL_SERVER_ERROR, 13, &e.to_string())),
     }
 }
@@ -456,7 +531,10 @@ async fn delete_application(
         Ok(a) => a,
         Err(r) => return r,
     };
-    let project = app["spec"]["project"].as_str().unwrap_or_default().to_owned();
+    let project = app["spec"]["project"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     if let Err(r) = authorize(&s, &headers, &project, &name, "delete").await {
         return r;
     }

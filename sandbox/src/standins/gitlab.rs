@@ -567,8 +567,8 @@ async fn require_token(State(s): State<GitLabState>, mut request: Request, next:
         let token = private.or(bearer);
         // A project access token: expired ones fail authentication; other projects are invisible.
         if let Some((project, expires)) = token.and_then(|t| data.token_scopes.get(t)) {
-            let expired = common::dates::parse(expires)
-                .is_none_or(|day| day <= common::dates::today());
+            let expired =
+                common::dates::parse(expires).is_none_or(|day| day <= common::dates::today());
             if expired {
                 return message(StatusCode::UNAUTHORIZED, "401 Unauthorized");
             }
@@ -582,12 +582,10 @@ async fn require_token(State(s): State<GitLabState>, mut request: Request, next:
                 return not_found("Project");
             }
         }
-        token
-            .and_then(|t| data.tokens.get(t))
-            .map(|id| Caller {
-                id: *id,
-                admin: data.users.get(id).is_some_and(|u| u.is_admin),
-            })
+        token.and_then(|t| data.tokens.get(t)).map(|id| Caller {
+            id: *id,
+            admin: data.users.get(id).is_some_and(|u| u.is_admin),
+        })
     };
     match caller {
         Some(caller) => {

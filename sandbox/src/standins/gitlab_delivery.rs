@@ -1,13 +1,13 @@
 //! GitLab stand-in, the endpoints promotion uses (docs/adr/0008 of this project): repository files,
 //! branches, merge requests and project access tokens. Behaviour from GitLab's API docs (doc/api;
 //! excerpts with their provenance in sandbox/fixtures/gitlab-docs/delivery-apis.md):
-//! - repository_files.md "Get raw file from repository" (`GET …/files/:file_path/raw?ref=`, the
+//! - `repository_files.md` "Get raw file from repository" (`GET …/files/:file_path/raw?ref=`, the
 //!   path URL-encoded; 404 "404 File Not Found") and "Get file from repository" (JSON, base64).
-//! - branches.md "Get single repository branch" (404 "404 Branch Not Found").
-//! - merge_requests.md "List project merge requests" (`state`, `source_branch`, `target_branch`,
+//! - `branches.md` "Get single repository branch" (404 "404 Branch Not Found").
+//! - `merge_requests.md` "List project merge requests" (`state`, `source_branch`, `target_branch`,
 //!   paginated) and "Create MR" (`source_branch`, `target_branch`, `title` required; 409 when an open
 //!   MR already exists for the source branch; labels as a comma-separated string).
-//! - project_access_tokens.md "List", "Create" (`name`, `scopes` required; `access_level` default
+//! - `project_access_tokens.md` "List", "Create" (`name`, `scopes` required; `access_level` default
 //!   40; `expires_at` YYYY-MM-DD; the token value only in this answer), "Rotate" (revokes the token,
 //!   answers a new one with the same name, scopes and role) and "Revoke".
 //! - user/project/settings/project_access_tokens.md: a project access token authenticates as a bot
@@ -22,7 +22,9 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::gitlab::{GitLabState, Q, Reply, bad_param, find_project_id, message, not_found, paginate};
+use super::gitlab::{
+    GitLabState, Q, Reply, bad_param, find_project_id, message, not_found, paginate,
+};
 
 /// A merge request as this model keeps it.
 #[derive(Debug, Clone)]
@@ -148,18 +150,16 @@ async fn file(
     }
 }
 
-async fn branch(
-    State(s): State<GitLabState>,
-    Path((id, branch)): Path<(String, String)>,
-) -> Reply {
+async fn branch(State(s): State<GitLabState>, Path((id, branch)): Path<(String, String)>) -> Reply {
     let data = s.lock();
     let Some(pid) = find_project_id(&data, &id) else {
         return not_found("Project");
     };
     let repo = &data.projects[&pid].repository;
     match repo.branch_head(Some(&branch)) {
-        Some(head) => Json(json!({"name": branch, "commit": {"id": head}, "merged": false}))
-            .into_response(),
+        Some(head) => {
+            Json(json!({"name": branch, "commit": {"id": head}, "merged": false})).into_response()
+        }
         None => not_found("Branch"),
     }
 }
@@ -213,7 +213,12 @@ async fn get_merge_request(
     };
     let project = &data.projects[&pid];
     let web = format!("/{}", project.path_with_namespace);
-    match project.delivery.merge_requests.iter().find(|m| m.iid == iid) {
+    match project
+        .delivery
+        .merge_requests
+        .iter()
+        .find(|m| m.iid == iid)
+    {
         Some(mr) => Json(mr_json(pid, &web, mr)).into_response(),
         None => not_found("Merge Request"),
     }
@@ -237,7 +242,11 @@ async fn create_merge_request(
     };
     let next = data.id();
     let project = data.projects.get_mut(&pid).expect("found");
-    let Some(sha) = project.repository.branch_head(Some(source)).map(str::to_owned) else {
+    let Some(sha) = project
+        .repository
+        .branch_head(Some(source))
+        .map(str::to_owned)
+    else {
         return (
             StatusCode::BAD_REQUEST,
             Json(json!({"message": [format!("Source branch \"{source}\" does not exist")]})),
@@ -270,7 +279,10 @@ async fn create_merge_request(
             .filter(|l| !l.is_empty())
             .map(str::to_owned)
             .collect(),
-        Value::Array(a) => a.iter().filter_map(|l| l.as_str().map(str::to_owned)).collect(),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|l| l.as_str().map(str::to_owned))
+            .collect(),
         _ => Vec::new(),
     };
     let mr = MergeRequestRecord {
@@ -319,7 +331,9 @@ fn token_json(t: &AccessTokenRecord, with_secret: bool) -> Value {
 
 fn expires_at(body: &Value) -> Result<String, Reply> {
     match body.get("expires_at").and_then(Value::as_str) {
-        Some(date) if common::dates::parse(date).is_some() && date.len() == 10 => Ok(date.to_owned()),
+        Some(date) if common::dates::parse(date).is_some() && date.len() == 10 => {
+            Ok(date.to_owned())
+        }
         Some(_) => Err(bad_param("expires_at is invalid")),
         // GitLab 16.0+: the instance's maximum lifetime (365 days) when omitted.
         None => Ok(common::dates::format(common::dates::today() + 365)),
@@ -356,7 +370,11 @@ async fn create_token(
     };
     let scopes: Vec<String> = body["scopes"]
         .as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     if scopes.is_empty() {
         return bad_param("scopes is missing");
@@ -438,7 +456,12 @@ async fn rotate_token(
         ..old.clone()
     };
     let answer = token_json(&record, true);
-    let tokens = &mut data.projects.get_mut(&pid).expect("found").delivery.access_tokens;
+    let tokens = &mut data
+        .projects
+        .get_mut(&pid)
+        .expect("found")
+        .delivery
+        .access_tokens;
     if let Some(slot) = tokens.iter_mut().find(|t| t.id == token_id) {
         slot.active = false;
         slot.revoked = true;

@@ -184,7 +184,9 @@ async fn commit(
         (Some(_), Some(_)) => {
             return message(
                 StatusCode::BAD_REQUEST,
-                &format!("A branch called '{branch}' already exists. Switch to that branch in order to make changes"),
+                &format!(
+                    "A branch called '{branch}' already exists. Switch to that branch in order to make changes"
+                ),
             );
         }
         (Some(files), None) => (files.clone(), branch_commits(repo, branch)),
@@ -193,7 +195,9 @@ async fn commit(
             None => {
                 return message(
                     StatusCode::BAD_REQUEST,
-                    &format!("You can only create or edit files when you are on a branch: {from} does not exist"),
+                    &format!(
+                        "You can only create or edit files when you are on a branch: {from} does not exist"
+                    ),
                 );
             }
         },
@@ -201,7 +205,9 @@ async fn commit(
         (None, None) => {
             return message(
                 StatusCode::BAD_REQUEST,
-                &format!("You can only create or edit files when you are on a branch: {branch} does not exist"),
+                &format!(
+                    "You can only create or edit files when you are on a branch: {branch} does not exist"
+                ),
             );
         }
     };

@@ -1,5 +1,5 @@
 //! Ephemeral environments of both kinds end: namespaces labelled exactly as their producers label
-//! them (the per-MR ApplicationSet of phase 15, live in the cluster; the main pipeline's
+//! them (the per-MR `ApplicationSet` of phase 15, live in the cluster; the main pipeline's
 //! deploy-ephemeral, whose Application the journey left) are deleted by phase 15's cleaner once
 //! their TTL is over, and a namespace without the label never is. The TTL is 4 h, so the cleaner
 //! runs with a clock 5 h ahead (a `date` on its PATH that adds 5 h to "now").
@@ -34,7 +34,9 @@ pub fn environments_run_their_own_image_and_get_cleaned(world: &World) {
     let appset = world
         .live(&json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet", "metadata": {"name": "ephemeral-packet-relay", "namespace": "argocd"}}))
         .expect("phase 15's ApplicationSet");
-    let mr_labels = appset["spec"]["template"]["spec"]["syncPolicy"]["managedNamespaceMetadata"]["labels"].clone();
+    let mr_labels =
+        appset["spec"]["template"]["spec"]["syncPolicy"]["managedNamespaceMetadata"]["labels"]
+            .clone();
     let main_labels: Value = serde_json::from_str(
         &std::fs::read_to_string(world.scratch.path().join(MAIN_LABELS_FILE))
             .expect("the journey ran deploy-ephemeral"),

@@ -1,6 +1,6 @@
 //! Every image reference the phases apply or push has a producer (docs/adr/0008, decision 9):
 //! collected from the cluster (what phases 13–18 applied, and Helm values of their Applications),
-//! phase 15's CronJob (kube-apiserver 1.20 does not serve it), every overlay of every seeded
+//! phase 15's `CronJob` (kube-apiserver 1.20 does not serve it), every overlay of every seeded
 //! project, and the CI library's jobs. Each is either a pinned public image (a tag other than
 //! `latest`, or a digest) or the output of a seeded project's pipeline:
 //! - `<harbor>/<project>/<name>:vX.Y.Z`: the project `<name>` has that tag, protected, and its
@@ -31,13 +31,17 @@ fn collect(value: &Value, origin: &str, out: &mut BTreeMap<String, BTreeSet<Stri
                     // Helm values' {repository, tag} / job `image: {name}`.
                     ("image", Value::Object(o)) if o.contains_key("name") => {
                         if let Some(s) = o["name"].as_str() {
-                            out.entry(s.to_owned()).or_default().insert(origin.to_owned());
+                            out.entry(s.to_owned())
+                                .or_default()
+                                .insert(origin.to_owned());
                         }
                     }
                     ("images", Value::Array(items)) if map.contains_key("images") => {
                         for item in items.iter().filter_map(Value::as_str) {
                             if let Some((_, reference)) = item.split_once('=') {
-                                out.entry(reference.to_owned()).or_default().insert(origin.to_owned());
+                                out.entry(reference.to_owned())
+                                    .or_default()
+                                    .insert(origin.to_owned());
                             }
                         }
                     }
@@ -57,7 +61,11 @@ fn live(world: &World, kinds: &str) -> Vec<Value> {
         .env("KUBECONFIG", world.sandbox.kubeconfig())
         .output()
         .expect("kubectl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let list: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     list["items"].as_array().cloned().unwrap_or_default()
 }
@@ -103,7 +111,11 @@ pub fn every_deployed_image_has_a_producer(world: &World) {
             }
         }
     }
-    for file in ci_templates::library::FILES.iter().filter(|f| f.path.ends_with(".yml")) {
+    for file in ci_templates::library::FILES.iter().filter(|f| {
+        std::path::Path::new(f.path)
+            .extension()
+            .is_some_and(|e| e == "yml")
+    }) {
         for doc in file.contents.split("\n---\n") {
             if let Ok(parsed) = serde_saphyr::from_str::<Value>(doc) {
                 collect(&parsed, &format!("library {}", file.path), &mut images);
@@ -128,23 +140,28 @@ pub fn every_deployed_image_has_a_producer(world: &World) {
                 let appset = world
                     .live(&json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet", "metadata": {"name": format!("ephemeral-{name}"), "namespace": "argocd"}}))
                     .unwrap_or_else(|| panic!("no ApplicationSet overrides {reference}"));
-                let overrides = appset["spec"]["template"]["spec"]["source"]["kustomize"]["images"].to_string();
+                let overrides =
+                    appset["spec"]["template"]["spec"]["source"]["kustomize"]["images"].to_string();
                 assert!(overrides.contains(&format!("\"{name}=")), "{overrides}");
                 table.push(format!("{reference} <- overridden by the ephemeral Applications with the pipeline's own image [{}]", origins.iter().cloned().collect::<Vec<_>>().join(", ")));
                 continue;
             }
-            let (repository, pin) = match rest.split_once('@') {
-                Some((r, d)) => (r, format!("@{d}")),
-                None => {
-                    let (r, t) = rest.rsplit_once(':').unwrap_or_else(|| panic!("{reference}: no tag ({origins:?})"));
-                    (r, format!(":{t}"))
-                }
+            let (repository, pin) = if let Some((r, d)) = rest.split_once('@') {
+                (r, format!("@{d}"))
+            } else {
+                let (r, t) = rest
+                    .rsplit_once(':')
+                    .unwrap_or_else(|| panic!("{reference}: no tag ({origins:?})"));
+                (r, format!(":{t}"))
             };
             let (project, name) = repository
                 .split_once('/')
                 .unwrap_or_else(|| panic!("{reference}: not <project>/<name>"));
             let seeded = seeded_projects::ALL.iter().any(|s| s.name == name);
-            assert!(seeded, "{reference} ({origins:?}): no seeded project builds {name}");
+            assert!(
+                seeded,
+                "{reference} ({origins:?}): no seeded project builds {name}"
+            );
             if project == delivery::HARBOR_SCRATCH_PROJECT {
                 assert_eq!(pin, ":{{ .head_sha }}", "{reference}");
                 "its merge request pipelines' build-image (journey)".to_owned()
@@ -161,7 +178,10 @@ pub fn every_deployed_image_has_a_producer(world: &World) {
             );
             "pinned public image".to_owned()
         };
-        table.push(format!("{reference} <- {producer} [{}]", origins.iter().cloned().collect::<Vec<_>>().join(", ")));
+        table.push(format!(
+            "{reference} <- {producer} [{}]",
+            origins.iter().cloned().collect::<Vec<_>>().join(", ")
+        ));
     }
     // Each release reference: the project is tagged (protected, so its pipeline gets Vault) and
     // its release pipeline pushes exactly that reference.
@@ -170,20 +190,38 @@ pub fn every_deployed_image_has_a_producer(world: &World) {
         {
             let gl = world.sandbox.gitlab.as_ref().unwrap().lock();
             let project = gl.project_by_path(&path).unwrap();
-            assert!(project.repository.tags.contains_key(tag), "{path} has no tag {tag}");
+            assert!(
+                project.repository.tags.contains_key(tag),
+                "{path} has no tag {tag}"
+            );
         }
         let runner = JobRunner::new(world, name, true, &[]);
         let kind = PipelineKind::ReleaseTag(tag.clone());
         let jobs = runner.repo.jobs_of(&kind, &[]).expect("jobs");
-        assert!(jobs.contains("build-image") && jobs.contains("release-tag"), "{path}@{tag}: {jobs:?}");
+        assert!(
+            jobs.contains("build-image") && jobs.contains("release-tag"),
+            "{path}@{tag}: {jobs:?}"
+        );
         let claims = PipelineClaims::tag(tag, true);
         let (build, _) = runner.run(world, "build-image", &kind, &claims, &[]);
         assert_eq!(build.verdict("build-image"), "PASS", "{}", build.output);
-        let digest = runner.repo.artifact("build-image", "image.digest").expect("digest");
-        let (release, evidence) = runner.run(world, "release-tag", &kind, &claims, &[("IMAGE_DIGEST", digest)]);
+        let digest = runner
+            .repo
+            .artifact("build-image", "image.digest")
+            .expect("digest");
+        let (release, evidence) = runner.run(
+            world,
+            "release-tag",
+            &kind,
+            &claims,
+            &[("IMAGE_DIGEST", digest)],
+        );
         assert_eq!(release.verdict("release-tag"), "PASS", "{}", release.output);
         assert!(
-            evidence.contains(&format!("destination=docker://{reference} ")) || evidence.trim_end().ends_with(&format!("destination=docker://{reference}")),
+            evidence.contains(&format!("destination=docker://{reference} "))
+                || evidence
+                    .trim_end()
+                    .ends_with(&format!("destination=docker://{reference}")),
             "{path}@{tag} releases {reference}? {evidence}"
         );
     }

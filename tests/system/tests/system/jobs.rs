@@ -1,6 +1,6 @@
 //! Running one library job of a seeded project under gitlab-ci-local as its pipeline would: the
 //! project as the GitLab stand-in holds it, the group CI/CD variables phase 14 set, GitLab's
-//! predefined variables for the pipeline kind, and an id_token for that kind signed by the GitLab
+//! predefined variables for the pipeline kind, and an `id_token` for that kind signed by the GitLab
 //! stand-in's key. The tools after the Vault login are test doubles that record what they were
 //! handed (`stubs`), or the real ones (the release step).
 
@@ -151,7 +151,6 @@ elif verb == "delete":
     bin
 }
 
-
 /// One seeded project, ready to run its jobs.
 pub struct JobRunner {
     pub repo: LocalRepo,
@@ -167,11 +166,15 @@ impl JobRunner {
     pub fn new(world: &World, project: &str, stubs: bool, overrides: &[(&str, String)]) -> Self {
         let path = format!("{GROUP}/{project}");
         let project_id = world.project_id(&path);
-        let work = world.dir(&format!("jobs-{project}-{}", if stubs { "stubs" } else { "tools" }));
+        let work = world.dir(&format!(
+            "jobs-{project}-{}",
+            if stubs { "stubs" } else { "tools" }
+        ));
         let checkout = work.join(project);
         world.checkout(&path, "main", &checkout);
         let bin = write_stubs(&work);
-        let mut repo = LocalRepo::prepare(&checkout).expect("the seeded project in a scratch repository");
+        let mut repo =
+            LocalRepo::prepare(&checkout).expect("the seeded project in a scratch repository");
         if stubs {
             repo = repo.with_path_first(&bin);
         }
@@ -190,11 +193,17 @@ impl JobRunner {
             ("CI_PROJECT_PATH".into(), path.clone()),
             ("CI_PROJECT_URL".into(), format!("{gitlab}/{path}")),
             ("CI_API_V4_URL".into(), format!("{gitlab}/api/v4")),
-            ("CI_PIPELINE_URL".into(), format!("{gitlab}/{path}/-/pipelines/1001")),
+            (
+                "CI_PIPELINE_URL".into(),
+                format!("{gitlab}/{path}/-/pipelines/1001"),
+            ),
             ("STUB_LOG".into(), log.display().to_string()),
         ]);
         if stubs {
-            base.push(("KANIKO_EXECUTOR".into(), bin.join("kaniko-executor").display().to_string()));
+            base.push((
+                "KANIKO_EXECUTOR".into(),
+                bin.join("kaniko-executor").display().to_string(),
+            ));
         }
         for (key, value) in overrides {
             base.retain(|(k, _)| k != key);
@@ -211,10 +220,13 @@ impl JobRunner {
 
     /// The value of a variable the jobs get.
     pub fn variable(&self, key: &str) -> Option<&str> {
-        self.base.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.base
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
-    /// Runs `job` in a pipeline of `kind` with an id_token for `claims` and `extra` variables;
+    /// Runs `job` in a pipeline of `kind` with an `id_token` for `claims` and `extra` variables;
     /// returns the run and what the test doubles recorded.
     pub fn run(
         &self,
@@ -229,13 +241,19 @@ impl JobRunner {
         std::fs::create_dir_all(&docker_config).expect("mkdir");
         let mut vars = self.base.clone();
         vars.push(("VAULT_ID_TOKEN".into(), world.id_token(&self.path, claims)));
-        vars.push(("KANIKO_DOCKER_CONFIG".into(), docker_config.display().to_string()));
+        vars.push((
+            "KANIKO_DOCKER_CONFIG".into(),
+            docker_config.display().to_string(),
+        ));
         for (k, v) in extra {
             vars.retain(|(key, _)| key != k);
             vars.push(((*k).to_owned(), v.clone()));
         }
         let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let run = self.repo.run_of(&[job], kind, &refs).expect("gitlab-ci-local runs");
+        let run = self
+            .repo
+            .run_of(&[job], kind, &refs)
+            .expect("gitlab-ci-local runs");
         let evidence = std::fs::read_to_string(&self.log).unwrap_or_default();
         (run, evidence)
     }

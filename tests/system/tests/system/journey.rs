@@ -2,12 +2,14 @@
 //! rules say whether GitLab would run it (gitlab-ci-local `--list-csv` on the packet-relay project
 //! exactly as phase 18 seeded it, with the group variables phase 14 set), and then:
 //! - where it runs, the job itself runs (gitlab-ci-local, shell executor): its own login snippet
-//!   with an id_token carrying exactly GitLab's claims for that kind, signed by the GitLab
+//!   with an `id_token` carrying exactly GitLab's claims for that kind, signed by the GitLab
 //!   stand-in's key, against the real OpenBao; the tools after the login are test doubles that
 //!   record the credentials they were handed (compared by SHA-256 with the robots Harbor issued),
 //!   except `curl` (promotion talks to the GitLab stand-in for real) and `argocd` (a REST client
 //!   of the Argo CD stand-in, which checks the token phase 15 minted);
-//! - where it does not run, every role the job can use refuses that kind's id_token.
+//! - where it does not run, every role the job can use refuses that kind's `id_token`.
+
+use std::fmt::Write as _;
 
 use ci_templates::local_run::{LocalRepo, MR_SOURCE_BRANCH, PipelineKind};
 use common::delivery;
@@ -21,7 +23,7 @@ use crate::world::{GROUP, World, documents, kustomize, sha256};
 pub const PROJECT: &str = "packet-relay";
 pub const RELEASE_TAG: &str = "v0.1.0";
 
-/// A pipeline kind with the id_token claims GitLab sends for it.
+/// A pipeline kind with the `id_token` claims GitLab sends for it.
 struct Kind {
     name: &'static str,
     gcl: PipelineKind,
@@ -159,7 +161,11 @@ pub fn each_job_logs_in_exactly_where_it_runs(world: &World) {
                 kind.name,
                 if runs { "" } else { "not " }
             );
-            let used = if runs { roles_used(job.name, kind.name) } else { vec![] };
+            let used = if runs {
+                roles_used(job.name, kind.name)
+            } else {
+                vec![]
+            };
             let mut logins = Vec::new();
             for role in job.roles {
                 let (status, answer) = world.vault_login(role, &token);
@@ -193,34 +199,71 @@ pub fn each_job_logs_in_exactly_where_it_runs(world: &World) {
                     "{}: a secret in the job log",
                     job.name
                 );
-                let (user, secret, repository) = if kind.name == "merge request" {
-                    (&scratch_user, &scratch_secret, format!("{harbor}/{}/{PROJECT}", delivery::HARBOR_SCRATCH_PROJECT))
+                let (robot_user, robot_secret, repository) = if kind.name == "merge request" {
+                    (
+                        &scratch_user,
+                        &scratch_secret,
+                        format!("{harbor}/{}/{PROJECT}", delivery::HARBOR_SCRATCH_PROJECT),
+                    )
                 } else {
-                    (&push_user, &push_secret, format!("{harbor}/platform-services/{PROJECT}"))
+                    (
+                        &push_user,
+                        &push_secret,
+                        format!("{harbor}/platform-services/{PROJECT}"),
+                    )
                 };
-                let credentials = format!("user={user} pass_sha={}", sha256(secret));
+                let credentials = format!("user={robot_user} pass_sha={}", sha256(robot_secret));
                 match job.name {
                     "build-image" => {
-                        assert!(evidence.contains(&format!("kaniko {credentials} destination={repository}:")), "{evidence}");
+                        assert!(
+                            evidence.contains(&format!(
+                                "kaniko {credentials} destination={repository}:"
+                            )),
+                            "{evidence}"
+                        );
                         if kind.name == "main" {
-                            digest = repo.artifact("build-image", "image.digest").expect("image.digest");
+                            digest = repo
+                                .artifact("build-image", "image.digest")
+                                .expect("image.digest");
                         }
                         if kind.name == "merge request" {
                             merge_request_environment_runs_it(world, &evidence);
                         }
                     }
-                    "image-scan" => assert!(evidence.contains(&format!("trivy {credentials} ref={repository}@{digest}")), "{evidence}"),
-                    "image-sbom" => assert!(evidence.contains(&format!("syft {credentials} ref={repository}@{digest}")), "{evidence}"),
+                    "image-scan" => assert!(
+                        evidence
+                            .contains(&format!("trivy {credentials} ref={repository}@{digest}")),
+                        "{evidence}"
+                    ),
+                    "image-sbom" => assert!(
+                        evidence.contains(&format!("syft {credentials} ref={repository}@{digest}")),
+                        "{evidence}"
+                    ),
                     "sign-image" => {
-                        assert!(evidence.contains(&format!("cosign-login registry={harbor} {credentials}")), "{evidence}");
+                        assert!(
+                            evidence
+                                .contains(&format!("cosign-login registry={harbor} {credentials}")),
+                            "{evidence}"
+                        );
                         assert!(evidence.contains("transit=200"), "{evidence}");
                     }
-                    "release-tag" => assert!(evidence.contains(&format!("skopeo {credentials} destination=docker://{repository}:{RELEASE_TAG}")), "{evidence}"),
+                    "release-tag" => assert!(
+                        evidence.contains(&format!(
+                            "skopeo {credentials} destination=docker://{repository}:{RELEASE_TAG}"
+                        )),
+                        "{evidence}"
+                    ),
                     "deploy-ephemeral" => {
-                        assert!(evidence.contains("argocd POST /api/v1/applications?upsert=true -> 200"), "{evidence}");
+                        assert!(
+                            evidence
+                                .contains("argocd POST /api/v1/applications?upsert=true -> 200"),
+                            "{evidence}"
+                        );
                         ephemeral_application_is_this_pipelines(world, repo, &digest, &harbor);
                     }
-                    "cleanup-ephemeral" => assert!(evidence.contains("argocd DELETE"), "{evidence}"),
+                    "cleanup-ephemeral" => {
+                        assert!(evidence.contains("argocd DELETE"), "{evidence}");
+                    }
                     "promote-artifact" => {
                         promotion_landed(world, &path, &digest, &harbor);
                         evidence = run
@@ -262,18 +305,19 @@ fn print_table(rows: &[Row]) {
         "job", "pipeline", "runs", "Vault logins (role=status)", "what the job did with it"
     );
     for r in rows {
-        out.push_str(&format!(
-            "{:<18} {:<19} {:<5} {:<42} {}\n",
+        let _ = writeln!(
+            out,
+            "{:<18} {:<19} {:<5} {:<42} {}",
             r.job,
             r.kind,
             if r.runs { "yes" } else { "no" },
             r.logins.join(" "),
             r.evidence
-        ));
+        );
     }
     eprint!("{out}");
-    let artifacts = sandbox::support::target_dir(env!("CARGO_TARGET_TMPDIR"))
-        .join("test-artifacts/system");
+    let artifacts =
+        sandbox::support::target_dir(env!("CARGO_TARGET_TMPDIR")).join("test-artifacts/system");
     std::fs::create_dir_all(&artifacts).expect("artifacts");
     std::fs::write(artifacts.join("journey.txt"), out).expect("journey.txt");
 }
@@ -281,7 +325,12 @@ fn print_table(rows: &[Row]) {
 /// deploy-ephemeral left an Application in the cluster (through the Argo CD stand-in, with the
 /// token phase 15 minted) whose namespace the cleaner may delete and whose overlay renders the
 /// image build-image produced in this pipeline.
-fn ephemeral_application_is_this_pipelines(world: &World, repo: &LocalRepo, digest: &str, harbor: &str) {
+fn ephemeral_application_is_this_pipelines(
+    world: &World,
+    repo: &LocalRepo,
+    digest: &str,
+    harbor: &str,
+) {
     let manifest = repo
         .artifact("deploy-ephemeral", "ephemeral-application.yaml")
         .expect("the Application manifest");
@@ -300,7 +349,10 @@ fn ephemeral_application_is_this_pipelines(world: &World, repo: &LocalRepo, dige
         argo_delivery::desired::ephemeral_namespace_labels(delivery::EPHEMERAL_TTL)
     );
     std::fs::write(
-        world.scratch.path().join(crate::ephemeral::MAIN_LABELS_FILE),
+        world
+            .scratch
+            .path()
+            .join(crate::ephemeral::MAIN_LABELS_FILE),
         labels.to_string(),
     )
     .expect("write");
@@ -308,7 +360,12 @@ fn ephemeral_application_is_this_pipelines(world: &World, repo: &LocalRepo, dige
         .as_str()
         .expect("an image override")
         .to_owned();
-    let rendered = render_with_image(world, &format!("{GROUP}/{PROJECT}"), live["spec"]["source"]["path"].as_str().unwrap(), &image);
+    let rendered = render_with_image(
+        world,
+        &format!("{GROUP}/{PROJECT}"),
+        live["spec"]["source"]["path"].as_str().unwrap(),
+        &image,
+    );
     let wanted_image = format!("{harbor}/platform-services/{PROJECT}@{digest}");
     assert!(
         rendered.contains(&format!("image: {wanted_image}")),
@@ -316,7 +373,7 @@ fn ephemeral_application_is_this_pipelines(world: &World, repo: &LocalRepo, dige
     );
 }
 
-/// The per-MR Application phase 15's ApplicationSet makes for this MR renders exactly the image
+/// The per-MR Application phase 15's `ApplicationSet` makes for this MR renders exactly the image
 /// the MR pipeline's build-image pushed (the generator's `head_sha` is the pipeline's commit).
 fn merge_request_environment_runs_it(world: &World, evidence: &str) {
     let destination = evidence
@@ -352,20 +409,18 @@ pub fn render_with_image(world: &World, project: &str, overlay: &str, image: &st
     world.checkout(project, "main", &dir);
     let (name, reference) = image.split_once('=').expect("name=reference");
     let mut entry = json!({"name": name});
-    match reference.split_once('@') {
-        Some((new_name, digest)) => {
-            entry["newName"] = json!(new_name);
-            entry["digest"] = json!(digest);
-        }
-        None => {
-            let (new_name, tag) = reference.rsplit_once(':').expect("a tag");
-            entry["newName"] = json!(new_name);
-            entry["newTag"] = json!(tag);
-        }
+    if let Some((new_name, digest)) = reference.split_once('@') {
+        entry["newName"] = json!(new_name);
+        entry["digest"] = json!(digest);
+    } else {
+        let (new_name, tag) = reference.rsplit_once(':').expect("a tag");
+        entry["newName"] = json!(new_name);
+        entry["newTag"] = json!(tag);
     }
     let file = dir.join(overlay).join("kustomization.yaml");
     let mut kustomization: Value =
-        serde_saphyr::from_str(&std::fs::read_to_string(&file).expect("the overlay")).expect("YAML");
+        serde_saphyr::from_str(&std::fs::read_to_string(&file).expect("the overlay"))
+            .expect("YAML");
     let images = kustomization["images"]
         .as_array()
         .cloned()
@@ -386,12 +441,17 @@ fn promotion_landed(world: &World, path: &str, digest: &str, harbor: &str) {
     let staging_app = world
         .live(&json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": format!("{PROJECT}-staging"), "namespace": "argocd"}}))
         .expect("phase 15's staging Application");
-    let overlay = staging_app["spec"]["source"]["path"].as_str().unwrap().to_owned();
-    assert_eq!(staging_app["spec"]["source"]["targetRevision"], "main");
-    assert!(staging_app["spec"]["source"]["repoURL"]
+    let overlay = staging_app["spec"]["source"]["path"]
         .as_str()
         .unwrap()
-        .ends_with(&format!("{path}.git")));
+        .to_owned();
+    assert_eq!(staging_app["spec"]["source"]["targetRevision"], "main");
+    assert!(
+        staging_app["spec"]["source"]["repoURL"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("{path}.git"))
+    );
     let dir = world.dir("promoted-staging");
     world.checkout(path, "main", &dir);
     let rendered = kustomize(&dir.join(&overlay));
@@ -405,15 +465,24 @@ fn promotion_landed(world: &World, path: &str, digest: &str, harbor: &str) {
     let gl = world.sandbox.gitlab.as_ref().unwrap().lock();
     let project = gl.project_by_path(path).unwrap();
     let last = project.repository.commits.last().unwrap();
-    assert!(last.1.contains("[skip ci]"), "the staging commit starts no pipeline: {}", last.1);
+    assert!(
+        last.1.contains("[skip ci]"),
+        "the staging commit starts no pipeline: {}",
+        last.1
+    );
     let mr = project
         .delivery
         .merge_requests
         .iter()
-        .find(|m| m.state == "opened" && m.source_branch.starts_with(&format!("promote/{PROJECT}-")))
+        .find(|m| {
+            m.state == "opened" && m.source_branch.starts_with(&format!("promote/{PROJECT}-"))
+        })
         .expect("the production promotion MR");
     assert_eq!(mr.target_branch, "main");
-    assert!(mr.title.starts_with(&format!("Promote {PROJECT} ")) && mr.title.ends_with(" to production"));
+    assert!(
+        mr.title.starts_with(&format!("Promote {PROJECT} "))
+            && mr.title.ends_with(" to production")
+    );
     let production_app = world
         .live(&json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": PROJECT, "namespace": "argocd"}}))
         .expect("phase 15's production Application");
@@ -422,7 +491,8 @@ fn promotion_landed(world: &World, path: &str, digest: &str, harbor: &str) {
     let pinned = &branch.files[&format!("{production_overlay}/kustomization.yaml")];
     assert!(pinned.contains(&format!("digest: {digest}")), "{pinned}");
     assert!(
-        !project.repository.files[&format!("{production_overlay}/kustomization.yaml")].contains(digest),
+        !project.repository.files[&format!("{production_overlay}/kustomization.yaml")]
+            .contains(digest),
         "production changes only when the MR is merged"
     );
 }

@@ -2,7 +2,7 @@
 //!
 //! A sandbox gets phases 12–18 applied by their binaries (and applied again: zero changes), then
 //! each hand-off is checked with both sides running: the CI library's jobs log in to the real
-//! OpenBao with id_tokens signed by the GitLab stand-in's key, for every pipeline kind; promotion
+//! `OpenBao` with `id_tokens` signed by the GitLab stand-in's key, for every pipeline kind; promotion
 //! commits through the stand-in's API; the ephemeral Application lands in the cluster through the
 //! Argo CD stand-in with the token phase 15 minted; images are built, pushed, signed and verified
 //! against a real registry. Steps run in order in one test (they share one sandbox); a failing
@@ -25,7 +25,10 @@ use world::World;
 /// step names) runs only the matching steps, for working on one.
 fn step(failures: &mut Vec<String>, name: &str, f: impl FnOnce()) {
     if let Ok(only) = std::env::var("SYSTEM_STEPS") {
-        if !only.split(',').any(|w| !w.is_empty() && name.contains(w.trim())) {
+        if !only
+            .split(',')
+            .any(|w| !w.is_empty() && name.contains(w.trim()))
+        {
             return;
         }
     }
@@ -49,9 +52,13 @@ fn step(failures: &mut Vec<String>, name: &str, f: impl FnOnce()) {
 fn one_release_from_a_protected_tag_to_production() {
     let world = World::start();
     let mut failures = Vec::new();
-    step(&mut failures, "runner pools serve every library job", || {
-        runners::every_job_maps_to_a_deployed_pool(&world);
-    });
+    step(
+        &mut failures,
+        "runner pools serve every library job",
+        || {
+            runners::every_job_maps_to_a_deployed_pool(&world);
+        },
+    );
     step(&mut failures, "pipeline kinds × Vault logins", || {
         journey::each_job_logs_in_exactly_where_it_runs(&world);
     });

@@ -1,8 +1,8 @@
 //! Workload namespaces can pull from Harbor's private projects: every pod template the platform
 //! runs there references `harbor-pull`; every such namespace carries the label phase 15's
-//! ClusterExternalSecret selects; and that ExternalSecret's Vault path is one External Secrets'
-//! own policy can read — shown by logging in to OpenBao as ESO's service account with a real
-//! TokenRequest token, and rendering the Secret's template with what it reads.
+//! `ClusterExternalSecret` selects; and that `ExternalSecret`'s Vault path is one External Secrets'
+//! own policy can read — shown by logging in to `OpenBao` as ESO's service account with a real
+//! `TokenRequest` token, and rendering the Secret's template with what it reads.
 
 use std::collections::BTreeSet;
 
@@ -16,7 +16,10 @@ use crate::world::{GROUP, World, documents, kustomize};
 fn pod_specs(object: &Value, out: &mut Vec<Value>) {
     match object {
         Value::Object(map) => {
-            if let Some(template) = map.get("template").filter(|t| t["spec"]["containers"].is_array()) {
+            if let Some(template) = map
+                .get("template")
+                .filter(|t| t["spec"]["containers"].is_array())
+            {
                 out.push(template["spec"].clone());
             }
             for value in map.values() {
@@ -141,12 +144,19 @@ pub fn workload_namespaces_pull_with_the_robot_eso_reads(world: &World) {
         )
     });
     let (robot, secret) = world.robot("argocd-pull");
-    assert_eq!((&username, &password), (&robot, &secret), "the pull robot phase 14 created");
+    assert_eq!(
+        (&username, &password),
+        (&robot, &secret),
+        "the pull robot phase 14 created"
+    );
     // The template as ESO renders it (Go template, sprig's b64enc).
     let template = spec["target"]["template"]["data"][".dockerconfigjson"]
         .as_str()
         .expect("a dockerconfigjson template");
-    assert_eq!(spec["target"]["template"]["type"], "kubernetes.io/dockerconfigjson");
+    assert_eq!(
+        spec["target"]["template"]["type"],
+        "kubernetes.io/dockerconfigjson"
+    );
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
     let rendered = template
         .replace("{{ .username }}", &username)

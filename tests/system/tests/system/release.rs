@@ -7,12 +7,13 @@
 //!   buildah the binary that stage builds (`--build-context build=…`), built here by the same
 //!   command; the shipped stage is built as written;
 //! - image-scan (trivy, with an empty vulnerability DB: the public one cannot be downloaded here),
-//!   image-sbom (syft), sign-image (cosign `hashivault://ci-signing-key` through the real OpenBao
+//!   image-sbom (syft), sign-image (cosign `hashivault://ci-signing-key` through the real `OpenBao`
 //!   transit key of phase 13), release-tag (skopeo): the real tools;
-//! - `cosign verify` with the public key phase 16 published in ConfigMap cosign-public-key passes
+//! - `cosign verify` with the public key phase 16 published in `ConfigMap` cosign-public-key passes
 //!   on the release digest and tag, and fails on an unsigned image, on an image carrying another
 //!   image's signature, and with another key.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -82,7 +83,15 @@ fn build_stage(world: &World, project_dir: &Path) -> PathBuf {
     let target = sandbox::support::target_dir(env!("CARGO_TARGET_TMPDIR")).join("demo-projects");
     run(
         cargo()
-            .args(["build", "--quiet", "--release", "--locked", "--offline", "--target", "x86_64-unknown-linux-gnu"])
+            .args([
+                "build",
+                "--quiet",
+                "--release",
+                "--locked",
+                "--offline",
+                "--target",
+                "x86_64-unknown-linux-gnu",
+            ])
             .current_dir(project_dir)
             .env("RUSTFLAGS", "-C target-feature=+crt-static")
             .env("CARGO_TARGET_DIR", &target)
@@ -93,7 +102,9 @@ fn build_stage(world: &World, project_dir: &Path) -> PathBuf {
     let stage = world.dir("collector-stage");
     std::fs::create_dir_all(stage.join("out")).expect("mkdir");
     std::fs::copy(
-        target.join("x86_64-unknown-linux-gnu/release").join(PROJECT),
+        target
+            .join("x86_64-unknown-linux-gnu/release")
+            .join(PROJECT),
         stage.join("out").join(PROJECT),
     )
     .expect("the static binary");
@@ -107,10 +118,14 @@ fn trivy_cache(world: &World) -> PathBuf {
     let source = tools().join("trivy-db/db");
     std::fs::copy(source.join("trivy.db"), cache.join("db/trivy.db"))
         .expect("the empty DB (./scripts/setup-test-env.sh builds it)");
-    let mut meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(source.join("metadata.json")).expect("metadata"))
-            .expect("JSON");
-    let now = run(Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]), "date");
+    let mut meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(source.join("metadata.json")).expect("metadata"),
+    )
+    .expect("JSON");
+    let now = run(
+        Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
+        "date",
+    );
     meta["DownloadedAt"] = serde_json::json!(now.trim());
     std::fs::write(cache.join("db/metadata.json"), meta.to_string()).expect("write");
     cache
@@ -163,22 +178,40 @@ pub fn the_collector_release_is_built_signed_and_verified(world: &World) {
         .unwrap_or_else(|e| panic!("{e}: {}", build.output))
         .trim()
         .to_owned();
-    assert!(digest.starts_with("sha256:") && digest.len() == 71, "{digest}");
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
     let repository = format!("{}/platform-services/{PROJECT}", registry.host);
     let by_digest = format!("{repository}@{digest}");
     let (push_user, push_secret) = world.robot("ci-push");
-    assert!(!build.output.contains(&push_secret), "the robot's secret in the job log");
+    assert!(
+        !build.output.contains(&push_secret),
+        "the robot's secret in the job log"
+    );
 
     let mut with_digest = extra.clone();
     with_digest.push(("IMAGE_DIGEST", digest.clone()));
     for job in ["image-scan", "image-sbom", "sign-image", "release-tag"] {
         let (result, _) = runner.run(world, job, &kind, &claims, &with_digest);
         assert_eq!(result.verdict(job), "PASS", "{job}:\n{}", result.output);
-        assert!(!result.output.contains(&push_secret), "{job}: a secret in the log");
+        assert!(
+            !result.output.contains(&push_secret),
+            "{job}: a secret in the log"
+        );
     }
-    let scan = runner.repo.artifact("image-scan", "trivy-image.json").expect("trivy's report");
-    assert!(scan.contains(&digest) || scan.contains(PROJECT), "trivy scanned the image: {scan}");
-    let sbom = runner.repo.artifact("image-sbom", "sbom-image.cdx.json").expect("the SBOM");
+    let scan = runner
+        .repo
+        .artifact("image-scan", "trivy-image.json")
+        .expect("trivy's report");
+    assert!(
+        scan.contains(&digest) || scan.contains(PROJECT),
+        "trivy scanned the image: {scan}"
+    );
+    let sbom = runner
+        .repo
+        .artifact("image-sbom", "sbom-image.cdx.json")
+        .expect("the SBOM");
     assert!(sbom.contains("CycloneDX"), "{sbom}");
 
     // Verification, as the admission policy does it: the key phase 16 published.
@@ -186,15 +219,25 @@ pub fn the_collector_release_is_built_signed_and_verified(world: &World) {
     std::fs::write(&key, published_key(world)).expect("write the key");
     let login = |config: &Path| {
         let mut child = Command::new(cosign())
-            .args(["login", &registry.host, "--username", &push_user, "--password-stdin"])
+            .args([
+                "login",
+                &registry.host,
+                "--username",
+                &push_user,
+                "--password-stdin",
+            ])
             .env("DOCKER_CONFIG", config)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("cosign");
-        use std::io::Write as _;
-        child.stdin.take().unwrap().write_all(push_secret.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(push_secret.as_bytes())
+            .unwrap();
         assert!(child.wait().unwrap().success());
     };
     let verifier = world.dir("verifier-config");
@@ -209,15 +252,27 @@ pub fn the_collector_release_is_built_signed_and_verified(world: &World) {
             .expect("cosign verify")
     };
     let ok = verify(&by_digest, &key);
-    assert!(ok.status.success(), "the release digest verifies: {}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "the release digest verifies: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let by_tag = format!("{repository}:{tag}");
     let ok = verify(&by_tag, &key);
-    assert!(ok.status.success(), "the release tag verifies: {}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "the release tag verifies: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 
     // An image nobody signed, pushed next to it.
     let unsigned = format!("{repository}:unsigned");
     let context = world.dir("unsigned-image");
-    std::fs::write(context.join("Dockerfile"), "FROM scratch\nCOPY note /note\nUSER 65532:65532\n").unwrap();
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM scratch\nCOPY note /note\nUSER 65532:65532\n",
+    )
+    .unwrap();
     std::fs::write(context.join("note"), "not built by the pipeline\n").unwrap();
     run(
         Command::new("buildah")
@@ -236,21 +291,36 @@ pub fn the_collector_release_is_built_signed_and_verified(world: &World) {
         "buildah push (unsigned)",
     );
     let _ = Command::new("buildah").args(["rmi", &unsigned]).output();
-    let unsigned_digest = std::fs::read_to_string(&digest_file).unwrap().trim().to_owned();
+    let unsigned_digest = std::fs::read_to_string(&digest_file)
+        .unwrap()
+        .trim()
+        .to_owned();
     let refused = verify(&format!("{repository}@{unsigned_digest}"), &key);
-    assert!(!refused.status.success(), "an unsigned image must not verify");
+    assert!(
+        !refused.status.success(),
+        "an unsigned image must not verify"
+    );
     // The release's signature copied onto that image: the payload names another digest.
     let signature_tag = |d: &str| format!("{repository}:{}.sig", d.replace(':', "-"));
     run(
         Command::new("skopeo")
-            .args(["copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false", "--authfile"])
+            .args([
+                "copy",
+                "--quiet",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+                "--authfile",
+            ])
             .arg(verifier.join("config.json"))
             .arg(format!("docker://{}", signature_tag(&digest)))
             .arg(format!("docker://{}", signature_tag(&unsigned_digest))),
         "skopeo copy (the signature onto another image)",
     );
     let refused = verify(&format!("{repository}@{unsigned_digest}"), &key);
-    assert!(!refused.status.success(), "a signature of another image must not verify");
+    assert!(
+        !refused.status.success(),
+        "a signature of another image must not verify"
+    );
     // Another key.
     let other = world.dir("other-key");
     run(
@@ -281,7 +351,9 @@ fn obs_release_tag(world: &World) -> String {
         .trim_matches('"')
         .to_owned();
     let gl = world.sandbox.gitlab.as_ref().unwrap().lock();
-    let project = gl.project_by_path(&format!("{}/{PROJECT}", crate::world::GROUP)).unwrap();
+    let project = gl
+        .project_by_path(&format!("{}/{PROJECT}", crate::world::GROUP))
+        .unwrap();
     assert!(
         project.repository.tags.contains_key(&tag),
         "phase 17 tagged {tag}: its pipeline is the image's producer"
@@ -294,7 +366,10 @@ fn published_key(world: &World) -> String {
     let out = run(
         Command::new("kubectl")
             .args(["get", "configmap", "-A", "-o", "json", "--field-selector"])
-            .arg(format!("metadata.name={}", security_setup::desired::COSIGN_CONFIGMAP))
+            .arg(format!(
+                "metadata.name={}",
+                security_setup::desired::COSIGN_CONFIGMAP
+            ))
             .env("KUBECONFIG", world.sandbox.kubeconfig()),
         "kubectl get configmap cosign-public-key",
     );

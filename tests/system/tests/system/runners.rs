@@ -52,12 +52,14 @@ pub fn every_job_maps_to_a_deployed_pool(world: &World) {
             PipelineKind::MergeRequest,
             PipelineKind::ReleaseTag("v1.0.0".into()),
         ] {
-            jobs.extend(repo.jobs_of(&kind, &[]).expect("gitlab-ci-local --list-csv"));
+            jobs.extend(
+                repo.jobs_of(&kind, &[])
+                    .expect("gitlab-ci-local --list-csv"),
+            );
         }
-        let merged: BTreeMap<String, Value> = serde_json::from_value(
-            repo.merged_config().expect("gitlab-ci-local --preview"),
-        )
-        .expect("the merged pipeline");
+        let merged: BTreeMap<String, Value> =
+            serde_json::from_value(repo.merged_config().expect("gitlab-ci-local --preview"))
+                .expect("the merged pipeline");
         assert!(!jobs.is_empty(), "{pattern}: no jobs");
         for job in &jobs {
             let own: Option<Vec<String>> = merged[job]["tags"].as_array().map(|t| {
@@ -89,6 +91,10 @@ pub fn every_job_maps_to_a_deployed_pool(world: &World) {
             let tags: BTreeSet<&str> = r.tag_list.iter().map(String::as_str).collect();
             tags == pool.tags.iter().copied().collect() && r.run_untagged == pool.run_untagged
         });
-        assert!(registered, "phase 16 registered no runner for pool {}", pool.name);
+        assert!(
+            registered,
+            "phase 16 registered no runner for pool {}",
+            pool.name
+        );
     }
 }

@@ -112,7 +112,11 @@ impl World {
             writes,
             "the rerun wrote to a stand-in"
         );
-        assert_eq!(world.sandbox.vault_writes(), vault, "the rerun wrote to Vault");
+        assert_eq!(
+            world.sandbox.vault_writes(),
+            vault,
+            "the rerun wrote to Vault"
+        );
         eprintln!("    phases 12–18 applied; the rerun made 0 changes and 0 writes");
         world
     }
@@ -139,7 +143,12 @@ impl World {
 
     /// Files of a project's branch as the GitLab stand-in has them.
     pub fn project_files(&self, path: &str, branch: &str) -> BTreeMap<String, String> {
-        let gl = self.sandbox.gitlab.as_ref().expect("in-process GitLab").lock();
+        let gl = self
+            .sandbox
+            .gitlab
+            .as_ref()
+            .expect("in-process GitLab")
+            .lock();
         let project = gl
             .project_by_path(path)
             .unwrap_or_else(|| panic!("project {path} was not seeded"));
@@ -151,7 +160,12 @@ impl World {
     }
 
     pub fn project_id(&self, path: &str) -> u64 {
-        let gl = self.sandbox.gitlab.as_ref().expect("in-process GitLab").lock();
+        let gl = self
+            .sandbox
+            .gitlab
+            .as_ref()
+            .expect("in-process GitLab")
+            .lock();
         gl.project_by_path(path)
             .unwrap_or_else(|| panic!("project {path} was not seeded"))
             .id
@@ -168,7 +182,12 @@ impl World {
 
     /// The group's CI/CD variables as phase 14 set them (what every pipeline of the group sees).
     pub fn group_variables(&self) -> Vec<(String, String)> {
-        let gl = self.sandbox.gitlab.as_ref().expect("in-process GitLab").lock();
+        let gl = self
+            .sandbox
+            .gitlab
+            .as_ref()
+            .expect("in-process GitLab")
+            .lock();
         let group = gl.group_by_path(GROUP).expect("the platform group");
         group
             .variables
@@ -182,7 +201,7 @@ impl World {
             .collect()
     }
 
-    /// An id_token for a job of `project_path` in a pipeline, signed by the GitLab stand-in's key
+    /// An `id_token` for a job of `project_path` in a pipeline, signed by the GitLab stand-in's key
     /// for the audience the roles bind (`VAULT_ADDR`).
     pub fn id_token(&self, project_path: &str, pipeline: &PipelineClaims) -> String {
         let claims = ci_id_token_claims(
@@ -198,7 +217,7 @@ impl World {
             .expect("signing")
     }
 
-    /// `POST auth/jwt/gitlab/login`: the status and OpenBao's answer.
+    /// `POST auth/jwt/gitlab/login`: the status and `OpenBao`'s answer.
     pub fn vault_login(&self, role: &str, jwt: &str) -> (u16, Value) {
         self.rt.block_on(async {
             let r = reqwest::Client::new()
@@ -231,7 +250,12 @@ impl World {
 
     /// The secret of a Harbor robot (its full name, `robot$<name>`) as the stand-in issued it.
     pub fn robot(&self, name: &str) -> (String, String) {
-        let harbor = self.sandbox.harbor.as_ref().expect("in-process Harbor").lock();
+        let harbor = self
+            .sandbox
+            .harbor
+            .as_ref()
+            .expect("in-process Harbor")
+            .lock();
         let robot = harbor
             .robot_by_name(&format!("robot${name}"))
             .unwrap_or_else(|| panic!("robot {name} was not created by phase 14"));
