@@ -43,6 +43,8 @@ struct ProjectSpec {
     description: &'static str,
     namespaces: &'static [&'static str],
     cluster_resources: &'static [(&'static str, &'static str)],
+    /// Namespaced kinds the project may not deploy: `(group, kind glob)`.
+    namespaced_denied: &'static [(&'static str, &'static str)],
     /// `(role, Keycloak groups, actions)`; each action is allowed on `<project>/*`.
     roles: &'static [(
         &'static str,
@@ -78,6 +80,7 @@ const PROJECTS: &[ProjectSpec] = &[
         // Plus each delivered service's production namespace (the service list).
         namespaces: &["prod-*"],
         cluster_resources: &[],
+        namespaced_denied: &[],
         roles: &[
             (
                 "deployer",
@@ -94,6 +97,7 @@ const PROJECTS: &[ProjectSpec] = &[
         description: "Staging: every merge to main (cicd-buildout)",
         namespaces: &["staging-*"],
         cluster_resources: &[],
+        namespaced_denied: &[],
         roles: &[
             (
                 "deployer",
@@ -111,6 +115,13 @@ const PROJECTS: &[ProjectSpec] = &[
         namespaces: &["ephemeral-*"],
         // CreateNamespace=true: the ephemeral namespace is created by the sync.
         cluster_resources: &[("", "Namespace")],
+        // Merge request content runs here: it may not ask External Secrets for anything. The
+        // namespace's pull Secret comes from the ClusterExternalSecret, which ESO creates, not
+        // Argo CD (ADR 0008).
+        namespaced_denied: &[
+            ("external-secrets.io", "*"),
+            ("generators.external-secrets.io", "*"),
+        ],
         roles: &[
             (
                 "developer",
@@ -154,6 +165,7 @@ const PROJECTS: &[ProjectSpec] = &[
             ("external-secrets.io", "ClusterSecretStore"),
             ("argoproj.io", "ClusterAnalysisTemplate"),
         ],
+        namespaced_denied: &[],
         roles: &[(
             "admin",
             &["platform-admins"],
@@ -226,6 +238,7 @@ pub fn app_projects(s: &Settings) -> Vec<Value> {
                     "sourceRepos": sources,
                     "destinations": namespaces.iter().map(|n| json!({"server": "https://kubernetes.default.svc", "namespace": n})).collect::<Vec<_>>(),
                     "clusterResourceWhitelist": p.cluster_resources.iter().map(|(g, k)| json!({"group": g, "kind": k})).collect::<Vec<_>>(),
+                    "namespaceResourceBlacklist": p.namespaced_denied.iter().map(|(g, k)| json!({"group": g, "kind": k})).collect::<Vec<_>>(),
                     "roles": roles,
                     "syncWindows": (p.sync_windows)(),
                     "orphanedResources": {"warn": true},
@@ -422,7 +435,7 @@ pub fn gitlab_token_secret(s: &Settings) -> Value {
         "metadata": {"name": "argocd-gitlab-token", "namespace": s.argocd_namespace, "labels": owned_labels(PHASE_LABEL)},
         "spec": {
             "refreshInterval": "1h",
-            "secretStoreRef": {"kind": "ClusterSecretStore", "name": "vault-backend"},
+            "secretStoreRef": {"kind": "ClusterSecretStore", "name": delivery::SECRET_STORE},
             "target": {"name": "argocd-gitlab-token", "creationPolicy": "Owner"},
             "data": [{"secretKey": "token", "remoteRef": {"key": "ci/gitlab-api-token", "property": "token"}}],
         },
@@ -579,7 +592,7 @@ pub fn harbor_pull_secret(s: &Settings) -> Value {
             "refreshTime": "1h",
             "externalSecretSpec": {
                 "refreshInterval": "1h",
-                "secretStoreRef": {"kind": "ClusterSecretStore", "name": "vault-backend"},
+                "secretStoreRef": {"kind": "ClusterSecretStore", "name": delivery::PULL_SECRET_STORE},
                 "target": {
                     "name": PULL_SECRET,
                     "creationPolicy": "Owner",

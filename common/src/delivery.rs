@@ -64,6 +64,44 @@ pub const HARBOR_PULL_LABEL: &str = "cicd.platform/harbor-pull";
 /// The `kubernetes.io/dockerconfigjson` Secret every workload pod references.
 pub const PULL_SECRET: &str = "harbor-pull";
 
+// --- Runners: what an ephemeral environment admits (phase 16 labels the job pods) -------------------
+/// The runner pools' namespace by default (`RUNNER_NAMESPACE`).
+pub const RUNNER_NAMESPACE: &str = "gitlab-runners";
+/// The job pod label naming a job's runner pool.
+pub const JOB_POD_POOL_LABEL: &str = "cicd.platform/runner-pool";
+/// The pool of acceptance-test and k6-performance, which reach the main pipeline's ephemeral
+/// environment in the cluster.
+pub const TEST_POOL: &str = "test";
+/// The `NetworkPolicy` of an ephemeral overlay that lets the test pool's job pods in.
+pub const ALLOW_PIPELINE_TESTS: &str = "allow-pipeline-tests";
+
+/// [`ALLOW_PIPELINE_TESTS`] for runners in `runner_namespace` (the library README shows it).
+pub fn allow_pipeline_tests(runner_namespace: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": ALLOW_PIPELINE_TESTS},
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": runner_namespace}},
+                "podSelector": {"matchLabels": {JOB_POD_POOL_LABEL: TEST_POOL}},
+            }]}],
+        },
+    })
+}
+
+// --- External Secrets: the two ClusterSecretStores phase 13 makes ---------------------------------
+/// Reads the platform's secrets (Vault role `external-secrets`); not usable from namespaces
+/// labelled [`EPHEMERAL_LABEL`].
+pub const SECRET_STORE: &str = "vault-backend";
+/// Reads only [`KV_HARBOR_PULL`] (Vault role [`PULL_STORE_VAULT_ROLE`]); usable everywhere, so the
+/// `harbor-pull` Secret reaches ephemeral namespaces without opening the platform's secrets to
+/// merge request content.
+pub const PULL_SECRET_STORE: &str = "vault-harbor-pull";
+/// The Kubernetes-auth role behind [`PULL_SECRET_STORE`] (policy `external-secrets-harbor-pull`).
+pub const PULL_STORE_VAULT_ROLE: &str = "external-secrets-harbor-pull";
+
 // --- The service list ------------------------------------------------------------------------------
 /// Argo Rollouts strategy of a service's production overlay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -315,6 +353,9 @@ pub async fn apply_promote_token(
         operation: format!("storing access token {PROMOTE_TOKEN_NAME} of {project_path}"),
         message: "GitLab's answer carried no token: rerun to rotate it".into(),
     })?;
+    crate::redact::register(secrecy::ExposeSecret::expose_secret(secret));
+    // Should the write below fail, GitLab holds a token Vault lacks: the next run sees that
+    // ("Vault holds no copy of the active token") and rotates it, revoking this one.
     let data: BTreeMap<String, String> = [
         (
             "token".to_owned(),

@@ -14,7 +14,7 @@ use crate::settings::Settings;
 const REGISTRY_PLACEHOLDER: &str = "harbor.example.com/platform-services/";
 const DOMAIN_PLACEHOLDER: &str = "example.com";
 const TAG_PLACEHOLDER: &str = "newTag: v0.1.0";
-const HARBOR_PROJECT_PLACEHOLDER: &str = "HARBOR_PROJECT: platform-services";
+const HARBOR_PROJECT_PLACEHOLDER: &str = "IMAGE_HARBOR_PROJECT: platform-services";
 
 /// One demo project.
 #[derive(Debug, Clone, Copy)]
@@ -72,7 +72,7 @@ impl DemoProject {
             if path == ".gitlab-ci.yml" {
                 *contents = contents.replace(
                     HARBOR_PROJECT_PLACEHOLDER,
-                    &format!("HARBOR_PROJECT: {}", s.harbor_project),
+                    &format!("IMAGE_HARBOR_PROJECT: {}", s.harbor_project),
                 );
             } else if path.starts_with("deploy/") {
                 *contents = contents
@@ -108,7 +108,7 @@ mod tests {
         assert!(prod.contains("newName: registry.lab.internal:8443/arcade/packet-relay"));
         assert!(prod.contains("newTag: v0.2.0"));
         assert!(!prod.contains("example.com"));
-        assert!(files[".gitlab-ci.yml"].contains("HARBOR_PROJECT: arcade"));
+        assert!(files[".gitlab-ci.yml"].contains("IMAGE_HARBOR_PROJECT: arcade"));
         assert!(
             files[".gitlab-ci.yml"].contains(&format!("ref: v{}", ci_templates::library::VERSION)),
             "the project pins the library version its tests ran against"

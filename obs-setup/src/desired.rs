@@ -149,10 +149,26 @@ pub fn external_secret() -> Value {
         "metadata": {"name": SECRET_NAME, "labels": collector_labels()},
         "spec": {
             "refreshInterval": "15m",
-            "secretStoreRef": {"kind": "ClusterSecretStore", "name": "vault-backend"},
+            "secretStoreRef": {"kind": "ClusterSecretStore", "name": common::delivery::SECRET_STORE},
             "target": {"name": SECRET_NAME, "creationPolicy": "Owner", "deletionPolicy": "Retain"},
             "dataFrom": [{"extract": {"key": KV_PATH}}],
         },
+    })
+}
+
+/// The Deployment patch of staging and the ephemeral environments, which read no Vault secret:
+/// the webhook secret is the pod's UID (downward API), the optional GitLab token is unset.
+pub fn without_vault_secret() -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": COLLECTOR},
+        "spec": {"template": {"spec": {"containers": [{
+            "name": "collector",
+            "env": [
+                // `secretKeyRef: null` removes the base's reference (strategic merge patch).
+                {"name": "GITLAB_WEBHOOK_SECRET", "valueFrom": {"secretKeyRef": null, "fieldRef": {"fieldPath": "metadata.uid"}}},
+                {"name": "DORA_GITLAB_TOKEN", "$patch": "delete"},
+            ],
+        }]}}},
     })
 }
 

@@ -6,12 +6,14 @@
 //! - `deploy/base/`: the workload without a namespace; the image is the kustomize image name
 //!   `dora-collector`, pulled with the `harbor-pull` Secret. The base keeps its events in `SQLite`.
 //! - `deploy/overlays/production/` (Argo CD Application `dora-collector`, namespace
-//!   `OBS_NAMESPACE`): the Ingress, the store of `OBS_DORA_POSTGRES` (`store.yaml`), the image
-//!   pinned to the release tag until promotion pins a digest.
+//!   `OBS_NAMESPACE`): the `ExternalSecret` of the collector's Vault secret, the Ingress, the
+//!   store of `OBS_DORA_POSTGRES` (`store.yaml`), the image pinned to the release tag until
+//!   promotion pins a digest.
 //! - `deploy/overlays/staging/` (`staging-dora-collector`): the image pinned by a placeholder digest
-//!   that promote-artifact rewrites.
+//!   that promote-artifact rewrites; no Vault secret (`no-secrets.yaml`).
 //! - `deploy/overlays/ephemeral/`: merge request and main-pipeline environments (namespace and
-//!   image set by Argo CD), one replica.
+//!   image set by Argo CD), one replica, no Vault secret (the `ephemeral` Argo CD project refuses
+//!   every External Secrets kind).
 //!
 //! Staging and the ephemeral environments always keep their own `SQLite` volume: with
 //! `PostgreSQL` they would share production's database (and migrate it to an untested version).
@@ -111,7 +113,6 @@ fn yaml_file(comment: &str, objects: &[Value]) -> anyhow::Result<String> {
 /// The base's file name of a workload object.
 fn base_file(object: &Value) -> &'static str {
     match object["kind"].as_str() {
-        Some("ExternalSecret") => "externalsecret.yaml",
         Some("PersistentVolumeClaim") => "pvc.yaml",
         Some("Deployment") => "deployment.yaml",
         Some("Service") => "service.yaml",
@@ -124,9 +125,6 @@ fn base_file(object: &Value) -> &'static str {
 /// What to say about each base object.
 fn base_comment(object: &Value) -> &'static str {
     match object["kind"].as_str() {
-        Some("ExternalSecret") => {
-            "The collector's Secret, from Vault kv/monitoring/dora-collector (phase 17 generates the webhook\nsecret there) through the ClusterSecretStore vault-backend of phase 13."
-        }
         Some("PersistentVolumeClaim") => {
             "The SQLite store's volume (production with OBS_DORA_POSTGRES=true deletes it: see\noverlays/production/store.yaml)."
         }
@@ -199,7 +197,11 @@ fn store_patch(s: &Settings) -> anyhow::Result<String> {
 /// The `deploy/` tree, by path.
 pub fn deploy_files(s: &Settings) -> anyhow::Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
-    let base = desired::workload(&base_settings(s));
+    // The collector's Vault secret (production's database URL and GitLab token with the webhook
+    // secret) is production's alone: staging and the ephemeral environments never read it.
+    let (secrets, base): (Vec<Value>, Vec<Value>) = desired::workload(&base_settings(s))
+        .into_iter()
+        .partition(|o| o["kind"] == "ExternalSecret");
     let mut resources = String::new();
     for object in &base {
         let file = base_file(object);
@@ -236,6 +238,7 @@ kind: Kustomization
 namespace: {ns}
 resources:
   - ../../base
+  - externalsecret.yaml
   - ingress.yaml
 patches:
   - path: store.yaml
@@ -260,6 +263,35 @@ images:
     );
     out.insert(format!("{production}/store.yaml"), store_patch(s)?);
     out.insert(
+        format!("{production}/externalsecret.yaml"),
+        yaml_file(
+            "Production's Secret, from Vault kv/monitoring/dora-collector (phase 17 generates the webhook secret\nthere) through the ClusterSecretStore vault-backend of phase 13. Production only: staging and the\nephemeral environments never read production's database URL, GitLab token or webhook secret.",
+            &secrets,
+        )?,
+    );
+    // Staging and ephemeral: no Vault secret. The webhook secret is the pod's own UID, a value
+    // nobody knows (GitLab's hook calls production only), so the collector starts and refuses
+    // every webhook; the GitLab token is optional and stays unset.
+    let no_secrets = yaml_file(
+        "No Vault secret outside production: the webhook secret is the pod's UID (unknown to anyone, so\nevery webhook is refused; GitLab's group hook calls production only) and the optional GitLab\ntoken stays unset.",
+        &[desired::without_vault_secret()],
+    )?;
+    out.insert(
+        format!("{}/no-secrets.yaml", d.staging.overlay),
+        no_secrets.clone(),
+    );
+    out.insert(
+        format!("{}/no-secrets.yaml", d.ephemeral_overlay),
+        no_secrets,
+    );
+    out.insert(
+        format!("{}/allow-pipeline-tests.yaml", d.ephemeral_overlay),
+        yaml_file(
+            "The test pool's job pods (acceptance-test, k6-performance of the main pipeline) may reach this\nenvironment: NetworkPolicies add up, so the base's policy stays as it is.",
+            &[common::delivery::allow_pipeline_tests(common::delivery::RUNNER_NAMESPACE)],
+        )?,
+    );
+    out.insert(
         format!("{}/kustomization.yaml", d.staging.overlay),
         format!(
             "\
@@ -272,6 +304,8 @@ kind: Kustomization
 namespace: {ns}
 resources:
   - ../../base
+patches:
+  - path: no-secrets.yaml
 images:
   - name: {image}
     newName: {repository}
@@ -293,6 +327,9 @@ apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
   - ../../base
+  - allow-pipeline-tests.yaml
+patches:
+  - path: no-secrets.yaml
 replicas:
   - name: {COLLECTOR}
     count: 1

@@ -42,10 +42,12 @@ pub const COSIGN_CONFIGMAP_KEY: &str = "cosign.pub";
 pub const VERIFY_IMAGES_FILE: &str = "security-setup/policies/verify-images.yaml";
 pub const VERIFY_IMAGES_POLICY: &str = include_str!("../policies/verify-images.yaml");
 pub const EGRESS_POLICY_NAME: &str = "gitlab-runner-egress";
+pub const DEPLOY_EGRESS_POLICY_NAME: &str = "gitlab-runner-egress-deploy";
+pub const TESTS_EGRESS_POLICY_NAME: &str = "gitlab-runner-egress-tests";
 /// Job pod labels every pool's values set (`[runners.kubernetes.pod_labels]`): `app` is the
 /// same for all pools, the pool label names the pool. The egress policy selects by both.
 pub const JOB_POD_APP_LABEL: (&str, &str) = ("app", "gitlab-runner");
-pub const JOB_POD_POOL_LABEL: &str = "cicd.platform/runner-pool";
+pub use common::delivery::JOB_POD_POOL_LABEL;
 
 /// One runner pool of plan §3.1: a GitLab group runner with its tags, deployed by the
 /// gitlab-runner chart with `runners/<name>.values.yaml`.
@@ -287,7 +289,7 @@ pub fn runner_token_external_secret(s: &Settings, pool: &Pool) -> Value {
         "metadata": {"name": name, "namespace": s.runner_namespace, "labels": owned_labels(PHASE_LABEL)},
         "spec": {
             "refreshInterval": "1h",
-            "secretStoreRef": {"kind": "ClusterSecretStore", "name": "vault-backend"},
+            "secretStoreRef": {"kind": "ClusterSecretStore", "name": common::delivery::SECRET_STORE},
             "target": {
                 "name": name,
                 "creationPolicy": "Owner",
@@ -372,6 +374,52 @@ pub fn runner_egress_policy(s: &Settings) -> Value {
     })
 }
 
+/// What the delivery jobs reach beyond §3.5's list, each for its own pool only (Cilium policies
+/// add up): the `shared` pool's deploy-ephemeral and cleanup-ephemeral call Argo CD (its server
+/// pods, and its public name through the ingress); the `test` pool's acceptance-test and
+/// k6-performance call the main pipeline's ephemeral environment, in namespaces labelled
+/// `cicd.platform/ephemeral=true` (whose overlays admit them: `allow-pipeline-tests`).
+pub fn runner_delivery_egress_policies(s: &Settings, argocd_namespace: &str) -> Vec<Value> {
+    let for_pool = |name: &str, description: &str, pool: &str, egress: Value| {
+        json!({
+            "apiVersion": "cilium.io/v2",
+            "kind": "CiliumNetworkPolicy",
+            "metadata": {"name": name, "namespace": s.runner_namespace, "labels": owned_labels(PHASE_LABEL)},
+            "spec": {
+                "description": description,
+                "endpointSelector": {"matchLabels": {JOB_POD_APP_LABEL.0: JOB_POD_APP_LABEL.1, JOB_POD_POOL_LABEL: pool}},
+                "egress": egress,
+            },
+        })
+    };
+    let mut to_argocd = vec![json!({"toEndpoints": [{"matchLabels": {
+        "k8s:io.kubernetes.pod.namespace": argocd_namespace,
+        "app.kubernetes.io/name": "argocd-server",
+    }}]})];
+    if let Some(host) = &s.argocd_host {
+        to_argocd.push(json!({
+            "toFQDNs": [{"matchName": host}],
+            "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}]}],
+        }));
+    }
+    vec![
+        for_pool(
+            DEPLOY_EGRESS_POLICY_NAME,
+            "The shared pool's deploy-ephemeral and cleanup-ephemeral reach Argo CD (cicd-buildout ADR 0008)",
+            "shared",
+            Value::Array(to_argocd),
+        ),
+        for_pool(
+            TESTS_EGRESS_POLICY_NAME,
+            "The test pool's acceptance and k6 jobs reach the ephemeral environments (cicd-buildout ADR 0008)",
+            common::delivery::TEST_POOL,
+            json!([{"toEndpoints": [{"matchLabels": {
+                format!("k8s:io.cilium.k8s.namespace.labels.{}", common::delivery::EPHEMERAL_LABEL): "true",
+            }}]}]),
+        ),
+    ]
+}
+
 /// The `ConfigMap` with the signing key's public half (cosign's `--key` for `cosign verify`).
 pub fn cosign_configmap(s: &Settings, public_key: &str) -> Value {
     json!({
@@ -431,6 +479,7 @@ mod tests {
             cosign_namespace: "gitlab-runners".into(),
             gitlab_url: "https://gitlab.example.com".into(),
             harbor_registry: "harbor.example.com".into(),
+            argocd_host: Some("argocd.example.com".into()),
         }
     }
 

@@ -315,6 +315,9 @@ impl SecuritySetup {
         // Optional: applied only where the cluster serves their CRDs.
         if self.kube.crd_established(CILIUM_CRD).await? {
             objects.push((desired::runner_egress_policy(s), Some(CILIUM_CRD), "Cilium"));
+            for policy in desired::runner_delivery_egress_policies(s, &self.argocd_namespace) {
+                objects.push((policy, Some(CILIUM_CRD), "Cilium"));
+            }
         } else {
             plan.warn(format!(
                 "CRD {CILIUM_CRD} is not served (Cilium is not the cluster's CNI, or its CRDs are missing): the runner egress policy CiliumNetworkPolicy {}/{} is not applied and runner egress stays unrestricted; install Cilium and rerun apply",

@@ -40,7 +40,7 @@ fn default_description() -> String {
     "security-runners".into()
 }
 fn default_namespace() -> String {
-    "gitlab-runners".into()
+    common::delivery::RUNNER_NAMESPACE.into()
 }
 fn default_chart() -> String {
     "0.71.0".into()
@@ -112,6 +112,8 @@ pub struct Settings {
     pub gitlab_url: String,
     /// `harbor.<DOMAIN>` (host and port of `HARBOR_URL`).
     pub harbor_registry: String,
+    /// Host of `ARGOCD_URL` (the library's `ARGOCD_SERVER`), which deploy-ephemeral calls.
+    pub argocd_host: Option<String>,
 }
 
 pub fn host_of(url: &str) -> String {
@@ -234,6 +236,8 @@ impl Settings {
                 .trim_end_matches('/')
                 .to_owned(),
             harbor_registry: host_of(cfg.require_url(env::HARBOR_URL)?),
+            // ARGOCD_URL or its default from DOMAIN; without either, only the in-cluster server.
+            argocd_host: cfg.require_url(env::ARGOCD_URL).ok().map(host_of),
         })
     }
 }

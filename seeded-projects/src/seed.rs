@@ -4,9 +4,10 @@
 //! 2. `main` and `v*` tags protected before anything is pushed: a tag pipeline's `id_token` says
 //!    `ref_protected` only if the tag was protected when it was pushed (phase 12 later adds the
 //!    rest of its hardening);
-//! 3. one commit with exactly the files that differ (by git blob id);
-//! 4. the release tag, whose pipeline builds the image the phase deploys;
-//! 5. the project's promotion token in Vault (`kv/ci/projects/<id>/promote`).
+//! 3. the project's promotion token in Vault (`kv/ci/projects/<id>/promote`), before any push:
+//!    the first main pipeline ends in promote-artifact, which reads it;
+//! 4. one commit with exactly the files that differ (by git blob id);
+//! 5. the release tag, whose pipeline builds the image the phase deploys.
 
 use std::collections::BTreeMap;
 
@@ -217,6 +218,24 @@ pub fn plan<O>(
             }),
         ));
     }
+    // Before the commit: the commit starts a main pipeline whose promote-artifact reads the token.
+    let token = if o.project_id.is_some() {
+        promote_token_change(&o.promote_token, today)
+    } else {
+        Some(PromoteTokenChange::Create)
+    };
+    if let Some(change) = token {
+        plan.push(Change::create(
+            "gitlab promotion token",
+            &path,
+            json!({"change": change.describe(), "vault": "kv/ci/projects/<project id>/promote", "token": "(sensitive)"}),
+            &[],
+            wrap(SeedOp::PromoteToken {
+                path: path.clone(),
+                change,
+            }),
+        ));
+    }
     let (actions, lines, kept) = file_actions(&w.files, &o.files, &w.policy);
     if !actions.is_empty() {
         let title = format!("{path}@{BRANCH}");
@@ -249,23 +268,6 @@ pub fn plan<O>(
                 path: path.clone(),
                 tag: w.tag.clone(),
                 message: w.tag_message.clone(),
-            }),
-        ));
-    }
-    let token = if o.project_id.is_some() {
-        promote_token_change(&o.promote_token, today)
-    } else {
-        Some(PromoteTokenChange::Create)
-    };
-    if let Some(change) = token {
-        plan.push(Change::create(
-            "gitlab promotion token",
-            &path,
-            json!({"change": change.describe(), "vault": "kv/ci/projects/<project id>/promote", "token": "(sensitive)"}),
-            &[],
-            wrap(SeedOp::PromoteToken {
-                path: path.clone(),
-                change,
             }),
         ));
     }
@@ -328,10 +330,16 @@ pub async fn execute(
             let id = project_id(gitlab, path).await?;
             // A project created in this apply has no token yet: observe again rather than trust
             // the plan's guess.
+            // And when another run already did it, there is nothing left to do.
             let now = observe_promote_token(gitlab, vault, id).await?;
-            let change =
-                promote_token_change(&now, common::dates::today()).unwrap_or(change.clone());
-            apply_promote_token(gitlab, vault, id, path, &change).await?;
+            if let Some(now_change) = promote_token_change(&now, common::dates::today()) {
+                if now_change != *change {
+                    tracing::info!(project = %path, planned = %change.describe(), now = %now_change.describe(), "the promotion token changed since the plan");
+                }
+                apply_promote_token(gitlab, vault, id, path, &now_change).await?;
+            } else {
+                tracing::info!(project = %path, "the promotion token is already current");
+            }
         }
     }
     Ok(())

@@ -46,6 +46,10 @@ pub const POLICIES: &[(&str, &str)] = &[
         "external-secrets",
         include_str!("../policies/external-secrets.hcl"),
     ),
+    (
+        "external-secrets-harbor-pull",
+        include_str!("../policies/external-secrets-harbor-pull.hcl"),
+    ),
 ];
 
 /// Policies templated on an auth mount's accessor: `(name, text, mount)`, where the text holds
@@ -62,6 +66,11 @@ pub const ACCESSOR_MARKER: &str = "{{JWT_ACCESSOR}}";
 pub fn render_templated_policy(text: &str, accessor: &str) -> String {
     text.replace(ACCESSOR_MARKER, accessor)
 }
+
+/// The `pipeline_source` claims of the pipelines the protected roles serve (GitLab's
+/// `Ci::PipelineEnums` sources): never `merge_request_event`, `trigger` (a trigger token's holder
+/// sets the variables) or downstream pipelines.
+pub const PROTECTED_PIPELINE_SOURCES: &[&str] = &["push", "web", "schedule", "api"];
 
 /// A secrets engine or auth method to mount.
 #[derive(Debug, Clone, PartialEq)]
@@ -185,7 +194,13 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
     let branch_paths: Vec<String> = refs.iter().map(|r| format!("refs/heads/{r}")).collect();
     let mut release_paths = branch_paths.clone();
     release_paths.push(format!("refs/tags/{}", crate::settings::RELEASE_TAGS));
-    let protected = |ref_paths: &[String]| json!({"project_path": project_paths, "ref_path": ref_paths, "ref_protected": ["true"]});
+    // And the pipeline's source: a merge request pipeline whose source branch is protected (an MR
+    // from `main`, or its merged result) says `ref_protected: "true"` too, while it runs the
+    // target branch's unreviewed content. Pushes, the UI, schedules and the API only.
+    let protected = |ref_paths: &[String]| {
+        json!({"project_path": project_paths, "ref_path": ref_paths, "ref_protected": ["true"],
+               "pipeline_source": PROTECTED_PIPELINE_SOURCES})
+    };
     let gitlab_ci = jwt_role(protected(&release_paths), "ci-read-secrets", 3600);
     // release-tag runs on protected release tags only: the same robot, no other pipeline kind.
     let gitlab_ci_release = jwt_role(
@@ -224,6 +239,11 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
         &[s.eso_service_account.as_str()],
         &[s.eso_namespace.as_str()],
         "external-secrets",
+    );
+    let eso_pull_role = k8s_role(
+        &[s.eso_service_account.as_str()],
+        &[s.eso_namespace.as_str()],
+        "external-secrets-harbor-pull",
     );
     let argocd_role = k8s_role(
         &["argocd-server", "argocd-repo-server"],
@@ -284,6 +304,12 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
             "vault kubernetes role",
             "external-secrets",
             eso_role,
+        ),
+        doc(
+            &format!("auth/{K8S_MOUNT}/role/{}", delivery::PULL_STORE_VAULT_ROLE),
+            "vault kubernetes role",
+            delivery::PULL_STORE_VAULT_ROLE,
+            eso_pull_role,
         ),
         doc(
             &format!("auth/{K8S_MOUNT}/role/argocd"),
@@ -474,11 +500,29 @@ fn kube_objects(inputs: &Inputs<'_>, example_service: &str) -> Vec<(Value, Optio
         ));
         vault_provider["caProvider"] = json!({"type": "ConfigMap", "name": "vault-ca", "namespace": s.eso_namespace, "key": "ca.crt"});
     }
+    let mut pull_provider = vault_provider.clone();
+    pull_provider["auth"]["kubernetes"]["role"] = json!(delivery::PULL_STORE_VAULT_ROLE);
     objects.push((
         json!({
             "apiVersion": "external-secrets.io/v1", "kind": "ClusterSecretStore",
-            "metadata": {"name": "vault-backend", "labels": labels},
-            "spec": {"provider": {"vault": vault_provider}},
+            "metadata": {"name": delivery::SECRET_STORE, "labels": labels},
+            "spec": {
+                "provider": {"vault": vault_provider},
+                // Defence in depth: the control is the `ephemeral` AppProject, which refuses every
+                // External Secrets kind, since the label comes from the merge request's own
+                // Application (ADR 0008).
+                "conditions": [{"namespaceSelector": {"matchExpressions": [
+                    {"key": delivery::EPHEMERAL_LABEL, "operator": "DoesNotExist"},
+                ]}}],
+            },
+        }),
+        Some(CSS_CRD.to_owned()),
+    ));
+    objects.push((
+        json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "ClusterSecretStore",
+            "metadata": {"name": delivery::PULL_SECRET_STORE, "labels": labels},
+            "spec": {"provider": {"vault": pull_provider}},
         }),
         Some(CSS_CRD.to_owned()),
     ));
@@ -488,7 +532,7 @@ fn kube_objects(inputs: &Inputs<'_>, example_service: &str) -> Vec<(Value, Optio
             "metadata": {"name": "vault-backend-example", "namespace": s.eso_namespace, "labels": labels},
             "spec": {
                 "refreshInterval": "5m",
-                "secretStoreRef": {"name": "vault-backend", "kind": "ClusterSecretStore"},
+                "secretStoreRef": {"name": delivery::SECRET_STORE, "kind": "ClusterSecretStore"},
                 "target": {"name": "vault-backend-example", "creationPolicy": "Owner"},
                 "data": [{"secretKey": "DATABASE_URL", "remoteRef": {"key": format!("services/{example_service}"), "property": "database-url"}}],
             },
@@ -569,6 +613,11 @@ mod tests {
             json!(["refs/heads/main", "refs/tags/v*"])
         );
         assert_eq!(image["bound_claims"]["ref_protected"], json!(["true"]));
+        // A merge request pipeline is never one of them, even from a protected branch.
+        assert_eq!(
+            image["bound_claims"]["pipeline_source"],
+            json!(["push", "web", "schedule", "api"])
+        );
         assert_eq!(
             image["bound_audiences"],
             json!(["https://vault.example.org"])
@@ -652,7 +701,8 @@ mod tests {
                 "argocd-secrets",
                 "ci-admin",
                 "security-audit",
-                "external-secrets"
+                "external-secrets",
+                "external-secrets-harbor-pull"
             ]
         );
         assert!(POLICIES.iter().all(|(_, t)| t.contains("path \"")));

@@ -392,3 +392,48 @@ fn scripts_of_jobs_not_run_here_pass_shellcheck() {
     }
     assert_eq!(checked, MAIN_ONLY_JOBS.len() + 2);
 }
+
+/// A project's own Harbor project reaches its image repository although the group sets
+/// `HARBOR_PROJECT`: a group CI/CD variable outranks every YAML variable (GitLab docs, "CI/CD
+/// variable precedence"; gitlab-ci-local's `--variable` ranks the same), so the library reads the
+/// project's choice from `IMAGE_HARBOR_PROJECT`. The control shows the precedence is modelled: a
+/// YAML `HARBOR_PROJECT` loses to the group's.
+#[test]
+fn a_projects_harbor_project_survives_the_group_variable() {
+    let repo = Repo::from_fixture("go-service");
+    let ci = std::fs::read_to_string(repo.path().join(".gitlab-ci.yml")).unwrap();
+    let show = "\nshow-image:\n  stage: build\n  script:\n    - echo \"image repository ${IMAGE_REPOSITORY}\"\n";
+    let group = [
+        ("HARBOR_REGISTRY", "harbor.example.org"),
+        ("HARBOR_PROJECT", "platform-services"),
+    ];
+    let image_of = |yaml: &str| {
+        repo.write(".gitlab-ci.yml", yaml);
+        let run = repo
+            .0
+            .run_of(&["show-image"], &PipelineKind::Main, &group)
+            .unwrap();
+        assert_eq!(run.verdict("show-image"), "PASS", "{}", run.output);
+        run.output
+            .lines()
+            // The script line is echoed too, unexpanded: the output line is the other one.
+            .filter(|l| !l.contains("${IMAGE_REPOSITORY}"))
+            .find_map(|l| l.split("image repository ").nth(1))
+            .map_or_else(|| panic!("no image line:\n{}", run.output), str::trim)
+            .to_owned()
+    };
+    assert!(ci.contains("  IMAGE_HARBOR_PROJECT: platform\n"), "{ci}");
+    assert_eq!(
+        image_of(&format!("{ci}{show}")),
+        "harbor.example.org/platform/go-service"
+    );
+    let shadowed = ci.replace(
+        "  IMAGE_HARBOR_PROJECT: platform\n",
+        "  HARBOR_PROJECT: platform\n",
+    );
+    assert_eq!(
+        image_of(&format!("{shadowed}{show}")),
+        "harbor.example.org/platform-services/go-service",
+        "the group's HARBOR_PROJECT outranks the project's YAML"
+    );
+}

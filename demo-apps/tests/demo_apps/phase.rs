@@ -137,14 +137,15 @@ async fn seeds_the_arcade_once_keeps_demo_edits_and_resets_on_request() {
     let plan = phase(&sandbox, &["--output", "json", "plan"]).await;
     assert_eq!(plan.code, 0, "{}", plan.stderr);
     // Per project: `main` and `v*` protected before the tag (its pipeline then gets Vault), the
-    // seed commit, the release tag, the promotion token.
+    // promotion token before the first push (its main pipeline promotes), the seed commit, the
+    // release tag.
     let mut expected = vec!["harbor project platform-services".to_owned()];
     for project in [relay, dashboard] {
         expected.extend([
             format!("gitlab release protection {project}"),
+            format!("gitlab promotion token {project}"),
             format!("gitlab commit {project}@main"),
             format!("gitlab tag {project}:v0.1.0"),
-            format!("gitlab promotion token {project}"),
         ]);
     }
     for r in refs(&s) {

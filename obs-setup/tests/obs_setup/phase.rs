@@ -129,9 +129,9 @@ fn seeding_titles(create: bool) -> Vec<String> {
     }
     out.extend([
         format!("gitlab release protection {PROJECT}"),
+        format!("gitlab promotion token {PROJECT}"),
         format!("gitlab commit {PROJECT}@main"),
         format!("gitlab tag {PROJECT}:v0.1.0"),
-        format!("gitlab promotion token {PROJECT}"),
     ]);
     out
 }

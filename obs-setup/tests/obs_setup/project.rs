@@ -129,13 +129,32 @@ async fn every_overlay_builds_validates_and_follows_the_container_rules() {
             let kinds = by_kind(&objects);
             let mut expected = vec![
                 "Deployment",
-                "ExternalSecret",
                 "NetworkPolicy",
                 "PodDisruptionBudget",
                 "Service",
             ];
             if overlay == "production" {
-                expected.push("Ingress");
+                expected.extend(["ExternalSecret", "Ingress"]);
+            } else {
+                // No Vault secret outside production: the webhook secret is the pod's own UID,
+                // and nothing references the collector's Secret.
+                let deployment = &kinds["Deployment"];
+                let env = &deployment["spec"]["template"]["spec"]["containers"][0]["env"];
+                let webhook = env
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|e| e["name"] == "GITLAB_WEBHOOK_SECRET")
+                    .unwrap();
+                assert_eq!(
+                    webhook["valueFrom"],
+                    json!({"fieldRef": {"fieldPath": "metadata.uid"}}),
+                    "{store:?} {overlay}"
+                );
+                assert!(
+                    !deployment.to_string().contains(desired::SECRET_NAME),
+                    "{store:?} {overlay}: {deployment}"
+                );
             }
             if overlay != "production" || store == Store::Sqlite {
                 expected.push("PersistentVolumeClaim");
@@ -233,7 +252,25 @@ async fn every_overlay_builds_validates_and_follows_the_container_rules() {
 
             // Prometheus (in OBS_NAMESPACE) may scrape every environment; the Service carries the
             // labels the ServiceMonitor selects.
-            let policy = &kinds["NetworkPolicy"];
+            let policy_named = |name: &str| {
+                objects
+                    .iter()
+                    .find(|o| o["kind"] == "NetworkPolicy" && o["metadata"]["name"] == name)
+            };
+            let policy = policy_named("dora-collector").expect("the collector's NetworkPolicy");
+            // The main pipeline's tests reach the ephemeral environments, and only those.
+            let admits_tests = policy_named(common::delivery::ALLOW_PIPELINE_TESTS);
+            assert_eq!(
+                admits_tests.is_some(),
+                namespace.is_none(),
+                "{store:?} {overlay}: allow-pipeline-tests only in the ephemeral overlay"
+            );
+            if let Some(admit) = admits_tests {
+                let mut expected =
+                    common::delivery::allow_pipeline_tests(common::delivery::RUNNER_NAMESPACE);
+                expected["metadata"]["labels"] = admit["metadata"]["labels"].clone();
+                assert_eq!(admit["spec"], expected["spec"], "{overlay}");
+            }
             assert_eq!(
                 policy["spec"]["podSelector"]["matchLabels"],
                 json!({"app.kubernetes.io/name": "dora-collector"})
@@ -281,7 +318,10 @@ async fn every_overlay_builds_validates_and_follows_the_container_rules() {
             }
         }
     }
-    assert_eq!(validated, 2 * (7 + 6 + 6 + 6) - 1, "objects validated");
+    // Per store: production 7 (its ExternalSecret and Ingress included), staging 5 (no Vault
+    // secret), each ephemeral overlay 6 (no Vault secret, plus allow-pipeline-tests); PostgreSQL
+    // drops production's volume claim.
+    assert_eq!(validated, 2 * (7 + 5 + 6 + 6) - 1, "objects validated");
 }
 
 /// The pipeline is the template library's at the version phase 14 tags, and builds the image
@@ -300,7 +340,10 @@ fn the_pipeline_pins_the_library_and_names_the_image() {
         "the library version its tests ran against: {ci}"
     );
     assert!(ci.contains(&format!("SERVICE_NAME: {}", s.delivery.name)));
-    assert!(ci.contains(&format!("HARBOR_PROJECT: {}", s.delivery.harbor_project)));
+    assert!(ci.contains(&format!(
+        "IMAGE_HARBOR_PROJECT: {}",
+        s.delivery.harbor_project
+    )));
     assert_eq!(
         s.delivery.project_path,
         format!("platform_services/{}", desired::COLLECTOR)

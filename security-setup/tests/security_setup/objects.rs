@@ -21,6 +21,7 @@ fn settings() -> Settings {
         cosign_namespace: "gitlab-runners".into(),
         gitlab_url: "https://gitlab.example.com".into(),
         harbor_registry: "harbor.example.com".into(),
+        argocd_host: Some("argocd.example.com".into()),
     }
 }
 
@@ -76,6 +77,52 @@ fn the_runner_egress_policy_follows_ciliums_schema_and_the_plan() {
     );
 }
 
+/// The delivery jobs' extra egress (ADR 0008): each policy selects one pool's job pods, valid for
+/// Cilium's schema; the test pool reaches exactly the namespaces phase 15 and the library label
+/// ephemeral, whose overlays admit that pool (`common::delivery::allow_pipeline_tests`).
+#[test]
+fn the_delivery_jobs_reach_argo_cd_and_the_ephemeral_environments_from_their_pools_only() {
+    let policies = desired::runner_delivery_egress_policies(&settings(), "argocd");
+    assert_eq!(policies.len(), 2);
+    for policy in &policies {
+        assert_eq!(
+            schema_errors(policy, "ciliumnetworkpolicy_v2.json"),
+            None,
+            "{policy}"
+        );
+    }
+    let pool = |p: &Value| {
+        p["spec"]["endpointSelector"]["matchLabels"][desired::JOB_POD_POOL_LABEL].clone()
+    };
+    let deploy = &policies[0];
+    assert_eq!(pool(deploy), "shared");
+    assert_eq!(
+        deploy["spec"]["egress"][0]["toEndpoints"][0]["matchLabels"]["app.kubernetes.io/name"],
+        "argocd-server"
+    );
+    assert_eq!(
+        deploy["spec"]["egress"][1]["toFQDNs"],
+        json!([{"matchName": "argocd.example.com"}])
+    );
+    let tests = &policies[1];
+    assert_eq!(pool(tests), common::delivery::TEST_POOL);
+    assert_eq!(
+        tests["spec"]["egress"],
+        json!([{"toEndpoints": [{"matchLabels": {"k8s:io.cilium.k8s.namespace.labels.cicd.platform/ephemeral": "true"}}]}])
+    );
+    // What the ephemeral overlays admit is what this pool's job pods carry.
+    let admit = common::delivery::allow_pipeline_tests(common::delivery::RUNNER_NAMESPACE);
+    let from = &admit["spec"]["ingress"][0]["from"][0];
+    assert_eq!(
+        from["podSelector"]["matchLabels"],
+        json!({desired::JOB_POD_POOL_LABEL: pool(tests)})
+    );
+    assert_eq!(
+        from["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        settings().runner_namespace
+    );
+}
+
 #[test]
 fn the_verify_images_policy_is_a_kyverno_cluster_policy() {
     let pem = "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n";
@@ -90,4 +137,18 @@ fn the_verify_images_policy_is_a_kyverno_cluster_policy() {
         pem
     );
     assert_eq!(policy["metadata"]["labels"]["cicd-buildout/phase"], "16");
+    // Scratch images: refused outside ephemeral-* namespaces.
+    let scratch = &policy["spec"]["rules"][1];
+    assert_eq!(
+        scratch["exclude"]["any"][0]["resources"]["namespaces"],
+        json!(["ephemeral-*"])
+    );
+    assert_eq!(
+        scratch["validate"]["pattern"]["spec"]["containers"][0]["image"],
+        "!harbor.example.com/ci-scratch/*"
+    );
+    assert_eq!(
+        scratch["validate"]["pattern"]["spec"]["=(initContainers)"][0]["image"],
+        "!harbor.example.com/ci-scratch/*"
+    );
 }

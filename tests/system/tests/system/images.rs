@@ -218,10 +218,9 @@ pub fn every_deployed_image_has_a_producer(world: &World) {
         );
         assert_eq!(release.verdict("release-tag"), "PASS", "{}", release.output);
         assert!(
-            evidence.contains(&format!("destination=docker://{reference} "))
-                || evidence
-                    .trim_end()
-                    .ends_with(&format!("destination=docker://{reference}")),
+            evidence.lines().any(|l| l
+                .trim_end()
+                .ends_with(&format!("destination=docker://{reference}"))),
             "{path}@{tag} releases {reference}? {evidence}"
         );
     }

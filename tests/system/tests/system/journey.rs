@@ -3,7 +3,7 @@
 //! exactly as phase 18 seeded it, with the group variables phase 14 set), and then:
 //! - where it runs, the job itself runs (gitlab-ci-local, shell executor): its own login snippet
 //!   with an `id_token` carrying exactly GitLab's claims for that kind, signed by the GitLab
-//!   stand-in's key, against the real OpenBao; the tools after the login are test doubles that
+//!   stand-in's key, against the real `OpenBao`; the tools after the login are test doubles that
 //!   record the credentials they were handed (compared by SHA-256 with the robots Harbor issued),
 //!   except `curl` (promotion talks to the GitLab stand-in for real) and `argocd` (a REST client
 //!   of the Argo CD stand-in, which checks the token phase 15 minted);
@@ -193,6 +193,12 @@ pub fn each_job_logs_in_exactly_where_it_runs(world: &World) {
                     kind.name,
                     run.output
                 );
+                // Every job logs in to Vault with curl or wget, whose arguments the doubles record.
+                assert!(
+                    recorded.contains("http-calls="),
+                    "{}: no HTTP call recorded\n{recorded}",
+                    job.name
+                );
                 evidence = recorded;
                 assert!(
                     !run.output.contains(&push_secret) && !run.output.contains(&token),
@@ -266,6 +272,7 @@ pub fn each_job_logs_in_exactly_where_it_runs(world: &World) {
                     }
                     "promote-artifact" => {
                         promotion_landed(world, &path, &digest, &harbor);
+                        promotion_reruns_converge(world, &runner, &kind, &digest);
                         evidence = run
                             .output
                             .lines()
@@ -297,6 +304,28 @@ pub fn each_job_logs_in_exactly_where_it_runs(world: &World) {
         }
     }
     print_table(&rows);
+
+    // A merge request pipeline of a protected source branch (an MR from `main`, or its merged
+    // result) carries `ref_protected: "true"` but runs unreviewed content: only the MR role opens.
+    let from_main = PipelineClaims {
+        source: "merge_request_event",
+        ..PipelineClaims::branch("main", true)
+    };
+    let token = world.id_token(&path, &from_main);
+    let roles: std::collections::BTreeSet<&str> =
+        JOBS.iter().flat_map(|j| j.roles.iter().copied()).collect();
+    for role in roles {
+        let (status, answer) = world.vault_login(role, &token);
+        let expected = if role == delivery::ROLE_MERGE_REQUEST {
+            200
+        } else {
+            400
+        };
+        assert_eq!(
+            status, expected,
+            "a merge request pipeline from protected main as {role}: {answer}"
+        );
+    }
 }
 
 fn print_table(rows: &[Row]) {
@@ -494,5 +523,64 @@ fn promotion_landed(world: &World, path: &str, digest: &str, harbor: &str) {
         !project.repository.files[&format!("{production_overlay}/kustomization.yaml")]
             .contains(digest),
         "production changes only when the MR is merged"
+    );
+}
+
+/// Rerunning promote-artifact converges: after a run that made the branch but opened no merge
+/// request (here: the request is gone), it opens one on that branch without a second commit
+/// (GitLab refuses `start_branch` onto an existing branch); with the request open, it stops.
+fn promotion_reruns_converge(world: &World, runner: &JobRunner, kind: &Kind, digest: &str) {
+    let path = format!("{GROUP}/{PROJECT}");
+    let (branch, commits) = {
+        let mut gl = world.sandbox.gitlab.as_ref().unwrap().lock();
+        let project = gl.project_by_path_mut(&path).unwrap();
+        let requests = &mut project.delivery.merge_requests;
+        let at = requests
+            .iter()
+            .position(|m| m.state == "opened" && m.source_branch.starts_with("promote/"))
+            .expect("the promotion MR");
+        let branch = requests.remove(at).source_branch;
+        (branch, project.repository.commits.len())
+    };
+    let extra = [("IMAGE_DIGEST", digest.to_owned())];
+    let (again, _) = runner.run(world, "promote-artifact", &kind.gcl, &kind.claims, &extra);
+    assert_eq!(
+        again.verdict("promote-artifact"),
+        "PASS",
+        "{}",
+        again.output
+    );
+    {
+        let gl = world.sandbox.gitlab.as_ref().unwrap().lock();
+        let project = gl.project_by_path(&path).unwrap();
+        assert_eq!(
+            project.repository.commits.len(),
+            commits,
+            "no second commit"
+        );
+        assert_eq!(
+            project
+                .delivery
+                .merge_requests
+                .iter()
+                .filter(|m| m.state == "opened" && m.source_branch == branch)
+                .count(),
+            1,
+            "the merge request is opened again from {branch}"
+        );
+    }
+    let (third, _) = runner.run(world, "promote-artifact", &kind.gcl, &kind.claims, &extra);
+    assert!(third.output.contains("is already open"), "{}", third.output);
+    let gl = world.sandbox.gitlab.as_ref().unwrap().lock();
+    assert_eq!(
+        gl.project_by_path(&path)
+            .unwrap()
+            .delivery
+            .merge_requests
+            .iter()
+            .filter(|m| m.source_branch.starts_with("promote/"))
+            .count(),
+        1,
+        "no duplicate merge request"
     );
 }

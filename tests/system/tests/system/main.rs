@@ -65,6 +65,13 @@ fn one_release_from_a_protected_tag_to_production() {
     step(&mut failures, "ephemeral environments", || {
         ephemeral::environments_run_their_own_image_and_get_cleaned(&world);
     });
+    step(
+        &mut failures,
+        "pipeline tests reach the ephemeral environment",
+        || {
+            ephemeral::pipeline_tests_reach_the_main_environment(&world);
+        },
+    );
     step(&mut failures, "pull credentials", || {
         pull::workload_namespaces_pull_with_the_robot_eso_reads(&world);
     });

@@ -1,8 +1,9 @@
 //! Workload namespaces can pull from Harbor's private projects: every pod template the platform
 //! runs there references `harbor-pull`; every such namespace carries the label phase 15's
-//! `ClusterExternalSecret` selects; and that `ExternalSecret`'s Vault path is one External Secrets'
-//! own policy can read — shown by logging in to `OpenBao` as ESO's service account with a real
-//! `TokenRequest` token, and rendering the Secret's template with what it reads.
+//! `ClusterExternalSecret` selects; and that `ExternalSecret`'s store logs in to a Vault role that
+//! reads the pull robot and nothing else (ephemeral namespaces use it too) — shown by logging in to
+//! `OpenBao` as the store's service account with a real `TokenRequest` token, and rendering the
+//! Secret's template with what it reads.
 
 use std::collections::BTreeSet;
 
@@ -110,16 +111,51 @@ pub fn workload_namespaces_pull_with_the_robot_eso_reads(world: &World) {
         .filter_map(|d| d["remoteRef"]["key"].as_str())
         .collect();
     assert_eq!(keys, BTreeSet::from([delivery::KV_HARBOR_PULL]));
+    // The store it names (phase 13), and the Vault role and service account that store logs in with.
+    assert_eq!(spec["secretStoreRef"]["kind"], "ClusterSecretStore");
+    let store_name = spec["secretStoreRef"]["name"]
+        .as_str()
+        .expect("a store name");
+    let store = world
+        .live(&json!({"apiVersion": "external-secrets.io/v1", "kind": "ClusterSecretStore", "metadata": {"name": store_name}}))
+        .unwrap_or_else(|| panic!("phase 13's ClusterSecretStore {store_name}"));
+    // Ephemeral namespaces are labelled harbor-pull too: the store must not exclude them.
+    assert!(
+        store["spec"]["conditions"].is_null(),
+        "{store_name} must serve every namespace: {}",
+        store["spec"]["conditions"]
+    );
+    let auth = &store["spec"]["provider"]["vault"]["auth"]["kubernetes"];
+    let role = auth["role"].as_str().expect("a Vault role");
+    let (sa_name, sa_namespace) = (
+        auth["serviceAccountRef"]["name"]
+            .as_str()
+            .expect("a service account"),
+        auth["serviceAccountRef"]["namespace"]
+            .as_str()
+            .expect("its namespace"),
+    );
+    // The platform's own store is closed to ephemeral namespaces (defence in depth, ADR 0008).
+    let platform_store = world
+        .live(&json!({"apiVersion": "external-secrets.io/v1", "kind": "ClusterSecretStore", "metadata": {"name": delivery::SECRET_STORE}}))
+        .expect("phase 13's platform store");
+    assert_eq!(
+        platform_store["spec"]["conditions"][0]["namespaceSelector"]["matchExpressions"][0],
+        json!({"key": delivery::EPHEMERAL_LABEL, "operator": "DoesNotExist"})
+    );
     let kube = world.kube();
     let sa_token = world
         .rt
-        .block_on(kube.token_request("external-secrets", "external-secrets", &[], 600))
+        .block_on(kube.token_request(sa_namespace, sa_name, &[], 600))
         .expect("a TokenRequest for ESO's service account");
     let (username, password) = world.rt.block_on(async {
         let http = reqwest::Client::new();
         let login: Value = http
-            .post(format!("{}/v1/auth/kubernetes/login", world.get("VAULT_ADDR")))
-            .json(&json!({"role": "external-secrets", "jwt": secrecy::ExposeSecret::expose_secret(&sa_token)}))
+            .post(format!(
+                "{}/v1/auth/kubernetes/login",
+                world.get("VAULT_ADDR")
+            ))
+            .json(&json!({"role": role, "jwt": secrecy::ExposeSecret::expose_secret(&sa_token)}))
             .send()
             .await
             .expect("OpenBao")
@@ -128,19 +164,42 @@ pub fn workload_namespaces_pull_with_the_robot_eso_reads(world: &World) {
             .expect("JSON");
         let eso = login["auth"]["client_token"]
             .as_str()
-            .unwrap_or_else(|| panic!("ESO's login was refused: {login}"))
+            .unwrap_or_else(|| panic!("ESO's login as {role} was refused: {login}"))
             .to_owned();
-        let read = http
-            .get(format!("{}/v1/kv/data/{}", world.get("VAULT_ADDR"), delivery::KV_HARBOR_PULL))
-            .header("X-Vault-Token", &eso)
-            .send()
+        let read = |path: String| {
+            http.get(format!("{}/v1/kv/data/{path}", world.get("VAULT_ADDR")))
+                .header("X-Vault-Token", &eso)
+                .send()
+        };
+        // What merge request content could reach through this store: the pull robot, nothing else.
+        for other in [
+            "monitoring/dora-collector",
+            "services/netops-dashboard",
+            delivery::KV_ARGOCD_TOKEN,
+            delivery::KV_HARBOR_PUSH,
+        ] {
+            let status = read(other.to_owned()).await.expect("OpenBao").status();
+            assert_eq!(status, 403, "role {role} must not read kv/{other}");
+        }
+        let read = read(delivery::KV_HARBOR_PULL.to_owned())
             .await
             .expect("OpenBao");
-        assert_eq!(read.status(), 200, "ESO's policy must allow {}", delivery::KV_HARBOR_PULL);
+        assert_eq!(
+            read.status(),
+            200,
+            "role {role} must read {}",
+            delivery::KV_HARBOR_PULL
+        );
         let data: Value = read.json().await.expect("JSON");
         (
-            data["data"]["data"]["username"].as_str().unwrap_or_default().to_owned(),
-            data["data"]["data"]["password"].as_str().unwrap_or_default().to_owned(),
+            data["data"]["data"]["username"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            data["data"]["data"]["password"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
         )
     });
     let (robot, secret) = world.robot("argocd-pull");
