@@ -14,6 +14,8 @@ use crate::settings::Settings;
 const REGISTRY_PLACEHOLDER: &str = "harbor.example.com/platform-services/";
 const DOMAIN_PLACEHOLDER: &str = "example.com";
 const TAG_PLACEHOLDER: &str = "newTag: v0.1.0";
+/// The runner namespace the ephemeral overlays admit (`allow-pipeline-tests.yaml`).
+const RUNNER_NAMESPACE_PLACEHOLDER: &str = "kubernetes.io/metadata.name: gitlab-runners";
 const HARBOR_PROJECT_PLACEHOLDER: &str = "IMAGE_HARBOR_PROJECT: platform-services";
 
 /// One demo project.
@@ -85,6 +87,10 @@ impl DemoProject {
                     .replace(
                         "namespace: demo-apps",
                         &format!("namespace: {}", s.namespace),
+                    )
+                    .replace(
+                        RUNNER_NAMESPACE_PLACEHOLDER,
+                        &format!("kubernetes.io/metadata.name: {}", s.runner_namespace),
                     );
             }
         }
@@ -112,6 +118,15 @@ mod tests {
         assert!(
             files[".gitlab-ci.yml"].contains(&format!("ref: v{}", ci_templates::library::VERSION)),
             "the project pins the library version its tests ran against"
+        );
+        // The test pool's namespace the ephemeral overlay admits follows RUNNER_NAMESPACE.
+        s.runner_namespace = "ci-runners".into();
+        let admit =
+            &PACKET_RELAY.files(&s).unwrap()["deploy/overlays/ephemeral/allow-pipeline-tests.yaml"];
+        assert!(
+            admit.contains("kubernetes.io/metadata.name: ci-runners")
+                && !admit.contains("gitlab-runners"),
+            "{admit}"
         );
         let routes =
             &NETOPS_DASHBOARD.files(&s).unwrap()["deploy/overlays/rke2-prod/httproutes.yaml"];

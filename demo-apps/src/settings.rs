@@ -21,6 +21,12 @@ struct Raw {
     demo_generator_rate: String,
     #[serde(default = "default_argocd_namespace")]
     argocd_namespace: String,
+    #[serde(default = "default_runner_namespace")]
+    runner_namespace: String,
+}
+
+fn default_runner_namespace() -> String {
+    common::delivery::RUNNER_NAMESPACE.into()
 }
 
 fn default_namespace() -> String {
@@ -52,6 +58,9 @@ pub struct Settings {
     pub harbor_project: String,
     pub argocd_project: String,
     pub argocd_namespace: String,
+    /// The runner pools' namespace (`RUNNER_NAMESPACE`, phase 16): the ephemeral overlays admit
+    /// the test pool's job pods from there.
+    pub runner_namespace: String,
     /// Release tag of both projects and their images (`v0.1.0`).
     pub image_tag: String,
     /// Packets per second of the in-cluster traffic generator.
@@ -121,6 +130,7 @@ impl Settings {
             harbor_project: raw.demo_harbor_project,
             argocd_project: raw.demo_argocd_project,
             argocd_namespace: raw.argocd_namespace,
+            runner_namespace: raw.runner_namespace,
             image_tag: raw.demo_image_tag,
             generator_rate,
             domain,
@@ -138,6 +148,7 @@ impl Settings {
             harbor_project: default_harbor_project(),
             argocd_project: default_argocd_project(),
             argocd_namespace: default_argocd_namespace(),
+            runner_namespace: default_runner_namespace(),
             image_tag: default_image_tag(),
             generator_rate: 0.5,
             domain: "example.com".into(),

@@ -32,6 +32,8 @@ struct Raw {
     obs_alloy_namespace: String,
     #[serde(default = "default_gitlab_namespace")]
     gitlab_namespace: String,
+    #[serde(default = "default_runner_namespace")]
+    runner_namespace: String,
     #[serde(default)]
     grafana_url: Option<String>,
     #[serde(default)]
@@ -54,6 +56,9 @@ fn default_monitor_labels() -> String {
 }
 fn default_ingress() -> String {
     "traefik".into()
+}
+fn default_runner_namespace() -> String {
+    common::delivery::RUNNER_NAMESPACE.into()
 }
 fn default_gitlab_namespace() -> String {
     "gitlab".into()
@@ -88,6 +93,9 @@ pub struct Settings {
     /// GitLab as the collector reaches it inside the cluster.
     pub gitlab_internal_url: String,
     pub alloy_namespace: String,
+    /// The runner pools' namespace (`RUNNER_NAMESPACE`, phase 16): the ephemeral overlay admits
+    /// the test pool's job pods from there.
+    pub runner_namespace: String,
     /// The registry as phase 14 names it: the host of `HARBOR_URL` (a non-default port kept).
     pub harbor_host: String,
     /// The release tag the collector's project is tagged with and production pins: `v<version>`.
@@ -252,6 +260,7 @@ impl Settings {
             gitlab_namespace: raw.gitlab_namespace,
             gitlab_internal_url,
             alloy_namespace: raw.obs_alloy_namespace,
+            runner_namespace: raw.runner_namespace,
             harbor_host,
             release_tag: release_tag(),
             delivery,
@@ -276,6 +285,7 @@ impl Settings {
             gitlab_namespace: default_gitlab_namespace(),
             gitlab_internal_url: "http://gitlab-webservice-default.gitlab.svc:8181".into(),
             alloy_namespace: default_namespace(),
+            runner_namespace: default_runner_namespace(),
             harbor_host: "harbor.example.com".into(),
             release_tag: release_tag(),
             delivery: collector_delivery(

@@ -396,10 +396,10 @@ pub fn runner_delivery_egress_policies(s: &Settings, argocd_namespace: &str) -> 
         "k8s:io.kubernetes.pod.namespace": argocd_namespace,
         "app.kubernetes.io/name": "argocd-server",
     }}]})];
-    if let Some(host) = &s.argocd_host {
+    if let Some((name, port)) = &s.argocd_endpoint {
         to_argocd.push(json!({
-            "toFQDNs": [{"matchName": host}],
-            "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}]}],
+            "toFQDNs": [{"matchName": name}],
+            "toPorts": [{"ports": [{"port": port.to_string(), "protocol": "TCP"}]}],
         }));
     }
     vec![
@@ -479,7 +479,7 @@ mod tests {
             cosign_namespace: "gitlab-runners".into(),
             gitlab_url: "https://gitlab.example.com".into(),
             harbor_registry: "harbor.example.com".into(),
-            argocd_host: Some("argocd.example.com".into()),
+            argocd_endpoint: Some(("argocd.example.com".into(), 443)),
         }
     }
 

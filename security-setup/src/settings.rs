@@ -112,8 +112,15 @@ pub struct Settings {
     pub gitlab_url: String,
     /// `harbor.<DOMAIN>` (host and port of `HARBOR_URL`).
     pub harbor_registry: String,
-    /// Host of `ARGOCD_URL` (the library's `ARGOCD_SERVER`), which deploy-ephemeral calls.
-    pub argocd_host: Option<String>,
+    /// Host name and port of `ARGOCD_URL` (the library's `ARGOCD_SERVER`), which
+    /// deploy-ephemeral calls; a Cilium FQDN rule takes the name without the port.
+    pub argocd_endpoint: Option<(String, u16)>,
+}
+
+/// The host name and port (the scheme's default when none is given) of a URL.
+pub fn name_and_port(url: &str) -> Option<(String, u16)> {
+    let u = url::Url::parse(url).ok()?;
+    Some((u.host_str()?.to_owned(), u.port_or_known_default()?))
 }
 
 pub fn host_of(url: &str) -> String {
@@ -237,7 +244,10 @@ impl Settings {
                 .to_owned(),
             harbor_registry: host_of(cfg.require_url(env::HARBOR_URL)?),
             // ARGOCD_URL or its default from DOMAIN; without either, only the in-cluster server.
-            argocd_host: cfg.require_url(env::ARGOCD_URL).ok().map(host_of),
+            argocd_endpoint: cfg
+                .require_url(env::ARGOCD_URL)
+                .ok()
+                .and_then(name_and_port),
         })
     }
 }

@@ -1,17 +1,14 @@
-# external-secrets: External Secrets Operator (kubernetes role external-secrets) reads exactly the
-# paths the platform's ExternalSecrets reference: the pull-request generator's GitLab token (phase
-# 15), the runner tokens (16), the Harbor pull robot behind every harbor-pull Secret (15), the DORA
-# collector's secrets (17) and per-service secrets. CI credentials (robots that push, signing, the
-# Argo CD and promotion tokens) stay out of reach of every namespace.
+# external-secrets: External Secrets Operator (kubernetes role external-secrets, ClusterSecretStore
+# vault-backend) reads exactly the paths the platform's ExternalSecrets reference: the pull-request
+# generator's GitLab token (phase 15), the runner tokens (16), the DORA collector's secrets (17)
+# and per-service secrets. The Harbor pull robot has its own role and store
+# (external-secrets-harbor-pull). CI credentials (robots that push, signing, the Argo CD and
+# promotion tokens) stay out of reach of every namespace.
 path "kv/data/ci/gitlab-api-token" {
   capabilities = ["read"]
 }
 
 path "kv/data/ci/runners/*" {
-  capabilities = ["read"]
-}
-
-path "kv/data/argocd/harbor-pull" {
   capabilities = ["read"]
 }
 

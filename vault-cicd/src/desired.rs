@@ -669,7 +669,15 @@ mod tests {
         assert_eq!(policy("ci-read-secrets").matches("path \"").count(), 1);
         assert!(policy("ci-mr-scratch").contains(&path(delivery::KV_HARBOR_SCRATCH)));
         assert!(policy("ci-deploy-ephemeral").contains(&path(delivery::KV_ARGOCD_TOKEN)));
-        assert!(policy("external-secrets").contains(&path(delivery::KV_HARBOR_PULL)));
+        // The pull robot: its own policy, which reads nothing else (every namespace may use it).
+        assert_eq!(
+            policy("external-secrets-harbor-pull")
+                .matches("path \"")
+                .count(),
+            1
+        );
+        assert!(policy("external-secrets-harbor-pull").contains(&path(delivery::KV_HARBOR_PULL)));
+        assert!(!policy("external-secrets").contains(delivery::KV_HARBOR_PULL));
         for credential in [
             delivery::KV_HARBOR_PUSH,
             delivery::KV_ARGOCD_TOKEN,

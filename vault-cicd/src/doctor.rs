@@ -45,40 +45,46 @@ pub async fn doctor(phase: &VaultCicd) -> anyhow::Result<Vec<Check>> {
         },
     ));
 
-    let css = phase
+    // Both stores log in as ESO's service account (docs/adr/0008: the pull store reads only the
+    // pull robot).
+    let stores: Vec<Value> = phase
         .desired
         .kube_objects
         .iter()
-        .find(|(o, _)| o["kind"] == "ClusterSecretStore")
-        .map_or(Value::Null, |(o, _)| o.clone());
-    match phase.kube.get(&css).await {
-        Ok(Some(live)) => {
-            let sa_ref =
-                &live["spec"]["provider"]["vault"]["auth"]["kubernetes"]["serviceAccountRef"];
-            let ok =
-                sa_ref["namespace"].as_str() == Some(ns) && sa_ref["name"].as_str() == Some(sa);
-            checks.push(check(
-                "ClusterSecretStore vault-backend names ESO's service account and namespace",
-                ok,
-                if ok {
-                    format!("serviceAccountRef {ns}/{sa}")
-                } else {
-                    format!(
-                        "serviceAccountRef is {sa_ref}: without namespace {ns}, ESO looks for the account in each ExternalSecret's namespace and fails with \"serviceaccount not found\"; run `vault-cicd apply`"
-                    )
-                },
-            ));
+        .filter(|(o, _)| o["kind"] == "ClusterSecretStore")
+        .map(|(o, _)| o.clone())
+        .collect();
+    for css in &stores {
+        let name = css["metadata"]["name"].as_str().unwrap_or_default();
+        match phase.kube.get(css).await {
+            Ok(Some(live)) => {
+                let sa_ref =
+                    &live["spec"]["provider"]["vault"]["auth"]["kubernetes"]["serviceAccountRef"];
+                let ok =
+                    sa_ref["namespace"].as_str() == Some(ns) && sa_ref["name"].as_str() == Some(sa);
+                checks.push(check(
+                    &format!("ClusterSecretStore {name} names ESO's service account and namespace"),
+                    ok,
+                    if ok {
+                        format!("serviceAccountRef {ns}/{sa}")
+                    } else {
+                        format!(
+                            "serviceAccountRef is {sa_ref}: without namespace {ns}, ESO looks for the account in each ExternalSecret's namespace and fails with \"serviceaccount not found\"; run `vault-cicd apply`"
+                        )
+                    },
+                ));
+            }
+            Ok(None) => checks.push(check(
+                &format!("ClusterSecretStore {name} exists"),
+                false,
+                "not found: run `vault-cicd apply`",
+            )),
+            Err(e) => checks.push(check(
+                &format!("ClusterSecretStore {name} exists"),
+                false,
+                e.to_string(),
+            )),
         }
-        Ok(None) => checks.push(check(
-            "ClusterSecretStore vault-backend exists",
-            false,
-            "not found: run `vault-cicd apply`",
-        )),
-        Err(e) => checks.push(check(
-            "ClusterSecretStore vault-backend exists",
-            false,
-            e.to_string(),
-        )),
     }
 
     let role = phase

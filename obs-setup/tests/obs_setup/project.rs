@@ -266,8 +266,7 @@ async fn every_overlay_builds_validates_and_follows_the_container_rules() {
                 "{store:?} {overlay}: allow-pipeline-tests only in the ephemeral overlay"
             );
             if let Some(admit) = admits_tests {
-                let mut expected =
-                    common::delivery::allow_pipeline_tests(common::delivery::RUNNER_NAMESPACE);
+                let mut expected = common::delivery::allow_pipeline_tests(&s.runner_namespace);
                 expected["metadata"]["labels"] = admit["metadata"]["labels"].clone();
                 assert_eq!(admit["spec"], expected["spec"], "{overlay}");
             }

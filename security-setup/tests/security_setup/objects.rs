@@ -21,7 +21,7 @@ fn settings() -> Settings {
         cosign_namespace: "gitlab-runners".into(),
         gitlab_url: "https://gitlab.example.com".into(),
         harbor_registry: "harbor.example.com".into(),
-        argocd_host: Some("argocd.example.com".into()),
+        argocd_endpoint: Some(("argocd.example.com".into(), 443)),
     }
 }
 
@@ -103,6 +103,24 @@ fn the_delivery_jobs_reach_argo_cd_and_the_ephemeral_environments_from_their_poo
     assert_eq!(
         deploy["spec"]["egress"][1]["toFQDNs"],
         json!([{"matchName": "argocd.example.com"}])
+    );
+    // A port in ARGOCD_URL goes to toPorts, never into the name (Cilium refuses "host:port").
+    let mut custom = settings();
+    custom.argocd_endpoint =
+        security_setup::settings::name_and_port("https://argo.lab.internal:8443");
+    let deploy = &desired::runner_delivery_egress_policies(&custom, "argocd")[0];
+    assert_eq!(schema_errors(deploy, "ciliumnetworkpolicy_v2.json"), None);
+    assert_eq!(
+        deploy["spec"]["egress"][1]["toFQDNs"][0]["matchName"],
+        "argo.lab.internal"
+    );
+    assert_eq!(
+        deploy["spec"]["egress"][1]["toPorts"][0]["ports"][0]["port"],
+        "8443"
+    );
+    assert_eq!(
+        security_setup::settings::name_and_port("http://argo.lab.internal"),
+        Some(("argo.lab.internal".into(), 80))
     );
     let tests = &policies[1];
     assert_eq!(pool(tests), common::delivery::TEST_POOL);

@@ -95,8 +95,13 @@ pub fn environments_run_their_own_image_and_get_cleaned(world: &World) {
     eprintln!("    cleaner: {}", text.trim());
 }
 
-/// Whether `selector` (`matchLabels` only, as every policy here uses) selects `labels`.
+/// Whether `selector` selects `labels`: `matchLabels` only, as every policy here uses; a
+/// selector with `matchExpressions` stops the test rather than being read as "everything".
 fn matches(selector: &Value, labels: &Value) -> bool {
+    assert!(
+        selector.get("matchExpressions").is_none(),
+        "matchExpressions are not evaluated here: {selector}"
+    );
     selector["matchLabels"]
         .as_object()
         .is_none_or(|wanted| wanted.iter().all(|(k, v)| &labels[k] == v))

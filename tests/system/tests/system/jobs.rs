@@ -274,27 +274,52 @@ impl JobRunner {
             .find(|(k, _)| k == "VAULT_ID_TOKEN")
             .map(|(_, v)| v.as_str())
             .unwrap_or_default();
+        // The credentials a job handles, by value: the id_token, the robots, the Argo CD and
+        // promotion tokens; and the header and body shapes that carry any other (Vault's own
+        // client token, whose value the test never sees).
+        let mut secrets: Vec<(&str, String)> = vec![("the id_token", id_token.to_owned())];
+        for robot in ["ci-push", "ci-scratch-push"] {
+            secrets.push(("a robot secret", world.robot(robot).1));
+        }
+        let project_id = world.project_id(&self.path);
+        for (what, path) in [
+            (
+                "the Argo CD token",
+                common::delivery::KV_ARGOCD_TOKEN.to_owned(),
+            ),
+            (
+                "the promotion token",
+                common::delivery::kv_promote_token(project_id),
+            ),
+        ] {
+            if let Some(token) = world.kv_field(&path, "token") {
+                secrets.push((what, token));
+            }
+        }
+        assert!(
+            secrets.len() >= 4,
+            "{job}: the known secrets: {}",
+            secrets.len()
+        );
+        let head = |line: &str| {
+            line.split_whitespace()
+                .take(4)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         for line in argv.lines() {
-            // Header and body shapes that carry a credential, and the id_token itself.
-            for marker in [
-                "X-Vault-Token",
-                "PRIVATE-TOKEN",
-                "\"jwt\"",
-                "Authorization",
-                id_token,
-            ] {
+            for marker in ["X-Vault-Token", "PRIVATE-TOKEN", "\"jwt\"", "Authorization"] {
                 assert!(
                     !line.contains(marker),
-                    "{job}: a secret ({}) among a process's arguments: {}",
-                    if marker == id_token {
-                        "the id_token"
-                    } else {
-                        marker
-                    },
-                    line.split_whitespace()
-                        .take(4)
-                        .collect::<Vec<_>>()
-                        .join(" ")
+                    "{job}: a credential header or body ({marker}) among a process's arguments: {}",
+                    head(line)
+                );
+            }
+            for (what, value) in &secrets {
+                assert!(
+                    !line.contains(value.as_str()),
+                    "{job}: {what} among a process's arguments: {}",
+                    head(line)
                 );
             }
         }

@@ -571,16 +571,63 @@ fn promotion_reruns_converge(world: &World, runner: &JobRunner, kind: &Kind, dig
     }
     let (third, _) = runner.run(world, "promote-artifact", &kind.gcl, &kind.claims, &extra);
     assert!(third.output.contains("is already open"), "{}", third.output);
-    let gl = world.sandbox.gitlab.as_ref().unwrap().lock();
+    {
+        let gl = world.sandbox.gitlab.as_ref().unwrap().lock();
+        assert_eq!(
+            gl.project_by_path(&path)
+                .unwrap()
+                .delivery
+                .merge_requests
+                .iter()
+                .filter(|m| m.source_branch.starts_with("promote/"))
+                .count(),
+            1,
+            "no duplicate merge request"
+        );
+    }
+
+    // Once the promotion is merged (main's production overlay pins the digest, the branch still
+    // there), a rerun opens nothing.
+    let production_file = {
+        let mut gl = world.sandbox.gitlab.as_ref().unwrap().lock();
+        let project = gl.project_by_path_mut(&path).unwrap();
+        project.delivery.merge_requests.clear();
+        let merged = project.repository.branches[&branch].clone();
+        let file = merged
+            .files
+            .keys()
+            .find(|f| {
+                f.ends_with("kustomization.yaml")
+                    && merged.files[*f].contains(digest)
+                    && !f.contains("staging")
+            })
+            .expect("the pinned production overlay")
+            .clone();
+        project
+            .repository
+            .files
+            .insert(file.clone(), merged.files[&file].clone());
+        file
+    };
+    let (after_merge, _) = runner.run(world, "promote-artifact", &kind.gcl, &kind.claims, &extra);
     assert_eq!(
+        after_merge.verdict("promote-artifact"),
+        "PASS",
+        "{}",
+        after_merge.output
+    );
+    assert!(
+        after_merge.output.contains("production already runs"),
+        "{production_file}: {}",
+        after_merge.output
+    );
+    let gl = world.sandbox.gitlab.as_ref().unwrap().lock();
+    assert!(
         gl.project_by_path(&path)
             .unwrap()
             .delivery
             .merge_requests
-            .iter()
-            .filter(|m| m.source_branch.starts_with("promote/"))
-            .count(),
-        1,
-        "no duplicate merge request"
+            .is_empty(),
+        "a merged promotion is not opened again"
     );
 }

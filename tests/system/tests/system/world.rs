@@ -262,6 +262,22 @@ impl World {
         (robot.name.clone(), robot.secret.clone())
     }
 
+    /// One string field of a KV v2 secret under `kv/`, read with the sandbox's root token.
+    pub fn kv_field(&self, path: &str, field: &str) -> Option<String> {
+        self.rt.block_on(async {
+            let answer: Value = reqwest::Client::new()
+                .get(format!("{}/v1/kv/data/{path}", self.get("VAULT_ADDR")))
+                .header("X-Vault-Token", self.get("VAULT_TOKEN"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            answer["data"]["data"][field].as_str().map(str::to_owned)
+        })
+    }
+
     /// Harbor's registry host as the phases name images (the stand-in's `host:port`).
     pub fn harbor_registry(&self) -> String {
         let url = url::Url::parse(self.get("HARBOR_URL")).expect("HARBOR_URL");
