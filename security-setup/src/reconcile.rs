@@ -320,7 +320,7 @@ impl SecuritySetup {
             }
         } else {
             plan.warn(format!(
-                "CRD {CILIUM_CRD} is not served (Cilium is not the cluster's CNI, or its CRDs are missing): the runner egress policy CiliumNetworkPolicy {}/{} is not applied and runner egress stays unrestricted; install Cilium and rerun apply",
+                "CRD {CILIUM_CRD} is not served (Cilium is not the cluster's CNI, or its CRDs are missing): the runner egress policies (CiliumNetworkPolicy {}/{} and the deploy and test pools' policies) are not applied and runner egress stays unrestricted; install Cilium and rerun apply",
                 s.runner_namespace,
                 desired::EGRESS_POLICY_NAME
             ));
@@ -333,7 +333,7 @@ impl SecuritySetup {
             ));
         } else {
             plan.warn(format!(
-                "CRD {KYVERNO_CRD} is not served (Kyverno is not installed): the admission policy {VERIFY_IMAGES_FILE} is not applied, so unsigned images are not rejected at deploy; install Kyverno and rerun apply (signatures can still be checked with the ConfigMap {}/{})",
+                "CRD {KYVERNO_CRD} is not served (Kyverno is not installed): the admission policy {VERIFY_IMAGES_FILE} is not applied, so unsigned images are not rejected at deploy and scratch images are not confined to ephemeral namespaces; install Kyverno and rerun apply (signatures can still be checked with the ConfigMap {}/{})",
                 s.cosign_namespace,
                 desired::COSIGN_CONFIGMAP
             ));
