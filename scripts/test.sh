@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/setup-test-env.sh
+# Every reference to a plan section in code and docs names one docs/plan/cicd-buildout-plan.md has.
+./scripts/check-plan-refs.sh
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> shellcheck"
