@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use common::delivery::{
+use common::contract::{
     self, DeliveredService, EPHEMERAL_LABEL, HARBOR_PULL_LABEL, PULL_SECRET, TTL_LABEL,
 };
 use common::kube::owned_labels;
@@ -435,7 +435,7 @@ pub fn gitlab_token_secret(s: &Settings) -> Value {
         "metadata": {"name": "argocd-gitlab-token", "namespace": s.argocd_namespace, "labels": owned_labels(PHASE_LABEL)},
         "spec": {
             "refreshInterval": "1h",
-            "secretStoreRef": {"kind": "ClusterSecretStore", "name": delivery::SECRET_STORE},
+            "secretStoreRef": {"kind": "ClusterSecretStore", "name": contract::SECRET_STORE},
             "target": {"name": "argocd-gitlab-token", "creationPolicy": "Owner"},
             "data": [{"secretKey": "token", "remoteRef": {"key": "ci/gitlab-api-token", "property": "token"}}],
         },
@@ -464,7 +464,7 @@ pub fn ephemeral_application_sets(s: &Settings) -> Vec<Value> {
             let image = format!(
                 "{name}={}/{}/{name}:{{{{ .head_sha }}}}",
                 s.harbor_registry,
-                delivery::HARBOR_SCRATCH_PROJECT
+                contract::HARBOR_SCRATCH_PROJECT
             );
             json!({
                 "apiVersion": "argoproj.io/v1alpha1",
@@ -592,15 +592,15 @@ pub fn harbor_pull_secret(s: &Settings) -> Value {
             "refreshTime": "1h",
             "externalSecretSpec": {
                 "refreshInterval": "1h",
-                "secretStoreRef": {"kind": "ClusterSecretStore", "name": delivery::PULL_SECRET_STORE},
+                "secretStoreRef": {"kind": "ClusterSecretStore", "name": contract::PULL_SECRET_STORE},
                 "target": {
                     "name": PULL_SECRET,
                     "creationPolicy": "Owner",
                     "template": {"type": "kubernetes.io/dockerconfigjson", "engineVersion": "v2", "data": {".dockerconfigjson": auths}},
                 },
                 "data": [
-                    {"secretKey": "username", "remoteRef": {"key": delivery::KV_HARBOR_PULL, "property": "username"}},
-                    {"secretKey": "password", "remoteRef": {"key": delivery::KV_HARBOR_PULL, "property": "password"}},
+                    {"secretKey": "username", "remoteRef": {"key": contract::KV_HARBOR_PULL, "property": "username"}},
+                    {"secretKey": "password", "remoteRef": {"key": contract::KV_HARBOR_PULL, "property": "password"}},
                 ],
             },
         },
@@ -680,31 +680,31 @@ pub fn objects(s: &Settings) -> Vec<(Value, Option<&'static str>)> {
     out.extend(
         app_projects(s)
             .into_iter()
-            .map(|o| (o, Some("appprojects.argoproj.io"))),
+            .map(|o| (o, Some(contract::ARGOCD_APP_PROJECT_CRD))),
     );
     out.extend(
         analysis_templates(s)
             .into_iter()
-            .map(|o| (o, Some("clusteranalysistemplates.argoproj.io"))),
+            .map(|o| (o, Some(contract::CLUSTER_ANALYSIS_TEMPLATE_CRD))),
     );
     out.push((
         gitlab_token_secret(s),
-        Some("externalsecrets.external-secrets.io"),
+        Some(contract::EXTERNAL_SECRET_CRD),
     ));
     out.extend(workload_namespaces(s).into_iter().map(|o| (o, None)));
     out.push((
         harbor_pull_secret(s),
-        Some("clusterexternalsecrets.external-secrets.io"),
+        Some(contract::CLUSTER_EXTERNAL_SECRET_CRD),
     ));
     out.extend(
         delivery_applications(s)
             .into_iter()
-            .map(|o| (o, Some("applications.argoproj.io"))),
+            .map(|o| (o, Some(contract::ARGOCD_APPLICATION_CRD))),
     );
     out.extend(
         ephemeral_application_sets(s)
             .into_iter()
-            .map(|o| (o, Some("applicationsets.argoproj.io"))),
+            .map(|o| (o, Some(contract::ARGOCD_APPLICATION_SET_CRD))),
     );
     out.extend(namespace_cleaner().into_iter().map(|o| (o, None)));
     out

@@ -10,7 +10,8 @@ pub mod reconcile;
 pub mod settings;
 
 use clap::Parser;
-use common::cli::{GlobalArgs, Mode, init, run_phase};
+use common::cli::{GlobalArgs, Mode, init};
+use common::phase::run_phase;
 
 #[derive(Parser)]
 #[command(

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use common::argocd::{ArgoCdClient, ProjectToken};
-use common::cli::Phase;
 use common::config::{Credential, PlatformConfig};
-use common::delivery::{KV_ARGOCD_TOKEN, KV_MOUNT};
-use common::kube::{KubeClient, ObjectPlanner};
+use common::contract::{KV_ARGOCD_TOKEN, KV_MOUNT};
+use common::kube::KubeClient;
+use common::phase::{DesiredObject, Outcome, Phase};
 use common::plan::{Change, Plan};
 use common::vault::VaultClient;
 use common::{Error, env, redact};
@@ -46,6 +46,33 @@ pub struct StoredToken {
     pub id: Option<String>,
     pub iat: Option<i64>,
     pub exp: Option<i64>,
+}
+
+/// What phase 15's pure diff needs: CI's Argo CD token as Vault and Argo CD know it.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// What Vault holds at `kv/ci/argocd-token` (its custom metadata).
+    pub stored: Option<StoredToken>,
+    /// The tokens Argo CD lists for role `pipeline` (none before the AppProject exists).
+    pub listed: Vec<ProjectToken>,
+    /// Seconds since the epoch, when observed.
+    pub now: i64,
+}
+
+/// The pure diff: the token change, if any. The Kubernetes objects are planned by dry run
+/// ([`desired::objects`]).
+pub fn diff(_s: &Settings, o: &Observed) -> anyhow::Result<Plan<Op>> {
+    let mut plan = Plan::new(PHASE_NAME);
+    if let Some((reason, replaces)) = pipeline_token_change(o.stored.as_ref(), &o.listed, o.now) {
+        plan.push(Change::create(
+            "argocd project token",
+            &format!("proj:{PIPELINE_PROJECT}:{PIPELINE_ROLE} → kv/{KV_ARGOCD_TOKEN}"),
+            json!({"reason": reason, "valid_days": PIPELINE_TOKEN_DAYS, "token": "(sensitive)"}),
+            &[],
+            Op::MintPipelineToken { replaces },
+        ));
+    }
+    Ok(plan)
 }
 
 /// The pure decision: mint when Vault holds none (or phase 13's placeholder), when Argo CD no
@@ -164,7 +191,7 @@ impl ArgoDelivery {
         }))
     }
 
-    async fn plan_pipeline_token(&self, plan: &mut Plan<Op>) -> anyhow::Result<()> {
+    async fn read_live(&self) -> anyhow::Result<Observed> {
         let stored = self.stored_token().await?;
         // Without the AppProject (first run: it is in this plan) nothing can be listed yet.
         let listed = self
@@ -173,17 +200,11 @@ impl ArgoDelivery {
             .project_role_tokens(PIPELINE_PROJECT, PIPELINE_ROLE)
             .await?
             .unwrap_or_default();
-        let now = unix_now();
-        if let Some((reason, replaces)) = pipeline_token_change(stored.as_ref(), &listed, now) {
-            plan.push(Change::create(
-                "argocd project token",
-                &format!("proj:{PIPELINE_PROJECT}:{PIPELINE_ROLE} → kv/{KV_ARGOCD_TOKEN}"),
-                json!({"reason": reason, "valid_days": PIPELINE_TOKEN_DAYS, "token": "(sensitive)"}),
-                &[],
-                Op::MintPipelineToken { replaces },
-            ));
-        }
-        Ok(())
+        Ok(Observed {
+            stored,
+            listed,
+            now: unix_now(),
+        })
     }
 
     async fn mint_pipeline_token(&self, replaces: Option<&ProjectToken>) -> anyhow::Result<()> {
@@ -255,34 +276,45 @@ fn unix_now() -> i64 {
 
 impl Phase for ArgoDelivery {
     type Op = Op;
+    type Observed = Observed;
 
     fn name(&self) -> &str {
         PHASE_NAME
     }
 
-    async fn plan(&self) -> anyhow::Result<Plan<Op>> {
-        let mut plan = Plan::new(PHASE_NAME);
-        let mut planner = ObjectPlanner::new(&self.kube, self.crd_wait);
-        for (object, crd) in desired::objects(&self.settings) {
-            let op = Op::Apply {
-                object: object.clone(),
-                crd,
-            };
-            planner
-                .add(
-                    &mut plan,
-                    &object,
-                    crd,
-                    "Argo CD, Argo Rollouts, External Secrets",
-                    op,
-                )
-                .await?;
-        }
-        self.plan_pipeline_token(&mut plan).await?;
-        Ok(plan)
+    async fn observe(&self) -> anyhow::Result<Observed> {
+        self.read_live().await
     }
 
-    async fn execute(&self, op: &Op) -> anyhow::Result<Option<String>> {
+    fn diff(&self, observed: &Observed) -> anyhow::Result<Plan<Op>> {
+        diff(&self.settings, observed)
+    }
+
+    fn objects(&self, _observed: &Observed) -> anyhow::Result<Vec<DesiredObject<Op>>> {
+        Ok(desired::objects(&self.settings)
+            .into_iter()
+            .map(|(object, crd)| DesiredObject {
+                op: Op::Apply {
+                    object: object.clone(),
+                    crd,
+                },
+                object,
+                crd: crd.map(str::to_owned),
+                installed_by: "Argo CD, Argo Rollouts, External Secrets",
+            })
+            .collect())
+    }
+
+    fn kube(&self) -> Option<(&KubeClient, Duration)> {
+        Some((&self.kube, self.crd_wait))
+    }
+
+    /// The pipeline token is minted for role `pipeline` of AppProject `ephemeral`, an object.
+    fn objects_first(&self) -> bool {
+        true
+    }
+
+    async fn execute(&self, op: &Op) -> anyhow::Result<Outcome> {
         match op {
             Op::Apply { object, crd } => {
                 self.kube
@@ -293,7 +325,7 @@ impl Phase for ArgoDelivery {
                 self.mint_pipeline_token(replaces.as_ref()).await?;
             }
         }
-        Ok(None)
+        Ok(Outcome::Applied)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use anyhow::{Context as _, bail};
 use common::config::PlatformConfig;
-use common::delivery::DeliveredService;
+use common::contract::DeliveredService;
 use common::env;
 use serde::Deserialize;
 
@@ -91,7 +91,7 @@ pub struct Settings {
     pub gitlab_host: String,
     /// GitLab URL (the pull-request generator's API).
     pub gitlab_url: String,
-    /// The services delivered through staging and production (`common::delivery::services`):
+    /// The services delivered through staging and production (`common::contract::services`):
     /// each gets its Applications and a per-MR ApplicationSet.
     pub services: Vec<DeliveredService>,
     /// Harbor's registry host (the images the per-MR environments run, the pull Secret's auths).
@@ -168,7 +168,7 @@ impl Settings {
                 raw.ephemeral_ttl
             );
         }
-        let services = common::delivery::services(cfg.environment())?;
+        let services = common::contract::services(cfg.environment())?;
         let harbor = cfg.require_url(env::HARBOR_URL)?;
         let harbor_registry = url::Url::parse(harbor)
             .ok()

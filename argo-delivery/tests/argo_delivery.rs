@@ -48,7 +48,7 @@ fn refs() -> Vec<Value> {
         out.push(json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "ClusterAnalysisTemplate", "metadata": {"name": t}}));
     }
     out.push(json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret", "metadata": {"name": "argocd-gitlab-token", "namespace": "argocd"}}));
-    // The delivered services' namespaces (common::delivery::services), labelled for pulling.
+    // The delivered services' namespaces (common::contract::services), labelled for pulling.
     for ns in [
         "demo-apps",
         "monitoring",

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use common::delivery;
+use common::contract;
 use common::gitlab::CiVariable;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -11,8 +11,7 @@ use serde_json::{Value, json};
 use crate::library;
 use crate::settings::Settings;
 
-/// The Vault KV v2 mount (phase 13's contract).
-pub const KV_MOUNT: &str = "kv";
+pub use common::contract::KV_MOUNT;
 /// Marks KV secrets this phase writes.
 pub const MANAGED_BY: &str = "cicd-buildout/ci-templates";
 
@@ -53,7 +52,7 @@ pub const HARBOR_PROJECTS: &[HarborProject] = &[
     // Merge request images for per-MR environments only (docs/adr/0008): short-lived, never
     // released, so neither scanned on push nor immutable.
     HarborProject {
-        name: delivery::HARBOR_SCRATCH_PROJECT,
+        name: contract::HARBOR_SCRATCH_PROJECT,
         retention_days: 3,
         keep_last: None,
         scan_on_push: false,
@@ -144,7 +143,7 @@ pub const ROBOTS: &[RobotAccount] = &[
         description: "GitLab CI pushes images (cicd-buildout phase 14)",
         projects: &["platform-services", "application-services", "ci-cache"],
         actions: &["push", "pull"],
-        vault_path: delivery::KV_HARBOR_PUSH,
+        vault_path: contract::KV_HARBOR_PUSH,
     },
     // Workloads pull with it (the harbor-pull Secret of every labelled namespace), ephemeral
     // environments included, whose merge request images live in ci-scratch.
@@ -154,18 +153,18 @@ pub const ROBOTS: &[RobotAccount] = &[
         projects: &[
             "platform-services",
             "application-services",
-            delivery::HARBOR_SCRATCH_PROJECT,
+            contract::HARBOR_SCRATCH_PROJECT,
         ],
         actions: &["pull"],
-        vault_path: delivery::KV_HARBOR_PULL,
+        vault_path: contract::KV_HARBOR_PULL,
     },
     // Merge request pipelines push only here (Vault role gitlab-ci-mr).
     RobotAccount {
         name: "ci-scratch-push",
         description: "GitLab CI pushes merge request images (cicd-buildout phase 14)",
-        projects: &[delivery::HARBOR_SCRATCH_PROJECT],
+        projects: &[contract::HARBOR_SCRATCH_PROJECT],
         actions: &["push", "pull"],
-        vault_path: delivery::KV_HARBOR_SCRATCH,
+        vault_path: contract::KV_HARBOR_SCRATCH,
     },
     RobotAccount {
         name: "trivy-scan",

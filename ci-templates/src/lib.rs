@@ -18,7 +18,8 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use common::cli::{GlobalArgs, Mode, init, run_phase};
+use common::cli::{GlobalArgs, Mode, init};
+use common::phase::run_phase;
 
 #[derive(Parser)]
 #[command(

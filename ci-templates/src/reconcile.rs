@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use anyhow::Context as _;
-use common::cli::Phase;
 use common::config::PlatformConfig;
 use common::gitlab::{CiVariable, GitLabClient, git_blob_id};
 use common::harbor::{HarborClient, Robot, RobotSecret};
+use common::phase::{Outcome, Phase, lock};
 use common::plan::{Change, Plan};
 use common::vault::{KvMetadata, VaultClient};
 use secrecy::ExposeSecret as _;
@@ -115,10 +115,6 @@ pub struct CiTemplates {
     project_id: Mutex<Option<u64>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl CiTemplates {
     pub fn connect(cfg: &PlatformConfig) -> anyhow::Result<Self> {
         Ok(Self {
@@ -130,7 +126,7 @@ impl CiTemplates {
         })
     }
 
-    pub async fn observe(&self) -> anyhow::Result<Observed> {
+    async fn read_live(&self) -> anyhow::Result<Observed> {
         let s = &self.settings;
         let group = self
             .gitlab
@@ -288,17 +284,22 @@ impl CiTemplates {
 
 impl Phase for CiTemplates {
     type Op = Op;
+    type Observed = Observed;
 
     fn name(&self) -> &str {
         PHASE_NAME
     }
 
-    async fn plan(&self) -> anyhow::Result<Plan<Op>> {
-        let observed = self.observe().await?;
-        Ok(diff(&self.settings, &observed))
+    async fn observe(&self) -> anyhow::Result<Observed> {
+        self.read_live().await
     }
 
-    async fn execute(&self, op: &Op) -> anyhow::Result<Option<String>> {
+    fn diff(&self, observed: &Observed) -> anyhow::Result<Plan<Op>> {
+        diff(&self.settings, observed)
+    }
+
+
+    async fn execute(&self, op: &Op) -> anyhow::Result<Outcome> {
         match op {
             Op::CreateTemplatesProject { namespace_id } => {
                 let (_, name) = self.settings.templates_namespace();
@@ -384,7 +385,7 @@ impl Phase for CiTemplates {
                 self.store_secret(robot, &secret).await?;
             }
         }
-        Ok(None)
+        Ok(Outcome::Applied)
     }
 }
 
@@ -469,7 +470,7 @@ fn create_immutable_rule(spec: &HarborProject) -> Change<Op> {
 }
 
 /// The pure diff.
-pub fn diff(s: &Settings, o: &Observed) -> Plan<Op> {
+pub fn diff(s: &Settings, o: &Observed) -> anyhow::Result<Plan<Op>> {
     let mut plan = Plan::new(PHASE_NAME);
     let tag = desired::library_tag();
 
@@ -694,5 +695,5 @@ pub fn diff(s: &Settings, o: &Observed) -> Plan<Op> {
             }
         }
     }
-    plan
+    Ok(plan)
 }

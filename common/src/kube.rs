@@ -37,6 +37,27 @@ impl<'a> ObjectPlanner<'a> {
         }
     }
 
+    /// Plans every object, in order; an error names the object it came from.
+    pub async fn add_all<A>(
+        &mut self,
+        plan: &mut Plan<A>,
+        objects: Vec<crate::phase::DesiredObject<A>>,
+    ) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        for desired in objects {
+            self.add(
+                plan,
+                &desired.object,
+                desired.crd.as_deref(),
+                desired.installed_by,
+                desired.op,
+            )
+            .await
+            .with_context(|| format!("planning {}", describe(&desired.object)))?;
+        }
+        Ok(())
+    }
+
     /// Plans `object` as change `op`. `crd` is the CRD its kind needs, and `installed_by` says
     /// what installs that CRD (for the warning when it is missing).
     pub async fn add<A>(

@@ -11,7 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod dates;
 #[cfg(feature = "platform")]
-pub mod delivery;
+pub mod contract;
 pub mod env;
 pub mod error;
 pub mod gitlab;
@@ -22,6 +22,8 @@ pub mod http;
 pub mod keycloak;
 #[cfg(feature = "platform")]
 pub mod kube;
+#[cfg(feature = "platform")]
+pub mod phase;
 #[cfg(feature = "platform")]
 pub mod plan;
 pub mod redact;

@@ -135,6 +135,13 @@ impl<A> Plan<A> {
     pub fn warn(&mut self, warning: impl Into<String>) {
         self.warnings.push(warning.into());
     }
+    /// This plan's changes and warnings, then `other`'s.
+    #[must_use]
+    pub fn append(mut self, other: Plan<A>) -> Self {
+        self.changes.extend(other.changes);
+        self.warnings.extend(other.warnings);
+        self
+    }
     pub fn summary(&self) -> Summary {
         let count = |a| self.changes.iter().filter(|c| c.action == a).count();
         Summary {
@@ -193,6 +200,23 @@ impl<A> fmt::Display for Plan<A> {
         }
         f.write_str(&redact::redact(&out))
     }
+}
+
+/// The top-level keys of `want` whose value differs in `have` (a missing key counts as `null`):
+/// `(before, after)`, both restricted to those keys, or `None` when nothing differs. Keys that
+/// only `have` carries (server defaults, fields we do not manage) never count.
+pub fn changed_fields(have: &Value, want: &Value) -> Option<(Value, Value)> {
+    let want = want.as_object()?;
+    let mut before = serde_json::Map::new();
+    let mut after = serde_json::Map::new();
+    for (key, value) in want {
+        let current = have.get(key).cloned().unwrap_or(Value::Null);
+        if &current != value {
+            before.insert(key.clone(), current);
+            after.insert(key.clone(), value.clone());
+        }
+    }
+    (!after.is_empty()).then_some((Value::Object(before), Value::Object(after)))
 }
 
 /// Replaces the values of the named top-level (or nested) keys with [`MASK`].

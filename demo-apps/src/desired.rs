@@ -1,8 +1,8 @@
 //! What phase 18 wants, as plain data (no I/O): the demo namespace, the in-cluster traffic
 //! generator, the Harbor project, and the five scenarios. The projects' staging and production
-//! Argo CD Applications are phase 15's (one owner, from `common::delivery::services`).
+//! Argo CD Applications are phase 15's (one owner, from `common::contract::services`).
 
-use common::delivery;
+use common::contract;
 use common::kube::owned_labels;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -27,7 +27,7 @@ pub fn namespace(s: &Settings) -> Value {
     let mut labels = owned_labels(PHASE_LABEL);
     labels["pod-security.kubernetes.io/enforce"] = json!("restricted");
     labels[PART_OF.0] = json!(PART_OF.1);
-    labels[delivery::HARBOR_PULL_LABEL] = json!("true");
+    labels[contract::HARBOR_PULL_LABEL] = json!("true");
     json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": s.namespace, "labels": labels}})
 }
 
@@ -50,7 +50,7 @@ pub fn traffic_generator(s: &Settings) -> Value {
                 "metadata": {"labels": {"app": "traffic-generator", PART_OF.0: PART_OF.1}},
                 "spec": {
                     "automountServiceAccountToken": false,
-                    "imagePullSecrets": [{"name": delivery::PULL_SECRET}],
+                    "imagePullSecrets": [{"name": contract::PULL_SECRET}],
                     "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [{
                         "name": "generator",

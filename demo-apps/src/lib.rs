@@ -18,7 +18,8 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use common::cli::{GlobalArgs, Mode, Output, init, run_phase};
+use common::cli::{GlobalArgs, Mode, Output, init};
+use common::phase::run_phase;
 
 #[derive(Parser)]
 #[command(

@@ -11,11 +11,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use common::cli::Phase;
 use common::config::PlatformConfig;
 use common::gitlab::GitLabClient;
 use common::harbor::HarborClient;
-use common::kube::{KubeClient, ObjectPlanner};
+use common::kube::KubeClient;
+use common::phase::{DesiredObject, Outcome, Phase};
 use common::plan::{Change, Plan};
 use common::vault::VaultClient;
 use seeded_projects::seed::{self, SeedOp};
@@ -46,19 +46,30 @@ pub struct Observed {
     pub projects: BTreeMap<&'static str, seed::Observed>,
 }
 
+/// What phase 18 makes true: the settings, and whether `apply --reset` restores the demo's files
+/// (a CLI flag, kept out of [`Settings`]).
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub settings: Settings,
+    pub reset: bool,
+}
+
 pub struct DemoApps {
     kube: KubeClient,
     gitlab: GitLabClient,
     harbor: HarborClient,
     vault: VaultClient,
-    pub(crate) settings: Settings,
+    pub(crate) desired: Desired,
     crd_wait: Duration,
 }
 
 impl DemoApps {
     pub async fn connect(cfg: &PlatformConfig, reset: bool) -> anyhow::Result<Self> {
         Ok(Self {
-            settings: Settings::load(cfg, reset)?,
+            desired: Desired {
+                settings: Settings::load(cfg)?,
+                reset,
+            },
             kube: KubeClient::connect(cfg, FIELD_MANAGER).await?,
             gitlab: GitLabClient::connect(cfg)?,
             harbor: HarborClient::connect(cfg)?,
@@ -68,11 +79,11 @@ impl DemoApps {
     }
 
     pub fn settings(&self) -> &Settings {
-        &self.settings
+        &self.desired.settings
     }
 
-    pub async fn observe(&self) -> anyhow::Result<Observed> {
-        let s = &self.settings;
+    async fn read_live(&self) -> anyhow::Result<Observed> {
+        let s = &self.desired.settings;
         let group = self.gitlab.group(&s.gitlab_group).await?.with_context(|| {
             format!(
                 "GitLab group {} not found: run phase 12 (gitlab-harden) first, or set {}",
@@ -100,7 +111,7 @@ impl DemoApps {
 }
 
 /// What phase 18 wants one project to be: the demo's files, kept when people change them.
-pub fn wanted(s: &Settings, project: &DemoProject) -> anyhow::Result<seed::Wanted> {
+pub fn wanted(s: &Settings, project: &DemoProject, reset: bool) -> anyhow::Result<seed::Wanted> {
     project.require_lockfile()?;
     Ok(seed::Wanted {
         group: s.gitlab_group.clone(),
@@ -112,7 +123,7 @@ pub fn wanted(s: &Settings, project: &DemoProject) -> anyhow::Result<seed::Wante
             .into(),
         commit_message: format!("NetOps Arcade: {} (cicd-buildout phase 18)", project.name),
         policy: seed::Policy::KeepChanges {
-            reset: s.reset,
+            reset,
             reset_removes: SCENARIO_FILES
                 .iter()
                 .filter(|(name, _)| *name == project.name)
@@ -123,7 +134,13 @@ pub fn wanted(s: &Settings, project: &DemoProject) -> anyhow::Result<seed::Wante
 }
 
 /// The pure part of the plan: Harbor project, GitLab projects, their content and release tag.
-pub fn diff(s: &Settings, o: &Observed, plan: &mut Plan<Op>) -> anyhow::Result<()> {
+pub fn diff(d: &Desired, o: &Observed) -> anyhow::Result<Plan<Op>> {
+    let mut plan = Plan::new(PHASE_NAME);
+    diff_into(&d.settings, d.reset, o, &mut plan)?;
+    Ok(plan)
+}
+
+fn diff_into(s: &Settings, reset: bool, o: &Observed, plan: &mut Plan<Op>) -> anyhow::Result<()> {
     if !o.harbor_project_exists {
         plan.push(Change::create(
             "harbor project",
@@ -139,7 +156,7 @@ pub fn diff(s: &Settings, o: &Observed, plan: &mut Plan<Op>) -> anyhow::Result<(
     }
     for project in &PROJECTS {
         let path = project_path(s, project);
-        let mut w = wanted(s, project)?;
+        let mut w = wanted(s, project, reset)?;
         if !o.projects[project.name].files.is_empty() {
             w.commit_message =
                 "NetOps Arcade: restore the demo's files (cicd-buildout phase 18)".into();
@@ -164,28 +181,41 @@ pub fn diff(s: &Settings, o: &Observed, plan: &mut Plan<Op>) -> anyhow::Result<(
 
 impl Phase for DemoApps {
     type Op = Op;
+    type Observed = Observed;
 
     fn name(&self) -> &str {
         PHASE_NAME
     }
 
-    async fn plan(&self) -> anyhow::Result<Plan<Op>> {
-        let observed = self.observe().await?;
-        let mut plan = Plan::new(PHASE_NAME);
-        diff(&self.settings, &observed, &mut plan)?;
-        let mut planner = ObjectPlanner::new(&self.kube, self.crd_wait);
-        for (object, crd) in desired::objects(&self.settings) {
-            let op = Op::Apply {
-                object: object.clone(),
-                crd,
-            };
-            planner.add(&mut plan, &object, crd, "Argo CD", op).await?;
-        }
-        Ok(plan)
+    async fn observe(&self) -> anyhow::Result<Observed> {
+        self.read_live().await
     }
 
-    async fn execute(&self, op: &Op) -> anyhow::Result<Option<String>> {
-        let s = &self.settings;
+    fn diff(&self, observed: &Observed) -> anyhow::Result<Plan<Op>> {
+        diff(&self.desired, observed)
+    }
+
+    fn objects(&self, _observed: &Observed) -> anyhow::Result<Vec<DesiredObject<Op>>> {
+        Ok(desired::objects(&self.desired.settings)
+            .into_iter()
+            .map(|(object, crd)| DesiredObject {
+                op: Op::Apply {
+                    object: object.clone(),
+                    crd,
+                },
+                object,
+                crd: crd.map(str::to_owned),
+                installed_by: "Argo CD",
+            })
+            .collect())
+    }
+
+    fn kube(&self) -> Option<(&KubeClient, Duration)> {
+        Some((&self.kube, self.crd_wait))
+    }
+
+    async fn execute(&self, op: &Op) -> anyhow::Result<Outcome> {
+        let s = &self.desired.settings;
         match op {
             Op::CreateHarborProject => {
                 self.harbor
@@ -199,6 +229,6 @@ impl Phase for DemoApps {
                     .await?;
             }
         }
-        Ok(None)
+        Ok(Outcome::Applied)
     }
 }

@@ -26,7 +26,7 @@ struct Raw {
 }
 
 fn default_runner_namespace() -> String {
-    common::delivery::RUNNER_NAMESPACE.into()
+    common::contract::RUNNER_NAMESPACE.into()
 }
 
 fn default_namespace() -> String {
@@ -70,8 +70,6 @@ pub struct Settings {
     pub gitlab_url: String,
     /// The registry as phase 14 names it: the host of `HARBOR_URL` (a non-default port kept).
     pub harbor_host: String,
-    /// `restore` mode: files changed in GitLab are put back to the demo's version.
-    pub reset: bool,
 }
 
 /// Harbor accepts these tags once (immutable rule of phase 14); `latest` is never one of them.
@@ -86,7 +84,7 @@ fn valid_tag(tag: &str) -> bool {
 }
 
 impl Settings {
-    pub fn load(cfg: &PlatformConfig, reset: bool) -> anyhow::Result<Self> {
+    pub fn load(cfg: &PlatformConfig) -> anyhow::Result<Self> {
         let raw: Raw = cfg.environment().parse()?;
         if !valid_tag(&raw.demo_image_tag) {
             bail!(
@@ -136,7 +134,6 @@ impl Settings {
             domain,
             gitlab_url: cfg.require_url(env::GITLAB_URL)?.to_owned(),
             harbor_host,
-            reset,
         })
     }
 
@@ -154,7 +151,6 @@ impl Settings {
             domain: "example.com".into(),
             gitlab_url: "https://gitlab.example.com".into(),
             harbor_host: "harbor.example.com".into(),
-            reset: false,
         }
     }
 

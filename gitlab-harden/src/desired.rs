@@ -319,7 +319,7 @@ mod tests {
 
     fn settings() -> Settings {
         let env = common::config::Environment::load_from(None, std::iter::empty()).unwrap();
-        Settings::load(&env).unwrap()
+        Settings::from_environment(&env).unwrap()
     }
 
     fn project(path: &str, topics: &[&str]) -> Project {

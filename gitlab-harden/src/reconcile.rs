@@ -5,14 +5,14 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use common::cli::{Lane, Phase};
 use common::config::PlatformConfig;
 use common::gitlab::{
     AccessLevelEntry, ApprovalRule, GitLabClient, Group, Member, Project, ProtectedBranch,
     ProtectedTag, RELEASE_TAG_PATTERN, Tier, UserIndex, access, protect_tag_body,
 };
 use common::keycloak::{KeycloakClient, KeycloakUser};
-use common::kube::{KubeClient, ObjectPlanner};
+use common::kube::KubeClient;
+use common::phase::{DesiredObject, Lane, Outcome, Phase, lock};
 use common::plan::{Change, Plan};
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde_json::{Map, Value, json};
@@ -107,6 +107,14 @@ pub struct ProjectState {
     pub rules: Vec<ApprovalRule>,
 }
 
+/// What phase 12 makes true: the settings, and whether `--prune` removes memberships the
+/// settings do not grant (a CLI flag, kept out of [`Settings`]).
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub settings: Settings,
+    pub prune: bool,
+}
+
 /// Everything [`diff`] needs, read from GitLab and Keycloak.
 #[derive(Debug)]
 pub struct Observed {
@@ -122,6 +130,8 @@ pub struct Observed {
     pub keycloak: Option<BTreeMap<String, Vec<KeycloakUser>>>,
     /// Mapped Keycloak groups that do not exist.
     pub missing_keycloak_groups: Vec<String>,
+    /// GitLab's instance registry still runs (Deployment `gitlab-registry`).
+    pub registry_running: bool,
 }
 
 /// Phase 12, connected.
@@ -129,8 +139,7 @@ pub struct GitLabHarden {
     gitlab: GitLabClient,
     keycloak: Option<KeycloakClient>,
     kube: Option<KubeClient>,
-    settings: Settings,
-    prune: bool,
+    desired: Desired,
     crd_wait: Duration,
     /// Group ids by full path, from the observation and from groups created by `apply`.
     group_ids: Mutex<BTreeMap<String, u64>>,
@@ -138,13 +147,9 @@ pub struct GitLabHarden {
     branch_ids: Mutex<BTreeMap<u64, u64>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl GitLabHarden {
     pub async fn connect(cfg: &PlatformConfig, prune: bool) -> anyhow::Result<Self> {
-        let settings = Settings::load(cfg.environment())?;
+        let settings = Settings::load(cfg)?;
         let gitlab = GitLabClient::connect(cfg)?;
         let keycloak = if settings.keycloak_sync {
             Some(
@@ -165,8 +170,7 @@ impl GitLabHarden {
             gitlab,
             keycloak,
             kube,
-            settings,
-            prune,
+            desired: Desired { settings, prune },
             crd_wait,
             group_ids: Mutex::new(BTreeMap::new()),
             branch_ids: Mutex::new(BTreeMap::new()),
@@ -180,12 +184,12 @@ impl GitLabHarden {
     /// Reads everything the diff needs. Per project: protected `main`, protected `v*`, and on
     /// Premium the approval settings and rules — four reads (two on Free), run
     /// `GITLAB_CONCURRENCY` projects at a time.
-    pub async fn observe(&self) -> anyhow::Result<Observed> {
+    async fn read_live(&self) -> anyhow::Result<Observed> {
         let tier = self.gitlab.tier().await?;
         let me = self.gitlab.current_user().await?;
         let mut groups = BTreeMap::new();
         let mut projects: BTreeMap<u64, Project> = BTreeMap::new();
-        for path in &self.settings.groups {
+        for path in &self.desired.settings.groups {
             let group = self.gitlab.group(path).await?.with_context(|| {
                 format!(
                     "GitLab group {path} not found (or not visible to the token's user {}): create it, or set {} to the groups to harden",
@@ -201,12 +205,12 @@ impl GitLabHarden {
             groups.insert(path.clone(), Some(group));
         }
         if tier.is_paid() {
-            let parent = &self.settings.approver_parent;
+            let parent = &self.desired.settings.approver_parent;
             if !parent.is_empty() {
                 groups.insert(parent.clone(), self.gitlab.group(parent).await?);
             }
             for name in APPROVER_GROUPS {
-                let path = self.settings.approver_group(name);
+                let path = self.desired.settings.approver_group(name);
                 let group = match groups.get(parent) {
                     Some(None) => None, // the parent does not exist, so neither can its children
                     _ => self.gitlab.group(&path).await?,
@@ -214,7 +218,7 @@ impl GitLabHarden {
                 groups.insert(path, group);
             }
         }
-        let settings = &self.settings;
+        let settings = &self.desired.settings;
         let gitlab = &self.gitlab;
         let mut states: Vec<ProjectState> = futures::stream::iter(projects.into_values())
             .map(|project| async move {
@@ -240,7 +244,7 @@ impl GitLabHarden {
                     rules,
                 })
             })
-            .buffer_unordered(self.settings.concurrency)
+            .buffer_unordered(self.desired.settings.concurrency)
             .try_collect()
             .await?;
         states.sort_by(|a, b| {
@@ -255,6 +259,7 @@ impl GitLabHarden {
                 let mut by_group = BTreeMap::new();
                 let mut missing = Vec::new();
                 let wanted: BTreeSet<&str> = self
+                    .desired
                     .settings
                     .group_levels
                     .keys()
@@ -272,7 +277,7 @@ impl GitLabHarden {
                 let mut members = BTreeMap::new();
                 for (path, group) in &groups {
                     if let Some(group) = group {
-                        if path != &self.settings.approver_parent {
+                        if path != &self.desired.settings.approver_parent {
                             members
                                 .insert(path.clone(), self.gitlab.group_members(group.id).await?);
                         }
@@ -311,32 +316,20 @@ impl GitLabHarden {
             users,
             keycloak,
             missing_keycloak_groups,
+            registry_running: self.registry_running().await?,
         })
     }
 
-    async fn plan_kube(&self, plan: &mut Plan<Op>) -> anyhow::Result<()> {
+    /// Whether GitLab's instance registry still runs (a Helm value this phase cannot change).
+    async fn registry_running(&self) -> anyhow::Result<bool> {
         let Some(kube) = &self.kube else {
-            return Ok(());
+            return Ok(false);
         };
-        let route = desired::ssh_route(&self.settings);
-        let op = Op::KubeApply {
-            object: route.clone(),
-        };
-        ObjectPlanner::new(kube, self.crd_wait)
-            .add(plan, &route, Some(INGRESSROUTETCP_CRD), "Traefik", op)
-            .await?;
-        // The instance registry is a Helm value: report it, with the values to apply.
         let registry = json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "gitlab-registry", "namespace": self.settings.gitlab_namespace},
+            "metadata": {"name": "gitlab-registry", "namespace": self.desired.settings.gitlab_namespace},
         });
-        if kube.get(&registry).await?.is_some() {
-            plan.warn(format!(
-                "GitLab's container registry still runs (Deployment {}/gitlab-registry): it is a Helm value, and this phase has no helm CLI — apply gitlab-harden/helm/registry-off.values.yaml with `helm upgrade gitlab gitlab/gitlab -n {} --reuse-values -f registry-off.values.yaml` (per project, registry access is already disabled)",
-                self.settings.gitlab_namespace, self.settings.gitlab_namespace
-            ));
-        }
-        Ok(())
+        Ok(kube.get(&registry).await?.is_some())
     }
 
     fn group_id(&self, path: &str) -> anyhow::Result<u64> {
@@ -382,19 +375,37 @@ impl GitLabHarden {
 
 impl Phase for GitLabHarden {
     type Op = Op;
+    type Observed = Observed;
 
     fn name(&self) -> &str {
         PHASE_NAME
     }
 
-    async fn plan(&self) -> anyhow::Result<Plan<Op>> {
-        let observed = self.observe().await?;
-        let mut plan = diff(&self.settings, self.prune, &observed);
-        self.plan_kube(&mut plan).await?;
-        Ok(plan)
+    async fn observe(&self) -> anyhow::Result<Observed> {
+        self.read_live().await
     }
 
-    async fn execute(&self, op: &Op) -> anyhow::Result<Option<String>> {
+    fn diff(&self, observed: &Observed) -> anyhow::Result<Plan<Op>> {
+        diff(&self.desired, observed)
+    }
+
+    fn objects(&self, _observed: &Observed) -> anyhow::Result<Vec<DesiredObject<Op>>> {
+        if self.kube.is_none() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![DesiredObject::new(
+            desired::ssh_route(&self.desired.settings),
+            Some(INGRESSROUTETCP_CRD),
+            "Traefik",
+            |object, _| Op::KubeApply { object },
+        )])
+    }
+
+    fn kube(&self) -> Option<(&KubeClient, Duration)> {
+        self.kube.as_ref().map(|kube| (kube, self.crd_wait))
+    }
+
+    async fn execute(&self, op: &Op) -> anyhow::Result<Outcome> {
         let g = &self.gitlab;
         match op {
             Op::CreateGroup { path } => {
@@ -474,7 +485,7 @@ impl Phase for GitLabHarden {
                 kube.apply(object, false).await?;
             }
         }
-        Ok(None)
+        Ok(Outcome::Applied)
     }
 
     fn lane(&self, op: &Op) -> Lane {
@@ -498,7 +509,7 @@ impl Phase for GitLabHarden {
     }
 
     fn concurrency(&self) -> usize {
-        self.settings.concurrency
+        self.desired.settings.concurrency
     }
 }
 
@@ -611,8 +622,16 @@ fn some_paths(paths: &[String]) -> String {
 }
 
 /// The pure diff: what to change so GitLab matches the desired state.
-pub fn diff(settings: &Settings, prune: bool, o: &Observed) -> Plan<Op> {
+pub fn diff(desired: &Desired, o: &Observed) -> anyhow::Result<Plan<Op>> {
+    let (settings, prune) = (&desired.settings, desired.prune);
     let mut plan = Plan::new(PHASE_NAME);
+    if o.registry_running {
+        // The instance registry is a Helm value: report it, with the values to apply.
+        plan.warn(format!(
+            "GitLab's container registry still runs (Deployment {ns}/gitlab-registry): it is a Helm value, and this phase has no helm CLI — apply gitlab-harden/helm/registry-off.values.yaml with `helm upgrade gitlab gitlab/gitlab -n {ns} --reuse-values -f registry-off.values.yaml` (per project, registry access is already disabled)",
+            ns = settings.gitlab_namespace
+        ));
+    }
     let tier = o.tier;
     if !tier.is_paid() && !o.projects.is_empty() {
         for feature in [
@@ -801,7 +820,7 @@ pub fn diff(settings: &Settings, prune: bool, o: &Observed) -> Plan<Op> {
         }
         report_missing(&mut plan, &missing);
     }
-    plan
+    Ok(plan)
 }
 
 /// Protected `v*` on every project and tier: created when missing; other create levels are
@@ -1019,7 +1038,7 @@ mod tests {
 
     fn settings() -> Settings {
         let env = common::config::Environment::load_from(None, std::iter::empty()).unwrap();
-        Settings::load(&env).unwrap()
+        Settings::from_environment(&env).unwrap()
     }
 
     fn project(id: u64, path: &str, extra: &Value) -> Project {
@@ -1103,6 +1122,7 @@ mod tests {
             users: UserIndex::default(),
             keycloak: None,
             missing_keycloak_groups: Vec::new(),
+            registry_running: false,
         }
     }
 
@@ -1110,13 +1130,16 @@ mod tests {
     fn noop_matching_state_gives_an_empty_plan() {
         let s = settings();
         let plan = diff(
-            &s,
-            false,
+            &Desired {
+                settings: s.clone(),
+                prune: false,
+            },
             &observed(
                 vec![hardened(&s, 1, "ps/a"), hardened(&s, 2, "ps/b")],
                 Tier::Premium,
             ),
-        );
+        )
+        .unwrap();
         assert!(plan.is_empty(), "{plan}");
         assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
     }
@@ -1128,7 +1151,7 @@ mod tests {
         missing.release_tag = None;
         let mut developers = hardened(&s, 2, "ps/b");
         developers.release_tag = Some(release_tag(30));
-        let plan = diff(&s, false, &observed(vec![missing, developers], Tier::Free));
+        let plan = diff(&Desired { settings: s.clone(), prune: false }, &observed(vec![missing, developers], Tier::Free)).unwrap();
         let tags: Vec<_> = plan
             .changes
             .iter()
@@ -1155,7 +1178,7 @@ mod tests {
         let main = state.main.as_mut().unwrap();
         main.push_access_levels = vec![entry(11, 30), entry(12, 40)];
         main.allow_force_push = true;
-        let plan = diff(&s, false, &observed(vec![state], Tier::Premium));
+        let plan = diff(&Desired { settings: s.clone(), prune: false }, &observed(vec![state], Tier::Premium)).unwrap();
         assert_eq!(plan.changes.len(), 1, "{plan}");
         let Op::UpdateProtectedBranch { body, .. } = &plan.changes[0].op else {
             panic!("expected an in-place update: {plan}");
@@ -1184,7 +1207,7 @@ mod tests {
         custom.id = 902;
         custom.name = "Security team".into();
         state.rules.push(custom);
-        let plan = diff(&s, false, &observed(vec![state], Tier::Premium));
+        let plan = diff(&Desired { settings: s.clone(), prune: false }, &observed(vec![state], Tier::Premium)).unwrap();
         let mut deleted: Vec<u64> = plan
             .changes
             .iter()
@@ -1209,7 +1232,7 @@ mod tests {
         let mut settings_free = Value::Object(desired::project_settings(&s, Tier::Free));
         settings_free["merge_method"] = "merge".into();
         a.project = project(1, "ps/a", &settings_free);
-        let plan = diff(&s, false, &observed(vec![a], Tier::Free));
+        let plan = diff(&Desired { settings: s.clone(), prune: false }, &observed(vec![a], Tier::Free)).unwrap();
         assert_eq!(plan.changes.len(), 1, "only the project settings: {plan}");
         assert!(matches!(plan.changes[0].op, Op::EditProject { .. }));
         assert_eq!(plan.warnings.len(), 5, "{:?}", plan.warnings);

@@ -151,7 +151,13 @@ pub fn parse_levels(text: &str) -> anyhow::Result<BTreeMap<String, u8>> {
 }
 
 impl Settings {
-    pub fn load(environment: &Environment) -> anyhow::Result<Self> {
+    /// Phase 12's settings from the platform's environment (`scripts/.env` and the process).
+    pub fn load(cfg: &common::config::PlatformConfig) -> anyhow::Result<Self> {
+        Self::from_environment(cfg.environment())
+    }
+
+    /// The same, from an [`Environment`] (tests build one from a map).
+    pub fn from_environment(environment: &Environment) -> anyhow::Result<Self> {
         let raw: Raw = environment.parse()?;
         let groups = list(&raw.gitlab_groups);
         if groups.is_empty() {

@@ -21,7 +21,7 @@
 
 use std::collections::BTreeMap;
 
-use common::delivery::PULL_SECRET;
+use common::contract::PULL_SECRET;
 use common::kube::owned_labels;
 use serde_json::{Value, json};
 
@@ -41,8 +41,7 @@ pub const ALLOY_CONFIG: &str = include_str!("../alloy/cicd-runner-logs.alloy");
 pub const COLLECTOR: &str = "dora-collector";
 /// The Secret the `ExternalSecret` makes and the collector reads.
 pub const SECRET_NAME: &str = "dora-collector-secrets";
-/// Vault KV v2 mount and path of the collector's secrets (keys = Secret keys).
-pub const KV_MOUNT: &str = "kv";
+pub use common::contract::KV_MOUNT;
 pub const KV_PATH: &str = "monitoring/dora-collector";
 /// Key of the webhook secret (GitLab's `X-Gitlab-Token`, Argo Rollouts' bearer token).
 pub const WEBHOOK_SECRET_KEY: &str = "webhook-secret";
@@ -149,7 +148,7 @@ pub fn external_secret() -> Value {
         "metadata": {"name": SECRET_NAME, "labels": collector_labels()},
         "spec": {
             "refreshInterval": "15m",
-            "secretStoreRef": {"kind": "ClusterSecretStore", "name": common::delivery::SECRET_STORE},
+            "secretStoreRef": {"kind": "ClusterSecretStore", "name": common::contract::SECRET_STORE},
             "target": {"name": SECRET_NAME, "creationPolicy": "Owner", "deletionPolicy": "Retain"},
             "dataFrom": [{"extract": {"key": KV_PATH}}],
         },
@@ -237,7 +236,7 @@ pub fn deployment(s: &Settings) -> Value {
                         "env": [
                             secret_env("GITLAB_WEBHOOK_SECRET", WEBHOOK_SECRET_KEY, false),
                             store_env,
-                            {"name": "DORA_LISTEN_ADDR", "value": format!("0.0.0.0:{PORT}")},
+                            {"name": common::env::DORA_LISTEN_ADDR, "value": format!("0.0.0.0:{PORT}")},
                             {"name": "DORA_GITLAB_URL", "value": s.gitlab_internal_url},
                             secret_env("DORA_GITLAB_TOKEN", GITLAB_TOKEN_KEY, true),
                         ],

@@ -288,7 +288,7 @@ images:
         format!("{}/allow-pipeline-tests.yaml", d.ephemeral_overlay),
         yaml_file(
             "The test pool's job pods (acceptance-test, k6-performance of the main pipeline) may reach this\nenvironment: NetworkPolicies add up, so the base's policy stays as it is.",
-            &[common::delivery::allow_pipeline_tests(&s.runner_namespace)],
+            &[common::contract::allow_pipeline_tests(&s.runner_namespace)],
         )?,
     );
     out.insert(

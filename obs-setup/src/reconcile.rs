@@ -18,10 +18,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use common::cli::Phase;
 use common::config::PlatformConfig;
 use common::gitlab::{GitLabClient, GroupHook};
-use common::kube::{KubeClient, ObjectPlanner};
+use common::kube::KubeClient;
+use common::phase::{DesiredObject, Outcome, Phase};
 use common::plan::{Change, Plan};
 use common::redact;
 use common::vault::VaultClient;
@@ -119,7 +119,7 @@ impl ObsSetup {
         &self.settings
     }
 
-    pub async fn observe(&self) -> anyhow::Result<Observed> {
+    async fn read_live(&self) -> anyhow::Result<Observed> {
         let s = &self.settings;
         let group = self
             .gitlab
@@ -221,7 +221,13 @@ impl ObsSetup {
 }
 
 /// The pure part of the plan: Vault secret, GitLab hook, the collector's project.
-pub fn diff(s: &Settings, o: &Observed, plan: &mut Plan<Op>) -> anyhow::Result<()> {
+pub fn diff(s: &Settings, o: &Observed) -> anyhow::Result<Plan<Op>> {
+    let mut plan = Plan::new(PHASE_NAME);
+    diff_into(s, o, &mut plan)?;
+    Ok(plan)
+}
+
+fn diff_into(s: &Settings, o: &Observed, plan: &mut Plan<Op>) -> anyhow::Result<()> {
     secret_and_hook(s, o, plan);
     let mut wanted = crate::project::wanted(s)?;
     if !o.project.files.is_empty() {
@@ -322,29 +328,40 @@ fn secret_and_hook(s: &Settings, o: &Observed, plan: &mut Plan<Op>) {
 
 impl Phase for ObsSetup {
     type Op = Op;
+    type Observed = Observed;
 
     fn name(&self) -> &str {
         PHASE_NAME
     }
 
-    async fn plan(&self) -> anyhow::Result<Plan<Op>> {
-        let observed = self.observe().await?;
-        let mut plan = Plan::new(PHASE_NAME);
-        diff(&self.settings, &observed, &mut plan)?;
-        let mut planner = ObjectPlanner::new(&self.kube, self.crd_wait);
-        for (object, crd) in desired::objects(&self.settings) {
-            let op = Op::Apply {
-                object: object.clone(),
-                crd,
-            };
-            planner
-                .add(&mut plan, &object, crd, "the Prometheus Operator", op)
-                .await?;
-        }
-        Ok(plan)
+    async fn observe(&self) -> anyhow::Result<Observed> {
+        self.read_live().await
     }
 
-    async fn execute(&self, op: &Op) -> anyhow::Result<Option<String>> {
+    fn diff(&self, observed: &Observed) -> anyhow::Result<Plan<Op>> {
+        diff(&self.settings, observed)
+    }
+
+    fn objects(&self, _observed: &Observed) -> anyhow::Result<Vec<DesiredObject<Op>>> {
+        Ok(desired::objects(&self.settings)
+            .into_iter()
+            .map(|(object, crd)| DesiredObject {
+                op: Op::Apply {
+                    object: object.clone(),
+                    crd,
+                },
+                object,
+                crd: crd.map(str::to_owned),
+                installed_by: "the Prometheus Operator",
+            })
+            .collect())
+    }
+
+    fn kube(&self) -> Option<(&KubeClient, Duration)> {
+        Some((&self.kube, self.crd_wait))
+    }
+
+    async fn execute(&self, op: &Op) -> anyhow::Result<Outcome> {
         match op {
             Op::CreateSecret => {
                 let secret = desired::generate_secret()?;
@@ -398,6 +415,6 @@ impl Phase for ObsSetup {
                     .await?;
             }
         }
-        Ok(None)
+        Ok(Outcome::Applied)
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context as _, bail};
 use common::config::{Environment, PlatformConfig};
-use common::delivery::{self, DeliveredService};
+use common::contract::{self, DeliveredService};
 use common::env;
 use serde::Deserialize;
 
@@ -58,7 +58,7 @@ fn default_ingress() -> String {
     "traefik".into()
 }
 fn default_runner_namespace() -> String {
-    common::delivery::RUNNER_NAMESPACE.into()
+    common::contract::RUNNER_NAMESPACE.into()
 }
 fn default_gitlab_namespace() -> String {
     "gitlab".into()
@@ -100,7 +100,7 @@ pub struct Settings {
     pub harbor_host: String,
     /// The release tag the collector's project is tagged with and production pins: `v<version>`.
     pub release_tag: String,
-    /// The collector's entry in the one service list (`common::delivery::services`): its GitLab
+    /// The collector's entry in the one service list (`common::contract::services`): its GitLab
     /// project, staging and production namespaces and overlays, as phase 15 deploys them.
     pub delivery: DeliveredService,
     /// Probed by the summary.
@@ -150,10 +150,10 @@ fn release_tag() -> String {
 
 /// The collector's entry of the service list phase 15 delivers.
 fn collector_delivery(environment: &Environment) -> anyhow::Result<DeliveredService> {
-    delivery::services(environment)?
+    contract::services(environment)?
         .into_iter()
-        .find(|d| d.name == delivery::COLLECTOR)
-        .context("common::delivery::services() has no dora-collector entry: phase 15 would deploy nothing of the collector (a bug in this build)")
+        .find(|d| d.name == contract::COLLECTOR)
+        .context("common::contract::services() has no dora-collector entry: phase 15 would deploy nothing of the collector (a bug in this build)")
 }
 
 impl Settings {

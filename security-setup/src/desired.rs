@@ -11,8 +11,6 @@ use serde_json::{Value, json};
 
 use crate::settings::Settings;
 
-/// The Vault KV v2 mount (phase 13's contract).
-pub const KV_MOUNT: &str = "kv";
 /// Where the pools' runner tokens live in Vault (mount `kv`): `ci/runners/<pool>`.
 pub const RUNNER_TOKEN_PREFIX: &str = "ci/runners";
 /// The key of the token in that secret (also the key of the Kubernetes Secret).
@@ -21,9 +19,6 @@ pub const RUNNER_TOKEN_KEY: &str = "runner-token";
 pub const RUNNER_ID_METADATA: &str = "gitlab-runner-id";
 /// Marks KV secrets this phase writes.
 pub const MANAGED_BY: &str = "cicd-buildout/security-setup";
-/// Phase 13's transit mount and signing key (vault-cicd/src/desired.rs).
-pub const TRANSIT_MOUNT: &str = "transit";
-pub const SIGNING_KEY: &str = "ci-signing-key";
 /// The `cicd-buildout/phase` label value.
 pub const PHASE_LABEL: &str = "16";
 /// The Harbor webhook policy this phase owns in each scanned project.
@@ -33,8 +28,6 @@ pub const WEBHOOK_EVENTS: &[&str] = &["SCANNING_COMPLETED", "SCANNING_FAILED"];
 /// The CRDs the optional objects need.
 pub const CILIUM_CRD: &str = "ciliumnetworkpolicies.cilium.io";
 pub const KYVERNO_CRD: &str = "clusterpolicies.kyverno.io";
-pub const ESO_CRD: &str = "externalsecrets.external-secrets.io";
-pub const ARGOCD_APPLICATION_CRD: &str = "applications.argoproj.io";
 /// Names of the Kubernetes objects.
 pub const COSIGN_CONFIGMAP: &str = "cosign-public-key";
 pub const COSIGN_CONFIGMAP_KEY: &str = "cosign.pub";
@@ -47,7 +40,10 @@ pub const TESTS_EGRESS_POLICY_NAME: &str = "gitlab-runner-egress-tests";
 /// Job pod labels every pool's values set (`[runners.kubernetes.pod_labels]`): `app` is the
 /// same for all pools, the pool label names the pool. The egress policy selects by both.
 pub const JOB_POD_APP_LABEL: (&str, &str) = ("app", "gitlab-runner");
-pub use common::delivery::JOB_POD_POOL_LABEL;
+pub use common::contract::{
+    ARGOCD_APPLICATION_CRD, EXTERNAL_SECRET_CRD as ESO_CRD, JOB_POD_POOL_LABEL, KV_MOUNT, SIGNING_KEY,
+    TRANSIT_MOUNT,
+};
 
 /// One runner pool of plan §3.1: a GitLab group runner with its tags, deployed by the
 /// gitlab-runner chart with `runners/<name>.values.yaml`.
@@ -289,7 +285,7 @@ pub fn runner_token_external_secret(s: &Settings, pool: &Pool) -> Value {
         "metadata": {"name": name, "namespace": s.runner_namespace, "labels": owned_labels(PHASE_LABEL)},
         "spec": {
             "refreshInterval": "1h",
-            "secretStoreRef": {"kind": "ClusterSecretStore", "name": common::delivery::SECRET_STORE},
+            "secretStoreRef": {"kind": "ClusterSecretStore", "name": common::contract::SECRET_STORE},
             "target": {
                 "name": name,
                 "creationPolicy": "Owner",
@@ -412,9 +408,9 @@ pub fn runner_delivery_egress_policies(s: &Settings, argocd_namespace: &str) -> 
         for_pool(
             TESTS_EGRESS_POLICY_NAME,
             "The test pool's acceptance and k6 jobs reach the ephemeral environments (cicd-buildout ADR 0008)",
-            common::delivery::TEST_POOL,
+            common::contract::TEST_POOL,
             json!([{"toEndpoints": [{"matchLabels": {
-                format!("k8s:io.cilium.k8s.namespace.labels.{}", common::delivery::EPHEMERAL_LABEL): "true",
+                format!("k8s:io.cilium.k8s.namespace.labels.{}", common::contract::EPHEMERAL_LABEL): "true",
             }}]}]),
         ),
     ]

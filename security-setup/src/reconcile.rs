@@ -6,13 +6,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use common::cli::Phase;
 use common::config::PlatformConfig;
 use common::env;
 use common::gitlab::{GitLabClient, Runner};
 use common::harbor::HarborClient;
-use common::kube::{KubeClient, ObjectPlanner};
-use common::plan::{Change, Plan};
+use common::kube::KubeClient;
+use common::phase::{DesiredObject, Outcome, Phase, lock};
+use common::plan::{Change, Plan, changed_fields};
 use common::vault::VaultClient;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Map, Value, json};
@@ -99,6 +99,10 @@ pub struct Observed {
     pub mattermost: Option<SecretString>,
     /// The signing key's public half (PEM).
     pub public_key: String,
+    /// The cluster serves Cilium's policy CRD (the egress policies are optional).
+    pub cilium_served: bool,
+    /// The cluster serves Kyverno's `ClusterPolicy` (the admission policy is optional).
+    pub kyverno_served: bool,
 }
 
 pub struct SecuritySetup {
@@ -111,10 +115,6 @@ pub struct SecuritySetup {
     crd_wait: Duration,
     /// The Mattermost URL, known after observing (never part of an [`Op`] or a plan).
     mattermost: Mutex<Option<SecretString>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl SecuritySetup {
@@ -205,7 +205,7 @@ impl SecuritySetup {
             }))
     }
 
-    pub async fn observe(&self) -> anyhow::Result<Observed> {
+    async fn read_live(&self) -> anyhow::Result<Observed> {
         let s = &self.settings;
         let group = self.gitlab.group(&s.runner_group).await?.with_context(|| {
             format!(
@@ -290,15 +290,17 @@ impl SecuritySetup {
             allowlist,
             mattermost,
             public_key,
+            cilium_served: self.kube.crd_established(CILIUM_CRD).await?,
+            kyverno_served: self.kube.crd_established(KYVERNO_CRD).await?,
         })
     }
 
     /// Adds the Kubernetes objects to the plan (server-side dry run each).
-    async fn plan_objects(&self, plan: &mut Plan<Op>, public_key: &str) -> anyhow::Result<()> {
+    /// The Kubernetes objects, in apply order: per pool the token Secret first (the chart reads
+    /// it), then the Application; the public key; the optional policies where their CRDs are served.
+    fn desired_objects(&self, o: &Observed) -> anyhow::Result<Vec<DesiredObject<Op>>> {
         let s = &self.settings;
-        let mut planner = ObjectPlanner::new(&self.kube, self.crd_wait);
-        let mut objects: Vec<(Value, Option<&'static str>, &str)> = Vec::new();
-        // Per pool: the token Secret first (the chart reads it), then the Application.
+        let mut objects: Vec<(Value, Option<&'static str>, &'static str)> = Vec::new();
         for pool in POOLS {
             objects.push((
                 desired::runner_token_external_secret(s, pool),
@@ -311,44 +313,32 @@ impl SecuritySetup {
                 "Argo CD",
             ));
         }
-        objects.push((desired::cosign_configmap(s, public_key), None, ""));
-        // Optional: applied only where the cluster serves their CRDs.
-        if self.kube.crd_established(CILIUM_CRD).await? {
+        objects.push((desired::cosign_configmap(s, &o.public_key), None, ""));
+        if o.cilium_served {
             objects.push((desired::runner_egress_policy(s), Some(CILIUM_CRD), "Cilium"));
             for policy in desired::runner_delivery_egress_policies(s, &self.argocd_namespace) {
                 objects.push((policy, Some(CILIUM_CRD), "Cilium"));
             }
-        } else {
-            plan.warn(format!(
-                "CRD {CILIUM_CRD} is not served (Cilium is not the cluster's CNI, or its CRDs are missing): the runner egress policies (CiliumNetworkPolicy {}/{} and the deploy and test pools' policies) are not applied and runner egress stays unrestricted; install Cilium and rerun apply",
-                s.runner_namespace,
-                desired::EGRESS_POLICY_NAME
-            ));
         }
-        if self.kube.crd_established(KYVERNO_CRD).await? {
+        if o.kyverno_served {
             objects.push((
-                desired::verify_images_policy(s, public_key)?,
+                desired::verify_images_policy(s, &o.public_key)?,
                 Some(KYVERNO_CRD),
                 "Kyverno",
             ));
-        } else {
-            plan.warn(format!(
-                "CRD {KYVERNO_CRD} is not served (Kyverno is not installed): the admission policy {VERIFY_IMAGES_FILE} is not applied, so unsigned images are not rejected at deploy and scratch images are not confined to ephemeral namespaces; install Kyverno and rerun apply (signatures can still be checked with the ConfigMap {}/{})",
-                s.cosign_namespace,
-                desired::COSIGN_CONFIGMAP
-            ));
         }
-        for (object, crd, installed_by) in objects {
-            let op = Op::Apply {
-                object: object.clone(),
-                crd,
-            };
-            planner
-                .add(plan, &object, crd, installed_by, op)
-                .await
-                .with_context(|| format!("planning {}", common::kube::describe(&object)))?;
-        }
-        Ok(())
+        Ok(objects
+            .into_iter()
+            .map(|(object, crd, installed_by)| DesiredObject {
+                op: Op::Apply {
+                    object: object.clone(),
+                    crd,
+                },
+                object,
+                crd: crd.map(str::to_owned),
+                installed_by,
+            })
+            .collect())
     }
 
     /// Stores a pool's runner token at its Vault path (never printed anywhere).
@@ -395,16 +385,7 @@ fn metadata_diff(
     want: &BTreeMap<&str, String>,
     have: &Map<String, Value>,
 ) -> Option<(Value, Value)> {
-    let mut before = Map::new();
-    let mut after = Map::new();
-    for (key, value) in want {
-        let current = have.get(*key).cloned().unwrap_or(Value::Null);
-        if current != Value::String(value.clone()) {
-            before.insert((*key).into(), current);
-            after.insert((*key).into(), value.clone().into());
-        }
-    }
-    (!after.is_empty()).then_some((Value::Object(before), Value::Object(after)))
+    changed_fields(&Value::Object(have.clone()), &json!(want))
 }
 
 /// One pool's runner: create it (token to Vault), update the attributes that drifted, or store
@@ -436,10 +417,7 @@ fn diff_runner(plan: &mut Plan<Op>, s: &Settings, group_id: u64, o: &PoolRunner)
     }
     let have = runner_state(runner);
     if have != want {
-        let mut body = want.clone();
-        if let Some(map) = body.as_object_mut() {
-            map.retain(|k, v| have.get(k) != Some(v));
-        }
+        let body = changed_fields(&have, &want).map_or_else(|| json!({}), |(_, after)| after);
         plan.push(Change::update(
             "gitlab runner",
             &description,
@@ -468,8 +446,23 @@ fn diff_runner(plan: &mut Plan<Op>, s: &Settings, group_id: u64, o: &PoolRunner)
 }
 
 /// The pure diff of the API objects (GitLab, Vault, Harbor).
-pub fn diff(s: &Settings, o: &Observed) -> Plan<Op> {
+pub fn diff(s: &Settings, o: &Observed) -> anyhow::Result<Plan<Op>> {
     let mut plan = Plan::new(PHASE_NAME);
+    // The optional policies: applied only where the cluster serves their CRDs (see objects).
+    if !o.cilium_served {
+        plan.warn(format!(
+            "CRD {CILIUM_CRD} is not served (Cilium is not the cluster's CNI, or its CRDs are missing): the runner egress policies (CiliumNetworkPolicy {}/{} and the deploy and test pools' policies) are not applied and runner egress stays unrestricted; install Cilium and rerun apply",
+            s.runner_namespace,
+            desired::EGRESS_POLICY_NAME
+        ));
+    }
+    if !o.kyverno_served {
+        plan.warn(format!(
+            "CRD {KYVERNO_CRD} is not served (Kyverno is not installed): the admission policy {VERIFY_IMAGES_FILE} is not applied, so unsigned images are not rejected at deploy and scratch images are not confined to ephemeral namespaces; install Kyverno and rerun apply (signatures can still be checked with the ConfigMap {}/{})",
+            s.cosign_namespace,
+            desired::COSIGN_CONFIGMAP
+        ));
+    }
     // The runners of the four pools: each created once, found again by its description.
     for pool_runner in &o.runners {
         diff_runner(&mut plan, s, o.group_id, pool_runner);
@@ -577,24 +570,34 @@ pub fn diff(s: &Settings, o: &Observed) -> Plan<Op> {
             Op::SetCveAllowlist,
         ));
     }
-    plan
+    Ok(plan)
 }
 
 impl Phase for SecuritySetup {
     type Op = Op;
+    type Observed = Observed;
 
     fn name(&self) -> &str {
         PHASE_NAME
     }
 
-    async fn plan(&self) -> anyhow::Result<Plan<Op>> {
-        let observed = self.observe().await?;
-        let mut plan = diff(&self.settings, &observed);
-        self.plan_objects(&mut plan, &observed.public_key).await?;
-        Ok(plan)
+    async fn observe(&self) -> anyhow::Result<Observed> {
+        self.read_live().await
     }
 
-    async fn execute(&self, op: &Op) -> anyhow::Result<Option<String>> {
+    fn diff(&self, observed: &Observed) -> anyhow::Result<Plan<Op>> {
+        diff(&self.settings, observed)
+    }
+
+    fn objects(&self, observed: &Observed) -> anyhow::Result<Vec<DesiredObject<Op>>> {
+        self.desired_objects(observed)
+    }
+
+    fn kube(&self) -> Option<(&KubeClient, Duration)> {
+        Some((&self.kube, self.crd_wait))
+    }
+
+    async fn execute(&self, op: &Op) -> anyhow::Result<Outcome> {
         let s = &self.settings;
         match op {
             Op::CreateRunner { pool, group_id } => {
@@ -641,6 +644,6 @@ impl Phase for SecuritySetup {
                     .await?;
             }
         }
-        Ok(None)
+        Ok(Outcome::Applied)
     }
 }

@@ -40,7 +40,7 @@ fn default_description() -> String {
     "security-runners".into()
 }
 fn default_namespace() -> String {
-    common::delivery::RUNNER_NAMESPACE.into()
+    common::contract::RUNNER_NAMESPACE.into()
 }
 fn default_chart() -> String {
     "0.71.0".into()

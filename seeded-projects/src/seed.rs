@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context as _;
-use common::delivery::{
+use common::contract::{
     PromoteTokenChange, PromoteTokenObserved, apply_promote_token, observe_promote_token,
     promote_token_change,
 };

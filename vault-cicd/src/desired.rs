@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use common::delivery;
+use common::contract;
 use common::kube::owned_labels;
 use serde_json::{Value, json};
 
@@ -270,27 +270,27 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
             gitlab_ci_sign,
         ),
         doc(
-            &format!("auth/{JWT_MOUNT}/role/{}", delivery::ROLE_RELEASE),
+            &format!("auth/{JWT_MOUNT}/role/{}", contract::ROLE_RELEASE),
             "vault jwt role",
-            delivery::ROLE_RELEASE,
+            contract::ROLE_RELEASE,
             gitlab_ci_release,
         ),
         doc(
-            &format!("auth/{JWT_MOUNT}/role/{}", delivery::ROLE_DEPLOY),
+            &format!("auth/{JWT_MOUNT}/role/{}", contract::ROLE_DEPLOY),
             "vault jwt role",
-            delivery::ROLE_DEPLOY,
+            contract::ROLE_DEPLOY,
             gitlab_ci_deploy,
         ),
         doc(
-            &format!("auth/{JWT_MOUNT}/role/{}", delivery::ROLE_PROMOTE),
+            &format!("auth/{JWT_MOUNT}/role/{}", contract::ROLE_PROMOTE),
             "vault jwt role",
-            delivery::ROLE_PROMOTE,
+            contract::ROLE_PROMOTE,
             gitlab_ci_promote,
         ),
         doc(
-            &format!("auth/{JWT_MOUNT}/role/{}", delivery::ROLE_MERGE_REQUEST),
+            &format!("auth/{JWT_MOUNT}/role/{}", contract::ROLE_MERGE_REQUEST),
             "vault jwt role",
-            delivery::ROLE_MERGE_REQUEST,
+            contract::ROLE_MERGE_REQUEST,
             gitlab_ci_mr,
         ),
         doc(
@@ -306,9 +306,9 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
             eso_role,
         ),
         doc(
-            &format!("auth/{K8S_MOUNT}/role/{}", delivery::PULL_STORE_VAULT_ROLE),
+            &format!("auth/{K8S_MOUNT}/role/{}", contract::PULL_STORE_VAULT_ROLE),
             "vault kubernetes role",
-            delivery::PULL_STORE_VAULT_ROLE,
+            contract::PULL_STORE_VAULT_ROLE,
             eso_pull_role,
         ),
         doc(
@@ -334,13 +334,13 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
     let mut kv_seeds = vec![
         // Robots of phase 14 replace these placeholders.
         seed(
-            delivery::KV_HARBOR_PUSH,
+            contract::KV_HARBOR_PUSH,
             placeholder(&["username", "password"]),
             true,
             false,
         ),
         seed(
-            delivery::KV_HARBOR_SCRATCH,
+            contract::KV_HARBOR_SCRATCH,
             placeholder(&["username", "password"]),
             true,
             false,
@@ -359,7 +359,7 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
         // The Argo CD project-role token of deploy-ephemeral/cleanup-ephemeral: phase 15 mints
         // it and replaces this placeholder.
         seed(
-            delivery::KV_ARGOCD_TOKEN,
+            contract::KV_ARGOCD_TOKEN,
             placeholder(&["token"]),
             true,
             false,
@@ -445,9 +445,10 @@ fn doc(path: &str, resource: &'static str, name: &str, body: Value) -> VaultDocu
     }
 }
 
-pub const CSS_CRD: &str = "clustersecretstores.external-secrets.io";
-pub const ES_CRD: &str = "externalsecrets.external-secrets.io";
-pub const APPLICATION_CRD: &str = "applications.argoproj.io";
+pub use common::contract::{
+    ARGOCD_APPLICATION_CRD as APPLICATION_CRD, CLUSTER_SECRET_STORE_CRD as CSS_CRD,
+    EXTERNAL_SECRET_CRD as ES_CRD,
+};
 
 fn kube_objects(inputs: &Inputs<'_>, example_service: &str) -> Vec<(Value, Option<String>)> {
     let s = inputs.settings;
@@ -501,18 +502,18 @@ fn kube_objects(inputs: &Inputs<'_>, example_service: &str) -> Vec<(Value, Optio
         vault_provider["caProvider"] = json!({"type": "ConfigMap", "name": "vault-ca", "namespace": s.eso_namespace, "key": "ca.crt"});
     }
     let mut pull_provider = vault_provider.clone();
-    pull_provider["auth"]["kubernetes"]["role"] = json!(delivery::PULL_STORE_VAULT_ROLE);
+    pull_provider["auth"]["kubernetes"]["role"] = json!(contract::PULL_STORE_VAULT_ROLE);
     objects.push((
         json!({
             "apiVersion": "external-secrets.io/v1", "kind": "ClusterSecretStore",
-            "metadata": {"name": delivery::SECRET_STORE, "labels": labels},
+            "metadata": {"name": contract::SECRET_STORE, "labels": labels},
             "spec": {
                 "provider": {"vault": vault_provider},
                 // Defence in depth: the control is the `ephemeral` AppProject, which refuses every
                 // External Secrets kind, since the label comes from the merge request's own
                 // Application (ADR 0008).
                 "conditions": [{"namespaceSelector": {"matchExpressions": [
-                    {"key": delivery::EPHEMERAL_LABEL, "operator": "DoesNotExist"},
+                    {"key": contract::EPHEMERAL_LABEL, "operator": "DoesNotExist"},
                 ]}}],
             },
         }),
@@ -521,7 +522,7 @@ fn kube_objects(inputs: &Inputs<'_>, example_service: &str) -> Vec<(Value, Optio
     objects.push((
         json!({
             "apiVersion": "external-secrets.io/v1", "kind": "ClusterSecretStore",
-            "metadata": {"name": delivery::PULL_SECRET_STORE, "labels": labels},
+            "metadata": {"name": contract::PULL_SECRET_STORE, "labels": labels},
             "spec": {"provider": {"vault": pull_provider}},
         }),
         Some(CSS_CRD.to_owned()),
@@ -532,7 +533,7 @@ fn kube_objects(inputs: &Inputs<'_>, example_service: &str) -> Vec<(Value, Optio
             "metadata": {"name": "vault-backend-example", "namespace": s.eso_namespace, "labels": labels},
             "spec": {
                 "refreshInterval": "5m",
-                "secretStoreRef": {"name": delivery::SECRET_STORE, "kind": "ClusterSecretStore"},
+                "secretStoreRef": {"name": contract::SECRET_STORE, "kind": "ClusterSecretStore"},
                 "target": {"name": "vault-backend-example", "creationPolicy": "Owner"},
                 "data": [{"secretKey": "DATABASE_URL", "remoteRef": {"key": format!("services/{example_service}"), "property": "database-url"}}],
             },
@@ -665,10 +666,10 @@ mod tests {
     fn policies_name_the_shared_delivery_paths() {
         let policy = |name: &str| POLICIES.iter().find(|(n, _)| *n == name).unwrap().1;
         let path = |kv: &str| format!("path \"kv/data/{kv}\"");
-        assert!(policy("ci-read-secrets").contains(&path(delivery::KV_HARBOR_PUSH)));
+        assert!(policy("ci-read-secrets").contains(&path(contract::KV_HARBOR_PUSH)));
         assert_eq!(policy("ci-read-secrets").matches("path \"").count(), 1);
-        assert!(policy("ci-mr-scratch").contains(&path(delivery::KV_HARBOR_SCRATCH)));
-        assert!(policy("ci-deploy-ephemeral").contains(&path(delivery::KV_ARGOCD_TOKEN)));
+        assert!(policy("ci-mr-scratch").contains(&path(contract::KV_HARBOR_SCRATCH)));
+        assert!(policy("ci-deploy-ephemeral").contains(&path(contract::KV_ARGOCD_TOKEN)));
         // The pull robot: its own policy, which reads nothing else (every namespace may use it).
         assert_eq!(
             policy("external-secrets-harbor-pull")
@@ -676,11 +677,11 @@ mod tests {
                 .count(),
             1
         );
-        assert!(policy("external-secrets-harbor-pull").contains(&path(delivery::KV_HARBOR_PULL)));
-        assert!(!policy("external-secrets").contains(delivery::KV_HARBOR_PULL));
+        assert!(policy("external-secrets-harbor-pull").contains(&path(contract::KV_HARBOR_PULL)));
+        assert!(!policy("external-secrets").contains(contract::KV_HARBOR_PULL));
         for credential in [
-            delivery::KV_HARBOR_PUSH,
-            delivery::KV_ARGOCD_TOKEN,
+            contract::KV_HARBOR_PUSH,
+            contract::KV_ARGOCD_TOKEN,
             "ci/signing-key",
         ] {
             assert!(
@@ -689,7 +690,7 @@ mod tests {
             );
         }
         let promote = render_templated_policy(TEMPLATED_POLICIES[0].1, "auth_jwt_0123");
-        let templated = delivery::kv_promote_token(0).replace(
+        let templated = contract::kv_promote_token(0).replace(
             "/0/",
             "/{{identity.entity.aliases.auth_jwt_0123.metadata.project_id}}/",
         );

@@ -10,7 +10,8 @@ pub mod reconcile;
 pub mod settings;
 
 use clap::{Parser, Subcommand};
-use common::cli::{EXIT_ERROR, EXIT_OK, GlobalArgs, Mode, Output, init, run_phase};
+use common::cli::{EXIT_ERROR, EXIT_OK, GlobalArgs, Mode, Output, init};
+use common::phase::run_phase;
 
 #[derive(Parser)]
 #[command(

@@ -4,9 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::cli::Phase;
 use common::config::PlatformConfig;
-use common::kube::{KubeClient, ObjectPlanner};
+use common::kube::KubeClient;
+use common::phase::{DesiredObject, Outcome, Phase};
 use common::plan::{Change, Plan};
 use common::vault::{AuditDevice, Mount, VaultClient};
 use common::{Error, env};
@@ -60,7 +60,7 @@ pub struct VaultCicd {
 
 impl VaultCicd {
     pub async fn connect(cfg: &PlatformConfig) -> anyhow::Result<Self> {
-        let settings: Settings = cfg.environment().parse()?;
+        let settings = Settings::load(cfg)?;
         let gitlab_url = cfg.require_url(env::GITLAB_URL)?.to_owned();
         let vault = VaultClient::connect(cfg)?;
         let kube = KubeClient::connect(cfg, FIELD_MANAGER).await?;
@@ -152,19 +152,41 @@ pub struct Observed {
 
 impl Phase for VaultCicd {
     type Op = Op;
+    type Observed = Observed;
 
     fn name(&self) -> &str {
         PHASE_NAME
     }
 
-    async fn plan(&self) -> anyhow::Result<Plan<Op>> {
-        let observed = self.observe().await?;
-        let mut plan = diff(&self.desired, &observed)?;
-        self.plan_kube(&mut plan).await?;
-        Ok(plan)
+    async fn observe(&self) -> anyhow::Result<Observed> {
+        self.read_live().await
     }
 
-    async fn execute(&self, op: &Op) -> anyhow::Result<Option<String>> {
+    fn diff(&self, observed: &Observed) -> anyhow::Result<Plan<Op>> {
+        diff(&self.desired, observed)
+    }
+
+    fn objects(&self, _observed: &Observed) -> anyhow::Result<Vec<DesiredObject<Op>>> {
+        Ok(self
+            .desired
+            .kube_objects
+            .iter()
+            .map(|(object, crd)| {
+                DesiredObject::new(
+                    object.clone(),
+                    crd.as_deref(),
+                    "ESO comes from the Argo CD Application external-secrets",
+                    |object, wait_crd| Op::KubeApply { object, wait_crd },
+                )
+            })
+            .collect())
+    }
+
+    fn kube(&self) -> Option<(&KubeClient, Duration)> {
+        Some((&self.kube, self.crd_wait))
+    }
+
+    async fn execute(&self, op: &Op) -> anyhow::Result<Outcome> {
         match op {
             Op::EnableSecrets(m) => {
                 self.vault
@@ -225,7 +247,7 @@ impl Phase for VaultCicd {
                     Err(Error::Api {
                         status: 400, body, ..
                     }) if body.contains("check-and-set") => {
-                        return Ok(Some(
+                        return Ok(Outcome::Skipped(
                             "written by someone else since the plan; left untouched".into(),
                         ));
                     }
@@ -240,7 +262,7 @@ impl Phase for VaultCicd {
                     Err(Error::Api { body, .. })
                         if body.contains("declarative") || body.contains("config-based") =>
                     {
-                        return Ok(Some(format!(
+                        return Ok(Outcome::Skipped(format!(
                             "this server (OpenBao) only accepts audit devices from its configuration file: add `audit \"{}\" \"{}\" {{ options {{ file_path = \"{}\" }} }}` to the server config and reload it",
                             a.kind, a.path, a.file_path
                         )));
@@ -254,13 +276,13 @@ impl Phase for VaultCicd {
                     .await?;
             }
         }
-        Ok(None)
+        Ok(Outcome::Applied)
     }
 }
 
 impl VaultCicd {
     /// Reads everything the diff needs. Reads only.
-    pub async fn observe(&self) -> anyhow::Result<Observed> {
+    async fn read_live(&self) -> anyhow::Result<Observed> {
         let d = &self.desired;
         let secret_mounts = self.vault.secret_mounts().await?;
         let auth_mounts = self.vault.auth_mounts().await?;
@@ -332,26 +354,6 @@ impl VaultCicd {
             kv_existing,
             audit,
         })
-    }
-
-    async fn plan_kube(&self, plan: &mut Plan<Op>) -> anyhow::Result<()> {
-        let mut planner = ObjectPlanner::new(&self.kube, self.crd_wait);
-        for (object, crd) in &self.desired.kube_objects {
-            let op = Op::KubeApply {
-                object: object.clone(),
-                wait_crd: crd.clone(),
-            };
-            planner
-                .add(
-                    plan,
-                    object,
-                    crd.as_deref(),
-                    "ESO comes from the Argo CD Application external-secrets",
-                    op,
-                )
-                .await?;
-        }
-        Ok(())
     }
 }
 

@@ -4,10 +4,8 @@ use serde::Deserialize;
 
 /// Mount paths are the platform's contract (upstream-contract.md), not settings.
 pub const JWT_MOUNT: &str = "jwt/gitlab";
-pub const KV_MOUNT: &str = "kv";
-pub const TRANSIT_MOUNT: &str = "transit";
+pub use common::contract::{KV_MOUNT, SIGNING_KEY, TRANSIT_MOUNT};
 pub const K8S_MOUNT: &str = "kubernetes";
-pub const SIGNING_KEY: &str = "ci-signing-key";
 /// Release tags the image and signing roles accept (protected by phase 12: `v*`).
 pub const RELEASE_TAGS: &str = common::gitlab::RELEASE_TAG_PATTERN;
 /// ESO Helm chart pinned for the Argo CD Application (the CRDs in sandbox/fixtures are v2.9.0).
@@ -94,4 +92,11 @@ pub fn list(value: &str) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect()
+}
+
+impl Settings {
+    /// Phase 13's settings from the platform's environment (`scripts/.env` and the process).
+    pub fn load(cfg: &common::config::PlatformConfig) -> common::Result<Self> {
+        cfg.environment().parse()
+    }
 }

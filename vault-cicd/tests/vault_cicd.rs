@@ -486,7 +486,7 @@ async fn plan_apply_rerun_and_logins_on_fresh_servers() {
     for (id, token_value) in [(4242_u64, "glpat-own"), (4243, "glpat-other")] {
         let (status, _) = vault
             .post(
-                &format!("kv/data/{}", common::delivery::kv_promote_token(id)),
+                &format!("kv/data/{}", common::contract::kv_promote_token(id)),
                 &json!({"data": {"token": token_value}}),
                 None,
             )
@@ -508,7 +508,7 @@ async fn plan_apply_rerun_and_logins_on_fresh_servers() {
             .get(format!(
                 "{}/v1/kv/data/{}",
                 vault.addr,
-                common::delivery::kv_promote_token(id)
+                common::contract::kv_promote_token(id)
             ))
             .header("X-Vault-Token", promote_token)
             .send()

@@ -218,7 +218,7 @@ async fn seeds_the_arcade_once_keeps_demo_edits_and_resets_on_request() {
                 .delivery
                 .access_tokens
                 .iter()
-                .find(|t| t.active && t.name == common::delivery::PROMOTE_TOKEN_NAME)
+                .find(|t| t.active && t.name == common::contract::PROMOTE_TOKEN_NAME)
                 .expect("a promotion token");
             assert_eq!(
                 (token.access_level, token.scopes.clone()),
@@ -226,7 +226,7 @@ async fn seeds_the_arcade_once_keeps_demo_edits_and_resets_on_request() {
             );
             (record.id, token.secret.clone())
         };
-        let stored = kv(&sandbox, &common::delivery::kv_promote_token(project_id)).await;
+        let stored = kv(&sandbox, &common::contract::kv_promote_token(project_id)).await;
         assert_eq!(
             stored["token"],
             secret.as_str(),

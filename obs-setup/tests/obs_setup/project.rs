@@ -259,14 +259,14 @@ async fn every_overlay_builds_validates_and_follows_the_container_rules() {
             };
             let policy = policy_named("dora-collector").expect("the collector's NetworkPolicy");
             // The main pipeline's tests reach the ephemeral environments, and only those.
-            let admits_tests = policy_named(common::delivery::ALLOW_PIPELINE_TESTS);
+            let admits_tests = policy_named(common::contract::ALLOW_PIPELINE_TESTS);
             assert_eq!(
                 admits_tests.is_some(),
                 namespace.is_none(),
                 "{store:?} {overlay}: allow-pipeline-tests only in the ephemeral overlay"
             );
             if let Some(admit) = admits_tests {
-                let mut expected = common::delivery::allow_pipeline_tests(&s.runner_namespace);
+                let mut expected = common::contract::allow_pipeline_tests(&s.runner_namespace);
                 expected["metadata"]["labels"] = admit["metadata"]["labels"].clone();
                 assert_eq!(admit["spec"], expected["spec"], "{overlay}");
             }

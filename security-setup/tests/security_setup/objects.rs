@@ -79,7 +79,7 @@ fn the_runner_egress_policy_follows_ciliums_schema_and_the_plan() {
 
 /// The delivery jobs' extra egress (ADR 0008): each policy selects one pool's job pods, valid for
 /// Cilium's schema; the test pool reaches exactly the namespaces phase 15 and the library label
-/// ephemeral, whose overlays admit that pool (`common::delivery::allow_pipeline_tests`).
+/// ephemeral, whose overlays admit that pool (`common::contract::allow_pipeline_tests`).
 #[test]
 fn the_delivery_jobs_reach_argo_cd_and_the_ephemeral_environments_from_their_pools_only() {
     let policies = desired::runner_delivery_egress_policies(&settings(), "argocd");
@@ -123,13 +123,13 @@ fn the_delivery_jobs_reach_argo_cd_and_the_ephemeral_environments_from_their_poo
         Some(("argo.lab.internal".into(), 80))
     );
     let tests = &policies[1];
-    assert_eq!(pool(tests), common::delivery::TEST_POOL);
+    assert_eq!(pool(tests), common::contract::TEST_POOL);
     assert_eq!(
         tests["spec"]["egress"],
         json!([{"toEndpoints": [{"matchLabels": {"k8s:io.cilium.k8s.namespace.labels.cicd.platform/ephemeral": "true"}}]}])
     );
     // What the ephemeral overlays admit is what this pool's job pods carry.
-    let admit = common::delivery::allow_pipeline_tests(common::delivery::RUNNER_NAMESPACE);
+    let admit = common::contract::allow_pipeline_tests(common::contract::RUNNER_NAMESPACE);
     let from = &admit["spec"]["ingress"][0]["from"][0];
     assert_eq!(
         from["podSelector"]["matchLabels"],

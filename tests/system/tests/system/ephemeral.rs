@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use common::delivery;
+use common::contract;
 use serde_json::{Value, json};
 
 use crate::world::{GROUP, World, documents, kustomize};
@@ -42,10 +42,10 @@ pub fn environments_run_their_own_image_and_get_cleaned(world: &World) {
             .expect("the journey ran deploy-ephemeral"),
     )
     .expect("JSON");
-    assert_eq!(mr_labels[delivery::TTL_LABEL], delivery::EPHEMERAL_TTL);
-    assert_eq!(main_labels[delivery::TTL_LABEL], delivery::EPHEMERAL_TTL);
+    assert_eq!(mr_labels[contract::TTL_LABEL], contract::EPHEMERAL_TTL);
+    assert_eq!(main_labels[contract::TTL_LABEL], contract::EPHEMERAL_TTL);
     let mut long_lived = main_labels.clone();
-    long_lived[delivery::TTL_LABEL] = json!("30d");
+    long_lived[contract::TTL_LABEL] = json!("30d");
     let cases: [(&str, Value, bool); 4] = [
         ("ephemeral-packet-relay-mr-7", mr_labels, true),
         ("ephemeral-packet-relay-main-1a2b3c4d", main_labels, true),
@@ -167,7 +167,7 @@ pub fn pipeline_tests_reach_the_main_environment(world: &World) {
                     .expect("labels");
             let runner_namespace = runner["runners"][0]["kubernetes"]["namespace"]
                 .as_str()
-                .unwrap_or(delivery::RUNNER_NAMESPACE)
+                .unwrap_or(contract::RUNNER_NAMESPACE)
                 .to_owned();
 
             // Phase 16 lets this pool out to the namespace deploy-ephemeral labels.

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ci_templates::local_run::PipelineKind;
-use common::delivery;
+use common::contract;
 use sandbox::keys::PipelineClaims;
 use serde_json::{Value, json};
 
@@ -162,7 +162,7 @@ pub fn every_deployed_image_has_a_producer(world: &World) {
                 seeded,
                 "{reference} ({origins:?}): no seeded project builds {name}"
             );
-            if project == delivery::HARBOR_SCRATCH_PROJECT {
+            if project == contract::HARBOR_SCRATCH_PROJECT {
                 assert_eq!(pin, ":{{ .head_sha }}", "{reference}");
                 "its merge request pipelines' build-image (journey)".to_owned()
             } else if let Some(tag) = pin.strip_prefix(':') {

@@ -285,11 +285,11 @@ impl JobRunner {
         for (what, path) in [
             (
                 "the Argo CD token",
-                common::delivery::KV_ARGOCD_TOKEN.to_owned(),
+                common::contract::KV_ARGOCD_TOKEN.to_owned(),
             ),
             (
                 "the promotion token",
-                common::delivery::kv_promote_token(project_id),
+                common::contract::kv_promote_token(project_id),
             ),
         ] {
             if let Some(token) = world.kv_field(&path, "token") {

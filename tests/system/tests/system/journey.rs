@@ -12,7 +12,7 @@
 use std::fmt::Write as _;
 
 use ci_templates::local_run::{LocalRepo, MR_SOURCE_BRANCH, PipelineKind};
-use common::delivery;
+use common::contract;
 use sandbox::keys::PipelineClaims;
 use serde_json::{Value, json};
 
@@ -70,42 +70,42 @@ struct LoginJob {
 const JOBS: &[LoginJob] = &[
     LoginJob {
         name: "build-image",
-        roles: &[delivery::ROLE_IMAGE, delivery::ROLE_MERGE_REQUEST],
+        roles: &[contract::ROLE_IMAGE, contract::ROLE_MERGE_REQUEST],
         runs_on: &["main", "protected v* tag", "merge request"],
     },
     LoginJob {
         name: "image-scan",
-        roles: &[delivery::ROLE_IMAGE],
+        roles: &[contract::ROLE_IMAGE],
         runs_on: &["main", "protected v* tag"],
     },
     LoginJob {
         name: "image-sbom",
-        roles: &[delivery::ROLE_IMAGE],
+        roles: &[contract::ROLE_IMAGE],
         runs_on: &["main", "protected v* tag"],
     },
     LoginJob {
         name: "sign-image",
-        roles: &[delivery::ROLE_SIGN, delivery::ROLE_IMAGE],
+        roles: &[contract::ROLE_SIGN, contract::ROLE_IMAGE],
         runs_on: &["main", "protected v* tag"],
     },
     LoginJob {
         name: "release-tag",
-        roles: &[delivery::ROLE_RELEASE],
+        roles: &[contract::ROLE_RELEASE],
         runs_on: &["protected v* tag"],
     },
     LoginJob {
         name: "deploy-ephemeral",
-        roles: &[delivery::ROLE_DEPLOY],
+        roles: &[contract::ROLE_DEPLOY],
         runs_on: &["main"],
     },
     LoginJob {
         name: "cleanup-ephemeral",
-        roles: &[delivery::ROLE_DEPLOY],
+        roles: &[contract::ROLE_DEPLOY],
         runs_on: &["main"],
     },
     LoginJob {
         name: "promote-artifact",
-        roles: &[delivery::ROLE_PROMOTE],
+        roles: &[contract::ROLE_PROMOTE],
         runs_on: &["main"],
     },
 ];
@@ -113,12 +113,12 @@ const JOBS: &[LoginJob] = &[
 /// The roles a job logs in with in a kind where it runs.
 fn roles_used(job: &str, kind: &str) -> Vec<&'static str> {
     match (job, kind) {
-        ("build-image", "merge request") => vec![delivery::ROLE_MERGE_REQUEST],
-        ("sign-image", _) => vec![delivery::ROLE_SIGN, delivery::ROLE_IMAGE],
-        ("deploy-ephemeral" | "cleanup-ephemeral", _) => vec![delivery::ROLE_DEPLOY],
-        ("promote-artifact", _) => vec![delivery::ROLE_PROMOTE],
-        ("release-tag", _) => vec![delivery::ROLE_RELEASE],
-        _ => vec![delivery::ROLE_IMAGE],
+        ("build-image", "merge request") => vec![contract::ROLE_MERGE_REQUEST],
+        ("sign-image", _) => vec![contract::ROLE_SIGN, contract::ROLE_IMAGE],
+        ("deploy-ephemeral" | "cleanup-ephemeral", _) => vec![contract::ROLE_DEPLOY],
+        ("promote-artifact", _) => vec![contract::ROLE_PROMOTE],
+        ("release-tag", _) => vec![contract::ROLE_RELEASE],
+        _ => vec![contract::ROLE_IMAGE],
     }
 }
 
@@ -209,7 +209,7 @@ pub fn each_job_logs_in_exactly_where_it_runs(world: &World) {
                     (
                         &scratch_user,
                         &scratch_secret,
-                        format!("{harbor}/{}/{PROJECT}", delivery::HARBOR_SCRATCH_PROJECT),
+                        format!("{harbor}/{}/{PROJECT}", contract::HARBOR_SCRATCH_PROJECT),
                     )
                 } else {
                     (
@@ -316,7 +316,7 @@ pub fn each_job_logs_in_exactly_where_it_runs(world: &World) {
         JOBS.iter().flat_map(|j| j.roles.iter().copied()).collect();
     for role in roles {
         let (status, answer) = world.vault_login(role, &token);
-        let expected = if role == delivery::ROLE_MERGE_REQUEST {
+        let expected = if role == contract::ROLE_MERGE_REQUEST {
             200
         } else {
             400
@@ -369,13 +369,13 @@ fn ephemeral_application_is_this_pipelines(
         .expect("the Application is in the cluster");
     assert_eq!(live["spec"]["project"], "ephemeral");
     let labels = &live["spec"]["syncPolicy"]["managedNamespaceMetadata"]["labels"];
-    assert_eq!(labels[delivery::EPHEMERAL_LABEL], "true");
-    assert_eq!(labels[delivery::TTL_LABEL], delivery::EPHEMERAL_TTL);
-    assert_eq!(labels[delivery::HARBOR_PULL_LABEL], "true");
+    assert_eq!(labels[contract::EPHEMERAL_LABEL], "true");
+    assert_eq!(labels[contract::TTL_LABEL], contract::EPHEMERAL_TTL);
+    assert_eq!(labels[contract::HARBOR_PULL_LABEL], "true");
     // The same labels as the per-MR environments' (phase 15), which the cleaner selects on.
     assert_eq!(
         *labels,
-        argo_delivery::desired::ephemeral_namespace_labels(delivery::EPHEMERAL_TTL)
+        argo_delivery::desired::ephemeral_namespace_labels(contract::EPHEMERAL_TTL)
     );
     std::fs::write(
         world

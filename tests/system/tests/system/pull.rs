@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use base64::Engine as _;
-use common::delivery;
+use common::contract;
 use serde_json::{Value, json};
 
 use crate::world::{GROUP, World, documents, kustomize};
@@ -52,12 +52,12 @@ pub fn workload_namespaces_pull_with_the_robot_eso_reads(world: &World) {
                     assert!(
                         spec["imagePullSecrets"]
                             .as_array()
-                            .is_some_and(|s| s.contains(&json!({"name": delivery::PULL_SECRET}))),
+                            .is_some_and(|s| s.contains(&json!({"name": contract::PULL_SECRET}))),
                         "{} {} in {}: no imagePullSecrets {}",
                         doc["kind"],
                         doc["metadata"]["name"],
                         overlay.display(),
-                        delivery::PULL_SECRET
+                        contract::PULL_SECRET
                     );
                     checked += 1;
                 }
@@ -75,7 +75,7 @@ pub fn workload_namespaces_pull_with_the_robot_eso_reads(world: &World) {
         for spec in specs {
             assert_eq!(
                 spec["imagePullSecrets"],
-                json!([{"name": delivery::PULL_SECRET}]),
+                json!([{"name": contract::PULL_SECRET}]),
                 "{}",
                 object["metadata"]["name"]
             );
@@ -89,19 +89,19 @@ pub fn workload_namespaces_pull_with_the_robot_eso_reads(world: &World) {
             .live(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
             .unwrap_or_else(|| panic!("namespace {ns} does not exist"));
         assert_eq!(
-            live["metadata"]["labels"][delivery::HARBOR_PULL_LABEL],
+            live["metadata"]["labels"][contract::HARBOR_PULL_LABEL],
             "true",
             "namespace {ns} gets no pull Secret"
         );
     }
     eprintln!(
         "    {checked} pod templates reference {}; namespaces {namespaces:?} are labelled",
-        delivery::PULL_SECRET
+        contract::PULL_SECRET
     );
 
     // The Secret's source: what ESO reads, as ESO.
     let ces = world
-        .live(&json!({"apiVersion": "external-secrets.io/v1", "kind": "ClusterExternalSecret", "metadata": {"name": delivery::PULL_SECRET}}))
+        .live(&json!({"apiVersion": "external-secrets.io/v1", "kind": "ClusterExternalSecret", "metadata": {"name": contract::PULL_SECRET}}))
         .expect("phase 15's ClusterExternalSecret");
     let spec = &ces["spec"]["externalSecretSpec"];
     let keys: BTreeSet<&str> = spec["data"]
@@ -110,7 +110,7 @@ pub fn workload_namespaces_pull_with_the_robot_eso_reads(world: &World) {
         .iter()
         .filter_map(|d| d["remoteRef"]["key"].as_str())
         .collect();
-    assert_eq!(keys, BTreeSet::from([delivery::KV_HARBOR_PULL]));
+    assert_eq!(keys, BTreeSet::from([contract::KV_HARBOR_PULL]));
     // The store it names (phase 13), and the Vault role and service account that store logs in with.
     assert_eq!(spec["secretStoreRef"]["kind"], "ClusterSecretStore");
     let store_name = spec["secretStoreRef"]["name"]
@@ -137,11 +137,11 @@ pub fn workload_namespaces_pull_with_the_robot_eso_reads(world: &World) {
     );
     // The platform's own store is closed to ephemeral namespaces (defence in depth, ADR 0008).
     let platform_store = world
-        .live(&json!({"apiVersion": "external-secrets.io/v1", "kind": "ClusterSecretStore", "metadata": {"name": delivery::SECRET_STORE}}))
+        .live(&json!({"apiVersion": "external-secrets.io/v1", "kind": "ClusterSecretStore", "metadata": {"name": contract::SECRET_STORE}}))
         .expect("phase 13's platform store");
     assert_eq!(
         platform_store["spec"]["conditions"][0]["namespaceSelector"]["matchExpressions"][0],
-        json!({"key": delivery::EPHEMERAL_LABEL, "operator": "DoesNotExist"})
+        json!({"key": contract::EPHEMERAL_LABEL, "operator": "DoesNotExist"})
     );
     let kube = world.kube();
     let sa_token = world
@@ -175,20 +175,20 @@ pub fn workload_namespaces_pull_with_the_robot_eso_reads(world: &World) {
         for other in [
             "monitoring/dora-collector",
             "services/netops-dashboard",
-            delivery::KV_ARGOCD_TOKEN,
-            delivery::KV_HARBOR_PUSH,
+            contract::KV_ARGOCD_TOKEN,
+            contract::KV_HARBOR_PUSH,
         ] {
             let status = read(other.to_owned()).await.expect("OpenBao").status();
             assert_eq!(status, 403, "role {role} must not read kv/{other}");
         }
-        let read = read(delivery::KV_HARBOR_PULL.to_owned())
+        let read = read(contract::KV_HARBOR_PULL.to_owned())
             .await
             .expect("OpenBao");
         assert_eq!(
             read.status(),
             200,
             "role {role} must read {}",
-            delivery::KV_HARBOR_PULL
+            contract::KV_HARBOR_PULL
         );
         let data: Value = read.json().await.expect("JSON");
         (

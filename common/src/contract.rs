@@ -1,4 +1,5 @@
-//! The delivery contract between the phases and the CI library (docs/adr/0008): the Vault roles and
+//! The contract between the phases and the CI library (docs/adr/0008): every name more than one
+//! phase uses — Vault mounts, CRD names, the Vault roles and
 //! KV paths the library's jobs log in with and read, the labels of ephemeral and pulling namespaces,
 //! and the one list of services phase 15 makes every delivery Application from. Each name is
 //! defined here once; the `.hcl` policies and the library's YAML are tested against these values.
@@ -11,6 +12,23 @@ use crate::config::Environment;
 use crate::gitlab::{GitLabClient, ProjectAccessToken, access};
 use crate::vault::VaultClient;
 use crate::{Error, Result, dates};
+
+// --- Vault mounts and keys (phase 13 creates them; later phases read and write under them) -------
+/// KV v2 mount of the platform.
+pub const KV_MOUNT: &str = "kv";
+/// Transit mount holding the image signing key.
+pub const TRANSIT_MOUNT: &str = "transit";
+/// The transit key that signs release images (`cosign --key hashivault://ci-signing-key`).
+pub const SIGNING_KEY: &str = "ci-signing-key";
+
+// --- CRDs the phases create objects of (each phase says which CRD an object needs) -------------
+pub const EXTERNAL_SECRET_CRD: &str = "externalsecrets.external-secrets.io";
+pub const CLUSTER_EXTERNAL_SECRET_CRD: &str = "clusterexternalsecrets.external-secrets.io";
+pub const CLUSTER_SECRET_STORE_CRD: &str = "clustersecretstores.external-secrets.io";
+pub const ARGOCD_APPLICATION_CRD: &str = "applications.argoproj.io";
+pub const ARGOCD_APPLICATION_SET_CRD: &str = "applicationsets.argoproj.io";
+pub const ARGOCD_APP_PROJECT_CRD: &str = "appprojects.argoproj.io";
+pub const CLUSTER_ANALYSIS_TEMPLATE_CRD: &str = "clusteranalysistemplates.argoproj.io";
 
 // --- Vault: JWT roles of GitLab CI (mount jwt/gitlab) and the KV v2 paths they read ------------------
 /// Image jobs of protected `main` and protected `v*` tags: build, scan, SBOM, release tag.
@@ -232,8 +250,6 @@ pub fn services(env: &Environment) -> Result<Vec<DeliveredService>> {
 }
 
 // --- A project's promotion token (created by the phase that creates the project) -----------------
-/// KV v2 mount of the platform (phase 13).
-pub const KV_MOUNT: &str = "kv";
 
 /// What a project's promotion token looks like now.
 #[derive(Debug, Clone, Default)]
