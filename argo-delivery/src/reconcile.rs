@@ -53,7 +53,7 @@ pub struct StoredToken {
 pub struct Observed {
     /// What Vault holds at `kv/ci/argocd-token` (its custom metadata).
     pub stored: Option<StoredToken>,
-    /// The tokens Argo CD lists for role `pipeline` (none before the AppProject exists).
+    /// The tokens Argo CD lists for role `pipeline` (none before the `AppProject` exists).
     pub listed: Vec<ProjectToken>,
     /// Seconds since the epoch, when observed.
     pub now: i64,
@@ -309,7 +309,7 @@ impl Phase for ArgoDelivery {
         Some((&self.kube, self.crd_wait))
     }
 
-    /// The pipeline token is minted for role `pipeline` of AppProject `ephemeral`, an object.
+    /// The pipeline token is minted for role `pipeline` of `AppProject` `ephemeral`, an object.
     fn objects_first(&self) -> bool {
         true
     }

@@ -92,7 +92,7 @@ pub struct Settings {
     /// GitLab URL (the pull-request generator's API).
     pub gitlab_url: String,
     /// The services delivered through staging and production (`common::contract::services`):
-    /// each gets its Applications and a per-MR ApplicationSet.
+    /// each gets its Applications and a per-MR `ApplicationSet`.
     pub services: Vec<DeliveredService>,
     /// Harbor's registry host (the images the per-MR environments run, the pull Secret's auths).
     pub harbor_registry: String,

@@ -230,7 +230,7 @@ mod tests {
         assert!(t(
             r#"$CI_COMMIT_TAG =~ /^v[0-9]+\.[0-9]+\.[0-9]+$/ && $CI_COMMIT_REF_PROTECTED == "true""#
         ));
-        assert!(!t(r#"$CI_COMMIT_TAG =~ /^v[0-9]+$/"#));
+        assert!(!t(r"$CI_COMMIT_TAG =~ /^v[0-9]+$/"));
         assert!(!t("$CI_COMMIT_BRANCH"), "empty is false");
         assert!(!t("$UNDEFINED"));
         assert!(!t("$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"));

@@ -76,13 +76,10 @@ impl<'a> ObjectPlanner<'a> {
             .map(|x| x.1.to_owned())
             .unwrap_or_default();
         if let Some(crd) = crd {
-            let ready = match self.established.get(crd) {
-                Some(ready) => *ready,
-                None => {
-                    let ready = self.kube.crd_established(crd).await?;
-                    self.established.insert(crd.to_owned(), ready);
-                    ready
-                }
+            let ready = if let Some(ready) = self.established.get(crd) { *ready } else {
+                let ready = self.kube.crd_established(crd).await?;
+                self.established.insert(crd.to_owned(), ready);
+                ready
             };
             if !ready {
                 plan.warn(format!(
@@ -101,7 +98,7 @@ impl<'a> ObjectPlanner<'a> {
         }
         match self.kube.diff(object).await? {
             ObjectDiff::Create => {
-                plan.push(Change::create(&resource, &name, object.clone(), &[], op))
+                plan.push(Change::create(&resource, &name, object.clone(), &[], op));
             }
             ObjectDiff::Update { before, after } => {
                 plan.push(Change::update(&resource, &name, before, after, &[], op));

@@ -22,7 +22,7 @@ pub fn project_path(s: &Settings, project: &DemoProject) -> String {
 }
 
 /// The demo namespace, restricted by Pod Security admission (every arcade pod is non-root), and
-/// labelled for the Harbor pull Secret (phase 15's ClusterExternalSecret).
+/// labelled for the Harbor pull Secret (phase 15's `ClusterExternalSecret`).
 pub fn namespace(s: &Settings) -> Value {
     let mut labels = owned_labels(PHASE_LABEL);
     labels["pod-security.kubernetes.io/enforce"] = json!("restricted");

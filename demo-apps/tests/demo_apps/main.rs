@@ -23,7 +23,7 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// The sandbox with kube-apiserver (the Argo CD, Rollouts, Gateway API and Prometheus Operator
-/// CRDs), the GitLab and Harbor stand-ins, and OpenBao with phase 13's KV v2 mount (seeding
+/// CRDs), the GitLab and Harbor stand-ins, and `OpenBao` with phase 13's KV v2 mount (seeding
 /// stores each project's promotion token there); no Prometheus.
 pub async fn kube_sandbox() -> sandbox::Sandbox {
     common::cli::install_crypto_provider();

@@ -2,8 +2,8 @@
 //!
 //! The collector (release build) runs pinned to CPU 0 with `taskset`, so its runtime has one
 //! worker; this load generator pins itself to CPU 1. Measured side by side in one run:
-//! 1. ingest: distinct deployment webhooks, 64 concurrent keep-alive connections, on SQLite and
-//!    on PostgreSQL — events/s and acknowledgement latency (p50/p99/max; an acknowledgement is a
+//! 1. ingest: distinct deployment webhooks, 64 concurrent keep-alive connections, on `SQLite` and
+//!    on `PostgreSQL` — events/s and acknowledgement latency (p50/p99/max; an acknowledgement is a
 //!    200 after the commit);
 //! 2. `/metrics` render time and resident memory with 1,000 and with 1,000,000 stored facts
 //!    (deployments, pipelines with 3 stages and 3 jobs, commits over 20 services), and the
@@ -162,7 +162,7 @@ async fn ingest(
     (events as f64 / wall.as_secs_f64(), latencies)
 }
 
-/// Writes `n` facts straight into a SQLite store (not through HTTP: this measures reading).
+/// Writes `n` facts straight into a `SQLite` store (not through HTTP: this measures reading).
 fn fill(path: &Path, n: usize) {
     let mut store = Sqlite::open(path.to_str().unwrap()).unwrap();
     let mut batch = Vec::with_capacity(10_000);

@@ -1,4 +1,4 @@
-//! Every PromQL expression of the DORA dashboard (plan §4.2) and of the alert rules (§4.4 and
+//! Every `PromQL` expression of the DORA dashboard (plan §4.2) and of the alert rules (§4.4 and
 //! the collector's own) evaluated by a real Prometheus (the sandbox's, scraping every second)
 //! that scrapes this real collector, fed a recorded event stream with known answers.
 //!
@@ -18,7 +18,7 @@ use crate::support::{Collector, value};
 
 const RELAY: &str = "platform_services/packet-relay";
 /// Lead times of the 12 production deployments; the 6th smallest (lower median) is 2700 s, and
-/// with the buckets 900/1800/3600/7200 histogram_quantile(0.5) interpolates to exactly 2700.
+/// with the buckets 900/1800/3600/7200 `histogram_quantile(0.5)` interpolates to exactly 2700.
 const LEAD_TIMES: [i64; 12] = [
     600, 700, 800, 2100, 2400, 2700, 3000, 3300, 3600, 5000, 6000, 7000,
 ];
@@ -27,7 +27,7 @@ fn sample_value(sample: &Value) -> f64 {
     sample["value"][1].as_str().unwrap().parse().unwrap()
 }
 
-/// Equal up to float rounding (PromQL's interpolation divides).
+/// Equal up to float rounding (`PromQL`'s interpolation divides).
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-9 * b.abs().max(1.0)
 }

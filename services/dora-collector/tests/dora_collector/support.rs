@@ -1,4 +1,4 @@
-//! A real collector process (the built binary) and a private PostgreSQL 15 cluster on loopback.
+//! A real collector process (the built binary) and a private `PostgreSQL` 15 cluster on loopback.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -15,7 +15,7 @@ enum Backend {
     Postgres,
 }
 
-/// A store URL for the backend (and the PostgreSQL server that must outlive the test).
+/// A store URL for the backend (and the `PostgreSQL` server that must outlive the test).
 fn store(backend: Backend, dir: &std::path::Path) -> (String, Option<Postgres>) {
     match backend {
         Backend::Sqlite => (format!("sqlite://{}/dora.db", dir.display()), None),
