@@ -687,10 +687,7 @@ pub fn objects(s: &Settings) -> Vec<(Value, Option<&'static str>)> {
             .into_iter()
             .map(|o| (o, Some(contract::CLUSTER_ANALYSIS_TEMPLATE_CRD))),
     );
-    out.push((
-        gitlab_token_secret(s),
-        Some(contract::EXTERNAL_SECRET_CRD),
-    ));
+    out.push((gitlab_token_secret(s), Some(contract::EXTERNAL_SECRET_CRD)));
     out.extend(workload_namespaces(s).into_iter().map(|o| (o, None)));
     out.push((
         harbor_pull_secret(s),

@@ -6,6 +6,8 @@
 //! - [`reconcile`]: server-side dry run to plan, server-side apply.
 
 pub mod desired;
+#[cfg(test)]
+mod diff_tests;
 pub mod reconcile;
 pub mod settings;
 

@@ -8,6 +8,8 @@
 //! - [`local_run`]: a service's pipeline against the embedded library, under gitlab-ci-local.
 
 pub mod desired;
+#[cfg(test)]
+mod diff_tests;
 pub mod library;
 pub mod local_run;
 pub mod reconcile;

@@ -9,7 +9,7 @@ use common::config::PlatformConfig;
 use common::gitlab::{CiVariable, GitLabClient, git_blob_id};
 use common::harbor::{HarborClient, Robot, RobotSecret};
 use common::phase::{Outcome, Phase, lock};
-use common::plan::{Change, Plan};
+use common::plan::{Change, Plan, changed_fields};
 use common::vault::{KvMetadata, VaultClient};
 use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
@@ -298,7 +298,6 @@ impl Phase for CiTemplates {
         diff(&self.settings, observed)
     }
 
-
     async fn execute(&self, op: &Op) -> anyhow::Result<Outcome> {
         match op {
             Op::CreateTemplatesProject { namespace_id } => {
@@ -421,16 +420,7 @@ fn metadata_diff(
     spec: &HarborProject,
     have: &serde_json::Map<String, Value>,
 ) -> Option<(Value, Value)> {
-    let mut before = serde_json::Map::new();
-    let mut after = serde_json::Map::new();
-    for (key, want) in spec.metadata() {
-        let current = have.get(key).cloned().unwrap_or(Value::Null);
-        if current != Value::String(want.clone()) {
-            before.insert(key.into(), current);
-            after.insert(key.into(), want.into());
-        }
-    }
-    (!after.is_empty()).then_some((Value::Object(before), Value::Object(after)))
+    changed_fields(&Value::Object(have.clone()), &json!(spec.metadata()))
 }
 
 /// The parts of a retention policy this phase owns.

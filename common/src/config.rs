@@ -221,6 +221,17 @@ pub struct PlatformConfig {
 }
 
 impl PlatformConfig {
+    /// A configuration for unit tests: domain `example.com`, no platform directory, plus `vars`
+    /// (as if set in the process environment). Reads no file.
+    pub fn example(vars: &[(&str, &str)]) -> Result<Self> {
+        let mut process = vec![
+            ("CICD_PLATFORM_DIR".to_owned(), "/nonexistent".to_owned()),
+            ("DOMAIN".to_owned(), "example.com".to_owned()),
+        ];
+        process.extend(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        Self::from_env(&Environment::load_from(None, process)?)
+    }
+
     pub fn from_env(env: &Environment) -> Result<Self> {
         let http: HttpSettings = env.parse()?;
         let domain = env.get(env::DOMAIN).map(str::to_owned);

@@ -76,7 +76,9 @@ impl<'a> ObjectPlanner<'a> {
             .map(|x| x.1.to_owned())
             .unwrap_or_default();
         if let Some(crd) = crd {
-            let ready = if let Some(ready) = self.established.get(crd) { *ready } else {
+            let ready = if let Some(ready) = self.established.get(crd) {
+                *ready
+            } else {
                 let ready = self.kube.crd_established(crd).await?;
                 self.established.insert(crd.to_owned(), ready);
                 ready

@@ -9,9 +9,9 @@ pub mod argocd;
 #[cfg(feature = "platform")]
 pub mod cli;
 pub mod config;
-pub mod dates;
 #[cfg(feature = "platform")]
 pub mod contract;
+pub mod dates;
 pub mod env;
 pub mod error;
 pub mod gitlab;

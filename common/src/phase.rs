@@ -280,7 +280,6 @@ impl<A> crate::plan::Change<A> {
     }
 }
 
-
 /// Locks a mutex a phase uses to remember what `apply` created (ids learned mid-apply); a
 /// poisoned lock still holds valid data, since every writer only inserts.
 pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

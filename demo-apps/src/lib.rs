@@ -9,6 +9,8 @@
 //!   dashboard, re-routed by editing routing-config.yaml as in the real demo.
 
 pub mod desired;
+#[cfg(test)]
+mod diff_tests;
 pub mod local;
 pub mod projects;
 pub mod reconcile;

@@ -161,13 +161,7 @@ fn diff_into(s: &Settings, reset: bool, o: &Observed, plan: &mut Plan<Op>) -> an
             w.commit_message =
                 "NetOps Arcade: restore the demo's files (cicd-buildout phase 18)".into();
         }
-        let kept = seed::plan(
-            &w,
-            &o.projects[project.name],
-            plan,
-            common::dates::today(),
-            Op::Seed,
-        );
+        let kept = seed::plan(&w, &o.projects[project.name], plan, Op::Seed);
         if !kept.is_empty() {
             plan.warn(format!(
                 "{path}: {} file(s) differ from the demo's version and are kept (a scenario or your own change): {}; `demo-apps apply --reset` restores them",

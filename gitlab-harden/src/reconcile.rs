@@ -1142,6 +1142,7 @@ mod tests {
         .unwrap();
         assert!(plan.is_empty(), "{plan}");
         assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+        insta::assert_snapshot!(plan.to_string());
     }
 
     #[test]
@@ -1151,7 +1152,14 @@ mod tests {
         missing.release_tag = None;
         let mut developers = hardened(&s, 2, "ps/b");
         developers.release_tag = Some(release_tag(30));
-        let plan = diff(&Desired { settings: s.clone(), prune: false }, &observed(vec![missing, developers], Tier::Free)).unwrap();
+        let plan = diff(
+            &Desired {
+                settings: s.clone(),
+                prune: false,
+            },
+            &observed(vec![missing, developers], Tier::Free),
+        )
+        .unwrap();
         let tags: Vec<_> = plan
             .changes
             .iter()
@@ -1169,6 +1177,7 @@ mod tests {
             &tags[1].op,
             Op::ReprotectTag { project: 2, name, .. } if name == "v*"
         ));
+        insta::assert_snapshot!(plan.to_string());
     }
 
     #[test]
@@ -1178,7 +1187,14 @@ mod tests {
         let main = state.main.as_mut().unwrap();
         main.push_access_levels = vec![entry(11, 30), entry(12, 40)];
         main.allow_force_push = true;
-        let plan = diff(&Desired { settings: s.clone(), prune: false }, &observed(vec![state], Tier::Premium)).unwrap();
+        let plan = diff(
+            &Desired {
+                settings: s.clone(),
+                prune: false,
+            },
+            &observed(vec![state], Tier::Premium),
+        )
+        .unwrap();
         assert_eq!(plan.changes.len(), 1, "{plan}");
         let Op::UpdateProtectedBranch { body, .. } = &plan.changes[0].op else {
             panic!("expected an in-place update: {plan}");
@@ -1190,6 +1206,7 @@ mod tests {
                 "allowed_to_push": [{"id": 11, "access_level": 40}, {"id": 12, "_destroy": true}],
             })
         );
+        insta::assert_snapshot!(plan.to_string());
     }
 
     #[test]
@@ -1207,7 +1224,14 @@ mod tests {
         custom.id = 902;
         custom.name = "Security team".into();
         state.rules.push(custom);
-        let plan = diff(&Desired { settings: s.clone(), prune: false }, &observed(vec![state], Tier::Premium)).unwrap();
+        let plan = diff(
+            &Desired {
+                settings: s.clone(),
+                prune: false,
+            },
+            &observed(vec![state], Tier::Premium),
+        )
+        .unwrap();
         let mut deleted: Vec<u64> = plan
             .changes
             .iter()
@@ -1219,6 +1243,7 @@ mod tests {
         deleted.sort_unstable();
         assert_eq!(deleted, vec![900, 901], "{plan}");
         assert_eq!(plan.changes.len(), 2, "{plan}");
+        insta::assert_snapshot!(plan.to_string());
     }
 
     #[test]
@@ -1232,7 +1257,14 @@ mod tests {
         let mut settings_free = Value::Object(desired::project_settings(&s, Tier::Free));
         settings_free["merge_method"] = "merge".into();
         a.project = project(1, "ps/a", &settings_free);
-        let plan = diff(&Desired { settings: s.clone(), prune: false }, &observed(vec![a], Tier::Free)).unwrap();
+        let plan = diff(
+            &Desired {
+                settings: s.clone(),
+                prune: false,
+            },
+            &observed(vec![a], Tier::Free),
+        )
+        .unwrap();
         assert_eq!(plan.changes.len(), 1, "only the project settings: {plan}");
         assert!(matches!(plan.changes[0].op, Op::EditProject { .. }));
         assert_eq!(plan.warnings.len(), 5, "{:?}", plan.warnings);
@@ -1241,5 +1273,6 @@ mod tests {
                 .iter()
                 .any(|w| w.contains("never unprotects") && w.contains("ps/a"))
         );
+        insta::assert_snapshot!(plan.to_string());
     }
 }

@@ -9,6 +9,8 @@
 //! - [`summary`]: every endpoint probed live after `plan` and `apply` (stderr).
 
 pub mod desired;
+#[cfg(test)]
+mod diff_tests;
 pub mod project;
 pub mod reconcile;
 pub mod settings;

@@ -236,7 +236,7 @@ fn diff_into(s: &Settings, o: &Observed, plan: &mut Plan<Op>) -> anyhow::Result<
             s.release_tag
         );
     }
-    seed::plan(&wanted, &o.project, plan, common::dates::today(), Op::Seed);
+    seed::plan(&wanted, &o.project, plan, Op::Seed);
     Ok(())
 }
 

@@ -10,6 +10,8 @@
 //! - [`reconcile`]: observe, diff, execute.
 
 pub mod desired;
+#[cfg(test)]
+mod diff_tests;
 pub mod reconcile;
 pub mod settings;
 

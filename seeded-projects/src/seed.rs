@@ -72,6 +72,45 @@ pub struct Observed {
     pub release_tags_protected: bool,
     pub tag_exists: bool,
     pub promote_token: PromoteTokenObserved,
+    /// Days since the epoch when observed (the promotion token's age is judged against it, so
+    /// that [`plan`] stays pure).
+    pub today: i64,
+}
+
+impl Observed {
+    /// A project exactly as seeding leaves it on `today` (id `project_id`, every wanted file, both
+    /// protections, the tag, a promotion token valid for its full life and its copy in Vault).
+    /// The diff tests of the seeding phases start from it.
+    pub fn as_seeded(w: &Wanted, project_id: u64, today: i64) -> Self {
+        let token = common::gitlab::ProjectAccessToken {
+            id: project_id + 1000,
+            name: common::contract::PROMOTE_TOKEN_NAME.into(),
+            scopes: vec!["api".into()],
+            access_level: 40,
+            expires_at: Some(common::dates::format(
+                today + i64::from(common::contract::PROMOTE_TOKEN_DAYS),
+            )),
+            active: true,
+            revoked: false,
+            token: None,
+        };
+        Self {
+            project_id: Some(project_id),
+            files: w
+                .files
+                .iter()
+                .map(|(path, content)| (path.clone(), git_blob_id(content)))
+                .collect(),
+            main_protected: true,
+            release_tags_protected: true,
+            tag_exists: true,
+            promote_token: PromoteTokenObserved {
+                stored_token_id: Some(token.id),
+                active: Some(token),
+            },
+            today,
+        }
+    }
 }
 
 /// Reads the project, its protection, files, tag and promotion token (reads only).
@@ -82,7 +121,10 @@ pub async fn observe(
     tag: &str,
 ) -> anyhow::Result<Observed> {
     let Some(project) = gitlab.project(path).await? else {
-        return Ok(Observed::default());
+        return Ok(Observed {
+            today: common::dates::today(),
+            ..Observed::default()
+        });
     };
     let id = project.id;
     Ok(Observed {
@@ -100,6 +142,7 @@ pub async fn observe(
             .is_some_and(|t| t.allows_only(common::gitlab::RELEASE_TAG_CREATE_LEVEL)),
         tag_exists: gitlab.tag_target(id, tag).await?.is_some(),
         promote_token: observe_promote_token(gitlab, vault, id).await?,
+        today: common::dates::today(),
     })
 }
 
@@ -184,7 +227,6 @@ pub fn plan<O>(
     w: &Wanted,
     o: &Observed,
     plan: &mut Plan<O>,
-    today: i64,
     wrap: impl Fn(SeedOp) -> O,
 ) -> Vec<String> {
     let path = w.path();
@@ -220,7 +262,7 @@ pub fn plan<O>(
     }
     // Before the commit: the commit starts a main pipeline whose promote-artifact reads the token.
     let token = if o.project_id.is_some() {
-        promote_token_change(&o.promote_token, today)
+        promote_token_change(&o.promote_token, o.today)
     } else {
         Some(PromoteTokenChange::Create)
     };

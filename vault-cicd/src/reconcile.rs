@@ -604,6 +604,7 @@ mod tests {
         let plan = diff(&d, &matching(&d)).unwrap();
         assert!(plan.is_empty(), "{plan}");
         assert!(plan.warnings.is_empty());
+        insta::assert_snapshot!(plan.to_string());
     }
 
     #[test]
@@ -629,6 +630,7 @@ mod tests {
             + 1;
         assert_eq!(plan.changes.len(), expected);
         assert_eq!(plan.summary().update, 0);
+        insta::assert_snapshot!(plan.to_string());
     }
 
     /// A templated policy names the accessor of its mount: known once the mount exists, read at
@@ -664,6 +666,7 @@ mod tests {
         let plan = diff(&d, &o).unwrap();
         assert_eq!(plan.changes.len(), 1);
         assert_eq!(plan.changes[0].name, "kv/ci/harbor-credentials");
+        insta::assert_snapshot!(plan.to_string());
     }
 
     #[test]
@@ -684,6 +687,7 @@ mod tests {
             plan.changes[0].diff,
             vec!["~ token_ttl: 7200 -> 3600".to_owned()]
         );
+        insta::assert_snapshot!(plan.to_string());
     }
 
     #[test]

@@ -1,0 +1,134 @@
+//! The pure diff of phase 17, without servers: the collector's webhook secret in Vault, the
+//! GitLab group hook, and the collector's seeded project. Plans are snapshots (`src/snapshots/`);
+//! the webhook secret must never appear in them.
+
+use std::collections::BTreeMap;
+
+use common::gitlab::GroupHook;
+use seeded_projects::seed;
+use serde_json::{Value, json};
+
+use crate::desired::{self, HOOK_NAME, HOOK_TOKEN_METADATA, WEBHOOK_SECRET_KEY};
+use crate::reconcile::{Observed, diff};
+use crate::settings::Settings;
+
+const SECRET: &str = "known-webhook-secret-value";
+const TODAY: i64 = 20_000;
+
+fn hook(s: &Settings, id: u64) -> GroupHook {
+    let fields = desired::hook_fields(s);
+    let mut settings = fields.as_object().cloned().unwrap_or_default();
+    settings.remove("url");
+    GroupHook {
+        id,
+        url: s.webhook_url.clone(),
+        name: Some(HOOK_NAME.into()),
+        settings,
+    }
+}
+
+/// Everything as phase 17 leaves it.
+fn converged(s: &Settings) -> Observed {
+    let wanted = crate::project::wanted(s).unwrap();
+    Observed {
+        group_id: 5,
+        hooks: Some(vec![hook(s, 60)]),
+        secret: Some(BTreeMap::from([(
+            WEBHOOK_SECRET_KEY.to_owned(),
+            json!(SECRET),
+        )])),
+        secret_version: 1,
+        metadata: BTreeMap::from([(
+            HOOK_TOKEN_METADATA.to_owned(),
+            desired::token_fingerprint(60, SECRET),
+        )]),
+        project: seed::Observed::as_seeded(&wanted, 70, TODAY),
+    }
+}
+
+fn assert_no_secret(text: &str) {
+    assert!(!text.contains(SECRET), "the webhook secret leaked:\n{text}");
+}
+
+#[test]
+fn noop_converged_state_plans_nothing() {
+    let s = Settings::example();
+    let plan = diff(&s, &converged(&s)).unwrap();
+    assert!(plan.is_empty(), "{plan}");
+    insta::assert_snapshot!(plan.to_string());
+}
+
+#[test]
+fn create_secret_hook_and_project_on_a_fresh_platform() {
+    let s = Settings::example();
+    let o = Observed {
+        hooks: Some(Vec::new()),
+        secret: None,
+        secret_version: 0,
+        metadata: BTreeMap::new(),
+        project: seed::Observed {
+            today: TODAY,
+            ..seed::Observed::default()
+        },
+        ..converged(&s)
+    };
+    let plan = diff(&s, &o).unwrap();
+    assert_eq!(plan.summary().delete, 0, "{plan}");
+    assert!(
+        plan.summary().create >= 5,
+        "secret, hook, project, tag, token: {plan}"
+    );
+    let mut plan = plan;
+    // The seed commit lists every file of the collector's tree: keep their count.
+    for change in &mut plan.changes {
+        if change.diff.len() > 10 {
+            change.diff = vec![format!("{} line(s)", change.diff.len())];
+        }
+    }
+    let text = plan.to_string();
+    assert_no_secret(&text);
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn update_drifted_hook_fields_and_a_rotated_secret_in_place() {
+    let s = Settings::example();
+    let mut o = converged(&s);
+    let hooks = o.hooks.as_mut().unwrap();
+    hooks[0]
+        .settings
+        .insert("enable_ssl_verification".into(), json!(false));
+    hooks[0].settings.insert("job_events".into(), json!(false));
+    // The secret was rotated in Vault: the hook's token no longer matches.
+    o.secret = Some(BTreeMap::from([(
+        WEBHOOK_SECRET_KEY.to_owned(),
+        json!("a-rotated-secret-value"),
+    )]));
+    let plan = diff(&s, &o).unwrap();
+    assert_eq!(plan.changes.len(), 1, "one hook update: {plan}");
+    assert_eq!(plan.summary().update, 1, "{plan}");
+    let text = plan.to_string();
+    assert_no_secret(&text);
+    assert!(!text.contains("a-rotated-secret-value"), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn never_touch_what_the_phase_does_not_own() {
+    let s = Settings::example();
+    let mut o = converged(&s);
+    // Other hooks of the group, and another key at the secret's path.
+    o.hooks.as_mut().unwrap().push(GroupHook {
+        id: 61,
+        url: "https://ci-metrics.example.com/hook".into(),
+        name: Some("someone-elses".into()),
+        settings: serde_json::Map::from_iter([("push_events".to_owned(), Value::Bool(false))]),
+    });
+    o.secret
+        .as_mut()
+        .unwrap()
+        .insert("database-url".into(), json!("postgres://kept"));
+    let plan = diff(&s, &o).unwrap();
+    assert!(plan.is_empty(), "{plan}");
+    insta::assert_snapshot!(plan.to_string());
+}
