@@ -243,7 +243,7 @@ fn parse_run(output: &str, jobs: &[&str]) -> Vec<JobOutcome> {
             let after = after.rsplit_once("] ").map_or(after, |(_, j)| j);
             if let Some(job) = after.split_whitespace().next() {
                 let i = outcome(&mut outcomes, job);
-                outcomes[i].verdict = first.to_owned();
+                first.clone_into(&mut outcomes[i].verdict);
             }
             continue;
         }

@@ -5,6 +5,8 @@ use common::config::PlatformConfig;
 use common::env;
 use serde::Deserialize;
 
+// The fields are the `CI_*` settings as serde reads them from the environment.
+#[allow(clippy::struct_field_names)]
 #[derive(Debug, Clone, Deserialize)]
 struct Raw {
     #[serde(default = "default_project")]

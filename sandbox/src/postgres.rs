@@ -11,8 +11,8 @@ pub const PASSWORD: &str = "pg-known-S3cret-41";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
-        .map(|l| l.local_addr().map(|a| a.port()).unwrap_or(0))
-        .unwrap_or(0)
+        .and_then(|l| l.local_addr())
+        .map_or(0, |a| a.port())
 }
 
 /// A private PostgreSQL cluster (Debian's postgresql-15) on a loopback port, password auth.
@@ -27,8 +27,7 @@ fn as_postgres_user(bin: &Path, args: &[&str]) -> Command {
     let root = Command::new("id")
         .arg("-u")
         .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
+        .is_ok_and(|o| o.stdout == b"0\n");
     if root {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(bin).args(args);

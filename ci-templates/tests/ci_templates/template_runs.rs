@@ -101,7 +101,11 @@ fn every_library_file_validates_against_gitlab_ci_schema() {
     ci_templates::render(dir.path()).unwrap();
     let files: Vec<String> = library::FILES
         .iter()
-        .filter(|f| f.path.ends_with(".yml"))
+        .filter(|f| {
+            std::path::Path::new(f.path)
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("yml"))
+        })
         .map(|f| dir.path().join(f.path).display().to_string())
         .collect();
     assert!(files.len() >= 32);
