@@ -330,7 +330,7 @@ workspace = true
     fn the_collector_carries_common_and_the_arcade_does_not() {
         let collector = DORA_COLLECTOR.standalone_files().unwrap();
         assert!(collector.contains_key("common/Cargo.toml"));
-        assert!(collector.contains_key("common/src/gitlab.rs"));
+        assert!(collector.contains_key("common/src/gitlab/mod.rs"));
         assert!(
             collector
                 .keys()

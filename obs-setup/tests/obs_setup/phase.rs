@@ -273,7 +273,7 @@ async fn plan_apply_rerun_drift_and_rotation_against_the_sandbox() {
         "+ Cargo.lock",
         "+ Dockerfile",
         "+ .gitlab-ci.yml",
-        "+ common/src/gitlab.rs",
+        "+ common/src/gitlab/mod.rs",
         "+ deploy/base/deployment.yaml",
         "+ deploy/overlays/production/kustomization.yaml",
     ] {

@@ -1,0 +1,148 @@
+//! Group CI/CD variables and project access tokens (GitLab docs: group variables, access tokens).
+
+use reqwest::Method;
+use serde::Deserialize;
+
+use super::GitLabClient;
+use crate::error::Result;
+use crate::http::Retry;
+
+/// One CI/CD variable of a group.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+pub struct CiVariable {
+    pub key: String,
+    pub value: String,
+    #[serde(default)]
+    pub protected: bool,
+    #[serde(default)]
+    pub masked: bool,
+    #[serde(default)]
+    pub raw: bool,
+    #[serde(default = "all_environments")]
+    pub environment_scope: String,
+}
+
+/// A project access token (doc/api/project_access_tokens); `token` only in create and rotate answers.
+#[derive(Clone, Deserialize)]
+pub struct ProjectAccessToken {
+    pub id: u64,
+    pub name: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub access_level: u8,
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    #[serde(default)]
+    pub active: bool,
+    #[serde(default)]
+    pub revoked: bool,
+    #[serde(default)]
+    pub token: Option<secrecy::SecretString>,
+}
+
+impl std::fmt::Debug for ProjectAccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectAccessToken")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("scopes", &self.scopes)
+            .field("access_level", &self.access_level)
+            .field("expires_at", &self.expires_at)
+            .field("active", &self.active)
+            .field("token", &self.token.as_ref().map(|_| "(sensitive)"))
+            .finish()
+    }
+}
+
+fn all_environments() -> String {
+    "*".into()
+}
+
+impl GitLabClient {
+    /// `GET /projects/:id/access_tokens`: the project's access tokens, active and not (doc/api
+    /// project_access_tokens "List all project access tokens").
+    pub async fn project_access_tokens(&self, project: u64) -> Result<Vec<ProjectAccessToken>> {
+        self.list(
+            &format!("listing access tokens of project {project}"),
+            &format!("projects/{project}/access_tokens?per_page=100"),
+        )
+        .await
+    }
+
+    /// `POST /projects/:id/access_tokens`: a new token; its secret is only in this answer.
+    pub async fn create_project_access_token(
+        &self,
+        project: u64,
+        name: &str,
+        scopes: &[&str],
+        access_level: u8,
+        expires_at: &str,
+    ) -> Result<ProjectAccessToken> {
+        self.write(
+            &format!("creating access token {name} of project {project}"),
+            Method::POST,
+            &format!("projects/{project}/access_tokens"),
+            &serde_json::json!({"name": name, "scopes": scopes, "access_level": access_level, "expires_at": expires_at}),
+            Retry::Never,
+        )
+        .await
+    }
+
+    /// `POST /projects/:id/access_tokens/:token_id/rotate`: revokes the token and answers a new
+    /// one with the same name, scopes and role.
+    pub async fn rotate_project_access_token(
+        &self,
+        project: u64,
+        token: u64,
+        expires_at: &str,
+    ) -> Result<ProjectAccessToken> {
+        self.write(
+            &format!("rotating access token {token} of project {project}"),
+            Method::POST,
+            &format!("projects/{project}/access_tokens/{token}/rotate"),
+            &serde_json::json!({"expires_at": expires_at}),
+            Retry::Never,
+        )
+        .await
+    }
+
+    /// CI/CD variables of a group, all pages.
+    pub async fn group_variables(&self, group: u64) -> Result<Vec<CiVariable>> {
+        self.list(
+            &format!("listing CI/CD variables of group {group}"),
+            &format!("groups/{group}/variables?per_page=100"),
+        )
+        .await
+    }
+
+    /// `POST /groups/:id/variables`.
+    pub async fn create_group_variable(&self, group: u64, variable: &CiVariable) -> Result<()> {
+        let body = serde_json::to_value(variable).unwrap_or_default();
+        self.api
+            .call(
+                &format!("creating CI/CD variable {} of group {group}", variable.key),
+                Method::POST,
+                &format!("groups/{group}/variables"),
+                Some(&body),
+                Retry::Never,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// `PUT /groups/:id/variables/:key`.
+    pub async fn update_group_variable(&self, group: u64, variable: &CiVariable) -> Result<()> {
+        let body = serde_json::to_value(variable).unwrap_or_default();
+        self.api
+            .call(
+                &format!("updating CI/CD variable {} of group {group}", variable.key),
+                Method::PUT,
+                &format!("groups/{group}/variables/{}", variable.key),
+                Some(&body),
+                Retry::Safe,
+            )
+            .await
+            .map(|_| ())
+    }
+}
