@@ -343,7 +343,7 @@ impl VaultClient {
             Ok(resp) => Ok(Some(resp.rules)),
             Err(e) if sdk_status(&e) == Some(404) => Ok(None),
             Err(e) => {
-                Err(self.sdk_error(&operation, "GET", &format!("sys/policies/acl/{name}"), e))
+                Err(self.sdk_error(&operation, "GET", &format!("sys/policies/acl/{name}"), &e))
             }
         }
     }
@@ -356,7 +356,7 @@ impl VaultClient {
                     &format!("writing policy {name}"),
                     "PUT",
                     &format!("sys/policies/acl/{name}"),
-                    e,
+                    &e,
                 )
             })
     }
@@ -385,7 +385,7 @@ impl VaultClient {
                 &format!("reading KV metadata of {mount}/{path}"),
                 "GET",
                 &format!("{mount}/metadata/{path}"),
-                e,
+                &e,
             )),
         }
     }
@@ -403,7 +403,7 @@ impl VaultClient {
                 &format!("reading secret {mount}/{path}"),
                 "GET",
                 &format!("{mount}/data/{path}"),
-                e,
+                &e,
             )),
         }
     }
@@ -459,7 +459,7 @@ impl VaultClient {
                 &format!("writing secret {mount}/{path}"),
                 "POST",
                 &format!("{mount}/data/{path}"),
-                e,
+                &e,
             )
         })?;
         if !custom_metadata.is_empty() {
@@ -477,7 +477,7 @@ impl VaultClient {
                         &format!("labelling secret {mount}/{path}"),
                         "POST",
                         &format!("{mount}/metadata/{path}"),
-                        e,
+                        &e,
                     )
                 })?;
         }
@@ -509,7 +509,7 @@ impl VaultClient {
                     &format!("creating transit key {name}"),
                     "POST",
                     &format!("{mount}/keys/{name}"),
-                    e,
+                    &e,
                 )
             })
     }
@@ -594,11 +594,11 @@ impl VaultClient {
         operation: &str,
         method: &str,
         path: &str,
-        e: vaultrs::error::ClientError,
+        e: &vaultrs::error::ClientError,
     ) -> Error {
         let url = format!("{}/v1/{path}", self.addr);
         let f = fixes(&self.addr, &self.credential.source);
-        match sdk_status(&e) {
+        match sdk_status(e) {
             Some(status) => Error::Api {
                 service: SERVICE,
                 operation: operation.to_owned(),
@@ -631,8 +631,8 @@ impl VaultClient {
 
 fn sdk_status(e: &vaultrs::error::ClientError) -> Option<u16> {
     match e {
-        vaultrs::error::ClientError::APIError { code, .. } => Some(*code),
-        vaultrs::error::ClientError::RestClientError {
+        vaultrs::error::ClientError::APIError { code, .. }
+        | vaultrs::error::ClientError::RestClientError {
             source: rustify::errors::ClientError::ServerResponseError { code, .. },
         } => Some(*code),
         _ => None,

@@ -121,18 +121,24 @@ fn group_id(sandbox: &Sandbox, path: &str) -> u64 {
 
 /// Asserts one project ends exactly as phase 12 specifies (read back from the stand-in).
 fn assert_hardened(d: &GitLabData, path: &str, premium: bool) {
-    let p = d.project_by_path(path).unwrap_or_else(|| panic!("{path}"));
-    let s = &p.settings;
-    assert_eq!(s["only_allow_merge_if_pipeline_succeeds"], true, "{path}");
+    let project = d.project_by_path(path).unwrap_or_else(|| panic!("{path}"));
+    let settings = &project.settings;
     assert_eq!(
-        s["only_allow_merge_if_all_discussions_are_resolved"], true,
+        settings["only_allow_merge_if_pipeline_succeeds"], true,
         "{path}"
     );
-    assert_eq!(s["merge_method"], "rebase_merge", "{path}");
-    assert_eq!(s["remove_source_branch_after_merge"], true, "{path}");
-    assert_eq!(s["container_registry_access_level"], "disabled", "{path}");
-    assert_eq!(s["merge_trains_enabled"], premium, "{path}");
-    let main: Vec<_> = p
+    assert_eq!(
+        settings["only_allow_merge_if_all_discussions_are_resolved"], true,
+        "{path}"
+    );
+    assert_eq!(settings["merge_method"], "rebase_merge", "{path}");
+    assert_eq!(settings["remove_source_branch_after_merge"], true, "{path}");
+    assert_eq!(
+        settings["container_registry_access_level"], "disabled",
+        "{path}"
+    );
+    assert_eq!(settings["merge_trains_enabled"], premium, "{path}");
+    let main: Vec<_> = project
         .protected_branches
         .iter()
         .filter(|b| b.name == "main")
@@ -150,8 +156,13 @@ fn assert_hardened(d: &GitLabData, path: &str, premium: bool) {
     assert!(!main.allow_force_push, "{path}");
     assert_eq!(main.code_owner_approval_required, premium, "{path}");
     // Release tags: exactly one protection, Maintainers create (both kinds, both tiers).
-    assert_eq!(p.protected_tags.len(), 1, "{path}: {:?}", p.protected_tags);
-    let tag = &p.protected_tags[0];
+    assert_eq!(
+        project.protected_tags.len(),
+        1,
+        "{path}: {:?}",
+        project.protected_tags
+    );
+    let tag = &project.protected_tags[0];
     assert_eq!(tag.name, "v*", "{path}");
     let roles: Vec<_> = tag
         .create
@@ -161,10 +172,10 @@ fn assert_hardened(d: &GitLabData, path: &str, premium: bool) {
         .collect();
     assert_eq!(roles, vec![Some(40)], "{path}: v* created by Maintainers");
     if !premium {
-        assert!(p.approval_rules.is_empty(), "{path}");
+        assert!(project.approval_rules.is_empty(), "{path}");
         return;
     }
-    let a = &p.approval_settings;
+    let a = &project.approval_settings;
     assert_eq!(a["merge_requests_author_approval"], false, "{path}");
     assert_eq!(
         a["merge_requests_disable_committers_approval"], true,
@@ -179,7 +190,7 @@ fn assert_hardened(d: &GitLabData, path: &str, premium: bool) {
         .group_by_path("keycloak-groups/senior-developers")
         .unwrap()
         .id;
-    let managed: Vec<_> = p
+    let managed: Vec<_> = project
         .approval_rules
         .iter()
         .filter(|r| {
@@ -375,29 +386,33 @@ async fn premium_instance_with_hundreds_of_projects_is_hardened_once_and_left_al
             "foreign rules kept"
         );
         // Keycloak → GitLab: highest mapped role on platform_services; approver mirrors.
-        let ps = d.group_by_path("platform_services").unwrap();
-        let role = |g: &sandbox::standins::gitlab::GroupRecord, name: &str| {
+        let services_group = d.group_by_path("platform_services").unwrap();
+        let access_of = |g: &sandbox::standins::gitlab::GroupRecord, name: &str| {
             g.members.get(&d.user_id(name).unwrap()).copied()
         };
-        assert_eq!(role(ps, "alice"), Some(50));
-        assert_eq!(role(ps, "bob"), Some(40));
+        assert_eq!(access_of(services_group, "alice"), Some(50));
+        assert_eq!(access_of(services_group, "bob"), Some(40));
         assert_eq!(
-            role(ps, "carol"),
+            access_of(services_group, "carol"),
             Some(40),
             "senior via the nested Keycloak subgroup sre"
         );
-        assert_eq!(role(ps, "dave"), Some(30), "developers beats viewers");
         assert_eq!(
-            role(ps, "dev149"),
+            access_of(services_group, "dave"),
+            Some(30),
+            "developers beats viewers"
+        );
+        assert_eq!(
+            access_of(services_group, "dev149"),
             Some(30),
             "second page of Keycloak members and GitLab users"
         );
         let seniors = d
             .group_by_path("keycloak-groups/senior-developers")
             .unwrap();
-        assert_eq!(role(seniors, "bob"), Some(30));
-        assert_eq!(role(seniors, "carol"), Some(30));
-        assert_eq!(role(seniors, "alice"), None);
+        assert_eq!(access_of(seniors, "bob"), Some(30));
+        assert_eq!(access_of(seniors, "carol"), Some(30));
+        assert_eq!(access_of(seniors, "alice"), None);
     }
     let route = kube
         .get(&route_ref)
@@ -790,7 +805,7 @@ async fn release_tag_drift_is_reported_and_fixed_with_the_exact_writes() {
         let tag = &mut d.project_by_path_mut(dashboard).unwrap().protected_tags[0];
         tag.create[0].access_level = Some(30);
         tag.create
-            .push(sandbox::standins::gitlab_tags::CreateAccess {
+            .push(sandbox::standins::gitlab::tags::CreateAccess {
                 id: 9001,
                 access_level: None,
                 user_id: Some(user),

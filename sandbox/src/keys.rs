@@ -104,7 +104,7 @@ pub fn random_token(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(buf)
 }
 
-/// The pipeline an id_token is minted for: what GitLab puts in `ref`, `ref_type`, `ref_path`,
+/// The pipeline an `id_token` is minted for: what GitLab puts in `ref`, `ref_type`, `ref_path`,
 /// `ref_protected` and `pipeline_source` (`Gitlab::Ci::JwtV2`: an MR pipeline carries its source
 /// branch as `ref`, `refs/heads/<branch>` as `ref_path`, and `merge_request_event`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,7 +152,7 @@ impl PipelineClaims {
 }
 
 /// Claims of a GitLab CI `id_tokens` JWT of a job of `project_path` (id `project_id`) in a
-/// `pipeline` (GitLab docs: ci/secrets/id_token_authentication, "Token payload"; the ids and
+/// `pipeline` (GitLab docs: `ci/secrets/id_token_authentication`, "Token payload"; the ids and
 /// `ref_protected` are strings).
 pub fn ci_id_token_claims(
     issuer: &str,

@@ -62,6 +62,7 @@ const PLATFORM_SERVICE_ACCOUNTS: &[(&str, &str)] = &[
 ];
 
 /// What to start.
+#[allow(clippy::struct_excessive_bools)] // independent switches, one per server or mode
 #[derive(Debug, Clone)]
 pub struct Options {
     pub kube: bool,
@@ -99,7 +100,7 @@ impl Default for Options {
 /// A running sandbox. Dropping it stops what it started (unless detached).
 pub struct Sandbox {
     dir: PathBuf,
-    _temp: Option<tempfile::TempDir>,
+    temp_dir: Option<tempfile::TempDir>,
     children: Vec<(String, Child)>,
     /// The settings written to the env file (secrets included: the file is 0600).
     pub env: BTreeMap<String, String>,
@@ -229,15 +230,12 @@ impl Sandbox {
     /// builds kube-apiserver, ~3 min).
     pub async fn start(options: Options) -> anyhow::Result<Self> {
         common::cli::install_crypto_provider();
-        let (dir, temp) = match &options.dir {
-            Some(dir) => {
-                fs::create_dir_all(dir)?;
-                (dir.clone(), None)
-            }
-            None => {
-                let temp = tempfile::Builder::new().prefix("cicd-sandbox-").tempdir()?;
-                (temp.path().to_path_buf(), Some(temp))
-            }
+        let (dir, temp) = if let Some(dir) = &options.dir {
+            fs::create_dir_all(dir)?;
+            (dir.clone(), None)
+        } else {
+            let temp = tempfile::Builder::new().prefix("cicd-sandbox-").tempdir()?;
+            (temp.path().to_path_buf(), Some(temp))
         };
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
         fs::create_dir_all(dir.join("logs"))?;
@@ -245,7 +243,7 @@ impl Sandbox {
         write_private(&dir.join("gitlab-id-token-key.pk8"), gitlab_key.pkcs8_der())?;
         let mut sandbox = Sandbox {
             dir: dir.clone(),
-            _temp: temp,
+            temp_dir: temp,
             children: Vec::new(),
             env: BTreeMap::new(),
             standins: Vec::new(),
@@ -730,7 +728,7 @@ impl Sandbox {
     pub fn detach(mut self) {
         self.children.clear();
         self.detached = true;
-        if let Some(temp) = self._temp.take() {
+        if let Some(temp) = self.temp_dir.take() {
             let _ = temp.keep();
         }
     }
@@ -759,9 +757,8 @@ impl Drop for Sandbox {
 /// Stops a detached sandbox from its `state.json` and removes its directory.
 pub fn down(dir: &Path) -> anyhow::Result<usize> {
     let state = dir.join("state.json");
-    let text = match fs::read_to_string(&state) {
-        Ok(text) => text,
-        Err(_) => return Ok(0),
+    let Ok(text) = fs::read_to_string(&state) else {
+        return Ok(0);
     };
     let state: Value = serde_json::from_str(&text)?;
     let mut stopped = 0;
@@ -898,8 +895,11 @@ pub fn seed_linked_developers(
         .groups
         .iter()
         .find(|g| g.name == "developers")
-        .map(|g| g.id.clone())
-        .unwrap_or_else(|| kc.add_group("developers", None));
+        .map(|g| g.id.clone());
+    let developers = match developers {
+        Some(id) => id,
+        None => kc.add_group("developers", None),
+    };
     let mut gl = gitlab.lock();
     for i in 0..n {
         let name = format!("dev{i:03}");

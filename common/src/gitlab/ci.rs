@@ -22,7 +22,7 @@ pub struct CiVariable {
     pub environment_scope: String,
 }
 
-/// A project access token (doc/api/project_access_tokens); `token` only in create and rotate answers.
+/// A project access token (`doc/api/project_access_tokens`); `token` only in create and rotate answers.
 #[derive(Clone, Deserialize)]
 pub struct ProjectAccessToken {
     pub id: u64,
@@ -50,6 +50,7 @@ impl std::fmt::Debug for ProjectAccessToken {
             .field("access_level", &self.access_level)
             .field("expires_at", &self.expires_at)
             .field("active", &self.active)
+            .field("revoked", &self.revoked)
             .field("token", &self.token.as_ref().map(|_| "(sensitive)"))
             .finish()
     }
@@ -61,7 +62,7 @@ fn all_environments() -> String {
 
 impl GitLabClient {
     /// `GET /projects/:id/access_tokens`: the project's access tokens, active and not (doc/api
-    /// project_access_tokens "List all project access tokens").
+    /// `project_access_tokens` "List all project access tokens").
     pub async fn project_access_tokens(&self, project: u64) -> Result<Vec<ProjectAccessToken>> {
         self.list(
             &format!("listing access tokens of project {project}"),

@@ -6,12 +6,6 @@
 
 pub mod argocd;
 pub mod gitlab;
-pub mod gitlab_ci;
-pub mod gitlab_delivery;
-pub mod gitlab_hooks;
-pub mod gitlab_repo;
-pub mod gitlab_runners;
-pub mod gitlab_tags;
 pub mod harbor;
 pub mod keycloak;
 pub mod swagger;

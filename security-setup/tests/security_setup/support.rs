@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use common::kube::KubeClient;
-use sandbox::standins::gitlab_runners::RunnerRecord;
+use sandbox::standins::gitlab::runners::RunnerRecord;
 use sandbox::standins::harbor::ProjectRecord;
 use sandbox::{Options, PhaseRun, Sandbox};
 use security_setup::desired::POOLS;

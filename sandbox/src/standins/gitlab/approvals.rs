@@ -84,7 +84,7 @@ pub(super) async fn get_approval_settings(
     }
 }
 
-/// merge_request_approvals "Update approval configuration for a project".
+/// `merge_request_approvals` "Update approval configuration for a project".
 pub(super) async fn set_approval_settings(
     State(s): State<GitLabState>,
     Path(id): Path<String>,
@@ -135,7 +135,7 @@ pub(super) async fn list_rules(
 }
 
 /// Checks and applies the optional attributes of a rule create/update
-/// (merge_request_approvals "Create/Update an approval rule for a project").
+/// (`merge_request_approvals` "Create/Update an approval rule for a project").
 fn apply_rule_fields(
     data: &GitLabData,
     pid: u64,
@@ -147,11 +147,10 @@ fn apply_rule_fields(
             as_u64(v).ok_or_else(|| bad_param("approvals_required is invalid"))?;
     }
     if let Some(v) = body.get("name") {
-        rule.name = v
-            .as_str()
+        v.as_str()
             .filter(|n| !n.is_empty() && n.len() <= 1024)
             .ok_or_else(|| bad_param("name is invalid"))?
-            .to_owned();
+            .clone_into(&mut rule.name);
     }
     if let Some(v) = body.get("group_ids") {
         let ids = id_list(v).ok_or_else(|| bad_param("group_ids is invalid"))?;
@@ -185,7 +184,7 @@ fn apply_rule_fields(
         if !matches!(t, "any_approver" | "regular") {
             return Err(bad_param("rule_type does not have a valid value"));
         }
-        rule.rule_type = t.to_owned();
+        t.clone_into(&mut rule.rule_type);
     }
     let taken = data.projects[&pid]
         .approval_rules

@@ -11,7 +11,7 @@ use super::{
     bad_param, find_project_id, message, not_found, paginate,
 };
 
-/// Valid protected-branch access levels (docs: protected_branches "Valid access levels").
+/// Valid protected-branch access levels (docs: `protected_branches` "Valid access levels").
 fn valid_level(level: u64) -> bool {
     matches!(level, 0 | 30 | 40 | 60)
 }
@@ -26,6 +26,9 @@ fn access_description(level: u8) -> &'static str {
     }
 }
 
+// The JSON renderers are methods of the store, like GitLab's entities, whether or not they
+// read it yet.
+#[allow(clippy::unused_self)]
 impl GitLabData {
     fn access_json(&self, levels: &[AccessRecord]) -> Value {
         levels
@@ -95,7 +98,7 @@ pub(super) async fn get_protected(
     }
 }
 
-/// protected_branches "Protect repository branches": `name` required; `push_access_level`,
+/// `protected_branches` "Protect repository branches": `name` required; `push_access_level`,
 /// `merge_access_level`, `unprotect_access_level` default to 40; 409 when already protected.
 pub(super) async fn protect_branch(
     State(s): State<GitLabState>,
@@ -168,7 +171,7 @@ pub(super) async fn protect_branch(
     (StatusCode::CREATED, Json(json)).into_response()
 }
 
-/// Applies one `allowed_to_*` array (protected_branches "Update a protected branch"): `{access_level}`
+/// Applies one `allowed_to_*` array (`protected_branches` "Update a protected branch"): `{access_level}`
 /// creates, `{id, access_level}` updates, `{id, _destroy: true}` deletes.
 fn apply_allowed(
     list: &mut Vec<AccessRecord>,
@@ -287,7 +290,7 @@ mod tests {
     use super::super::serve_demo;
     use super::*;
 
-    /// protected_branches "Update a protected branch" edits entries by id; "Unprotect" removes
+    /// `protected_branches` "Update a protected branch" edits entries by id; "Unprotect" removes
     /// the branch from approval rules' scope (why the phases never unprotect).
     #[tokio::test]
     async fn patch_keeps_ids_and_unprotect_drops_rule_scope() {

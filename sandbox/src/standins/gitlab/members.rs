@@ -12,6 +12,9 @@ use super::{
     message, not_found, paginate,
 };
 
+// The JSON renderers are methods of the store, like GitLab's entities, whether or not they
+// read it yet.
+#[allow(clippy::unused_self)]
 impl GitLabData {
     pub(super) fn group_json(&self, g: &GroupRecord) -> Value {
         json!({

@@ -2,7 +2,7 @@
 //! section of the GitLab API docs (specs/gitlab/api-docs, and doc/api of gitlabhq for projects,
 //! groups, users, metadata and licence) its behaviour comes from.
 //!
-//! - `GET /-/jwks`: the key set that signs CI/CD `id_tokens` (ci/secrets/id_token_authentication).
+//! - `GET /-/jwks`: the key set that signs CI/CD `id_tokens` (`ci/secrets/id_token_authentication`).
 //! - Authentication (api/rest "Authentication"): `PRIVATE-TOKEN` or `Authorization: Bearer`; 401
 //!   `{"message":"401 Unauthorized"}` otherwise.
 //! - Offset pagination (api/rest "Offset-based pagination"): `page`, `per_page` (default 20, max
@@ -14,10 +14,16 @@
 
 mod approvals;
 mod branches;
+pub mod ci;
+pub mod delivery;
+pub mod hooks;
 mod members;
 mod model;
 mod projects;
+pub mod repo;
 mod rest;
+pub mod runners;
+pub mod tags;
 
 use axum::Json;
 use axum::Router;
@@ -95,12 +101,12 @@ pub fn routes(state: GitLabState) -> Router {
             "/api/v4/projects/{id}/approval_rules/{rule}",
             axum::routing::put(update_rule).delete(delete_rule),
         )
-        .merge(super::gitlab_repo::routes())
-        .merge(super::gitlab_delivery::routes())
-        .merge(super::gitlab_tags::routes())
-        .merge(super::gitlab_runners::routes())
-        .merge(super::gitlab_hooks::routes())
-        .merge(super::gitlab_ci::routes())
+        .merge(repo::routes())
+        .merge(delivery::routes())
+        .merge(tags::routes())
+        .merge(runners::routes())
+        .merge(hooks::routes())
+        .merge(ci::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,

@@ -80,11 +80,11 @@ pub struct ProjectRecord {
     pub approval_settings: Map<String, Value>,
     pub approval_rules: Vec<ApprovalRuleRecord>,
     /// Protected tag names and wildcards (`gitlab_tags`).
-    pub protected_tags: Vec<crate::standins::gitlab_tags::ProtectedTagRecord>,
+    pub protected_tags: Vec<crate::standins::gitlab::tags::ProtectedTagRecord>,
     /// Files, commits and tags of the default branch.
-    pub repository: crate::standins::gitlab_repo::Repository,
+    pub repository: crate::standins::gitlab::repo::Repository,
     /// Merge requests and project access tokens.
-    pub delivery: crate::standins::gitlab_delivery::ProjectDelivery,
+    pub delivery: crate::standins::gitlab::delivery::ProjectDelivery,
 }
 
 /// Everything the stand-in knows. Tests seed and inspect it directly.
@@ -98,11 +98,11 @@ pub struct GitLabData {
     pub groups: BTreeMap<u64, GroupRecord>,
     pub projects: BTreeMap<u64, ProjectRecord>,
     /// Runners created through `POST /user/runners` (phase 16).
-    pub runners: crate::standins::gitlab_runners::Runners,
+    pub runners: crate::standins::gitlab::runners::Runners,
     /// Group webhooks (phase 17).
-    pub hooks: crate::standins::gitlab_hooks::GroupHooks,
+    pub hooks: crate::standins::gitlab::hooks::GroupHooks,
     /// Pipelines, deployments and commits the DORA collector heals from.
-    pub ci: crate::standins::gitlab_ci::CiHistory,
+    pub ci: crate::standins::gitlab::ci::CiHistory,
     pub(super) next_id: u64,
 }
 
@@ -116,9 +116,9 @@ impl GitLabData {
             token_scopes: BTreeMap::new(),
             groups: BTreeMap::new(),
             projects: BTreeMap::new(),
-            runners: crate::standins::gitlab_runners::Runners::default(),
-            hooks: crate::standins::gitlab_hooks::GroupHooks::default(),
-            ci: crate::standins::gitlab_ci::CiHistory::default(),
+            runners: crate::standins::gitlab::runners::Runners::default(),
+            hooks: crate::standins::gitlab::hooks::GroupHooks::default(),
+            ci: crate::standins::gitlab::ci::CiHistory::default(),
             next_id: 1,
         };
         let root = data.add_user("root", &[]);
@@ -246,8 +246,8 @@ impl GitLabData {
                 .unwrap_or_default(),
                 approval_rules: Vec::new(),
                 protected_tags: Vec::new(),
-                repository: crate::standins::gitlab_repo::Repository::default(),
-                delivery: crate::standins::gitlab_delivery::ProjectDelivery::default(),
+                repository: crate::standins::gitlab::repo::Repository::default(),
+                delivery: crate::standins::gitlab::delivery::ProjectDelivery::default(),
             },
         );
         id

@@ -1,4 +1,4 @@
-//! Healing from GitLab's API (the GitLab stand-in's CI history, `sandbox/src/standins/gitlab_ci.rs`,
+//! Healing from GitLab's API (the GitLab stand-in's CI history, `sandbox/src/standins/gitlab/ci.rs`,
 //! built from doc/api deployments.md, pipelines.md, jobs.md, commits.md): missed webhooks are
 //! filled, what webhooks already delivered is not counted twice, child and running pipelines are
 //! not runs, and a deployment waiting for its commit's time gets it.

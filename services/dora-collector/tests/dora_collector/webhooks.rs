@@ -52,7 +52,7 @@ async fn recorded_stream_gives_exact_numbers(backend: Backend) {
         assert_eq!(s, 200);
         let body = payloads::deployment(
             RELAY,
-            100 + k as u64,
+            100 + u64::try_from(k).unwrap(),
             "production",
             "success",
             &sha,

@@ -20,7 +20,7 @@ use axum::routing::{get, put};
 use axum::{Extension, Json, Router};
 use serde_json::{Map, Value, json};
 
-use super::gitlab::{
+use super::{
     Caller, GitLabData, GitLabState, Q, Reply, Tier, as_bool, bad_param, message, not_found,
     paginate,
 };
@@ -255,14 +255,14 @@ async fn edit_hook(
 
 #[cfg(test)]
 mod tests {
-    use super::super::gitlab::{demo_data, routes as gitlab_routes};
+    use super::super::{demo_data, routes as gitlab_routes};
     use super::*;
 
     #[tokio::test]
     async fn add_list_edit_and_token_reset_on_url_change() {
         common::cli::install_crypto_provider();
         let state = GitLabState::new(json!({"keys": []}), demo_data("glpat-test"));
-        let running = super::super::serve("gitlab", gitlab_routes(state.clone()))
+        let running = super::super::super::serve("gitlab", gitlab_routes(state.clone()))
             .await
             .unwrap();
         let http = reqwest::Client::new();

@@ -10,7 +10,7 @@
 //! - `project_access_tokens.md` "List", "Create" (`name`, `scopes` required; `access_level` default
 //!   40; `expires_at` YYYY-MM-DD; the token value only in this answer), "Rotate" (revokes the token,
 //!   answers a new one with the same name, scopes and role) and "Revoke".
-//! - user/project/settings/project_access_tokens.md: a project access token authenticates as a bot
+//! - `user/project/settings/project_access_tokens.md`: a project access token authenticates as a bot
 //!   user and "cannot access resources in other projects" (the stand-in answers 404 for them, as
 //!   GitLab does for a project the caller cannot see); an expired or revoked token gets 401.
 
@@ -22,9 +22,7 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::gitlab::{
-    GitLabState, Q, Reply, bad_param, find_project_id, message, not_found, paginate,
-};
+use super::{GitLabState, Q, Reply, bad_param, find_project_id, message, not_found, paginate};
 
 /// A merge request as this model keeps it.
 #[derive(Debug, Clone)]

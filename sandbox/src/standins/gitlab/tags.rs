@@ -28,7 +28,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::gitlab::{
+use super::{
     Caller, GitLabData, GitLabState, Q, Reply, Tier, bad_param, find_project_id, message,
     not_found, paginate,
 };
@@ -314,7 +314,7 @@ pub(super) fn may_create_tag(data: &GitLabData, pid: u64, caller: Caller, tag: &
 
 #[cfg(test)]
 mod tests {
-    use super::super::gitlab::{demo_data, routes as gitlab_routes};
+    use super::super::{demo_data, routes as gitlab_routes};
     use super::*;
 
     #[test]
@@ -354,7 +354,7 @@ mod tests {
             .commits
             .push(("c0ffee".into(), "init".into()));
         let state = GitLabState::new(json!({"keys": []}), demo);
-        let running = super::super::serve("gitlab", gitlab_routes(state.clone()))
+        let running = super::super::super::serve("gitlab", gitlab_routes(state.clone()))
             .await
             .unwrap();
         let http = reqwest::Client::new();
@@ -458,7 +458,7 @@ mod tests {
             .project_by_path("platform_services/dora-collector")
             .unwrap()
             .id;
-        let running = super::super::serve("gitlab", gitlab_routes(state.clone()))
+        let running = super::super::super::serve("gitlab", gitlab_routes(state.clone()))
             .await
             .unwrap();
         let client = GitLabClient::new(

@@ -11,7 +11,7 @@
 //!   repository creates the default branch.
 //! - tags.md "Get a single repository tag" (404) and "Create a new tag" (`tag_name`, `ref`; 400 when
 //!   it exists; 400 when the tag is protected and the caller may not create it, see `gitlab_tags`).
-//! - group_level_variables.md (specs/gitlab/api-docs): list (paginated), create (`key`, `value`,
+//! - `group_level_variables.md` (specs/gitlab/api-docs): list (paginated), create (`key`, `value`,
 //!   `protected`, `masked`, `raw`, …; 400 "has already been taken"), update by key.
 
 use std::collections::BTreeMap;
@@ -23,7 +23,7 @@ use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
 
-use super::gitlab::{
+use super::{
     Caller, GitLabState, Q, Reply, as_bool, bad_param, find_project_id, message, not_found,
     paginate,
 };
@@ -237,16 +237,13 @@ async fn commit(
                     &format!("A file with this name already exists: {path}"),
                 );
             }
-            Some("create") => {
-                files.insert(path.to_owned(), content);
-            }
             Some("update") if !files.contains_key(path) => {
                 return message(
                     StatusCode::BAD_REQUEST,
                     &format!("A file with this name doesn't exist: {path}"),
                 );
             }
-            Some("update") => {
+            Some("create" | "update") => {
                 files.insert(path.to_owned(), content);
             }
             Some("delete") if files.remove(path).is_none() => {
@@ -343,7 +340,7 @@ async fn create_tag(
             );
         }
     };
-    if !super::gitlab_tags::may_create_tag(&data, pid, caller, tag) {
+    if !super::tags::may_create_tag(&data, pid, caller, tag) {
         return message(
             StatusCode::BAD_REQUEST,
             "You are not allowed to create this tag as it is protected.",

@@ -22,7 +22,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::Value;
 
-use super::gitlab::{GitLabState, Q, Reply, bad_param, find_project_id, not_found, paginate};
+use super::{GitLabState, Q, Reply, bad_param, find_project_id, not_found, paginate};
 
 #[derive(Debug, Clone, Default)]
 pub struct CiHistory {
@@ -53,7 +53,7 @@ pub fn routes() -> Router<GitLabState> {
 /// ISO 8601 timestamps of the same form compare as strings; the stand-in only serves its own
 /// `YYYY-MM-DDTHH:MM:SS(.sss)Z` values and accepts `updated_after` in that form.
 fn updated_after<'a>(items: &'a [Value], q: &BTreeMap<String, String>) -> Vec<Value> {
-    let after = q.get("updated_after").map(String::as_str).unwrap_or("");
+    let after = q.get("updated_after").map_or("", String::as_str);
     let mut out: Vec<&'a Value> = items
         .iter()
         .filter(|v| v["updated_at"].as_str().unwrap_or("") > after)

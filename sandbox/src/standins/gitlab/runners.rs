@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::gitlab::{GitLabState, Q, Reply, as_bool, bad_param, not_found, paginate};
+use super::{GitLabState, Q, Reply, as_bool, bad_param, not_found, paginate};
 
 /// One runner.
 #[derive(Debug, Clone)]
