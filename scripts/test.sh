@@ -12,10 +12,14 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> shellcheck"
 shellcheck scripts/*.sh sandbox/scripts/*.sh argo-delivery/cleaner/*.sh .ci/run
+echo "==> cargo clippy (pedantic, warnings are errors)"
+cargo clippy --workspace --all-targets -- -D warnings
 echo "==> bats (driver)"
 bats tests/bats
 echo "==> cargo test"
-cargo test --workspace --no-fail-fast 2>&1 | tee target/cargo-test.log
+# Plan snapshots (insta) are compared, never written: review a change with `cargo insta review`
+# or `INSTA_UPDATE=always cargo test -p <crate> --lib` and commit the .snap files.
+INSTA_UPDATE=no cargo test --workspace --no-fail-fast 2>&1 | tee target/cargo-test.log
 # One closing line for the whole Rust run.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
      END { printf "rust: %d passed, %d failed\n", p, f; exit (f > 0) }' target/cargo-test.log

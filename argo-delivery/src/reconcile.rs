@@ -191,22 +191,6 @@ impl ArgoDelivery {
         }))
     }
 
-    async fn read_live(&self) -> anyhow::Result<Observed> {
-        let stored = self.stored_token().await?;
-        // Without the AppProject (first run: it is in this plan) nothing can be listed yet.
-        let listed = self
-            .argocd()
-            .await?
-            .project_role_tokens(PIPELINE_PROJECT, PIPELINE_ROLE)
-            .await?
-            .unwrap_or_default();
-        Ok(Observed {
-            stored,
-            listed,
-            now: unix_now(),
-        })
-    }
-
     async fn mint_pipeline_token(&self, replaces: Option<&ProjectToken>) -> anyhow::Result<()> {
         let argocd = self.argocd().await?;
         let id = format!("cicd-{}", unix_now());
@@ -283,7 +267,19 @@ impl Phase for ArgoDelivery {
     }
 
     async fn observe(&self) -> anyhow::Result<Observed> {
-        self.read_live().await
+        let stored = self.stored_token().await?;
+        // Without the AppProject (first run: it is in this plan) nothing can be listed yet.
+        let listed = self
+            .argocd()
+            .await?
+            .project_role_tokens(PIPELINE_PROJECT, PIPELINE_ROLE)
+            .await?
+            .unwrap_or_default();
+        Ok(Observed {
+            stored,
+            listed,
+            now: unix_now(),
+        })
     }
 
     fn diff(&self, observed: &Observed) -> anyhow::Result<Plan<Op>> {
@@ -291,18 +287,11 @@ impl Phase for ArgoDelivery {
     }
 
     fn objects(&self, _observed: &Observed) -> anyhow::Result<Vec<DesiredObject<Op>>> {
-        Ok(desired::objects(&self.settings)
-            .into_iter()
-            .map(|(object, crd)| DesiredObject {
-                op: Op::Apply {
-                    object: object.clone(),
-                    crd,
-                },
-                object,
-                crd: crd.map(str::to_owned),
-                installed_by: "Argo CD, Argo Rollouts, External Secrets",
-            })
-            .collect())
+        Ok(DesiredObject::each(
+            desired::objects(&self.settings),
+            "Argo CD, Argo Rollouts, External Secrets",
+            |object, crd| Op::Apply { object, crd },
+        ))
     }
 
     fn kube(&self) -> Option<(&KubeClient, Duration)> {

@@ -92,16 +92,7 @@ async fn kube_sandbox(manager: &str) -> (Sandbox, KubeClient) {
 
 /// resourceVersion of each object (None: absent).
 async fn versions(kube: &KubeClient) -> Vec<Option<String>> {
-    let mut out = Vec::new();
-    for r in refs() {
-        out.push(kube.get(&r).await.unwrap().map(|o| {
-            o["metadata"]["resourceVersion"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        }));
-    }
-    out
+    sandbox::support::resource_versions(kube, &refs()).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -118,15 +109,7 @@ async fn applied_by_server_side_apply_once_and_merged_with_argocd_keys() {
         .unwrap();
     // Phase 13's KV v2 mount, where the phase keeps CI's Argo CD token.
     let http = reqwest::Client::new();
-    let vault = |path: &str| format!("{}/v1/{path}", sandbox.get("VAULT_ADDR"));
-    let mounted = http
-        .post(vault("sys/mounts/kv"))
-        .header("X-Vault-Token", sandbox.get("VAULT_TOKEN"))
-        .json(&json!({"type": "kv", "options": {"version": "2"}}))
-        .send()
-        .await
-        .unwrap();
-    assert!(mounted.status().is_success());
+    sandbox::support::mount_kv(&sandbox).await;
     // Argo CD's Helm chart owns argocd-rbac-cm already, with keys of its own.
     let helm = KubeClient::from_kubeconfig(&sandbox.kubeconfig(), "helm")
         .await
@@ -241,16 +224,10 @@ async fn applied_by_server_side_apply_once_and_merged_with_argocd_keys() {
         "kubernetes.io/dockerconfigjson"
     );
     // CI's Argo CD token: in Vault, accepted by Argo CD for project ephemeral only.
-    let stored: Value = http
-        .get(vault("kv/data/ci/argocd-token"))
-        .header("X-Vault-Token", sandbox.get("VAULT_TOKEN"))
-        .send()
+    let stored = sandbox::support::vault_read(&sandbox, "kv/data/ci/argocd-token")
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ci_token = stored["data"]["data"]["token"].as_str().unwrap().to_owned();
+        .expect("CI's Argo CD token in Vault");
+    let ci_token = stored["data"]["token"].as_str().unwrap().to_owned();
     assert!(!apply.stdout.contains(&ci_token) && !apply.stderr.contains(&ci_token));
     let argocd = sandbox.get("ARGOCD_URL");
     let create = |project: &str, namespace: &str| {

@@ -126,7 +126,76 @@ impl CiTemplates {
         })
     }
 
-    async fn read_live(&self) -> anyhow::Result<Observed> {
+    fn project_id(&self) -> anyhow::Result<u64> {
+        lock(&self.project_id)
+            .context("the library project does not exist yet (it is created earlier in the same apply; rerun apply)")
+    }
+
+    async fn harbor_project_id(&self, name: &str) -> anyhow::Result<u64> {
+        Ok(self
+            .harbor
+            .project(name)
+            .await?
+            .with_context(|| format!("Harbor project {name} does not exist (rerun apply)"))?
+            .project_id)
+    }
+
+    /// Stores a robot's secret at its Vault path (never printed anywhere).
+    async fn store_secret(&self, robot: &RobotAccount, secret: &RobotSecret) -> anyhow::Result<()> {
+        let data = BTreeMap::from([
+            ("username".to_owned(), secret.name.clone()),
+            (
+                "password".to_owned(),
+                secret.secret.expose_secret().to_owned(),
+            ),
+            ("registry".to_owned(), self.settings.harbor_registry.clone()),
+        ]);
+        let metadata = BTreeMap::from([
+            ("managed-by".to_owned(), MANAGED_BY.to_owned()),
+            ("harbor-robot".to_owned(), secret.name.clone()),
+            ("harbor-robot-id".to_owned(), secret.id.to_string()),
+        ]);
+        self.vault
+            .kv2_put(KV_MOUNT, robot.vault_path, &data, &metadata)
+            .await
+            .with_context(|| {
+                format!(
+                    "storing the secret of robot {} at {KV_MOUNT}/{} (the robot exists; rerun apply or `ci-templates rotate-robot {}` to issue and store a new secret)",
+                    secret.name, robot.vault_path, robot.name
+                )
+            })
+    }
+
+    /// `rotate-robot NAME`: a new secret from Harbor, stored in Vault; returns the Vault path.
+    pub async fn rotate(&self, name: &str) -> anyhow::Result<String> {
+        let robot = ROBOTS.iter().find(|r| r.name == name).with_context(|| {
+            format!(
+                "no robot {name}: choose one of {}",
+                ROBOTS.iter().map(|r| r.name).collect::<Vec<_>>().join(", ")
+            )
+        })?;
+        self.vault.require_kv2(KV_MOUNT, "robot secrets go").await?;
+        let existing = self.harbor.robot(name).await?.with_context(|| {
+            format!("Harbor has no robot {name}: run `ci-templates apply` first")
+        })?;
+        let secret = self
+            .harbor
+            .refresh_robot_secret(existing.id, &existing.name)
+            .await?;
+        self.store_secret(robot, &secret).await?;
+        Ok(format!("{KV_MOUNT}/{}", robot.vault_path))
+    }
+}
+
+impl Phase for CiTemplates {
+    type Op = Op;
+    type Observed = Observed;
+
+    fn name(&self) -> &str {
+        PHASE_NAME
+    }
+
+    async fn observe(&self) -> anyhow::Result<Observed> {
         let s = &self.settings;
         let group = self
             .gitlab
@@ -219,79 +288,6 @@ impl CiTemplates {
             robots,
             robot_secrets,
         })
-    }
-
-    fn project_id(&self) -> anyhow::Result<u64> {
-        lock(&self.project_id)
-            .context("the library project does not exist yet (it is created earlier in the same apply; rerun apply)")
-    }
-
-    async fn harbor_project_id(&self, name: &str) -> anyhow::Result<u64> {
-        Ok(self
-            .harbor
-            .project(name)
-            .await?
-            .with_context(|| format!("Harbor project {name} does not exist (rerun apply)"))?
-            .project_id)
-    }
-
-    /// Stores a robot's secret at its Vault path (never printed anywhere).
-    async fn store_secret(&self, robot: &RobotAccount, secret: &RobotSecret) -> anyhow::Result<()> {
-        let data = BTreeMap::from([
-            ("username".to_owned(), secret.name.clone()),
-            (
-                "password".to_owned(),
-                secret.secret.expose_secret().to_owned(),
-            ),
-            ("registry".to_owned(), self.settings.harbor_registry.clone()),
-        ]);
-        let metadata = BTreeMap::from([
-            ("managed-by".to_owned(), MANAGED_BY.to_owned()),
-            ("harbor-robot".to_owned(), secret.name.clone()),
-            ("harbor-robot-id".to_owned(), secret.id.to_string()),
-        ]);
-        self.vault
-            .kv2_put(KV_MOUNT, robot.vault_path, &data, &metadata)
-            .await
-            .with_context(|| {
-                format!(
-                    "storing the secret of robot {} at {KV_MOUNT}/{} (the robot exists; rerun apply or `ci-templates rotate-robot {}` to issue and store a new secret)",
-                    secret.name, robot.vault_path, robot.name
-                )
-            })
-    }
-
-    /// `rotate-robot NAME`: a new secret from Harbor, stored in Vault; returns the Vault path.
-    pub async fn rotate(&self, name: &str) -> anyhow::Result<String> {
-        let robot = ROBOTS.iter().find(|r| r.name == name).with_context(|| {
-            format!(
-                "no robot {name}: choose one of {}",
-                ROBOTS.iter().map(|r| r.name).collect::<Vec<_>>().join(", ")
-            )
-        })?;
-        self.vault.require_kv2(KV_MOUNT, "robot secrets go").await?;
-        let existing = self.harbor.robot(name).await?.with_context(|| {
-            format!("Harbor has no robot {name}: run `ci-templates apply` first")
-        })?;
-        let secret = self
-            .harbor
-            .refresh_robot_secret(existing.id, &existing.name)
-            .await?;
-        self.store_secret(robot, &secret).await?;
-        Ok(format!("{KV_MOUNT}/{}", robot.vault_path))
-    }
-}
-
-impl Phase for CiTemplates {
-    type Op = Op;
-    type Observed = Observed;
-
-    fn name(&self) -> &str {
-        PHASE_NAME
-    }
-
-    async fn observe(&self) -> anyhow::Result<Observed> {
-        self.read_live().await
     }
 
     fn diff(&self, observed: &Observed) -> anyhow::Result<Plan<Op>> {

@@ -43,6 +43,23 @@ pub struct DesiredObject<Op> {
 }
 
 impl<Op> DesiredObject<Op> {
+    /// Objects whose CRDs (if any) `installed_by` provides, each applied by `op(object, crd)`.
+    pub fn each(
+        objects: impl IntoIterator<Item = (Value, Option<&'static str>)>,
+        installed_by: &'static str,
+        op: impl Fn(Value, Option<&'static str>) -> Op,
+    ) -> Vec<Self> {
+        objects
+            .into_iter()
+            .map(|(object, crd)| Self {
+                op: op(object.clone(), crd),
+                crd: crd.map(str::to_owned),
+                object,
+                installed_by,
+            })
+            .collect()
+    }
+
     /// The usual case: `op` is made from the object and its CRD.
     pub fn new(
         object: Value,

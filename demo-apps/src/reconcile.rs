@@ -81,33 +81,6 @@ impl DemoApps {
     pub fn settings(&self) -> &Settings {
         &self.desired.settings
     }
-
-    async fn read_live(&self) -> anyhow::Result<Observed> {
-        let s = &self.desired.settings;
-        let group = self.gitlab.group(&s.gitlab_group).await?.with_context(|| {
-            format!(
-                "GitLab group {} not found: run phase 12 (gitlab-harden) first, or set {}",
-                s.gitlab_group,
-                common::env::DEMO_GITLAB_GROUP
-            )
-        })?;
-        let mut projects = BTreeMap::new();
-        for project in &PROJECTS {
-            let observed = seed::observe(
-                &self.gitlab,
-                &self.vault,
-                &project_path(s, project),
-                &s.image_tag,
-            )
-            .await?;
-            projects.insert(project.name, observed);
-        }
-        Ok(Observed {
-            group_id: group.id,
-            harbor_project_exists: self.harbor.project(&s.harbor_project).await?.is_some(),
-            projects,
-        })
-    }
 }
 
 /// What phase 18 wants one project to be: the demo's files, kept when people change them.
@@ -182,7 +155,30 @@ impl Phase for DemoApps {
     }
 
     async fn observe(&self) -> anyhow::Result<Observed> {
-        self.read_live().await
+        let s = &self.desired.settings;
+        let group = self.gitlab.group(&s.gitlab_group).await?.with_context(|| {
+            format!(
+                "GitLab group {} not found: run phase 12 (gitlab-harden) first, or set {}",
+                s.gitlab_group,
+                common::env::DEMO_GITLAB_GROUP
+            )
+        })?;
+        let mut projects = BTreeMap::new();
+        for project in &PROJECTS {
+            let observed = seed::observe(
+                &self.gitlab,
+                &self.vault,
+                &project_path(s, project),
+                &s.image_tag,
+            )
+            .await?;
+            projects.insert(project.name, observed);
+        }
+        Ok(Observed {
+            group_id: group.id,
+            harbor_project_exists: self.harbor.project(&s.harbor_project).await?.is_some(),
+            projects,
+        })
     }
 
     fn diff(&self, observed: &Observed) -> anyhow::Result<Plan<Op>> {
@@ -190,18 +186,11 @@ impl Phase for DemoApps {
     }
 
     fn objects(&self, _observed: &Observed) -> anyhow::Result<Vec<DesiredObject<Op>>> {
-        Ok(desired::objects(&self.desired.settings)
-            .into_iter()
-            .map(|(object, crd)| DesiredObject {
-                op: Op::Apply {
-                    object: object.clone(),
-                    crd,
-                },
-                object,
-                crd: crd.map(str::to_owned),
-                installed_by: "Argo CD",
-            })
-            .collect())
+        Ok(DesiredObject::each(
+            desired::objects(&self.desired.settings),
+            "Argo CD",
+            |object, crd| Op::Apply { object, crd },
+        ))
     }
 
     fn kube(&self) -> Option<(&KubeClient, Duration)> {

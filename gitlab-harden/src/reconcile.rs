@@ -181,10 +181,71 @@ impl GitLabHarden {
         &self.gitlab
     }
 
+    /// Whether GitLab's instance registry still runs (a Helm value this phase cannot change).
+    async fn registry_running(&self) -> anyhow::Result<bool> {
+        let Some(kube) = &self.kube else {
+            return Ok(false);
+        };
+        let registry = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "gitlab-registry", "namespace": self.desired.settings.gitlab_namespace},
+        });
+        Ok(kube.get(&registry).await?.is_some())
+    }
+
+    fn group_id(&self, path: &str) -> anyhow::Result<u64> {
+        lock(&self.group_ids).get(path).copied().with_context(|| {
+            format!("GitLab group {path} does not exist (it is created earlier in the same apply; rerun apply)")
+        })
+    }
+
+    async fn branch_id(&self, project: u64, planned: Option<u64>) -> anyhow::Result<u64> {
+        if let Some(id) = planned.or_else(|| lock(&self.branch_ids).get(&project).copied()) {
+            return Ok(id);
+        }
+        let branch = self
+            .gitlab
+            .protected_branch(project, MAIN_BRANCH)
+            .await?
+            .with_context(|| format!("project {project}: {MAIN_BRANCH} is not protected, so an approval rule cannot be scoped to it"))?;
+        Ok(branch.id)
+    }
+
+    async fn rule_body(
+        &self,
+        project: u64,
+        rule: &RuleSpec,
+        branch: Option<u64>,
+    ) -> anyhow::Result<Value> {
+        let branch = self.branch_id(project, branch).await?;
+        let group_ids = rule
+            .groups
+            .iter()
+            .map(|g| self.group_id(g))
+            .collect::<anyhow::Result<Vec<u64>>>()?;
+        Ok(json!({
+            "name": rule.name,
+            "approvals_required": rule.approvals_required,
+            "group_ids": group_ids,
+            "user_ids": [],
+            "protected_branch_ids": [branch],
+            "applies_to_all_protected_branches": false,
+        }))
+    }
+}
+
+impl Phase for GitLabHarden {
+    type Op = Op;
+    type Observed = Observed;
+
+    fn name(&self) -> &str {
+        PHASE_NAME
+    }
+
     /// Reads everything the diff needs. Per project: protected `main`, protected `v*`, and on
     /// Premium the approval settings and rules — four reads (two on Free), run
     /// `GITLAB_CONCURRENCY` projects at a time.
-    async fn read_live(&self) -> anyhow::Result<Observed> {
+    async fn observe(&self) -> anyhow::Result<Observed> {
         let tier = self.gitlab.tier().await?;
         let me = self.gitlab.current_user().await?;
         let mut groups = BTreeMap::new();
@@ -318,71 +379,6 @@ impl GitLabHarden {
             missing_keycloak_groups,
             registry_running: self.registry_running().await?,
         })
-    }
-
-    /// Whether GitLab's instance registry still runs (a Helm value this phase cannot change).
-    async fn registry_running(&self) -> anyhow::Result<bool> {
-        let Some(kube) = &self.kube else {
-            return Ok(false);
-        };
-        let registry = json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "gitlab-registry", "namespace": self.desired.settings.gitlab_namespace},
-        });
-        Ok(kube.get(&registry).await?.is_some())
-    }
-
-    fn group_id(&self, path: &str) -> anyhow::Result<u64> {
-        lock(&self.group_ids).get(path).copied().with_context(|| {
-            format!("GitLab group {path} does not exist (it is created earlier in the same apply; rerun apply)")
-        })
-    }
-
-    async fn branch_id(&self, project: u64, planned: Option<u64>) -> anyhow::Result<u64> {
-        if let Some(id) = planned.or_else(|| lock(&self.branch_ids).get(&project).copied()) {
-            return Ok(id);
-        }
-        let branch = self
-            .gitlab
-            .protected_branch(project, MAIN_BRANCH)
-            .await?
-            .with_context(|| format!("project {project}: {MAIN_BRANCH} is not protected, so an approval rule cannot be scoped to it"))?;
-        Ok(branch.id)
-    }
-
-    async fn rule_body(
-        &self,
-        project: u64,
-        rule: &RuleSpec,
-        branch: Option<u64>,
-    ) -> anyhow::Result<Value> {
-        let branch = self.branch_id(project, branch).await?;
-        let group_ids = rule
-            .groups
-            .iter()
-            .map(|g| self.group_id(g))
-            .collect::<anyhow::Result<Vec<u64>>>()?;
-        Ok(json!({
-            "name": rule.name,
-            "approvals_required": rule.approvals_required,
-            "group_ids": group_ids,
-            "user_ids": [],
-            "protected_branch_ids": [branch],
-            "applies_to_all_protected_branches": false,
-        }))
-    }
-}
-
-impl Phase for GitLabHarden {
-    type Op = Op;
-    type Observed = Observed;
-
-    fn name(&self) -> &str {
-        PHASE_NAME
-    }
-
-    async fn observe(&self) -> anyhow::Result<Observed> {
-        self.read_live().await
     }
 
     fn diff(&self, observed: &Observed) -> anyhow::Result<Plan<Op>> {

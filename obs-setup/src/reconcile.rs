@@ -119,71 +119,6 @@ impl ObsSetup {
         &self.settings
     }
 
-    async fn read_live(&self) -> anyhow::Result<Observed> {
-        let s = &self.settings;
-        let group = self
-            .gitlab
-            .group(&s.webhook_group)
-            .await?
-            .with_context(|| {
-                format!(
-                    "GitLab group {} not found: create it or set {}",
-                    s.webhook_group,
-                    common::env::OBS_WEBHOOK_GROUP
-                )
-            })?;
-        let hooks = if self.gitlab.tier().await?.is_paid() {
-            Some(self.gitlab.group_hooks(group.id).await?)
-        } else {
-            None
-        };
-        self.vault
-            .require_kv2(KV_MOUNT, "the collector's secrets go")
-            .await?;
-        let secret = self.vault.kv2_read(KV_MOUNT, KV_PATH).await?;
-        let meta = self.vault.kv2_metadata(KV_MOUNT, KV_PATH).await?;
-        let project_path = &s.delivery.project_path;
-        let project_group = project_path.rsplit_once('/').map_or("", |(g, _)| g);
-        if self.gitlab.group(project_group).await?.is_none() {
-            anyhow::bail!(
-                "GitLab group {project_group} not found: the DORA collector's project {project_path} goes there; run phase 12 (gitlab-harden) first, or create the group"
-            );
-        }
-        let project = seed::observe(&self.gitlab, &self.vault, project_path, &s.release_tag)
-            .await
-            .with_context(|| {
-                format!("reading GitLab project {project_path} and its promotion token")
-            })?;
-        let observed = Observed {
-            group_id: group.id,
-            hooks,
-            secret,
-            secret_version: meta.as_ref().map_or(0, |m| m.current_version),
-            metadata: meta.map(|m| m.custom_metadata).unwrap_or_default(),
-            project,
-        };
-        if let Some(secret) = observed.webhook_secret() {
-            redact::register(secret);
-        }
-        if s.store == Store::Postgres {
-            let url = observed
-                .secret
-                .as_ref()
-                .and_then(|d| d.get(DATABASE_URL_KEY))
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            redact::register(url);
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                anyhow::bail!(
-                    "{}=true but Vault {KV_MOUNT}/{KV_PATH} has no `{DATABASE_URL_KEY}` starting with postgres://: write it there first (the collector's two replicas share that database), or unset {}",
-                    common::env::OBS_DORA_POSTGRES,
-                    common::env::OBS_DORA_POSTGRES
-                );
-            }
-        }
-        Ok(observed)
-    }
-
     async fn current_secret(&self) -> anyhow::Result<String> {
         let data = self.vault.kv2_read(KV_MOUNT, KV_PATH).await?;
         let secret = data
@@ -335,7 +270,68 @@ impl Phase for ObsSetup {
     }
 
     async fn observe(&self) -> anyhow::Result<Observed> {
-        self.read_live().await
+        let s = &self.settings;
+        let group = self
+            .gitlab
+            .group(&s.webhook_group)
+            .await?
+            .with_context(|| {
+                format!(
+                    "GitLab group {} not found: create it or set {}",
+                    s.webhook_group,
+                    common::env::OBS_WEBHOOK_GROUP
+                )
+            })?;
+        let hooks = if self.gitlab.tier().await?.is_paid() {
+            Some(self.gitlab.group_hooks(group.id).await?)
+        } else {
+            None
+        };
+        self.vault
+            .require_kv2(KV_MOUNT, "the collector's secrets go")
+            .await?;
+        let secret = self.vault.kv2_read(KV_MOUNT, KV_PATH).await?;
+        let meta = self.vault.kv2_metadata(KV_MOUNT, KV_PATH).await?;
+        let project_path = &s.delivery.project_path;
+        let project_group = project_path.rsplit_once('/').map_or("", |(g, _)| g);
+        if self.gitlab.group(project_group).await?.is_none() {
+            anyhow::bail!(
+                "GitLab group {project_group} not found: the DORA collector's project {project_path} goes there; run phase 12 (gitlab-harden) first, or create the group"
+            );
+        }
+        let project = seed::observe(&self.gitlab, &self.vault, project_path, &s.release_tag)
+            .await
+            .with_context(|| {
+                format!("reading GitLab project {project_path} and its promotion token")
+            })?;
+        let observed = Observed {
+            group_id: group.id,
+            hooks,
+            secret,
+            secret_version: meta.as_ref().map_or(0, |m| m.current_version),
+            metadata: meta.map(|m| m.custom_metadata).unwrap_or_default(),
+            project,
+        };
+        if let Some(secret) = observed.webhook_secret() {
+            redact::register(secret);
+        }
+        if s.store == Store::Postgres {
+            let url = observed
+                .secret
+                .as_ref()
+                .and_then(|d| d.get(DATABASE_URL_KEY))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            redact::register(url);
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                anyhow::bail!(
+                    "{}=true but Vault {KV_MOUNT}/{KV_PATH} has no `{DATABASE_URL_KEY}` starting with postgres://: write it there first (the collector's two replicas share that database), or unset {}",
+                    common::env::OBS_DORA_POSTGRES,
+                    common::env::OBS_DORA_POSTGRES
+                );
+            }
+        }
+        Ok(observed)
     }
 
     fn diff(&self, observed: &Observed) -> anyhow::Result<Plan<Op>> {
@@ -343,18 +339,11 @@ impl Phase for ObsSetup {
     }
 
     fn objects(&self, _observed: &Observed) -> anyhow::Result<Vec<DesiredObject<Op>>> {
-        Ok(desired::objects(&self.settings)
-            .into_iter()
-            .map(|(object, crd)| DesiredObject {
-                op: Op::Apply {
-                    object: object.clone(),
-                    crd,
-                },
-                object,
-                crd: crd.map(str::to_owned),
-                installed_by: "the Prometheus Operator",
-            })
-            .collect())
+        Ok(DesiredObject::each(
+            desired::objects(&self.settings),
+            "the Prometheus Operator",
+            |object, crd| Op::Apply { object, crd },
+        ))
     }
 
     fn kube(&self) -> Option<(&KubeClient, Duration)> {

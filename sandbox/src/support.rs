@@ -1,5 +1,6 @@
 //! Test support shared by the workspace's integration tests: building a sibling binary from a
-//! test, and the Prometheus HTTP API of the sandbox's Prometheus.
+//! test, the Prometheus HTTP API of the sandbox's Prometheus, root access to its OpenBao,
+//! Kubernetes write detection and the check that no secret was printed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -151,5 +152,74 @@ impl DeadPort {
 impl Default for DeadPort {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A request to the sandbox's OpenBao with its root token (tests arrange and inspect state with it;
+/// phases never see it).
+pub fn vault(
+    sandbox: &crate::Sandbox,
+    method: reqwest::Method,
+    path: &str,
+) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .request(method, format!("{}/v1/{path}", sandbox.get("VAULT_ADDR")))
+        .header("X-Vault-Token", sandbox.get("VAULT_TOKEN"))
+}
+
+/// `GET /v1/<path>` as root: the answer's `data`, or `None` on 404.
+pub async fn vault_read(sandbox: &crate::Sandbox, path: &str) -> Option<Value> {
+    let resp = vault(sandbox, reqwest::Method::GET, path)
+        .send()
+        .await
+        .expect("OpenBao answers");
+    if resp.status() == 404 {
+        return None;
+    }
+    assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
+    Some(resp.json::<Value>().await.expect("JSON")["data"].clone())
+}
+
+/// Mounts KV v2 at `kv/`, as phase 13 does before the phases that write under it.
+pub async fn mount_kv(sandbox: &crate::Sandbox) {
+    let resp = vault(sandbox, reqwest::Method::POST, "sys/mounts/kv")
+        .json(&serde_json::json!({"type": "kv", "options": {"version": "2"}}))
+        .send()
+        .await
+        .expect("OpenBao answers");
+    assert!(
+        resp.status().is_success(),
+        "mounting kv/: {}",
+        resp.status()
+    );
+}
+
+/// `resourceVersion` of each object (`None`: absent). Any Kubernetes write changes it, so equal
+/// lists before and after a run prove the run wrote nothing.
+pub async fn resource_versions(
+    kube: &common::kube::KubeClient,
+    refs: &[Value],
+) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for r in refs {
+        out.push(kube.get(r).await.expect("reading an object").map(|o| {
+            o["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }));
+    }
+    out
+}
+
+/// Asserts that none of `secrets` (each non-empty) appears in any of `outputs` (a run's stdout
+/// and stderr); the message names neither.
+pub fn assert_not_printed<'a>(outputs: impl IntoIterator<Item = &'a str>, secrets: &[&str]) {
+    let outputs: Vec<&str> = outputs.into_iter().collect();
+    for secret in secrets {
+        assert!(!secret.is_empty(), "a known secret is empty");
+        for output in &outputs {
+            assert!(!output.contains(secret), "a secret was printed");
+        }
     }
 }

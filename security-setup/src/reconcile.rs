@@ -205,96 +205,6 @@ impl SecuritySetup {
             }))
     }
 
-    async fn read_live(&self) -> anyhow::Result<Observed> {
-        let s = &self.settings;
-        let group = self.gitlab.group(&s.runner_group).await?.with_context(|| {
-            format!(
-                "GitLab group {} not found: create it (phase 12 hardens it) or set {}",
-                s.runner_group,
-                env::SECURITY_RUNNER_GROUP
-            )
-        })?;
-        let group_runners = self.gitlab.group_runners(group.id).await?;
-        self.vault
-            .require_kv2(KV_MOUNT, "the runner tokens go")
-            .await?;
-        let mut runners = Vec::new();
-        for pool in POOLS {
-            let description = s.runner_description(pool);
-            let mut matching: Vec<&Runner> = group_runners
-                .iter()
-                .filter(|r| r.description == description)
-                .collect();
-            matching.sort_by_key(|r| r.id);
-            let runner = match matching.first() {
-                Some(r) => Some(self.gitlab.runner(r.id).await?),
-                None => None,
-            };
-            let token_stored = match &runner {
-                Some(r) => self
-                    .vault
-                    .kv2_metadata(KV_MOUNT, &pool.token_path())
-                    .await?
-                    .is_some_and(|m| {
-                        !m.current_deleted
-                            && m.custom_metadata
-                                .get(RUNNER_ID_METADATA)
-                                .is_some_and(|id| *id == r.id.to_string())
-                    }),
-                None => false,
-            };
-            runners.push(PoolRunner {
-                pool,
-                runner,
-                runners_with_description: matching.len(),
-                token_stored,
-            });
-        }
-
-        self.require_scanner().await?;
-        let mut projects = BTreeMap::new();
-        for name in &s.scan_projects {
-            let project = self.harbor.project(name).await?.with_context(|| {
-                format!(
-                    "Harbor project {name} not found: run phase 14 (ci-templates apply) first, or set {}",
-                    env::HARBOR_SCAN_PROJECTS
-                )
-            })?;
-            let webhook = self
-                .harbor
-                .webhook_policies(name)
-                .await?
-                .into_iter()
-                .find(|p| p["name"] == WEBHOOK_POLICY_NAME);
-            projects.insert(
-                name.clone(),
-                HarborProjectState {
-                    id: project.project_id,
-                    metadata: project.metadata,
-                    webhook,
-                },
-            );
-        }
-        let scan_schedule = self.harbor.scan_all_schedule().await?;
-        let allowlist = self.harbor.system_cve_allowlist().await?;
-        let mattermost = self.mattermost_url().await?;
-        *lock(&self.mattermost) = mattermost
-            .as_ref()
-            .map(|u| u.expose_secret().to_owned().into());
-        let public_key = self.public_key().await?;
-        Ok(Observed {
-            group_id: group.id,
-            runners,
-            projects,
-            scan_schedule,
-            allowlist,
-            mattermost,
-            public_key,
-            cilium_served: self.kube.crd_established(CILIUM_CRD).await?,
-            kyverno_served: self.kube.crd_established(KYVERNO_CRD).await?,
-        })
-    }
-
     /// Adds the Kubernetes objects to the plan (server-side dry run each).
     /// The Kubernetes objects, in apply order: per pool the token Secret first (the chart reads
     /// it), then the Application; the public key; the optional policies where their CRDs are served.
@@ -329,14 +239,11 @@ impl SecuritySetup {
         }
         Ok(objects
             .into_iter()
-            .map(|(object, crd, installed_by)| DesiredObject {
-                op: Op::Apply {
-                    object: object.clone(),
+            .flat_map(|(object, crd, installed_by)| {
+                DesiredObject::each([(object, crd)], installed_by, |object, crd| Op::Apply {
+                    object,
                     crd,
-                },
-                object,
-                crd: crd.map(str::to_owned),
-                installed_by,
+                })
             })
             .collect())
     }
@@ -582,7 +489,93 @@ impl Phase for SecuritySetup {
     }
 
     async fn observe(&self) -> anyhow::Result<Observed> {
-        self.read_live().await
+        let s = &self.settings;
+        let group = self.gitlab.group(&s.runner_group).await?.with_context(|| {
+            format!(
+                "GitLab group {} not found: create it (phase 12 hardens it) or set {}",
+                s.runner_group,
+                env::SECURITY_RUNNER_GROUP
+            )
+        })?;
+        let group_runners = self.gitlab.group_runners(group.id).await?;
+        self.vault
+            .require_kv2(KV_MOUNT, "the runner tokens go")
+            .await?;
+        let mut runners = Vec::new();
+        for pool in POOLS {
+            let description = s.runner_description(pool);
+            let mut matching: Vec<&Runner> = group_runners
+                .iter()
+                .filter(|r| r.description == description)
+                .collect();
+            matching.sort_by_key(|r| r.id);
+            let runner = match matching.first() {
+                Some(r) => Some(self.gitlab.runner(r.id).await?),
+                None => None,
+            };
+            let token_stored = match &runner {
+                Some(r) => self
+                    .vault
+                    .kv2_metadata(KV_MOUNT, &pool.token_path())
+                    .await?
+                    .is_some_and(|m| {
+                        !m.current_deleted
+                            && m.custom_metadata
+                                .get(RUNNER_ID_METADATA)
+                                .is_some_and(|id| *id == r.id.to_string())
+                    }),
+                None => false,
+            };
+            runners.push(PoolRunner {
+                pool,
+                runner,
+                runners_with_description: matching.len(),
+                token_stored,
+            });
+        }
+
+        self.require_scanner().await?;
+        let mut projects = BTreeMap::new();
+        for name in &s.scan_projects {
+            let project = self.harbor.project(name).await?.with_context(|| {
+                format!(
+                    "Harbor project {name} not found: run phase 14 (ci-templates apply) first, or set {}",
+                    env::HARBOR_SCAN_PROJECTS
+                )
+            })?;
+            let webhook = self
+                .harbor
+                .webhook_policies(name)
+                .await?
+                .into_iter()
+                .find(|p| p["name"] == WEBHOOK_POLICY_NAME);
+            projects.insert(
+                name.clone(),
+                HarborProjectState {
+                    id: project.project_id,
+                    metadata: project.metadata,
+                    webhook,
+                },
+            );
+        }
+        let scan_schedule = self.harbor.scan_all_schedule().await?;
+        let allowlist = self.harbor.system_cve_allowlist().await?;
+        let mattermost = self.mattermost_url().await?;
+        *lock(&self.mattermost) = mattermost
+            .as_ref()
+            .map(|u| u.expose_secret().to_owned().into());
+        let public_key = self.public_key().await?;
+        Ok(Observed {
+            group_id: group.id,
+            runners,
+            projects,
+            scan_schedule,
+            allowlist,
+            mattermost,
+            public_key,
+            cilium_served: self.kube.crd_established(CILIUM_CRD).await?,
+            kyverno_served: self.kube.crd_established(KYVERNO_CRD).await?,
+        })
     }
 
     fn diff(&self, observed: &Observed) -> anyhow::Result<Plan<Op>> {

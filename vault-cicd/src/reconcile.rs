@@ -158,8 +158,79 @@ impl Phase for VaultCicd {
         PHASE_NAME
     }
 
+    /// Reads everything the diff needs. Reads only.
     async fn observe(&self) -> anyhow::Result<Observed> {
-        self.read_live().await
+        let d = &self.desired;
+        let secret_mounts = self.vault.secret_mounts().await?;
+        let auth_mounts = self.vault.auth_mounts().await?;
+        let mut policies = BTreeMap::new();
+        let names = d
+            .policies
+            .iter()
+            .map(|(n, _)| n)
+            .chain(d.templated_policies.iter().map(|(n, _, _)| n));
+        for name in names {
+            policies.insert(name.clone(), self.vault.policy(name).await?);
+        }
+        let mut documents = BTreeMap::new();
+        for doc in &d.documents {
+            let mount_path = doc
+                .path
+                .split("/config")
+                .next()
+                .unwrap_or_default()
+                .split("/role/")
+                .next()
+                .unwrap_or_default();
+            let mount_key = format!("{}/", mount_path.trim_start_matches("auth/"));
+            let value = if auth_mounts.contains_key(&mount_key) {
+                match self
+                    .vault
+                    .read(&format!("reading {} {}", doc.resource, doc.name), &doc.path)
+                    .await
+                {
+                    Ok(v) => v,
+                    // An unconfigured auth method answers 400/404 for its config: nothing there yet.
+                    Err(Error::Api {
+                        status: 400 | 404, ..
+                    }) => None,
+                    Err(e) => return Err(e.into()),
+                }
+            } else {
+                None
+            };
+            documents.insert(doc.path.clone(), value);
+        }
+        let signing_key_type = if secret_mounts.contains_key(&format!("{TRANSIT_MOUNT}/")) {
+            self.vault
+                .transit_key_type(&d.signing_key.0, &d.signing_key.1)
+                .await?
+        } else {
+            None
+        };
+        let mut kv_existing = BTreeSet::new();
+        if secret_mounts.contains_key(&format!("{KV_MOUNT}/")) {
+            for seed in &d.kv_seeds {
+                if self
+                    .vault
+                    .kv2_metadata(KV_MOUNT, &seed.path)
+                    .await?
+                    .is_some()
+                {
+                    kv_existing.insert(seed.path.clone());
+                }
+            }
+        }
+        let audit = self.vault.audit_devices().await?;
+        Ok(Observed {
+            secret_mounts,
+            auth_mounts,
+            policies,
+            documents,
+            signing_key_type,
+            kv_existing,
+            audit,
+        })
     }
 
     fn diff(&self, observed: &Observed) -> anyhow::Result<Plan<Op>> {
@@ -277,83 +348,6 @@ impl Phase for VaultCicd {
             }
         }
         Ok(Outcome::Applied)
-    }
-}
-
-impl VaultCicd {
-    /// Reads everything the diff needs. Reads only.
-    async fn read_live(&self) -> anyhow::Result<Observed> {
-        let d = &self.desired;
-        let secret_mounts = self.vault.secret_mounts().await?;
-        let auth_mounts = self.vault.auth_mounts().await?;
-        let mut policies = BTreeMap::new();
-        let names = d
-            .policies
-            .iter()
-            .map(|(n, _)| n)
-            .chain(d.templated_policies.iter().map(|(n, _, _)| n));
-        for name in names {
-            policies.insert(name.clone(), self.vault.policy(name).await?);
-        }
-        let mut documents = BTreeMap::new();
-        for doc in &d.documents {
-            let mount_path = doc
-                .path
-                .split("/config")
-                .next()
-                .unwrap_or_default()
-                .split("/role/")
-                .next()
-                .unwrap_or_default();
-            let mount_key = format!("{}/", mount_path.trim_start_matches("auth/"));
-            let value = if auth_mounts.contains_key(&mount_key) {
-                match self
-                    .vault
-                    .read(&format!("reading {} {}", doc.resource, doc.name), &doc.path)
-                    .await
-                {
-                    Ok(v) => v,
-                    // An unconfigured auth method answers 400/404 for its config: nothing there yet.
-                    Err(Error::Api {
-                        status: 400 | 404, ..
-                    }) => None,
-                    Err(e) => return Err(e.into()),
-                }
-            } else {
-                None
-            };
-            documents.insert(doc.path.clone(), value);
-        }
-        let signing_key_type = if secret_mounts.contains_key(&format!("{TRANSIT_MOUNT}/")) {
-            self.vault
-                .transit_key_type(&d.signing_key.0, &d.signing_key.1)
-                .await?
-        } else {
-            None
-        };
-        let mut kv_existing = BTreeSet::new();
-        if secret_mounts.contains_key(&format!("{KV_MOUNT}/")) {
-            for seed in &d.kv_seeds {
-                if self
-                    .vault
-                    .kv2_metadata(KV_MOUNT, &seed.path)
-                    .await?
-                    .is_some()
-                {
-                    kv_existing.insert(seed.path.clone());
-                }
-            }
-        }
-        let audit = self.vault.audit_devices().await?;
-        Ok(Observed {
-            secret_mounts,
-            auth_mounts,
-            policies,
-            documents,
-            signing_key_type,
-            kv_existing,
-            audit,
-        })
     }
 }
 

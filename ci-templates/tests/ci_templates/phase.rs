@@ -34,14 +34,7 @@ async fn start() -> Sandbox {
     })
     .await
     .expect("sandbox starts");
-    let resp = reqwest::Client::new()
-        .post(format!("{}/v1/sys/mounts/kv", sandbox.get("VAULT_ADDR")))
-        .header("X-Vault-Token", sandbox.get("VAULT_TOKEN"))
-        .json(&json!({"type": "kv", "options": {"version": "2"}}))
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success(), "{}", resp.status());
+    sandbox::support::mount_kv(&sandbox).await;
     // The demo instance already has the library project; start without it.
     let gitlab = sandbox.gitlab.as_ref().unwrap();
     let mut data = gitlab.lock();
@@ -68,17 +61,7 @@ fn all_writes(s: &Sandbox) -> (u64, u64, usize) {
 }
 
 async fn kv(sandbox: &Sandbox, path: &str) -> Option<Value> {
-    let resp = reqwest::Client::new()
-        .get(format!("{}/v1/kv/data/{path}", sandbox.get("VAULT_ADDR")))
-        .header("X-Vault-Token", sandbox.get("VAULT_TOKEN"))
-        .send()
-        .await
-        .unwrap();
-    if resp.status() == 404 {
-        return None;
-    }
-    let body: Value = resp.json().await.unwrap();
-    Some(body["data"].clone())
+    sandbox::support::vault_read(sandbox, &format!("kv/data/{path}")).await
 }
 
 fn robot_secrets(sandbox: &Sandbox) -> BTreeMap<String, (u64, String)> {
@@ -94,15 +77,12 @@ fn robot_secrets(sandbox: &Sandbox) -> BTreeMap<String, (u64, String)> {
 }
 
 fn assert_no_secret(runs: &[&Run], secrets: &[String]) {
-    for run in runs {
-        for secret in secrets {
-            assert!(!secret.is_empty());
-            assert!(
-                !run.stdout.contains(secret.as_str()) && !run.stderr.contains(secret.as_str()),
-                "a secret was printed"
-            );
-        }
-    }
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    sandbox::support::assert_not_printed(
+        runs.iter()
+            .flat_map(|r| [r.stdout.as_str(), r.stderr.as_str()]),
+        &secrets,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

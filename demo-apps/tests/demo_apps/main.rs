@@ -33,14 +33,7 @@ pub async fn kube_sandbox() -> sandbox::Sandbox {
     })
     .await
     .expect("sandbox starts");
-    let mounted = reqwest::Client::new()
-        .post(format!("{}/v1/sys/mounts/kv", sandbox.get("VAULT_ADDR")))
-        .header("X-Vault-Token", sandbox.get("VAULT_TOKEN"))
-        .json(&serde_json::json!({"type": "kv", "options": {"version": "2"}}))
-        .send()
-        .await
-        .expect("OpenBao");
-    assert!(mounted.status().is_success(), "mounting kv/");
+    sandbox::support::mount_kv(&sandbox).await;
     sandbox
 }
 

@@ -65,16 +65,7 @@ fn refs(s: &Settings) -> Vec<Value> {
 }
 
 async fn versions(kube: &KubeClient, s: &Settings) -> Vec<Option<String>> {
-    let mut out = Vec::new();
-    for r in refs(s) {
-        out.push(kube.get(&r).await.unwrap().map(|o| {
-            o["metadata"]["resourceVersion"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        }));
-    }
-    out
+    sandbox::support::resource_versions(kube, &refs(s)).await
 }
 
 /// (GitLab writes, Harbor writes, resourceVersions).
@@ -92,16 +83,10 @@ async fn state(
 
 /// A KV v2 secret's data (root token).
 async fn kv(sandbox: &Sandbox, path: &str) -> Value {
-    let answer: Value = reqwest::Client::new()
-        .get(format!("{}/v1/kv/data/{path}", sandbox.get("VAULT_ADDR")))
-        .header("X-Vault-Token", sandbox.get("VAULT_TOKEN"))
-        .send()
+    sandbox::support::vault_read(sandbox, &format!("kv/data/{path}"))
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    answer["data"]["data"].clone()
+        .map(|data| data["data"].clone())
+        .unwrap_or_default()
 }
 
 /// A project's files and tags in the stand-in.

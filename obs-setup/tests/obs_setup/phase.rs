@@ -32,30 +32,16 @@ async fn start() -> Sandbox {
     let sandbox = Sandbox::start(Options::default())
         .await
         .expect("sandbox starts");
-    let resp = vault(&sandbox, reqwest::Method::POST, "sys/mounts/kv")
-        .json(&json!({"type": "kv", "options": {"version": "2"}}))
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success(), "{}", resp.status());
+    sandbox::support::mount_kv(&sandbox).await;
     sandbox
 }
 
 fn vault(sandbox: &Sandbox, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-    reqwest::Client::new()
-        .request(method, format!("{}/v1/{path}", sandbox.get("VAULT_ADDR")))
-        .header("X-Vault-Token", sandbox.get("VAULT_TOKEN"))
+    sandbox::support::vault(sandbox, method, path)
 }
 
 async fn vault_json(sandbox: &Sandbox, path: &str) -> Option<Value> {
-    let resp = vault(sandbox, reqwest::Method::GET, path)
-        .send()
-        .await
-        .unwrap();
-    if resp.status() == 404 {
-        return None;
-    }
-    Some(resp.json::<Value>().await.unwrap()["data"].clone())
+    sandbox::support::vault_read(sandbox, path).await
 }
 
 fn gitlab_writes(sandbox: &Sandbox) -> u64 {
@@ -80,16 +66,7 @@ fn refs() -> Vec<Value> {
 }
 
 async fn versions(kube: &KubeClient) -> Vec<Option<String>> {
-    let mut out = Vec::new();
-    for r in refs() {
-        out.push(kube.get(&r).await.unwrap().map(|o| {
-            o["metadata"]["resourceVersion"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        }));
-    }
-    out
+    sandbox::support::resource_versions(kube, &refs()).await
 }
 
 /// (GitLab writes, Vault writes, resourceVersion of each object).

@@ -29,9 +29,7 @@ pub async fn phase(sandbox: &Sandbox, args: &[&str]) -> PhaseRun {
 }
 
 pub async fn vault(sandbox: &Sandbox, method: reqwest::Method, path: &str, body: Option<Value>) {
-    let mut req = reqwest::Client::new()
-        .request(method, format!("{}/v1/{path}", sandbox.get("VAULT_ADDR")))
-        .header("X-Vault-Token", sandbox.get("VAULT_TOKEN"));
+    let mut req = sandbox::support::vault(sandbox, method, path);
     if let Some(body) = body {
         req = req.json(&body);
     }
@@ -40,16 +38,7 @@ pub async fn vault(sandbox: &Sandbox, method: reqwest::Method, path: &str, body:
 }
 
 pub async fn vault_get(sandbox: &Sandbox, path: &str) -> Option<Value> {
-    let resp = reqwest::Client::new()
-        .get(format!("{}/v1/{path}", sandbox.get("VAULT_ADDR")))
-        .header("X-Vault-Token", sandbox.get("VAULT_TOKEN"))
-        .send()
-        .await
-        .unwrap();
-    if resp.status() == 404 {
-        return None;
-    }
-    Some(resp.json::<Value>().await.unwrap()["data"].clone())
+    sandbox::support::vault_read(sandbox, path).await
 }
 
 /// Phase 13's transit mount and signing key.
@@ -194,16 +183,7 @@ pub async fn stored_token(sandbox: &Sandbox, pool: &str) -> Option<String> {
 
 /// resourceVersion of each object (None: absent) — a Kubernetes write changes it.
 pub async fn versions(kube: &KubeClient, refs: &[Value]) -> Vec<Option<String>> {
-    let mut out = Vec::new();
-    for r in refs {
-        out.push(kube.get(r).await.unwrap().map(|o| {
-            o["metadata"]["resourceVersion"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        }));
-    }
-    out
+    sandbox::support::resource_versions(kube, refs).await
 }
 
 /// The only `error:` line of a failed run.
@@ -219,13 +199,10 @@ pub fn error_line(run: &PhaseRun) -> String {
 }
 
 pub fn assert_no_secret(runs: &[&PhaseRun], secrets: &[String]) {
-    for run in runs {
-        for secret in secrets {
-            assert!(!secret.is_empty());
-            assert!(
-                !run.stdout.contains(secret.as_str()) && !run.stderr.contains(secret.as_str()),
-                "a secret was printed"
-            );
-        }
-    }
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    sandbox::support::assert_not_printed(
+        runs.iter()
+            .flat_map(|r| [r.stdout.as_str(), r.stderr.as_str()]),
+        &secrets,
+    );
 }
