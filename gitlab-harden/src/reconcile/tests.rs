@@ -1,0 +1,244 @@
+//! Unit tests of the pure diff, with plan snapshots (`snapshots/`).
+
+use super::*;
+use common::gitlab::{RuleBranch, RuleGroup};
+
+fn settings() -> Settings {
+    let env = common::config::Environment::load_from(None, std::iter::empty()).unwrap();
+    Settings::from_environment(&env).unwrap()
+}
+
+fn project(id: u64, path: &str, extra: &Value) -> Project {
+    let mut v = json!({"id": id, "path_with_namespace": path});
+    for (k, val) in extra.as_object().unwrap() {
+        v[k] = val.clone();
+    }
+    serde_json::from_value(v).unwrap()
+}
+
+fn entry(id: u64, level: u8) -> AccessLevelEntry {
+    AccessLevelEntry {
+        id: Some(id),
+        access_level: level,
+        user_id: None,
+        group_id: None,
+        deploy_key_id: None,
+    }
+}
+
+fn release_tag(level: u8) -> ProtectedTag {
+    serde_json::from_value(json!({
+        "name": "v*",
+        "create_access_levels": [{"id": 9, "access_level": level}],
+    }))
+    .unwrap()
+}
+
+/// A project that already matches everything (Premium).
+fn hardened(s: &Settings, id: u64, path: &str) -> ProjectState {
+    let settings = Value::Object(desired::project_settings(s, Tier::Premium));
+    let rules = desired::approval_rules(ProjectKind::Service, s);
+    ProjectState {
+        project: project(id, path, &settings),
+        kind: ProjectKind::Service,
+        main: Some(ProtectedBranch {
+            id: 100 + id,
+            name: "main".into(),
+            push_access_levels: vec![entry(1, 40)],
+            merge_access_levels: vec![entry(2, 40)],
+            unprotect_access_levels: vec![entry(3, 60)],
+            allow_force_push: false,
+            code_owner_approval_required: true,
+        }),
+        release_tag: Some(release_tag(40)),
+        approval_settings: Some(desired::approval_settings()),
+        rules: rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ApprovalRule {
+                id: 500 + i as u64,
+                name: r.name.clone(),
+                rule_type: "regular".into(),
+                approvals_required: r.approvals_required,
+                groups: r
+                    .groups
+                    .iter()
+                    .map(|g| RuleGroup {
+                        id: 7,
+                        full_path: g.clone(),
+                    })
+                    .collect(),
+                users: Vec::new(),
+                protected_branches: vec![RuleBranch {
+                    id: 100 + id,
+                    name: "main".into(),
+                }],
+                applies_to_all_protected_branches: false,
+            })
+            .collect(),
+    }
+}
+
+fn observed(projects: Vec<ProjectState>, tier: Tier) -> Observed {
+    Observed {
+        tier,
+        token_user: 1,
+        projects,
+        groups: BTreeMap::new(),
+        members: BTreeMap::new(),
+        users: UserIndex::default(),
+        keycloak: None,
+        missing_keycloak_groups: Vec::new(),
+        registry_running: false,
+    }
+}
+
+#[test]
+fn noop_matching_state_gives_an_empty_plan() {
+    let s = settings();
+    let plan = diff(
+        &Desired {
+            settings: s.clone(),
+            prune: false,
+        },
+        &observed(
+            vec![hardened(&s, 1, "ps/a"), hardened(&s, 2, "ps/b")],
+            Tier::Premium,
+        ),
+    )
+    .unwrap();
+    assert!(plan.is_empty(), "{plan}");
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    insta::assert_snapshot!(plan.to_string());
+}
+
+#[test]
+fn release_tags_are_protected_and_other_create_levels_replaced() {
+    let s = settings();
+    let mut missing = hardened(&s, 1, "ps/a");
+    missing.release_tag = None;
+    let mut developers = hardened(&s, 2, "ps/b");
+    developers.release_tag = Some(release_tag(30));
+    let plan = diff(
+        &Desired {
+            settings: s.clone(),
+            prune: false,
+        },
+        &observed(vec![missing, developers], Tier::Free),
+    )
+    .unwrap();
+    let tags: Vec<_> = plan
+        .changes
+        .iter()
+        .filter(|c| c.resource == "protected tag")
+        .collect();
+    assert_eq!(tags.len(), 2, "{plan}");
+    assert_eq!(tags[0].name, "ps/a:v*");
+    let Op::ProtectTag { project: 1, body } = &tags[0].op else {
+        panic!("expected a new protection: {plan}");
+    };
+    assert_eq!(body, &json!({"name": "v*", "create_access_level": 40}));
+    assert_eq!(tags[1].name, "ps/b:v*");
+    assert_eq!(tags[1].diff, vec!["~ create_access_levels: [30] -> [40]"]);
+    assert!(matches!(
+        &tags[1].op,
+        Op::ReprotectTag { project: 2, name, .. } if name == "v*"
+    ));
+    insta::assert_snapshot!(plan.to_string());
+}
+
+#[test]
+fn access_levels_are_patched_in_place_by_entry_id() {
+    let s = settings();
+    let mut state = hardened(&s, 1, "ps/a");
+    let main = state.main.as_mut().unwrap();
+    main.push_access_levels = vec![entry(11, 30), entry(12, 40)];
+    main.allow_force_push = true;
+    let plan = diff(
+        &Desired {
+            settings: s.clone(),
+            prune: false,
+        },
+        &observed(vec![state], Tier::Premium),
+    )
+    .unwrap();
+    assert_eq!(plan.changes.len(), 1, "{plan}");
+    let Op::UpdateProtectedBranch { body, .. } = &plan.changes[0].op else {
+        panic!("expected an in-place update: {plan}");
+    };
+    assert_eq!(
+        body,
+        &json!({
+            "allow_force_push": false,
+            "allowed_to_push": [{"id": 11, "access_level": 40}, {"id": 12, "_destroy": true}],
+        })
+    );
+    insta::assert_snapshot!(plan.to_string());
+}
+
+#[test]
+fn duplicate_and_foreign_managed_rules_are_deleted_other_rules_kept() {
+    let s = settings();
+    let mut state = hardened(&s, 1, "ps/a");
+    let mut dup = state.rules[0].clone();
+    dup.id = 900;
+    state.rules.push(dup);
+    let mut prod = state.rules[0].clone();
+    prod.id = 901;
+    prod.name = desired::PRODUCTION_ADMIN.into();
+    state.rules.push(prod);
+    let mut custom = state.rules[0].clone();
+    custom.id = 902;
+    custom.name = "Security team".into();
+    state.rules.push(custom);
+    let plan = diff(
+        &Desired {
+            settings: s.clone(),
+            prune: false,
+        },
+        &observed(vec![state], Tier::Premium),
+    )
+    .unwrap();
+    let mut deleted: Vec<u64> = plan
+        .changes
+        .iter()
+        .filter_map(|c| match c.op {
+            Op::DeleteApprovalRule { id, .. } => Some(id),
+            _ => None,
+        })
+        .collect();
+    deleted.sort_unstable();
+    assert_eq!(deleted, vec![900, 901], "{plan}");
+    assert_eq!(plan.changes.len(), 2, "{plan}");
+    insta::assert_snapshot!(plan.to_string());
+}
+
+#[test]
+fn free_tier_warns_once_per_feature_and_never_reprotects() {
+    let s = settings();
+    let mut a = hardened(&s, 1, "ps/a");
+    a.approval_settings = None;
+    a.rules.clear();
+    a.main.as_mut().unwrap().push_access_levels = vec![entry(1, 30)];
+    a.main.as_mut().unwrap().code_owner_approval_required = false;
+    let mut settings_free = Value::Object(desired::project_settings(&s, Tier::Free));
+    settings_free["merge_method"] = "merge".into();
+    a.project = project(1, "ps/a", &settings_free);
+    let plan = diff(
+        &Desired {
+            settings: s.clone(),
+            prune: false,
+        },
+        &observed(vec![a], Tier::Free),
+    )
+    .unwrap();
+    assert_eq!(plan.changes.len(), 1, "only the project settings: {plan}");
+    assert!(matches!(plan.changes[0].op, Op::EditProject { .. }));
+    assert_eq!(plan.warnings.len(), 5, "{:?}", plan.warnings);
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("never unprotects") && w.contains("ps/a"))
+    );
+    insta::assert_snapshot!(plan.to_string());
+}
