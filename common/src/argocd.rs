@@ -18,9 +18,12 @@ const SERVICE: &str = "Argo CD";
 /// A JWT of a project role as Argo CD lists it (`status.jwtTokensByRole`).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct ProjectToken {
+    /// Issued-at time in Unix seconds: the key Argo CD revokes a token by (`…/token/{iat}`).
     pub iat: i64,
+    /// Expiry in Unix seconds; `None` for a token that never expires.
     #[serde(default)]
     pub exp: Option<i64>,
+    /// The token id given when it was minted; `None` for a token minted without one.
     #[serde(default)]
     pub id: Option<String>,
 }
@@ -86,6 +89,7 @@ impl ArgoCdClient {
         Ok(Self { api })
     }
 
+    /// The HTTP layer of the signed-in session (request counters).
     pub fn api(&self) -> &ApiClient {
         &self.api
     }

@@ -9,13 +9,18 @@ use crate::redact::{self, RedactingWriter};
 
 /// Exit codes shared by every binary.
 pub const EXIT_OK: u8 = 0;
+/// A failed run: the cause and its fix went to stderr as one line (see [`exit_with`]).
 pub const EXIT_ERROR: u8 = 1;
 /// `check` found changes pending (drift).
 pub const EXIT_DRIFT: u8 = 2;
 
+/// What a binary prints on stdout (`--output`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
+    /// The plan as text for people (the default).
     Text,
+    /// One JSON document: the plan (`Plan::to_json`) with `mode`, plus `applied` and `skipped`
+    /// after `apply`.
     Json,
 }
 

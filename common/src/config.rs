@@ -16,8 +16,13 @@ use crate::redact;
 
 /// Default locations, relative to the platform directory (`CICD_PLATFORM_DIR`, else the current directory).
 pub const DEFAULT_ENV_FILE: &str = "scripts/.env";
+/// Kubeconfig of the RKE2 cluster, written by the base platform (`KUBECONFIG` overrides it).
 pub const DEFAULT_KUBECONFIG: &str = "cluster/kubeconfig-rke2.yaml";
+/// Vault's init output, read for `.root_token` when `VAULT_TOKEN` is unset (`VAULT_INIT_FILE`
+/// overrides it).
 pub const DEFAULT_VAULT_INIT_FILE: &str = "cluster/vault-init.json";
+/// File holding the GitLab API token when `GITLAB_API_TOKEN` is unset (`GITLAB_API_TOKEN_FILE`
+/// overrides it).
 pub const DEFAULT_GITLAB_TOKEN_FILE: &str = "scripts/.gitlab-api-token";
 
 /// Settings merged from the env file and the process environment (the environment wins).
@@ -178,7 +183,10 @@ pub fn tools_dir() -> PathBuf {
 /// A secret together with where it came from, so errors can name the place to fix.
 #[derive(Clone)]
 pub struct Credential {
+    /// The secret, wrapped so that `Debug` and logs never show it.
     pub value: SecretString,
+    /// Where it came from, e.g. `VAULT_TOKEN` or a file path: error messages name it as the place
+    /// to fix.
     pub source: String,
 }
 
@@ -205,17 +213,32 @@ fn default_retries() -> u32 {
 /// What every phase needs to reach the platform.
 #[derive(Debug, Clone)]
 pub struct PlatformConfig {
+    /// `DOMAIN`: the platform's base domain, from which unset service URLs derive.
     pub domain: Option<String>,
+    /// GitLab's URL without a trailing slash (`GITLAB_URL`, else `https://gitlab.$DOMAIN`).
     pub gitlab_url: Option<String>,
+    /// Vault's address (`VAULT_ADDR`, else `https://vault.$DOMAIN`).
     pub vault_addr: Option<String>,
+    /// Harbor's URL (`HARBOR_URL`, else `https://harbor.$DOMAIN`).
     pub harbor_url: Option<String>,
+    /// Keycloak's URL (`KEYCLOAK_URL`, else `https://keycloak.$DOMAIN`).
     pub keycloak_url: Option<String>,
+    /// Argo CD's URL (`ARGOCD_URL`, else `https://argo.$DOMAIN`).
     pub argocd_url: Option<String>,
+    /// Kubeconfig path (`KUBECONFIG`, else [`DEFAULT_KUBECONFIG`]); only
+    /// [`PlatformConfig::require_kubeconfig`] checks that it exists.
     pub kubeconfig: PathBuf,
+    /// Vault's init output (`VAULT_INIT_FILE`, else [`DEFAULT_VAULT_INIT_FILE`]), the fallback
+    /// source of the Vault token.
     pub vault_init_file: PathBuf,
+    /// The GitLab token file (`GITLAB_API_TOKEN_FILE`, else [`DEFAULT_GITLAB_TOKEN_FILE`]).
     pub gitlab_token_file: PathBuf,
+    /// PEM bundle of the platform's private CA (`CICD_CA_BUNDLE`), checked to exist; trusted in
+    /// addition to the system roots.
     pub ca_bundle: Option<PathBuf>,
+    /// Timeout of one HTTP request (`CICD_HTTP_TIMEOUT_SECS`, default 30 s, at least 1 s).
     pub http_timeout: Duration,
+    /// Retries of an idempotent request (`CICD_HTTP_RETRIES`, default 4).
     pub http_retries: u32,
     env: Environment,
 }
@@ -232,6 +255,9 @@ impl PlatformConfig {
         Self::from_env(&Environment::load_from(None, process)?)
     }
 
+    /// The configuration of loaded settings: derives unset service URLs from `DOMAIN`, resolves
+    /// paths against the platform directory, and fails when a URL does not parse or the CA bundle
+    /// is missing.
     pub fn from_env(env: &Environment) -> Result<Self> {
         let http: HttpSettings = env.parse()?;
         let domain = env.get(env::DOMAIN).map(str::to_owned);

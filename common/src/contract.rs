@@ -22,12 +22,21 @@ pub const TRANSIT_MOUNT: &str = "transit";
 pub const SIGNING_KEY: &str = "ci-signing-key";
 
 // --- CRDs the phases create objects of (each phase says which CRD an object needs) -------------
+/// CRD of External Secrets' `ExternalSecret` (phases 13, 15 and 16 create them).
 pub const EXTERNAL_SECRET_CRD: &str = "externalsecrets.external-secrets.io";
+/// CRD of `ClusterExternalSecret`: phase 15's `harbor-pull` Secret in every namespace labelled
+/// [`HARBOR_PULL_LABEL`].
 pub const CLUSTER_EXTERNAL_SECRET_CRD: &str = "clusterexternalsecrets.external-secrets.io";
+/// CRD of `ClusterSecretStore`: phase 13's [`SECRET_STORE`] and [`PULL_SECRET_STORE`].
 pub const CLUSTER_SECRET_STORE_CRD: &str = "clustersecretstores.external-secrets.io";
+/// CRD of Argo CD's `Application`: ESO (phase 13), the delivered services (phase 15), the runner
+/// pools (phase 16).
 pub const ARGOCD_APPLICATION_CRD: &str = "applications.argoproj.io";
+/// CRD of Argo CD's `ApplicationSet`: phase 15's per-MR environments.
 pub const ARGOCD_APPLICATION_SET_CRD: &str = "applicationsets.argoproj.io";
+/// CRD of Argo CD's `AppProject`: phase 15's production, staging, ephemeral and platform projects.
 pub const ARGOCD_APP_PROJECT_CRD: &str = "appprojects.argoproj.io";
+/// CRD of Argo Rollouts' `ClusterAnalysisTemplate`: phase 15's canary analyses.
 pub const CLUSTER_ANALYSIS_TEMPLATE_CRD: &str = "clusteranalysistemplates.argoproj.io";
 
 // --- Vault: JWT roles of GitLab CI (mount jwt/gitlab) and the KV v2 paths they read ------------------
@@ -64,6 +73,8 @@ pub fn kv_promote_token(project_id: u64) -> String {
 pub const PROMOTE_TOKEN_NAME: &str = "cicd-promote";
 /// Days a promotion token is valid, and how many must remain before a rerun renews it.
 pub const PROMOTE_TOKEN_DAYS: u32 = 90;
+/// A rerun rotates a promotion token once fewer than this many days remain (see
+/// [`promote_token_change`]).
 pub const PROMOTE_TOKEN_RENEW_DAYS: u32 = 30;
 
 // --- Harbor ----------------------------------------------------------------------------------------
@@ -125,7 +136,10 @@ pub const PULL_STORE_VAULT_ROLE: &str = "external-secrets-harbor-pull";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
+    /// Traffic moves to the new version step by step, analysed between steps (`dora-collector`,
+    /// `packet-relay`).
     Canary,
+    /// The new version runs beside the old one and takes all traffic at once (`netops-dashboard`).
     BlueGreen,
 }
 
@@ -134,6 +148,7 @@ pub enum Strategy {
 pub struct Stage {
     /// The Argo CD Application's name.
     pub application: String,
+    /// Namespace the Application deploys to.
     pub namespace: String,
     /// Kustomize overlay in the service's repository.
     pub overlay: String,
@@ -148,10 +163,13 @@ pub struct DeliveredService {
     pub project_path: String,
     /// Harbor project of its release images.
     pub harbor_project: String,
+    /// Argo Rollouts strategy of its production overlay.
     pub strategy: Strategy,
     /// The Argo CD project of its production Application.
     pub production_project: String,
+    /// Its staging environment.
     pub staging: Stage,
+    /// Its production environment.
     pub production: Stage,
     /// Overlay the per-MR and main-pipeline ephemeral environments render.
     pub ephemeral_overlay: String,
@@ -263,10 +281,13 @@ pub struct PromoteTokenObserved {
 /// The change a project's promotion token needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PromoteTokenChange {
+    /// No active token: create one.
     Create,
     /// Rotation gives a new secret: the only way to refill Vault, and to renew before expiry.
     Rotate {
+        /// GitLab's id of the active token.
         token_id: u64,
+        /// Why, for the plan: Vault lacks its secret, or it expires soon.
         reason: String,
     },
 }

@@ -3,37 +3,57 @@
 
 use crate::redact::redact;
 
+/// The result of every client call, with [`Error`] by default.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What went wrong in a client call; `Display` is one line naming the operation and, where one is
+/// known, the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The server answered with a non-success status.
     #[error("{status} from {service} {operation} ({method} {url}): {body}{}", fix_suffix(.fix))]
     Api {
+        /// The service's name in messages, e.g. `GitLab`.
         service: &'static str,
+        /// What was being done, e.g. `reading group platform_services`.
         operation: String,
+        /// HTTP method of the request.
         method: String,
+        /// URL of the request.
         url: String,
+        /// HTTP status of the answer.
         status: u16,
+        /// The server's answer, shortened and redacted ([`short_body`]).
         body: String,
+        /// What to do about a 401 or 403; empty for other statuses.
         fix: String,
     },
     /// The server could not be reached (DNS, connect, TLS, timeout) after retries.
     #[error("could not reach {service} {operation} ({method} {url}): {cause}{}", fix_suffix(.fix))]
     Unreachable {
+        /// The service's name in messages, e.g. `GitLab`.
         service: &'static str,
+        /// What was being done, e.g. `reading group platform_services`.
         operation: String,
+        /// HTTP method of the request; empty for Kubernetes.
         method: String,
+        /// URL of the request; empty for Kubernetes.
         url: String,
+        /// Why it failed (timeout, connection, TLS, …) with the underlying errors.
         cause: String,
+        /// What to check, e.g. the URL setting, that the server is up, the CA bundle.
         fix: String,
     },
     /// The server answered 2xx with something we could not understand.
     #[error("unexpected answer from {service} {operation} ({url}): {cause}")]
     Decode {
+        /// The service's name in messages, e.g. `GitLab`.
         service: &'static str,
+        /// What was being done, e.g. `reading group platform_services`.
         operation: String,
+        /// URL of the request.
         url: String,
+        /// What did not decode: serde's message and, where it helps, the start of the body.
         cause: String,
     },
     /// Bad or missing configuration; the message says what to set.
@@ -42,14 +62,23 @@ pub enum Error {
     /// A Kubernetes API error.
     #[error("{status} from Kubernetes {operation}: {message}{}", fix_suffix(.fix))]
     Kube {
+        /// What was being done, e.g. `applying Namespace demo-apps`.
         operation: String,
+        /// Status code of the API server's answer.
         status: u16,
+        /// The API server's message, redacted and cut after 600 characters.
         message: String,
+        /// What to do about a 401 or 403; empty otherwise.
         fix: String,
     },
     /// A precondition the tool cannot fix by itself.
     #[error("{operation}: {message}")]
-    Precondition { operation: String, message: String },
+    Precondition {
+        /// What was being done, e.g. `waiting for CRD applications.argoproj.io`.
+        operation: String,
+        /// What is missing or wrong, and how to fix it.
+        message: String,
+    },
 }
 
 fn fix_suffix(fix: &str) -> String {

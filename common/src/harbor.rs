@@ -16,9 +16,12 @@ const SERVICE: &str = "Harbor";
 /// The admin user the base platform creates (its password is `HARBOR_ADMIN_PASSWORD`).
 const ADMIN_USER: &str = "admin";
 
+/// A Harbor project as `GET /projects?name=` lists it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Project {
+    /// Harbor's numeric project id, for updates and immutable tag rules.
     pub project_id: u64,
+    /// The project's name, e.g. `platform-services`.
     pub name: String,
     /// String values (`"true"`), as Harbor stores them (swagger: `ProjectMetadata`).
     #[serde(default)]
@@ -28,28 +31,38 @@ pub struct Project {
 /// A robot account as `GET /robots` shows it (the secret is never returned).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Robot {
+    /// Harbor's robot id, for updates and secret refreshes.
     pub id: u64,
     /// The full name, with Harbor's prefix (`robot$ci-push`).
     pub name: String,
+    /// The robot's description.
     #[serde(default)]
     pub description: String,
+    /// `system` or `project`; [`HarborClient::robot`] looks at system robots only.
     #[serde(default)]
     pub level: String,
+    /// `true` when the robot is disabled.
     #[serde(default)]
     pub disable: bool,
+    /// Lifetime in days; `-1` for never expiring.
     #[serde(default)]
     pub duration: Option<i64>,
+    /// What it may do per project (`kind`, `namespace`, `access`), raw.
     #[serde(default)]
     pub permissions: Vec<Value>,
 }
 
 /// A robot's secret, only ever returned by create and refresh.
 pub struct RobotSecret {
+    /// The robot's id.
     pub id: u64,
+    /// The robot's full name as Harbor answered it (`robot$ci-push`).
     pub name: String,
+    /// The secret, registered for redaction.
     pub secret: SecretString,
 }
 
+/// Harbor API v2.0 client signed in as the admin user (basic auth).
 #[derive(Clone, Debug)]
 pub struct HarborClient {
     api: ApiClient,
@@ -111,10 +124,12 @@ impl HarborClient {
         Self { api }
     }
 
+    /// The HTTP layer (request counters).
     pub fn api(&self) -> &ApiClient {
         &self.api
     }
 
+    /// Sets the retry backoff unit (tests shorten it).
     #[must_use]
     pub fn with_backoff(mut self, unit: std::time::Duration) -> Self {
         self.api = self.api.with_backoff(unit);

@@ -24,6 +24,7 @@ pub enum Retry {
 }
 
 impl Retry {
+    /// The default for `method`: POST and PATCH never retry, every other method does.
     pub fn for_method(method: &Method) -> Self {
         match *method {
             Method::POST | Method::PATCH => Retry::Never,
@@ -35,20 +36,28 @@ impl Retry {
 /// What to tell the user on 401/403/unreachable for one service.
 #[derive(Debug, Clone, Default)]
 pub struct Fixes {
+    /// For a 401: the credential is invalid or expired.
     pub unauthorized: String,
+    /// For a 403: the credential lacks the rights.
     pub forbidden: String,
+    /// When the server cannot be reached: URL setting, server up, CA bundle.
     pub unreachable: String,
 }
 
 /// A server's answer.
 #[derive(Debug, Clone)]
 pub struct Response {
+    /// HTTP status of the answer.
     pub status: StatusCode,
+    /// Headers of the answer (`Link` for pagination, `Retry-After`).
     pub headers: HeaderMap,
+    /// The body as text; empty when it could not be read.
     pub body: String,
 }
 
 impl Response {
+    /// Decodes the body as JSON; a failure is an [`Error::Decode`] naming `service`, `operation`
+    /// and `url`.
     pub fn json<T: DeserializeOwned>(
         &self,
         service: &'static str,
@@ -67,8 +76,11 @@ impl Response {
 /// Counts of requests actually sent (retries included), by kind.
 #[derive(Debug, Default)]
 pub struct RequestStats {
+    /// GET, HEAD, OPTIONS and Vault LIST requests.
     pub reads: AtomicU64,
+    /// Every other request.
     pub writes: AtomicU64,
+    /// Requests sent again after a 429, a 5xx or a connection error.
     pub retries: AtomicU64,
 }
 
@@ -116,6 +128,8 @@ pub fn build_reqwest(cfg: &PlatformConfig) -> Result<reqwest::Client> {
 }
 
 impl ApiClient {
+    /// A client of `service` (its name in errors) at `base`, without a credential; [`Retry::Safe`]
+    /// requests are retried up to `retries` times.
     pub fn new(service: &'static str, base: &str, client: reqwest::Client, retries: u32) -> Self {
         Self {
             service,
@@ -141,26 +155,32 @@ impl ApiClient {
         self
     }
 
+    /// Sets what errors tell the user on 401, 403 and unreachable.
     #[must_use]
     pub fn with_fixes(mut self, fixes: Fixes) -> Self {
         self.fixes = Arc::new(fixes);
         self
     }
 
+    /// Sets the backoff unit, doubled per retry up to 10 s (tests shorten it).
     #[must_use]
     pub fn with_backoff(mut self, unit: Duration) -> Self {
         self.backoff = unit;
         self
     }
 
+    /// The base URL, without a trailing slash.
     pub fn base(&self) -> &str {
         &self.base
     }
 
+    /// Counters of the requests sent, shared with every clone of this client.
     pub fn stats(&self) -> &RequestStats {
         &self.stats
     }
 
+    /// The absolute URL of `path`: under the base URL, or `path` itself when it is already absolute
+    /// (pagination links).
     pub fn url(&self, path: &str) -> String {
         if path.starts_with("http://") || path.starts_with("https://") {
             path.to_owned()

@@ -23,10 +23,17 @@ const PAGE: usize = 100;
 pub enum KeycloakLogin {
     /// `client_credentials` grant of a confidential client in the realm whose service account
     /// holds realm-management `view-users` and `query-groups`.
-    Client { id: String, secret: Credential },
+    Client {
+        /// The client's id (`KEYCLOAK_ADMIN_CLIENT_ID`).
+        id: String,
+        /// Its secret (`KEYCLOAK_ADMIN_CLIENT_SECRET`).
+        secret: Credential,
+    },
     /// `password` grant of an admin user against the master realm's `admin-cli` client.
     Admin {
+        /// The admin's user name (`KEYCLOAK_ADMIN_USER`, default `admin`).
         username: String,
+        /// Its password (`KEYCLOAK_ADMIN_PASSWORD`).
         password: Credential,
     },
 }
@@ -87,21 +94,30 @@ impl KeycloakLogin {
     }
 }
 
+/// A group as the admin API lists it (brief representation).
 #[derive(Debug, Clone, Deserialize)]
 pub struct KeycloakGroup {
+    /// Keycloak's group id (a UUID), used in the group's URLs.
     pub id: String,
+    /// The group's name, e.g. `platform-admins`.
     pub name: String,
+    /// Path from the realm root, e.g. `/platform-admins`; empty when not reported.
     #[serde(default)]
     pub path: String,
+    /// Number of direct subgroups (`subGroupCount`); `None` when not reported, and then the
+    /// subgroups are listed anyway.
     #[serde(default, rename = "subGroupCount")]
     pub sub_group_count: Option<u64>,
 }
 
+/// A user as a group's member list shows it.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct KeycloakUser {
     /// The OIDC `sub` GitLab stores as the identity's `extern_uid`.
     pub id: String,
+    /// The login name, matched to a GitLab username when no identity links them.
     pub username: String,
+    /// `false` for a disabled account, which the membership sync leaves out.
     #[serde(default = "enabled_default")]
     pub enabled: bool,
 }
@@ -135,6 +151,8 @@ impl KeycloakClient {
         Self::sign_in(&url, &realm, &login, build_reqwest(cfg)?, cfg.http_retries).await
     }
 
+    /// Signs in at `url` with `login` (client credentials in `realm`, or an admin user in `master`)
+    /// and returns a client of `realm`'s admin API.
     pub async fn sign_in(
         url: &str,
         realm: &str,
@@ -232,10 +250,12 @@ impl KeycloakClient {
         })
     }
 
+    /// The HTTP layer (request counters).
     pub fn api(&self) -> &ApiClient {
         &self.api
     }
 
+    /// The realm whose groups and users this client reads.
     pub fn realm(&self) -> &str {
         &self.realm
     }

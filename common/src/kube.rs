@@ -29,6 +29,8 @@ pub struct ObjectPlanner<'a> {
 }
 
 impl<'a> ObjectPlanner<'a> {
+    /// A planner reading through `kube`; `crd_wait` is what the missing-CRD warning says apply will
+    /// wait.
     pub fn new(kube: &'a KubeClient, crd_wait: Duration) -> Self {
         Self {
             kube,
@@ -113,18 +115,24 @@ impl<'a> ObjectPlanner<'a> {
 
 /// Labels on everything a phase creates, so a later prune deletes only what we own.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Value of [`MANAGED_BY_LABEL`] on this project's objects.
 pub const MANAGED_BY_VALUE: &str = "cicd-buildout";
+/// Label naming the phase that owns an object, e.g. `13`.
 pub const PHASE_LABEL: &str = "cicd-buildout/phase";
 
 /// How a desired object compares with the live one.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ObjectDiff {
+    /// No live object: it would be created (the server accepted it in a dry run).
     Create,
     /// Only the fields that differ: live (before) and after a dry-run apply (after).
     Update {
+        /// The differing fields of the live object.
         before: Value,
+        /// The same fields after a dry-run apply of the desired object.
         after: Value,
     },
+    /// Applying the desired object would change nothing.
     Unchanged,
 }
 
@@ -271,10 +279,12 @@ impl KubeClient {
         })
     }
 
+    /// The underlying kube client, for calls this wrapper does not cover.
     pub fn client(&self) -> &kube::Client {
         &self.client
     }
 
+    /// The server-side apply field manager this client writes as (one per binary).
     pub fn field_manager(&self) -> &str {
         &self.field_manager
     }

@@ -4,6 +4,8 @@
 //! [`http`], [`vault`] and [`kube`], expresses what it will change as a [`plan::Plan`] and runs
 //! through [`cli`] so that `plan`, `apply`, `check` and `--output json` behave the same everywhere.
 
+#![warn(missing_docs)]
+
 #[cfg(feature = "platform")]
 pub mod argocd;
 #[cfg(feature = "platform")]

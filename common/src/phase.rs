@@ -24,6 +24,7 @@ pub enum Lane {
 /// What executing one change did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// The change was made.
     Applied,
     /// The server refused something the phase can only report; counted as not applied.
     Skipped(String),
@@ -33,6 +34,7 @@ pub enum Outcome {
 /// ([`ObjectPlanner::add_all`]) rather than by the phase's pure diff.
 #[derive(Debug, Clone)]
 pub struct DesiredObject<Op> {
+    /// The object as it is applied (server-side apply body).
     pub object: Value,
     /// The CRD its kind needs, when it is a custom resource.
     pub crd: Option<String>,
@@ -81,6 +83,7 @@ impl<Op> DesiredObject<Op> {
 /// planned by server-side dry run) → execute each change. `observe` and the dry runs only read.
 #[allow(async_fn_in_trait)] // used with static dispatch only
 pub trait Phase {
+    /// What [`Phase::execute`] performs for one change of the plan.
     type Op;
     /// Everything `diff` and `objects` need to know about the live state.
     type Observed;

@@ -9,11 +9,15 @@ use serde_json::Value;
 
 use crate::redact::{self, MASK};
 
+/// What a change does to its object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
+    /// Creates the object (`+` in plan text).
     Create,
+    /// Changes some of its fields (`~`).
     Update,
+    /// Removes it (`-`).
     Delete,
 }
 
@@ -30,14 +34,18 @@ impl Action {
 /// One change to one object.
 #[derive(Debug, Clone, Serialize)]
 pub struct Change<A> {
+    /// What the change does, rendered as `+`, `~` or `-`.
     pub action: Action,
     /// What kind of object, e.g. `vault policy`, `kubernetes ClusterSecretStore`.
     pub resource: String,
+    /// The object's name, e.g. `ci-admin`.
     pub name: String,
     /// Human-readable field or line differences (already masked).
     pub diff: Vec<String>,
+    /// The managed fields as they are (masked); `None` for a create.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub before: Option<Value>,
+    /// The managed fields as they will be (masked); `None` for a delete.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub after: Option<Value>,
     /// What the executor does; not part of the rendered plan.
@@ -84,6 +92,8 @@ impl<A> Change<A> {
         }
     }
 
+    /// An object to delete; `before` is what goes. Fields named in `sensitive` print as
+    /// `(sensitive)`.
     pub fn delete(resource: &str, name: &str, before: Value, sensitive: &[&str], op: A) -> Self {
         let before = mask_fields(before, sensitive);
         Self {
@@ -106,19 +116,28 @@ impl<A> Change<A> {
 /// What a phase would change (or changed), plus warnings about things it cannot change itself.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan<A> {
+    /// The phase's name, e.g. `13 vault-cicd`, which heads the plan.
     pub phase: String,
+    /// The changes, in apply order.
     pub changes: Vec<Change<A>>,
+    /// What the phase cannot change itself, and changes `apply` skipped; printed after the
+    /// changes.
     pub warnings: Vec<String>,
 }
 
+/// How many changes of each action a plan holds (`summary` in its JSON).
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct Summary {
+    /// Objects to create.
     pub create: usize,
+    /// Objects to update.
     pub update: usize,
+    /// Objects to delete.
     pub delete: usize,
 }
 
 impl<A> Plan<A> {
+    /// An empty plan of `phase` (e.g. `13 vault-cicd`).
     pub fn new(phase: &str) -> Self {
         Self {
             phase: phase.to_owned(),
@@ -126,12 +145,15 @@ impl<A> Plan<A> {
             warnings: Vec::new(),
         }
     }
+    /// `true` when nothing would change (warnings do not count): `check` exits 0.
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }
+    /// Adds a change after the others (apply order).
     pub fn push(&mut self, change: Change<A>) {
         self.changes.push(change);
     }
+    /// Adds a warning.
     pub fn warn(&mut self, warning: impl Into<String>) {
         self.warnings.push(warning.into());
     }
@@ -142,6 +164,7 @@ impl<A> Plan<A> {
         self.warnings.extend(other.warnings);
         self
     }
+    /// Counts the changes per action.
     pub fn summary(&self) -> Summary {
         let count = |a| self.changes.iter().filter(|c| c.action == a).count();
         Summary {

@@ -21,10 +21,13 @@ const SERVICE: &str = "Vault";
 /// A mounted auth method or secrets engine (`sys/auth`, `sys/mounts`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Mount {
+    /// The engine or method (`type`), e.g. `kv`, `transit`, `jwt`, `kubernetes`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// Mount options, e.g. `version: 2` for KV v2; `None` when Vault reports none.
     #[serde(default)]
     pub options: Option<BTreeMap<String, String>>,
+    /// The mount's description.
     #[serde(default)]
     pub description: String,
     /// The mount's accessor (`auth_jwt_1a2b…`), which templated policies name.
@@ -35,8 +38,10 @@ pub struct Mount {
 /// An enabled audit device (`sys/audit`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct AuditDevice {
+    /// The device type (`type`), e.g. `file`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// Its options, e.g. `file_path`.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
 }
@@ -44,7 +49,9 @@ pub struct AuditDevice {
 /// What `kv/metadata/<path>` says of a secret.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KvMetadata {
+    /// Number of the newest version.
     pub current_version: u64,
+    /// Custom metadata the writer set, e.g. `token-id`, `managed-by`.
     pub custom_metadata: BTreeMap<String, String>,
     /// The current version is soft-deleted or destroyed.
     pub current_deleted: bool,
@@ -52,7 +59,9 @@ pub struct KvMetadata {
 
 /// A token obtained by a login.
 pub struct Login {
+    /// The client token the login issued, registered for redaction.
     pub token: SecretString,
+    /// The policies attached to that token.
     pub policies: Vec<String>,
 }
 
@@ -157,10 +166,12 @@ impl VaultClient {
         )
     }
 
+    /// Vault's address, as configured (`VAULT_ADDR`).
     pub fn addr(&self) -> &str {
         &self.addr
     }
 
+    /// Where this client's token came from (for messages).
     pub fn credential_source(&self) -> &str {
         &self.credential.source
     }
@@ -270,6 +281,7 @@ impl VaultClient {
         Ok(out)
     }
 
+    /// `POST sys/auth/<path>`: enables auth method `kind` (e.g. `jwt`) at `path`.
     pub async fn enable_auth(&self, path: &str, kind: &str, description: &str) -> Result<()> {
         self.write(
             &format!("enabling auth method {kind} at {path}"),
@@ -280,6 +292,8 @@ impl VaultClient {
         .map(drop)
     }
 
+    /// `POST sys/mounts/<path>`: enables secrets engine `kind` (e.g. `kv`) at `path` with `options`
+    /// (e.g. `version: 2`).
     pub async fn enable_secrets(
         &self,
         path: &str,
@@ -316,6 +330,8 @@ impl VaultClient {
             .unwrap_or_default())
     }
 
+    /// `PUT sys/audit/<path>`: enables audit device `kind` with `options`. Needs a sudo-capable
+    /// token.
     pub async fn enable_audit(
         &self,
         path: &str,
@@ -348,6 +364,7 @@ impl VaultClient {
         }
     }
 
+    /// Creates or replaces the ACL policy `name` with the HCL `text`.
     pub async fn put_policy(&self, name: &str, text: &str) -> Result<()> {
         vaultrs::sys::policy::set(self.sdk.as_ref(), name, text)
             .await

@@ -11,13 +11,19 @@ use crate::http::Retry;
 /// One entry of `push_access_levels`, `merge_access_levels` or `unprotect_access_levels`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct AccessLevelEntry {
+    /// The entry's id, which an update names to remove it (`_destroy`).
     #[serde(default)]
     pub id: Option<u64>,
+    /// The role it grants, an [`access`] level (meaningful for role entries, see
+    /// [`AccessLevelEntry::is_role`]).
     pub access_level: u8,
+    /// Set when the entry grants one user (Premium).
     #[serde(default)]
     pub user_id: Option<u64>,
+    /// Set when the entry grants one group's members (Premium).
     #[serde(default)]
     pub group_id: Option<u64>,
+    /// Set when the entry grants a deploy key.
     #[serde(default)]
     pub deploy_key_id: Option<u64>,
 }
@@ -29,18 +35,26 @@ impl AccessLevelEntry {
     }
 }
 
+/// A protected branch or wildcard (`GET /projects/:id/protected_branches/:name`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct ProtectedBranch {
+    /// Id of the protection, which approval rules scoped to the branch refer to.
     pub id: u64,
+    /// Branch name or wildcard, e.g. `main`.
     pub name: String,
+    /// Who may push to it.
     #[serde(default)]
     pub push_access_levels: Vec<AccessLevelEntry>,
+    /// Who may merge into it.
     #[serde(default)]
     pub merge_access_levels: Vec<AccessLevelEntry>,
+    /// Who may unprotect it.
     #[serde(default)]
     pub unprotect_access_levels: Vec<AccessLevelEntry>,
+    /// `true` when force pushes are allowed.
     #[serde(default)]
     pub allow_force_push: bool,
+    /// `true` when changes to files with code owners need their approval (Premium).
     #[serde(default, deserialize_with = "bool_or_string")]
     pub code_owner_approval_required: bool,
 }
@@ -66,14 +80,19 @@ pub const RELEASE_TAG_CREATE_LEVEL: u8 = access::MAINTAINER;
 /// a deploy key; `access_level` is null for user and group entries (`api/protected_tags`).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct TagAccessEntry {
+    /// The entry's id; unused, since GitLab cannot update a protected tag's entries.
     #[serde(default)]
     pub id: Option<u64>,
+    /// The role that may create tags, an [`access`] level; `None` for user and group entries.
     #[serde(default)]
     pub access_level: Option<u8>,
+    /// Set when the entry lets one user create tags (Premium).
     #[serde(default)]
     pub user_id: Option<u64>,
+    /// Set when the entry lets one group's members create tags (Premium).
     #[serde(default)]
     pub group_id: Option<u64>,
+    /// Set when the entry lets a deploy key create tags.
     #[serde(default)]
     pub deploy_key_id: Option<u64>,
 }
@@ -88,7 +107,9 @@ impl TagAccessEntry {
 /// A protected tag or wildcard (`GET /projects/:id/protected_tags/:name`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct ProtectedTag {
+    /// Tag name or wildcard, e.g. `v*`.
     pub name: String,
+    /// Who may create matching tags.
     #[serde(default)]
     pub create_access_levels: Vec<TagAccessEntry>,
 }

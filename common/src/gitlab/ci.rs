@@ -10,14 +10,20 @@ use crate::http::Retry;
 /// One CI/CD variable of a group.
 #[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
 pub struct CiVariable {
+    /// Variable name, e.g. `COVERAGE_THRESHOLD`.
     pub key: String,
+    /// The variable's value.
     pub value: String,
+    /// `true` when only pipelines of protected branches and tags get it.
     #[serde(default)]
     pub protected: bool,
+    /// `true` when GitLab hides the value in job logs.
     #[serde(default)]
     pub masked: bool,
+    /// `true` when `$` references in the value are not expanded.
     #[serde(default)]
     pub raw: bool,
+    /// Environments that get it; `*` (all) by default.
     #[serde(default = "all_environments")]
     pub environment_scope: String,
 }
@@ -25,18 +31,26 @@ pub struct CiVariable {
 /// A project access token (`doc/api/project_access_tokens`); `token` only in create and rotate answers.
 #[derive(Clone, Deserialize)]
 pub struct ProjectAccessToken {
+    /// GitLab's token id: what rotation names and Vault's `token-id` metadata records.
     pub id: u64,
+    /// The token's name, e.g. `cicd-promote`.
     pub name: String,
+    /// Granted scopes, e.g. `api`.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// Role of the token's bot user in the project, an [`super::access`] level.
     #[serde(default)]
     pub access_level: u8,
+    /// Expiry date, `YYYY-MM-DD`; `None` when it never expires.
     #[serde(default)]
     pub expires_at: Option<String>,
+    /// `true` while the token works: neither revoked nor expired.
     #[serde(default)]
     pub active: bool,
+    /// `true` once the token is revoked (a rotation revokes the old one).
     #[serde(default)]
     pub revoked: bool,
+    /// The secret (`glpat-…`); only in create and rotate answers, `None` in lists.
     #[serde(default)]
     pub token: Option<secrecy::SecretString>,
 }

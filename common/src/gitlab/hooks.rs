@@ -12,10 +12,15 @@ use crate::http::Retry;
 /// group hooks"); the secret token is never returned. Event flags stay raw.
 #[derive(Debug, Clone, Deserialize)]
 pub struct GroupHook {
+    /// GitLab's hook id, for edits.
     pub id: u64,
+    /// Where GitLab posts the events (phase 17: the DORA collector's webhook URL).
     pub url: String,
+    /// The hook's display name, when the instance reports one.
     #[serde(default)]
     pub name: Option<String>,
+    /// Every other field of the answer: event flags (`pipeline_events`, …),
+    /// `enable_ssl_verification`, ….
     #[serde(flatten)]
     pub settings: Map<String, Value>,
 }

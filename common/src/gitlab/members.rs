@@ -9,10 +9,14 @@ use super::{GitLabClient, encode_path};
 use crate::error::Result;
 use crate::http::Retry;
 
+/// The user a token belongs to (`GET /user`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct CurrentUser {
+    /// GitLab's numeric user id.
     pub id: u64,
+    /// The user's login name.
     pub username: String,
+    /// `true` for an instance administrator (only reported to administrators).
     #[serde(default)]
     pub is_admin: bool,
 }
@@ -20,14 +24,20 @@ pub struct CurrentUser {
 /// One external identity of a user (admin view of the users API).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct Identity {
+    /// The identity provider's name in GitLab, e.g. `openid_connect` for Keycloak.
     pub provider: String,
+    /// The user's id at that provider (Keycloak: the OIDC `sub`).
     pub extern_uid: String,
 }
 
+/// A user as `GET /users` lists it; `identities` and `user_type` only when an administrator asks.
 #[derive(Debug, Clone, Deserialize)]
 pub struct User {
+    /// GitLab's numeric user id.
     pub id: u64,
+    /// Login name, matched case-insensitively when no identity links the user.
     pub username: String,
+    /// `active`, `blocked`, `deactivated`, …
     #[serde(default)]
     pub state: String,
     /// Project/group access-token bots (GitLab docs: api/users, `bot`).
@@ -36,6 +46,7 @@ pub struct User {
     /// `human`, `project_bot`, `service_account`, … (admin view).
     #[serde(default)]
     pub user_type: Option<String>,
+    /// Linked external identities, e.g. the user's Keycloak account.
     #[serde(default)]
     pub identities: Vec<Identity>,
 }
@@ -51,18 +62,26 @@ impl User {
     }
 }
 
+/// A group as `GET /groups/:id` returns it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Group {
+    /// GitLab's numeric group id.
     pub id: u64,
+    /// The group's full path, e.g. `keycloak-groups/platform-admins`.
     pub full_path: String,
+    /// The parent group's id; `None` for a top-level group.
     #[serde(default)]
     pub parent_id: Option<u64>,
 }
 
+/// A direct member of a group (`GET /groups/:id/members`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Member {
+    /// The member's user id.
     pub id: u64,
+    /// The member's login name.
     pub username: String,
+    /// The member's role in the group, an [`super::access`] level.
     pub access_level: u8,
 }
 
@@ -71,10 +90,12 @@ pub struct Member {
 pub struct UserIndex {
     by_identity: BTreeMap<(String, String), usize>,
     by_username: BTreeMap<String, usize>,
+    /// The users, in the order given; the maps point into this list.
     pub users: Vec<User>,
 }
 
 impl UserIndex {
+    /// Indexes `users` by their identities and lower-case usernames.
     pub fn new(users: Vec<User>) -> Self {
         let mut index = Self::default();
         for (i, user) in users.iter().enumerate() {
@@ -97,6 +118,7 @@ impl UserIndex {
             .map(|&i| &self.users[i])
     }
 
+    /// The user with GitLab id `id` (a linear scan).
     pub fn by_id(&self, id: u64) -> Option<&User> {
         self.users.iter().find(|u| u.id == id)
     }

@@ -37,12 +37,20 @@ const SERVICE: &str = "GitLab";
 
 /// Access levels (GitLab docs: api/members "Roles"; `api/protected_branches` "Valid access levels").
 pub mod access {
+    /// No access (0): a member with no rights; as a branch level, nobody.
     pub const NO_ACCESS: u8 = 0;
+    /// Guest (10): sees issues, not the code of a private project.
     pub const GUEST: u8 = 10;
+    /// Reporter (20): reads the repository.
     pub const REPORTER: u8 = 20;
+    /// Developer (30): pushes to unprotected branches.
     pub const DEVELOPER: u8 = 30;
+    /// Maintainer (40): pushes to and merges into protected `main`, creates release tags.
     pub const MAINTAINER: u8 = 40;
+    /// Owner (50) of a group or project.
     pub const OWNER: u8 = 50;
+    /// Administrator (60): in protected-branch levels, instance administrators only (phase 12's
+    /// unprotect level).
     pub const ADMIN: u8 = 60;
 
     /// The role name GitLab shows for a level.
@@ -67,11 +75,14 @@ pub mod access {
 pub enum Tier {
     /// GitLab CE, or EE without a Premium/Ultimate licence.
     Free,
+    /// GitLab Premium: every paid feature the phases use.
     Premium,
+    /// GitLab Ultimate: Premium's features and more.
     Ultimate,
 }
 
 impl Tier {
+    /// Whether the Premium features (approval rules, code owners, merge trains) are there.
     pub fn is_paid(self) -> bool {
         self != Tier::Free
     }
@@ -115,6 +126,8 @@ impl GitLabClient {
         ))
     }
 
+    /// A client of the GitLab at `url` (without `/api/v4`) sending `credential` as `PRIVATE-TOKEN`;
+    /// [`GitLabClient::connect`] builds one from the configuration.
     pub fn new(url: &str, credential: Credential, reqwest: reqwest::Client, retries: u32) -> Self {
         let fixes = Fixes {
             unauthorized: format!(
@@ -143,6 +156,7 @@ impl GitLabClient {
         &self.api
     }
 
+    /// Sets the retry backoff unit (tests shorten it).
     #[must_use]
     pub fn with_backoff(mut self, unit: std::time::Duration) -> Self {
         self.api = self.api.with_backoff(unit);

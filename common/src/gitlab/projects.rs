@@ -11,12 +11,18 @@ use crate::http::Retry;
 /// A project as the list endpoints return it; settings stay raw so a phase reads the ones it manages.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Project {
+    /// GitLab's numeric project id.
     pub id: u64,
+    /// The project's full path, e.g. `platform_services/dora-collector`.
     pub path_with_namespace: String,
+    /// `true` for an archived, read-only project.
     #[serde(default)]
     pub archived: bool,
+    /// The project's topics (phase 12 recognises production-manifest repositories by one).
     #[serde(default)]
     pub topics: Vec<String>,
+    /// Every other field of the answer, e.g. `merge_method` or
+    /// `only_allow_merge_if_pipeline_succeeds`.
     #[serde(flatten)]
     pub settings: Map<String, Value>,
 }

@@ -23,8 +23,11 @@ pub fn git_blob_id(content: &str) -> String {
 /// One entry of `GET /projects/:id/repository/tree`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct TreeEntry {
+    /// Git object id; for a file, compare with [`git_blob_id`].
     pub id: String,
+    /// Path from the repository root.
     pub path: String,
+    /// `blob` for a file, `tree` for a directory, `commit` for a submodule.
     #[serde(rename = "type")]
     pub kind: String,
 }

@@ -11,27 +11,36 @@ use crate::http::Retry;
 /// A runner as `GET /groups/:id/runners` and `GET /runners/:id` show it (doc/api/runners.md).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct Runner {
+    /// GitLab's runner id.
     pub id: u64,
+    /// The runner's description, by which phase 16 finds a pool's runner (`<pool>-runners`).
     #[serde(default)]
     pub description: String,
+    /// `instance_type`, `group_type` or `project_type`.
     #[serde(default)]
     pub runner_type: String,
+    /// `true` when the runner takes no new jobs.
     #[serde(default)]
     pub paused: bool,
     /// Only in the runner's details.
     #[serde(default)]
     pub tag_list: Vec<String>,
+    /// `true` when the runner also takes jobs without tags.
     #[serde(default)]
     pub run_untagged: bool,
+    /// `true` when the runner cannot be assigned to other projects.
     #[serde(default)]
     pub locked: bool,
+    /// `not_protected`, or `ref_protected` for jobs of protected branches and tags only.
     #[serde(default)]
     pub access_level: String,
 }
 
 /// A runner's id and authentication token (`glrt-…`), only ever returned by create and reset.
 pub struct RunnerToken {
+    /// The runner's id.
     pub id: u64,
+    /// The authentication token, registered for redaction.
     pub token: secrecy::SecretString,
 }
 
