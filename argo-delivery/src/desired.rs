@@ -146,7 +146,7 @@ const PROJECTS: &[ProjectSpec] = &[
             "argocd",
             "external-secrets",
             "monitoring",
-            "gitlab-runners",
+            contract::RUNNER_NAMESPACE,
             "cicd-system",
         ],
         cluster_resources: &[

@@ -64,7 +64,7 @@ fn create_a_token_when_vault_holds_only_the_placeholder() {
 }
 
 #[test]
-fn update_renews_a_token_close_to_expiry_and_revokes_only_it() {
+fn renew_a_token_close_to_expiry_and_revoke_only_it() {
     let mut o = converged();
     o.listed = vec![token("cicd-1", NOW + 6 * DAY)];
     let plan = diff(&settings(), &o).unwrap();

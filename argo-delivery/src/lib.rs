@@ -3,7 +3,8 @@
 //! - [`settings`]: namespace, Prometheus, analysis thresholds.
 //! - [`desired`]: `argocd-rbac-cm` (`rbac/policy.csv`), the `AppProjects`, the `ClusterAnalysisTemplates`
 //!   and their gates (pass / fail / inconclusive), as data.
-//! - [`reconcile`]: server-side dry run to plan, server-side apply.
+//! - [`reconcile`]: the phase: its objects planned by server-side dry run and applied by server-side
+//!   apply, then CI's Argo CD token (a pure diff of what Vault and Argo CD hold).
 
 pub mod desired;
 #[cfg(test)]

@@ -123,8 +123,8 @@ fn create_everything_on_a_fresh_platform() {
         plan.changes.len() > ROBOTS.len() + HARBOR_PROJECTS.len() * 2,
         "{plan}"
     );
-    // The library commit lists every file of this version: the snapshot keeps their count, so
-    // that a new library file does not rewrite this snapshot.
+    // The library commit lists every file of this version: the snapshot keeps their count
+    // (a new library file changes one line of it, and the version tag line).
     let mut plan = plan;
     for change in &mut plan.changes {
         if change.resource == "library commit" {

@@ -157,6 +157,17 @@ pub fn get(path: &str) -> Option<&'static LibraryFile> {
 mod tests {
     use super::*;
 
+    /// The library logs in where phase 13 mounts the JWT auth method.
+    #[test]
+    fn the_library_logs_in_at_the_jwt_mount_of_the_contract() {
+        let base = FILES
+            .iter()
+            .find(|f| f.path == "templates/base.yml")
+            .expect("templates/base.yml");
+        let line = format!("VAULT_AUTH_PATH: {}", common::contract::JWT_MOUNT);
+        assert!(base.contents.contains(&line), "base.yml must set {line}");
+    }
+
     fn on_disk(dir: &std::path::Path, base: &std::path::Path, out: &mut Vec<String>) {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();

@@ -16,6 +16,8 @@ use crate::{Error, Result, dates};
 // --- Vault mounts and keys (phase 13 creates them; later phases read and write under them) -------
 /// KV v2 mount of the platform.
 pub const KV_MOUNT: &str = "kv";
+/// Mount of the JWT auth method GitLab CI jobs log in with (the library's `VAULT_AUTH_PATH`).
+pub const JWT_MOUNT: &str = "jwt/gitlab";
 /// Transit mount holding the image signing key.
 pub const TRANSIT_MOUNT: &str = "transit";
 /// The transit key that signs release images (`cosign --key hashivault://ci-signing-key`).

@@ -62,7 +62,7 @@ impl<'a> ObjectPlanner<'a> {
 
     /// Plans `object` as change `op`. `crd` is the CRD its kind needs, and `installed_by` says
     /// what installs that CRD (for the warning when it is missing).
-    pub async fn add<A>(
+    async fn add<A>(
         &mut self,
         plan: &mut Plan<A>,
         object: &Value,

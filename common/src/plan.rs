@@ -227,12 +227,16 @@ impl<A> fmt::Display for Plan<A> {
 
 /// The top-level keys of `want` whose value differs in `have` (a missing key counts as `null`):
 /// `(before, after)`, both restricted to those keys, or `None` when nothing differs. Keys that
-/// only `have` carries (server defaults, fields we do not manage) never count.
+/// only `have` carries (server defaults, fields we do not manage) never count. A `want` that is
+/// not an object compares as a whole.
 pub fn changed_fields(have: &Value, want: &Value) -> Option<(Value, Value)> {
-    let want = want.as_object()?;
+    let Some(want_fields) = want.as_object() else {
+        // Not an object: it compares as a whole.
+        return (have != want).then(|| (have.clone(), want.clone()));
+    };
     let mut before = serde_json::Map::new();
     let mut after = serde_json::Map::new();
-    for (key, value) in want {
+    for (key, value) in want_fields {
         let current = have.get(key).cloned().unwrap_or(Value::Null);
         if &current != value {
             before.insert(key.clone(), current);
@@ -366,6 +370,51 @@ fn diff_into(path: &str, before: &Value, after: &Value, out: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changed_fields_keeps_only_the_keys_we_set_that_differ() {
+        let have = json!({"a": 1, "b": "x", "server_default": true});
+        let want = json!({"a": 1, "b": "y", "c": false});
+        let (before, after) = changed_fields(&have, &want).unwrap();
+        assert_eq!(
+            before,
+            json!({"b": "x", "c": null}),
+            "a missing key reads as null"
+        );
+        assert_eq!(after, json!({"b": "y", "c": false}));
+        assert_eq!(
+            changed_fields(&have, &json!({"a": 1})),
+            None,
+            "foreign keys never count"
+        );
+        assert_eq!(
+            changed_fields(&json!({}), &json!({"c": null})),
+            None,
+            "missing = null"
+        );
+        assert_eq!(
+            changed_fields(&json!("old"), &json!("new")),
+            Some((json!("old"), json!("new"))),
+            "a non-object compares as a whole"
+        );
+        assert_eq!(changed_fields(&json!(3), &json!(3)), None);
+    }
+
+    #[test]
+    fn append_keeps_changes_and_warnings_in_order() {
+        let mut first: Plan<u8> = Plan::new("p");
+        first.push(Change::create("thing", "a", json!({}), &[], 1));
+        first.warn("w1");
+        let mut second: Plan<u8> = Plan::new("p");
+        second.push(Change::create("thing", "b", json!({}), &[], 2));
+        second.warn("w2");
+        let both = first.append(second);
+        assert_eq!(
+            both.changes.iter().map(|c| c.op).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert_eq!(both.warnings, ["w1", "w2"]);
+    }
     use serde_json::json;
 
     #[test]

@@ -40,11 +40,8 @@ fn text(plan: common::plan::Plan<crate::reconcile::Op>) -> String {
     for change in &mut plan.changes {
         for line in &mut change.diff {
             if line.len() > 200 {
-                *line = format!(
-                    "{}… ({} characters)",
-                    &line[..line.floor_char_boundary(80)],
-                    line.len()
-                );
+                let head: String = line.chars().take(80).collect();
+                *line = format!("{head}… ({} characters)", line.len());
             }
         }
     }

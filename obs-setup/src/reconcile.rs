@@ -22,7 +22,7 @@ use common::config::PlatformConfig;
 use common::gitlab::{GitLabClient, GroupHook};
 use common::kube::KubeClient;
 use common::phase::{DesiredObject, Outcome, Phase};
-use common::plan::{Change, Plan};
+use common::plan::{Change, Plan, changed_fields};
 use common::redact;
 use common::vault::VaultClient;
 use seeded_projects::seed::{self, SeedOp};
@@ -220,19 +220,12 @@ fn secret_and_hook(s: &Settings, o: &Observed, plan: &mut Plan<Op>) {
             ));
         }
         Some(hook) => {
-            let mut before = serde_json::Map::new();
-            let mut after = serde_json::Map::new();
-            for (key, value) in wanted.as_object().into_iter().flatten() {
-                let live = if key == "url" {
-                    json!(hook.url)
-                } else {
-                    hook.settings.get(key).cloned().unwrap_or(Value::Null)
-                };
-                if &live != value {
-                    before.insert(key.clone(), live);
-                    after.insert(key.clone(), value.clone());
-                }
-            }
+            let mut live = hook.settings.clone();
+            live.insert("url".into(), json!(hook.url));
+            let (mut before, mut after) = match changed_fields(&Value::Object(live), &wanted) {
+                Some((Value::Object(before), Value::Object(after))) => (before, after),
+                _ => (serde_json::Map::new(), serde_json::Map::new()),
+            };
             let token_current = secret.is_some_and(|secret| {
                 o.metadata.get(HOOK_TOKEN_METADATA)
                     == Some(&desired::token_fingerprint(hook.id, secret))

@@ -41,8 +41,8 @@ pub const TESTS_EGRESS_POLICY_NAME: &str = "gitlab-runner-egress-tests";
 /// same for all pools, the pool label names the pool. The egress policy selects by both.
 pub const JOB_POD_APP_LABEL: (&str, &str) = ("app", "gitlab-runner");
 pub use common::contract::{
-    ARGOCD_APPLICATION_CRD, EXTERNAL_SECRET_CRD as ESO_CRD, JOB_POD_POOL_LABEL, KV_MOUNT,
-    SIGNING_KEY, TRANSIT_MOUNT,
+    ARGOCD_APPLICATION_CRD, EXTERNAL_SECRET_CRD, JOB_POD_POOL_LABEL, KV_MOUNT, SIGNING_KEY,
+    TRANSIT_MOUNT,
 };
 
 /// One runner pool of plan §3.1: a GitLab group runner with its tags, deployed by the

@@ -18,9 +18,9 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Map, Value, json};
 
 use crate::desired::{
-    self, ARGOCD_APPLICATION_CRD, CILIUM_CRD, ESO_CRD, KV_MOUNT, KYVERNO_CRD, MANAGED_BY, POOLS,
-    Pool, RUNNER_ID_METADATA, RUNNER_TOKEN_KEY, SIGNING_KEY, TRANSIT_MOUNT, VERIFY_IMAGES_FILE,
-    WEBHOOK_POLICY_NAME,
+    self, ARGOCD_APPLICATION_CRD, CILIUM_CRD, EXTERNAL_SECRET_CRD, KV_MOUNT, KYVERNO_CRD,
+    MANAGED_BY, POOLS, Pool, RUNNER_ID_METADATA, RUNNER_TOKEN_KEY, SIGNING_KEY, TRANSIT_MOUNT,
+    VERIFY_IMAGES_FILE, WEBHOOK_POLICY_NAME,
 };
 use crate::settings::Settings;
 
@@ -205,7 +205,6 @@ impl SecuritySetup {
             }))
     }
 
-    /// Adds the Kubernetes objects to the plan (server-side dry run each).
     /// The Kubernetes objects, in apply order: per pool the token Secret first (the chart reads
     /// it), then the Application; the public key; the optional policies where their CRDs are served.
     fn desired_objects(&self, o: &Observed) -> anyhow::Result<Vec<DesiredObject<Op>>> {
@@ -214,7 +213,7 @@ impl SecuritySetup {
         for pool in POOLS {
             objects.push((
                 desired::runner_token_external_secret(s, pool),
-                Some(ESO_CRD),
+                Some(EXTERNAL_SECRET_CRD),
                 "External Secrets Operator, phase 13",
             ));
             objects.push((
@@ -355,21 +354,6 @@ fn diff_runner(plan: &mut Plan<Op>, s: &Settings, group_id: u64, o: &PoolRunner)
 /// The pure diff of the API objects (GitLab, Vault, Harbor).
 pub fn diff(s: &Settings, o: &Observed) -> anyhow::Result<Plan<Op>> {
     let mut plan = Plan::new(PHASE_NAME);
-    // The optional policies: applied only where the cluster serves their CRDs (see objects).
-    if !o.cilium_served {
-        plan.warn(format!(
-            "CRD {CILIUM_CRD} is not served (Cilium is not the cluster's CNI, or its CRDs are missing): the runner egress policies (CiliumNetworkPolicy {}/{} and the deploy and test pools' policies) are not applied and runner egress stays unrestricted; install Cilium and rerun apply",
-            s.runner_namespace,
-            desired::EGRESS_POLICY_NAME
-        ));
-    }
-    if !o.kyverno_served {
-        plan.warn(format!(
-            "CRD {KYVERNO_CRD} is not served (Kyverno is not installed): the admission policy {VERIFY_IMAGES_FILE} is not applied, so unsigned images are not rejected at deploy and scratch images are not confined to ephemeral namespaces; install Kyverno and rerun apply (signatures can still be checked with the ConfigMap {}/{})",
-            s.cosign_namespace,
-            desired::COSIGN_CONFIGMAP
-        ));
-    }
     // The runners of the four pools: each created once, found again by its description.
     for pool_runner in &o.runners {
         diff_runner(&mut plan, s, o.group_id, pool_runner);
@@ -475,6 +459,21 @@ pub fn diff(s: &Settings, o: &Observed) -> anyhow::Result<Plan<Op>> {
             json!({"items": s.cve_allowlist, "expires_at": null}),
             &[],
             Op::SetCveAllowlist,
+        ));
+    }
+    // The optional policies: applied only where the cluster serves their CRDs (see objects).
+    if !o.cilium_served {
+        plan.warn(format!(
+            "CRD {CILIUM_CRD} is not served (Cilium is not the cluster's CNI, or its CRDs are missing): the runner egress policies (CiliumNetworkPolicy {}/{} and the deploy and test pools' policies) are not applied and runner egress stays unrestricted; install Cilium and rerun apply",
+            s.runner_namespace,
+            desired::EGRESS_POLICY_NAME
+        ));
+    }
+    if !o.kyverno_served {
+        plan.warn(format!(
+            "CRD {KYVERNO_CRD} is not served (Kyverno is not installed): the admission policy {VERIFY_IMAGES_FILE} is not applied, so unsigned images are not rejected at deploy and scratch images are not confined to ephemeral namespaces; install Kyverno and rerun apply (signatures can still be checked with the ConfigMap {}/{})",
+            s.cosign_namespace,
+            desired::COSIGN_CONFIGMAP
         ));
     }
     Ok(plan)

@@ -445,10 +445,7 @@ fn doc(path: &str, resource: &'static str, name: &str, body: Value) -> VaultDocu
     }
 }
 
-pub use common::contract::{
-    ARGOCD_APPLICATION_CRD as APPLICATION_CRD, CLUSTER_SECRET_STORE_CRD as CSS_CRD,
-    EXTERNAL_SECRET_CRD as ES_CRD,
-};
+use common::contract::{ARGOCD_APPLICATION_CRD, CLUSTER_SECRET_STORE_CRD, EXTERNAL_SECRET_CRD};
 
 fn kube_objects(inputs: &Inputs<'_>, example_service: &str) -> Vec<(Value, Option<String>)> {
     let s = inputs.settings;
@@ -479,7 +476,7 @@ fn kube_objects(inputs: &Inputs<'_>, example_service: &str) -> Vec<(Value, Optio
         ),
         (
             eso_application(s, &labels),
-            Some(APPLICATION_CRD.to_owned()),
+            Some(ARGOCD_APPLICATION_CRD.to_owned()),
         ),
     ];
     let mut vault_provider = json!({
@@ -517,7 +514,7 @@ fn kube_objects(inputs: &Inputs<'_>, example_service: &str) -> Vec<(Value, Optio
                 ]}}],
             },
         }),
-        Some(CSS_CRD.to_owned()),
+        Some(CLUSTER_SECRET_STORE_CRD.to_owned()),
     ));
     objects.push((
         json!({
@@ -525,7 +522,7 @@ fn kube_objects(inputs: &Inputs<'_>, example_service: &str) -> Vec<(Value, Optio
             "metadata": {"name": contract::PULL_SECRET_STORE, "labels": labels},
             "spec": {"provider": {"vault": pull_provider}},
         }),
-        Some(CSS_CRD.to_owned()),
+        Some(CLUSTER_SECRET_STORE_CRD.to_owned()),
     ));
     objects.push((
         json!({
@@ -538,7 +535,7 @@ fn kube_objects(inputs: &Inputs<'_>, example_service: &str) -> Vec<(Value, Optio
                 "data": [{"secretKey": "DATABASE_URL", "remoteRef": {"key": format!("services/{example_service}"), "property": "database-url"}}],
             },
         }),
-        Some(ES_CRD.to_owned()),
+        Some(EXTERNAL_SECRET_CRD.to_owned()),
     ));
     objects
 }

@@ -2,9 +2,7 @@
 
 use serde::Deserialize;
 
-/// Mount paths are the platform's contract (upstream-contract.md), not settings.
-pub const JWT_MOUNT: &str = "jwt/gitlab";
-pub use common::contract::{KV_MOUNT, SIGNING_KEY, TRANSIT_MOUNT};
+pub use common::contract::{JWT_MOUNT, KV_MOUNT, SIGNING_KEY, TRANSIT_MOUNT};
 pub const K8S_MOUNT: &str = "kubernetes";
 /// Release tags the image and signing roles accept (protected by phase 12: `v*`).
 pub const RELEASE_TAGS: &str = common::gitlab::RELEASE_TAG_PATTERN;

@@ -83,10 +83,10 @@ async fn state(
 
 /// A KV v2 secret's data (root token).
 async fn kv(sandbox: &Sandbox, path: &str) -> Value {
-    sandbox::support::vault_read(sandbox, &format!("kv/data/{path}"))
+    let data = sandbox::support::vault_read(sandbox, &format!("kv/data/{path}"))
         .await
-        .map(|data| data["data"].clone())
-        .unwrap_or_default()
+        .unwrap_or_else(|| panic!("no secret at kv/{path}"));
+    data["data"].clone()
 }
 
 /// A project's files and tags in the stand-in.

@@ -99,13 +99,6 @@ fn some_paths(paths: &[String]) -> String {
 pub fn diff(desired: &Desired, o: &Observed) -> anyhow::Result<Plan<Op>> {
     let (settings, prune) = (&desired.settings, desired.prune);
     let mut plan = Plan::new(PHASE_NAME);
-    if o.registry_running {
-        // The instance registry is a Helm value: report it, with the values to apply.
-        plan.warn(format!(
-            "GitLab's container registry still runs (Deployment {ns}/gitlab-registry): it is a Helm value, and this phase has no helm CLI — apply gitlab-harden/helm/registry-off.values.yaml with `helm upgrade gitlab gitlab/gitlab -n {ns} --reuse-values -f registry-off.values.yaml` (per project, registry access is already disabled)",
-            ns = settings.gitlab_namespace
-        ));
-    }
     let tier = o.tier;
     if !tier.is_paid() && !o.projects.is_empty() {
         for feature in [
@@ -293,6 +286,13 @@ pub fn diff(desired: &Desired, o: &Observed) -> anyhow::Result<Plan<Op>> {
             diff_members(&mut plan, target, o, prune);
         }
         report_missing(&mut plan, &missing);
+    }
+    if o.registry_running {
+        // The instance registry is a Helm value: report it, with the values to apply.
+        plan.warn(format!(
+            "GitLab's container registry still runs (Deployment {ns}/gitlab-registry): it is a Helm value, and this phase has no helm CLI — apply gitlab-harden/helm/registry-off.values.yaml with `helm upgrade gitlab gitlab/gitlab -n {ns} --reuse-values -f registry-off.values.yaml` (per project, registry access is already disabled)",
+            ns = settings.gitlab_namespace
+        ));
     }
     Ok(plan)
 }

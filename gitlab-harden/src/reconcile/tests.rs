@@ -242,3 +242,133 @@ fn free_tier_warns_once_per_feature_and_never_reprotects() {
     );
     insta::assert_snapshot!(plan.to_string());
 }
+
+#[test]
+fn create_everything_on_a_fresh_project() {
+    let s = settings();
+    let fresh = ProjectState {
+        project: project(3, "ps/new", &json!({})),
+        kind: ProjectKind::Service,
+        main: None,
+        release_tag: None,
+        approval_settings: Some(serde_json::Map::new()),
+        rules: Vec::new(),
+    };
+    let plan = diff(
+        &Desired {
+            settings: s.clone(),
+            prune: false,
+        },
+        &observed(vec![fresh], Tier::Premium),
+    )
+    .unwrap();
+    assert_eq!(plan.summary().delete, 0, "{plan}");
+    // Settings, protected main, protected v*, approval settings, then every approval rule.
+    let rules = desired::approval_rules(ProjectKind::Service, &s).len();
+    assert_eq!(plan.changes.len(), 4 + rules, "{plan}");
+    insta::assert_snapshot!(plan.to_string());
+}
+
+fn user(id: u64, username: &str, bot: bool) -> common::gitlab::User {
+    serde_json::from_value(json!({"id": id, "username": username, "state": "active", "bot": bot}))
+        .unwrap()
+}
+
+/// The token's user (1) owns the group; alice comes from Keycloak `developers`; bob has a role
+/// no mapped group grants; a project bot and a user the token cannot see are members too.
+fn membership_state(s: &Settings) -> Observed {
+    let mut o = observed(Vec::new(), Tier::Premium);
+    let group = s.groups[0].clone();
+    let member = |id: u64, username: &str, access_level: u8| Member {
+        id,
+        username: username.into(),
+        access_level,
+    };
+    o.members.insert(
+        group.clone(),
+        vec![
+            member(1, "root", 50),
+            member(11, "alice", 30),
+            member(12, "bob", 40),
+            member(13, "project_7_bot", 40),
+            member(99, "hidden", 30),
+        ],
+    );
+    o.users = UserIndex::new(vec![
+        user(1, "root", false),
+        user(11, "alice", false),
+        user(12, "bob", false),
+        user(13, "project_7_bot", true),
+    ]);
+    let developer = common::keycloak::KeycloakUser {
+        id: "kc-alice".into(),
+        username: "alice".into(),
+        enabled: true,
+    };
+    let kc: BTreeMap<String, Vec<common::keycloak::KeycloakUser>> = s
+        .group_levels
+        .keys()
+        .map(|g| {
+            let members = if g == "developers" {
+                vec![developer.clone()]
+            } else {
+                Vec::new()
+            };
+            (g.clone(), members)
+        })
+        .collect();
+    o.keycloak = Some(kc);
+    o
+}
+
+#[test]
+fn never_touch_members_without_prune_and_never_the_token_or_bots_with_it() {
+    let s = settings();
+    assert!(
+        s.group_levels.contains_key("developers"),
+        "{:?}",
+        s.group_levels
+    );
+    let o = membership_state(&s);
+    let keep = diff(
+        &Desired {
+            settings: s.clone(),
+            prune: false,
+        },
+        &o,
+    )
+    .unwrap();
+    assert!(
+        keep.changes
+            .iter()
+            .all(|c| c.action != common::plan::Action::Delete),
+        "{keep}"
+    );
+    insta::assert_snapshot!("members_kept", keep.to_string());
+
+    let pruned = diff(
+        &Desired {
+            settings: s.clone(),
+            prune: true,
+        },
+        &o,
+    )
+    .unwrap();
+    let deleted: Vec<&str> = pruned
+        .changes
+        .iter()
+        .filter(|c| c.action == common::plan::Action::Delete)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(
+        deleted,
+        [format!("{}: bob", s.groups[0]).as_str()],
+        "{pruned}"
+    );
+    assert!(
+        pruned.warnings.iter().any(|w| w.contains("user 99")),
+        "the member the token cannot see is reported, not removed: {:?}",
+        pruned.warnings
+    );
+    insta::assert_snapshot!("members_pruned", pruned.to_string());
+}

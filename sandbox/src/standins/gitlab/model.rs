@@ -79,7 +79,7 @@ pub struct ProjectRecord {
     pub protected_branches: Vec<ProtectedBranchRecord>,
     pub approval_settings: Map<String, Value>,
     pub approval_rules: Vec<ApprovalRuleRecord>,
-    /// Protected tag names and wildcards (`gitlab_tags`).
+    /// Protected tag names and wildcards (see `tags.rs`).
     pub protected_tags: Vec<crate::standins::gitlab::tags::ProtectedTagRecord>,
     /// Files, commits and tags of the default branch.
     pub repository: crate::standins::gitlab::repo::Repository,

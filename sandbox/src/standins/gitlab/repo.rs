@@ -10,7 +10,7 @@
 //!   branch called … already exists" when both exist and differ); the first commit of an empty
 //!   repository creates the default branch.
 //! - tags.md "Get a single repository tag" (404) and "Create a new tag" (`tag_name`, `ref`; 400 when
-//!   it exists; 400 when the tag is protected and the caller may not create it, see `gitlab_tags`).
+//!   it exists; 400 when the tag is protected and the caller may not create it, see `tags.rs`).
 //! - `group_level_variables.md` (specs/gitlab/api-docs): list (paginated), create (`key`, `value`,
 //!   `protected`, `masked`, `raw`, …; 400 "has already been taken"), update by key.
 

@@ -217,13 +217,14 @@ impl World {
             .expect("signing")
     }
 
-    /// `POST auth/jwt/gitlab/login`: the status and `OpenBao`'s answer.
+    /// `POST auth/<JWT_MOUNT>/login`: the status and `OpenBao`'s answer.
     pub fn vault_login(&self, role: &str, jwt: &str) -> (u16, Value) {
         self.rt.block_on(async {
             let r = reqwest::Client::new()
                 .post(format!(
-                    "{}/v1/auth/jwt/gitlab/login",
-                    self.get("VAULT_ADDR")
+                    "{}/v1/auth/{}/login",
+                    self.get("VAULT_ADDR"),
+                    common::contract::JWT_MOUNT
                 ))
                 .json(&json!({"role": role, "jwt": jwt}))
                 .send()
