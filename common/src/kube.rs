@@ -50,7 +50,7 @@ impl<'a> ObjectPlanner<'a> {
             self.add(
                 plan,
                 &desired.object,
-                desired.crd.as_deref(),
+                desired.crd,
                 desired.installed_by,
                 desired.op,
             )

@@ -37,7 +37,7 @@ pub struct DesiredObject<Op> {
     /// The object as it is applied (server-side apply body).
     pub object: Value,
     /// The CRD its kind needs, when it is a custom resource.
-    pub crd: Option<String>,
+    pub crd: Option<&'static str>,
     /// What installs that CRD, for the message when it is missing.
     pub installed_by: &'static str,
     /// The change that applies it.
@@ -45,7 +45,22 @@ pub struct DesiredObject<Op> {
 }
 
 impl<Op> DesiredObject<Op> {
-    /// Objects whose CRDs (if any) `installed_by` provides, each applied by `op(object, crd)`.
+    /// An object whose CRD (if any) `installed_by` provides, applied by `op(object, crd)`.
+    pub fn new(
+        object: Value,
+        crd: Option<&'static str>,
+        installed_by: &'static str,
+        op: impl FnOnce(Value, Option<&'static str>) -> Op,
+    ) -> Self {
+        Self {
+            op: op(object.clone(), crd),
+            object,
+            crd,
+            installed_by,
+        }
+    }
+
+    /// [`DesiredObject::new`] for a list of objects sharing `installed_by` and `op`.
     pub fn each(
         objects: impl IntoIterator<Item = (Value, Option<&'static str>)>,
         installed_by: &'static str,
@@ -53,29 +68,8 @@ impl<Op> DesiredObject<Op> {
     ) -> Vec<Self> {
         objects
             .into_iter()
-            .map(|(object, crd)| Self {
-                op: op(object.clone(), crd),
-                crd: crd.map(str::to_owned),
-                object,
-                installed_by,
-            })
+            .map(|(object, crd)| Self::new(object, crd, installed_by, &op))
             .collect()
-    }
-
-    /// The usual case: `op` is made from the object and its CRD.
-    pub fn new(
-        object: Value,
-        crd: Option<&str>,
-        installed_by: &'static str,
-        op: impl FnOnce(Value, Option<String>) -> Op,
-    ) -> Self {
-        let crd = crd.map(str::to_owned);
-        Self {
-            op: op(object.clone(), crd.clone()),
-            object,
-            crd,
-            installed_by,
-        }
     }
 }
 

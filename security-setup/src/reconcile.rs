@@ -238,8 +238,8 @@ impl SecuritySetup {
         }
         Ok(objects
             .into_iter()
-            .flat_map(|(object, crd, installed_by)| {
-                DesiredObject::each([(object, crd)], installed_by, |object, crd| Op::Apply {
+            .map(|(object, crd, installed_by)| {
+                DesiredObject::new(object, crd, installed_by, |object, crd| Op::Apply {
                     object,
                     crd,
                 })

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use common::contract;
+use common::contract::{
+    self, ARGOCD_APPLICATION_CRD, CLUSTER_SECRET_STORE_CRD, EXTERNAL_SECRET_CRD,
+};
 use common::kube::owned_labels;
 use serde_json::{Value, json};
 
@@ -123,7 +125,7 @@ pub struct Desired {
     pub kv_seeds: Vec<KvSeed>,
     pub audit: AuditSpec,
     /// Kubernetes objects, applied in order. `(object, CRD that must be Established first)`.
-    pub kube_objects: Vec<(Value, Option<String>)>,
+    pub kube_objects: Vec<(Value, Option<&'static str>)>,
 }
 
 /// Inputs that come from the platform configuration.
@@ -445,9 +447,7 @@ fn doc(path: &str, resource: &'static str, name: &str, body: Value) -> VaultDocu
     }
 }
 
-use common::contract::{ARGOCD_APPLICATION_CRD, CLUSTER_SECRET_STORE_CRD, EXTERNAL_SECRET_CRD};
-
-fn kube_objects(inputs: &Inputs<'_>, example_service: &str) -> Vec<(Value, Option<String>)> {
+fn kube_objects(inputs: &Inputs<'_>, example_service: &str) -> Vec<(Value, Option<&'static str>)> {
     let s = inputs.settings;
     let labels = owned_labels(PHASE);
     let reviewers: Vec<Value> = match s.vault_k8s_token_reviewer {
@@ -474,10 +474,7 @@ fn kube_objects(inputs: &Inputs<'_>, example_service: &str) -> Vec<(Value, Optio
             }),
             None,
         ),
-        (
-            eso_application(s, &labels),
-            Some(ARGOCD_APPLICATION_CRD.to_owned()),
-        ),
+        (eso_application(s, &labels), Some(ARGOCD_APPLICATION_CRD)),
     ];
     let mut vault_provider = json!({
         "server": s.eso_vault_server.clone().unwrap_or_else(|| inputs.vault_addr.to_owned()),
@@ -514,7 +511,7 @@ fn kube_objects(inputs: &Inputs<'_>, example_service: &str) -> Vec<(Value, Optio
                 ]}}],
             },
         }),
-        Some(CLUSTER_SECRET_STORE_CRD.to_owned()),
+        Some(CLUSTER_SECRET_STORE_CRD),
     ));
     objects.push((
         json!({
@@ -522,7 +519,7 @@ fn kube_objects(inputs: &Inputs<'_>, example_service: &str) -> Vec<(Value, Optio
             "metadata": {"name": contract::PULL_SECRET_STORE, "labels": labels},
             "spec": {"provider": {"vault": pull_provider}},
         }),
-        Some(CLUSTER_SECRET_STORE_CRD.to_owned()),
+        Some(CLUSTER_SECRET_STORE_CRD),
     ));
     objects.push((
         json!({
@@ -535,7 +532,7 @@ fn kube_objects(inputs: &Inputs<'_>, example_service: &str) -> Vec<(Value, Optio
                 "data": [{"secretKey": "DATABASE_URL", "remoteRef": {"key": format!("services/{example_service}"), "property": "database-url"}}],
             },
         }),
-        Some(EXTERNAL_SECRET_CRD.to_owned()),
+        Some(EXTERNAL_SECRET_CRD),
     ));
     objects
 }

@@ -45,7 +45,7 @@ pub enum Op {
     EnableAudit(AuditSpec),
     KubeApply {
         object: Value,
-        wait_crd: Option<String>,
+        wait_crd: Option<&'static str>,
     },
 }
 
@@ -245,7 +245,7 @@ impl Phase for VaultCicd {
             .map(|(object, crd)| {
                 DesiredObject::new(
                     object.clone(),
-                    crd.as_deref(),
+                    *crd,
                     "ESO comes from the Argo CD Application external-secrets",
                     |object, wait_crd| Op::KubeApply { object, wait_crd },
                 )
@@ -343,7 +343,7 @@ impl Phase for VaultCicd {
             }
             Op::KubeApply { object, wait_crd } => {
                 self.kube
-                    .apply_planned(object, wait_crd.as_deref(), self.crd_wait)
+                    .apply_planned(object, *wait_crd, self.crd_wait)
                     .await?;
             }
         }
