@@ -142,7 +142,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Reconcile(mode) => {
             let cfg = init(&cli.global)?;
             let phase = reconcile::CiTemplates::connect(&cfg)?;
-            run_phase(&phase, mode, cli.global.output).await
+            run_phase(&phase, mode, &cli.global).await
         }
         Command::RotateRobot { name } => {
             let cfg = init(&cli.global)?;

@@ -39,6 +39,10 @@ pub struct GlobalArgs {
     /// The platform's settings file (default scripts/.env; also `CICD_ENV_FILE`).
     #[arg(long, global = true, value_name = "FILE")]
     pub env_file: Option<PathBuf>,
+    /// List only the leftovers of the platform's bash phases that `apply` would remove or adopt
+    /// (text, or JSON with `--output json`); writes nothing.
+    #[arg(long, global = true)]
+    pub adopt_report: bool,
 }
 
 /// The reconcile verbs.

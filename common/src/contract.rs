@@ -13,6 +13,12 @@ use crate::gitlab::{GitLabClient, ProjectAccessToken, access};
 use crate::vault::VaultClient;
 use crate::{Error, Result, dates};
 
+// --- The platform's bash phases 12–18 (docs/adr/0010) ---------------------------------------------
+/// The reason every change to a leftover of the platform's bash phases carries in the plan
+/// (`--adopt-report` lists exactly these changes). Each phase identifies a leftover by its exact bash
+/// identity (name, namespace and distinguishing fields), never by name alone.
+pub const LEFT_BY_BASH: &str = "left by the bash phase";
+
 // --- Vault mounts and keys (phase 13 creates them; later phases read and write under them) -------
 /// KV v2 mount of the platform.
 pub const KV_MOUNT: &str = "kv";

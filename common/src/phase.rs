@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::cli::{EXIT_DRIFT, EXIT_OK, Mode, Output};
+use crate::cli::{EXIT_DRIFT, EXIT_OK, GlobalArgs, Mode, Output};
 use crate::kube::{KubeClient, ObjectPlanner};
 use crate::plan::Plan;
 use crate::redact;
@@ -225,8 +225,63 @@ async fn apply_changes<P: Phase>(phase: &P, plan: &Plan<P::Op>) -> Applied {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Runs `plan`, `apply` or `check` and prints the result; returns the exit code.
-pub async fn run_phase<P: Phase>(phase: &P, mode: Mode, output: Output) -> anyhow::Result<u8> {
+/// Runs `plan`, `apply` or `check` (or, with `--adopt-report`, the report of the bash phases'
+/// leftovers) and prints the result; returns the exit code.
+pub async fn run_phase<P: Phase>(phase: &P, mode: Mode, args: &GlobalArgs) -> anyhow::Result<u8> {
+    if args.adopt_report {
+        let plan = plan(phase).await?;
+        print_adopt_report(&plan, args.output)?;
+        return Ok(EXIT_OK);
+    }
+    run_mode(phase, mode, args.output).await
+}
+
+/// The leftovers of the platform's bash phases in `plan`: what was found and what `apply` does
+/// with each. Writes nothing.
+fn print_adopt_report<A>(plan: &Plan<A>, output: Output) -> anyhow::Result<()> {
+    let leftovers: Vec<_> = plan
+        .changes
+        .iter()
+        .filter(|c| c.is_bash_leftover())
+        .collect();
+    match output {
+        Output::Json => {
+            let rows: Vec<Value> = leftovers
+                .iter()
+                .map(|c| {
+                    json!({
+                        "resource": c.resource,
+                        "name": c.name,
+                        "action": c.action,
+                        "reason": c.reason,
+                    })
+                })
+                .collect();
+            let doc = json!({"phase": plan.phase, "mode": "adopt-report", "leftovers": rows});
+            println!("{}", redact::redact(&serde_json::to_string_pretty(&doc)?));
+        }
+        Output::Text => {
+            let mut out = format!(
+                "{}: {} leftover(s) of the bash phases\n",
+                plan.phase,
+                leftovers.len()
+            );
+            for c in &leftovers {
+                out.push_str(&format!(
+                    "  {} {}: apply will {} it ({})\n",
+                    c.resource,
+                    c.name,
+                    c.action_word(),
+                    c.reason.as_deref().unwrap_or_default()
+                ));
+            }
+            print!("{}", redact::redact(&out));
+        }
+    }
+    Ok(())
+}
+
+async fn run_mode<P: Phase>(phase: &P, mode: Mode, output: Output) -> anyhow::Result<u8> {
     let mut plan = plan(phase).await?;
     let mut applied = 0usize;
     let mut skipped: Vec<String> = Vec::new();

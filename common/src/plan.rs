@@ -48,6 +48,10 @@ pub struct Change<A> {
     /// The managed fields as they will be (masked); `None` for a delete.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub after: Option<Value>,
+    /// Why the change is there when the desired state alone does not say it, e.g. a leftover of
+    /// the platform's bash phases ([`crate::contract::LEFT_BY_BASH`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// What the executor does; not part of the rendered plan.
     #[serde(skip)]
     pub op: A,
@@ -65,6 +69,7 @@ impl<A> Change<A> {
             diff,
             before: None,
             after: Some(after),
+            reason: None,
             op,
         }
     }
@@ -88,6 +93,7 @@ impl<A> Change<A> {
             diff,
             before: Some(before),
             after: Some(after),
+            reason: None,
             op,
         }
     }
@@ -103,8 +109,30 @@ impl<A> Change<A> {
             diff: Vec::new(),
             before: Some(before),
             after: None,
+            reason: None,
             op,
         }
+    }
+
+    /// The same change, carrying why it is there (printed under it, and `reason` in JSON).
+    #[must_use]
+    pub fn because(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// A change to a leftover of the platform's bash phases, identified by `identity` (the exact
+    /// fields that tell it apart from anything a phase of ours creates).
+    #[must_use]
+    pub fn left_by_bash(self, identity: &str) -> Self {
+        self.because(format!("{}: {identity}", crate::contract::LEFT_BY_BASH))
+    }
+
+    /// Whether this change removes or adopts a leftover of the bash phases.
+    pub fn is_bash_leftover(&self) -> bool {
+        self.reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with(crate::contract::LEFT_BY_BASH))
     }
 
     /// The object's title, e.g. `vault policy ci-admin`.
@@ -215,6 +243,9 @@ impl<A> fmt::Display for Plan<A> {
                 ));
                 for line in &change.diff {
                     out.push_str(&format!("      {line}\n"));
+                }
+                if let Some(reason) = &change.reason {
+                    out.push_str(&format!("      reason: {reason}\n"));
                 }
             }
         }

@@ -79,7 +79,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     };
     let cfg = init(&cli.global)?;
     let phase = reconcile::DemoApps::connect(&cfg, args.reset).await?;
-    let code = run_phase(&phase, mode, cli.global.output).await?;
+    let code = run_phase(&phase, mode, &cli.global).await?;
     if mode != Mode::Check && !cli.global.quiet {
         let s = phase.settings();
         match cli.global.output {

@@ -35,5 +35,5 @@ pub struct Cli {
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     let cfg = init(&cli.global)?;
     let phase = reconcile::GitLabHarden::connect(&cfg, cli.prune).await?;
-    run_phase(&phase, cli.mode.unwrap_or(Mode::Plan), cli.global.output).await
+    run_phase(&phase, cli.mode.unwrap_or(Mode::Plan), &cli.global).await
 }

@@ -76,7 +76,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     };
     let cfg = init(&cli.global)?;
     let phase = reconcile::ObsSetup::connect(&cfg).await?;
-    let code = run_phase(&phase, mode, cli.global.output).await?;
+    let code = run_phase(&phase, mode, &cli.global).await?;
     if mode != Mode::Check && !cli.global.quiet {
         let probes = summary::probe(&phase).await;
         match cli.global.output {

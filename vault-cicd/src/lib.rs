@@ -39,7 +39,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     let cfg = init(&cli.global)?;
     let phase = reconcile::VaultCicd::connect(&cfg).await?;
     match cli.command.unwrap_or(Command::Reconcile(Mode::Plan)) {
-        Command::Reconcile(mode) => run_phase(&phase, mode, cli.global.output).await,
+        Command::Reconcile(mode) => run_phase(&phase, mode, &cli.global).await,
         Command::Doctor => {
             let checks = doctor::doctor(&phase).await?;
             let ok = checks.iter().all(|c| c.ok);
