@@ -5,26 +5,33 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PHASES=(12 13 14 15 16 17 18)
-declare -A PHASE_NAME=([12]=gitlab-hardening [13]=vault-cicd [14]=ci-templates [15]=argocd-delivery [16]=security [17]=observability [18]=demo-apps)
-declare -A PHASE_CRATE=([12]=gitlab-harden [13]=vault-cicd [14]=ci-templates [15]=argo-delivery [16]=security-setup [17]=obs-setup [18]=demo-apps)
+# The platform's numbering: 12b (the SOP wiki) runs after 12, as in the platform's own main().
+PHASES=(12 12b 13 14 15 16 17 18)
+declare -A PHASE_NAME=([12]=gitlab-hardening [12b]=sop-wiki [13]=vault-cicd [14]=ci-templates [15]=argocd-delivery [16]=security [17]=observability [18]=demo-apps)
+declare -A PHASE_CRATE=([12]=gitlab-harden [12b]=gitlab-harden [13]=vault-cicd [14]=ci-templates [15]=argo-delivery [16]=security-setup [17]=obs-setup [18]=demo-apps)
+# The binary of a phase, when it is not named like its crate.
+declare -A PHASE_BIN=([12b]=sop-wiki)
 EXIT_NOT_IMPLEMENTED=3
+# The line scripts/integrate-platform.sh adds to the platform's script (see docs/adr/0010).
+INTEGRATION_MARKER="# cicd-buildout integration"
 
 usage() {
   cat <<USAGE
-Usage: ./scripts/deploy-cluster.sh [--from N | --only N] [--plan] [--sandbox] [-h]
+Usage: ./scripts/deploy-cluster.sh [--from N | --only N] [--plan | --adopt-report] [--sandbox] [-h]
 
-Runs the CI/CD phases 12–18 in order (default: --from 12). Phases 0–11 (cluster, Vault, Harbor,
-Argo CD, Keycloak, GitLab, monitoring…) belong to the base platform's deploy script.
+Runs the CI/CD phases 12, 12b and 13–18 in order (default: --from 12). Phases 0–11 (cluster, Vault,
+Harbor, Argo CD, Keycloak, GitLab, monitoring…) belong to the base platform's deploy script.
 
-  --from N    run phase N and every later phase (12–18)
-  --only N    run phase N alone
-  --plan      show what each phase would change; write nothing
-  --sandbox   run against the local sandbox (started if needed) instead of a cluster
-  -h, --help  this help
+  --from N        run phase N and every later phase (12, 12b, 13–18)
+  --only N        run phase N alone
+  --plan          show what each phase would change; write nothing
+  --adopt-report  list what the platform's old bash phases left behind and what apply does with it
+  --sandbox       run against the local sandbox (started if needed) instead of a cluster
+  -h, --help      this help
 
 Phases:
   12  gitlab-hardening  protected branches, MR approval rules, registry off, SSH route, Keycloak groups
+  12b sop-wiki          the platform's docs/engineering as the wiki of platform_services/sop-wiki
   13  vault-cicd        JWT auth for GitLab CI, CI/CD policies, KV v2, ESO + ClusterSecretStore
   14  ci-templates      template library, Harbor projects and robots, group CI/CD variables
   15  argocd-delivery   Argo CD RBAC, AppProjects, AnalysisTemplates, ephemeral MR environments
@@ -34,7 +41,9 @@ Phases:
 
 Settings: scripts/.env (or CICD_ENV_FILE), cluster/kubeconfig-rke2.yaml, cluster/vault-init.json,
 GITLAB_API_TOKEN or scripts/.gitlab-api-token. Switches: DEPLOY_CICD_SECURITY_RUNNERS=false skips 16,
-DEPLOY_DEMO_APPS=false skips 18. BASE_DEPLOY_SCRIPT: the base platform's script, run for N < 12.
+DEPLOY_DEMO_APPS=false skips 18. BASE_DEPLOY_SCRIPT: the base platform's script, run for N < 12; it
+must be integrated first (scripts/integrate-platform.sh PLATFORM_REPO), so that its main() runs
+these phases in place of its old bash phases 12–18, each exactly once.
 Exit codes: 0 done; the failing phase's code when one fails; 3 when a requested phase is not
 implemented in this workspace yet (every implemented phase still ran).
 USAGE
@@ -50,31 +59,42 @@ while (($#)); do
     --only) [[ $# -ge 2 ]] || die "--only needs a phase number (12–18)"; only="$2"; shift 2 ;;
     --only=*) only="${1#*=}"; shift ;;
     --plan) verb=plan; shift ;;
+    --adopt-report) verb=adopt-report; shift ;;
     --sandbox) sandbox=true; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "deploy-cluster: unknown option: $1" >&2; usage >&2; exit 1 ;;
   esac
 done
 
-is_number() { [[ "$1" =~ ^[0-9]+$ ]]; }
+# The position of a phase in PHASES, or nothing for a phase this driver does not run.
+phase_index() {
+  local i
+  for i in "${!PHASES[@]}"; do [[ "${PHASES[$i]}" == "$1" ]] && { echo "$i"; return 0; }; done
+  return 0
+}
 start="${only:-$from}"
-is_number "$start" || die "phase must be a number, got '$start'"
-if ((start < 12)); then
+[[ "$start" =~ ^[0-9]+b?$ ]] || die "phase must be a number (or 12b), got '$start'"
+if [[ "$start" =~ ^[0-9]+$ ]] && ((10#$start < 12)); then
   echo "deploy-cluster: phases 0–11 belong to the base platform (cluster, Vault, Harbor, Argo CD, Keycloak, GitLab…)." >&2
-  if [[ -n "${BASE_DEPLOY_SCRIPT:-}" ]]; then
-    [[ -n "$only" ]] && die "--only $only is a base-platform phase: run $BASE_DEPLOY_SCRIPT --only $only"
-    echo "deploy-cluster: running $BASE_DEPLOY_SCRIPT --from $start first" >&2
-    "$BASE_DEPLOY_SCRIPT" --from "$start"
-    start=12
-  else
-    die "set BASE_DEPLOY_SCRIPT to the base platform's deploy-cluster.sh to run them from here, or use --from 12"
-  fi
+  [[ -n "${BASE_DEPLOY_SCRIPT:-}" ]] \
+    || die "set BASE_DEPLOY_SCRIPT to the base platform's deploy-cluster.sh to run them from here, or use --from 12"
+  [[ -n "$only" ]] && die "--only $only is a base-platform phase: run $BASE_DEPLOY_SCRIPT --from $only"
+  [[ "$verb" == apply ]] \
+    || die "the base platform's script has no --$verb: it would deploy phases $start–11; use --from 12 --$verb for phases 12–18"
+  [[ -f "$BASE_DEPLOY_SCRIPT" ]] || die "BASE_DEPLOY_SCRIPT=$BASE_DEPLOY_SCRIPT does not exist"
+  # Not integrated, its main() would run its old bash phases 12–18 before ours run on top.
+  grep -qF "$INTEGRATION_MARKER" "$BASE_DEPLOY_SCRIPT" \
+    || die "$BASE_DEPLOY_SCRIPT still runs its own bash phases 12–18 after phase 11: integrate it first with: $ROOT/scripts/integrate-platform.sh $(cd "$(dirname "$BASE_DEPLOY_SCRIPT")/.." && pwd)"
+  echo "deploy-cluster: running $BASE_DEPLOY_SCRIPT --from $((10#$start)): its phases up to 11, then phases 12, 12b and 13–18 of this project in its main()" >&2
+  # The integrated script calls this driver back (--only N) for 12–18: they run there, once.
+  exec "$BASE_DEPLOY_SCRIPT" --from "$((10#$start))"
 fi
-((start <= 18)) || die "there is no phase $start: phases run 12–18"
+first="$(phase_index "$start")"
+[[ -n "$first" ]] || die "there is no phase $start: phases run 12, 12b and 13–18"
 
 selected=()
-for n in "${PHASES[@]}"; do
-  if [[ -n "$only" ]]; then [[ "$n" == "$start" ]] && selected+=("$n"); else ((n >= start)) && selected+=("$n"); fi
+for i in "${!PHASES[@]}"; do
+  if [[ -n "$only" ]]; then ((i == first)) && selected+=("${PHASES[$i]}"); else ((i >= first)) && selected+=("${PHASES[$i]}"); fi
 done
 
 profile="${CICD_CARGO_PROFILE:-release}"
@@ -82,19 +102,20 @@ target_dir="${CARGO_TARGET_DIR:-$ROOT/target}/$([[ "$profile" == dev ]] && echo 
 
 # Where a phase's binary is: a prebuilt directory, or built here from its crate.
 binary_for() {
-  local crate="$1"
+  local crate="$1" bin="${2:-$1}"
   if [[ -n "${CICD_BIN_DIR:-}" ]]; then
-    [[ -x "$CICD_BIN_DIR/$crate" ]] && echo "$CICD_BIN_DIR/$crate"
+    [[ -x "$CICD_BIN_DIR/$bin" ]] && echo "$CICD_BIN_DIR/$bin"
     return 0
   fi
   [[ -f "$ROOT/$crate/Cargo.toml" ]] || return 0
-  (cd "$ROOT" && cargo build --quiet --profile "$profile" -p "$crate") >&2 || die "building $crate failed (see above)"
-  echo "$target_dir/$crate"
+  (cd "$ROOT" && cargo build --quiet --profile "$profile" -p "$crate" --bin "$bin") >&2 || die "building $bin ($crate) failed (see above)"
+  echo "$target_dir/$bin"
 }
 
 resume_flags() {
   local flags=""
   [[ "$verb" == plan ]] && flags+=" --plan"
+  [[ "$verb" == adopt-report ]] && flags+=" --adopt-report"
   [[ "$sandbox" == true ]] && flags+=" --sandbox"
   echo "$flags"
 }
@@ -120,22 +141,22 @@ fi
 not_implemented=()
 ran=()
 for n in "${selected[@]}"; do
-  name="${PHASE_NAME[$n]}" crate="${PHASE_CRATE[$n]}"
+  name="${PHASE_NAME[$n]}" crate="${PHASE_CRATE[$n]}" bin_name="${PHASE_BIN[$n]:-${PHASE_CRATE[$n]}}"
   if [[ "$n" == 16 && "${DEPLOY_CICD_SECURITY_RUNNERS:-true}" == false ]]; then
     echo "==> phase 16 $name: skipped (DEPLOY_CICD_SECURITY_RUNNERS=false)"; continue
   fi
   if [[ "$n" == 18 && "${DEPLOY_DEMO_APPS:-true}" == false ]]; then
     echo "==> phase 18 $name: skipped (DEPLOY_DEMO_APPS=false)"; continue
   fi
-  bin="$(binary_for "$crate")"
+  bin="$(binary_for "$crate" "$bin_name")"
   if [[ -z "$bin" ]]; then
-    echo "==> phase $n $name: NOT IMPLEMENTED in this workspace yet (no $crate crate) — it did not run" >&2
+    echo "==> phase $n $name: NOT IMPLEMENTED in this workspace yet (no $bin_name binary) — it did not run" >&2
     not_implemented+=("$n")
     continue
   fi
-  echo "==> phase $n $name: $crate $verb"
+  echo "==> phase $n $name: $bin_name $verb"
   set +e
-  "$bin" "$verb"
+  if [[ "$verb" == adopt-report ]]; then "$bin" plan --adopt-report; else "$bin" "$verb"; fi
   rc=$?
   set -e
   if ((rc != 0)); then

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> shellcheck"
-shellcheck scripts/*.sh sandbox/scripts/*.sh argo-delivery/cleaner/*.sh .ci/run
+shellcheck -x scripts/*.sh integration/*.sh tests/bats/platform/scripts/*.sh sandbox/scripts/*.sh argo-delivery/cleaner/*.sh .ci/run
 echo "==> cargo clippy (pedantic, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "==> bats (driver)"

@@ -11,7 +11,7 @@ setup() {
   : > "$CICD_ENV_FILE"
   mkdir -p "$CICD_BIN_DIR"
   : > "$CALLS"
-  for crate in gitlab-harden vault-cicd ci-templates argo-delivery security-setup obs-setup demo-apps; do
+  for crate in gitlab-harden sop-wiki vault-cicd ci-templates argo-delivery security-setup obs-setup demo-apps; do
     fake "$crate"
   done
 }
@@ -27,10 +27,10 @@ FAKE
   chmod +x "$CICD_BIN_DIR/$1"
 }
 
-@test "-h lists the seven phases" {
+@test "-h lists the eight phases" {
   run "$DRIVER" -h
   [ "$status" -eq 0 ]
-  for name in gitlab-hardening vault-cicd ci-templates argocd-delivery security observability demo-apps; do
+  for name in gitlab-hardening sop-wiki vault-cicd ci-templates argocd-delivery security observability demo-apps; do
     [[ "$output" == *"$name"* ]]
   done
 }
@@ -50,8 +50,28 @@ demo-apps apply" ]
 @test "no option runs every phase from 12" {
   run "$DRIVER"
   [ "$status" -eq 0 ]
+  [ "$(wc -l < "$CALLS")" -eq 8 ]
+  [ "$(head -n2 "$CALLS")" = "gitlab-harden apply
+sop-wiki apply" ]
+}
+
+@test "12b runs after 12, alone or as the start of --from" {
+  run "$DRIVER" --only 12b
+  [ "$status" -eq 0 ]
+  [ "$(cat "$CALLS")" = "sop-wiki apply" ]
+  : > "$CALLS"
+  run "$DRIVER" --from 12b --plan
+  [ "$status" -eq 0 ]
+  [ "$(head -n2 "$CALLS")" = "sop-wiki plan
+vault-cicd plan" ]
   [ "$(wc -l < "$CALLS")" -eq 7 ]
-  [ "$(head -n1 "$CALLS")" = "gitlab-harden apply" ]
+}
+
+@test "--adopt-report asks every phase for its report of the bash leftovers" {
+  run "$DRIVER" --adopt-report --from 17
+  [ "$status" -eq 0 ]
+  [ "$(cat "$CALLS")" = "obs-setup plan --adopt-report
+demo-apps plan --adopt-report" ]
 }
 
 @test "--only runs one phase" {
@@ -108,15 +128,15 @@ demo-apps plan" ]
   [ ! -s "$CALLS" ]
 }
 
-@test "BASE_DEPLOY_SCRIPT runs first for N < 12, then 12 to 18" {
+@test "a base script that still carries its bash phases 12–18 is refused before anything runs" {
   base="$BATS_TEST_TMPDIR/base-deploy.sh"
   printf '#!/usr/bin/env bash\necho "base $*" >> "$CALLS"\n' > "$base"
   chmod +x "$base"
   BASE_DEPLOY_SCRIPT="$base" run "$DRIVER" --from 9
-  [ "$status" -eq 0 ]
-  [ "$(head -n2 "$CALLS")" = "base --from 9
-gitlab-harden apply" ]
-  [ "$(wc -l < "$CALLS")" -eq 8 ]
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"still runs its own bash phases 12–18"* ]]
+  [[ "$output" == *"integrate-platform.sh"* ]]
+  [ ! -s "$CALLS" ]
 }
 
 @test "a phase number out of range or not a number is refused" {
