@@ -45,17 +45,23 @@ pub fn target_dir(cargo_target_tmpdir: &str) -> PathBuf {
 /// Builds `package`'s binary of the same name (debug profile) and returns its path: tests that
 /// run another crate's program (cargo builds only the tested crate's own binaries).
 pub fn workspace_binary(package: &str, cargo_target_tmpdir: &str) -> PathBuf {
+    workspace_bin(package, package, cargo_target_tmpdir)
+}
+
+/// [`workspace_binary`] for a binary not named like its package (e.g. `sop-wiki` of
+/// `gitlab-harden`).
+pub fn workspace_bin(package: &str, bin: &str, cargo_target_tmpdir: &str) -> PathBuf {
     let out = cargo()
-        .args(["build", "--quiet", "-p", package, "--bin", package])
+        .args(["build", "--quiet", "-p", package, "--bin", bin])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
-        .unwrap_or_else(|e| panic!("running cargo build -p {package}: {e}"));
+        .unwrap_or_else(|e| panic!("running cargo build -p {package} --bin {bin}: {e}"));
     assert!(
         out.status.success(),
-        "cargo build -p {package} failed:\n{}",
+        "cargo build -p {package} --bin {bin} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let binary = target_dir(cargo_target_tmpdir).join("debug").join(package);
+    let binary = target_dir(cargo_target_tmpdir).join("debug").join(bin);
     assert!(
         binary.is_file(),
         "{} missing after the build",
