@@ -30,6 +30,7 @@ fn fresh() -> Observed {
         harbor_projects: HARBOR_PROJECTS.iter().map(|p| (p.name, None)).collect(),
         robots: ROBOTS.iter().map(|r| (r.name, None)).collect(),
         robot_secrets: ROBOTS.iter().map(|r| (r.name, None)).collect(),
+        bash: crate::bash_leftovers::Candidates::default(),
     }
 }
 
@@ -198,5 +199,107 @@ fn never_touch_what_the_phase_does_not_own() {
     );
     let plan = diff(&s, &o).unwrap();
     assert!(plan.is_empty(), "{plan}");
+    insta::assert_snapshot!(plan.to_string());
+}
+
+/// A robot as the bash phase 14 made it: no description, never expiring, `grants` only.
+fn bash_robot(id: u64, name: &str, level: &str, grants: &[(&str, &[&str])]) -> Robot {
+    Robot {
+        id,
+        name: name.into(),
+        description: String::new(),
+        level: level.into(),
+        disable: false,
+        duration: Some(-1),
+        permissions: grants
+            .iter()
+            .map(|(namespace, actions)| {
+                json!({
+                    "kind": "project", "namespace": namespace,
+                    "access": actions.iter().map(|a| json!({"resource": "repository", "action": a})).collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn bash_leftovers_are_adopted_or_deleted_with_their_reason() {
+    use crate::bash_leftovers::StoredSecret;
+    use crate::reconcile::Op;
+
+    let s = settings();
+    let mut o = converged(&s);
+    let push_pull: &[&str] = &["push", "pull"];
+    let pull: &[&str] = &["pull"];
+    // The bash system robots under our names; Vault has no secret of ours for them.
+    o.robots.insert(
+        "ci-push",
+        Some(bash_robot(
+            50,
+            "robot$ci-push",
+            "system",
+            &[("platform-services", push_pull), ("ci-cache", push_pull)],
+        )),
+    );
+    o.robots.insert(
+        "argocd-pull",
+        Some(bash_robot(
+            51,
+            "robot$argocd-pull",
+            "system",
+            &[("platform-services", pull)],
+        )),
+    );
+    for name in ["ci-push", "argocd-pull"] {
+        o.robot_secrets.insert(name, None);
+    }
+    o.bash.robots = vec![
+        bash_robot(
+            52,
+            "robot$platform-services+ci-push",
+            "project",
+            &[("platform-services", push_pull)],
+        ),
+        bash_robot(
+            53,
+            "robot$platform-services+argocd-pull",
+            "project",
+            &[("platform-services", pull)],
+        ),
+        // Someone's own project robot of that name pattern, with a description: not the bash one.
+        Robot {
+            description: "made by the team".into(),
+            ..bash_robot(
+                54,
+                "robot$ci-cache+ci-push",
+                "project",
+                &[("ci-cache", push_pull)],
+            )
+        },
+    ];
+    o.bash.push_secret = Some(StoredSecret {
+        keys: ["password", "username"].map(str::to_owned).into(),
+        username: Some("robot$ci-push".into()),
+        managed_by: None,
+    });
+    let plan = diff(&s, &o).unwrap();
+    assert!(
+        plan.changes
+            .iter()
+            .all(common::plan::Change::is_bash_leftover),
+        "{plan}"
+    );
+    assert_eq!(plan.summary().update, 4, "{plan}");
+    assert_eq!(plan.summary().delete, 3, "{plan}");
+    let deleted: Vec<u64> = plan
+        .changes
+        .iter()
+        .filter_map(|c| match c.op {
+            Op::DeleteRobot { id, .. } => Some(id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deleted, [52, 53], "never the team's robot 54");
     insta::assert_snapshot!(plan.to_string());
 }

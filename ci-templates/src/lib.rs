@@ -5,8 +5,10 @@
 //! - [`library`]: every file of `library/templates/` (base, stages, 14 jobs, languages, 5 patterns
 //!   and their CI/CD components), embedded at build time.
 //! - [`settings`], [`desired`] (pure data), [`reconcile`] (observe, diff, execute, rotate).
+//! - [`bash_leftovers`]: the robots and the secret the platform's bash phase 14 left, by identity.
 //! - [`local_run`]: a service's pipeline against the embedded library, under gitlab-ci-local.
 
+pub mod bash_leftovers;
 pub mod desired;
 #[cfg(test)]
 mod diff_tests;

@@ -14,6 +14,7 @@ use common::vault::{KvMetadata, VaultClient};
 use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
 
+use crate::bash_leftovers::{self, BASH_PUSH_SECRET, Candidates, StoredSecret};
 use crate::desired::{
     self, HARBOR_PROJECTS, HarborProject, KV_MOUNT, MANAGED_BY, ROBOTS, RobotAccount,
 };
@@ -71,11 +72,21 @@ pub enum Op {
         full_name: String,
         robot: RobotAccount,
     },
-    /// The robot exists but Vault has no secret for it: a new secret, stored.
+    /// The robot exists but Vault has no secret for it (or the bash phase knows it): a new
+    /// secret, stored.
     StoreRobotSecret {
         id: u64,
         full_name: String,
         robot: RobotAccount,
+    },
+    /// A robot the bash phase left (see [`crate::bash_leftovers`]).
+    DeleteRobot {
+        id: u64,
+        name: String,
+    },
+    /// The bash phase's stale copy of a robot secret: the KV v2 metadata and every version.
+    DeleteStaleSecret {
+        path: &'static str,
     },
 }
 
@@ -104,6 +115,8 @@ pub struct Observed {
     pub robots: BTreeMap<&'static str, Option<Robot>>,
     /// KV metadata at each robot's Vault path.
     pub robot_secrets: BTreeMap<&'static str, Option<KvMetadata>>,
+    /// What may be left by the bash phase 14 (the diff decides by identity).
+    pub bash: Candidates,
 }
 
 pub struct CiTemplates {
@@ -184,6 +197,31 @@ impl CiTemplates {
             .await?;
         self.store_secret(robot, &secret).await?;
         Ok(format!("{KV_MOUNT}/{}", robot.vault_path))
+    }
+
+    /// The shape of the KV v2 secret at `path` (keys, `username`, our mark) when its current
+    /// version is live; the password is never kept (and is registered for redaction).
+    async fn stored_secret(&self, path: &str) -> anyhow::Result<Option<StoredSecret>> {
+        let Some(meta) = self.vault.kv2_metadata(KV_MOUNT, path).await? else {
+            return Ok(None);
+        };
+        if meta.current_deleted {
+            return Ok(None);
+        }
+        let Some(data) = self.vault.kv2_read(KV_MOUNT, path).await? else {
+            return Ok(None);
+        };
+        if let Some(password) = data.get("password").and_then(Value::as_str) {
+            common::redact::register(password);
+        }
+        Ok(Some(StoredSecret {
+            keys: data.keys().cloned().collect(),
+            username: data
+                .get("username")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            managed_by: meta.custom_metadata.get("managed-by").cloned(),
+        }))
     }
 }
 
@@ -270,14 +308,24 @@ impl Phase for CiTemplates {
         }
         let mut robots = BTreeMap::new();
         let mut robot_secrets = BTreeMap::new();
+        let mut bash = Candidates::default();
         self.vault.require_kv2(KV_MOUNT, "robot secrets go").await?;
         for robot in ROBOTS {
-            robots.insert(robot.name, self.harbor.robot(robot.name).await?);
+            let named_like = self.harbor.robots_matching(robot.name).await?;
+            let ours = HarborClient::system_robot(&named_like, robot.name).cloned();
+            for other in named_like {
+                let seen = bash.robots.iter().any(|r| r.id == other.id);
+                if ours.as_ref().is_none_or(|o| o.id != other.id) && !seen {
+                    bash.robots.push(other);
+                }
+            }
+            robots.insert(robot.name, ours);
             robot_secrets.insert(
                 robot.name,
                 self.vault.kv2_metadata(KV_MOUNT, robot.vault_path).await?,
             );
         }
+        bash.push_secret = self.stored_secret(BASH_PUSH_SECRET).await?;
         Ok(Observed {
             group_id: group.id,
             namespace_id,
@@ -287,6 +335,7 @@ impl Phase for CiTemplates {
             harbor_projects,
             robots,
             robot_secrets,
+            bash,
         })
     }
 
@@ -378,6 +427,17 @@ impl Phase for CiTemplates {
             } => {
                 let secret = self.harbor.refresh_robot_secret(*id, full_name).await?;
                 self.store_secret(robot, &secret).await?;
+            }
+            Op::DeleteRobot { id, name } => self.harbor.delete_robot(*id, name).await?,
+            Op::DeleteStaleSecret { path } => {
+                self.vault
+                    .kv2_delete_metadata(KV_MOUNT, path)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "the bash phase's stale secret {KV_MOUNT}/{path} is still there: rerun apply, or delete it by hand (vault kv metadata delete {KV_MOUNT}/{path})"
+                        )
+                    })?;
             }
         }
         Ok(Outcome::Applied)
@@ -638,6 +698,13 @@ pub fn diff(s: &Settings, o: &Observed) -> anyhow::Result<Plan<Op>> {
                 ));
             }
             Some(have) => {
+                // A robot the bash phase made under our name is adopted: converged and given a
+                // new secret, so the one the bash phase stored stops working.
+                let bash = bash_leftovers::bash_system_robot(have);
+                let tag = |change: Change<Op>| match &bash {
+                    Some(identity) => change.left_by_bash(identity),
+                    None => change,
+                };
                 let current = desired::robot_view(
                     &have.description,
                     have.duration,
@@ -645,7 +712,7 @@ pub fn diff(s: &Settings, o: &Observed) -> anyhow::Result<Plan<Op>> {
                     &have.permissions,
                 );
                 if current != robot.view() {
-                    plan.push(Change::update(
+                    plan.push(tag(Change::update(
                         "harbor robot",
                         robot.name,
                         current,
@@ -656,7 +723,7 @@ pub fn diff(s: &Settings, o: &Observed) -> anyhow::Result<Plan<Op>> {
                             full_name: have.name.clone(),
                             robot: robot.clone(),
                         },
-                    ));
+                    )));
                 }
                 let stored = o
                     .robot_secrets
@@ -668,18 +735,20 @@ pub fn diff(s: &Settings, o: &Observed) -> anyhow::Result<Plan<Op>> {
                                 .get("harbor-robot-id")
                                 .is_some_and(|id| *id == have.id.to_string())
                     });
-                if !stored {
-                    plan.push(Change::update(
+                if !stored || bash.is_some() {
+                    plan.push(tag(Change::update(
                         "robot secret",
                         &format!("{} → {KV_MOUNT}/{}", have.name, robot.vault_path),
                         json!({"stored": false}),
                         json!({"stored": true, "how": "a new secret from Harbor, written to Vault"}),
                         &[],
                         Op::StoreRobotSecret { id: have.id, full_name: have.name.clone(), robot: robot.clone() },
-                    ));
+                    )));
                 }
             }
         }
     }
+    // The bash phase's project robots and its stale copy of the ci-push secret.
+    bash_leftovers::diff(&mut plan, &o.bash);
     Ok(plan)
 }

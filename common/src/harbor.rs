@@ -263,28 +263,41 @@ impl HarborClient {
             .map(|_| ())
     }
 
-    /// System robots whose name is exactly `robot$<name>` (any prefix Harbor is configured with).
-    pub async fn robot(&self, name: &str) -> Result<Option<Robot>> {
+    /// Every robot whose name contains `part` (`GET /robots?q=name=~part`, a fuzzy match, all
+    /// pages): system and project robots alike.
+    pub async fn robots_matching(&self, part: &str) -> Result<Vec<Robot>> {
         let robots: Vec<Value> = self
             .api
             .get_all_pages(
-                &format!("finding robot {name}"),
+                &format!("finding robot {part}"),
                 &format!(
                     "robots?q=name%3D~{}&page_size=100",
-                    crate::gitlab::encode_path(name)
+                    crate::gitlab::encode_path(part)
                 ),
             )
             .await?;
-        let robots: Vec<Robot> = robots
+        Ok(robots
             .into_iter()
             .filter_map(|r| serde_json::from_value(r).ok())
-            .collect();
-        Ok(robots.into_iter().find(|r| {
+            .collect())
+    }
+
+    /// The system robot among `robots` whose name is exactly `robot$<name>` (any prefix Harbor is
+    /// configured with).
+    pub fn system_robot<'a>(robots: &'a [Robot], name: &str) -> Option<&'a Robot> {
+        robots.iter().find(|r| {
             r.level == "system"
                 && r.name
                     .rsplit_once('$')
                     .map_or(r.name == name, |(_, n)| n == name)
-        }))
+        })
+    }
+
+    /// The system robot whose name is exactly `robot$<name>` (any prefix Harbor is configured
+    /// with).
+    pub async fn robot(&self, name: &str) -> Result<Option<Robot>> {
+        let robots = self.robots_matching(name).await?;
+        Ok(Self::system_robot(&robots, name).cloned())
     }
 
     /// `POST /robots`: the answer carries the only copy of the secret.
@@ -311,6 +324,20 @@ impl HarborClient {
                 Method::PUT,
                 &format!("robots/{id}"),
                 Some(body),
+                Retry::Safe,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// `DELETE /robots/{id}` (swagger `DeleteRobot`): the robot and its secret are gone.
+    pub async fn delete_robot(&self, id: u64, name: &str) -> Result<()> {
+        self.api
+            .call(
+                &format!("deleting robot {name} (id {id})"),
+                Method::DELETE,
+                &format!("robots/{id}"),
+                None,
                 Retry::Safe,
             )
             .await

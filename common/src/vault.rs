@@ -425,6 +425,20 @@ impl VaultClient {
         }
     }
 
+    /// Deletes a KV v2 secret with every version and its metadata (`DELETE <mount>/metadata/<path>`).
+    pub async fn kv2_delete_metadata(&self, mount: &str, path: &str) -> Result<()> {
+        vaultrs::kv2::delete_metadata(self.sdk.as_ref(), mount, path)
+            .await
+            .map_err(|e| {
+                self.sdk_error(
+                    &format!("deleting secret {mount}/{path} with all its versions"),
+                    "DELETE",
+                    &format!("{mount}/metadata/{path}"),
+                    &e,
+                )
+            })
+    }
+
     /// Writes a KV v2 secret only if it does not exist yet (check-and-set 0: never overwrites),
     /// then sets its custom metadata.
     pub async fn kv2_create(

@@ -13,6 +13,10 @@ use serde_json::{Value, json};
 
 use sandbox::PhaseRun as Run;
 
+// The bash phase's approval rules, adopted.
+#[path = "gitlab_harden/bash_leftovers.rs"]
+mod bash_leftovers;
+
 /// Runs gitlab-harden with the sandbox's env file plus `extra` (nothing inherited but PATH).
 async fn harden(sandbox: &Sandbox, args: &[&str], extra: &[(&str, &str)]) -> Run {
     // Later settings win: `extra` may override the retry count.

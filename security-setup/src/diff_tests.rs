@@ -53,6 +53,7 @@ fn converged(s: &Settings) -> Observed {
                 token_stored: true,
             })
             .collect(),
+        bash_runners: crate::runner_leftovers::Found::default(),
         projects,
         scan_schedule: desired::scan_all_schedule(s),
         allowlist: desired::cve_allowlist(s),

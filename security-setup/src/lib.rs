@@ -13,6 +13,7 @@ pub mod desired;
 #[cfg(test)]
 mod diff_tests;
 pub mod reconcile;
+pub mod runner_leftovers;
 pub mod settings;
 
 use clap::Parser;

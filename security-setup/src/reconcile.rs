@@ -22,6 +22,7 @@ use crate::desired::{
     MANAGED_BY, POOLS, Pool, RUNNER_ID_METADATA, RUNNER_TOKEN_KEY, SIGNING_KEY, TRANSIT_MOUNT,
     VERIFY_IMAGES_FILE, WEBHOOK_POLICY_NAME,
 };
+use crate::runner_leftovers;
 use crate::settings::Settings;
 
 pub const PHASE_NAME: &str = "16 security-setup";
@@ -41,6 +42,10 @@ pub enum Op {
     /// The pool's runner exists but Vault has no token for it: a new token, stored.
     StoreRunnerToken {
         pool: &'static Pool,
+        id: u64,
+    },
+    /// A runner the bash phase registered (see [`crate::runner_leftovers`]).
+    DeleteRunner {
         id: u64,
     },
     UpdateProjectMetadata {
@@ -92,6 +97,8 @@ pub struct Observed {
     pub group_id: u64,
     /// One entry per pool, in the order of [`POOLS`].
     pub runners: Vec<PoolRunner>,
+    /// The runners the bash phase may have left (the diff decides by identity).
+    pub bash_runners: runner_leftovers::Found,
     pub projects: BTreeMap<String, HarborProjectState>,
     pub scan_schedule: Value,
     pub allowlist: Value,
@@ -358,6 +365,7 @@ pub fn diff(s: &Settings, o: &Observed) -> anyhow::Result<Plan<Op>> {
     for pool_runner in &o.runners {
         diff_runner(&mut plan, s, o.group_id, pool_runner);
     }
+    runner_leftovers::diff(&mut plan, &o.bash_runners);
 
     // Harbor: scan-on-push, severity gate, alerts per project.
     let metadata = desired::project_metadata(s);
@@ -532,6 +540,7 @@ impl Phase for SecuritySetup {
                 token_stored,
             });
         }
+        let bash_runners = runner_leftovers::observe(&self.gitlab, &self.vault).await?;
 
         self.require_scanner().await?;
         let mut projects = BTreeMap::new();
@@ -567,6 +576,7 @@ impl Phase for SecuritySetup {
         Ok(Observed {
             group_id: group.id,
             runners,
+            bash_runners,
             projects,
             scan_schedule,
             allowlist,
@@ -604,6 +614,7 @@ impl Phase for SecuritySetup {
                 let reset = self.gitlab.reset_runner_token(*id).await?;
                 self.store_token(pool, *id, &reset.token).await?;
             }
+            Op::DeleteRunner { id } => self.gitlab.delete_runner(*id).await?,
             Op::UpdateProjectMetadata { id, metadata, .. } => {
                 self.harbor
                     .update_project(*id, &json!({"metadata": metadata}))

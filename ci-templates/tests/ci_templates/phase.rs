@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use sandbox::PhaseRun as Run;
 
-async fn phase(sandbox: &Sandbox, args: &[&str]) -> Run {
+pub(crate) async fn phase(sandbox: &Sandbox, args: &[&str]) -> Run {
     sandbox::run_phase_binary(
         env!("CARGO_BIN_EXE_ci-templates"),
         &sandbox.env_file(),
@@ -25,7 +25,7 @@ async fn phase(sandbox: &Sandbox, args: &[&str]) -> Run {
 }
 
 /// The sandbox after phase 13's part that phase 14 needs: KV v2 at `kv/`.
-async fn start() -> Sandbox {
+pub(crate) async fn start() -> Sandbox {
     common::cli::install_crypto_provider();
     let sandbox = Sandbox::start(Options {
         kube: false,
@@ -52,7 +52,7 @@ fn writes(r: &Running) -> u64 {
 }
 
 /// GitLab + Harbor + Vault writes.
-fn all_writes(s: &Sandbox) -> (u64, u64, usize) {
+pub(crate) fn all_writes(s: &Sandbox) -> (u64, u64, usize) {
     (
         writes(s.standin("gitlab")),
         writes(s.standin("harbor")),
@@ -60,11 +60,11 @@ fn all_writes(s: &Sandbox) -> (u64, u64, usize) {
     )
 }
 
-async fn kv(sandbox: &Sandbox, path: &str) -> Option<Value> {
+pub(crate) async fn kv(sandbox: &Sandbox, path: &str) -> Option<Value> {
     sandbox::support::vault_read(sandbox, &format!("kv/data/{path}")).await
 }
 
-fn robot_secrets(sandbox: &Sandbox) -> BTreeMap<String, (u64, String)> {
+pub(crate) fn robot_secrets(sandbox: &Sandbox) -> BTreeMap<String, (u64, String)> {
     sandbox
         .harbor
         .as_ref()
@@ -76,7 +76,7 @@ fn robot_secrets(sandbox: &Sandbox) -> BTreeMap<String, (u64, String)> {
         .collect()
 }
 
-fn assert_no_secret(runs: &[&Run], secrets: &[String]) {
+pub(crate) fn assert_no_secret(runs: &[&Run], secrets: &[String]) {
     let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
     sandbox::support::assert_not_printed(
         runs.iter()

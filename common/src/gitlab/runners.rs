@@ -72,6 +72,30 @@ impl GitLabClient {
         .await
     }
 
+    /// `GET /runners/all?type=<runner_type>`, all pages: every runner of that type in the
+    /// instance (administrators only; the list has no tags).
+    pub async fn all_runners(&self, runner_type: &str) -> Result<Vec<Runner>> {
+        self.list(
+            &format!("listing the instance's runners of type {runner_type}"),
+            &format!("runners/all?type={runner_type}&per_page=100"),
+        )
+        .await
+    }
+
+    /// `DELETE /runners/:id`: the runner is unregistered and its token stops working.
+    pub async fn delete_runner(&self, id: u64) -> Result<()> {
+        self.api
+            .call(
+                &format!("deleting runner {id}"),
+                Method::DELETE,
+                &format!("runners/{id}"),
+                None,
+                Retry::Safe,
+            )
+            .await
+            .map(|_| ())
+    }
+
     /// `GET /runners/:id`: the details (tags, `run_untagged`, …).
     pub async fn runner(&self, id: u64) -> Result<Runner> {
         self.get(&format!("reading runner {id}"), &format!("runners/{id}"))

@@ -345,9 +345,49 @@ fn diff_rules(plan: &mut Plan<Op>, state: &ProjectState, settings: &Settings) {
     for list in by_name.values_mut() {
         list.sort_by_key(|r| r.id);
     }
-    for spec in &wanted {
+    // The rule kept per managed name: the one already as wanted, else the oldest, so a rerun
+    // keeps the same rule and the others are duplicates.
+    let keep: Vec<(&RuleSpec, Option<&ApprovalRule>)> = wanted
+        .iter()
+        .map(|spec| {
+            let kept = by_name.get(spec.name.as_str()).and_then(|list| {
+                list.iter()
+                    .find(|r| rule_view(r) == spec_view(spec))
+                    .or_else(|| list.first())
+                    .copied()
+            });
+            (spec, kept)
+        })
+        .collect();
+    let kept_ids: BTreeSet<u64> = keep.iter().filter_map(|(_, r)| r.map(|r| r.id)).collect();
+    // Duplicates of a managed rule, and managed rules this kind of project should not have. They
+    // go first: GitLab checks a rule's name is unique in the project on every save, so the kept
+    // rule can only be updated once its duplicates are gone (same lane, plan order).
+    for name in MANAGED_RULES {
+        let Some(list) = by_name.get(name) else {
+            continue;
+        };
+        for rule in list.iter().filter(|r| !kept_ids.contains(&r.id)) {
+            let change = Change::delete(
+                "approval rule",
+                &format!("{path}: {} (id {})", rule.name, rule.id),
+                rule_view(rule),
+                &[],
+                Op::DeleteApprovalRule {
+                    project: p.id,
+                    id: rule.id,
+                },
+            );
+            plan.push(if leftovers::is_bash_rule(rule) {
+                change.left_by_bash(leftovers::BASH_RULE)
+            } else {
+                change
+            });
+        }
+    }
+    for (spec, kept) in keep {
         let title = format!("{path}: {}", spec.name);
-        match by_name.get(spec.name.as_str()).and_then(|l| l.first()) {
+        match kept {
             None => plan.push(Change::create(
                 "approval rule",
                 &title,
@@ -362,7 +402,7 @@ fn diff_rules(plan: &mut Plan<Op>, state: &ProjectState, settings: &Settings) {
             Some(rule) => {
                 let (have, want) = (rule_view(rule), spec_view(spec));
                 if have != want {
-                    plan.push(Change::update(
+                    let change = Change::update(
                         "approval rule",
                         &title,
                         have,
@@ -374,29 +414,15 @@ fn diff_rules(plan: &mut Plan<Op>, state: &ProjectState, settings: &Settings) {
                             rule: spec.clone(),
                             branch,
                         },
-                    ));
+                    );
+                    // The bash phase's rule becomes ours in place (adopted, not recreated).
+                    plan.push(if leftovers::is_bash_rule(rule) {
+                        change.left_by_bash(leftovers::BASH_RULE)
+                    } else {
+                        change
+                    });
                 }
             }
-        }
-    }
-    // Duplicates of a managed rule (the bash phase POSTed one per run), and managed rules this
-    // kind of project should not have.
-    for name in MANAGED_RULES {
-        let Some(list) = by_name.get(name) else {
-            continue;
-        };
-        let keep = usize::from(wanted.iter().any(|w| w.name == *name));
-        for rule in list.iter().skip(keep) {
-            plan.push(Change::delete(
-                "approval rule",
-                &format!("{path}: {} (id {})", rule.name, rule.id),
-                rule_view(rule),
-                &[],
-                Op::DeleteApprovalRule {
-                    project: p.id,
-                    id: rule.id,
-                },
-            ));
         }
     }
 }

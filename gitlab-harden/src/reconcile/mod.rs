@@ -510,6 +510,7 @@ impl Phase for GitLabHarden {
 }
 
 mod diff;
+pub mod leftovers;
 #[cfg(test)]
 mod tests;
 

@@ -372,3 +372,135 @@ fn never_touch_members_without_prune_and_never_the_token_or_bots_with_it() {
     );
     insta::assert_snapshot!("members_pruned", pruned.to_string());
 }
+
+/// The rule the bash phase sent with `POST`: `{"name":"Senior Review Required","approvals_required":2}`.
+fn bash_rule(id: u64) -> ApprovalRule {
+    ApprovalRule {
+        id,
+        name: desired::SENIOR_REVIEW.into(),
+        rule_type: "regular".into(),
+        approvals_required: 2,
+        groups: Vec::new(),
+        users: Vec::new(),
+        protected_branches: Vec::new(),
+        applies_to_all_protected_branches: false,
+    }
+}
+
+fn left_by_bash(plan: &Plan<Op>) -> Vec<(String, String)> {
+    plan.changes
+        .iter()
+        .filter(|c| c.is_bash_leftover())
+        .map(|c| (json!(c.action).as_str().unwrap().to_owned(), c.name.clone()))
+        .collect()
+}
+
+#[test]
+fn bash_rules_are_adopted_once_and_their_duplicates_deleted_with_the_reason() {
+    let s = settings();
+    // A service project with only the bash rule and two copies of it.
+    let mut service = hardened(&s, 1, "ps/a");
+    service.rules = vec![bash_rule(600), bash_rule(601), bash_rule(602)];
+    // A service project where our rule already exists beside a bash copy: ours is kept.
+    let mut mixed = hardened(&s, 2, "ps/b");
+    mixed.rules.insert(0, bash_rule(400));
+    // A production manifests repository: it gets no "Senior Review Required" at all.
+    let mut production = hardened(&s, 3, "ps/infra/platform-manifests");
+    production.kind = ProjectKind::ProductionManifests;
+    production.rules = vec![bash_rule(700)];
+    let plan = diff(
+        &Desired {
+            settings: s.clone(),
+            prune: false,
+        },
+        &observed(vec![service, mixed, production], Tier::Premium),
+    )
+    .unwrap();
+    let reason = format!(
+        "{}: {}",
+        common::contract::LEFT_BY_BASH,
+        leftovers::BASH_RULE
+    );
+    for change in plan.changes.iter().filter(|c| c.is_bash_leftover()) {
+        assert_eq!(change.reason.as_deref(), Some(reason.as_str()));
+    }
+    assert_eq!(
+        left_by_bash(&plan),
+        [
+            // Duplicates go before the update: GitLab refuses to save a rule whose name is taken.
+            ("delete", "ps/a: Senior Review Required (id 601)"),
+            ("delete", "ps/a: Senior Review Required (id 602)"),
+            ("update", "ps/a: Senior Review Required"),
+            ("delete", "ps/b: Senior Review Required (id 400)"),
+            (
+                "delete",
+                "ps/infra/platform-manifests: Senior Review Required (id 700)"
+            ),
+        ]
+        .map(|(a, n)| (a.to_owned(), n.to_owned())),
+        "{plan}"
+    );
+    // The oldest bash rule becomes ours in place: same id, our approvers and branch scope.
+    let adopted = plan
+        .changes
+        .iter()
+        .find_map(|c| match &c.op {
+            Op::UpdateApprovalRule { id, rule, .. } => Some((*id, rule.clone())),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(adopted.0, 600);
+    assert_eq!(
+        adopted.1,
+        desired::approval_rules(ProjectKind::Service, &s)[0]
+    );
+    // Only the production repository's own two rules are created; nothing else changes.
+    assert_eq!(plan.summary().create, 2, "{plan}");
+    assert_eq!(plan.changes.len(), 7, "{plan}");
+    insta::assert_snapshot!(plan.to_string());
+}
+
+#[test]
+fn the_bash_rule_identity_never_matches_a_rule_of_ours() {
+    let s = settings();
+    for kind in [ProjectKind::Service, ProjectKind::ProductionManifests] {
+        let mut state = hardened(&s, 1, "ps/a");
+        let ours = desired::approval_rules(kind, &s);
+        state.rules.truncate(0);
+        for (i, spec) in ours.iter().enumerate() {
+            let mut rule = hardened(&s, 1, "ps/a").rules[0].clone();
+            rule.id = 800 + i as u64;
+            rule.name.clone_from(&spec.name);
+            rule.approvals_required = spec.approvals_required;
+            state.rules.push(rule);
+        }
+        for rule in &state.rules {
+            assert!(!leftovers::is_bash_rule(rule), "{kind:?}: {rule:?}");
+        }
+    }
+    // Each field of the bash identity matters: any difference is not the bash rule.
+    assert!(leftovers::is_bash_rule(&bash_rule(1)));
+    let variants: [fn(&mut ApprovalRule); 6] = [
+        |r| r.approvals_required = 1,
+        |r| r.name = "Senior review required".into(),
+        |r| r.rule_type = "any_approver".into(),
+        |r| {
+            r.groups.push(RuleGroup {
+                id: 7,
+                full_path: "keycloak-groups/platform-admins".into(),
+            });
+        },
+        |r| {
+            r.protected_branches.push(RuleBranch {
+                id: 9,
+                name: "main".into(),
+            });
+        },
+        |r| r.users.push(json!({"username": "alice"})),
+    ];
+    for change in variants {
+        let mut rule = bash_rule(1);
+        change(&mut rule);
+        assert!(!leftovers::is_bash_rule(&rule), "{rule:?}");
+    }
+}

@@ -8,8 +8,10 @@
 //!   project id; creating sets the project's metadata `retention_id`).
 //! - `ListImmuRules` / `CreateImmuRule` / `UpdateImmuRule` (`ImmutableRule`).
 //! - `ListRobot` (`q=name=~x` fuzzy), `CreateRobot` (`RobotCreate`; the name gets Harbor's default
-//!   `robot_name_prefix` `robot$`; 409 when taken; `RobotCreated` carries the only copy of the
-//!   secret), `GetRobotByID`, `UpdateRobot` (Robot), `RefreshSec` (`RobotSec`; a new secret).
+//!   `robot_name_prefix` `robot$`, and a project robot (`level: project`, one permission) is named
+//!   `robot$<project>+<name>`; 409 when taken; `RobotCreated` carries the only copy of the
+//!   secret), `GetRobotByID`, `UpdateRobot` (Robot), `RefreshSec` (`RobotSec`; a new secret),
+//!   `DeleteRobot`.
 //! - `listScanners` (one default Trivy registration, as Harbor installs it) and
 //!   `getScannerMetadata` (Harbor asks the adapter: 500 when the adapter is unreachable).
 //! - `getScanAllSchedule` (a `Schedule` without `schedule` when none is set),
@@ -480,8 +482,34 @@ async fn create_robot(State(s): State<HarborState>, Json(body): Json<Value>) -> 
             "duration must be -1 or a positive integer",
         );
     }
-    let full = format!("{ROBOT_PREFIX}{name}");
     let mut d = s.lock();
+    // A project robot is scoped to one project, named by its only permission's namespace
+    // ("to create a project robot, the permission must be only one project scope": 400 "bad
+    // request permission" otherwise), and its name follows `<prefix><project_name>+<account_name>`
+    // (Harbor docs, "Create Project Robot Accounts": fixtures/harbor/robot-accounts.md).
+    let full = if body["level"] == "project" {
+        let permissions = body["permissions"]
+            .as_array()
+            .map_or(&[][..], Vec::as_slice);
+        let [permission] = permissions else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                "bad request permission",
+            );
+        };
+        let project = permission["namespace"].as_str().unwrap_or_default();
+        if d.project_by_name(project).is_none() {
+            return error(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                &format!("project {project} not found"),
+            );
+        }
+        format!("{ROBOT_PREFIX}{project}+{name}")
+    } else {
+        format!("{ROBOT_PREFIX}{name}")
+    };
     if d.robot_by_name(&full).is_some() {
         return error(
             StatusCode::CONFLICT,
@@ -538,6 +566,14 @@ async fn update_robot(
         }
     }
     StatusCode::OK.into_response()
+}
+
+/// `DeleteRobot`: 200 (swagger `responses/200`), 404 when unknown.
+async fn delete_robot(State(s): State<HarborState>, Path(id): Path<u64>) -> Response {
+    match s.lock().robots.remove(&id) {
+        Some(_) => StatusCode::OK.into_response(),
+        None => error(StatusCode::NOT_FOUND, "NOT_FOUND", "robot not found"),
+    }
 }
 
 async fn refresh_secret(
@@ -825,7 +861,10 @@ pub fn routes(state: HarborState) -> Router {
         .route("/api/v2.0/robots", get(list_robots).post(create_robot))
         .route(
             "/api/v2.0/robots/{id}",
-            get(get_robot).put(update_robot).patch(refresh_secret),
+            get(get_robot)
+                .put(update_robot)
+                .patch(refresh_secret)
+                .delete(delete_robot),
         )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

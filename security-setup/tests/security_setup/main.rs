@@ -6,5 +6,7 @@
 mod objects;
 mod phase;
 mod refusals;
+// The bash phase's security runners, deleted by identity.
+mod runner_leftovers;
 mod support;
 mod upgrade;

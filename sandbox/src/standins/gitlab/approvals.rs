@@ -186,6 +186,12 @@ fn apply_rule_fields(
         }
         t.clone_into(&mut rule.rule_type);
     }
+    // A second rule of the same name and type is refused, as GitLab does: its model
+    // (ee/app/models/approval_project_rule.rb) validates `name` unique per project and
+    // `rule_type`, and a POST of a taken name answers 400 `{"message":{"name":["has already been
+    // taken"]}}` (seen from GitLab 14.8 in gitlabhq/terraform-provider-gitlab#949). So the bash
+    // phase's repeated POST cannot create duplicates through the API; tests that need duplicate
+    // rules (from outside the API) put them into the model directly.
     let taken = data.projects[&pid]
         .approval_rules
         .iter()

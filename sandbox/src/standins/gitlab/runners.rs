@@ -1,10 +1,14 @@
 //! GitLab stand-in: runners created through the runner-creation API (phase 16). Behaviour from
-//! GitLab's API docs (doc/api):
+//! GitLab's API docs (doc/api; excerpts in fixtures/gitlab-docs/runners-apis.md):
 //! - users.md "Create a runner linked to a user" (`POST /user/runners`): `runner_type`
-//!   (`instance_type`, `group_type`, `project_type`), `group_id` for a group runner (400 when
-//!   missing, 404 when the group does not exist), `description`, `paused`, `locked`,
-//!   `run_untagged`, `tag_list` (array or comma-separated), `access_level`; 201 with `id`, `token`
-//!   (`glrt-…`) and `token_expires_at`. Creating twice makes two runners (nothing is unique).
+//!   (`instance_type`, `group_type`, `project_type`; `instance_type` needs an administrator, 403
+//!   otherwise), `group_id` for a group runner (400 when missing, 404 when the group does not
+//!   exist), `description`, `paused`, `locked`, `run_untagged`, `tag_list` (an array or a
+//!   comma-separated string: GitLab coerces it with `CommaSeparatedToArray`), `access_level`; 201
+//!   with `id`, `token` (`glrt-…`) and `token_expires_at`. Creating twice makes two runners
+//!   (nothing is unique), which is how the bash phase 16 left one runner per run.
+//! - runners.md "List all runners" (`GET /runners/all`, administrators only, `type` filter,
+//!   paginated; no tags in the list) and "Delete a runner by ID" (`DELETE /runners/:id`, 204).
 //! - runners.md "List group's runners" (`GET /groups/:id/runners`, `type` filter, paginated; no
 //!   tags in the list), "Get runner's details" (`GET /runners/:id`, with `tag_list`,
 //!   `run_untagged`, `locked`, `access_level`), "Update runner's details" (`PUT /runners/:id`,
@@ -13,6 +17,7 @@
 
 use std::collections::BTreeMap;
 
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::IntoResponse;
@@ -20,7 +25,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::{GitLabState, Q, Reply, as_bool, bad_param, not_found, paginate};
+use super::{Caller, GitLabState, Q, Reply, as_bool, bad_param, message, not_found, paginate};
 
 /// One runner.
 #[derive(Debug, Clone)]
@@ -137,7 +142,11 @@ pub fn routes() -> Router<GitLabState> {
     Router::new()
         .route("/api/v4/user/runners", post(create_runner))
         .route("/api/v4/groups/{id}/runners", get(group_runners))
-        .route("/api/v4/runners/{id}", get(get_runner).put(update_runner))
+        .route("/api/v4/runners/all", get(all_runners))
+        .route(
+            "/api/v4/runners/{id}",
+            get(get_runner).put(update_runner).delete(delete_runner),
+        )
         .route(
             "/api/v4/runners/{id}/reset_authentication_token",
             post(reset_token),
@@ -145,8 +154,15 @@ pub fn routes() -> Router<GitLabState> {
 }
 
 /// users.md "Create a runner linked to a user".
-async fn create_runner(State(s): State<GitLabState>, Json(body): Json<Value>) -> Reply {
+async fn create_runner(
+    State(s): State<GitLabState>,
+    Extension(caller): Extension<Caller>,
+    Json(body): Json<Value>,
+) -> Reply {
     let runner_type = body["runner_type"].as_str().unwrap_or_default().to_owned();
+    if runner_type == "instance_type" && !caller.admin {
+        return message(StatusCode::FORBIDDEN, "403 Forbidden");
+    }
     let mut data = s.lock();
     let group_id = match runner_type.as_str() {
         "group_type" => {
@@ -214,6 +230,36 @@ async fn group_runners(
         .map(summary)
         .collect();
     paginate(items, &q, &uri, &headers)
+}
+
+/// runners.md "List all runners": every runner of the instance, for administrators.
+async fn all_runners(
+    State(s): State<GitLabState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(q): Q,
+) -> Reply {
+    if !caller.admin {
+        return message(StatusCode::FORBIDDEN, "403 Forbidden");
+    }
+    let data = s.lock();
+    let items: Vec<Value> = data
+        .runners
+        .runners
+        .values()
+        .filter(|r| q.get("type").is_none_or(|t| *t == r.runner_type))
+        .map(summary)
+        .collect();
+    paginate(items, &q, &uri, &headers)
+}
+
+/// runners.md "Delete a runner by ID".
+async fn delete_runner(State(s): State<GitLabState>, Path(id): Path<u64>) -> Reply {
+    match s.lock().runners.runners.remove(&id) {
+        Some(_) => StatusCode::NO_CONTENT.into_response(),
+        None => not_found("Runner"),
+    }
 }
 
 /// runners.md "Get runner's details".
