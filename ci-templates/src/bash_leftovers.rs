@@ -35,7 +35,7 @@ pub const BASH_PUSH_SECRET: &str = "ci/harbor-push";
 pub struct BashRobot {
     /// The name it passed (`robot$` is Harbor's prefix).
     pub name: &'static str,
-    /// Repository actions per project of the system robot (research §3.6).
+    /// Repository actions per project of the system robot (research section 3.6).
     pub system_grants: &'static [(&'static str, &'static [&'static str])],
     /// Repository actions of the project robot on [`BASH_PROJECT`].
     pub project_actions: &'static [&'static str],

@@ -24,6 +24,9 @@ pub const DEFAULT_VAULT_INIT_FILE: &str = "cluster/vault-init.json";
 /// File holding the GitLab API token when `GITLAB_API_TOKEN` is unset (`GITLAB_API_TOKEN_FILE`
 /// overrides it).
 pub const DEFAULT_GITLAB_TOKEN_FILE: &str = "scripts/.gitlab-api-token";
+/// The platform's engineering docs, which phase 12b publishes as the SOP wiki
+/// (`SOP_WIKI_DOCS_DIR` overrides it).
+pub const DEFAULT_SOP_WIKI_DOCS_DIR: &str = "docs/engineering";
 
 /// Settings merged from the env file and the process environment (the environment wins).
 /// Empty values count as unset: the base platform leaves keys empty until it generates them.

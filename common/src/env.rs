@@ -126,6 +126,11 @@ pub const TRAEFIK_SSH_ENTRYPOINT: &str = "TRAEFIK_SSH_ENTRYPOINT";
 /// Where the CI tools live (gitlab-ci-local, scanners; default `~/.cache/cicd-buildout/tools`).
 pub const CICD_TOOLS_DIR: &str = "CICD_TOOLS_DIR";
 
+// --- Phase 12b (sop-wiki) ---
+/// Folder whose `*.md` files phase 12b publishes as the SOP wiki (default `docs/engineering`,
+/// relative to `CICD_PLATFORM_DIR`); when it does not exist the phase publishes nothing and says so.
+pub const SOP_WIKI_DOCS_DIR: &str = "SOP_WIKI_DOCS_DIR";
+
 // --- Harbor and phase 14 (ci-templates) ---
 /// Password of Harbor's `admin` user (the base platform's setting).
 pub const HARBOR_ADMIN_PASSWORD: &str = "HARBOR_ADMIN_PASSWORD";
@@ -347,6 +352,7 @@ pub const ALL: &[&str] = &[
     GITLAB_SHELL_SERVICE,
     TRAEFIK_SSH_ENTRYPOINT,
     CICD_TOOLS_DIR,
+    SOP_WIKI_DOCS_DIR,
     HARBOR_ADMIN_PASSWORD,
     CI_TEMPLATES_PROJECT,
     CI_VARIABLES_GROUP,

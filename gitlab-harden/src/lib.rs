@@ -5,10 +5,12 @@
 //!   tags, approval rules, Keycloak → GitLab memberships, the Traefik SSH route, the registry Helm
 //!   values).
 //! - [`reconcile`]: observe (reads only), pure `diff`, execute the plan.
+//! - [`wiki`]: phase 12b `sop-wiki` (its own binary), the engineering docs as a GitLab wiki.
 
 pub mod desired;
 pub mod reconcile;
 pub mod settings;
+pub mod wiki;
 
 use clap::Parser;
 use common::cli::{GlobalArgs, Mode, init};

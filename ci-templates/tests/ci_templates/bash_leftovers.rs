@@ -1,4 +1,4 @@
-//! What the bash phase 14 leaves in Harbor and Vault (docs/research/upstream-bash-phases.md §3.6),
+//! What the bash phase 14 leaves in Harbor and Vault (docs/research/upstream-bash-phases.md section 3.6),
 //! made with its endpoints and bodies: its Harbor projects, the system robots `ci-push` and
 //! `argocd-pull` (`"level":"system"`, no description, never expiring), the project robots of
 //! `platform-services` the issue describes, and its copy of the ci-push secret at
@@ -35,7 +35,7 @@ fn repository(actions: &[&str]) -> Vec<Value> {
         .collect()
 }
 
-/// The robot body of the bash helper `create_harbor_robot` (research §3.6), at `level`.
+/// The robot body of the bash helper `create_harbor_robot` (research section 3.6), at `level`.
 fn bash_robot(name: &str, level: &str, grants: &[(&str, &[&str])]) -> Value {
     let permissions: Vec<Value> = grants
         .iter()

@@ -12,6 +12,7 @@ mod pipelines;
 mod projects;
 mod repository;
 mod runners;
+mod wikis;
 
 use reqwest::Method;
 use serde_json::Value;
@@ -32,6 +33,7 @@ pub use members::{CurrentUser, Group, Identity, Member, User, UserIndex};
 pub use projects::Project;
 pub use repository::{TreeEntry, git_blob_id};
 pub use runners::{Runner, RunnerToken};
+pub use wikis::WikiPage;
 
 const SERVICE: &str = "GitLab";
 

@@ -62,6 +62,21 @@ impl GitLabClient {
             .await
     }
 
+    /// `POST /projects` with a caller's `body` (`name`, `path`, `namespace_id` and any settings).
+    pub async fn create_project_with(&self, body: &Value) -> Result<Project> {
+        self.write(
+            &format!(
+                "creating project {}",
+                body["path"].as_str().unwrap_or_default()
+            ),
+            Method::POST,
+            "projects",
+            body,
+            Retry::Never,
+        )
+        .await
+    }
+
     /// `POST /projects` in a group namespace.
     pub async fn create_project(
         &self,

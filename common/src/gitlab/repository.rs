@@ -51,6 +51,32 @@ impl GitLabClient {
         Ok(entries.into_iter().filter(|e| e.kind == "blob").collect())
     }
 
+    /// The text of one file at `reference` (`GET …/repository/files/:file_path/raw?ref=`); `None`
+    /// when the file (or the branch, or any commit at all) does not exist: GitLab answers 404.
+    pub async fn file_text(
+        &self,
+        project: u64,
+        file_path: &str,
+        reference: &str,
+    ) -> Result<Option<String>> {
+        let operation = format!("reading {file_path} of project {project}");
+        let path = format!(
+            "projects/{project}/repository/files/{}/raw?ref={}",
+            encode_path(file_path),
+            encode_path(reference)
+        );
+        let resp = self
+            .api
+            .send(&operation, Method::GET, &path, None, Retry::Safe)
+            .await?;
+        if resp.status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.api.expect(&operation, &Method::GET, &path, resp)?.body,
+        ))
+    }
+
     /// `POST /projects/:id/repository/commits` with `actions`; returns the commit id.
     pub async fn commit(
         &self,

@@ -1,4 +1,4 @@
-//! What the platform's bash phase 12 left behind (docs/research/upstream-bash-phases.md §3.7): its
+//! What the platform's bash phase 12 left behind (docs/research/upstream-bash-phases.md section 3.7): its
 //! "Senior Review Required" approval rule.
 //!
 //! The bash helper sent exactly `{"name":"Senior Review Required","approvals_required":2}`: no

@@ -1,4 +1,4 @@
-//! The bash phase 12's "Senior Review Required" rules (docs/research/upstream-bash-phases.md §3.7),
+//! The bash phase 12's "Senior Review Required" rules (docs/research/upstream-bash-phases.md section 3.7),
 //! made through the same endpoint with the same body, then adopted: `plan` and `--adopt-report`
 //! list every change with its reason and write nothing, `apply` leaves exactly our rule, a rerun
 //! writes nothing.

@@ -1,4 +1,4 @@
-//! The security runners the bash phase 16 leaves (docs/research/upstream-bash-phases.md §3.5): one
+//! The security runners the bash phase 16 leaves (docs/research/upstream-bash-phases.md section 3.5): one
 //! instance runner per run, registered with its body (`tag_list` a comma-separated string).
 //! `plan` and `--adopt-report` list each deletion with its reason and write nothing; `apply` keeps
 //! exactly our security runner (token in Vault) and deletes the bash ones; a rerun writes nothing.

@@ -24,6 +24,7 @@ pub mod repo;
 mod rest;
 pub mod runners;
 pub mod tags;
+pub mod wikis;
 
 use axum::Json;
 use axum::Router;
@@ -107,6 +108,7 @@ pub fn routes(state: GitLabState) -> Router {
         .merge(runners::routes())
         .merge(hooks::routes())
         .merge(ci::routes())
+        .merge(wikis::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,

@@ -103,6 +103,8 @@ pub struct GitLabData {
     pub hooks: crate::standins::gitlab::hooks::GroupHooks,
     /// Pipelines, deployments and commits the DORA collector heals from.
     pub ci: crate::standins::gitlab::ci::CiHistory,
+    /// Project wikis (phase 12b).
+    pub wikis: crate::standins::gitlab::wikis::Wikis,
     pub(super) next_id: u64,
 }
 
@@ -119,6 +121,7 @@ impl GitLabData {
             runners: crate::standins::gitlab::runners::Runners::default(),
             hooks: crate::standins::gitlab::hooks::GroupHooks::default(),
             ci: crate::standins::gitlab::ci::CiHistory::default(),
+            wikis: crate::standins::gitlab::wikis::Wikis::default(),
             next_id: 1,
         };
         let root = data.add_user("root", &[]);

@@ -22,6 +22,8 @@ pub(super) fn default_project_settings() -> Map<String, Value> {
         "default_branch": "main",
         "merge_trains_enabled": false,
         "merge_pipelines_enabled": false,
+        "visibility": "private",
+        "wiki_enabled": true,
     });
     v.as_object().cloned().unwrap_or_default()
 }
@@ -38,6 +40,8 @@ const PROJECT_EDITABLE: &[(&str, &[&str])] = &[
     ),
     ("merge_trains_enabled", &[]),
     ("merge_pipelines_enabled", &[]),
+    ("visibility", &["private", "internal", "public"]),
+    ("wiki_enabled", &[]),
 ];
 /// Returned and accepted only with a Premium licence.
 const PROJECT_PREMIUM: &[&str] = &["merge_trains_enabled", "merge_pipelines_enabled"];

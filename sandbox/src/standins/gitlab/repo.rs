@@ -1,7 +1,9 @@
 //! GitLab stand-in, part two: creating projects, their repository (one default branch), tags, and
 //! group CI/CD variables. Behaviour from GitLab's API docs (doc/api):
-//! - projects.md "Create project": `name`/`path`, `namespace_id`, `visibility`; 400 when the path
-//!   is taken in the namespace.
+//! - projects.md "Create project": `name`/`path`, `namespace_id`, `visibility` (`private`,
+//!   `internal`, `public`), `wiki_enabled` ("(Deprecated) Enable wiki for this project"),
+//!   `initialize_with_readme` (a repository with just a `README.md` on the default branch); 400
+//!   when the path is taken in the namespace.
 //! - repositories.md "List repository tree": `recursive`, `ref`, paginated; blobs carry their git
 //!   blob SHA-1 as `id`; 404 "Tree Not Found" on an empty repository.
 //! - commits.md "Create a commit with multiple files and actions": `branch`, `commit_message`,
@@ -117,7 +119,45 @@ async fn create_project(State(s): State<GitLabState>, Json(body): Json<Value>) -
         )
             .into_response();
     }
+    let visibility = match body.get("visibility") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v
+            .as_str()
+            .filter(|v| ["private", "internal", "public"].contains(v))
+        {
+            Some(v) => Some(v.to_owned()),
+            None => return bad_param("visibility does not have a valid value"),
+        },
+    };
+    let flag = |name: &str| body.get(name).and_then(as_bool);
     let id = data.add_project(&path, namespace, &[]);
+    let readme_commit = flag("initialize_with_readme")
+        .unwrap_or(false)
+        .then(|| data.id());
+    let project = data.projects.get_mut(&id).expect("just added");
+    if let Some(visibility) = visibility {
+        project
+            .settings
+            .insert("visibility".into(), visibility.into());
+    }
+    if let Some(wiki) = flag("wiki_enabled") {
+        project.settings.insert("wiki_enabled".into(), wiki.into());
+    }
+    if let Some(n) = readme_commit {
+        let sha = hex(ring::digest::digest(
+            &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+            format!("{id}:{n}:Initial commit").as_bytes(),
+        )
+        .as_ref());
+        project
+            .repository
+            .files
+            .insert("README.md".into(), format!("# {name}\n"));
+        project
+            .repository
+            .commits
+            .push((sha, "Initial commit".into()));
+    }
     let project = data.projects[&id].clone();
     (StatusCode::CREATED, Json(data.project_json(&project))).into_response()
 }
