@@ -202,6 +202,33 @@ fn an_app_project_reset_clears_ownership_and_only_what_bash_alone_set() {
     );
 }
 
+#[test]
+fn after_our_apply_only_our_managed_fields_stay() {
+    let applied = json!({"metadata": {"resourceVersion": "40", "managedFields": [
+        {"manager": FIELD_MANAGER, "operation": "Apply", "fieldsV1": {"f:spec": {}}},
+        {"manager": "before-first-apply", "operation": "Update", "fieldsV1": {"f:spec": {}}},
+    ]}});
+    assert_eq!(
+        leftovers::keep_only_manager(&applied, FIELD_MANAGER),
+        Some(json!([
+            {"op": "test", "path": "/metadata/resourceVersion", "value": "40"},
+            {"op": "add", "path": "/metadata/managedFields", "value": [
+                {"manager": FIELD_MANAGER, "operation": "Apply", "fieldsV1": {"f:spec": {}}},
+            ]},
+        ]))
+    );
+    let mut ours_only = applied.clone();
+    ours_only["metadata"]["managedFields"]
+        .as_array_mut()
+        .unwrap()
+        .pop();
+    assert_eq!(
+        leftovers::keep_only_manager(&ours_only, FIELD_MANAGER),
+        None,
+        "nothing to drop: no write"
+    );
+}
+
 /// A bash `production` and an `AppProject` only we ever wrote.
 fn plan_input_projects() -> LiveLeftovers {
     let mut ours = desired::app_projects(&settings())[1].clone();

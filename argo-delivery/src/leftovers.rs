@@ -10,7 +10,8 @@
 //! - `AppProjects` `production`, `staging`, `ephemeral` written by client-side `kubectl apply` →
 //!   one JSON patch (guarded by `test` on the resourceVersion) clears their field ownership
 //!   (Kubernetes "Server-Side Apply → Clearing managedFields") and the fields only bash set, then
-//!   our server-side apply makes them exactly ours.
+//!   our server-side apply makes them exactly ours, and a last guarded patch drops the
+//!   `before-first-apply` entry that apply leaves on an object without `managedFields`.
 //!
 //! Each is recognised by its exact bash identity, never by name alone; the `is_bash_*` rules are
 //! pure and tested against what this phase itself creates (`diff_tests`).
@@ -69,7 +70,8 @@ pub enum Op {
     Delete { live: Value },
     /// One JSON patch; its first operation tests the observed resourceVersion.
     Patch { target: Value, ops: Value },
-    /// The `AppProject` reset patch, then our server-side apply of `object`.
+    /// The `AppProject` reset patch, then our server-side apply of `object`, then a patch that
+    /// leaves only our manager's `managedFields` entries ([`keep_only_manager`]).
     Adopt {
         target: Value,
         ops: Value,
@@ -223,6 +225,25 @@ pub fn app_project_reset(live: &Value, desired: &Value) -> Value {
         }
     }
     Value::Array(ops)
+}
+
+/// The patch that leaves only `manager`'s entries in `applied`'s `managedFields`, guarded by its
+/// resourceVersion; `None` when no other entry is there. Our apply onto an object whose
+/// `managedFields` were just cleared first credits every field it finds to `before-first-apply`
+/// (operation `Update`), which would co-own our fields for good: a field we stop setting would then
+/// never be removed. Writing `managedFields` by patch is allowed (Server-Side Apply, "Clearing
+/// managedFields"); the patch changes nothing else.
+pub fn keep_only_manager(applied: &Value, manager: &str) -> Option<Value> {
+    let entries = applied["metadata"]["managedFields"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    let ours: Vec<&Value> = entries.iter().filter(|m| m["manager"] == manager).collect();
+    (ours.len() < entries.len()).then(|| {
+        json!([
+            test_resource_version(applied),
+            {"op": "add", "path": "/metadata/managedFields", "value": ours},
+        ])
+    })
 }
 
 /// The leftover changes, in apply order, each with its bash identity as the reason.
@@ -416,7 +437,10 @@ pub async fn execute(kube: &KubeClient, op: &Op, crd_wait: Duration) -> anyhow::
             crd,
         } => {
             kube.json_patch(target, ops).await?;
-            kube.apply_planned(object, *crd, crd_wait).await?;
+            let applied = kube.apply_planned(object, *crd, crd_wait).await?;
+            if let Some(ours_only) = keep_only_manager(&applied, kube.field_manager()) {
+                kube.json_patch(target, &ours_only).await?;
+            }
         }
     }
     Ok(())

@@ -456,19 +456,16 @@ impl KubeClient {
         );
         match self.client.request::<Value>(request).await {
             Ok(result) => Ok(result),
-            // A failed `test` operation: the server answers 422 (Invalid) or 409.
-            Err(kube::Error::Api(s))
-                if (s.code == 422 || s.code == 409 || s.code == 500)
-                    && s.message.contains("test") =>
-            {
-                Err(Error::Precondition {
-                    operation,
-                    message: format!(
-                        "it changed since it was planned ({}): run plan again and rerun apply",
-                        short_message(&s.message)
-                    ),
-                })
-            }
+            // A failed `test`, or a `remove` of a path that is gone: the server answers 422 ("the
+            // server rejected our request due to an error in our request"). The patches are made
+            // from what was observed, so the object changed since.
+            Err(kube::Error::Api(s)) if s.code == 422 => Err(Error::Precondition {
+                operation,
+                message: format!(
+                    "it changed since it was planned (422: {}): run plan again and rerun apply",
+                    short_message(&s.message)
+                ),
+            }),
             Err(e) => Err(kube_error(&operation, e)),
         }
     }

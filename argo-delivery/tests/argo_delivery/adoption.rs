@@ -9,6 +9,7 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use argo_delivery::desired;
+use argo_delivery::reconcile::FIELD_MANAGER;
 use argo_delivery::settings::Settings;
 use common::config::{Environment, PlatformConfig};
 use common::kube::KubeClient;
@@ -352,6 +353,8 @@ async fn the_bash_phases_leftovers_are_planned_then_adopted_once() {
             "{name}: {:?}",
             managers(&live)
         );
+        // Not even the `before-first-apply` entry of the apply after the reset: only our manager.
+        assert_eq!(managers(&live), [FIELD_MANAGER], "{name}");
         assert!(
             live["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
                 .is_null(),
