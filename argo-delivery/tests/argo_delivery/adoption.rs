@@ -342,7 +342,11 @@ async fn the_bash_phases_leftovers_are_planned_then_adopted_once() {
         external["spec"]["target"],
         json!({"name": "argocd-gitlab-token", "creationPolicy": "Owner", "deletionPolicy": "Retain"})
     );
-    // The AppProjects: exactly ours, no field owned by kubectl any more.
+    // The AppProjects: exactly ours, no field owned by kubectl any more. Our forced apply alone
+    // would take only the fields we set and leave kubectl's entry (and its annotation); the reset
+    // writes `managedFields: [{}]`, which strips every entry (Kubernetes docs, "Server-Side Apply →
+    // Clearing managedFields"), and the apply onto an object without entries credits what it finds
+    // to `before-first-apply`, which the phase drops afterwards.
     let s = settings(&sandbox);
     for desired in desired::app_projects(&s) {
         let live = kube.get(&desired).await.unwrap().unwrap();
