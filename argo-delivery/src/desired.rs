@@ -428,6 +428,13 @@ pub fn analysis_templates(s: &Settings) -> Vec<Value> {
 
 /// `argocd/argocd-gitlab-token` from Vault (`kv/ci/gitlab-api-token`) through External Secrets:
 /// the pull-request generator's GitLab token, never a literal in a manifest.
+///
+/// Where the bash phase left a literal Secret of that name, ESO takes it over in place
+/// (sandbox/fixtures/eso-docs/ownership-deletion-policy.md): `creationPolicy: Owner` adopts a
+/// Secret that has no ownerReference by adding ours and updating it, never by deleting and
+/// recreating it; `deletionPolicy: Retain` (ESO's default, stated so it cannot change under us)
+/// keeps the Secret if Vault's key is missing, where `Delete` would remove the bash token before
+/// Vault has one.
 pub fn gitlab_token_secret(s: &Settings) -> Value {
     json!({
         "apiVersion": "external-secrets.io/v1",
@@ -436,7 +443,7 @@ pub fn gitlab_token_secret(s: &Settings) -> Value {
         "spec": {
             "refreshInterval": "1h",
             "secretStoreRef": {"kind": "ClusterSecretStore", "name": contract::SECRET_STORE},
-            "target": {"name": "argocd-gitlab-token", "creationPolicy": "Owner"},
+            "target": {"name": "argocd-gitlab-token", "creationPolicy": "Owner", "deletionPolicy": "Retain"},
             "data": [{"secretKey": "token", "remoteRef": {"key": "ci/gitlab-api-token", "property": "token"}}],
         },
     })

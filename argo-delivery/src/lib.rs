@@ -5,10 +5,15 @@
 //!   and their gates (pass / fail / inconclusive), as data.
 //! - [`reconcile`]: the phase: its objects planned by server-side dry run and applied by server-side
 //!   apply, then CI's Argo CD token (a pure diff of what Vault and Argo CD hold).
+//! - [`leftovers`]: what the platform's bash phase 15 left (old cleaner, `ApplicationSet`, literal
+//!   token Secret, kubectl-applied `AppProjects`), recognised by exact identity and converged.
 
 pub mod desired;
 #[cfg(test)]
 mod diff_tests;
+#[cfg(test)]
+mod leftover_tests;
+pub mod leftovers;
 pub mod reconcile;
 pub mod settings;
 

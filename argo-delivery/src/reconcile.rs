@@ -10,7 +10,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use common::argocd::{ArgoCdClient, ProjectToken};
 use common::config::{Credential, PlatformConfig};
-use common::contract::{KV_ARGOCD_TOKEN, KV_MOUNT};
+use common::contract::{self, KV_ARGOCD_TOKEN, KV_MOUNT};
 use common::kube::KubeClient;
 use common::phase::{DesiredObject, Outcome, Phase};
 use common::plan::{Change, Plan};
@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
 use crate::desired::{self, PIPELINE_PROJECT, PIPELINE_ROLE};
+use crate::leftovers::{self, LiveLeftovers};
 use crate::settings::Settings;
 
 pub const PHASE_NAME: &str = "15 argo-delivery";
@@ -37,6 +38,8 @@ pub enum Op {
     },
     /// Mint a new pipeline token, store it in Vault, then revoke `replaces` (the old one).
     MintPipelineToken { replaces: Option<ProjectToken> },
+    /// A change to what the bash phase 15 left ([`leftovers`]).
+    Leftover(leftovers::Op),
 }
 
 /// What Vault says about the stored token (its custom metadata).
@@ -57,12 +60,23 @@ pub struct Observed {
     pub listed: Vec<ProjectToken>,
     /// Seconds since the epoch, when observed.
     pub now: i64,
+    /// What may be left of the bash phase 15.
+    pub leftovers: LiveLeftovers,
 }
 
-/// The pure diff: the token change, if any. The Kubernetes objects are planned by dry run
-/// ([`desired::objects`]).
-pub fn diff(_s: &Settings, o: &Observed) -> anyhow::Result<Plan<Op>> {
+/// The pure diff: the bash phase's leftovers (first: the token is minted for an adopted
+/// `AppProject`), then the token change, if any. The other Kubernetes objects are planned by dry
+/// run ([`desired::objects`]).
+pub fn diff(s: &Settings, o: &Observed) -> anyhow::Result<Plan<Op>> {
     let mut plan = Plan::new(PHASE_NAME);
+    leftovers::diff(
+        &mut plan,
+        s,
+        &o.leftovers,
+        &desired::app_projects(s),
+        Some(contract::ARGOCD_APP_PROJECT_CRD),
+        Op::Leftover,
+    );
     if let Some((reason, replaces)) = pipeline_token_change(o.stored.as_ref(), &o.listed, o.now) {
         plan.push(Change::create(
             "argocd project token",
@@ -279,6 +293,7 @@ impl Phase for ArgoDelivery {
             stored,
             listed,
             now: unix_now(),
+            leftovers: leftovers::observe(&self.kube, &self.settings).await?,
         })
     }
 
@@ -286,9 +301,21 @@ impl Phase for ArgoDelivery {
         diff(&self.settings, observed)
     }
 
-    fn objects(&self, _observed: &Observed) -> anyhow::Result<Vec<DesiredObject<Op>>> {
+    /// The desired objects, except the `AppProjects` the diff adopts (it applies them itself,
+    /// after clearing what kubectl owned).
+    fn objects(&self, observed: &Observed) -> anyhow::Result<Vec<DesiredObject<Op>>> {
+        let adopted =
+            leftovers::adopted_app_projects(&observed.leftovers, &self.settings.argocd_namespace);
+        let objects = desired::objects(&self.settings)
+            .into_iter()
+            .filter(|(object, _)| {
+                object["kind"] != "AppProject"
+                    || !adopted
+                        .iter()
+                        .any(|name| object["metadata"]["name"] == *name)
+            });
         Ok(DesiredObject::each(
-            desired::objects(&self.settings),
+            objects,
             "Argo CD, Argo Rollouts, External Secrets",
             |object, crd| Op::Apply { object, crd },
         ))
@@ -313,6 +340,7 @@ impl Phase for ArgoDelivery {
             Op::MintPipelineToken { replaces } => {
                 self.mint_pipeline_token(replaces.as_ref()).await?;
             }
+            Op::Leftover(op) => leftovers::execute(&self.kube, op, self.crd_wait).await?,
         }
         Ok(Outcome::Applied)
     }

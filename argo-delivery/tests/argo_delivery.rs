@@ -16,6 +16,10 @@ use tokio::io::AsyncWriteExt;
 
 use sandbox::PhaseRun as Run;
 
+/// The bash phase 15's leftovers, adopted (a file of its own: this one is long already).
+#[path = "argo_delivery/adoption.rs"]
+mod adoption;
+
 async fn phase(sandbox: &Sandbox, args: &[&str]) -> Run {
     sandbox::run_phase_binary(
         env!("CARGO_BIN_EXE_argo-delivery"),

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, Preconditions,
+};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::Scope;
 use secrecy::SecretString;
@@ -211,7 +213,7 @@ pub fn normalize(mut obj: Value) -> Value {
             meta.remove(key);
         }
         if let Some(annotations) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
-            annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+            annotations.remove(LAST_APPLIED_ANNOTATION);
             if annotations.is_empty() {
                 meta.remove("annotations");
             }
@@ -375,6 +377,124 @@ impl KubeClient {
         }
     }
 
+    /// Whether the cluster serves `kind` in `api_version` (a CRD not installed yet, or a version an
+    /// older or newer Kubernetes lacks, is not served).
+    pub async fn serves(&self, api_version: &str, kind: &str) -> Result<bool> {
+        let probe = json!({"apiVersion": api_version, "kind": kind});
+        Ok(self.discover(&probe).await?.is_some())
+    }
+
+    /// The live object, or `None` when it is absent or the cluster does not serve its kind.
+    pub async fn get_if_served(&self, obj: &Value) -> Result<Option<Value>> {
+        if self.discover(obj).await?.is_none() {
+            return Ok(None);
+        }
+        self.get(obj).await
+    }
+
+    /// The objects of `kind` (in `namespace`, for a namespaced kind) that match `label_selector`,
+    /// each with its `apiVersion` and `kind`; none when the cluster does not serve the kind.
+    pub async fn list(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        label_selector: &str,
+    ) -> Result<Vec<Value>> {
+        let probe = json!({"apiVersion": api_version, "kind": kind});
+        let Some((resource, scope)) = self.discover(&probe).await? else {
+            return Ok(Vec::new());
+        };
+        let api: Api<DynamicObject> = match scope {
+            Scope::Namespaced => Api::namespaced_with(self.client.clone(), namespace, &resource),
+            Scope::Cluster => Api::all_with(self.client.clone(), &resource),
+        };
+        let listed = api
+            .list(&ListParams::default().labels(label_selector))
+            .await
+            .map_err(|e| {
+                kube_error(
+                    &format!("listing {kind} in namespace {namespace} labelled {label_selector}"),
+                    e,
+                )
+            })?;
+        Ok(listed
+            .items
+            .into_iter()
+            .map(|item| {
+                let mut object = serde_json::to_value(item).unwrap_or(Value::Null);
+                object["apiVersion"] = json!(api_version);
+                object["kind"] = json!(kind);
+                object
+            })
+            .collect())
+    }
+
+    /// Applies a JSON patch (RFC 6902; `ops` is its array of operations) as this binary's field
+    /// manager. A patch that starts with `test` on `/metadata/resourceVersion` changes the object
+    /// only if nobody changed it since it was read.
+    pub async fn json_patch(&self, obj: &Value, ops: &Value) -> Result<Value> {
+        let (api, name) = self.api_for(obj).await?;
+        let operation = format!("patching {}", describe(obj));
+        let params = PatchParams {
+            field_manager: Some(self.field_manager.clone()),
+            ..PatchParams::default()
+        };
+        // kube builds patch requests by type; a JSON patch body is the operations array as is,
+        // sent with its own media type (the `jsonpatch` feature would add a crate for that).
+        let mut request = kube::core::Request::new(api.resource_url())
+            .patch(&name, &params, &Patch::Merge(ops))
+            .map_err(|e| Error::Precondition {
+                operation: operation.clone(),
+                message: format!("the request cannot be built ({e}): a bug"),
+            })?;
+        request.headers_mut().insert(
+            "content-type",
+            "application/json-patch+json"
+                .parse()
+                .expect("a valid media type"),
+        );
+        match self.client.request::<Value>(request).await {
+            Ok(result) => Ok(result),
+            // A failed `test`, or a `remove` of a path that is gone: the server answers 422 ("the
+            // server rejected our request due to an error in our request"). The patches are made
+            // from what was observed, so the object changed since.
+            Err(kube::Error::Api(s)) if s.code == 422 => Err(Error::Precondition {
+                operation,
+                message: format!(
+                    "it changed since it was planned (422: {}): run plan again and rerun apply",
+                    short_message(&s.message)
+                ),
+            }),
+            Err(e) => Err(kube_error(&operation, e)),
+        }
+    }
+
+    /// Deletes the very object `live` was read as (background propagation): the server refuses
+    /// when the name now belongs to another object (its uid differs), so an object recreated after
+    /// the plan is never deleted unseen. No resourceVersion precondition: controllers update a
+    /// workload's status all the time. Absent already is fine.
+    pub async fn delete_observed(&self, live: &Value) -> Result<()> {
+        let (api, name) = self.api_for(live).await?;
+        let mut params = DeleteParams::background();
+        params.preconditions = Some(Preconditions {
+            uid: live["metadata"]["uid"].as_str().map(str::to_owned),
+            resource_version: None,
+        });
+        match api.delete(&name, &params).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::Precondition {
+                operation: format!("deleting {}", describe(live)),
+                message: format!(
+                    "it was replaced since it was planned ({}): run plan again and rerun apply",
+                    short_message(&s.message)
+                ),
+            }),
+            Err(e) => Err(kube_error(&format!("deleting {}", describe(live)), e)),
+        }
+    }
+
     /// Server-side apply as this binary's field manager (forced: we own the fields we set).
     pub async fn apply(&self, obj: &Value, dry_run: bool) -> Result<Value> {
         let (api, name) = self.api_for(obj).await?;
@@ -532,6 +652,15 @@ impl KubeClient {
     }
 }
 
+/// The annotation in which client-side `kubectl apply` keeps the whole manifest it applied
+/// (for a Secret that includes its data, base64-encoded).
+pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// One reference token of a JSON Pointer (RFC 6901 §4): `~` as `~0`, `/` as `~1`.
+pub fn pointer_token(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
 /// Standard labels for objects a phase owns.
 pub fn owned_labels(phase: &str) -> Value {
     json!({ MANAGED_BY_LABEL: MANAGED_BY_VALUE, PHASE_LABEL: phase })
@@ -552,6 +681,15 @@ mod tests {
             normalize(live),
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x", "labels": {"a": "b"}}})
         );
+    }
+
+    #[test]
+    fn pointer_tokens_escape_tilde_and_slash() {
+        assert_eq!(
+            pointer_token(LAST_APPLIED_ANNOTATION),
+            "kubectl.kubernetes.io~1last-applied-configuration"
+        );
+        assert_eq!(pointer_token("a~b/c"), "a~0b~1c");
     }
 
     #[test]

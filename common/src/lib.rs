@@ -19,6 +19,8 @@ pub mod error;
 pub mod gitlab;
 #[cfg(feature = "platform")]
 pub mod harbor;
+#[cfg(feature = "platform")]
+pub mod helm;
 pub mod http;
 #[cfg(feature = "platform")]
 pub mod keycloak;

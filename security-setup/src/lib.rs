@@ -8,10 +8,15 @@
 //!   with given tags), their values (`runners/`), Harbor bodies and the Kubernetes objects
 //!   (`policies/verify-images.yaml`), as data.
 //! - [`reconcile`]: observe, diff, execute.
+//! - [`helm_leftover`]: the bash phase's Helm release `gitlab-runner-security`, removed as
+//!   `helm uninstall` would (without helm).
 
 pub mod desired;
 #[cfg(test)]
 mod diff_tests;
+pub mod helm_leftover;
+#[cfg(test)]
+mod helm_leftover_tests;
 pub mod reconcile;
 pub mod runner_leftovers;
 pub mod settings;

@@ -22,7 +22,7 @@ use crate::desired::{
     MANAGED_BY, POOLS, Pool, RUNNER_ID_METADATA, RUNNER_TOKEN_KEY, SIGNING_KEY, TRANSIT_MOUNT,
     VERIFY_IMAGES_FILE, WEBHOOK_POLICY_NAME,
 };
-use crate::runner_leftovers;
+use crate::{helm_leftover, runner_leftovers};
 use crate::settings::Settings;
 
 pub const PHASE_NAME: &str = "16 security-setup";
@@ -69,6 +69,8 @@ pub enum Op {
         object: Value,
         crd: Option<&'static str>,
     },
+    /// Removes the bash phase's Helm release ([`helm_leftover`]).
+    HelmLeftover(helm_leftover::Op),
 }
 
 /// What a Harbor project looks like now.
@@ -110,6 +112,8 @@ pub struct Observed {
     pub cilium_served: bool,
     /// The cluster serves Kyverno's `ClusterPolicy` (the admission policy is optional).
     pub kyverno_served: bool,
+    /// What is left of the bash phase's Helm release `gitlab-runner-security`.
+    pub helm_release: helm_leftover::LiveRelease,
 }
 
 pub struct SecuritySetup {
@@ -484,6 +488,12 @@ pub fn diff(s: &Settings, o: &Observed) -> anyhow::Result<Plan<Op>> {
             desired::COSIGN_CONFIGMAP
         ));
     }
+    helm_leftover::diff(
+        &mut plan,
+        &o.helm_release,
+        &s.runner_namespace,
+        Op::HelmLeftover,
+    );
     Ok(plan)
 }
 
@@ -584,6 +594,7 @@ impl Phase for SecuritySetup {
             public_key,
             cilium_served: self.kube.crd_established(CILIUM_CRD).await?,
             kyverno_served: self.kube.crd_established(KYVERNO_CRD).await?,
+            helm_release: helm_leftover::observe(&self.kube, &s.runner_namespace).await?,
         })
     }
 
@@ -646,6 +657,7 @@ impl Phase for SecuritySetup {
                     .apply_planned(object, crd.as_deref(), self.crd_wait)
                     .await?;
             }
+            Op::HelmLeftover(op) => helm_leftover::execute(&self.kube, op).await?,
         }
         Ok(Outcome::Applied)
     }
