@@ -6,6 +6,7 @@
 //! [`Sandbox::start`] is used by tests (everything stops on drop); `sandbox up` starts the same
 //! detached and writes an env file and kubeconfig that the phase binaries use unchanged.
 
+pub mod bash_phases;
 mod crds;
 pub mod keys;
 pub mod postgres;

@@ -22,8 +22,8 @@ use crate::desired::{
     MANAGED_BY, POOLS, Pool, RUNNER_ID_METADATA, RUNNER_TOKEN_KEY, SIGNING_KEY, TRANSIT_MOUNT,
     VERIFY_IMAGES_FILE, WEBHOOK_POLICY_NAME,
 };
-use crate::{helm_leftover, runner_leftovers};
 use crate::settings::Settings;
+use crate::{helm_leftover, runner_leftovers};
 
 pub const PHASE_NAME: &str = "16 security-setup";
 pub const FIELD_MANAGER: &str = "cicd-buildout/security-setup";

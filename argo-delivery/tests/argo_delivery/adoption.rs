@@ -5,9 +5,6 @@
 //! `plan` lists every adoption "left by the bash phase" and writes nothing; `apply` converges;
 //! a second `apply` changes and writes nothing; the token is never printed.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
-
 use argo_delivery::desired;
 use argo_delivery::reconcile::FIELD_MANAGER;
 use argo_delivery::settings::Settings;
@@ -20,145 +17,6 @@ use super::{index_of, phase, refs};
 
 /// The GitLab token the bash phase put in the literal Secret (its `GITLAB_API_TOKEN`).
 const BASH_TOKEN: &str = "glpat-bash-phase-literal-4711";
-
-/// `kubectl` against the sandbox (the test's tool: the phase never needs kubectl).
-fn kubectl(sandbox: &Sandbox, args: &[&str], stdin: Option<&str>) -> String {
-    let mut child = Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", sandbox.kubeconfig())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl (scripts/setup-test-env.sh)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.unwrap_or_default().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// The three `AppProjects` of the bash phase (§3.4), one `kubectl apply` of one heredoc.
-const BASH_APP_PROJECTS: &str = r#"apiVersion: argoproj.io/v1alpha1
-kind: AppProject
-metadata:
-  name: production
-  namespace: argocd
-spec:
-  description: "Production workloads — platform-admins only"
-  sourceRepos:
-    - "git@gitlab.*:platform_services/*"
-    - "https://gitlab.*:platform_services/*"
-  destinations:
-    - {server: "https://kubernetes.default.svc", namespace: demo-apps}
-    - {server: "https://kubernetes.default.svc", namespace: "production-*"}
-  roles:
-    - name: admin
-      description: Full production access
-      groups: [platform-admins]
-      policies: ["p, proj:production:admin, applications, *, production/*, allow"]
----
-apiVersion: argoproj.io/v1alpha1
-kind: AppProject
-metadata:
-  name: staging
-  namespace: argocd
-spec:
-  description: "Staging workloads — infra-engineers and senior-developers"
-  sourceRepos: ["*"]
-  destinations:
-    - {server: "https://kubernetes.default.svc", namespace: "staging-*"}
-  roles:
-    - name: deployer
-      description: Staging deploy access
-      groups: [infra-engineers, senior-developers]
-      policies: ["p, proj:staging:deployer, applications, *, staging/*, allow"]
----
-apiVersion: argoproj.io/v1alpha1
-kind: AppProject
-metadata:
-  name: ephemeral
-  namespace: argocd
-spec:
-  description: "Ephemeral MR environments — developers can sync"
-  sourceRepos: ["*"]
-  destinations:
-    - {server: "https://kubernetes.default.svc", namespace: "ephemeral-*"}
-  roles:
-    - name: developer
-      description: Ephemeral env access
-      groups: [developers, senior-developers, infra-engineers]
-      policies: ["p, proj:ephemeral:developer, applications, *, ephemeral/*, allow"]
-"#;
-
-/// The bash cleaner (§3.1). The bash manifest says `batch/v1`; the sandbox's kube-apiserver
-/// 1.20 serves `CronJob` only as `batch/v1beta1` (one stored object either way), so it is applied
-/// through that version here: every field of its identity is the same.
-const BASH_CLEANER: &str = r#"apiVersion: batch/v1beta1
-kind: CronJob
-metadata:
-  name: ephemeral-ns-cleaner
-  namespace: argocd
-spec:
-  schedule: "*/30 * * * *"
-  successfulJobsHistoryLimit: 1
-  failedJobsHistoryLimit: 1
-  jobTemplate:
-    spec:
-      template:
-        spec:
-          serviceAccountName: argocd-server
-          restartPolicy: Never
-          containers:
-            - name: cleaner
-              image: bitnami/kubectl:latest
-              command:
-                - /bin/bash
-                - -c
-                - |
-                  # namespaces labelled ephemeral-ttl and older than 4 h are deleted
-                  kubectl get ns -l ephemeral-ttl -o json | jq -r '.items[].metadata.name' |
-                    while read -r ns; do kubectl delete namespace "$ns" --wait=false; done
-"#;
-
-/// The bash `ApplicationSet` (§3.3), `${DOMAIN}` expanded as the heredoc does.
-const BASH_APPLICATION_SET: &str = r#"apiVersion: argoproj.io/v1alpha1
-kind: ApplicationSet
-metadata:
-  name: ephemeral-mr-envs
-  namespace: argocd
-spec:
-  generators:
-    - pullRequest:
-        gitlab:
-          project: "platform_services"
-          api: https://gitlab.sandbox.localhost
-          tokenRef: {secretName: argocd-gitlab-token, key: token}
-        requeueAfterSeconds: 60
-  template:
-    metadata:
-      name: "ephemeral-{{branch_slug}}"
-    spec:
-      project: ephemeral
-      source:
-        repoURL: "{{clone_url}}"
-        targetRevision: "{{head_sha}}"
-        path: deploy/overlays/rke2-prod
-      destination:
-        server: https://kubernetes.default.svc
-        namespace: "ephemeral-{{number}}"
-      syncPolicy:
-        automated: {prune: true, selfHeal: true}
-        syncOptions: [CreateNamespace=true]
-"#;
 
 fn at(api_version: &str, kind: &str, name: &str) -> Value {
     json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": "argocd"}})
@@ -208,26 +66,7 @@ async fn the_bash_phases_leftovers_are_planned_then_adopted_once() {
         .unwrap();
 
     // The bash phase 15, as it runs: kubectl apply of its heredocs, the token piped through.
-    kubectl(&sandbox, &["apply", "-f", "-"], Some(BASH_APP_PROJECTS));
-    kubectl(&sandbox, &["apply", "-f", "-"], Some(BASH_CLEANER));
-    let token_literal = format!("--from-literal=token={BASH_TOKEN}");
-    let secret = kubectl(
-        &sandbox,
-        &[
-            "create",
-            "secret",
-            "generic",
-            "argocd-gitlab-token",
-            "--namespace=argocd",
-            &token_literal,
-            "--dry-run=client",
-            "-o",
-            "yaml",
-        ],
-        None,
-    );
-    kubectl(&sandbox, &["apply", "-f", "-"], Some(&secret));
-    kubectl(&sandbox, &["apply", "-f", "-"], Some(BASH_APPLICATION_SET));
+    sandbox::bash_phases::phase_15(&sandbox, BASH_TOKEN);
     let bash_secret = kube.get(&token_secret_ref()).await.unwrap().unwrap();
     assert!(
         bash_secret["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]

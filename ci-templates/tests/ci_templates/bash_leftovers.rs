@@ -11,73 +11,14 @@ use std::collections::BTreeSet;
 use ci_templates::desired::ROBOTS;
 use common::contract::LEFT_BY_BASH;
 use sandbox::Sandbox;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::phase::{all_writes, assert_no_secret, kv, phase, robot_secrets, start};
 
-/// A Harbor API call as the bash helpers make it (admin basic auth): (status, answer).
-async fn harbor(sandbox: &Sandbox, path: &str, body: &Value) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("{}/api/v2.0/{path}", sandbox.get("HARBOR_URL")))
-        .basic_auth("admin", Some(sandbox.get("HARBOR_ADMIN_PASSWORD")))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-fn repository(actions: &[&str]) -> Vec<Value> {
-    actions
-        .iter()
-        .map(|a| json!({"resource": "repository", "action": a}))
-        .collect()
-}
-
-/// The robot body of the bash helper `create_harbor_robot` (research section 3.6), at `level`.
-fn bash_robot(name: &str, level: &str, grants: &[(&str, &[&str])]) -> Value {
-    let permissions: Vec<Value> = grants
-        .iter()
-        .map(|(namespace, actions)| {
-            json!({"kind": "project", "namespace": namespace, "access": repository(actions)})
-        })
-        .collect();
-    json!({"name": name, "duration": -1, "level": level, "permissions": permissions})
-}
-
-/// Creates every bash leftover; returns the secrets Harbor answered.
+/// Creates every bash leftover (`sandbox::bash_phases::phase_14`); returns the secrets Harbor
+/// answered.
 async fn bash_phase_14(sandbox: &Sandbox) -> Vec<String> {
-    // `create_harbor_project` for both projects of phase 14.
-    for project in ["platform-services", "ci-cache"] {
-        let (status, answer) = harbor(
-            sandbox,
-            "projects",
-            &json!({"project_name": project, "public": false, "metadata": {"public": "false"}}),
-        )
-        .await;
-        assert_eq!(status, 201, "{answer}");
-    }
-    let push_pull: &[&str] = &["push", "pull"];
-    let pull: &[&str] = &["pull"];
-    let bodies = [
-        bash_robot(
-            "ci-push",
-            "system",
-            &[("platform-services", push_pull), ("ci-cache", push_pull)],
-        ),
-        bash_robot("argocd-pull", "system", &[("platform-services", pull)]),
-        bash_robot("ci-push", "project", &[("platform-services", push_pull)]),
-        bash_robot("argocd-pull", "project", &[("platform-services", pull)]),
-    ];
-    let mut secrets = Vec::new();
-    let mut names = Vec::new();
-    for body in &bodies {
-        let (status, created) = harbor(sandbox, "robots", body).await;
-        assert_eq!(status, 201, "{created}");
-        names.push(created["name"].as_str().unwrap().to_owned());
-        secrets.push(created["secret"].as_str().unwrap().to_owned());
-    }
+    let (names, secrets) = sandbox::bash_phases::phase_14(sandbox).await;
     assert_eq!(
         names,
         [
@@ -88,13 +29,6 @@ async fn bash_phase_14(sandbox: &Sandbox) -> Vec<String> {
         ],
         "Harbor names project robots <prefix><project>+<name>"
     );
-    // The bash phase stores the ci-push robot's name and secret for CI.
-    let resp = sandbox::support::vault(sandbox, reqwest::Method::POST, "kv/data/ci/harbor-push")
-        .json(&json!({"data": {"username": names[0], "password": secrets[0]}}))
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success(), "{}", resp.status());
     secrets
 }
 

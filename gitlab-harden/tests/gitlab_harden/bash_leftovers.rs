@@ -3,33 +3,11 @@
 //! list every change with its reason and write nothing, `apply` leaves exactly our rule, a rerun
 //! writes nothing.
 
+use sandbox::bash_phases::post_approval_rule as post_bash_rule;
 use sandbox::standins::gitlab::ApprovalRuleRecord;
 use serde_json::{Value, json};
 
 use super::{assert_hardened, data, gitlab, harden, plan_json, reset, served, start, writes};
-
-/// The body the bash helper `gitlab_add_approval_rule` POSTs.
-fn bash_body() -> Value {
-    json!({"name": "Senior Review Required", "approvals_required": 2})
-}
-
-/// `POST /projects/:id/approval_rules` as the bash helper sends it: (status, answer).
-async fn post_bash_rule(sandbox: &sandbox::Sandbox, project: u64) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(format!(
-            "{}/api/v4/projects/{project}/approval_rules",
-            sandbox.get("GITLAB_URL")
-        ))
-        .header("PRIVATE-TOKEN", sandbox.get("GITLAB_API_TOKEN"))
-        .json(&bash_body())
-        .send()
-        .await
-        .unwrap();
-    (
-        resp.status().as_u16(),
-        resp.json().await.unwrap_or(Value::Null),
-    )
-}
 
 const RELAY: &str = "platform_services/packet-relay";
 const DASHBOARD: &str = "platform_services/netops-dashboard";

@@ -10,138 +10,13 @@
 //! manifest objects, then every revision Secret), each "left by the bash phase", and writes
 //! nothing; `apply` removes exactly that; a second `apply` changes and writes nothing.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
-
+use sandbox::bash_phases::{
+    HELM_NAMESPACE as NS, HELM_RELEASE as RELEASE, HELM_RUNNER_TOKEN as RUNNER_TOKEN,
+    helm_release_leftovers,
+};
 use serde_json::{Value, json};
 
 use crate::support::{api_writes, assert_no_secret, kube, object_refs, phase, start, versions};
-
-const RELEASE: &str = "gitlab-runner-security";
-const NS: &str = "gitlab-runners";
-/// The runner token `helm install --set runnerToken=…` put in the release values and the chart's
-/// Secret.
-const RUNNER_TOKEN: &str = "glrt-bash-security-runner-0042";
-
-/// The latest revision's manifest as Helm stores it: `# Source:` headers, no namespaces (Helm
-/// installs into the release namespace), the chart's labels. The Service is listed too, but its
-/// live copy (below) is someone else's now.
-const MANIFEST: &str = r#"---
-# Source: gitlab-runner/templates/service-account.yaml
-apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: gitlab-runner-security
-  labels: {app: gitlab-runner-security, chart: gitlab-runner-0.86.0, release: "gitlab-runner-security", heritage: "Helm"}
----
-# Source: gitlab-runner/templates/secrets.yaml
-apiVersion: v1
-kind: Secret
-metadata:
-  name: gitlab-runner-security
-  labels: {app: gitlab-runner-security, chart: gitlab-runner-0.86.0, release: "gitlab-runner-security", heritage: "Helm"}
-type: Opaque
-data:
-  runner-token: "Z2xydC1iYXNoLXNlY3VyaXR5LXJ1bm5lci0wMDQy"
-  runner-registration-token: ""
----
-# Source: gitlab-runner/templates/configmap.yaml
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: gitlab-runner-security
-  labels: {app: gitlab-runner-security, chart: gitlab-runner-0.86.0, release: "gitlab-runner-security", heritage: "Helm"}
-data:
-  config.template.toml: |
-    [[runners]]
-      [runners.kubernetes]
-        namespace = "gitlab-runners"
-        image = "alpine:3.21"
----
-# Source: gitlab-runner/templates/service.yaml
-apiVersion: v1
-kind: Service
-metadata:
-  name: gitlab-runner-security
-spec:
-  ports: [{name: metrics, port: 9252, targetPort: 9252, protocol: TCP}]
-  selector: {app: gitlab-runner-security}
----
-# Source: gitlab-runner/templates/deployment.yaml
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: gitlab-runner-security
-  labels: {app: gitlab-runner-security, chart: gitlab-runner-0.86.0, release: "gitlab-runner-security", heritage: "Helm"}
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {app: gitlab-runner-security}
-  template:
-    metadata:
-      labels: {app: gitlab-runner-security}
-    spec:
-      serviceAccountName: gitlab-runner-security
-      containers:
-        - name: gitlab-runner-security
-          image: registry.gitlab.com/gitlab-org/gitlab-runner:alpine-v18.6.0
-"#;
-
-/// `gzip | base64` of `text`, as Helm encodes a stored release.
-fn helm_encode(text: &str) -> String {
-    let run = |program: &str, args: &[&str], input: &[u8]| {
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{program}: {e}"));
-        child.stdin.take().unwrap().write_all(input).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{program}");
-        out.stdout
-    };
-    let gzipped = run("gzip", &["-c", "-n"], text.as_bytes());
-    String::from_utf8(run("base64", &["-w0"], &gzipped)).unwrap()
-}
-
-/// Revision `n`'s Secret (`stringData`: the API server base64-encodes it into `data`).
-fn release_secret(n: u64, status: &str, manifest: &str) -> Value {
-    let release = json!({
-        "name": RELEASE, "namespace": NS, "version": n,
-        "info": {"status": status, "description": if n == 1 { "Install complete" } else { "Upgrade complete" }},
-        "chart": {"metadata": {"name": "gitlab-runner", "version": "0.86.0"}},
-        "config": {"runnerToken": RUNNER_TOKEN, "gitlabUrl": "https://gitlab.sandbox.localhost"},
-        "manifest": manifest,
-    });
-    json!({
-        "apiVersion": "v1", "kind": "Secret", "type": "helm.sh/release.v1",
-        "metadata": {"name": format!("sh.helm.release.v1.{RELEASE}.v{n}"), "namespace": NS,
-                     "labels": {"name": RELEASE, "owner": "helm", "status": status, "version": n.to_string(), "modifiedAt": "1767225600"}},
-        "stringData": {"release": helm_encode(&release.to_string())},
-    })
-}
-
-/// The manifest's objects as `helm install` applied them: in the release namespace, with Helm's
-/// ownership metadata; the Service instead as another owner re-created it (no Helm metadata).
-fn installed_objects() -> Vec<Value> {
-    MANIFEST
-        .split("\n---\n")
-        .filter(|d| d.contains("kind:"))
-        .map(|document| {
-            let mut object: Value = serde_saphyr::from_str(document).unwrap();
-            object["metadata"]["namespace"] = json!(NS);
-            if object["kind"] != "Service" {
-                object["metadata"]["labels"]["app.kubernetes.io/managed-by"] = json!("Helm");
-                object["metadata"]["annotations"] = json!({
-                    "meta.helm.sh/release-name": RELEASE,
-                    "meta.helm.sh/release-namespace": NS,
-                });
-            }
-            object
-        })
-        .collect()
-}
 
 fn at(kind: &str, name: &str, namespace: &str) -> Value {
     let api_version = if kind == "Deployment" {
@@ -159,15 +34,8 @@ async fn the_bash_helm_release_is_uninstalled_without_helm() {
     let helm = common::kube::KubeClient::from_kubeconfig(&sandbox.kubeconfig(), "helm")
         .await
         .unwrap();
-    // v1 installed an older manifest (superseded), v2 the one above (deployed).
-    let v1_manifest = MANIFEST.replace("alpine-v18.6.0", "alpine-v18.5.0");
-    for secret in [
-        release_secret(1, "superseded", &v1_manifest),
-        release_secret(2, "deployed", MANIFEST),
-    ] {
-        helm.apply(&secret, false).await.unwrap();
-    }
-    for object in installed_objects() {
+    // v1 installed an older manifest (superseded), v2 the current one (deployed), and its objects.
+    for object in helm_release_leftovers() {
         helm.apply(&object, false).await.unwrap();
     }
     // The same name elsewhere, never Helm's: untouched.

@@ -4,22 +4,13 @@
 //! exactly our security runner (token in Vault) and deletes the bash ones; a rerun writes nothing.
 
 use common::contract::LEFT_BY_BASH;
+use sandbox::bash_phases::security_runner_body as bash_body;
 use serde_json::{Value, json};
 
 use crate::support::{
     all_runners, api_writes, assert_no_secret, kube, object_refs, phase, runners, start,
     stored_token, versions,
 };
-
-/// The body the bash phase POSTs to `/user/runners` on every run.
-fn bash_body() -> Value {
-    json!({
-        "runner_type": "instance_type",
-        "description": "security-scanner-runner",
-        "tag_list": "security,trivy,semgrep,gitleaks",
-        "run_untagged": false,
-    })
-}
 
 /// (action, name) of every change left by the bash phase.
 fn leftovers(changes: &Value) -> Vec<(String, String)> {
