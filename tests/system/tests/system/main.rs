@@ -1,6 +1,7 @@
 //! One release from a protected tag to production, across every phase (docs/adr/0008).
 //!
-//! A sandbox gets phases 12–18 applied by their binaries (and applied again: zero changes), then
+//! A sandbox where the platform's bash phases ran first (their leftovers, docs/adr/0010) gets phases
+//! 12, 12b and 13–18 applied by their binaries (and applied again: zero changes), then
 //! each hand-off is checked with both sides running: the CI library's jobs log in to the real
 //! `OpenBao` with `id_tokens` signed by the GitLab stand-in's key, for every pipeline kind; promotion
 //! commits through the stand-in's API; the ephemeral Application lands in the cluster through the
@@ -12,6 +13,7 @@ mod ephemeral;
 mod images;
 mod jobs;
 mod journey;
+mod leftovers;
 mod pull;
 mod release;
 mod runners;
@@ -78,6 +80,20 @@ fn one_release_from_a_protected_tag_to_production() {
     step(&mut failures, "image producers", || {
         images::every_deployed_image_has_a_producer(&world);
     });
+    step(
+        &mut failures,
+        "the bash phases' leftovers converged",
+        || {
+            leftovers::converged(&world);
+        },
+    );
+    step(
+        &mut failures,
+        "phase 12b published the platform's SOPs",
+        || {
+            leftovers::wiki_published(&world);
+        },
+    );
     step(&mut failures, "release: build, push, sign, verify", || {
         release::the_collector_release_is_built_signed_and_verified(&world);
     });

@@ -10,15 +10,16 @@ use sandbox::keys::{PipelineClaims, ci_id_token_claims};
 use sandbox::{Options, Sandbox};
 use serde_json::{Value, json};
 
-/// The phase binaries in the driver's order (scripts/deploy-cluster.sh --from 12).
-pub const PHASES: [&str; 7] = [
-    "gitlab-harden",
-    "vault-cicd",
-    "ci-templates",
-    "argo-delivery",
-    "security-setup",
-    "obs-setup",
-    "demo-apps",
+/// The phase binaries (package, binary) in the driver's order (scripts/deploy-cluster.sh --from 12).
+pub const PHASES: [(&str, &str); 8] = [
+    ("gitlab-harden", "gitlab-harden"),
+    ("gitlab-harden", "sop-wiki"),
+    ("vault-cicd", "vault-cicd"),
+    ("ci-templates", "ci-templates"),
+    ("argo-delivery", "argo-delivery"),
+    ("security-setup", "security-setup"),
+    ("obs-setup", "obs-setup"),
+    ("demo-apps", "demo-apps"),
 ];
 
 /// The platform group of the seeded projects.
@@ -29,10 +30,17 @@ pub struct World {
     pub sandbox: Sandbox,
     /// Scratch space for this run (repositories, registries, keys).
     pub scratch: tempfile::TempDir,
+    /// What the platform's bash phases had left before ours ran (docs/adr/0010).
+    pub bash: crate::leftovers::Planted,
 }
 
-fn phase_binary(package: &str) -> PathBuf {
-    sandbox::support::workspace_binary(package, env!("CARGO_TARGET_TMPDIR"))
+fn phase_binary(package: &str, bin: &str) -> PathBuf {
+    sandbox::support::workspace_bin(package, bin, env!("CARGO_TARGET_TMPDIR"))
+}
+
+/// The platform checkout's SOPs phase 12b publishes: the model of the platform's repository.
+fn platform_docs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../bats/platform/docs/engineering")
 }
 
 /// Sign-ins are POSTs that change nothing (Keycloak's token endpoint, Argo CD's session).
@@ -74,17 +82,51 @@ impl World {
                 ..Options::default()
             }))
             .expect("the sandbox starts");
-        let world = Self {
+        // The platform's bash phases 12–18 ran here before ours (docs/adr/0010).
+        let token_secret_uid = rt.block_on(crate::leftovers::plant(&sandbox));
+        let mut world = Self {
             rt,
             sandbox,
             scratch: tempfile::Builder::new()
                 .prefix("cicd-system-")
                 .tempdir()
                 .expect("a scratch directory"),
+            bash: crate::leftovers::Planted {
+                token_secret_uid,
+                reported: std::collections::BTreeSet::new(),
+            },
         };
-        let binaries: Vec<(&str, PathBuf)> = PHASES.iter().map(|p| (*p, phase_binary(p))).collect();
-        // The driver's run: every phase applies.
+        let binaries: Vec<(&str, PathBuf)> = PHASES
+            .iter()
+            .map(|(package, bin)| (*bin, phase_binary(package, bin)))
+            .collect();
+        // The driver's run: each phase reports the bash leftovers it found (writing nothing),
+        // then applies.
         for (name, exe) in &binaries {
+            let writes = standin_writes(&world.sandbox);
+            let vault = world.sandbox.vault_writes();
+            let report = world.phase(exe, &["plan", "--adopt-report", "--output", "json"]);
+            assert_eq!(
+                report.code, 0,
+                "{name} --adopt-report failed:\n{}",
+                report.stderr
+            );
+            assert_eq!(
+                standin_writes(&world.sandbox),
+                writes,
+                "{name}: the report wrote"
+            );
+            assert_eq!(
+                world.sandbox.vault_writes(),
+                vault,
+                "{name}: the report wrote"
+            );
+            for (action, object) in crate::leftovers::report_rows(&report.stdout) {
+                world
+                    .bash
+                    .reported
+                    .insert(((*name).to_owned(), action, object));
+            }
             let run = world.phase(exe, &["apply"]);
             assert_eq!(
                 run.code, 0,
@@ -117,7 +159,9 @@ impl World {
             vault,
             "the rerun wrote to Vault"
         );
-        eprintln!("    phases 12–18 applied; the rerun made 0 changes and 0 writes");
+        eprintln!(
+            "    phases 12, 12b, 13–18 applied over the bash phases' leftovers; the rerun made 0 changes and 0 writes"
+        );
         world
     }
 
@@ -126,7 +170,13 @@ impl World {
             exe.to_str().expect("utf-8 path"),
             &self.sandbox.env_file(),
             args,
-            &[("CICD_CRD_WAIT_SECS", "30")],
+            &[
+                ("CICD_CRD_WAIT_SECS", "30"),
+                (
+                    "SOP_WIKI_DOCS_DIR",
+                    platform_docs().to_str().expect("utf-8 path"),
+                ),
+            ],
         ))
     }
 
