@@ -225,6 +225,23 @@ async fn apply_changes<P: Phase>(phase: &P, plan: &Plan<P::Op>) -> Applied {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Plans and applies `phase` without printing: for a phase that another one runs as a step of its
+/// own change. Returns how many changes were applied.
+pub async fn apply_quietly<P: Phase>(phase: &P) -> anyhow::Result<usize> {
+    let plan = plan(phase).await?;
+    let done = apply_changes(phase, &plan).await;
+    if let Some((index, e)) = done.failure {
+        let change = &plan.changes[index];
+        return Err(e.context(format!(
+            "{}: applying {} {}",
+            plan.phase,
+            change.action_word(),
+            change.title()
+        )));
+    }
+    Ok(done.count)
+}
+
 /// Runs `plan`, `apply` or `check` (or, with `--adopt-report`, the report of the bash phases'
 /// leftovers) and prints the result; returns the exit code.
 pub async fn run_phase<P: Phase>(phase: &P, mode: Mode, args: &GlobalArgs) -> anyhow::Result<u8> {

@@ -202,12 +202,18 @@ async fn three_docs_become_the_wiki_and_only_changed_pages_are_written() {
     );
     assert_eq!(
         writes(&sandbox),
-        9,
-        "POST /projects, 7 pages, 1 commit of the record"
+        9 + 8,
+        "POST /projects, 7 pages, 1 commit of the record, and the 8 writes phase 12 makes on a \
+         fresh project (settings, main and v* protection, approval settings and rules), done right \
+         after its creation so that a rerun of phase 12 finds nothing to do"
     );
     {
         let d = data(&sandbox);
         let p = d.project_by_path(PROJECT).unwrap();
+        assert!(
+            p.protected_branches.iter().any(|b| b.name == "main"),
+            "the new project is hardened as phase 12 hardens every project"
+        );
         assert_eq!(p.settings["visibility"], "internal");
         assert_eq!(p.settings["wiki_enabled"], true);
         assert!(

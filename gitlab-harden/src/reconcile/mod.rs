@@ -145,13 +145,36 @@ pub struct GitLabHarden {
     group_ids: Mutex<BTreeMap<String, u64>>,
     /// Id of each project's protected `main`, learned when `apply` protects it.
     branch_ids: Mutex<BTreeMap<u64, u64>>,
+    /// Only these projects (full paths), when set: phase 12b hardens the project it creates
+    /// after phase 12 has run ([`GitLabHarden::for_projects`]).
+    only_projects: Option<std::collections::BTreeSet<String>>,
 }
 
 impl GitLabHarden {
     pub async fn connect(cfg: &PlatformConfig, prune: bool) -> anyhow::Result<Self> {
+        Self::build(cfg, prune, None).await
+    }
+
+    /// The same phase limited to the projects `paths` (full paths) of its groups, without the
+    /// group-wide parts (Keycloak memberships, the SSH route): what a project created after phase
+    /// 12 ran (phase 12b's `sop-wiki`) needs so that one run of the driver converges, instead of
+    /// the next run of phase 12.
+    pub async fn for_projects(
+        cfg: &PlatformConfig,
+        paths: impl IntoIterator<Item = String>,
+    ) -> anyhow::Result<Self> {
+        Self::build(cfg, false, Some(paths.into_iter().collect())).await
+    }
+
+    async fn build(
+        cfg: &PlatformConfig,
+        prune: bool,
+        only_projects: Option<std::collections::BTreeSet<String>>,
+    ) -> anyhow::Result<Self> {
         let settings = Settings::load(cfg)?;
         let gitlab = GitLabClient::connect(cfg)?;
-        let keycloak = if settings.keycloak_sync {
+        let whole_platform = only_projects.is_none();
+        let keycloak = if settings.keycloak_sync && whole_platform {
             Some(
                 KeycloakClient::connect(cfg)
                     .await
@@ -160,7 +183,7 @@ impl GitLabHarden {
         } else {
             None
         };
-        let kube = if settings.ssh_route {
+        let kube = if settings.ssh_route && whole_platform {
             Some(KubeClient::connect(cfg, FIELD_MANAGER).await?)
         } else {
             None
@@ -174,6 +197,7 @@ impl GitLabHarden {
             crd_wait,
             group_ids: Mutex::new(BTreeMap::new()),
             branch_ids: Mutex::new(BTreeMap::new()),
+            only_projects,
         })
     }
 
@@ -259,7 +283,11 @@ impl Phase for GitLabHarden {
                 )
             })?;
             for project in self.gitlab.group_projects(&group).await? {
-                if !project.archived {
+                let wanted = self
+                    .only_projects
+                    .as_ref()
+                    .is_none_or(|only| only.contains(&project.path_with_namespace));
+                if !project.archived && wanted {
                     projects.insert(project.id, project);
                 }
             }

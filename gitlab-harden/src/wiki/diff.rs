@@ -46,6 +46,7 @@ pub fn diff(desired: &Desired, observed: &Observed) -> anyhow::Result<Plan<Op>> 
             body["initialize_with_readme"] = true.into();
             let shown = json!({
                 "visibility": body["visibility"], "wiki_enabled": true, "initialize_with_readme": true,
+                "hardened": "as phase 12 hardens every project of the group, right after it is created",
             });
             plan.push(Change::create(
                 "gitlab project",

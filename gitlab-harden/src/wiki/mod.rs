@@ -189,6 +189,8 @@ pub struct ProjectState {
 /// Phase 12b, connected.
 pub struct SopWiki {
     gitlab: GitLabClient,
+    /// To harden the project `apply` creates as phase 12 hardens every project of the group.
+    cfg: PlatformConfig,
     desired: Desired,
     /// The project's id and default branch, from the observation or from the project `apply`
     /// creates.
@@ -199,6 +201,7 @@ impl SopWiki {
     pub fn connect(cfg: &PlatformConfig, prune: bool) -> anyhow::Result<Self> {
         Ok(Self {
             gitlab: GitLabClient::connect(cfg)?,
+            cfg: cfg.clone(),
             desired: Desired {
                 settings: WikiSettings::from_environment(cfg.environment())?,
                 prune,
@@ -353,6 +356,23 @@ impl Phase for SopWiki {
                     .unwrap_or(FALLBACK_BRANCH)
                     .to_owned();
                 *lock(&self.project) = Some((project.id, branch));
+                // Phase 12 ran before 12b and hardens every project of the group: without this the
+                // new project would wait for the next run of phase 12 (a rerun would not be empty).
+                let harden = crate::reconcile::GitLabHarden::for_projects(
+                    &self.cfg,
+                    [self.desired.settings.project.clone()],
+                )
+                .await?;
+                let applied = common::phase::apply_quietly(&harden).await.with_context(|| {
+                    format!(
+                        "hardening the new project {} as phase 12 does (rerun gitlab-harden apply to finish)",
+                        self.desired.settings.project
+                    )
+                })?;
+                tracing::info!(
+                    "hardened {} as phase 12 hardens every project: {applied} change(s)",
+                    self.desired.settings.project
+                );
             }
             Op::EditProject { body } => {
                 g.edit_project(self.project()?.0, body).await?;
