@@ -14,7 +14,9 @@ CICD_BUILDOUT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # cluster/ files and its docs/engineering (phase 12b) are found from the platform's checkout.
 cicd_buildout_phase() {
   local phase="$1" platform_dir
-  platform_dir="${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[1]}")/.." && pwd)}"
+  # REPO_ROOT comes from the platform's lib.sh; else the directory above the platform script
+  # (the outermost file of the call stack).
+  platform_dir="${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[-1]}")/.." && pwd)}"
   echo "==> platform phase $phase: cicd-buildout ($CICD_BUILDOUT_ROOT)"
   CICD_PLATFORM_DIR="${CICD_PLATFORM_DIR:-$platform_dir}" \
     CICD_ENV_FILE="${CICD_ENV_FILE:-$platform_dir/scripts/.env}" \

@@ -12,8 +12,6 @@ declare -A PHASE_CRATE=([12]=gitlab-harden [12b]=gitlab-harden [13]=vault-cicd [
 # The binary of a phase, when it is not named like its crate.
 declare -A PHASE_BIN=([12b]=sop-wiki)
 EXIT_NOT_IMPLEMENTED=3
-# The line scripts/integrate-platform.sh adds to the platform's script (see docs/adr/0010).
-INTEGRATION_MARKER="# cicd-buildout integration"
 
 usage() {
   cat <<USAGE
@@ -81,13 +79,21 @@ if [[ "$start" =~ ^[0-9]+$ ]] && ((10#$start < 12)); then
   [[ -n "$only" ]] && die "--only $only is a base-platform phase: run $BASE_DEPLOY_SCRIPT --from $only"
   [[ "$verb" == apply ]] \
     || die "the base platform's script has no --$verb: it would deploy phases $start–11; use --from 12 --$verb for phases 12–18"
+  [[ "$sandbox" == false ]] \
+    || die "--sandbox runs phases 12–18 only: the base platform's phases 0–11 need a real cluster; use --from 12 --sandbox"
   [[ -f "$BASE_DEPLOY_SCRIPT" ]] || die "BASE_DEPLOY_SCRIPT=$BASE_DEPLOY_SCRIPT does not exist"
-  # Not integrated, its main() would run its old bash phases 12–18 before ours run on top.
-  grep -qF "$INTEGRATION_MARKER" "$BASE_DEPLOY_SCRIPT" \
-    || die "$BASE_DEPLOY_SCRIPT still runs its own bash phases 12–18 after phase 11: integrate it first with: $ROOT/scripts/integrate-platform.sh $(cd "$(dirname "$BASE_DEPLOY_SCRIPT")/.." && pwd)"
-  echo "deploy-cluster: running $BASE_DEPLOY_SCRIPT --from $((10#$start)): its phases up to 11, then phases 12, 12b and 13–18 of this project in its main()" >&2
+  base="$(cd "$(dirname "$BASE_DEPLOY_SCRIPT")" && pwd)/$(basename "$BASE_DEPLOY_SCRIPT")"
+  [[ -x "$base" ]] || die "BASE_DEPLOY_SCRIPT=$base is not executable: chmod +x it"
+  platform="$(cd "$(dirname "$base")/.." && pwd)"
+  # Not integrated (with this checkout), its main() would run its old bash phases 12–18, or
+  # another checkout's phases, before ours run on top.
+  if ! "$ROOT/scripts/integrate-platform.sh" "$platform" --check > /dev/null 2>&1; then
+    printf -v fix '%q %q' "$ROOT/scripts/integrate-platform.sh" "$platform"
+    die "$base still runs its own bash phases 12–18 after phase 11 (or another checkout's): integrate it with this one first: $fix"
+  fi
+  echo "deploy-cluster: running $base --from $((10#$start)): its phases up to 11, then phases 12, 12b and 13–18 of this project in its main()" >&2
   # The integrated script calls this driver back (--only N) for 12–18: they run there, once.
-  exec "$BASE_DEPLOY_SCRIPT" --from "$((10#$start))"
+  exec "$base" --from "$((10#$start))"
 fi
 first="$(phase_index "$start")"
 [[ -n "$first" ]] || die "there is no phase $start: phases run 12, 12b and 13–18"

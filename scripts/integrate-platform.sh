@@ -30,7 +30,10 @@ done
 script="$repo/scripts/deploy-cluster.sh"
 [[ -f "$script" ]] || die "$script does not exist: PLATFORM_REPO must be a checkout of the platform (harvester-rke2-platform)"
 
-line="source \"$ROOT/integration/platform-phases.sh\"  $MARKER (undo: $ROOT/scripts/integrate-platform.sh --remove)"
+[[ "$ROOT" != *$'\n'* ]] || die "this checkout's path contains a newline: move it"
+# %q quotes the path for bash, whatever it contains (spaces, quotes, \, $).
+printf -v line 'source %q  %s (undo: scripts/integrate-platform.sh --remove)' \
+  "$ROOT/integration/platform-phases.sh" "$MARKER"
 present="$(grep -cF "$MARKER" "$script" || true)"
 
 case "$mode" in
@@ -42,7 +45,8 @@ case "$mode" in
   remove)
     if [[ "$present" -eq 0 ]]; then echo "integrate-platform: $script is not integrated: nothing to remove"; exit 0; fi
     tmp="$(mktemp "$script.XXXXXX")"
-    grep -vF "$MARKER" "$script" > "$tmp" || true
+    # Only the marked line goes; every other byte stays as it was.
+    MARKER="$MARKER" perl -0777 -pe 's/^[^\n]*\Q$ENV{MARKER}\E[^\n]*\n//mg' "$script" > "$tmp"
     chmod --reference="$script" "$tmp"
     mv "$tmp" "$script"
     echo "integrate-platform: removed the integration line from $script"; exit 0 ;;
@@ -59,19 +63,18 @@ for fn in phase_11_gitlab phase_12_gitlab_hardening phase_12b_sop_wiki phase_13_
           phase_15_argocd_delivery phase_16_security phase_17_observability phase_18_demo_apps; do
   grep -qE "^${fn}\(\)" "$script" || die "$script defines no $fn(): its phases changed, so the integration would not replace them; see docs/adr/0010"
 done
-# Written to a temporary file next to the script and renamed: the script is never half-written.
+# Written to a temporary file next to the script, checked with bash -n and renamed: the script
+# is never half-written. The line goes just before the final `main "$@"`; an integration of another
+# checkout is replaced; every other byte stays as it was.
 tmp="$(mktemp "$script.XXXXXX")"
-awk -v line="$line" -v marker="$MARKER" '
-  { lines[NR] = $0 }
-  END {
-    last = NR
-    while (last > 0 && lines[last] ~ /^[[:space:]]*$/) last--
-    for (i = 1; i <= NR; i++) {
-      if (index(lines[i], marker)) continue   # an integration of another checkout: replaced
-      if (i == last) print line
-      print lines[i]
-    }
-  }' "$script" > "$tmp"
+LINE="$line" MARKER="$MARKER" perl -0777 -pe '
+  s/^[^\n]*\Q$ENV{MARKER}\E[^\n]*\n//mg;
+  s/^(main "\$\@"[ \t]*\n?\s*)\z/$ENV{LINE}\n$1/m or die "no final main\n";
+' "$script" > "$tmp" || { rm -f "$tmp"; die "could not place the line in $script"; }
+if ! bash -n "$tmp"; then
+  rm -f "$tmp"
+  die "the integrated script would not parse (bash -n): $script is unchanged"
+fi
 chmod --reference="$script" "$tmp"
 mv "$tmp" "$script"
 echo "integrate-platform: $script now runs cicd-buildout's phases 12, 12b and 13–18 ($ROOT)"

@@ -141,10 +141,12 @@ pub fn manifest_objects(manifest: &str, what: &str) -> Result<Vec<Value>> {
         if !has_content {
             continue;
         }
-        let object: Value = serde_saphyr::from_str(document).map_err(|e| Error::Precondition {
+        // The parser's message quotes the document, and a chart's Secret holds credentials
+        // (the runner token): only the document's number is printed.
+        let object: Value = serde_saphyr::from_str(document).map_err(|_| Error::Precondition {
             operation: format!("reading the manifest of Helm release {what}"),
             message: format!(
-                "document {} is not valid YAML ({e}): remove the release with `helm uninstall` instead",
+                "document {} is not valid YAML: remove the release with `helm uninstall` instead",
                 index + 1
             ),
         })?;

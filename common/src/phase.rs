@@ -254,7 +254,7 @@ pub async fn run_phase<P: Phase>(phase: &P, mode: Mode, args: &GlobalArgs) -> an
 }
 
 /// The leftovers of the platform's bash phases in `plan`: what was found and what `apply` does
-/// with each. Writes nothing.
+/// with each, then the plan's warnings (what was found but is kept, and why). Writes nothing.
 fn print_adopt_report<A>(plan: &Plan<A>, output: Output) -> anyhow::Result<()> {
     let leftovers: Vec<_> = plan
         .changes
@@ -274,7 +274,9 @@ fn print_adopt_report<A>(plan: &Plan<A>, output: Output) -> anyhow::Result<()> {
                     })
                 })
                 .collect();
-            let doc = json!({"phase": plan.phase, "mode": "adopt-report", "leftovers": rows});
+            // Warnings carry what was found but is kept (e.g. objects another owner took over,
+            // pages left until `--prune`, leftovers the token may not list).
+            let doc = json!({"phase": plan.phase, "mode": "adopt-report", "leftovers": rows, "warnings": plan.warnings});
             println!("{}", redact::redact(&serde_json::to_string_pretty(&doc)?));
         }
         Output::Text => {
@@ -291,6 +293,9 @@ fn print_adopt_report<A>(plan: &Plan<A>, output: Output) -> anyhow::Result<()> {
                     c.action_word(),
                     c.reason.as_deref().unwrap_or_default()
                 ));
+            }
+            for warning in &plan.warnings {
+                out.push_str(&format!("  ! warning: {warning}\n"));
             }
             print!("{}", redact::redact(&out));
         }

@@ -54,7 +54,8 @@ ours demo-apps apply"
   [[ "$output" == *"now runs cicd-buildout's phases"* ]]
   # One line, just before the final main "$@".
   [ "$(tail -n1 "$PLATFORM/scripts/deploy-cluster.sh")" = 'main "$@"' ]
-  [[ "$(tail -n2 "$PLATFORM/scripts/deploy-cluster.sh" | head -n1)" == "source \"$ROOT/integration/platform-phases.sh\""* ]]
+  printf -v sourced 'source %q ' "$ROOT/integration/platform-phases.sh"
+  [[ "$(tail -n2 "$PLATFORM/scripts/deploy-cluster.sh" | head -n1)" == "$sourced"* ]]
   [ "$(diff "$ORIGINAL" "$PLATFORM/scripts/deploy-cluster.sh" | grep -c '^[<>]')" -eq 1 ]
   first="$(sha256sum < "$PLATFORM/scripts/deploy-cluster.sh")"
   [ -x "$PLATFORM/scripts/deploy-cluster.sh" ]
@@ -154,4 +155,51 @@ $expected" ]
   run "$INTEGRATE" "$BATS_TEST_TMPDIR/nowhere"
   [ "$status" -eq 1 ]
   [[ "$output" == *"must be a checkout of the platform"* ]]
+}
+
+@test "a platform checkout whose path has spaces, quotes and \$, driven through our driver" {
+  odd="$BATS_TEST_TMPDIR/plat form \"q\" \$x"
+  mv "$PLATFORM" "$odd"
+  PLATFORM="$odd"
+  run "$INTEGRATE" "$PLATFORM"
+  [ "$status" -eq 0 ]
+  bash -n "$PLATFORM/scripts/deploy-cluster.sh"
+  BASE_DEPLOY_SCRIPT="$PLATFORM/scripts/deploy-cluster.sh" run "$DRIVER" --from 08
+  [ "$status" -eq 0 ]
+  [ "$(head -n1 "$CALLS")" = "bash phase_8" ]
+  [ "$(grep -c '^ours ' "$CALLS")" -eq 8 ]
+  ! grep -q 'bash phase_1[2-8]' "$CALLS"
+  [ "$(cat "$CALLS.env")" = "$PLATFORM $PLATFORM/scripts/.env" ]
+}
+
+@test "--remove restores every byte, also without a final newline; another checkout's line is replaced" {
+  printf '%s' "$(cat "$PLATFORM/scripts/deploy-cluster.sh")" > "$ORIGINAL"
+  cp "$ORIGINAL" "$PLATFORM/scripts/deploy-cluster.sh"
+  "$INTEGRATE" "$PLATFORM"
+  "$INTEGRATE" "$PLATFORM" --remove
+  cmp "$ORIGINAL" "$PLATFORM/scripts/deploy-cluster.sh"
+  # An integration line of another checkout of this project.
+  sed -i 's|^main "\$@"|source /elsewhere/integration/platform-phases.sh  # cicd-buildout integration (undo: …)\nmain "$@"|' \
+    "$PLATFORM/scripts/deploy-cluster.sh"
+  run "$INTEGRATE" "$PLATFORM" --check
+  [ "$status" -eq 2 ]
+  BASE_DEPLOY_SCRIPT="$PLATFORM/scripts/deploy-cluster.sh" run "$DRIVER" --from 5
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"another checkout"* ]]
+  [ ! -s "$CALLS" ]
+  "$INTEGRATE" "$PLATFORM"
+  [ "$(grep -c 'cicd-buildout integration' "$PLATFORM/scripts/deploy-cluster.sh")" -eq 1 ]
+  "$INTEGRATE" "$PLATFORM" --check
+}
+
+@test "--sandbox cannot run the base platform's phases; a failing phase stops our driver's entry too" {
+  "$INTEGRATE" "$PLATFORM"
+  BASE_DEPLOY_SCRIPT="$PLATFORM/scripts/deploy-cluster.sh" run "$DRIVER" --from 5 --sandbox
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"need a real cluster"* ]]
+  [ ! -s "$CALLS" ]
+  FAIL_vault_cicd=4 BASE_DEPLOY_SCRIPT="$PLATFORM/scripts/deploy-cluster.sh" run "$DRIVER" --from 11
+  [ "$status" -eq 4 ]
+  [ "$(tail -n1 "$CALLS")" = "ours vault-cicd apply" ]
+  [ "$(grep -c . "$CALLS")" -eq 4 ]
 }

@@ -19,7 +19,8 @@ use crate::world::World;
 pub struct Planted {
     /// The literal token Secret's uid: it must survive the takeover (never deleted).
     pub token_secret_uid: String,
-    /// `(phase binary, action, name)` of every leftover the phases' `--adopt-report` listed.
+    /// `(phase binary, action, "resource name")` of every leftover the phases' `--adopt-report`
+    /// listed.
     pub reported: BTreeSet<(String, String, String)>,
 }
 
@@ -102,11 +103,30 @@ fn project_id(sandbox: &Sandbox, path: &str) -> u64 {
         .id
 }
 
+/// The Kubernetes leftovers: their resourceVersions show that a report wrote nothing.
+pub fn watched() -> Vec<Value> {
+    let at = |api: &str, kind: &str, name: &str| json!({"apiVersion": api, "kind": kind, "metadata": {"name": name, "namespace": "argocd"}});
+    let mut out = vec![
+        at("batch/v1beta1", "CronJob", "ephemeral-ns-cleaner"),
+        at(
+            "argoproj.io/v1alpha1",
+            "ApplicationSet",
+            "ephemeral-mr-envs",
+        ),
+        token_secret(),
+    ];
+    for project in ["production", "staging", "ephemeral"] {
+        out.push(at("argoproj.io/v1alpha1", "AppProject", project));
+    }
+    out.extend(bash_phases::helm_release_leftovers());
+    out
+}
+
 fn token_secret() -> Value {
     json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "argocd-gitlab-token", "namespace": "argocd"}})
 }
 
-/// `(action, name)` of each row of a phase's `--adopt-report --output json`.
+/// `(action, "resource name")` of each row of a phase's `--adopt-report --output json`.
 pub fn report_rows(stdout: &str) -> Vec<(String, String)> {
     let doc: Value = serde_json::from_str(stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(doc["mode"], "adopt-report", "{doc}");
@@ -123,7 +143,11 @@ pub fn report_rows(stdout: &str) -> Vec<(String, String)> {
             );
             (
                 row["action"].as_str().unwrap_or_default().to_owned(),
-                row["name"].as_str().unwrap_or_default().to_owned(),
+                format!(
+                    "{} {}",
+                    row["resource"].as_str().unwrap_or_default(),
+                    row["name"].as_str().unwrap_or_default()
+                ),
             )
         })
         .collect()
@@ -145,7 +169,8 @@ pub fn converged(world: &World) {
     let sandbox = &world.sandbox;
     let kube = world.kube();
 
-    // Phase 12: one rule of that name at most per project, and never the bash body (no groups).
+    // Phase 12: ours kept on the service projects (one, with its approver groups); the bash rule
+    // gone everywhere.
     {
         let gl = sandbox.gitlab.as_ref().expect("in-process GitLab").lock();
         for path in RULE_PROJECTS {
@@ -156,11 +181,8 @@ pub fn converged(world: &World) {
                 .iter()
                 .filter(|r| r.name == RULE_NAME)
                 .collect();
-            assert!(
-                rules.len() <= 1,
-                "{path}: {} rules of that name",
-                rules.len()
-            );
+            let service = !path.contains("/infrastructure/");
+            assert_eq!(rules.len(), usize::from(service), "{path}: {rules:?}");
             assert!(
                 rules.iter().all(|r| !r.group_ids.is_empty()),
                 "{path}: the bash rule (no approver group) is still there"
@@ -291,15 +313,51 @@ pub fn converged(world: &World) {
         .filter(|r| r["description"] == "security-scanner-runner")
         .count();
     assert_eq!(bash_runners, 0, "bash runners left: {runners}");
-    let security_deletes = planted
+    let security: Vec<&String> = planted
         .reported
         .iter()
-        .filter(|(p, a, _)| p == "security-setup" && a == "delete")
+        .filter(|(p, _, _)| p == "security-setup")
+        .map(|(_, action, object)| {
+            assert_eq!(action, "delete", "{object}");
+            object
+        })
+        .collect();
+    let runner_rows = security
+        .iter()
+        .filter(|o| o.starts_with("gitlab runner "))
         .count();
-    assert!(
-        security_deletes >= BASH_RUNS + 6,
-        "security-setup reported {security_deletes} deletions, want the {BASH_RUNS} runners and the release's 6 objects and revisions: {:?}",
-        planted.reported
+    assert_eq!(
+        runner_rows, BASH_RUNS,
+        "one deletion per bash runner: {security:?}"
+    );
+    for object in bash_phases::helm_installed_objects() {
+        if object["metadata"]["annotations"]
+            .get("meta.helm.sh/release-name")
+            .is_some()
+        {
+            let kind = object["kind"].as_str().unwrap_or_default();
+            assert!(
+                security
+                    .iter()
+                    .any(|o| o.contains(kind) && o.contains(bash_phases::HELM_RELEASE)),
+                "{kind} of the release was not reported: {security:?}"
+            );
+        }
+    }
+    for revision in 1..=2 {
+        let secret = format!(
+            "sh.helm.release.v1.{}.v{revision}",
+            bash_phases::HELM_RELEASE
+        );
+        assert!(
+            security.iter().any(|o| o.contains(&secret)),
+            "{secret} was not reported: {security:?}"
+        );
+    }
+    assert_eq!(
+        security.len(),
+        BASH_RUNS + 4 + 2,
+        "the runners, the release's 4 Helm-stamped objects and its 2 revisions, nothing else: {security:?}"
     );
     let release_secrets = world
         .rt

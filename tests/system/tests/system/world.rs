@@ -102,9 +102,14 @@ impl World {
             .collect();
         // The driver's run: each phase reports the bash leftovers it found (writing nothing),
         // then applies.
+        let kube = world.kube();
+        let watched = crate::leftovers::watched();
         for (name, exe) in &binaries {
             let writes = standin_writes(&world.sandbox);
             let vault = world.sandbox.vault_writes();
+            let versions = world
+                .rt
+                .block_on(sandbox::support::resource_versions(&kube, &watched));
             let report = world.phase(exe, &["plan", "--adopt-report", "--output", "json"]);
             assert_eq!(
                 report.code, 0,
@@ -120,6 +125,13 @@ impl World {
                 world.sandbox.vault_writes(),
                 vault,
                 "{name}: the report wrote"
+            );
+            assert_eq!(
+                world
+                    .rt
+                    .block_on(sandbox::support::resource_versions(&kube, &watched)),
+                versions,
+                "{name}: the report wrote to Kubernetes"
             );
             for (action, object) in crate::leftovers::report_rows(&report.stdout) {
                 world
