@@ -65,11 +65,12 @@ fn bash_token_secret() -> Value {
 }
 
 fn bash_app_project(name: &str, rv: &str) -> Value {
+    let role = leftovers::bash_app_project_role(name).unwrap_or("admin");
     kubectl_applied(
         json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject", "metadata": {"name": name, "namespace": "argocd"},
                "spec": {"description": format!("{name} (bash)"), "sourceRepos": ["*"],
                         "destinations": [{"server": "https://kubernetes.default.svc", "namespace": format!("{name}-*")}],
-                        "roles": [{"name": "bash-role", "groups": ["developers"], "policies": [format!("p, proj:{name}:bash-role, applications, *, {name}/*, allow")]}]}}),
+                        "roles": [{"name": role, "groups": ["developers"], "policies": [format!("p, proj:{name}:{role}, applications, *, {name}/*, allow")]}]}}),
         rv,
     )
 }
@@ -354,4 +355,55 @@ fn a_name_alone_is_never_enough() {
         "a hand edit is not the bash apply"
     );
     assert!(!is_bash_app_project(&bash_app_project("platform", "1"), ns));
+}
+
+#[test]
+fn a_kubectl_applied_project_of_someone_else_is_not_the_bash_phases() {
+    // The same name and kubectl's manager, but a manifest without the bash phase's role: a
+    // user's own `kubectl apply`, not a leftover.
+    let mut mine = bash_app_project("production", "41");
+    mine["metadata"]["annotations"][LAST_APPLIED_ANNOTATION] = json!(
+        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject", "metadata": {"name": "production"},
+               "spec": {"roles": [{"name": "ops"}]}})
+        .to_string()
+    );
+    assert!(!is_bash_app_project(&mine, "argocd"));
+    assert!(is_bash_app_project(
+        &bash_app_project("production", "42"),
+        "argocd"
+    ));
+}
+
+#[test]
+fn an_adoption_stopped_after_its_reset_is_finished_by_the_rerun() {
+    // The reset patch went through, our apply or the last patch did not: no kubectl manager any
+    // more, `before-first-apply` co-owns our fields.
+    let mut project = bash_app_project("staging", "77");
+    project["metadata"]["annotations"] = json!({});
+    project["metadata"]["managedFields"] = json!([
+        {"manager": leftovers::BEFORE_FIRST_APPLY, "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": {}},
+        {"manager": FIELD_MANAGER, "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": {}},
+    ]);
+    assert!(!is_bash_app_project(&project, "argocd"));
+    let live = LiveLeftovers {
+        cleaner: None,
+        application_set: None,
+        token_secret: None,
+        app_projects: vec![project],
+    };
+    let plan = diff(&settings(), &with_leftovers(live)).unwrap();
+    let finish: Vec<_> = plan
+        .changes
+        .iter()
+        .filter(|c| c.name == "argocd/staging" && c.is_bash_leftover())
+        .collect();
+    assert_eq!(finish.len(), 1, "{plan}");
+    let Op::Leftover(LeftoverOp::Patch { ops, .. }) = &finish[0].op else {
+        panic!("a managedFields patch: {:?}", finish[0].op);
+    };
+    assert_eq!(ops[0]["op"], "test", "guarded by the resourceVersion");
+    assert_eq!(
+        ops[1]["value"],
+        json!([{"manager": FIELD_MANAGER, "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": {}}])
+    );
 }

@@ -169,17 +169,57 @@ pub fn kubectl_apply_managers(object: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The role the bash phase gave each of its `AppProjects` (research note, section 3.4).
+pub fn bash_app_project_role(name: &str) -> Option<&'static str> {
+    match name {
+        "production" => Some("admin"),
+        "staging" => Some("deployer"),
+        "ephemeral" => Some("developer"),
+        _ => None,
+    }
+}
+
 /// A bash `AppProject`: one of [`BASH_APP_PROJECTS`] in the Argo CD namespace whose fields
-/// client-side `kubectl apply` still owns. Our phase writes only by server-side apply
-/// (operation `Apply`, manager `cicd-buildout/argo-delivery`), so an `AppProject` only we wrote
-/// never matches, and neither does `platform`.
+/// client-side `kubectl apply` still owns, and whose applied manifest (kubectl's
+/// `last-applied-configuration`) is the bash phase's: that project with its bash role. Our phase
+/// writes only by server-side apply (operation `Apply`, manager `cicd-buildout/argo-delivery`),
+/// so an `AppProject` only we wrote never matches, and neither does `platform`.
 pub fn is_bash_app_project(object: &Value, argocd_namespace: &str) -> bool {
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    let applied: Option<Value> = object["metadata"]["annotations"][LAST_APPLIED_ANNOTATION]
+        .as_str()
+        .and_then(|text| serde_json::from_str(text).ok());
+    let applied_is_bash = applied.is_some_and(|a| {
+        a["kind"] == "AppProject"
+            && a["metadata"]["name"] == name
+            && bash_app_project_role(name).is_some_and(|role| {
+                a["spec"]["roles"]
+                    .as_array()
+                    .is_some_and(|roles| roles.iter().any(|r| r["name"] == role))
+            })
+    });
     object["kind"] == "AppProject"
         && object["metadata"]["namespace"] == argocd_namespace
-        && BASH_APP_PROJECTS
-            .iter()
-            .any(|name| object["metadata"]["name"] == *name)
+        && BASH_APP_PROJECTS.contains(&name)
         && !kubectl_apply_managers(object).is_empty()
+        && applied_is_bash
+}
+
+/// The manager our apply leaves when it lands on an object whose `managedFields` were just
+/// cleared (see [`keep_only_manager`]).
+pub const BEFORE_FIRST_APPLY: &str = "before-first-apply";
+
+/// An `AppProject` whose adoption stopped after the reset (the apply or the last patch failed):
+/// no kubectl manager any more, but a [`BEFORE_FIRST_APPLY`] entry co-owning our fields. The
+/// rerun finishes it with the [`keep_only_manager`] patch.
+pub fn is_interrupted_adoption(object: &Value, argocd_namespace: &str) -> bool {
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    object["kind"] == "AppProject"
+        && object["metadata"]["namespace"] == argocd_namespace
+        && BASH_APP_PROJECTS.contains(&name)
+        && object["metadata"]["managedFields"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|e| e["manager"] == BEFORE_FIRST_APPLY))
 }
 
 /// The names of the `AppProjects` [`diff`] adopts: [`crate::reconcile`] leaves them out of the
@@ -348,8 +388,9 @@ pub fn diff<A>(
         }
         let after = json!({"managers": [format!("{} (Apply)", crate::reconcile::FIELD_MANAGER)], "spec": desired["spec"], "labels": desired["metadata"]["labels"]});
         let identity = format!(
-            "AppProject {ns}/{name} with fields owned by client-side kubectl apply ({})",
-            kubectl_apply_managers(project).join(", ")
+            "AppProject {ns}/{name} with fields owned by client-side kubectl apply ({}), applied with the bash role {}",
+            kubectl_apply_managers(project).join(", "),
+            bash_app_project_role(name).unwrap_or_default()
         );
         plan.push(
             Change::update(
@@ -366,6 +407,33 @@ pub fn diff<A>(
                 }),
             )
             .left_by_bash(&identity),
+        );
+    }
+    let manager = crate::reconcile::FIELD_MANAGER;
+    for project in live
+        .app_projects
+        .iter()
+        .filter(|p| !is_bash_app_project(p, ns) && is_interrupted_adoption(p, ns))
+    {
+        let name = project["metadata"]["name"].as_str().unwrap_or_default();
+        let Some(ops) = keep_only_manager(project, manager) else {
+            continue;
+        };
+        plan.push(
+            Change::update(
+                "kubernetes AppProject",
+                &format!("{ns}/{name}"),
+                json!({"managers": project["metadata"]["managedFields"].as_array().map(|m| m.iter().map(|e| e["manager"].clone()).collect::<Vec<_>>())}),
+                json!({"managers": [manager]}),
+                &[],
+                wrap(Op::Patch {
+                    target: reference(project),
+                    ops,
+                }),
+            )
+            .left_by_bash(&format!(
+                "AppProject {ns}/{name} whose adoption stopped after its reset: {BEFORE_FIRST_APPLY} still co-owns our fields"
+            )),
         );
     }
 }
