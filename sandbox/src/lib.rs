@@ -269,6 +269,15 @@ impl Sandbox {
         sandbox
             .env
             .insert(env::KC_REALM.into(), SANDBOX_REALM.into());
+        // Phase 12b publishes the platform checkout's SOPs: here, those of the model of the
+        // platform's repository (tests/bats/platform), so the main job shows a wiki too.
+        let sops =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/bats/platform/docs/engineering");
+        if sops.is_dir() {
+            sandbox
+                .env
+                .insert(env::SOP_WIKI_DOCS_DIR.into(), sops.display().to_string());
+        }
         sandbox.env.insert(
             env::KEYCLOAK_ADMIN_CLIENT_ID.into(),
             SANDBOX_KEYCLOAK_CLIENT.into(),

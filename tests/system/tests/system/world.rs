@@ -38,11 +38,6 @@ fn phase_binary(package: &str, bin: &str) -> PathBuf {
     sandbox::support::workspace_bin(package, bin, env!("CARGO_TARGET_TMPDIR"))
 }
 
-/// The platform checkout's SOPs phase 12b publishes: the model of the platform's repository.
-fn platform_docs() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../bats/platform/docs/engineering")
-}
-
 /// Sign-ins are POSTs that change nothing (Keycloak's token endpoint, Argo CD's session).
 fn is_sign_in(route: &str) -> bool {
     route.ends_with("/protocol/openid-connect/token") || route == "POST /api/v1/session"
@@ -182,13 +177,7 @@ impl World {
             exe.to_str().expect("utf-8 path"),
             &self.sandbox.env_file(),
             args,
-            &[
-                ("CICD_CRD_WAIT_SECS", "30"),
-                (
-                    "SOP_WIKI_DOCS_DIR",
-                    platform_docs().to_str().expect("utf-8 path"),
-                ),
-            ],
+            &[("CICD_CRD_WAIT_SECS", "30")],
         ))
     }
 
