@@ -229,3 +229,29 @@ pub fn assert_not_printed<'a>(outputs: impl IntoIterator<Item = &'a str>, secret
         }
     }
 }
+
+/// `(action, "resource name")` of every change of a plan's JSON `changes` (or row of an
+/// `--adopt-report`'s `leftovers`) whose reason is a leftover of the platform's bash phases
+/// ([`common::contract::LEFT_BY_BASH`]), in plan order.
+pub fn bash_leftover_rows(changes: &Value) -> Vec<(String, String)> {
+    changes
+        .as_array()
+        .map_or(&[][..], Vec::as_slice)
+        .iter()
+        .filter(|c| {
+            c["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with(common::contract::LEFT_BY_BASH))
+        })
+        .map(|c| {
+            (
+                c["action"].as_str().unwrap_or_default().to_owned(),
+                format!(
+                    "{} {}",
+                    c["resource"].as_str().unwrap_or_default(),
+                    c["name"].as_str().unwrap_or_default()
+                ),
+            )
+        })
+        .collect()
+}

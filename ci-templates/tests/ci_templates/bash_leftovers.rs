@@ -9,7 +9,6 @@
 use std::collections::BTreeSet;
 
 use ci_templates::desired::ROBOTS;
-use common::contract::LEFT_BY_BASH;
 use sandbox::Sandbox;
 use serde_json::Value;
 
@@ -34,26 +33,7 @@ async fn bash_phase_14(sandbox: &Sandbox) -> Vec<String> {
 
 /// (action, resource name) of every change left by the bash phase, sorted.
 fn leftovers(changes: &Value) -> Vec<(String, String)> {
-    let mut found: Vec<(String, String)> = changes
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| {
-            c["reason"]
-                .as_str()
-                .is_some_and(|r| r.starts_with(LEFT_BY_BASH))
-        })
-        .map(|c| {
-            (
-                c["action"].as_str().unwrap().to_owned(),
-                format!(
-                    "{} {}",
-                    c["resource"].as_str().unwrap(),
-                    c["name"].as_str().unwrap()
-                ),
-            )
-        })
-        .collect();
+    let mut found = sandbox::support::bash_leftover_rows(changes);
     found.sort();
     found
 }

@@ -89,21 +89,13 @@ async fn the_bash_phases_approval_rules_are_adopted_or_removed_as_planned() {
         ),
     ];
     let leftovers = |changes: &Value| -> Vec<(String, String)> {
-        changes
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|c| {
-                c["reason"]
-                    .as_str()
-                    .is_some_and(|r| r.starts_with(common::contract::LEFT_BY_BASH))
-            })
-            .map(|c| {
-                assert_eq!(c["resource"], "approval rule", "{c}");
-                (
-                    c["action"].as_str().unwrap().to_owned(),
-                    c["name"].as_str().unwrap().to_owned(),
-                )
+        sandbox::support::bash_leftover_rows(changes)
+            .into_iter()
+            .map(|(action, title)| {
+                let name = title
+                    .strip_prefix("approval rule ")
+                    .unwrap_or_else(|| panic!("not an approval rule: {title}"));
+                (action, name.to_owned())
             })
             .collect()
     };

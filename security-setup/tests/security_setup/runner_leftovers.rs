@@ -3,7 +3,6 @@
 //! `plan` and `--adopt-report` list each deletion with its reason and write nothing; `apply` keeps
 //! exactly our security runner (token in Vault) and deletes the bash ones; a rerun writes nothing.
 
-use common::contract::LEFT_BY_BASH;
 use sandbox::bash_phases::security_runner_body as bash_body;
 use serde_json::{Value, json};
 
@@ -12,23 +11,15 @@ use crate::support::{
     stored_token, versions,
 };
 
-/// (action, name) of every change left by the bash phase.
+/// (action, name) of every change left by the bash phase: each a GitLab runner.
 fn leftovers(changes: &Value) -> Vec<(String, String)> {
-    let mut found: Vec<(String, String)> = changes
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| {
-            c["reason"]
-                .as_str()
-                .is_some_and(|r| r.starts_with(LEFT_BY_BASH))
-        })
-        .map(|c| {
-            assert_eq!(c["resource"], "gitlab runner", "{c}");
-            (
-                c["action"].as_str().unwrap().to_owned(),
-                c["name"].as_str().unwrap().to_owned(),
-            )
+    let mut found: Vec<(String, String)> = sandbox::support::bash_leftover_rows(changes)
+        .into_iter()
+        .map(|(action, title)| {
+            let name = title
+                .strip_prefix("gitlab runner ")
+                .unwrap_or_else(|| panic!("not a runner: {title}"));
+            (action, name.to_owned())
         })
         .collect();
     found.sort();

@@ -130,27 +130,38 @@ fn token_secret() -> Value {
 pub fn report_rows(stdout: &str) -> Vec<(String, String)> {
     let doc: Value = serde_json::from_str(stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(doc["mode"], "adopt-report", "{doc}");
-    doc["leftovers"]
-        .as_array()
-        .expect("leftovers")
-        .iter()
-        .map(|row| {
-            assert!(
-                row["reason"]
-                    .as_str()
-                    .is_some_and(|r| r.starts_with(common::contract::LEFT_BY_BASH)),
-                "{row}"
-            );
-            (
-                row["action"].as_str().unwrap_or_default().to_owned(),
-                format!(
-                    "{} {}",
-                    row["resource"].as_str().unwrap_or_default(),
-                    row["name"].as_str().unwrap_or_default()
-                ),
-            )
-        })
-        .collect()
+    let rows = sandbox::support::bash_leftover_rows(&doc["leftovers"]);
+    assert_eq!(
+        rows.len(),
+        doc["leftovers"].as_array().map_or(0, Vec::len),
+        "every row carries the bash reason: {doc}"
+    );
+    rows
+}
+
+/// `GET url` with `auth` (GitLab's token header or Harbor's basic auth): the JSON answer.
+fn get_json(
+    world: &World,
+    url: &str,
+    auth: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+) -> Value {
+    world.rt.block_on(async {
+        auth(reqwest::Client::new().get(url))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
+    })
+}
+
+fn gitlab_get(world: &World, path: &str) -> Value {
+    get_json(
+        world,
+        &format!("{}/api/v4/{path}", world.get("GITLAB_URL")),
+        |r| r.header("PRIVATE-TOKEN", world.get("GITLAB_API_TOKEN")),
+    )
 }
 
 /// After `--from 12`: nothing of the bash phases is left, and each removal had been reported.
@@ -192,20 +203,11 @@ pub fn converged(world: &World) {
     reported("gitlab-harden", "delete", "(id 9100001)");
 
     // Phase 14: no project robot; the system robots are ours; the Vault copy is gone.
-    let robots: Value = world.rt.block_on(async {
-        reqwest::Client::new()
-            .get(format!(
-                "{}/api/v2.0/robots?page_size=100",
-                world.get("HARBOR_URL")
-            ))
-            .basic_auth("admin", Some(world.get("HARBOR_ADMIN_PASSWORD")))
-            .send()
-            .await
-            .expect("Harbor answers")
-            .json()
-            .await
-            .expect("JSON")
-    });
+    let robots = get_json(
+        world,
+        &format!("{}/api/v2.0/robots?page_size=100", world.get("HARBOR_URL")),
+        |r| r.basic_auth("admin", Some(world.get("HARBOR_ADMIN_PASSWORD"))),
+    );
     let robots = robots.as_array().expect("a list of robots");
     assert!(
         robots.iter().all(|r| r["level"] == "system"),
@@ -292,20 +294,7 @@ pub fn converged(world: &World) {
     reported("argo-delivery", "update", "argocd-gitlab-token");
 
     // Phase 16: no bash runner; no Helm release Secret nor any of its Helm-annotated objects.
-    let runners: Value = world.rt.block_on(async {
-        reqwest::Client::new()
-            .get(format!(
-                "{}/api/v4/runners/all?per_page=100",
-                world.get("GITLAB_URL")
-            ))
-            .header("PRIVATE-TOKEN", world.get("GITLAB_API_TOKEN"))
-            .send()
-            .await
-            .expect("GitLab answers")
-            .json()
-            .await
-            .expect("JSON")
-    });
+    let runners = gitlab_get(world, "runners/all?per_page=100");
     let bash_runners = runners
         .as_array()
         .expect("runners")
@@ -391,21 +380,8 @@ pub fn converged(world: &World) {
 /// Phase 12b published the platform checkout's `docs/engineering` (the model's three SOPs) as the
 /// wiki of `sop-wiki`: the documents, the split SOP, Home and `_sidebar`, links rewritten.
 pub fn wiki_published(world: &World) {
-    let pages: Value = world.rt.block_on(async {
-        let id = project_id(&world.sandbox, "platform_services/sop-wiki");
-        reqwest::Client::new()
-            .get(format!(
-                "{}/api/v4/projects/{id}/wikis?with_content=1",
-                world.get("GITLAB_URL")
-            ))
-            .header("PRIVATE-TOKEN", world.get("GITLAB_API_TOKEN"))
-            .send()
-            .await
-            .expect("GitLab answers")
-            .json()
-            .await
-            .expect("JSON")
-    });
+    let id = project_id(&world.sandbox, "platform_services/sop-wiki");
+    let pages = gitlab_get(world, &format!("projects/{id}/wikis?with_content=1"));
     let pages = pages.as_array().expect("pages");
     let slugs: BTreeSet<&str> = pages.iter().filter_map(|p| p["slug"].as_str()).collect();
     assert_eq!(
