@@ -1,5 +1,5 @@
 //! The leftovers of the bash phase 15, without servers: each is found by its exact bash identity
-//! (research note §3.1–3.4), every change says "left by the bash phase", and no rule matches what
+//! (research note section 3.1–3.4), every change says "left by the bash phase", and no rule matches what
 //! this phase creates itself. The objects below are shaped as the API server returns what
 //! `kubectl apply` made of the bash manifests (the integration test makes them with kubectl).
 

@@ -1,5 +1,5 @@
 //! What the platform's bash phase 15 (`phase_15_argocd_delivery`) left in the cluster, and how
-//! this phase converges it (docs/research/upstream-bash-phases.md §3.1–3.4,
+//! this phase converges it (docs/research/upstream-bash-phases.md section 3.1–3.4,
 //! docs/phase-15-argo-delivery.md "Leftovers of the bash phase"):
 //!
 //! - `CronJob` `<argocd>/ephemeral-ns-cleaner` → deleted (our cleaner is `cicd-system/namespace-cleaner`);
@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use crate::settings::Settings;
 
-/// The bash phase's cleaner `CronJob` (§3.1).
+/// The bash phase's cleaner `CronJob` (section 3.1).
 pub const BASH_CLEANER: &str = "ephemeral-ns-cleaner";
 /// Its one container's name and image, and the service account it runs as.
 pub const BASH_CLEANER_CONTAINER: &str = "cleaner";
@@ -36,18 +36,18 @@ pub const BASH_CLEANER_SERVICE_ACCOUNT: &str = "argocd-server";
 /// (up to 1.24), so the leftover is found on every Kubernetes the platform ran on.
 pub const CRON_JOB_VERSIONS: [&str; 2] = ["batch/v1", "batch/v1beta1"];
 
-/// The bash phase's `ApplicationSet` (§3.3), its template's project and path.
+/// The bash phase's `ApplicationSet` (section 3.3), its template's project and path.
 pub const BASH_APPLICATION_SET: &str = "ephemeral-mr-envs";
 pub const BASH_APPLICATION_SET_PROJECT: &str = "ephemeral";
 pub const BASH_APPLICATION_SET_PATH: &str = "deploy/overlays/rke2-prod";
 
-/// The pull-request generators' token Secret: the bash literal (§3.2) and our `ExternalSecret`'s
+/// The pull-request generators' token Secret: the bash literal (section 3.2) and our `ExternalSecret`'s
 /// target share the name.
 pub const GITLAB_TOKEN_SECRET: &str = "argocd-gitlab-token";
 /// The key the bash phase stored the token under.
 pub const GITLAB_TOKEN_KEY: &str = "token";
 
-/// The `AppProjects` the bash phase applied (§3.4); `platform` is ours only.
+/// The `AppProjects` the bash phase applied (section 3.4); `platform` is ours only.
 pub const BASH_APP_PROJECTS: [&str; 3] = ["production", "staging", "ephemeral"];
 /// The field managers client-side `kubectl apply` writes as: `kubectl-client-side-apply` since
 /// kubectl 1.18, `kubectl` before. Both record an `Update` operation.

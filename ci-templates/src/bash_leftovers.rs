@@ -1,5 +1,5 @@
 //! What the platform's bash phase 14 left in Harbor and Vault (docs/research/upstream-bash-phases.md
-//! §3.6, §3.8), each recognised by its exact bash identity, never by name alone:
+//! section 3.6, section 3.8), each recognised by its exact bash identity, never by name alone:
 //!
 //! - **System robots** `robot$ci-push` and `robot$argocd-pull`: the names of two of our robots, but
 //!   made by `create_harbor_robot` with `{"name","duration":-1,"level":"system","permissions"}`: no

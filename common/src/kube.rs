@@ -656,7 +656,7 @@ impl KubeClient {
 /// (for a Secret that includes its data, base64-encoded).
 pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// One reference token of a JSON Pointer (RFC 6901 §4): `~` as `~0`, `/` as `~1`.
+/// One reference token of a JSON Pointer (RFC 6901, section 4): `~` as `~0`, `/` as `~1`.
 pub fn pointer_token(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }

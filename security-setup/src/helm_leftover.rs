@@ -1,6 +1,6 @@
 //! The Helm release `gitlab-runner-security` that the platform's bash phase 16 installed in the
-//! runner namespace (docs/research/upstream-bash-phases.md §3.5), removed the way `helm uninstall`
-//! removes a release (§4.3, `common::helm`), without the helm binary: every object of the latest
+//! runner namespace (docs/research/upstream-bash-phases.md section 3.5), removed the way `helm uninstall`
+//! removes a release (section 4.3, `common::helm`), without the helm binary: every object of the latest
 //! revision's manifest, then every revision's Secret. Each deletion is a plan change with the
 //! reason "left by the bash phase".
 //!

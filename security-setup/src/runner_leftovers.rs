@@ -1,5 +1,5 @@
 //! The security runners the platform's bash phase 16 left (docs/research/upstream-bash-phases.md
-//! §3.5): on every run it registered a new instance runner with
+//! section 3.5): on every run it registered a new instance runner with
 //! `{"runner_type":"instance_type","description":"security-scanner-runner","tag_list":"security,trivy,semgrep,gitleaks","run_untagged":false}`
 //! and never looked for the earlier ones, which stay registered and idle.
 //!

@@ -1,6 +1,6 @@
 //! The bash phase 15's leftovers on the real kube-apiserver, made the way the bash phase makes
 //! them: real `kubectl apply` (client-side) of manifests written from the research note
-//! (docs/research/upstream-bash-phases.md §3.1–3.4, in our words) and the literal token Secret
+//! (docs/research/upstream-bash-phases.md section 3.1–3.4, in our words) and the literal token Secret
 //! piped from `kubectl create secret … --dry-run=client -o yaml` into `kubectl apply -f -`.
 //! `plan` lists every adoption "left by the bash phase" and writes nothing; `apply` converges;
 //! a second `apply` changes and writes nothing; the token is never printed.

@@ -1,4 +1,4 @@
-//! The bash phase 16's Helm release `gitlab-runner-security` (research note §3.5) on the real
+//! The bash phase 16's Helm release `gitlab-runner-security` (research note section 3.5) on the real
 //! kube-apiserver. The chart cannot be fetched here, so the test lays out what `helm install` and
 //! one `helm upgrade` leave (helm/helm `pkg/storage/driver/secrets.go`: one Secret per revision,
 //! type `helm.sh/release.v1`, labels `owner`, `name`, `status`, `version`, `data.release` = the
