@@ -8,9 +8,10 @@ use common::env;
 use common::gitlab::access;
 use serde::Deserialize;
 
-/// The plan's "Keycloak Group Sync to GitLab Groups" table, as levels the issue fixes.
-pub const DEFAULT_GROUP_LEVELS: &str =
-    "platform-admins=50,infra-engineers=40,senior-developers=40,developers=30,viewers=20";
+/// The plan's "Keycloak Group Sync to GitLab Groups" table (plan §2.6), as GitLab levels: the
+/// platform's Harvester and Rancher admins are Maintainers like infra-engineers;
+/// `ci-service-accounts` use API tokens only and get no membership.
+pub const DEFAULT_GROUP_LEVELS: &str = "platform-admins=50,harvester-admins=40,rancher-admins=40,infra-engineers=40,senior-developers=40,developers=30,viewers=20";
 /// Keycloak groups whose GitLab mirrors the approval rules name.
 pub const PLATFORM_ADMINS: &str = "platform-admins";
 pub const SENIOR_DEVELOPERS: &str = "senior-developers";
@@ -211,6 +212,10 @@ mod tests {
     fn default_levels_are_the_plan_table() {
         let levels = parse_levels(DEFAULT_GROUP_LEVELS).unwrap();
         assert_eq!(levels["platform-admins"], 50);
+        // The plan's table names the platform's Harvester and Rancher admins as Maintainers.
+        assert_eq!(levels["harvester-admins"], 40);
+        assert_eq!(levels["rancher-admins"], 40);
+        assert_eq!(levels.len(), 7, "{levels:?}");
         assert_eq!(levels["infra-engineers"], 40);
         assert_eq!(levels["senior-developers"], 40);
         assert_eq!(levels["developers"], 30);

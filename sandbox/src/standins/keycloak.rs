@@ -352,5 +352,8 @@ pub fn demo_data(realm: &str, client_id: &str, client_secret: &str) -> KeycloakD
     data.add_member(&developers, &ids["dave"]);
     data.add_member(&developers, &erin);
     data.add_member(&viewers, &ids["dave"]);
+    // The platform's realm has them (the plan's group table, §2.6); nobody is in them here.
+    data.add_group("harvester-admins", None);
+    data.add_group("rancher-admins", None);
     data
 }
