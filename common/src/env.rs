@@ -75,6 +75,12 @@ pub const VAULT_K8S_NAMESPACE: &str = "VAULT_K8S_NAMESPACE";
 pub const VAULT_K8S_SERVICE_ACCOUNT: &str = "VAULT_K8S_SERVICE_ACCOUNT";
 /// File path of the CI/CD audit device (default `/vault/audit/cicd-audit.log`).
 pub const VAULT_AUDIT_FILE_PATH: &str = "VAULT_AUDIT_FILE_PATH";
+/// The platform's intermediate PKI mount (its phase 2: `pki_int`, `pathlen:0`) on which phase 13
+/// creates the role `ci-server-cert` (default `pki_int`).
+pub const VAULT_CI_PKI_MOUNT: &str = "VAULT_CI_PKI_MOUNT";
+/// Comma-separated domains `ci-server-cert` may issue for, subdomains included (default
+/// `ci.$DOMAIN`): CI-only names, never the platform's own services.
+pub const VAULT_CI_CERT_DOMAINS: &str = "VAULT_CI_CERT_DOMAINS";
 /// Namespace and service account of External Secrets Operator (defaults `external-secrets`).
 pub const ESO_NAMESPACE: &str = "ESO_NAMESPACE";
 /// Service account of External Secrets Operator (default `external-secrets`).
@@ -329,6 +335,8 @@ pub const ALL: &[&str] = &[
     VAULT_K8S_NAMESPACE,
     VAULT_K8S_SERVICE_ACCOUNT,
     VAULT_AUDIT_FILE_PATH,
+    VAULT_CI_PKI_MOUNT,
+    VAULT_CI_CERT_DOMAINS,
     ESO_NAMESPACE,
     ESO_SERVICE_ACCOUNT,
     ESO_VAULT_SERVER,

@@ -126,12 +126,49 @@ pub struct Desired {
     pub audit: AuditSpec,
     /// Kubernetes objects, applied in order. `(object, CRD that must be Established first)`.
     pub kube_objects: Vec<(Value, Option<&'static str>)>,
+    /// The role `ci-server-cert` (plan §3.2) on the platform's intermediate PKI mount, and that
+    /// mount; `None` when no domain is known (no `DOMAIN`, no `VAULT_CI_CERT_DOMAINS`).
+    pub ci_cert_role: Option<(String, VaultDocument)>,
+}
+
+/// Name of the PKI role of short-lived CI server certificates (plan §3.2).
+pub const CI_CERT_ROLE: &str = "ci-server-cert";
+
+/// `ci-server-cert`: server certificates for CI-only names, at most 24 h (plan §3.2: `max_ttl:
+/// 24h`, `allow_subdomains: true`), not stored by Vault (short-lived, many). The platform keeps
+/// its root key offline and gives Vault only `pki_int` with `pathlen:0`, which can issue leaf
+/// certificates but no CA: so the plan's `ci-intermediate` is this role on that mount, limited to
+/// the CI domains, not a second intermediate.
+pub fn ci_cert_role(mount: &str, domains: &[String]) -> VaultDocument {
+    doc(
+        &format!("{mount}/roles/{CI_CERT_ROLE}"),
+        "vault pki role",
+        &format!("{mount}/{CI_CERT_ROLE}"),
+        json!({
+            "allowed_domains": domains,
+            "allow_subdomains": true,
+            "allow_bare_domains": false,
+            "allow_glob_domains": false,
+            "allow_wildcard_certificates": false,
+            "allow_localhost": false,
+            "allow_ip_sans": false,
+            "server_flag": true,
+            "client_flag": false,
+            "key_type": "ec",
+            "key_bits": 256,
+            "ttl": 3600,
+            "max_ttl": 86400,
+            "no_store": true,
+        }),
+    )
 }
 
 /// Inputs that come from the platform configuration.
 #[derive(Debug, Clone)]
 pub struct Inputs<'a> {
     pub settings: &'a Settings,
+    /// `DOMAIN`: the default CI certificate domain is `ci.$DOMAIN`.
+    pub domain: Option<&'a str>,
     pub gitlab_url: &'a str,
     pub vault_addr: &'a str,
     /// The GitLab API token's value, stored in KV for Argo CD when the secret is absent.
@@ -435,6 +472,21 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
             inputs,
             services.first().map_or("example-service", String::as_str),
         ),
+        ci_cert_role: {
+            let domains = match &s.vault_ci_cert_domains {
+                Some(list_setting) => list(list_setting),
+                None => inputs
+                    .domain
+                    .map(|d| vec![format!("ci.{d}")])
+                    .unwrap_or_default(),
+            };
+            (!domains.is_empty()).then(|| {
+                (
+                    s.vault_ci_pki_mount.clone(),
+                    ci_cert_role(&s.vault_ci_pki_mount, &domains),
+                )
+            })
+        },
     }
 }
 
@@ -582,6 +634,7 @@ mod tests {
     fn inputs(s: &Settings) -> Inputs<'_> {
         Inputs {
             settings: s,
+            domain: Some("example.org"),
             gitlab_url: "https://gitlab.example.org",
             vault_addr: "https://vault.example.org",
             gitlab_token: None,

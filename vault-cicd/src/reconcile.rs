@@ -74,6 +74,7 @@ impl VaultCicd {
         let platform_ca = cfg.ca_pem()?;
         let desired = desired(&Inputs {
             settings: &settings,
+            domain: cfg.domain.as_deref(),
             gitlab_url: &gitlab_url,
             vault_addr: vault.addr(),
             gitlab_token: gitlab_token.as_ref().map(common::config::expose),
@@ -148,6 +149,9 @@ pub struct Observed {
     pub signing_key_type: Option<String>,
     pub kv_existing: BTreeSet<String>,
     pub audit: BTreeMap<String, AuditDevice>,
+    /// The role `ci-server-cert` as it is (`Some(None)`: absent), or `None` when its PKI mount
+    /// does not exist.
+    pub ci_cert_role: Option<Option<Value>>,
 }
 
 impl Phase for VaultCicd {
@@ -222,6 +226,23 @@ impl Phase for VaultCicd {
             }
         }
         let audit = self.vault.audit_devices().await?;
+        let ci_cert_role = match &d.ci_cert_role {
+            Some((mount, role)) if secret_mounts.contains_key(&format!("{mount}/")) => Some(
+                match self
+                    .vault
+                    .read(
+                        &format!("reading {} {}", role.resource, role.name),
+                        &role.path,
+                    )
+                    .await
+                {
+                    Ok(v) => v,
+                    Err(Error::Api { status: 404, .. }) => None,
+                    Err(e) => return Err(e.into()),
+                },
+            ),
+            _ => None,
+        };
         Ok(Observed {
             secret_mounts,
             auth_mounts,
@@ -230,6 +251,7 @@ impl Phase for VaultCicd {
             signing_key_type,
             kv_existing,
             audit,
+            ci_cert_role,
         })
     }
 
@@ -352,6 +374,49 @@ impl Phase for VaultCicd {
 }
 
 /// The pure diff of the Vault side.
+/// A Vault document (config or role) to create, or to update where a managed field differs.
+fn plan_document(plan: &mut Plan<Op>, doc: &VaultDocument, live: Option<Value>) {
+    let desired = doc.body.as_object().cloned().unwrap_or_default();
+    let op = Op::WriteDocument(doc.clone());
+    match live {
+        Some(live)
+            if desired.iter().any(|(_, v)| !v.is_null())
+                && !desired.keys().all(|k| is_unset(live.get(k))) =>
+        {
+            let differing: Vec<&String> = desired
+                .iter()
+                .filter(|(k, v)| !same_value(live.get(*k), v))
+                .map(|(k, _)| k)
+                .collect();
+            if !differing.is_empty() {
+                let before: serde_json::Map<String, Value> = differing
+                    .iter()
+                    .map(|k| ((*k).clone(), live.get(*k).cloned().unwrap_or(Value::Null)))
+                    .collect();
+                let after: serde_json::Map<String, Value> = differing
+                    .iter()
+                    .map(|k| ((*k).clone(), desired[*k].clone()))
+                    .collect();
+                plan.push(Change::update(
+                    doc.resource,
+                    &doc.name,
+                    Value::Object(before),
+                    Value::Object(after),
+                    &[],
+                    op,
+                ));
+            }
+        }
+        _ => plan.push(Change::create(
+            doc.resource,
+            &doc.name,
+            doc.body.clone(),
+            &[],
+            op,
+        )),
+    }
+}
+
 pub fn diff(d: &Desired, o: &Observed) -> anyhow::Result<Plan<Op>> {
     let mut plan = Plan::new(PHASE_NAME);
     for spec in &d.secret_engines {
@@ -414,45 +479,24 @@ pub fn diff(d: &Desired, o: &Observed) -> anyhow::Result<Plan<Op>> {
         }
     }
     for doc in &d.documents {
-        let desired = doc.body.as_object().cloned().unwrap_or_default();
-        let op = Op::WriteDocument(doc.clone());
-        match o.documents.get(&doc.path).cloned().flatten() {
-            Some(live)
-                if desired.iter().any(|(_, v)| !v.is_null())
-                    && !desired.keys().all(|k| is_unset(live.get(k))) =>
-            {
-                let differing: Vec<&String> = desired
-                    .iter()
-                    .filter(|(k, v)| !same_value(live.get(*k), v))
-                    .map(|(k, _)| k)
-                    .collect();
-                if !differing.is_empty() {
-                    let before: serde_json::Map<String, Value> = differing
-                        .iter()
-                        .map(|k| ((*k).clone(), live.get(*k).cloned().unwrap_or(Value::Null)))
-                        .collect();
-                    let after: serde_json::Map<String, Value> = differing
-                        .iter()
-                        .map(|k| ((*k).clone(), desired[*k].clone()))
-                        .collect();
-                    plan.push(Change::update(
-                        doc.resource,
-                        &doc.name,
-                        Value::Object(before),
-                        Value::Object(after),
-                        &[],
-                        op,
-                    ));
-                }
-            }
-            _ => plan.push(Change::create(
-                doc.resource,
-                &doc.name,
-                doc.body.clone(),
-                &[],
-                op,
-            )),
-        }
+        plan_document(
+            &mut plan,
+            doc,
+            o.documents.get(&doc.path).cloned().flatten(),
+        );
+    }
+    match (&d.ci_cert_role, &o.ci_cert_role) {
+        (Some((_, role)), Some(live)) => plan_document(&mut plan, role, live.clone()),
+        (Some((mount, _)), None) => plan.warn(format!(
+            "PKI mount {mount}/ does not exist (the platform's phase 2 creates pki_int, its pathlen:0 intermediate): the role {} for short-lived CI server certificates (plan §3.2) is not created; create the mount or set {} to the intermediate's mount, and rerun",
+            crate::desired::CI_CERT_ROLE,
+            common::env::VAULT_CI_PKI_MOUNT
+        )),
+        (None, _) => plan.warn(format!(
+            "no domain for CI server certificates (neither {} nor DOMAIN is set): the PKI role {} is not created",
+            common::env::VAULT_CI_CERT_DOMAINS,
+            crate::desired::CI_CERT_ROLE
+        )),
     }
     let (mount, name) = &d.signing_key;
     match &o.signing_key_type {
@@ -532,6 +576,7 @@ mod tests {
         let settings: Settings = serde_json::from_value(json!({})).unwrap();
         desired(&Inputs {
             settings: &settings,
+            domain: Some("x"),
             gitlab_url: "https://gitlab.x",
             vault_addr: "https://vault.x",
             gitlab_token: None,
@@ -589,6 +634,10 @@ mod tests {
                 },
             )]
             .into(),
+            ci_cert_role: d
+                .ci_cert_role
+                .as_ref()
+                .map(|(_, role)| Some(role.body.clone())),
         }
     }
 
@@ -612,6 +661,7 @@ mod tests {
             signing_key_type: None,
             kv_existing: BTreeSet::new(),
             audit: BTreeMap::new(),
+            ci_cert_role: None,
         };
         let plan = diff(&d, &empty).unwrap();
         let expected = d.secret_engines.len()
@@ -692,5 +742,37 @@ mod tests {
             Some([("version".to_owned(), "1".to_owned())].into());
         let err = diff(&d, &o).err().unwrap().to_string();
         assert!(err.contains("enable-versioning"), "{err}");
+    }
+
+    #[test]
+    fn the_ci_cert_role_is_made_on_the_platform_intermediate_only() {
+        let d = desired_state();
+        let mut o = matching(&d);
+        o.ci_cert_role = Some(None);
+        let plan = diff(&d, &o).unwrap();
+        let titles: Vec<String> = plan.changes.iter().map(Change::title).collect();
+        assert_eq!(titles, ["vault pki role pki_int/ci-server-cert"]);
+        let after = plan.changes[0].after.as_ref().unwrap();
+        assert_eq!(after["allowed_domains"], json!(["ci.x"]), "CI-only names");
+        assert_eq!(after["max_ttl"], 86400, "plan §3.2: max_ttl 24h");
+        assert_eq!(after["allow_subdomains"], true);
+        assert_eq!(after["allow_ip_sans"], false);
+        // A hand-widened role is narrowed back in place.
+        let mut widened = d.ci_cert_role.as_ref().unwrap().1.body.clone();
+        widened["allowed_domains"] = json!(["ci.x", "x"]);
+        o.ci_cert_role = Some(Some(widened));
+        let plan = diff(&d, &o).unwrap();
+        assert_eq!(
+            plan.summary(),
+            common::plan::Summary {
+                create: 0,
+                update: 1,
+                delete: 0
+            }
+        );
+        assert_eq!(
+            plan.changes[0].diff,
+            [r#"~ allowed_domains: ["ci.x","x"] -> ["ci.x"]"#]
+        );
     }
 }

@@ -40,6 +40,9 @@ pub struct Settings {
     pub vault_k8s_service_account: String,
     #[serde(default = "default_audit_path")]
     pub vault_audit_file_path: String,
+    #[serde(default = "default_pki_mount")]
+    pub vault_ci_pki_mount: String,
+    pub vault_ci_cert_domains: Option<String>,
     #[serde(default = "default_eso")]
     pub eso_namespace: String,
     #[serde(default = "default_eso")]
@@ -71,6 +74,9 @@ fn default_vault() -> String {
 }
 fn default_audit_path() -> String {
     "/vault/audit/cicd-audit.log".into()
+}
+fn default_pki_mount() -> String {
+    "pki_int".into()
 }
 fn default_eso() -> String {
     "external-secrets".into()
