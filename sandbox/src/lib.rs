@@ -9,6 +9,7 @@
 pub mod bash_phases;
 mod crds;
 pub mod keys;
+pub mod pki;
 pub mod postgres;
 pub mod registry;
 pub mod standins;
@@ -656,6 +657,15 @@ impl Sandbox {
             env::VAULT_AUDIT_FILE_PATH.into(),
             audit_log.display().to_string(),
         );
+        // The platform's phase 2 PKI: offline root, `pki_int` with pathlen:0 (plan §3.2's role goes
+        // on it).
+        pki::platform_pki(
+            &self.dir,
+            self.get(env::VAULT_ADDR),
+            self.get(env::VAULT_TOKEN),
+        )
+        .await
+        .context("creating the platform's PKI (root and pathlen:0 intermediate)")?;
         Ok(())
     }
 

@@ -11,6 +11,9 @@ use serde_json::{Value, json};
 
 use sandbox::PhaseRun as Run;
 
+#[path = "vault_cicd/pki.rs"]
+mod pki;
+
 /// Runs the vault-cicd binary with only the given env file (no inherited settings).
 async fn vault_cicd(env_file: &Path, args: &[&str]) -> Run {
     sandbox::run_phase_binary(
