@@ -109,6 +109,9 @@ pub const KEYCLOAK_ADMIN_PASSWORD: &str = "KEYCLOAK_ADMIN_PASSWORD";
 pub const GITLAB_GROUPS: &str = "GITLAB_GROUPS";
 /// Comma-separated globs of project paths that hold production manifests (default `*-manifests,*-gitops,*/production-*`).
 pub const GITLAB_PRODUCTION_REPOS: &str = "GITLAB_PRODUCTION_REPOS";
+/// Comma-separated globs of project paths of infrastructure code (Terraform), which need two
+/// platform-admins (default `*/infrastructure/*,*-terraform`; topic `infrastructure` too).
+pub const GITLAB_INFRASTRUCTURE_REPOS: &str = "GITLAB_INFRASTRUCTURE_REPOS";
 /// Merge method that keeps branches up to date: `rebase_merge` (default) or `ff`.
 pub const GITLAB_MERGE_METHOD: &str = "GITLAB_MERGE_METHOD";
 /// Group that holds the approver groups mirrored from Keycloak (default `keycloak-groups`).
@@ -349,6 +352,7 @@ pub const ALL: &[&str] = &[
     KEYCLOAK_ADMIN_PASSWORD,
     GITLAB_GROUPS,
     GITLAB_PRODUCTION_REPOS,
+    GITLAB_INFRASTRUCTURE_REPOS,
     GITLAB_MERGE_METHOD,
     GITLAB_APPROVER_GROUP_PARENT,
     GITLAB_OIDC_PROVIDER,

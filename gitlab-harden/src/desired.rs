@@ -20,6 +20,8 @@ pub const REGISTRY_OFF_VALUES: &str = include_str!("../helm/registry-off.values.
 pub const PHASE_LABEL: &str = "12";
 /// Topic that marks a production manifest repository, besides the path globs.
 pub const PRODUCTION_TOPIC: &str = "production-manifests";
+/// Topic that marks an infrastructure (Terraform) repository, besides the path globs.
+pub const INFRASTRUCTURE_TOPIC: &str = "infrastructure";
 
 /// Which gate a project gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -29,6 +31,8 @@ pub enum ProjectKind {
     Service,
     /// Holds production manifests: one platform-admin and one senior-developer.
     ProductionManifests,
+    /// Infrastructure code (Terraform): two platform-admins (plan §2.6, "Infrastructure/Terraform").
+    Infrastructure,
 }
 
 /// `*` matches any run of characters (slashes included); everything else literally.
@@ -60,8 +64,16 @@ pub fn classify(project: &Project, settings: &Settings) -> ProjectKind {
         .production_repos
         .iter()
         .any(|g| glob_match(g, &project.path_with_namespace));
+    let infrastructure = project.topics.iter().any(|t| t == INFRASTRUCTURE_TOPIC)
+        || settings
+            .infrastructure_repos
+            .iter()
+            .any(|g| glob_match(g, &project.path_with_namespace));
+    // Production manifests first: their gate (one of each group) is the stricter mix.
     if by_topic || by_path {
         ProjectKind::ProductionManifests
+    } else if infrastructure {
+        ProjectKind::Infrastructure
     } else {
         ProjectKind::Service
     }
@@ -160,9 +172,15 @@ pub struct RuleSpec {
 pub const SENIOR_REVIEW: &str = "Senior Review Required";
 pub const PRODUCTION_ADMIN: &str = "Production Approval (platform-admins)";
 pub const PRODUCTION_SENIOR: &str = "Production Approval (senior-developers)";
+pub const INFRASTRUCTURE_ADMIN: &str = "Infrastructure Approval (platform-admins)";
 /// Rule names this phase owns: a rule with one of these names that a project should not have
 /// (or a second one) is deleted; rules with other names are left alone.
-pub const MANAGED_RULES: &[&str] = &[SENIOR_REVIEW, PRODUCTION_ADMIN, PRODUCTION_SENIOR];
+pub const MANAGED_RULES: &[&str] = &[
+    SENIOR_REVIEW,
+    PRODUCTION_ADMIN,
+    PRODUCTION_SENIOR,
+    INFRASTRUCTURE_ADMIN,
+];
 
 pub fn approval_rules(kind: ProjectKind, settings: &Settings) -> Vec<RuleSpec> {
     let group = |name: &str| settings.approver_group(name);
@@ -189,6 +207,13 @@ pub fn approval_rules(kind: ProjectKind, settings: &Settings) -> Vec<RuleSpec> {
                 groups: vec![group(SENIOR_DEVELOPERS)],
             },
         ],
+        // "Infrastructure/Terraform: platform-admins, 2". GitLab cannot scope a rule by path, so
+        // the rule is scoped by project (path globs or topic).
+        ProjectKind::Infrastructure => vec![RuleSpec {
+            name: INFRASTRUCTURE_ADMIN.into(),
+            approvals_required: 2,
+            groups: vec![group(PLATFORM_ADMINS)],
+        }],
     }
 }
 
@@ -360,6 +385,19 @@ mod tests {
             classify(&project("ps/packet-relay", &[]), &s),
             ProjectKind::Service
         );
+        assert_eq!(
+            classify(&project("ps/infrastructure/cluster-terraform", &[]), &s),
+            ProjectKind::Infrastructure
+        );
+        assert_eq!(
+            classify(&project("ps/network", &[INFRASTRUCTURE_TOPIC]), &s),
+            ProjectKind::Infrastructure
+        );
+        // A production manifest repository under infrastructure/ keeps the production gate.
+        assert_eq!(
+            classify(&project("ps/infrastructure/platform-manifests", &[]), &s),
+            ProjectKind::ProductionManifests
+        );
     }
 
     #[test]
@@ -378,6 +416,13 @@ mod tests {
         let prod = approval_rules(ProjectKind::ProductionManifests, &s);
         assert_eq!(prod.iter().map(|r| r.approvals_required).sum::<u32>(), 2);
         assert!(prod.iter().all(|r| r.groups.len() == 1));
+        let infrastructure = approval_rules(ProjectKind::Infrastructure, &s);
+        assert_eq!(infrastructure.len(), 1);
+        assert_eq!(infrastructure[0].approvals_required, 2);
+        assert_eq!(
+            infrastructure[0].groups,
+            vec!["keycloak-groups/platform-admins"]
+        );
     }
 
     #[test]

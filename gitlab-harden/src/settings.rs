@@ -44,6 +44,8 @@ struct Raw {
     gitlab_groups: String,
     #[serde(default = "default_production")]
     gitlab_production_repos: String,
+    #[serde(default = "default_infrastructure")]
+    gitlab_infrastructure_repos: String,
     #[serde(default = "default_merge_method")]
     gitlab_merge_method: MergeMethod,
     #[serde(default = "default_parent")]
@@ -68,6 +70,9 @@ struct Raw {
 
 fn default_groups() -> String {
     "platform_services".into()
+}
+fn default_infrastructure() -> String {
+    "*/infrastructure/*,*-terraform".into()
 }
 fn default_production() -> String {
     "*-manifests,*-gitops,*/production-*".into()
@@ -107,6 +112,8 @@ pub struct Settings {
     pub groups: Vec<String>,
     /// Globs on `path_with_namespace` for production manifest repositories.
     pub production_repos: Vec<String>,
+    /// Globs on `path_with_namespace` for infrastructure (Terraform) repositories.
+    pub infrastructure_repos: Vec<String>,
     pub merge_method: MergeMethod,
     /// Group holding the approver groups mirrored from Keycloak.
     pub approver_parent: String,
@@ -178,6 +185,7 @@ impl Settings {
         Ok(Self {
             groups,
             production_repos: list(&raw.gitlab_production_repos),
+            infrastructure_repos: list(&raw.gitlab_infrastructure_repos),
             merge_method: raw.gitlab_merge_method,
             approver_parent: raw
                 .gitlab_approver_group_parent

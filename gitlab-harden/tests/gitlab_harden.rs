@@ -198,11 +198,22 @@ fn assert_hardened(d: &GitLabData, path: &str, premium: bool) {
         .approval_rules
         .iter()
         .filter(|r| {
-            r.name.starts_with("Senior Review") || r.name.starts_with("Production Approval")
+            r.name.starts_with("Senior Review")
+                || r.name.starts_with("Production Approval")
+                || r.name.starts_with("Infrastructure Approval")
         })
         .collect();
     let production = path.ends_with("-manifests") || path.ends_with("platform-manifests");
-    if production {
+    // Plan §2.6 "Infrastructure/Terraform": two platform-admins (default globs
+    // `*/infrastructure/*,*-terraform`; production manifests keep their own gate).
+    let infrastructure =
+        !production && (path.contains("/infrastructure/") || path.ends_with("-terraform"));
+    if infrastructure {
+        assert_eq!(managed.len(), 1, "{path}: {managed:?}");
+        assert_eq!(managed[0].name, "Infrastructure Approval (platform-admins)");
+        assert_eq!(managed[0].approvals_required, 2, "{path}");
+        assert_eq!(managed[0].group_ids, vec![admins], "{path}");
+    } else if production {
         assert_eq!(managed.len(), 2, "{path}: {managed:?}");
         for r in &managed {
             assert_eq!(r.approvals_required, 1, "{path}");
