@@ -333,15 +333,11 @@ impl HarborClient {
     /// `DELETE /robots/{id}` (swagger `DeleteRobot`): the robot and its secret are gone.
     pub async fn delete_robot(&self, id: u64, name: &str) -> Result<()> {
         self.api
-            .call(
+            .delete(
                 &format!("deleting robot {name} (id {id})"),
-                Method::DELETE,
                 &format!("robots/{id}"),
-                None,
-                Retry::Safe,
             )
             .await
-            .map(|_| ())
     }
 
     /// `PATCH /robots/{id}` with an empty body: Harbor generates a new secret and returns it.

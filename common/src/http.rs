@@ -321,6 +321,19 @@ impl ApiClient {
         self.expect(operation, &method, path, resp)
     }
 
+    /// `DELETE path`: done when the server answers 2xx, and also on 404 — the object is already
+    /// gone (a retried DELETE whose first attempt succeeded, or a concurrent removal).
+    pub async fn delete(&self, operation: &str, path: &str) -> Result<()> {
+        match self
+            .call(operation, Method::DELETE, path, None, Retry::Safe)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.status() == Some(404) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Sends, requires a 2xx answer and decodes its JSON body.
     pub async fn call_json<T: DeserializeOwned>(
         &self,

@@ -128,17 +128,9 @@ async fn the_bash_phases_leftovers_are_planned_then_adopted_once() {
     let report = phase(&sandbox, &["--adopt-report", "--output", "json"]).await;
     assert_eq!(report.code, 0, "{}", report.stderr);
     let report_doc: Value = serde_json::from_str(&report.stdout).unwrap();
-    let listed: Vec<String> = report_doc["leftovers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            format!(
-                "{} {}",
-                l["resource"].as_str().unwrap(),
-                l["name"].as_str().unwrap()
-            )
-        })
+    let listed: Vec<String> = sandbox::support::bash_leftover_rows(&report_doc["leftovers"])
+        .into_iter()
+        .map(|(_, object)| object)
         .collect();
     assert_eq!(listed, leftovers, "{report_doc}");
     assert_eq!(

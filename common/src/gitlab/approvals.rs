@@ -115,17 +115,13 @@ impl GitLabClient {
         .await
     }
 
-    /// `DELETE /projects/:id/approval_rules/:rule`.
+    /// `DELETE /projects/:id/approval_rules/:rule` (already gone: done).
     pub async fn delete_approval_rule(&self, project: u64, rule: u64) -> Result<()> {
         self.api
-            .call(
+            .delete(
                 &format!("deleting approval rule {rule} of project {project}"),
-                Method::DELETE,
                 &format!("projects/{project}/approval_rules/{rule}"),
-                None,
-                Retry::Safe,
             )
             .await
-            .map(|_| ())
     }
 }

@@ -271,21 +271,12 @@ impl GitLabClient {
     /// `DELETE /projects/:id/protected_tags/:name` (`api/protected_tags` "Unprotect repository
     /// tags"). Already unprotected (404, e.g. a retried DELETE that had succeeded) is success.
     pub async fn unprotect_tag(&self, project: u64, name: &str) -> Result<()> {
-        match self
-            .api
-            .call(
+        self.api
+            .delete(
                 &format!("unprotecting tag {name} of project {project}"),
-                Method::DELETE,
                 &format!("projects/{project}/protected_tags/{}", encode_path(name)),
-                None,
-                Retry::Safe,
             )
             .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.status() == Some(404) => Ok(()),
-            Err(e) => Err(e),
-        }
     }
 
     /// Makes [`RELEASE_TAG_PATTERN`] protected so that only Maintainers create release tags;

@@ -85,15 +85,8 @@ impl GitLabClient {
     /// `DELETE /runners/:id`: the runner is unregistered and its token stops working.
     pub async fn delete_runner(&self, id: u64) -> Result<()> {
         self.api
-            .call(
-                &format!("deleting runner {id}"),
-                Method::DELETE,
-                &format!("runners/{id}"),
-                None,
-                Retry::Safe,
-            )
+            .delete(&format!("deleting runner {id}"), &format!("runners/{id}"))
             .await
-            .map(|_| ())
     }
 
     /// `GET /runners/:id`: the details (tags, `run_untagged`, …).

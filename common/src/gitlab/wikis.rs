@@ -77,20 +77,11 @@ impl GitLabClient {
     /// `DELETE /projects/:id/wikis/:slug` (204 No Content). A page already gone (404, e.g. after a
     /// retried request) counts as deleted.
     pub async fn delete_wiki_page(&self, project: u64, slug: &str) -> Result<()> {
-        match self
-            .api
-            .call(
+        self.api
+            .delete(
                 &format!("deleting wiki page {slug} of project {project}"),
-                Method::DELETE,
                 &format!("projects/{project}/wikis/{}", encode_path(slug)),
-                None,
-                Retry::Safe,
             )
             .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.status() == Some(404) => Ok(()),
-            Err(e) => Err(e),
-        }
     }
 }
