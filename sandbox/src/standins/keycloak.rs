@@ -355,5 +355,13 @@ pub fn demo_data(realm: &str, client_id: &str, client_secret: &str) -> KeycloakD
     // The platform's realm has them (the plan's group table, §2.6); nobody is in them here.
     data.add_group("harvester-admins", None);
     data.add_group("rancher-admins", None);
+    // The CI/CD groups of plan §5.4: Vault maps cicd-admins and cicd-security to its policies
+    // (phase 13, OIDC), phase 12 mirrors cicd-security as the SEC-1 approver group.
+    let cicd_admins = data.add_group("cicd-admins", None);
+    let cicd_developers = data.add_group("cicd-developers", None);
+    let cicd_security = data.add_group("cicd-security", None);
+    data.add_member(&cicd_admins, &ids["alice"]);
+    data.add_member(&cicd_developers, &ids["dave"]);
+    data.add_member(&cicd_security, &ids["carol"]);
     data
 }
