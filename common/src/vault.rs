@@ -439,6 +439,27 @@ impl VaultClient {
             })
     }
 
+    /// `POST <mount>/destroy/<path>`: removes these versions' data for good (their metadata stays).
+    /// Rotating a credential destroys the versions before it: an older value must not stay readable
+    /// through `?version=` to whoever may read the path.
+    pub async fn kv2_destroy_versions(
+        &self,
+        mount: &str,
+        path: &str,
+        versions: &[u64],
+    ) -> Result<()> {
+        if versions.is_empty() {
+            return Ok(());
+        }
+        self.write(
+            &format!("destroying old versions of secret {mount}/{path}"),
+            &format!("{mount}/destroy/{path}"),
+            &serde_json::json!({"versions": versions}),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Writes a KV v2 secret only if it does not exist yet (check-and-set 0: never overwrites),
     /// then sets its custom metadata.
     pub async fn kv2_create(

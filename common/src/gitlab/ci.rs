@@ -70,6 +70,33 @@ impl std::fmt::Debug for ProjectAccessToken {
     }
 }
 
+/// Who holds an access token: a project or a group (the APIs are the same under either prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenHolder {
+    /// A project access token of the project with this id.
+    Project(u64),
+    /// A group access token of the group with this id (reaches its projects and subgroups).
+    Group(u64),
+}
+
+impl TokenHolder {
+    fn api_path(self) -> String {
+        match self {
+            Self::Project(id) => format!("projects/{id}"),
+            Self::Group(id) => format!("groups/{id}"),
+        }
+    }
+}
+
+impl std::fmt::Display for TokenHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Project(id) => write!(f, "project {id}"),
+            Self::Group(id) => write!(f, "group {id}"),
+        }
+    }
+}
+
 fn all_environments() -> String {
     "*".into()
 }
@@ -78,11 +105,7 @@ impl GitLabClient {
     /// `GET /projects/:id/access_tokens`: the project's access tokens, active and not (doc/api
     /// `project_access_tokens` "List all project access tokens").
     pub async fn project_access_tokens(&self, project: u64) -> Result<Vec<ProjectAccessToken>> {
-        self.list(
-            &format!("listing access tokens of project {project}"),
-            &format!("projects/{project}/access_tokens?per_page=100"),
-        )
-        .await
+        self.access_tokens(TokenHolder::Project(project)).await
     }
 
     /// `POST /projects/:id/access_tokens`: a new token; its secret is only in this answer.
@@ -94,12 +117,12 @@ impl GitLabClient {
         access_level: u8,
         expires_at: &str,
     ) -> Result<ProjectAccessToken> {
-        self.write(
-            &format!("creating access token {name} of project {project}"),
-            Method::POST,
-            &format!("projects/{project}/access_tokens"),
-            &serde_json::json!({"name": name, "scopes": scopes, "access_level": access_level, "expires_at": expires_at}),
-            Retry::Never,
+        self.create_access_token(
+            TokenHolder::Project(project),
+            name,
+            scopes,
+            access_level,
+            expires_at,
         )
         .await
     }
@@ -112,10 +135,51 @@ impl GitLabClient {
         token: u64,
         expires_at: &str,
     ) -> Result<ProjectAccessToken> {
+        self.rotate_access_token(TokenHolder::Project(project), token, expires_at)
+            .await
+    }
+
+    /// `GET /{projects,groups}/:id/access_tokens`: the holder's access tokens, active and not
+    /// (`project_access_tokens`, `group_access_tokens` "List all … access tokens").
+    pub async fn access_tokens(&self, holder: TokenHolder) -> Result<Vec<ProjectAccessToken>> {
+        self.list(
+            &format!("listing access tokens of {holder}"),
+            &format!("{}/access_tokens?per_page=100", holder.api_path()),
+        )
+        .await
+    }
+
+    /// `POST /{projects,groups}/:id/access_tokens`: a new token; its secret is only in this answer.
+    pub async fn create_access_token(
+        &self,
+        holder: TokenHolder,
+        name: &str,
+        scopes: &[&str],
+        access_level: u8,
+        expires_at: &str,
+    ) -> Result<ProjectAccessToken> {
         self.write(
-            &format!("rotating access token {token} of project {project}"),
+            &format!("creating access token {name} of {holder}"),
             Method::POST,
-            &format!("projects/{project}/access_tokens/{token}/rotate"),
+            &format!("{}/access_tokens", holder.api_path()),
+            &serde_json::json!({"name": name, "scopes": scopes, "access_level": access_level, "expires_at": expires_at}),
+            Retry::Never,
+        )
+        .await
+    }
+
+    /// `POST /{projects,groups}/:id/access_tokens/:token_id/rotate`: revokes the token and answers
+    /// a new one with the same name, scopes and role.
+    pub async fn rotate_access_token(
+        &self,
+        holder: TokenHolder,
+        token: u64,
+        expires_at: &str,
+    ) -> Result<ProjectAccessToken> {
+        self.write(
+            &format!("rotating access token {token} of {holder}"),
+            Method::POST,
+            &format!("{}/access_tokens/{token}/rotate", holder.api_path()),
             &serde_json::json!({"expires_at": expires_at}),
             Retry::Never,
         )

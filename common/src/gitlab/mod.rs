@@ -27,7 +27,7 @@ pub use branches::{
     AccessLevelEntry, ProtectedBranch, ProtectedTag, RELEASE_TAG_CREATE_LEVEL, RELEASE_TAG_PATTERN,
     TagAccessEntry, protect_tag_body,
 };
-pub use ci::{CiVariable, ProjectAccessToken};
+pub use ci::{CiVariable, ProjectAccessToken, TokenHolder};
 pub use hooks::GroupHook;
 pub use members::{CurrentUser, Group, Identity, Member, User, UserIndex};
 pub use projects::Project;

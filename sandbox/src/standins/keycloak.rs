@@ -4,12 +4,17 @@
 //! - `POST /realms/{realm}/protocol/openid-connect/token` (OAuth 2.0 token endpoint, form-encoded):
 //!   `client_credentials` for a confidential client of the realm, `password` for a master-realm admin
 //!   through `admin-cli`; 401 `{"error":"invalid_client"}` / `{"error":"invalid_grant"}` otherwise.
+//! - The same endpoint, `password` grant for a user of the realm (Keycloak's "Resource Owner Password
+//!   Credentials" / direct access grant, sandbox/fixtures/keycloak-docs/oidc-endpoints.md): the
+//!   access token and, with scope `openid`, the ID token are signed JWTs whose `groups` claim lists
+//!   the user's groups (the "Group Membership" mapper with "Full group path" off), verifiable with
+//!   the realm's keys at `GET /realms/{realm}/protocol/openid-connect/certs` (a JWKS).
 //! - `GET /admin/realms/{realm}/groups` (`search`, `exact`, `first`, `max`): top-level groups.
 //! - `GET /admin/realms/{realm}/groups/{group-id}/children` (`first`, `max`): direct subgroups.
 //! - `GET /admin/realms/{realm}/groups/{group-id}/members` (`first`, `max`): direct members.
 //!   Admin endpoints need `Authorization: Bearer <access token>` (401 otherwise).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::{Path, Query, State};
@@ -55,6 +60,22 @@ pub struct KeycloakData {
     pub groups: Vec<KeycloakGroupRecord>,
     tokens: Vec<String>,
     next: u64,
+    /// Realm users' passwords (username → password), for the direct access grant.
+    pub passwords: BTreeMap<String, String>,
+    /// Public clients of the realm (no secret), e.g. `vault` for `bao login -method=oidc`.
+    pub public_clients: BTreeSet<String>,
+    /// The realm's token signing key (ES256); none: the password grant for realm users is refused.
+    pub signing_key: Option<RealmKey>,
+}
+
+/// The realm's signing key (Keycloak keeps one per realm; its public half is the JWKS at `/certs`).
+#[derive(Clone)]
+pub struct RealmKey(pub Arc<crate::keys::SigningKey>);
+
+impl std::fmt::Debug for RealmKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RealmKey({})", self.0.kid)
+    }
 }
 
 impl KeycloakData {
@@ -149,6 +170,7 @@ fn oauth_error(error: &str) -> Response {
 async fn token(
     State(s): State<KeycloakState>,
     Path(realm): Path<String>,
+    headers: HeaderMap,
     Form(form): Form<BTreeMap<String, String>>,
 ) -> Response {
     let mut data = s.lock();
@@ -161,14 +183,17 @@ async fn token(
                     .get(field("client_id"))
                     .is_some_and(|secret| secret == field("client_secret"))
         }
-        "password" => {
-            realm == "master"
-                && field("client_id") == "admin-cli"
+        "password" if realm == "master" => {
+            field("client_id") == "admin-cli"
                 && data
                     .admins
                     .get(field("username"))
                     .is_some_and(|pw| pw == field("password"))
         }
+        "password" if realm == data.realm => {
+            return user_tokens(&data, &realm, &headers, &form);
+        }
+        "password" => false,
         _ => {
             return (
                 StatusCode::BAD_REQUEST,
@@ -187,6 +212,71 @@ async fn token(
     let access = format!("kc-access-{}", crate::keys::random_token(24));
     data.tokens.push(access.clone());
     Json(json!({"access_token": access, "expires_in": 300, "token_type": "Bearer", "scope": "profile email"})).into_response()
+}
+
+/// The issuer Keycloak puts in tokens: its frontend URL, here the address the client used.
+fn issuer(headers: &HeaderMap, realm: &str) -> String {
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    format!("http://{host}/realms/{realm}")
+}
+
+/// A realm user's direct access grant: the client must be a public client of the realm or a
+/// confidential one with its secret; the user must exist, be enabled and give their password.
+fn user_tokens(
+    data: &KeycloakData,
+    realm: &str,
+    headers: &HeaderMap,
+    form: &BTreeMap<String, String>,
+) -> Response {
+    let field = |k: &str| form.get(k).map_or("", String::as_str);
+    let client = field("client_id");
+    let client_ok = data.public_clients.contains(client)
+        || data
+            .clients
+            .get(client)
+            .is_some_and(|secret| secret == field("client_secret"));
+    if !client_ok {
+        return oauth_error("invalid_client");
+    }
+    let user = data
+        .users
+        .values()
+        .find(|u| u.username == field("username") && u.enabled);
+    let (Some(user), Some(key)) = (user, data.signing_key.as_ref()) else {
+        return oauth_error("invalid_grant");
+    };
+    if data.passwords.get(&user.username).map(String::as_str) != Some(field("password")) {
+        return oauth_error("invalid_grant");
+    }
+    let groups: Vec<&str> = data
+        .groups
+        .iter()
+        .filter(|g| g.members.contains(&user.id))
+        .map(|g| g.name.as_str())
+        .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let iss = issuer(headers, realm);
+    let claims = |typ: &str, aud: Value| {
+        json!({
+            "iss": iss, "sub": user.id, "aud": aud, "azp": client, "typ": typ,
+            "iat": now, "exp": now + 300, "auth_time": now,
+            "preferred_username": user.username, "groups": groups,
+        })
+    };
+    let sign = |c: &Value| key.0.sign_jwt(c).unwrap_or_default();
+    let mut answer = json!({
+        "access_token": sign(&claims("Bearer", json!(["account", client]))),
+        "expires_in": 300, "token_type": "Bearer", "scope": field("scope"),
+    });
+    if field("scope").split(' ').any(|s| s == "openid") {
+        answer["id_token"] = json!(sign(&claims("ID", json!(client))));
+    }
+    Json(answer).into_response()
 }
 
 fn authorized(data: &KeycloakData, headers: &HeaderMap, realm: &str) -> Result<(), Response> {
@@ -309,16 +399,26 @@ pub fn routes(state: KeycloakState) -> Router {
         .route(
             "/realms/{realm}/.well-known/openid-configuration",
             get(|Path(realm): Path<String>, headers: HeaderMap| async move {
-                let host = headers
-                    .get("host")
-                    .and_then(|h| h.to_str().ok())
-                    .unwrap_or("127.0.0.1");
-                let issuer = format!("http://{host}/realms/{realm}");
+                let issuer = issuer(&headers, &realm);
                 Json(json!({
                     "issuer": issuer,
+                    "authorization_endpoint": format!("{issuer}/protocol/openid-connect/auth"),
                     "token_endpoint": format!("{issuer}/protocol/openid-connect/token"),
                     "jwks_uri": format!("{issuer}/protocol/openid-connect/certs"),
+                    "userinfo_endpoint": format!("{issuer}/protocol/openid-connect/userinfo"),
+                    "id_token_signing_alg_values_supported": ["ES256", "RS256"],
+                    "grant_types_supported": ["authorization_code", "password", "client_credentials"],
                 }))
+            }),
+        )
+        .route(
+            "/realms/{realm}/protocol/openid-connect/certs",
+            get(|State(s): State<KeycloakState>, Path(realm): Path<String>| async move {
+                let data = s.lock();
+                match data.signing_key.as_ref().filter(|_| realm == data.realm) {
+                    Some(key) => Json(key.0.jwks()).into_response(),
+                    None => StatusCode::NOT_FOUND.into_response(),
+                }
             }),
         )
         .route("/realms/{realm}/protocol/openid-connect/token", post(token))
@@ -339,6 +439,10 @@ pub fn demo_data(realm: &str, client_id: &str, client_secret: &str) -> KeycloakD
         .map(|(name, id)| (*name, data.add_user(name, Some(id))))
         .collect();
     let erin = data.add_user("erin", None);
+    data.public_clients.insert("vault".to_owned());
+    data.signing_key = crate::keys::SigningKey::generate()
+        .ok()
+        .map(|k| RealmKey(Arc::new(k)));
     let admins = data.add_group("platform-admins", None);
     let seniors = data.add_group("senior-developers", None);
     let sre = data.add_group("sre", Some(&seniors));

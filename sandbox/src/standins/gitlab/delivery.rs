@@ -10,6 +10,8 @@
 //! - `project_access_tokens.md` "List", "Create" (`name`, `scopes` required; `access_level` default
 //!   40; `expires_at` YYYY-MM-DD; the token value only in this answer), "Rotate" (revokes the token,
 //!   answers a new one with the same name, scopes and role) and "Revoke".
+//! - `group_access_tokens.md` (sandbox/fixtures/gitlab-docs/group-access-tokens.md): the same four
+//!   calls under `/groups/:id`; a group token reaches the group and its projects, `read_api` only reads.
 //! - `user/project/settings/project_access_tokens.md`: a project access token authenticates as a bot
 //!   user and "cannot access resources in other projects" (the stand-in answers 404 for them, as
 //!   GitLab does for a project the caller cannot see); an expired or revoked token gets 401.
@@ -22,6 +24,7 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
+use super::model::{GitLabData, TokenLimits, TokenReach};
 use super::{GitLabState, Q, Reply, bad_param, find_project_id, message, not_found, paginate};
 
 /// A merge request as this model keeps it.
@@ -80,18 +83,8 @@ pub fn routes() -> Router<GitLabState> {
             "/api/v4/projects/{id}/merge_requests/{iid}",
             get(get_merge_request),
         )
-        .route(
-            "/api/v4/projects/{id}/access_tokens",
-            get(list_tokens).post(create_token),
-        )
-        .route(
-            "/api/v4/projects/{id}/access_tokens/{token_id}/rotate",
-            post(rotate_token),
-        )
-        .route(
-            "/api/v4/projects/{id}/access_tokens/{token_id}",
-            delete(revoke_token),
-        )
+        .merge(token_routes("projects", Owner::Project))
+        .merge(token_routes("groups", Owner::Group))
 }
 
 fn reference(q: &std::collections::BTreeMap<String, String>) -> Option<&str> {
@@ -338,31 +331,74 @@ fn expires_at(body: &Value) -> Result<String, Reply> {
     }
 }
 
-async fn list_tokens(
-    State(s): State<GitLabState>,
-    headers: HeaderMap,
-    uri: Uri,
-    Path(id): Path<String>,
-    Query(q): Q,
+/// Whose access tokens a route manages: a project's (`project_access_tokens.md`) or a group's
+/// (`group_access_tokens.md`, sandbox/fixtures/gitlab-docs/group-access-tokens.md): the same
+/// list, create, rotate and revoke, and a token reaches its project, or its group and everything in it.
+#[derive(Debug, Clone, Copy)]
+enum Owner {
+    Project,
+    Group,
+}
+
+fn resolve(data: &GitLabData, owner: Owner, id: &str) -> Result<TokenReach, Reply> {
+    match owner {
+        Owner::Project => find_project_id(data, id)
+            .map(TokenReach::Project)
+            .ok_or_else(|| not_found("Project")),
+        Owner::Group => data
+            .find_group(id)
+            .map(|g| TokenReach::Group(g.id))
+            .ok_or_else(|| not_found("Group")),
+    }
+}
+
+fn tokens(data: &GitLabData, reach: TokenReach) -> &Vec<AccessTokenRecord> {
+    match reach {
+        TokenReach::Project(p) => &data.projects[&p].delivery.access_tokens,
+        TokenReach::Group(g) => &data.groups[&g].access_tokens,
+    }
+}
+
+fn tokens_mut(data: &mut GitLabData, reach: TokenReach) -> &mut Vec<AccessTokenRecord> {
+    match reach {
+        TokenReach::Project(p) => {
+            &mut data
+                .projects
+                .get_mut(&p)
+                .expect("resolved")
+                .delivery
+                .access_tokens
+        }
+        TokenReach::Group(g) => &mut data.groups.get_mut(&g).expect("resolved").access_tokens,
+    }
+}
+
+/// Only `read_*` scopes: the token may not write.
+fn read_only(scopes: &[String]) -> bool {
+    scopes.iter().all(|s| s.starts_with("read_"))
+}
+
+fn list_tokens(
+    s: &GitLabState,
+    owner: Owner,
+    id: &str,
+    headers: &HeaderMap,
+    uri: &Uri,
+    q: &std::collections::BTreeMap<String, String>,
 ) -> Reply {
     let data = s.lock();
-    let Some(pid) = find_project_id(&data, &id) else {
-        return not_found("Project");
+    let reach = match resolve(&data, owner, id) {
+        Ok(r) => r,
+        Err(r) => return r,
     };
-    let items: Vec<Value> = data.projects[&pid]
-        .delivery
-        .access_tokens
+    let items: Vec<Value> = tokens(&data, reach)
         .iter()
         .map(|t| token_json(t, false))
         .collect();
-    paginate(items, &q, &uri, &headers)
+    paginate(items, q, uri, headers)
 }
 
-async fn create_token(
-    State(s): State<GitLabState>,
-    Path(id): Path<String>,
-    Json(body): Json<Value>,
-) -> Reply {
+fn create_token(s: &GitLabState, owner: Owner, id: &str, body: &Value) -> Reply {
     let Some(name) = body["name"].as_str().filter(|n| !n.is_empty()) else {
         return bad_param("name is missing");
     };
@@ -385,18 +421,30 @@ async fn create_token(
         Some(Some(l @ (10 | 20 | 30 | 40 | 50))) => u8::try_from(l).unwrap_or(40),
         Some(_) => return bad_param("access_level does not have a valid value"),
     };
-    let expires = match expires_at(&body) {
+    let expires = match expires_at(body) {
         Ok(e) => e,
         Err(r) => return r,
     };
     let mut data = s.lock();
-    let Some(pid) = find_project_id(&data, &id) else {
-        return not_found("Project");
+    let reach = match resolve(&data, owner, id) {
+        Ok(r) => r,
+        Err(r) => return r,
     };
     let token_id = data.id();
-    let bot = data.add_bot(&format!("project_{pid}_bot_{token_id}"));
+    let bot = data.add_bot(&match reach {
+        TokenReach::Project(p) => format!("project_{p}_bot_{token_id}"),
+        TokenReach::Group(g) => format!("group_{g}_bot_{token_id}"),
+    });
     let secret = format!("glpat-{}", crate::keys::random_token(15));
-    data.add_project_token(&secret, bot, pid, &expires);
+    data.add_scoped_token(
+        &secret,
+        bot,
+        TokenLimits {
+            reach,
+            expires_at: expires.clone(),
+            read_only: read_only(&scopes),
+        },
+    );
     let record = AccessTokenRecord {
         id: token_id,
         name: name.to_owned(),
@@ -409,32 +457,21 @@ async fn create_token(
         secret,
     };
     let answer = token_json(&record, true);
-    data.projects
-        .get_mut(&pid)
-        .expect("found")
-        .delivery
-        .access_tokens
-        .push(record);
+    tokens_mut(&mut data, reach).push(record);
     (StatusCode::CREATED, Json(answer)).into_response()
 }
 
-async fn rotate_token(
-    State(s): State<GitLabState>,
-    Path((id, token_id)): Path<(String, u64)>,
-    body: Option<Json<Value>>,
-) -> Reply {
-    let body = body.map_or(Value::Null, |Json(b)| b);
-    let expires = match expires_at(&body) {
+fn rotate_token(s: &GitLabState, owner: Owner, id: &str, token_id: u64, body: &Value) -> Reply {
+    let expires = match expires_at(body) {
         Ok(e) => e,
         Err(r) => return r,
     };
     let mut data = s.lock();
-    let Some(pid) = find_project_id(&data, &id) else {
-        return not_found("Project");
+    let reach = match resolve(&data, owner, id) {
+        Ok(r) => r,
+        Err(r) => return r,
     };
-    let Some(old) = data.projects[&pid]
-        .delivery
-        .access_tokens
+    let Some(old) = tokens(&data, reach)
         .iter()
         .find(|t| t.id == token_id && t.active)
         .cloned()
@@ -444,7 +481,15 @@ async fn rotate_token(
     data.revoke_token(&old.secret);
     let new_id = data.id();
     let secret = format!("glpat-{}", crate::keys::random_token(15));
-    data.add_project_token(&secret, old.user_id, pid, &expires);
+    data.add_scoped_token(
+        &secret,
+        old.user_id,
+        TokenLimits {
+            reach,
+            expires_at: expires.clone(),
+            read_only: read_only(&old.scopes),
+        },
+    );
     let record = AccessTokenRecord {
         id: new_id,
         expires_at: expires,
@@ -454,31 +499,22 @@ async fn rotate_token(
         ..old.clone()
     };
     let answer = token_json(&record, true);
-    let tokens = &mut data
-        .projects
-        .get_mut(&pid)
-        .expect("found")
-        .delivery
-        .access_tokens;
-    if let Some(slot) = tokens.iter_mut().find(|t| t.id == token_id) {
+    let list = tokens_mut(&mut data, reach);
+    if let Some(slot) = list.iter_mut().find(|t| t.id == token_id) {
         slot.active = false;
         slot.revoked = true;
     }
-    tokens.push(record);
+    list.push(record);
     (StatusCode::OK, Json(answer)).into_response()
 }
 
-async fn revoke_token(
-    State(s): State<GitLabState>,
-    Path((id, token_id)): Path<(String, u64)>,
-) -> Reply {
+fn revoke_token(s: &GitLabState, owner: Owner, id: &str, token_id: u64) -> Reply {
     let mut data = s.lock();
-    let Some(pid) = find_project_id(&data, &id) else {
-        return not_found("Project");
+    let reach = match resolve(&data, owner, id) {
+        Ok(r) => r,
+        Err(r) => return r,
     };
-    let Some(secret) = data.projects[&pid]
-        .delivery
-        .access_tokens
+    let Some(secret) = tokens(&data, reach)
         .iter()
         .find(|t| t.id == token_id && t.active)
         .map(|t| t.secret.clone())
@@ -486,12 +522,7 @@ async fn revoke_token(
         return not_found("Token");
     };
     data.revoke_token(&secret);
-    if let Some(t) = data
-        .projects
-        .get_mut(&pid)
-        .expect("found")
-        .delivery
-        .access_tokens
+    if let Some(t) = tokens_mut(&mut data, reach)
         .iter_mut()
         .find(|t| t.id == token_id)
     {
@@ -499,4 +530,48 @@ async fn revoke_token(
         t.revoked = true;
     }
     message(StatusCode::NO_CONTENT, "")
+}
+
+/// The routes of one owner kind (`projects` or `groups`).
+fn token_routes(prefix: &'static str, owner: Owner) -> Router<GitLabState> {
+    Router::new()
+        .route(
+            &format!("/api/v4/{prefix}/{{id}}/access_tokens"),
+            get(
+                move |State(s): State<GitLabState>,
+                      headers: HeaderMap,
+                      uri: Uri,
+                      Path(id): Path<String>,
+                      Query(q): Q| async move {
+                    list_tokens(&s, owner, &id, &headers, &uri, &q)
+                },
+            )
+            .post(
+                move |State(s): State<GitLabState>,
+                      Path(id): Path<String>,
+                      Json(body): Json<Value>| async move {
+                    create_token(&s, owner, &id, &body)
+                },
+            ),
+        )
+        .route(
+            &format!("/api/v4/{prefix}/{{id}}/access_tokens/{{token_id}}/rotate"),
+            post(
+                move |State(s): State<GitLabState>,
+                      Path((id, token_id)): Path<(String, u64)>,
+                      body: Option<Json<Value>>| async move {
+                    let body = body.map_or(Value::Null, |Json(b)| b);
+                    rotate_token(&s, owner, &id, token_id, &body)
+                },
+            ),
+        )
+        .route(
+            &format!("/api/v4/{prefix}/{{id}}/access_tokens/{{token_id}}"),
+            delete(
+                move |State(s): State<GitLabState>,
+                      Path((id, token_id)): Path<(String, u64)>| async move {
+                    revoke_token(&s, owner, &id, token_id)
+                },
+            ),
+        )
 }

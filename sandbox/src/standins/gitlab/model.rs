@@ -33,6 +33,26 @@ pub struct GroupRecord {
     pub members: BTreeMap<u64, u8>,
     /// CI/CD variables, as `GET /groups/:id/variables` shows them.
     pub variables: Vec<Value>,
+    /// Group access tokens (see `delivery.rs`).
+    pub access_tokens: Vec<crate::standins::gitlab::delivery::AccessTokenRecord>,
+}
+
+/// What a project or group access token reaches (`user/project/settings/project_access_tokens`,
+/// `user/group/settings/group_access_tokens`: "access to a group and its projects").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenReach {
+    Project(u64),
+    Group(u64),
+}
+
+/// The limits of a project or group access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenLimits {
+    pub reach: TokenReach,
+    /// `YYYY-MM-DD`; from that day the token fails authentication.
+    pub expires_at: String,
+    /// Only `read_*` scopes: a write is refused with 403 `insufficient_scope`.
+    pub read_only: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,8 +113,8 @@ pub struct GitLabData {
     pub tier: Tier,
     pub users: BTreeMap<u64, UserRecord>,
     pub(super) tokens: BTreeMap<String, u64>,
-    /// Project access tokens: token → (the only project it may touch, `YYYY-MM-DD` expiry).
-    pub(super) token_scopes: BTreeMap<String, (u64, String)>,
+    /// Project and group access tokens: what each may touch, until when, and whether it may write.
+    pub(super) token_scopes: BTreeMap<String, TokenLimits>,
     pub groups: BTreeMap<u64, GroupRecord>,
     pub projects: BTreeMap<u64, ProjectRecord>,
     /// Runners created through `POST /user/runners` (phase 16).
@@ -175,9 +195,33 @@ impl GitLabData {
 
     /// A project access token: valid for `project` only, until `expires_at` (`YYYY-MM-DD`).
     pub fn add_project_token(&mut self, token: &str, bot: u64, project: u64, expires_at: &str) {
+        self.add_scoped_token(
+            token,
+            bot,
+            TokenLimits {
+                reach: TokenReach::Project(project),
+                expires_at: expires_at.to_owned(),
+                read_only: false,
+            },
+        );
+    }
+
+    /// A project or group access token with its limits.
+    pub fn add_scoped_token(&mut self, token: &str, bot: u64, limits: TokenLimits) {
         self.tokens.insert(token.to_owned(), bot);
-        self.token_scopes
-            .insert(token.to_owned(), (project, expires_at.to_owned()));
+        self.token_scopes.insert(token.to_owned(), limits);
+    }
+
+    /// `group` itself or one of its descendants.
+    pub fn group_within(&self, group: u64, ancestor: u64) -> bool {
+        let mut current = Some(group);
+        while let Some(id) = current {
+            if id == ancestor {
+                return true;
+            }
+            current = self.groups.get(&id).and_then(|g| g.parent_id);
+        }
+        false
     }
 
     /// Revoked: the token no longer authenticates.
@@ -213,6 +257,7 @@ impl GitLabData {
                 parent_id: parent,
                 members,
                 variables: Vec::new(),
+                access_tokens: Vec::new(),
             },
         );
         id

@@ -9,6 +9,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::model::TokenReach;
 use super::{GitLabState, find_project_id};
 
 pub(in crate::standins) type Reply = Response;
@@ -48,21 +49,51 @@ pub(super) async fn require_token(
     let caller = {
         let data = s.lock();
         let token = private.or(bearer);
-        // A project access token: expired ones fail authentication; other projects are invisible.
-        if let Some((project, expires)) = token.and_then(|t| data.token_scopes.get(t)) {
-            let expired =
-                common::dates::parse(expires).is_none_or(|day| day <= common::dates::today());
+        // A project or group access token: expired ones fail authentication; what lies outside
+        // its project or group is invisible (404, as for a project the caller cannot see); a
+        // read-only one may not write (403 insufficient_scope).
+        if let Some(limits) = token.and_then(|t| data.token_scopes.get(t)) {
+            let expired = common::dates::parse(&limits.expires_at)
+                .is_none_or(|day| day <= common::dates::today());
             if expired {
                 return message(StatusCode::UNAUTHORIZED, "401 Unauthorized");
             }
             let path = request.uri().path();
-            let own = path
-                .strip_prefix("/api/v4/projects/")
-                .and_then(|rest| rest.split('/').next())
-                .and_then(|segment| find_project_id(&data, &decode_segment(segment)))
-                == Some(*project);
-            if !own {
-                return not_found("Project");
+            let segment = |prefix: &str| {
+                path.strip_prefix(prefix)
+                    .and_then(|rest| rest.split('/').next())
+                    .map(decode_segment)
+            };
+            let project = segment("/api/v4/projects/").and_then(|p| find_project_id(&data, &p));
+            let group = segment("/api/v4/groups/").and_then(|g| data.find_group(&g).map(|g| g.id));
+            let within = |group_id: u64| match limits.reach {
+                TokenReach::Group(own) => data.group_within(group_id, own),
+                TokenReach::Project(_) => false,
+            };
+            let reachable = match (project, group) {
+                (Some(pid), _) => match limits.reach {
+                    TokenReach::Project(own) => pid == own,
+                    TokenReach::Group(_) => data
+                        .projects
+                        .get(&pid)
+                        .is_some_and(|p| within(p.namespace_id)),
+                },
+                (None, Some(gid)) => within(gid),
+                (None, None) => false,
+            };
+            if !reachable {
+                return not_found(if group.is_some() { "Group" } else { "Project" });
+            }
+            if limits.read_only && !matches!(request.method().as_str(), "GET" | "HEAD") {
+                return (
+                    StatusCode::FORBIDDEN,
+                    Json(json!({
+                        "error": "insufficient_scope",
+                        "error_description": "The request requires higher privileges than provided by the access token.",
+                        "scope": "api",
+                    })),
+                )
+                    .into_response();
             }
         }
         token.and_then(|t| data.tokens.get(t)).map(|id| Caller {
