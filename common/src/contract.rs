@@ -77,6 +77,19 @@ pub fn kv_promote_token(project_id: u64) -> String {
     format!("ci/projects/{project_id}/promote")
 }
 
+/// Argo CD's pull-request generator's GitLab token (plan §3.2 "GitLab API token for ArgoCD"): a
+/// group access token with `read_api` only, minted and rotated by phase 15 and read by External
+/// Secrets into `argocd/argocd-gitlab-token`. Never the admin token (issue 16: phase 13 once stored
+/// the admin token here).
+pub const KV_GITLAB_GENERATOR_TOKEN: &str = "ci/gitlab-api-token";
+
+/// A project's service secrets (`database-url`, `api-keys`, …; more below it): keyed by the GitLab
+/// project id for the same reason as [`kv_promote_token`]. Phase 13 seeds and migrates them; the
+/// project's main and release pipelines read only their own (policy `ci-project-secrets`).
+pub fn kv_service_secrets(project_id: u64) -> String {
+    format!("services/{project_id}")
+}
+
 /// Name of the project access token that commits promotions (Maintainer, scope `api`).
 pub const PROMOTE_TOKEN_NAME: &str = "cicd-promote";
 /// Days a promotion token is valid, and how many must remain before a rerun renews it.
@@ -317,6 +330,17 @@ impl PromoteTokenChange {
 /// The pure decision: create when none is active, rotate when Vault lacks this token's secret or
 /// fewer than [`PROMOTE_TOKEN_RENEW_DAYS`] days remain, else nothing.
 pub fn promote_token_change(o: &PromoteTokenObserved, today: i64) -> Option<PromoteTokenChange> {
+    access_token_change(o, today, PROMOTE_TOKEN_RENEW_DAYS, false)
+}
+
+/// The same decision for any access token kept in Vault: renewed once fewer than `renew_days`
+/// remain, and rotated now when `rotate_now` (an operator's `--rotate`).
+pub fn access_token_change(
+    o: &PromoteTokenObserved,
+    today: i64,
+    renew_days: u32,
+    rotate_now: bool,
+) -> Option<PromoteTokenChange> {
     let Some(token) = &o.active else {
         return Some(PromoteTokenChange::Create);
     };
@@ -326,9 +350,15 @@ pub fn promote_token_change(o: &PromoteTokenObserved, today: i64) -> Option<Prom
             reason: "Vault holds no copy of the active token".into(),
         });
     }
+    if rotate_now {
+        return Some(PromoteTokenChange::Rotate {
+            token_id: token.id,
+            reason: "rotation asked for (--rotate)".into(),
+        });
+    }
     let expires = token.expires_at.as_deref().and_then(dates::parse);
     match expires {
-        Some(day) if day - today >= i64::from(PROMOTE_TOKEN_RENEW_DAYS) => None,
+        Some(day) if day - today >= i64::from(renew_days) => None,
         Some(day) => Some(PromoteTokenChange::Rotate {
             token_id: token.id,
             reason: format!("expires {}", dates::format(day)),

@@ -59,8 +59,15 @@ pub const VAULT_JWT_AUDIENCE: &str = "VAULT_JWT_AUDIENCE";
 pub const VAULT_CI_PROJECT_PATHS: &str = "VAULT_CI_PROJECT_PATHS";
 /// Comma-separated protected branches the CI roles treat as the default branch (default `main`).
 pub const VAULT_CI_REFS: &str = "VAULT_CI_REFS";
-/// Comma-separated service names whose `services/<name>` KV entries get placeholders (default `example-service`).
+/// Comma-separated service names whose `services/<project id>` KV entries get placeholders; each is
+/// looked up as `<group>/<name>` in the groups of `VAULT_CI_PROJECT_PATHS` (default `example-service`).
 pub const VAULT_CI_SERVICES: &str = "VAULT_CI_SERVICES";
+/// Audience of the Keycloak ID tokens humans log in to Vault with (`jwt/keycloak`): the client id
+/// of the realm's Vault client (default `vault`).
+pub const VAULT_HUMAN_OIDC_CLIENT_ID: &str = "VAULT_HUMAN_OIDC_CLIENT_ID";
+/// Comma-separated `keycloak-group=policy` pairs: Vault external identity groups that give the
+/// members of each Keycloak group a policy (default `cicd-admins=ci-admin,cicd-security=security-audit`).
+pub const VAULT_HUMAN_GROUP_POLICIES: &str = "VAULT_HUMAN_GROUP_POLICIES";
 /// Kubernetes API URL as Vault reaches it (default `https://kubernetes.default.svc:443`, Vault in-cluster).
 pub const VAULT_K8S_HOST: &str = "VAULT_K8S_HOST";
 /// PEM file of the CA that signs the Kubernetes API's certificate, for Vault outside the cluster
@@ -339,6 +346,8 @@ pub const ALL: &[&str] = &[
     VAULT_K8S_SERVICE_ACCOUNT,
     VAULT_AUDIT_FILE_PATH,
     VAULT_CI_PKI_MOUNT,
+    VAULT_HUMAN_OIDC_CLIENT_ID,
+    VAULT_HUMAN_GROUP_POLICIES,
     VAULT_CI_CERT_DOMAINS,
     ESO_NAMESPACE,
     ESO_SERVICE_ACCOUNT,

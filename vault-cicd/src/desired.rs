@@ -56,11 +56,34 @@ pub const POLICIES: &[(&str, &str)] = &[
 
 /// Policies templated on an auth mount's accessor: `(name, text, mount)`, where the text holds
 /// [`ACCESSOR_MARKER`] in place of the accessor, known only once the mount exists.
-pub const TEMPLATED_POLICIES: &[(&str, &str, &str)] = &[(
-    "ci-promote",
-    include_str!("../policies/ci-promote.hcl"),
-    JWT_MOUNT,
-)];
+pub const TEMPLATED_POLICIES: &[(&str, &str, &str)] = &[
+    (
+        "ci-promote",
+        include_str!("../policies/ci-promote.hcl"),
+        JWT_MOUNT,
+    ),
+    (
+        PROJECT_SECRETS_POLICY,
+        include_str!("../policies/ci-project-secrets.hcl"),
+        JWT_MOUNT,
+    ),
+];
+/// Each project's own `services/<project id>` secrets, for its main and release pipelines.
+pub const PROJECT_SECRETS_POLICY: &str = "ci-project-secrets";
+/// Where humans log in with their Keycloak ID token (an OIDC-validated JWT method).
+pub const HUMAN_MOUNT: &str = "jwt/keycloak";
+/// The role humans log in with on [`HUMAN_MOUNT`].
+pub const HUMAN_ROLE: &str = "cicd-human";
+
+/// A Vault external identity group mirroring a Keycloak group: its members get `policies`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HumanGroup {
+    /// The Keycloak group's name, as the `groups` claim carries it; also the Vault group's name.
+    pub name: String,
+    pub policies: Vec<String>,
+    /// The auth mount whose logins carry the claim.
+    pub mount: String,
+}
 /// Stands for the mount accessor in a templated policy's text.
 pub const ACCESSOR_MARKER: &str = "{{JWT_ACCESSOR}}";
 
@@ -129,6 +152,15 @@ pub struct Desired {
     /// The role `ci-server-cert` (plan §3.2) on the platform's intermediate PKI mount, and that
     /// mount; `None` when no domain is known (no `DOMAIN`, no `VAULT_CI_CERT_DOMAINS`).
     pub ci_cert_role: Option<(String, VaultDocument)>,
+    /// `VAULT_CI_SERVICES`: each gets `services/<project id>` ([`crate::service_paths`]).
+    pub services: Vec<String>,
+    /// The groups a service name is looked up in (`<group>/<name>`): the `<group>/*` globs of
+    /// `VAULT_CI_PROJECT_PATHS`.
+    pub service_groups: Vec<String>,
+    /// Keycloak groups mapped to policies (empty when Keycloak is unknown).
+    pub human_groups: Vec<HumanGroup>,
+    /// Why humans get no Vault login, when they do not.
+    pub human_auth_missing: Option<String>,
 }
 
 /// Name of the PKI role of short-lived CI server certificates (plan §3.2).
@@ -171,8 +203,8 @@ pub struct Inputs<'a> {
     pub domain: Option<&'a str>,
     pub gitlab_url: &'a str,
     pub vault_addr: &'a str,
-    /// The GitLab API token's value, stored in KV for Argo CD when the secret is absent.
-    pub gitlab_token: Option<&'a str>,
+    /// The realm's issuer (`KEYCLOAK_URL/realms/KC_REALM`) humans' ID tokens come from.
+    pub keycloak_issuer: Option<&'a str>,
     /// PEM of the Kubernetes API CA (Vault outside the cluster).
     pub k8s_ca_pem: Option<&'a str>,
     /// PEM of the platform CA (for Vault's JWKS fetch and ESO's connection to Vault).
@@ -240,7 +272,8 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
         json!({"project_path": project_paths, "ref_path": ref_paths, "ref_protected": ["true"],
                "pipeline_source": PROTECTED_PIPELINE_SOURCES})
     };
-    let gitlab_ci = jwt_role(protected(&release_paths), "ci-read-secrets", 3600);
+    let mut gitlab_ci = jwt_role(protected(&release_paths), "ci-read-secrets", 3600);
+    gitlab_ci["token_policies"] = json!(["ci-read-secrets", PROJECT_SECRETS_POLICY]);
     // release-tag runs on protected release tags only: the same robot, no other pipeline kind.
     let gitlab_ci_release = jwt_role(
         protected(&[format!("refs/tags/{}", crate::settings::RELEASE_TAGS)]),
@@ -289,7 +322,7 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
         &["argocd"],
         "argocd-secrets",
     );
-    let documents = vec![
+    let mut documents = vec![
         doc(
             &format!("auth/{JWT_MOUNT}/config"),
             "vault jwt config",
@@ -370,7 +403,7 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
             placeholder,
             eso_reads,
         };
-    let mut kv_seeds = vec![
+    let kv_seeds = vec![
         // Robots of phase 14 replace these placeholders.
         seed(
             contract::KV_HARBOR_PUSH,
@@ -384,16 +417,14 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
             true,
             false,
         ),
-        // Argo CD's pull-request generator reads it through External Secrets (phase 15).
-        match inputs.gitlab_token {
-            Some(token) => seed(
-                "ci/gitlab-api-token",
-                [("token".to_owned(), token.to_owned())].into(),
-                false,
-                true,
-            ),
-            None => seed("ci/gitlab-api-token", placeholder(&["token"]), true, true),
-        },
+        // Argo CD's pull-request generator reads it through External Secrets; phase 15 puts its
+        // own read_api group token here. Never the admin token the phases run with.
+        seed(
+            contract::KV_GITLAB_GENERATOR_TOKEN,
+            placeholder(&["token"]),
+            true,
+            true,
+        ),
         seed("ci/sonarqube-token", placeholder(&["token"]), true, false),
         // The Argo CD project-role token of deploy-ephemeral/cleanup-ephemeral: phase 15 mints
         // it and replaces this placeholder.
@@ -419,14 +450,35 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
             false,
         ),
     ];
-    for service in &services {
-        kv_seeds.push(seed(
-            &format!("services/{service}"),
-            placeholder(&["database-url", "api-keys", "encryption-keys"]),
-            true,
-            true,
-        ));
-    }
+    let mut auth_methods = vec![
+        mount(JWT_MOUNT, "jwt", &[], "GitLab CI id_tokens (cicd-buildout)"),
+        mount(
+            K8S_MOUNT,
+            "kubernetes",
+            &[],
+            "Kubernetes service accounts (cicd-buildout)",
+        ),
+    ];
+    let (human_groups, human_auth_missing) = match inputs.keycloak_issuer {
+        Some(issuer) => {
+            auth_methods.push(mount(
+                HUMAN_MOUNT,
+                "jwt",
+                &[],
+                "People, with their Keycloak ID token (cicd-buildout)",
+            ));
+            documents.extend(human_documents(s, issuer));
+            (human_groups(s), None)
+        }
+        None => (
+            Vec::new(),
+            Some(format!(
+                "Keycloak is unknown (set {} and {}): no Vault login for people, so cicd-admins and cicd-security get no Vault policy",
+                common::env::KEYCLOAK_URL,
+                common::env::KC_REALM
+            )),
+        ),
+    };
 
     Desired {
         secret_engines: vec![
@@ -443,15 +495,7 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
                 "Image signing keys (cicd-buildout)",
             ),
         ],
-        auth_methods: vec![
-            mount(JWT_MOUNT, "jwt", &[], "GitLab CI id_tokens (cicd-buildout)"),
-            mount(
-                K8S_MOUNT,
-                "kubernetes",
-                &[],
-                "Kubernetes service accounts (cicd-buildout)",
-            ),
-        ],
+        auth_methods,
         policies: POLICIES
             .iter()
             .map(|(n, t)| ((*n).to_owned(), (*t).to_owned()))
@@ -468,10 +512,7 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
             kind: "file".into(),
             file_path: s.vault_audit_file_path.clone(),
         },
-        kube_objects: kube_objects(
-            inputs,
-            services.first().map_or("example-service", String::as_str),
-        ),
+        kube_objects: kube_objects(inputs),
         ci_cert_role: {
             let domains = match &s.vault_ci_cert_domains {
                 Some(list_setting) => list(list_setting),
@@ -487,7 +528,77 @@ pub fn desired(inputs: &Inputs<'_>) -> Desired {
                 )
             })
         },
+        services,
+        service_groups: project_paths
+            .iter()
+            .filter_map(|glob| glob.strip_suffix("/*"))
+            .filter(|group| !group.contains('*'))
+            .map(str::to_owned)
+            .collect(),
+        human_groups,
+        human_auth_missing,
     }
+}
+
+/// The human login: Vault validates Keycloak ID tokens against the realm's discovery document
+/// and keys, takes the `groups` claim into group aliases, and the external groups of
+/// [`human_groups`] attach the policies. The role itself grants only `default`.
+fn human_documents(s: &Settings, issuer: &str) -> Vec<VaultDocument> {
+    vec![
+        doc(
+            &format!("auth/{HUMAN_MOUNT}/config"),
+            "vault jwt config",
+            HUMAN_MOUNT,
+            json!({
+                "oidc_discovery_url": issuer,
+                "bound_issuer": issuer,
+                // Keycloak signs with RS256 by default; ES256 where the realm has an EC key.
+                "jwt_supported_algs": ["RS256", "ES256"],
+                "default_role": HUMAN_ROLE,
+            }),
+        ),
+        doc(
+            &format!("auth/{HUMAN_MOUNT}/role/{HUMAN_ROLE}"),
+            "vault jwt role",
+            HUMAN_ROLE,
+            json!({
+                "role_type": "jwt",
+                "bound_audiences": [s.vault_human_oidc_client_id],
+                "user_claim": "preferred_username",
+                "groups_claim": "groups",
+                "claim_mappings": {"preferred_username": "username"},
+                "token_policies": ["default"],
+                "token_ttl": 3600,
+                "token_max_ttl": 28_800,
+            }),
+        ),
+    ]
+}
+
+/// `VAULT_HUMAN_GROUP_POLICIES` as groups (plan §5.4: cicd-admins → ci-admin, cicd-security →
+/// security-audit).
+fn human_groups(s: &Settings) -> Vec<HumanGroup> {
+    let mut by_group: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for pair in list(&s.vault_human_group_policies) {
+        if let Some((group, policy)) = pair.split_once('=') {
+            by_group
+                .entry(group.trim().to_owned())
+                .or_default()
+                .push(policy.trim().to_owned());
+        }
+    }
+    by_group
+        .into_iter()
+        .map(|(name, mut policies)| {
+            policies.sort();
+            policies.dedup();
+            HumanGroup {
+                name,
+                policies,
+                mount: HUMAN_MOUNT.to_owned(),
+            }
+        })
+        .collect()
 }
 
 fn doc(path: &str, resource: &'static str, name: &str, body: Value) -> VaultDocument {
@@ -499,7 +610,7 @@ fn doc(path: &str, resource: &'static str, name: &str, body: Value) -> VaultDocu
     }
 }
 
-fn kube_objects(inputs: &Inputs<'_>, example_service: &str) -> Vec<(Value, Option<&'static str>)> {
+fn kube_objects(inputs: &Inputs<'_>) -> Vec<(Value, Option<&'static str>)> {
     let s = inputs.settings;
     let labels = owned_labels(PHASE);
     let reviewers: Vec<Value> = match s.vault_k8s_token_reviewer {
@@ -573,20 +684,26 @@ fn kube_objects(inputs: &Inputs<'_>, example_service: &str) -> Vec<(Value, Optio
         }),
         Some(CLUSTER_SECRET_STORE_CRD),
     ));
-    objects.push((
+
+    objects
+}
+
+/// The plan's per-service `ExternalSecret` (§3.2), for the first service of `VAULT_CI_SERVICES` once
+/// its project is known: it reads `services/<project id>` (the per-project layout).
+pub fn example_external_secret(s: &Settings, project_id: u64) -> (Value, Option<&'static str>) {
+    (
         json!({
             "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
-            "metadata": {"name": "vault-backend-example", "namespace": s.eso_namespace, "labels": labels},
+            "metadata": {"name": "vault-backend-example", "namespace": s.eso_namespace, "labels": owned_labels(PHASE)},
             "spec": {
                 "refreshInterval": "5m",
                 "secretStoreRef": {"name": contract::SECRET_STORE, "kind": "ClusterSecretStore"},
                 "target": {"name": "vault-backend-example", "creationPolicy": "Owner"},
-                "data": [{"secretKey": "DATABASE_URL", "remoteRef": {"key": format!("services/{example_service}"), "property": "database-url"}}],
+                "data": [{"secretKey": "DATABASE_URL", "remoteRef": {"key": contract::kv_service_secrets(project_id), "property": "database-url"}}],
             },
         }),
         Some(EXTERNAL_SECRET_CRD),
-    ));
-    objects
+    )
 }
 
 /// ESO is installed by Argo CD from its Helm chart (docs/adr/0005): the pipeline is the only
@@ -637,7 +754,7 @@ mod tests {
             domain: Some("example.org"),
             gitlab_url: "https://gitlab.example.org",
             vault_addr: "https://vault.example.org",
-            gitlab_token: None,
+            keycloak_issuer: None,
             k8s_ca_pem: None,
             platform_ca_pem: None,
         }
@@ -671,7 +788,14 @@ mod tests {
             json!(["https://vault.example.org"])
         );
         assert_eq!(image["token_ttl"], json!(3600));
-        assert_eq!(image["token_policies"], json!(["ci-read-secrets"]));
+        assert_eq!(
+            image["token_policies"],
+            json!(["ci-read-secrets", "ci-project-secrets"])
+        );
+        assert_eq!(
+            role(&d, "gitlab-ci-release")["token_policies"],
+            json!(["ci-read-secrets"])
+        );
         assert_eq!(
             role(&d, "gitlab-ci-sign")["bound_claims"],
             image["bound_claims"]
@@ -765,28 +889,26 @@ mod tests {
     }
 
     #[test]
-    fn placeholders_are_marked_and_the_gitlab_token_is_real_when_known() {
+    fn placeholders_are_marked_and_the_admin_token_is_never_stored() {
         let s = settings();
-        let mut i = inputs(&s);
-        i.gitlab_token = Some("glpat-known");
-        let d = desired(&i);
+        let d = desired(&inputs(&s));
+        // Phase 15 puts its read_api group token there; phase 13 only marks the path.
         let token = d
             .kv_seeds
             .iter()
             .find(|k| k.path == "ci/gitlab-api-token")
             .unwrap();
-        assert!(!token.placeholder);
+        assert!(token.placeholder && token.data.values().all(|v| v == PLACEHOLDER));
         let harbor = d
             .kv_seeds
             .iter()
             .find(|k| k.path == "ci/harbor-credentials")
             .unwrap();
         assert!(harbor.placeholder && harbor.data.values().all(|v| v == PLACEHOLDER));
-        assert!(
-            d.kv_seeds
-                .iter()
-                .any(|k| k.path == "services/example-service")
-        );
+        // Service secrets are per project (`services/<project id>`), seeded once GitLab is read.
+        assert!(d.kv_seeds.iter().all(|k| !k.path.starts_with("services/")));
+        assert_eq!(d.services, ["example-service"]);
+        assert_eq!(d.service_groups, ["platform_services"]);
     }
 
     #[test]

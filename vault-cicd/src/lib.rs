@@ -2,11 +2,14 @@
 //!
 //! - [`desired`]: what should exist, as data (policies are the `.hcl` files in `policies/`).
 //! - [`reconcile`]: observe (reads only), pure `diff`, execute the plan.
+//! - [`service_paths`]: each project's `services/<project id>` (seeded, migrated from the old
+//!   `services/<name>`), and the identity groups that give Keycloak groups their policies.
 //! - [`doctor`]: can ESO really log in and read its paths?
 
 pub mod desired;
 pub mod doctor;
 pub mod reconcile;
+pub mod service_paths;
 pub mod settings;
 
 use clap::{Parser, Subcommand};

@@ -13,9 +13,10 @@ use common::{Error, env};
 use serde_json::{Value, json};
 
 use crate::desired::{
-    AuditSpec, Desired, Inputs, KvSeed, MountSpec, PLACEHOLDER, VaultDocument, desired,
+    AuditSpec, Desired, HumanGroup, Inputs, KvSeed, MountSpec, PLACEHOLDER, VaultDocument, desired,
     render_templated_policy,
 };
+use crate::service_paths::{self, LiveGroup, ServiceOp, ServicesObserved};
 use crate::settings::{KV_MOUNT, Settings, TRANSIT_MOUNT};
 
 pub const FIELD_MANAGER: &str = "cicd-buildout/vault-cicd";
@@ -47,12 +48,18 @@ pub enum Op {
         object: Value,
         wait_crd: Option<&'static str>,
     },
+    /// A project's service secrets: migrated from the old layout, or a placeholder.
+    Service(ServiceOp),
+    /// A Keycloak group's Vault identity group and its alias.
+    HumanGroup(HumanGroup),
 }
 
 /// Phase 13, connected.
 pub struct VaultCicd {
     pub vault: VaultClient,
     pub kube: KubeClient,
+    /// Reads only: which project each service name is (its `services/<project id>`).
+    pub gitlab: common::gitlab::GitLabClient,
     pub desired: Desired,
     pub settings: Settings,
     crd_wait: Duration,
@@ -64,7 +71,13 @@ impl VaultCicd {
         let gitlab_url = cfg.require_url(env::GITLAB_URL)?.to_owned();
         let vault = VaultClient::connect(cfg)?;
         let kube = KubeClient::connect(cfg, FIELD_MANAGER).await?;
-        let gitlab_token = cfg.gitlab_token()?;
+        let gitlab = common::gitlab::GitLabClient::connect(cfg)?;
+        let keycloak_issuer = match (&cfg.keycloak_url, cfg.environment().get(env::KC_REALM)) {
+            (Some(url), Some(realm)) if !realm.is_empty() => {
+                Some(format!("{}/realms/{realm}", url.trim_end_matches('/')))
+            }
+            _ => None,
+        };
         let k8s_ca = match &settings.vault_k8s_ca_cert {
             Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
                 Error::Config(format!("{}={path} cannot be read ({e}): point it at the PEM of the Kubernetes API's CA", env::VAULT_K8S_CA_CERT))
@@ -77,13 +90,14 @@ impl VaultCicd {
             domain: cfg.domain.as_deref(),
             gitlab_url: &gitlab_url,
             vault_addr: vault.addr(),
-            gitlab_token: gitlab_token.as_ref().map(common::config::expose),
+            keycloak_issuer: keycloak_issuer.as_deref(),
             k8s_ca_pem: k8s_ca.as_deref(),
             platform_ca_pem: platform_ca.as_deref(),
         });
         Ok(Self {
             vault,
             kube,
+            gitlab,
             desired,
             crd_wait: Duration::from_secs(settings.cicd_crd_wait_secs),
             settings,
@@ -152,6 +166,10 @@ pub struct Observed {
     /// The role `ci-server-cert` as it is (`Some(None)`: absent), or `None` when its PKI mount
     /// does not exist.
     pub ci_cert_role: Option<Option<Value>>,
+    /// The services' projects and their secrets in both layouts.
+    pub services: ServicesObserved,
+    /// The people's identity groups, by name.
+    pub human_groups: BTreeMap<String, Option<LiveGroup>>,
 }
 
 impl Phase for VaultCicd {
@@ -243,6 +261,14 @@ impl Phase for VaultCicd {
             ),
             _ => None,
         };
+        let services = service_paths::observe(
+            d,
+            &self.gitlab,
+            &self.vault,
+            secret_mounts.contains_key(&format!("{KV_MOUNT}/")),
+        )
+        .await?;
+        let human_groups = service_paths::observe_groups(&self.vault, &d.human_groups).await?;
         Ok(Observed {
             secret_mounts,
             auth_mounts,
@@ -252,6 +278,8 @@ impl Phase for VaultCicd {
             kv_existing,
             audit,
             ci_cert_role,
+            services,
+            human_groups,
         })
     }
 
@@ -259,11 +287,18 @@ impl Phase for VaultCicd {
         diff(&self.desired, observed)
     }
 
-    fn objects(&self, _observed: &Observed) -> anyhow::Result<Vec<DesiredObject<Op>>> {
+    fn objects(&self, observed: &Observed) -> anyhow::Result<Vec<DesiredObject<Op>>> {
+        let example = self
+            .desired
+            .services
+            .first()
+            .and_then(|name| observed.services.projects.get(name).cloned().flatten())
+            .map(|project| crate::desired::example_external_secret(&self.settings, project.id));
         Ok(self
             .desired
             .kube_objects
             .iter()
+            .chain(example.iter())
             .map(|(object, crd)| {
                 DesiredObject::new(
                     object.clone(),
@@ -368,6 +403,21 @@ impl Phase for VaultCicd {
                     .apply_planned(object, *wait_crd, self.crd_wait)
                     .await?;
             }
+            Op::Service(ServiceOp::Migrate { from, project }) => {
+                if !service_paths::migrate(&self.vault, from, project).await? {
+                    return Ok(Outcome::Skipped(
+                        "written by someone else since the plan; left untouched".into(),
+                    ));
+                }
+            }
+            Op::Service(ServiceOp::Seed { seed, project_path }) => {
+                if !service_paths::seed(&self.vault, seed, project_path).await? {
+                    return Ok(Outcome::Skipped(
+                        "written by someone else since the plan; left untouched".into(),
+                    ));
+                }
+            }
+            Op::HumanGroup(group) => service_paths::apply_group(&self.vault, group).await?,
         }
         Ok(Outcome::Applied)
     }
@@ -518,6 +568,50 @@ pub fn diff(d: &Desired, o: &Observed) -> anyhow::Result<Plan<Op>> {
             ));
         }
     }
+    service_paths::diff(&mut plan, d, &o.services, Op::Service);
+    if let Some(why) = &d.human_auth_missing {
+        plan.warn(why.clone());
+    }
+    for group in &d.human_groups {
+        let accessor = o
+            .auth_mounts
+            .get(&format!("{}/", group.mount))
+            .map(|m| m.accessor.as_str());
+        let live = o.human_groups.get(&group.name).cloned().flatten();
+        if let Some((create, wanted)) = service_paths::group_change(group, live.as_ref(), accessor)
+        {
+            let op = Op::HumanGroup(group.clone());
+            if create {
+                plan.push(Change::create(
+                    "vault identity group",
+                    &group.name,
+                    wanted,
+                    &[],
+                    op,
+                ));
+            } else {
+                let before = live.map_or(Value::Null, |l| {
+                    let (alias, alias_mount) = l.alias.map_or((None, None), |(name, acc)| {
+                        let mount = if Some(acc.as_str()) == accessor {
+                            group.mount.clone()
+                        } else {
+                            format!("the mount with accessor {acc}")
+                        };
+                        (Some(name), Some(mount))
+                    });
+                    json!({"type": l.kind, "policies": l.policies, "alias": alias, "mount": alias_mount})
+                });
+                plan.push(Change::update(
+                    "vault identity group",
+                    &group.name,
+                    before,
+                    wanted,
+                    &[],
+                    op,
+                ));
+            }
+        }
+    }
     let audit_key = format!("{}/", d.audit.path);
     match o.audit.get(&audit_key) {
         None => plan.push(Change::create(
@@ -579,10 +673,31 @@ mod tests {
             domain: Some("x"),
             gitlab_url: "https://gitlab.x",
             vault_addr: "https://vault.x",
-            gitlab_token: None,
+            keycloak_issuer: Some("https://keycloak.x/realms/platform"),
             k8s_ca_pem: None,
             platform_ca_pem: None,
         })
+    }
+
+    /// `example-service` is project 42 of the group, its secrets in place.
+    fn services_in_place(d: &Desired) -> ServicesObserved {
+        ServicesObserved {
+            projects: d
+                .services
+                .iter()
+                .map(|n| {
+                    (
+                        n.clone(),
+                        Some(service_paths::ServiceProject {
+                            id: 42,
+                            path: format!("platform_services/{n}"),
+                        }),
+                    )
+                })
+                .collect(),
+            legacy: BTreeSet::new(),
+            present: [42].into(),
+        }
     }
 
     /// What Vault would report after a complete apply of `d`.
@@ -638,6 +753,21 @@ mod tests {
                 .ci_cert_role
                 .as_ref()
                 .map(|(_, role)| Some(role.body.clone())),
+            services: services_in_place(d),
+            human_groups: d
+                .human_groups
+                .iter()
+                .map(|g| {
+                    (
+                        g.name.clone(),
+                        Some(LiveGroup {
+                            kind: "external".into(),
+                            policies: g.policies.clone(),
+                            alias: Some((g.name.clone(), "auth_jwt_0123abcd".into())),
+                        }),
+                    )
+                })
+                .collect(),
         }
     }
 
@@ -662,6 +792,11 @@ mod tests {
             kv_existing: BTreeSet::new(),
             audit: BTreeMap::new(),
             ci_cert_role: None,
+            services: ServicesObserved {
+                projects: services_in_place(&d).projects,
+                ..ServicesObserved::default()
+            },
+            human_groups: BTreeMap::new(),
         };
         let plan = diff(&d, &empty).unwrap();
         let expected = d.secret_engines.len()
@@ -671,6 +806,8 @@ mod tests {
             + d.documents.len()
             + 1
             + d.kv_seeds.len()
+            + d.services.len()
+            + d.human_groups.len()
             + 1;
         assert_eq!(plan.changes.len(), expected);
         assert_eq!(plan.summary().update, 0);
@@ -685,13 +822,21 @@ mod tests {
         let mut o = matching(&d);
         o.auth_mounts.get_mut("jwt/gitlab/").unwrap().accessor = "auth_jwt_new".into();
         let plan = diff(&d, &o).unwrap();
-        assert_eq!(plan.changes.len(), 1, "{plan}");
-        match &plan.changes[0].op {
-            Op::PutPolicy { name, text } => {
-                assert_eq!(name, "ci-promote");
-                assert!(text.contains("identity.entity.aliases.auth_jwt_new.metadata.project_id"));
+        assert_eq!(plan.changes.len(), 2, "{plan}");
+        for (change, policy) in plan
+            .changes
+            .iter()
+            .zip(["ci-promote", "ci-project-secrets"])
+        {
+            match &change.op {
+                Op::PutPolicy { name, text } => {
+                    assert_eq!(name, policy);
+                    assert!(
+                        text.contains("identity.entity.aliases.auth_jwt_new.metadata.project_id")
+                    );
+                }
+                other => panic!("{other:?}"),
             }
-            other => panic!("{other:?}"),
         }
         o.auth_mounts.remove("jwt/gitlab/");
         let plan = diff(&d, &o).unwrap();
@@ -774,5 +919,59 @@ mod tests {
             plan.changes[0].diff,
             [r#"~ allowed_domains: ["ci.x","x"] -> ["ci.x"]"#]
         );
+    }
+
+    /// The old layout's `services/<name>` is copied to `services/<project id>` when the name is a
+    /// project of the group and the target is absent; unknown names stay with a warning.
+    #[test]
+    fn old_service_secrets_are_copied_never_over_an_existing_one() {
+        let d = desired_state();
+        let mut o = matching(&d);
+        o.services.legacy = ["example-service".to_owned(), "orphan".to_owned()].into();
+        o.services.projects.insert("orphan".into(), None);
+        o.services.present.clear();
+        let plan = diff(&d, &o).unwrap();
+        let titles: Vec<String> = plan.changes.iter().map(Change::title).collect();
+        assert_eq!(titles, ["vault kv secret kv/services/42"], "{plan}");
+        assert!(matches!(
+            &plan.changes[0].op,
+            Op::Service(ServiceOp::Migrate { from, project }) if from == "example-service" && project.id == 42
+        ));
+        assert_eq!(plan.warnings.len(), 1, "{plan}");
+        assert!(plan.warnings[0].contains("kv/services/orphan"), "{plan}");
+        insta::assert_snapshot!(plan.to_string());
+        // The target exists: nothing to copy, even though the old one is still there.
+        o.services.present.insert(42);
+        let plan = diff(&d, &o).unwrap();
+        assert!(plan.changes.is_empty(), "{plan}");
+    }
+
+    /// A Keycloak group's identity group: created, and fixed in place when its policies or alias
+    /// drifted (an alias on another mount gives nobody the policy).
+    #[test]
+    fn human_groups_get_exactly_their_policies() {
+        let d = desired_state();
+        let names: Vec<(&str, &[String])> = d
+            .human_groups
+            .iter()
+            .map(|g| (g.name.as_str(), g.policies.as_slice()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("cicd-admins", &["ci-admin".to_owned()][..]),
+                ("cicd-security", &["security-audit".to_owned()][..])
+            ]
+        );
+        let mut o = matching(&d);
+        if let Some(Some(g)) = o.human_groups.get_mut("cicd-security") {
+            g.policies.push("ci-admin".into());
+        }
+        if let Some(Some(g)) = o.human_groups.get_mut("cicd-admins") {
+            g.alias = Some(("cicd-admins".into(), "auth_userpass_999".into()));
+        }
+        let plan = diff(&d, &o).unwrap();
+        assert_eq!(plan.summary().update, 2, "{plan}");
+        insta::assert_snapshot!(plan.to_string());
     }
 }

@@ -52,6 +52,17 @@ pub struct Settings {
     pub eso_chart_version: String,
     #[serde(default = "default_wait")]
     pub cicd_crd_wait_secs: u64,
+    #[serde(default = "default_human_client")]
+    pub vault_human_oidc_client_id: String,
+    #[serde(default = "default_human_groups")]
+    pub vault_human_group_policies: String,
+}
+
+fn default_human_client() -> String {
+    "vault".into()
+}
+fn default_human_groups() -> String {
+    "cicd-admins=ci-admin,cicd-security=security-audit".into()
 }
 
 fn default_project_paths() -> String {

@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 
 use sandbox::PhaseRun as Run;
 
+#[path = "vault_cicd/people_and_projects.rs"]
+mod people_and_projects;
 #[path = "vault_cicd/pki.rs"]
 mod pki;
 
@@ -170,6 +172,9 @@ async fn plan_apply_rerun_and_logins_on_fresh_servers() {
     let env_file = sandbox.env_file();
     let vault = Vault::of(&sandbox);
     let kube = kube(&sandbox).await;
+    // VAULT_CI_SERVICES' default service is a project of the group: it gets services/<id>.
+    let example_id = people_and_projects::add_project(&sandbox, "example-service");
+    let example_secret = format!("vault kv secret kv/services/{example_id}");
     let ns_version_before =
         resource_versions(&live_objects(&kube).await)["Namespace/external-secrets"].clone();
 
@@ -207,7 +212,13 @@ async fn plan_apply_rerun_and_logins_on_fresh_servers() {
         "vault transit key ci-signing-key",
         "vault kv secret kv/ci/harbor-credentials",
         "vault kv secret kv/ci/gitlab-api-token",
-        "vault kv secret kv/services/example-service",
+        example_secret.as_str(),
+        "vault auth method jwt/keycloak",
+        "vault jwt config jwt/keycloak",
+        "vault jwt role cicd-human",
+        "vault identity group cicd-admins",
+        "vault identity group cicd-security",
+        "vault policy ci-project-secrets",
         "kubernetes ClusterSecretStore vault-backend",
         "kubernetes ClusterSecretStore vault-harbor-pull",
         "kubernetes ExternalSecret external-secrets/vault-backend-example",
@@ -261,7 +272,10 @@ async fn plan_apply_rerun_and_logins_on_fresh_servers() {
     );
     assert_eq!(role["data"]["bound_claims_type"], "glob");
     assert_eq!(role["data"]["token_ttl"], 3600);
-    assert_eq!(role["data"]["token_policies"], json!(["ci-read-secrets"]));
+    assert_eq!(
+        role["data"]["token_policies"],
+        json!(["ci-read-secrets", "ci-project-secrets"])
+    );
     let (_, config) = vault.get("auth/jwt/gitlab/config").await;
     assert_eq!(
         config["data"]["jwks_url"],
@@ -281,11 +295,18 @@ async fn plan_apply_rerun_and_logins_on_fresh_servers() {
     assert_eq!(key["data"]["exportable"], false);
     let (_, meta) = vault.get("kv/metadata/ci/harbor-credentials").await;
     assert_eq!(meta["data"]["custom_metadata"]["placeholder"], "true");
+    // The admin token is in no KV path: phase 15 puts its read_api token here.
     let (_, gitlab_token) = vault.get("kv/data/ci/gitlab-api-token").await;
     assert_eq!(
         gitlab_token["data"]["data"]["token"],
-        json!(sandbox.get("GITLAB_API_TOKEN")),
-        "the real GitLab token is stored for Argo CD"
+        json!(vault_cicd::desired::PLACEHOLDER),
+    );
+    let (_, example) = vault
+        .get(&format!("kv/metadata/services/{example_id}"))
+        .await;
+    assert_eq!(
+        example["data"]["custom_metadata"]["project"],
+        "platform_services/example-service"
     );
     let objects = live_objects(&kube).await;
     let css = objects["ClusterSecretStore/vault-backend"]
@@ -654,6 +675,8 @@ async fn plan_apply_rerun_and_logins_on_fresh_servers() {
     assert_eq!(vault_cicd(&env_file, &["apply"]).await.code, 0);
     let (_, kept) = vault.get("kv/data/ci/harbor-credentials").await;
     assert_eq!(kept["data"]["data"]["password"], "operator-set-value");
+
+    people_and_projects::check(&sandbox, &env_file, &vault, example_id).await;
 
     assert_no_secret(&sandbox, &[&plan, &check, &apply, &again, &doctor, &drift]);
 }
