@@ -19,7 +19,12 @@ bats tests/bats
 echo "==> cargo test"
 # Plan snapshots (insta) are compared, never written: review a change with `cargo insta review`
 # or `INSTA_UPDATE=always cargo test -p <crate> --lib` and commit the .snap files.
+rm -f target/test-artifacts/system/secret-access.txt
 INSTA_UPDATE=no cargo test --workspace --no-fail-fast 2>&1 | tee target/cargo-test.log
+# Who can read which secret, as the system test measured it (issue 16).
+if [[ -f target/test-artifacts/system/secret-access.txt ]]; then
+  cat target/test-artifacts/system/secret-access.txt
+fi
 # One closing line for the whole Rust run.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
      END { printf "rust: %d passed, %d failed\n", p, f; exit (f > 0) }' target/cargo-test.log

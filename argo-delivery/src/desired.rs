@@ -427,7 +427,9 @@ pub fn analysis_templates(s: &Settings) -> Vec<Value> {
 }
 
 /// `argocd/argocd-gitlab-token` from Vault (`kv/ci/gitlab-api-token`) through External Secrets:
-/// the pull-request generator's GitLab token, never a literal in a manifest.
+/// the pull-request generator's GitLab token (a `read_api` group access token this phase mints,
+/// [`crate::generator_token`]), never a literal in a manifest. Refreshed every 5 minutes: a
+/// rotation revokes the old token at once, and the generator retries every 60 s meanwhile.
 ///
 /// Where the bash phase left a literal Secret of that name, ESO takes it over in place
 /// (sandbox/fixtures/eso-docs/ownership-deletion-policy.md): `creationPolicy: Owner` adopts a
@@ -441,10 +443,10 @@ pub fn gitlab_token_secret(s: &Settings) -> Value {
         "kind": "ExternalSecret",
         "metadata": {"name": "argocd-gitlab-token", "namespace": s.argocd_namespace, "labels": owned_labels(PHASE_LABEL)},
         "spec": {
-            "refreshInterval": "1h",
+            "refreshInterval": "5m",
             "secretStoreRef": {"kind": "ClusterSecretStore", "name": contract::SECRET_STORE},
             "target": {"name": "argocd-gitlab-token", "creationPolicy": "Owner", "deletionPolicy": "Retain"},
-            "data": [{"secretKey": "token", "remoteRef": {"key": "ci/gitlab-api-token", "property": "token"}}],
+            "data": [{"secretKey": "token", "remoteRef": {"key": contract::KV_GITLAB_GENERATOR_TOKEN, "property": "token"}}],
         },
     })
 }

@@ -13,7 +13,7 @@ use crate::settings::Settings;
 const NOW: i64 = 1_800_000_000;
 const DAY: i64 = 86_400;
 
-fn settings() -> Settings {
+pub(crate) fn settings() -> Settings {
     Settings::load(&PlatformConfig::example(&[]).unwrap()).unwrap()
 }
 
@@ -41,6 +41,7 @@ fn converged() -> Observed {
         listed: vec![token("cicd-1", NOW + 20 * DAY)],
         now: NOW,
         leftovers: LiveLeftovers::default(),
+        generator: crate::generator_token::converged_for_tests(NOW / DAY),
     }
 }
 
@@ -61,6 +62,7 @@ fn create_a_token_when_vault_holds_only_the_placeholder() {
         listed: Vec::new(),
         now: NOW,
         leftovers: LiveLeftovers::default(),
+        generator: crate::generator_token::converged_for_tests(NOW / DAY),
     };
     let plan = diff(&settings(), &o).unwrap();
     assert_eq!(plan.summary().create, 1, "{plan}");

@@ -81,6 +81,7 @@ fn with_leftovers(leftovers: LiveLeftovers) -> Observed {
         listed: Vec::new(),
         now: 1_800_000_000,
         leftovers,
+        generator: crate::generator_token::converged_for_tests(1_800_000_000 / 86_400),
     }
 }
 

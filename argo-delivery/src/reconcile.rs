@@ -10,7 +10,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use common::argocd::{ArgoCdClient, ProjectToken};
 use common::config::{Credential, PlatformConfig};
-use common::contract::{self, KV_ARGOCD_TOKEN, KV_MOUNT};
+use common::contract::{self, KV_ARGOCD_TOKEN, KV_MOUNT, PromoteTokenChange};
+use common::gitlab::GitLabClient;
 use common::kube::KubeClient;
 use common::phase::{DesiredObject, Outcome, Phase};
 use common::plan::{Change, Plan};
@@ -21,6 +22,7 @@ use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
 use crate::desired::{self, PIPELINE_PROJECT, PIPELINE_ROLE};
+use crate::generator_token::{self, GeneratorTokenObserved};
 use crate::leftovers::{self, LiveLeftovers};
 use crate::settings::Settings;
 
@@ -40,6 +42,8 @@ pub enum Op {
     MintPipelineToken { replaces: Option<ProjectToken> },
     /// A change to what the bash phase 15 left ([`leftovers`]).
     Leftover(leftovers::Op),
+    /// Create or rotate the pull-request generator's group access token ([`generator_token`]).
+    GeneratorToken(PromoteTokenChange),
 }
 
 /// What Vault says about the stored token (its custom metadata).
@@ -62,6 +66,8 @@ pub struct Observed {
     pub now: i64,
     /// What may be left of the bash phase 15.
     pub leftovers: LiveLeftovers,
+    /// The pull-request generator's GitLab token as GitLab and Vault know it.
+    pub generator: GeneratorTokenObserved,
 }
 
 /// The pure diff: the bash phase's leftovers (first: the token is minted for an adopted
@@ -84,6 +90,17 @@ pub fn diff(s: &Settings, o: &Observed) -> anyhow::Result<Plan<Op>> {
             json!({"reason": reason, "valid_days": PIPELINE_TOKEN_DAYS, "token": "(sensitive)"}),
             &[],
             Op::MintPipelineToken { replaces },
+        ));
+    }
+    let today = o.now.div_euclid(86_400);
+    if let Some(change) = generator_token::change(&o.generator, today, s.rotate_tokens) {
+        let group = generator_token::token_group(s)?;
+        plan.push(Change::create(
+            "gitlab group access token",
+            &generator_token::describe(&change, &group),
+            json!({"scopes": generator_token::GENERATOR_TOKEN_SCOPES, "access_level": "Reporter", "valid_days": generator_token::GENERATOR_TOKEN_DAYS, "token": "(sensitive)"}),
+            &[],
+            Op::GeneratorToken(change),
         ));
     }
     Ok(plan)
@@ -123,6 +140,7 @@ pub fn pipeline_token_change(
 pub struct ArgoDelivery {
     kube: KubeClient,
     vault: VaultClient,
+    gitlab: GitLabClient,
     cfg: PlatformConfig,
     settings: Settings,
     crd_wait: Duration,
@@ -131,12 +149,15 @@ pub struct ArgoDelivery {
 }
 
 impl ArgoDelivery {
-    pub async fn connect(cfg: &PlatformConfig) -> anyhow::Result<Self> {
-        let settings = Settings::load(cfg)?;
+    /// `rotate_tokens`: rotate the pull-request generator's token now (`--rotate`).
+    pub async fn connect(cfg: &PlatformConfig, rotate_tokens: bool) -> anyhow::Result<Self> {
+        let mut settings = Settings::load(cfg)?;
+        settings.rotate_tokens = rotate_tokens;
         let crd_wait = cfg.crd_wait();
         Ok(Self {
             kube: KubeClient::connect(cfg, FIELD_MANAGER).await?,
             vault: VaultClient::connect(cfg)?,
+            gitlab: GitLabClient::connect(cfg)?,
             cfg: cfg.clone(),
             settings,
             crd_wait,
@@ -294,6 +315,12 @@ impl Phase for ArgoDelivery {
             listed,
             now: unix_now(),
             leftovers: leftovers::observe(&self.kube, &self.settings).await?,
+            generator: generator_token::observe(
+                &self.gitlab,
+                &self.vault,
+                &generator_token::token_group(&self.settings)?,
+            )
+            .await?,
         })
     }
 
@@ -341,6 +368,10 @@ impl Phase for ArgoDelivery {
                 self.mint_pipeline_token(replaces.as_ref()).await?;
             }
             Op::Leftover(op) => leftovers::execute(&self.kube, op, self.crd_wait).await?,
+            Op::GeneratorToken(change) => {
+                let group = generator_token::token_group(&self.settings)?;
+                generator_token::apply(&self.gitlab, &self.vault, &group, change).await?;
+            }
         }
         Ok(Outcome::Applied)
     }

@@ -98,6 +98,8 @@ pub struct Settings {
     pub harbor_registry: String,
     /// `<n>[smhd]`.
     pub ephemeral_ttl: String,
+    /// Rotate the pull-request generator's GitLab token on this run (`--rotate`), not a setting.
+    pub rotate_tokens: bool,
 }
 
 impl Settings {
@@ -188,6 +190,7 @@ impl Settings {
             services,
             harbor_registry,
             ephemeral_ttl: raw.ephemeral_ttl,
+            rotate_tokens: false,
         })
     }
 }

@@ -19,6 +19,9 @@ use sandbox::PhaseRun as Run;
 /// The bash phase 15's leftovers, adopted (a file of its own: this one is long already).
 #[path = "argo_delivery/adoption.rs"]
 mod adoption;
+/// The pull-request generator's `read_api` token, minted and rotated.
+#[path = "argo_delivery/generator_token.rs"]
+mod generator_token;
 
 async fn phase(sandbox: &Sandbox, args: &[&str]) -> Run {
     sandbox::run_phase_binary(
@@ -114,6 +117,8 @@ async fn applied_by_server_side_apply_once_and_merged_with_argocd_keys() {
     // Phase 13's KV v2 mount, where the phase keeps CI's Argo CD token.
     let http = reqwest::Client::new();
     sandbox::support::mount_kv(&sandbox).await;
+    // An older phase 13 stored the admin token where the generator's token goes.
+    generator_token::plant_the_admin_token(&sandbox).await;
     // Argo CD's Helm chart owns argocd-rbac-cm already, with keys of its own.
     let helm = KubeClient::from_kubeconfig(&sandbox.kubeconfig(), "helm")
         .await
@@ -131,8 +136,12 @@ async fn applied_by_server_side_apply_once_and_merged_with_argocd_keys() {
     assert_eq!(plan.code, 0, "{}", plan.stderr);
     let doc: Value = serde_json::from_str(&plan.stdout).unwrap();
     let titles = sandbox::change_titles(&doc);
-    // Every object, and CI's Argo CD token.
-    assert_eq!(titles.len(), refs().len() + 1, "{titles:?}");
+    // Every object, CI's Argo CD token and the generator's GitLab token.
+    assert_eq!(titles.len(), refs().len() + 2, "{titles:?}");
+    assert!(
+        titles.iter().any(|t| t.starts_with("gitlab group access token create group access token argocd-pr-generator of platform_services")),
+        "{titles:?}"
+    );
     assert!(
         titles.contains(
             &"argocd project token proj:ephemeral:pipeline → kv/ci/argocd-token".to_owned()
@@ -329,6 +338,14 @@ async fn applied_by_server_side_apply_once_and_merged_with_argocd_keys() {
     );
     assert_eq!(phase(&sandbox, &["apply"]).await.code, 0);
     assert_eq!(phase(&sandbox, &["check"]).await.code, 0);
+
+    let mut outputs = vec![
+        plan.stdout.clone(),
+        plan.stderr.clone(),
+        apply.stdout.clone(),
+        apply.stderr.clone(),
+    ];
+    generator_token::check(&sandbox, &mut outputs).await;
 
     // A custom resource the server rejects fails the plan with the server's message.
     let invalid = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject", "metadata": {"name": "broken", "namespace": "argocd"},

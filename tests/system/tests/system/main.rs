@@ -17,6 +17,7 @@ mod leftovers;
 mod pull;
 mod release;
 mod runners;
+mod secrets;
 mod world;
 
 use std::panic::AssertUnwindSafe;
@@ -94,6 +95,9 @@ fn one_release_from_a_protected_tag_to_production() {
             leftovers::wiki_published(&world);
         },
     );
+    step(&mut failures, "secret-access matrix", || {
+        secrets::every_subject_reads_exactly_its_paths(&world);
+    });
     step(&mut failures, "release: build, push, sign, verify", || {
         release::the_collector_release_is_built_signed_and_verified(&world);
     });
