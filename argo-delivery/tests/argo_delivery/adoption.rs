@@ -123,8 +123,9 @@ async fn the_bash_phases_leftovers_are_planned_then_adopted_once() {
         6,
         "exactly the six leftovers carry a reason"
     );
-    // Every object of the phase, the token, and the three deletions/patches beyond the objects.
-    assert_eq!(changes.len(), refs().len() + 1 + 3, "{doc}");
+    // Every object of the phase, CI's Argo CD token, the generator's GitLab token, and the three
+    // deletions/patches beyond the objects.
+    assert_eq!(changes.len(), refs().len() + 2 + 3, "{doc}");
     let report = phase(&sandbox, &["--adopt-report", "--output", "json"]).await;
     assert_eq!(report.code, 0, "{}", report.stderr);
     let report_doc: Value = serde_json::from_str(&report.stdout).unwrap();
