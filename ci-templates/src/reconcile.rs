@@ -446,8 +446,26 @@ impl Phase for CiTemplates {
 
 /// The commit that makes the library project match the embedded files: create, update (blob id
 /// differs) and delete (not part of the library) actions, sorted by path.
-pub fn library_actions(observed: &BTreeMap<String, String>) -> (Vec<Value>, Vec<String>) {
-    let wanted = desired::library_files();
+pub fn library_actions(
+    observed: &BTreeMap<String, String>,
+    approver_parent: &str,
+) -> (Vec<Value>, Vec<String>) {
+    // The library is the platform's: platform-admins own it. Its CODEOWNERS is created once when
+    // none exists and never deleted or reset (phase 12 and the platform team may edit it).
+    let library: BTreeMap<String, String> = desired::library_files()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let with_owners = common::codeowners::with_default(
+        &library,
+        observed,
+        common::codeowners::OwnersKind::Infrastructure,
+        approver_parent,
+    );
+    let wanted: BTreeMap<&str, &str> = with_owners
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let mut actions = Vec::new();
     let mut lines = Vec::new();
     for (path, content) in &wanted {
@@ -464,7 +482,9 @@ pub fn library_actions(observed: &BTreeMap<String, String>) -> (Vec<Value>, Vec<
         }
     }
     for path in observed.keys() {
-        if !wanted.contains_key(path.as_str()) {
+        if !wanted.contains_key(path.as_str())
+            && !common::codeowners::LOCATIONS.contains(&path.as_str())
+        {
             actions.push(json!({"action": "delete", "file_path": path}));
             lines.push(format!("- {path}"));
         }
@@ -534,7 +554,7 @@ pub fn diff(s: &Settings, o: &Observed) -> anyhow::Result<Plan<Op>> {
             },
         ));
     }
-    let (actions, lines) = library_actions(observed_files);
+    let (actions, lines) = library_actions(observed_files, &s.approver_parent);
     let changed = !actions.is_empty();
     if changed {
         let message = format!(

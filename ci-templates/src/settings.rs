@@ -35,6 +35,9 @@ fn default_severity() -> String {
 /// Checked phase 14 settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Parent of the approver groups the library's default CODEOWNERS names
+    /// (`GITLAB_APPROVER_GROUP_PARENT`, `common::codeowners`).
+    pub approver_parent: String,
     /// Full path of the library's GitLab project.
     pub templates_project: String,
     /// Group whose CI/CD variables carry plan §1.3's group-level values.
@@ -93,6 +96,7 @@ impl Settings {
             );
         }
         Ok(Self {
+            approver_parent: common::codeowners::approver_parent(cfg.environment()),
             templates_project: raw.ci_templates_project.trim_matches('/').to_owned(),
             variables_group: raw.ci_variables_group.trim_matches('/').to_owned(),
             coverage_threshold: raw.ci_coverage_threshold,

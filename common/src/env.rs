@@ -119,6 +119,10 @@ pub const GITLAB_PRODUCTION_REPOS: &str = "GITLAB_PRODUCTION_REPOS";
 /// Comma-separated globs of project paths of infrastructure code (Terraform), which need two
 /// platform-admins (default `*/infrastructure/*,*-terraform`; topic `infrastructure` too).
 pub const GITLAB_INFRASTRUCTURE_REPOS: &str = "GITLAB_INFRASTRUCTURE_REPOS";
+/// Comma-separated globs of project paths of security policies and RBAC, which need two
+/// platform-admins and a SEC-1 (cicd-security) review (default
+/// `*/security-policies,*/security-policies-*,*-rbac,*/rbac-*`; topic `security-policies` too).
+pub const GITLAB_SECURITY_REPOS: &str = "GITLAB_SECURITY_REPOS";
 /// Merge method that keeps branches up to date: `rebase_merge` (default) or `ff`.
 pub const GITLAB_MERGE_METHOD: &str = "GITLAB_MERGE_METHOD";
 /// Group that holds the approver groups mirrored from Keycloak (default `keycloak-groups`).
@@ -362,6 +366,7 @@ pub const ALL: &[&str] = &[
     GITLAB_GROUPS,
     GITLAB_PRODUCTION_REPOS,
     GITLAB_INFRASTRUCTURE_REPOS,
+    GITLAB_SECURITY_REPOS,
     GITLAB_MERGE_METHOD,
     GITLAB_APPROVER_GROUP_PARENT,
     GITLAB_OIDC_PROVIDER,

@@ -103,6 +103,7 @@ pub fn wanted(s: &Settings, project: &DemoProject, reset: bool) -> anyhow::Resul
                 .map(|(_, path)| (*path).to_owned())
                 .collect(),
         },
+        approver_parent: s.approver_parent.clone(),
     })
 }
 

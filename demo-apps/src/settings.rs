@@ -53,6 +53,9 @@ fn default_argocd_namespace() -> String {
 
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Parent of the approver groups the seeded project's default CODEOWNERS names
+    /// (`GITLAB_APPROVER_GROUP_PARENT`, `common::codeowners`).
+    pub approver_parent: String,
     pub namespace: String,
     pub gitlab_group: String,
     pub harbor_project: String,
@@ -123,6 +126,7 @@ impl Settings {
             harbor_host = format!("{harbor_host}:{port}");
         }
         Ok(Self {
+            approver_parent: common::codeowners::approver_parent(cfg.environment()),
             namespace: raw.demo_namespace,
             gitlab_group: raw.demo_gitlab_group,
             harbor_project: raw.demo_harbor_project,
@@ -140,6 +144,7 @@ impl Settings {
     /// Settings with the documented defaults, for tests and `render`.
     pub fn example() -> Self {
         Self {
+            approver_parent: common::codeowners::DEFAULT_APPROVER_PARENT.into(),
             namespace: default_namespace(),
             gitlab_group: default_group(),
             harbor_project: default_harbor_project(),

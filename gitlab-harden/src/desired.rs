@@ -11,7 +11,10 @@ use common::kube::owned_labels;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::settings::{APPROVER_GROUP_LEVEL, PLATFORM_ADMINS, SENIOR_DEVELOPERS, Settings};
+use crate::settings::{
+    APPROVER_GROUP_LEVEL, CICD_SECURITY, INFRA_ENGINEERS, PLATFORM_ADMINS, SENIOR_DEVELOPERS,
+    Settings,
+};
 
 /// The Helm values change that turns the instance registry off (GitLab chart: `registry.enabled`
 /// and `global.registry.enabled`); applied with `helm upgrade`, which this phase does not run.
@@ -22,6 +25,8 @@ pub const PHASE_LABEL: &str = "12";
 pub const PRODUCTION_TOPIC: &str = "production-manifests";
 /// Topic that marks an infrastructure (Terraform) repository, besides the path globs.
 pub const INFRASTRUCTURE_TOPIC: &str = "infrastructure";
+/// Topic that marks a security-policy or RBAC repository, besides the path globs.
+pub const SECURITY_TOPIC: &str = "security-policies";
 
 /// Which gate a project gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -33,6 +38,9 @@ pub enum ProjectKind {
     ProductionManifests,
     /// Infrastructure code (Terraform): two platform-admins (plan §2.6, "Infrastructure/Terraform").
     Infrastructure,
+    /// Security policies and RBAC: two platform-admins and a SEC-1 review by cicd-security (plan
+    /// §2.6, "Security policies/RBAC").
+    Security,
 }
 
 /// `*` matches any run of characters (slashes included); everything else literally.
@@ -69,9 +77,17 @@ pub fn classify(project: &Project, settings: &Settings) -> ProjectKind {
             .infrastructure_repos
             .iter()
             .any(|g| glob_match(g, &project.path_with_namespace));
-    // Production manifests first: their gate (one of each group) is the stricter mix.
+    let security = project.topics.iter().any(|t| t == SECURITY_TOPIC)
+        || settings
+            .security_repos
+            .iter()
+            .any(|g| glob_match(g, &project.path_with_namespace));
+    // Production manifests first: their gate (one of each group) is the stricter mix; then
+    // security (it adds a reviewer to infrastructure's two admins).
     if by_topic || by_path {
         ProjectKind::ProductionManifests
+    } else if security {
+        ProjectKind::Security
     } else if infrastructure {
         ProjectKind::Infrastructure
     } else {
@@ -173,6 +189,9 @@ pub const SENIOR_REVIEW: &str = "Senior Review Required";
 pub const PRODUCTION_ADMIN: &str = "Production Approval (platform-admins)";
 pub const PRODUCTION_SENIOR: &str = "Production Approval (senior-developers)";
 pub const INFRASTRUCTURE_ADMIN: &str = "Infrastructure Approval (platform-admins)";
+pub const SECURITY_ADMIN: &str = "Security Approval (platform-admins)";
+/// The plan's "SEC-1 review": SEC-1 is the Keycloak group cicd-security.
+pub const SECURITY_REVIEW: &str = "SEC-1 Review (cicd-security)";
 /// Rule names this phase owns: a rule with one of these names that a project should not have
 /// (or a second one) is deleted; rules with other names are left alone.
 pub const MANAGED_RULES: &[&str] = &[
@@ -180,13 +199,22 @@ pub const MANAGED_RULES: &[&str] = &[
     PRODUCTION_ADMIN,
     PRODUCTION_SENIOR,
     INFRASTRUCTURE_ADMIN,
+    SECURITY_ADMIN,
+    SECURITY_REVIEW,
 ];
 
 pub fn approval_rules(kind: ProjectKind, settings: &Settings) -> Vec<RuleSpec> {
     let group = |name: &str| settings.approver_group(name);
     match kind {
+        // "Staging (main branch): senior-developers OR infra-engineers, 2": the plan's own script
+        // names this rule "Senior Review Required" with platform-admins too, so the one rule gets
+        // all three groups (updated in place), not a second rule.
         ProjectKind::Service => {
-            let mut groups = vec![group(SENIOR_DEVELOPERS), group(PLATFORM_ADMINS)];
+            let mut groups = vec![
+                group(SENIOR_DEVELOPERS),
+                group(INFRA_ENGINEERS),
+                group(PLATFORM_ADMINS),
+            ];
             groups.sort();
             vec![RuleSpec {
                 name: SENIOR_REVIEW.into(),
@@ -214,11 +242,29 @@ pub fn approval_rules(kind: ProjectKind, settings: &Settings) -> Vec<RuleSpec> {
             approvals_required: 2,
             groups: vec![group(PLATFORM_ADMINS)],
         }],
+        // "Security policies/RBAC: platform-admins, 2 + SEC-1 review".
+        ProjectKind::Security => vec![
+            RuleSpec {
+                name: SECURITY_ADMIN.into(),
+                approvals_required: 2,
+                groups: vec![group(PLATFORM_ADMINS)],
+            },
+            RuleSpec {
+                name: SECURITY_REVIEW.into(),
+                approvals_required: 1,
+                groups: vec![group(CICD_SECURITY)],
+            },
+        ],
     }
 }
 
 /// The Keycloak groups whose GitLab mirrors approval rules name.
-pub const APPROVER_GROUPS: &[&str] = &[PLATFORM_ADMINS, SENIOR_DEVELOPERS];
+pub const APPROVER_GROUPS: &[&str] = &[
+    PLATFORM_ADMINS,
+    SENIOR_DEVELOPERS,
+    INFRA_ENGINEERS,
+    CICD_SECURITY,
+];
 
 /// A GitLab role someone should hold, and which Keycloak groups grant it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -393,6 +439,19 @@ mod tests {
             classify(&project("ps/network", &[INFRASTRUCTURE_TOPIC]), &s),
             ProjectKind::Infrastructure
         );
+        assert_eq!(
+            classify(&project("ps/cluster-rbac", &[]), &s),
+            ProjectKind::Security
+        );
+        assert_eq!(
+            classify(&project("ps/opa", &[SECURITY_TOPIC]), &s),
+            ProjectKind::Security
+        );
+        // Security beats infrastructure (it adds a reviewer to the same two admins).
+        assert_eq!(
+            classify(&project("ps/infrastructure/security-policies", &[]), &s),
+            ProjectKind::Security
+        );
         // A production manifest repository under infrastructure/ keeps the production gate.
         assert_eq!(
             classify(&project("ps/infrastructure/platform-manifests", &[]), &s),
@@ -409,8 +468,30 @@ mod tests {
         assert_eq!(
             service[0].groups,
             vec![
+                "keycloak-groups/infra-engineers",
                 "keycloak-groups/platform-admins",
                 "keycloak-groups/senior-developers"
+            ]
+        );
+        // "Security policies/RBAC: platform-admins, 2 + SEC-1 review" (SEC-1 = cicd-security).
+        let security = approval_rules(ProjectKind::Security, &s);
+        let shape: Vec<(&str, u32, Vec<String>)> = security
+            .iter()
+            .map(|r| (r.name.as_str(), r.approvals_required, r.groups.clone()))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (
+                    SECURITY_ADMIN,
+                    2,
+                    vec!["keycloak-groups/platform-admins".to_owned()]
+                ),
+                (
+                    SECURITY_REVIEW,
+                    1,
+                    vec!["keycloak-groups/cicd-security".to_owned()]
+                )
             ]
         );
         let prod = approval_rules(ProjectKind::ProductionManifests, &s);

@@ -15,6 +15,10 @@ pub const DEFAULT_GROUP_LEVELS: &str = "platform-admins=50,harvester-admins=40,r
 /// Keycloak groups whose GitLab mirrors the approval rules name.
 pub const PLATFORM_ADMINS: &str = "platform-admins";
 pub const SENIOR_DEVELOPERS: &str = "senior-developers";
+/// Staging's second approver group (plan §2.6: "senior-developers OR infra-engineers").
+pub const INFRA_ENGINEERS: &str = "infra-engineers";
+/// The plan's SEC-1 reviewer of security policies and RBAC: the CI/CD security group (plan §5.4).
+pub const CICD_SECURITY: &str = "cicd-security";
 /// Role the mirrored approver groups give their members (enough to be an eligible approver).
 pub const APPROVER_GROUP_LEVEL: u8 = access::DEVELOPER;
 /// The protected branch Argo CD deploys from (plan §2.6).
@@ -46,6 +50,8 @@ struct Raw {
     gitlab_production_repos: String,
     #[serde(default = "default_infrastructure")]
     gitlab_infrastructure_repos: String,
+    #[serde(default = "default_security")]
+    gitlab_security_repos: String,
     #[serde(default = "default_merge_method")]
     gitlab_merge_method: MergeMethod,
     #[serde(default = "default_parent")]
@@ -74,6 +80,9 @@ fn default_groups() -> String {
 fn default_infrastructure() -> String {
     "*/infrastructure/*,*-terraform".into()
 }
+fn default_security() -> String {
+    "*/security-policies,*/security-policies-*,*-rbac,*/rbac-*".into()
+}
 fn default_production() -> String {
     "*-manifests,*-gitops,*/production-*".into()
 }
@@ -81,7 +90,7 @@ fn default_merge_method() -> MergeMethod {
     MergeMethod::RebaseMerge
 }
 fn default_parent() -> String {
-    "keycloak-groups".into()
+    common::codeowners::DEFAULT_APPROVER_PARENT.into()
 }
 fn default_provider() -> String {
     "openid_connect".into()
@@ -114,6 +123,8 @@ pub struct Settings {
     pub production_repos: Vec<String>,
     /// Globs on `path_with_namespace` for infrastructure (Terraform) repositories.
     pub infrastructure_repos: Vec<String>,
+    /// Globs of security-policy and RBAC repositories (`GITLAB_SECURITY_REPOS`).
+    pub security_repos: Vec<String>,
     pub merge_method: MergeMethod,
     /// Group holding the approver groups mirrored from Keycloak.
     pub approver_parent: String,
@@ -186,6 +197,7 @@ impl Settings {
             groups,
             production_repos: list(&raw.gitlab_production_repos),
             infrastructure_repos: list(&raw.gitlab_infrastructure_repos),
+            security_repos: list(&raw.gitlab_security_repos),
             merge_method: raw.gitlab_merge_method,
             approver_parent: raw
                 .gitlab_approver_group_parent
@@ -204,11 +216,7 @@ impl Settings {
 
     /// Full path of the GitLab group mirroring Keycloak group `name`.
     pub fn approver_group(&self, name: &str) -> String {
-        if self.approver_parent.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{}/{name}", self.approver_parent)
-        }
+        common::codeowners::approver_group(&self.approver_parent, name)
     }
 }
 

@@ -194,6 +194,11 @@ fn assert_hardened(d: &GitLabData, path: &str, premium: bool) {
         .group_by_path("keycloak-groups/senior-developers")
         .unwrap()
         .id;
+    let infra_engineers = d
+        .group_by_path("keycloak-groups/infra-engineers")
+        .unwrap()
+        .id;
+    let security_group = d.group_by_path("keycloak-groups/cicd-security").unwrap().id;
     let managed: Vec<_> = project
         .approval_rules
         .iter()
@@ -201,14 +206,35 @@ fn assert_hardened(d: &GitLabData, path: &str, premium: bool) {
             r.name.starts_with("Senior Review")
                 || r.name.starts_with("Production Approval")
                 || r.name.starts_with("Infrastructure Approval")
+                || r.name.starts_with("Security Approval")
+                || r.name.starts_with("SEC-1 Review")
         })
         .collect();
     let production = path.ends_with("-manifests") || path.ends_with("platform-manifests");
+    // Plan §2.6 "Security policies/RBAC": two platform-admins and a SEC-1 review, SEC-1 being
+    // Keycloak's cicd-security (default globs `*/security-policies*,*-rbac,*/rbac-*`, topic
+    // `security-policies`).
+    let security = !production
+        && (path.ends_with("-rbac") || project.topics.iter().any(|t| t == "security-policies"));
     // Plan §2.6 "Infrastructure/Terraform": two platform-admins (default globs
     // `*/infrastructure/*,*-terraform`; production manifests keep their own gate).
-    let infrastructure =
-        !production && (path.contains("/infrastructure/") || path.ends_with("-terraform"));
-    if infrastructure {
+    let infrastructure = !production
+        && !security
+        && (path.contains("/infrastructure/") || path.ends_with("-terraform"));
+    if security {
+        let shape: Vec<(&str, u64, Vec<u64>)> = managed
+            .iter()
+            .map(|r| (r.name.as_str(), r.approvals_required, r.group_ids.clone()))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("Security Approval (platform-admins)", 2, vec![admins]),
+                ("SEC-1 Review (cicd-security)", 1, vec![security_group])
+            ],
+            "{path}"
+        );
+    } else if infrastructure {
         assert_eq!(managed.len(), 1, "{path}: {managed:?}");
         assert_eq!(managed[0].name, "Infrastructure Approval (platform-admins)");
         assert_eq!(managed[0].approvals_required, 2, "{path}");
@@ -231,7 +257,9 @@ fn assert_hardened(d: &GitLabData, path: &str, premium: bool) {
         assert_eq!(r.approvals_required, 2, "{path}");
         let mut groups = r.group_ids.clone();
         groups.sort_unstable();
-        let mut want = vec![admins, seniors];
+        // "Staging (main branch): senior-developers OR infra-engineers, 2" (plus platform-admins,
+        // as the plan's script has it).
+        let mut want = vec![admins, seniors, infra_engineers];
         want.sort_unstable();
         assert_eq!(groups, want, "{path}");
     }
@@ -282,6 +310,32 @@ async fn premium_instance_with_hundreds_of_projects_is_hardened_once_and_left_al
         Some(json!({"name": "Security team", "approvals_required": 1})),
     )
     .await;
+    // CODEOWNERS (GitLab docs, user/project/codeowners): a project with commits and none gets
+    // the default; a team's own file in docs/ is one (never touched); empty repositories wait.
+    let (with_commits, with_theirs) = (
+        "platform_services/teams/team-0/svc-0001",
+        "platform_services/teams/team-1/svc-0002",
+    );
+    let theirs = "* @team-2/owners\n";
+    {
+        let mut d = data(&sandbox);
+        for (path, files) in [
+            (with_commits, vec![("README.md", "# svc\n")]),
+            (
+                with_theirs,
+                vec![("README.md", "# svc\n"), ("docs/CODEOWNERS", theirs)],
+            ),
+        ] {
+            let repo = &mut d.project_by_path_mut(path).unwrap().repository;
+            for (file, content) in files {
+                repo.files.insert(file.to_owned(), content.to_owned());
+            }
+            repo.commits.push((
+                "0123456789abcdef0123456789abcdef01234567".into(),
+                "initial".into(),
+            ));
+        }
+    }
     let gl = gitlab(&sandbox);
     reset(gl);
 
@@ -302,11 +356,20 @@ async fn premium_instance_with_hundreds_of_projects_is_hardened_once_and_left_al
         assert_eq!(tag["after"], json!({"create_access_levels": [40]}), "{tag}");
     }
     assert_eq!(writes(gl), 0, "plan writes nothing to GitLab");
-    // main, v*, approval settings, approval rules (v* added the fourth).
-    let reads_per_project = served(gl, "GET /api/v4/projects/") as f64 / paths.len() as f64;
+    // main, v*, approval settings, approval rules (v* added the fourth); and up to three
+    // CODEOWNERS locations on a repository with commits (an empty one needs no read).
+    let with_commits_count = {
+        let d = data(&sandbox);
+        paths
+            .iter()
+            .filter(|p| !d.project_by_path(p).unwrap().repository.commits.is_empty())
+            .count()
+    };
+    let reads = usize::try_from(served(gl, "GET /api/v4/projects/")).unwrap();
     assert!(
-        reads_per_project <= 4.0,
-        "{reads_per_project} reads per project"
+        reads <= 4 * paths.len() + 3 * with_commits_count,
+        "{reads} reads for {} projects, {with_commits_count} with commits",
+        paths.len()
     );
     assert!(
         served(gl, "GET /api/v4/groups/") >= 3,
@@ -372,8 +435,26 @@ async fn premium_instance_with_hundreds_of_projects_is_hardened_once_and_left_al
         paths.len(),
         "exactly one protected tag created per project"
     );
+    assert_eq!(
+        served_ending(gl, "POST", "/repository/commits"),
+        1,
+        "one CODEOWNERS commit: the one project with commits and none"
+    );
     {
         let d = data(&sandbox);
+        let ours = &d.project_by_path(with_commits).unwrap().repository.files;
+        assert!(
+            ours[".gitlab/CODEOWNERS"].contains(
+                "[Code][1]\n* @keycloak-groups/senior-developers @keycloak-groups/infra-engineers"
+            ),
+            "{ours:?}"
+        );
+        let kept = &d.project_by_path(with_theirs).unwrap().repository.files;
+        assert_eq!(kept["docs/CODEOWNERS"], theirs);
+        assert!(
+            !kept.contains_key(".gitlab/CODEOWNERS"),
+            "the team's file is theirs"
+        );
         for path in &paths {
             assert_hardened(&d, path, true);
         }
@@ -447,8 +528,13 @@ async fn premium_instance_with_hundreds_of_projects_is_hardened_once_and_left_al
     assert_eq!(rerun.code, 0, "{}", rerun.stderr);
     assert!(rerun.stdout.contains("no changes"), "{}", rerun.stdout);
     assert_eq!(writes(gl), 0, "second apply writes nothing");
-    let reads_per_project = served(gl, "GET /api/v4/projects/") as f64 / paths.len() as f64;
-    assert!(reads_per_project <= 4.0, "{reads_per_project}");
+    assert_eq!(
+        served_ending(gl, "POST", "/repository/commits"),
+        0,
+        "no CODEOWNERS commit"
+    );
+    let reads = usize::try_from(served(gl, "GET /api/v4/projects/")).unwrap();
+    assert!(reads <= 4 * paths.len() + 3 * with_commits_count, "{reads}");
     let route = kube.get(&route_ref).await.unwrap().unwrap();
     assert_eq!(
         route["metadata"]["resourceVersion"], route_version,

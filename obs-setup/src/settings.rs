@@ -75,6 +75,9 @@ pub enum Store {
 
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Parent of the approver groups the seeded project's default CODEOWNERS names
+    /// (`GITLAB_APPROVER_GROUP_PARENT`, `common::codeowners`).
+    pub approver_parent: String,
     pub namespace: String,
     /// GitLab group of the webhook.
     pub webhook_group: String,
@@ -248,6 +251,7 @@ impl Settings {
             )
         })?;
         Ok(Self {
+            approver_parent: common::codeowners::approver_parent(cfg.environment()),
             namespace: raw.obs_namespace,
             webhook_group: raw.obs_webhook_group,
             webhook_url,
@@ -273,6 +277,7 @@ impl Settings {
     /// The settings with every default, for `DOMAIN=example.com` (tests and the exported data).
     pub fn example() -> Self {
         Self {
+            approver_parent: common::codeowners::DEFAULT_APPROVER_PARENT.into(),
             namespace: default_namespace(),
             webhook_group: default_group(),
             webhook_url: "https://dora.example.com/webhooks/gitlab".into(),

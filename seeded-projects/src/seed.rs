@@ -54,6 +54,9 @@ pub struct Wanted {
     pub tag_message: String,
     pub commit_message: String,
     pub policy: Policy,
+    /// The approver groups' parent (`GITLAB_APPROVER_GROUP_PARENT`): the project's first commit
+    /// carries a default CODEOWNERS unless its files have one (`common::codeowners`).
+    pub approver_parent: String,
 }
 
 impl Wanted {
@@ -278,7 +281,15 @@ pub fn plan<O>(
             }),
         ));
     }
-    let (actions, lines, kept) = file_actions(&w.files, &o.files, &w.policy);
+    // The default CODEOWNERS, unless the project or its content has one: phase 12 then finds it
+    // and its rerun after this phase stays empty.
+    let files = common::codeowners::with_default(
+        &w.files,
+        &o.files,
+        common::codeowners::OwnersKind::Service,
+        &w.approver_parent,
+    );
+    let (actions, lines, kept) = file_actions(&files, &o.files, &w.policy);
     if !actions.is_empty() {
         let title = format!("{path}@{BRANCH}");
         let seeding = o.files.is_empty();

@@ -3,6 +3,7 @@
 #[allow(clippy::wildcard_imports)]
 // the reconcile module's types and imports, one module split in two
 use super::*;
+use codeowners::CodeownersState;
 
 /// The protected-branch view shown in plans.
 fn branch_view(b: &ProtectedBranch, tier: Tier) -> Value {
@@ -128,6 +129,7 @@ pub fn diff(desired: &Desired, o: &Observed) -> anyhow::Result<Plan<Op>> {
     let want_branch = desired::branch_protection(tier);
     let want_approvals = Value::Object(desired::approval_settings());
     let mut frozen_levels = Vec::new();
+    let mut empty_repositories: Vec<String> = Vec::new();
     for state in &o.projects {
         let p = &state.project;
         let path = &p.path_with_namespace;
@@ -266,6 +268,32 @@ pub fn diff(desired: &Desired, o: &Observed) -> anyhow::Result<Plan<Op>> {
         if tier.is_paid() {
             diff_rules(&mut plan, state, settings);
         }
+        match &state.codeowners {
+            CodeownersState::Missing { branch } => {
+                let content = codeowners::render(state.kind, settings);
+                plan.push(Change::create(
+                    "codeowners",
+                    &format!("{path}:{}", codeowners::DEFAULT_LOCATION),
+                    json!({"branch": branch, "content": content}),
+                    &[],
+                    Op::CreateCodeowners {
+                        project: p.id,
+                        branch: branch.clone(),
+                        content,
+                    },
+                ));
+            }
+            CodeownersState::EmptyRepository => empty_repositories.push(path.clone()),
+            CodeownersState::Present(_) => {}
+        }
+    }
+    if !empty_repositories.is_empty() {
+        plan.warn(format!(
+            "{} empty repositor{} get no CODEOWNERS yet (a commit would create the default branch before the team's first push); rerun after their first commit: {}",
+            empty_repositories.len(),
+            if empty_repositories.len() == 1 { "y" } else { "ies" },
+            some_paths(&empty_repositories)
+        ));
     }
     if !frozen_levels.is_empty() {
         plan.warn(format!(

@@ -92,6 +92,12 @@ pub enum Op {
     KubeApply {
         object: Value,
     },
+    /// Commit the default CODEOWNERS (action `create`: never over an existing file).
+    CreateCodeowners {
+        project: u64,
+        branch: String,
+        content: String,
+    },
 }
 
 /// What one project looks like now.
@@ -105,6 +111,8 @@ pub struct ProjectState {
     /// `None` on Free.
     pub approval_settings: Option<Map<String, Value>>,
     pub rules: Vec<ApprovalRule>,
+    /// Whether the default branch has a CODEOWNERS file.
+    pub codeowners: codeowners::CodeownersState,
 }
 
 /// What phase 12 makes true: the settings, and whether `--prune` removes memberships the
@@ -324,7 +332,9 @@ impl Phase for GitLabHarden {
                 } else {
                     (None, Vec::new())
                 };
+                let codeowners = codeowners::observe(gitlab, &project).await?;
                 Ok::<_, common::Error>(ProjectState {
+                    codeowners,
                     kind: desired::classify(&project, settings),
                     project,
                     main,
@@ -508,6 +518,33 @@ impl Phase for GitLabHarden {
                     .await?;
                 kube.apply(object, false).await?;
             }
+            Op::CreateCodeowners {
+                project,
+                branch,
+                content,
+            } => {
+                let action = json!({"action": "create", "file_path": codeowners::DEFAULT_LOCATION, "content": content});
+                match g
+                    .commit(
+                        *project,
+                        branch,
+                        "Add default CODEOWNERS (cicd-buildout phase 12)",
+                        &[action],
+                    )
+                    .await
+                {
+                    Ok(_) => {}
+                    // The team committed one since the plan: theirs stays.
+                    Err(common::Error::Api {
+                        status: 400, body, ..
+                    }) if body.contains("already exists") => {
+                        return Ok(Outcome::Skipped(
+                            "the project got a CODEOWNERS since the plan; left as it is".into(),
+                        ));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
         Ok(Outcome::Applied)
     }
@@ -523,9 +560,8 @@ impl Phase for GitLabHarden {
             | Op::UpdateApprovalSettings { project, .. }
             | Op::CreateApprovalRule { project, .. }
             | Op::UpdateApprovalRule { project, .. }
-            | Op::DeleteApprovalRule { project, .. } => {
-                Lane::Parallel(format!("project {project}"))
-            }
+            | Op::DeleteApprovalRule { project, .. }
+            | Op::CreateCodeowners { project, .. } => Lane::Parallel(format!("project {project}")),
             Op::AddMember { group, user, .. }
             | Op::EditMember { group, user, .. }
             | Op::RemoveMember { group, user } => Lane::Parallel(format!("member {group} {user}")),
@@ -537,6 +573,7 @@ impl Phase for GitLabHarden {
     }
 }
 
+pub mod codeowners;
 mod diff;
 pub mod leftovers;
 #[cfg(test)]

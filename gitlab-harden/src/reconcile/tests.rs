@@ -3,7 +3,7 @@
 use super::*;
 use common::gitlab::{RuleBranch, RuleGroup};
 
-fn settings() -> Settings {
+pub(crate) fn settings() -> Settings {
     let env = common::config::Environment::load_from(None, std::iter::empty()).unwrap();
     Settings::from_environment(&env).unwrap()
 }
@@ -39,6 +39,7 @@ fn hardened(s: &Settings, id: u64, path: &str) -> ProjectState {
     let settings = Value::Object(desired::project_settings(s, Tier::Premium));
     let rules = desired::approval_rules(ProjectKind::Service, s);
     ProjectState {
+        codeowners: super::codeowners::CodeownersState::Present("CODEOWNERS".into()),
         project: project(id, path, &settings),
         kind: ProjectKind::Service,
         main: Some(ProtectedBranch {
@@ -253,6 +254,9 @@ fn create_everything_on_a_fresh_project() {
         release_tag: None,
         approval_settings: Some(serde_json::Map::new()),
         rules: Vec::new(),
+        codeowners: super::codeowners::CodeownersState::Missing {
+            branch: "main".into(),
+        },
     };
     let plan = diff(
         &Desired {
@@ -263,9 +267,9 @@ fn create_everything_on_a_fresh_project() {
     )
     .unwrap();
     assert_eq!(plan.summary().delete, 0, "{plan}");
-    // Settings, protected main, protected v*, approval settings, then every approval rule.
+    // Settings, protected main, protected v*, approval settings, every approval rule, CODEOWNERS.
     let rules = desired::approval_rules(ProjectKind::Service, &s).len();
-    assert_eq!(plan.changes.len(), 4 + rules, "{plan}");
+    assert_eq!(plan.changes.len(), 4 + rules + 1, "{plan}");
     insta::assert_snapshot!(plan.to_string());
 }
 
@@ -503,4 +507,40 @@ fn the_bash_rule_identity_never_matches_a_rule_of_ours() {
         change(&mut rule);
         assert!(!leftovers::is_bash_rule(&rule), "{rule:?}");
     }
+}
+
+/// CODEOWNERS: created where missing, never where the team has one, and an empty repository only
+/// gets a warning (a commit would create its default branch).
+#[test]
+fn codeowners_only_where_missing_and_never_into_an_empty_repository() {
+    use super::codeowners::CodeownersState;
+    let s = settings();
+    let mut missing = hardened(&s, 1, "ps/a");
+    missing.codeowners = CodeownersState::Missing {
+        branch: "main".into(),
+    };
+    let mut empty = hardened(&s, 2, "ps/b");
+    empty.codeowners = CodeownersState::EmptyRepository;
+    let mut theirs = hardened(&s, 3, "ps/c");
+    theirs.codeowners = CodeownersState::Present("docs/CODEOWNERS".into());
+    let plan = diff(
+        &Desired {
+            settings: s.clone(),
+            prune: false,
+        },
+        &observed(vec![missing, empty, theirs], Tier::Premium),
+    )
+    .unwrap();
+    let titles: Vec<String> = plan
+        .changes
+        .iter()
+        .map(common::plan::Change::title)
+        .collect();
+    assert_eq!(titles, ["codeowners ps/a:.gitlab/CODEOWNERS"], "{plan}");
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.starts_with("1 empty repository get no CODEOWNERS") && w.contains("ps/b")),
+        "{plan}"
+    );
 }

@@ -322,6 +322,9 @@ impl GitLabData {
                 &[],
             );
         }
+        // Security policies and RBAC (phase 12's security gate): by path, and by topic.
+        self.add_project("cluster-rbac", top, &[]);
+        self.add_project("admission-rules", groups[1], &["security-policies"]);
         let archived = self.add_project("old-archived", top, &[]);
         if let Some(p) = self.projects.get_mut(&archived) {
             p.archived = true;

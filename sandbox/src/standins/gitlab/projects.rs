@@ -56,6 +56,8 @@ impl GitLabData {
             "namespace": {"id": p.namespace_id, "full_path": p.path_with_namespace.rsplit_once('/').map_or("", |x| x.0)},
             "topics": p.topics,
             "archived": p.archived,
+            // projects.md: `empty_repo`, true until the first commit.
+            "empty_repo": p.repository.commits.is_empty(),
         });
         for (key, value) in &p.settings {
             if self.tier == Tier::Free && PROJECT_PREMIUM.contains(&key.as_str()) {
