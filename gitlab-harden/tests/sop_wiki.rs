@@ -202,10 +202,11 @@ async fn three_docs_become_the_wiki_and_only_changed_pages_are_written() {
     );
     assert_eq!(
         writes(&sandbox),
-        9 + 8,
-        "POST /projects, 7 pages, 1 commit of the record, and the 8 writes phase 12 makes on a \
-         fresh project (settings, main and v* protection, approval settings and rules), done right \
-         after its creation so that a rerun of phase 12 finds nothing to do"
+        9 + 11,
+        "POST /projects, 7 pages, 1 commit of the record, and the 11 writes phase 12 makes on a \
+         fresh project of a fresh group (settings, main and v* protection, approval settings and \
+         rule, the 5 approver groups it mirrors from Keycloak, the default CODEOWNERS commit), \
+         done right after its creation so that a rerun of phase 12 finds nothing to do"
     );
     {
         let d = data(&sandbox);
@@ -219,6 +220,10 @@ async fn three_docs_become_the_wiki_and_only_changed_pages_are_written() {
         assert!(
             p.repository.files.contains_key("README.md"),
             "initialize_with_readme"
+        );
+        assert!(
+            p.repository.files.contains_key(".gitlab/CODEOWNERS"),
+            "phase 12's default CODEOWNERS, in the repository initialised with a README"
         );
     }
     let owned: Vec<String> = record(&sandbox)

@@ -175,7 +175,16 @@ async fn seeds_the_arcade_once_keeps_demo_edits_and_resets_on_request() {
     for project in &PROJECTS {
         let path = format!("platform_services/{}", project.name);
         let (files, tags, commits) = repository(&sandbox, &path);
-        let wanted = project.files(&s).unwrap();
+        // The seeded commit also carries the default CODEOWNERS of a service (issue 16), so that
+        // phase 12's rerun finds one and writes nothing.
+        let mut wanted = project.files(&s).unwrap();
+        wanted.insert(
+            common::codeowners::DEFAULT_LOCATION.to_owned(),
+            common::codeowners::render(
+                common::codeowners::OwnersKind::Service,
+                common::codeowners::DEFAULT_APPROVER_PARENT,
+            ),
+        );
         assert_eq!(
             files.keys().collect::<Vec<_>>(),
             wanted.keys().collect::<Vec<_>>(),
@@ -344,7 +353,16 @@ async fn seeds_the_arcade_once_keeps_demo_edits_and_resets_on_request() {
         !dashboard_files.contains_key("package.json"),
         "scenario 3's file removed"
     );
-    let wanted = PROJECTS[1].files(&s).unwrap();
+    let mut wanted = PROJECTS[1].files(&s).unwrap();
+    // A reset restores the demo's files and never touches CODEOWNERS, which belongs to the
+    // project's owners from its first commit on (issue 16).
+    wanted.insert(
+        common::codeowners::DEFAULT_LOCATION.to_owned(),
+        common::codeowners::render(
+            common::codeowners::OwnersKind::Service,
+            common::codeowners::DEFAULT_APPROVER_PARENT,
+        ),
+    );
     assert_eq!(
         dashboard_files,
         wanted.into_iter().collect::<BTreeMap<_, _>>()

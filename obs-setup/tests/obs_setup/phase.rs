@@ -386,7 +386,16 @@ async fn plan_apply_rerun_drift_and_rotation_against_the_sandbox() {
 
     // The collector's project: exactly `obs-setup render`'s files, in one commit, tagged there.
     let project = seeded(&sandbox);
-    let wanted = rendered(&sandbox, &[]).await;
+    let mut wanted = rendered(&sandbox, &[]).await;
+    // The seeded commit also carries a service's default CODEOWNERS (issue 16), so that phase 12's
+    // rerun finds one and writes nothing.
+    wanted.insert(
+        common::codeowners::DEFAULT_LOCATION.to_owned(),
+        common::codeowners::render(
+            common::codeowners::OwnersKind::Service,
+            common::codeowners::DEFAULT_APPROVER_PARENT,
+        ),
+    );
     assert_eq!(
         project.files.keys().collect::<Vec<_>>(),
         wanted.keys().collect::<Vec<_>>(),
