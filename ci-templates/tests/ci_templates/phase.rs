@@ -140,9 +140,15 @@ async fn apply_builds_everything_once_and_reconciles_without_recreating() {
             common::codeowners::OwnersKind::Infrastructure,
             common::codeowners::DEFAULT_APPROVER_PARENT,
         );
-        assert!(owners.contains("* @keycloak-groups/platform-admins"), "{owners}");
+        assert!(
+            owners.contains("* @keycloak-groups/platform-admins"),
+            "{owners}"
+        );
         wanted.insert(common::codeowners::DEFAULT_LOCATION, &owners);
-        assert_eq!(files, wanted, "the library and its CODEOWNERS, byte for byte");
+        assert_eq!(
+            files, wanted,
+            "the library and its CODEOWNERS, byte for byte"
+        );
         assert_eq!(repo.tags.get(&tag), repo.head().map(str::to_owned).as_ref());
         let group = gl.group_by_path("platform_services").unwrap();
         let vars: BTreeMap<&str, &Value> = group
