@@ -93,6 +93,16 @@ for pin in "${go_pins[@]}"; do
   fi
 done
 
+# The Argo Rollouts notification renderer (sandbox/tools/notification-render: text/template with
+# sprig, as the Rollouts controller renders a template), rebuilt when its source changes.
+render_src="sandbox/tools/notification-render"
+render_sum="$(cat "$render_src"/go.mod "$render_src"/go.sum "$render_src"/main.go | sha256sum | cut -c1-16)"
+if [[ ! -x "$go_bin/notification-render" || "$(cat "$go_bin/notification-render.version" 2>/dev/null)" != "$render_sum" ]]; then
+  echo "setup: go build $render_src into $go_bin" >&2
+  (cd "$render_src" && CGO_ENABLED=0 go build -o "$go_bin/notification-render" .) >&2
+  echo "$render_sum" > "$go_bin/notification-render.version"
+fi
+
 # The empty vulnerability DB (no advisories; trivy-db's last step, which optimises severities,
 # fails on an empty source list after both files are written).
 if [[ ! -s "$tools/trivy-db/db/trivy.db" || ! -s "$tools/trivy-db/db/metadata.json" ]]; then

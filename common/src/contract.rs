@@ -92,6 +92,45 @@ pub fn kv_service_secrets(project_id: u64) -> String {
 
 /// Name of the project access token that commits promotions (Maintainer, scope `api`).
 pub const PROMOTE_TOKEN_NAME: &str = "cicd-promote";
+
+/// The DORA collector's secrets in Vault (`kv/`): one per webhook source. Phase 17 generates the
+/// GitLab and Argo Rollouts keys; phase 16, which registers Harbor's scan webhook and runs first,
+/// generates the Harbor key when it is missing (each adds only absent keys, check-and-set).
+pub const KV_DORA_COLLECTOR: &str = "monitoring/dora-collector";
+/// Harbor's bearer token at [`KV_DORA_COLLECTOR`].
+pub const DORA_HARBOR_SECRET_KEY: &str = "harbor-webhook-secret";
+
+/// A webhook secret: 32 bytes from the system CSPRNG, hex (64 characters).
+pub fn generate_webhook_secret() -> anyhow::Result<String> {
+    use ring::rand::SecureRandom as _;
+    let mut bytes = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| anyhow::anyhow!("the system random number generator failed"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The collector's public webhook URL for `source` (`gitlab`, `harbor`): the origin of
+/// `OBS_WEBHOOK_URL`, else `https://dora.<DOMAIN>`, then `/webhooks/<source>`. `None` when neither
+/// is set.
+pub fn dora_webhook_url(env: &crate::config::Environment, source: &str) -> Option<String> {
+    let origin = match env
+        .get(crate::env::OBS_WEBHOOK_URL)
+        .filter(|u| !u.trim().is_empty())
+    {
+        Some(url) => {
+            let parsed = url::Url::parse(url.trim()).ok()?;
+            parsed.origin().ascii_serialization()
+        }
+        None => format!(
+            "https://dora.{}",
+            env.get(crate::env::DOMAIN)
+                .filter(|d| !d.trim().is_empty())?
+                .trim()
+        ),
+    };
+    Some(format!("{origin}/webhooks/{source}"))
+}
 /// Days a promotion token is valid, and how many must remain before a rerun renews it.
 pub const PROMOTE_TOKEN_DAYS: u32 = 90;
 /// A rerun rotates a promotion token once fewer than this many days remain (see

@@ -231,6 +231,9 @@ pub const OBS_INGRESS_NAMESPACE: &str = "OBS_INGRESS_NAMESPACE";
 pub const OBS_GITLAB_INTERNAL_URL: &str = "OBS_GITLAB_INTERNAL_URL";
 /// Namespace of Grafana Alloy, where the runner-log config goes (default `monitoring`).
 pub const OBS_ALLOY_NAMESPACE: &str = "OBS_ALLOY_NAMESPACE";
+/// Namespace of the Argo Rollouts controller, where phase 17 puts the notification `ConfigMap` and
+/// Secret that send rollout events to the collector (default `argo-rollouts`).
+pub const OBS_ROLLOUTS_NAMESPACE: &str = "OBS_ROLLOUTS_NAMESPACE";
 /// Grafana URL the summary probes (default `https://grafana.$DOMAIN`).
 pub const GRAFANA_URL: &str = "GRAFANA_URL";
 /// The collector's base URL the summary probes `/readyz` at (default: the origin of `OBS_WEBHOOK_URL`).
@@ -238,8 +241,19 @@ pub const DORA_COLLECTOR_URL: &str = "DORA_COLLECTOR_URL";
 
 // --- services/dora-collector ---------------------------------------------------------------------
 /// The GitLab webhook's secret token (plan §4.1 name; from Secret `dora-collector-secrets`,
-/// key `webhook-secret`). Also the bearer token of Argo Rollouts notifications.
+/// key `webhook-secret`). GitLab's only: each source has its own secret.
 pub const GITLAB_WEBHOOK_SECRET: &str = "GITLAB_WEBHOOK_SECRET";
+/// Bearer token of Argo Rollouts notifications (key `rollouts-webhook-secret`; unset: refused).
+pub const DORA_ROLLOUTS_WEBHOOK_SECRET: &str = "DORA_ROLLOUTS_WEBHOOK_SECRET";
+/// Bearer token of Harbor's scan webhooks (key `harbor-webhook-secret`; unset: refused).
+pub const DORA_HARBOR_WEBHOOK_SECRET: &str = "DORA_HARBOR_WEBHOOK_SECRET";
+/// Seconds between checkpoints of the collector's aggregates when facts arrive slowly (default
+/// 60; also every 100,000 facts): a restart reads the checkpoint and the facts after it.
+pub const DORA_CHECKPOINT_INTERVAL_SECS: &str = "DORA_CHECKPOINT_INTERVAL_SECS";
+/// Distinct services with series of their own (default 500); later ones are `other`.
+pub const DORA_MAX_SERVICES: &str = "DORA_MAX_SERVICES";
+/// Distinct stage names beyond the library's with series of their own (default 30).
+pub const DORA_MAX_STAGES: &str = "DORA_MAX_STAGES";
 /// Where facts are stored: `sqlite://<path>` (default `sqlite:///var/lib/dora-collector/dora.db`,
 /// one replica) or `postgres://user:pass@host/db` (replicas > 1).
 pub const DORA_STORE_URL: &str = "DORA_STORE_URL";
@@ -418,10 +432,16 @@ pub const ALL: &[&str] = &[
     OBS_INGRESS_NAMESPACE,
     OBS_GITLAB_INTERNAL_URL,
     OBS_ALLOY_NAMESPACE,
+    OBS_ROLLOUTS_NAMESPACE,
     GRAFANA_URL,
     DORA_COLLECTOR_URL,
     // services/dora-collector
     GITLAB_WEBHOOK_SECRET,
+    DORA_ROLLOUTS_WEBHOOK_SECRET,
+    DORA_HARBOR_WEBHOOK_SECRET,
+    DORA_CHECKPOINT_INTERVAL_SECS,
+    DORA_MAX_SERVICES,
+    DORA_MAX_STAGES,
     DORA_STORE_URL,
     DORA_LISTEN_ADDR,
     DORA_MAX_BODY_BYTES,

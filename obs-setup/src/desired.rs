@@ -42,9 +42,17 @@ pub const COLLECTOR: &str = "dora-collector";
 /// The Secret the `ExternalSecret` makes and the collector reads.
 pub const SECRET_NAME: &str = "dora-collector-secrets";
 pub use common::contract::KV_MOUNT;
-pub const KV_PATH: &str = "monitoring/dora-collector";
+pub const KV_PATH: &str = common::contract::KV_DORA_COLLECTOR;
 /// Key of the webhook secret (GitLab's `X-Gitlab-Token`, Argo Rollouts' bearer token).
 pub const WEBHOOK_SECRET_KEY: &str = "webhook-secret";
+/// Key of Argo Rollouts' own bearer token (never GitLab's: whoever reads the notification
+/// Secret in the controller's namespace must not be able to forge GitLab events).
+pub const ROLLOUTS_SECRET_KEY: &str = "rollouts-webhook-secret";
+/// Key of Harbor's own bearer token (the scan webhook, phase 16).
+pub const HARBOR_SECRET_KEY: &str = common::contract::DORA_HARBOR_SECRET_KEY;
+/// One generated secret per webhook source, all in the collector's Vault secret.
+pub const SOURCE_SECRET_KEYS: [&str; 3] =
+    [WEBHOOK_SECRET_KEY, ROLLOUTS_SECRET_KEY, HARBOR_SECRET_KEY];
 /// Key of the `PostgreSQL` URL (`OBS_DORA_POSTGRES=true`).
 pub const DATABASE_URL_KEY: &str = "database-url";
 /// Key of the optional GitLab token the collector heals missed webhooks with.
@@ -74,7 +82,7 @@ pub fn rule_groups(s: &Settings) -> Value {
         for rule in group["rules"].as_array_mut().into_iter().flatten() {
             if rule["alert"] == "DoraWebhooksStale" {
                 rule["expr"] = json!(format!(
-                    "time() - max(dora_collector_last_webhook_timestamp_seconds) > {}",
+                    "time() - max(dora_collector_last_webhook_timestamp_seconds{{source=\"gitlab\"}}) > {}",
                     s.stale_after_seconds
                 ));
             }
@@ -83,7 +91,7 @@ pub fn rule_groups(s: &Settings) -> Value {
     spec
 }
 
-fn labels() -> Value {
+pub(crate) fn labels() -> Value {
     owned_labels(PHASE_LABEL)
 }
 
@@ -166,6 +174,8 @@ pub fn without_vault_secret() -> Value {
                 // `secretKeyRef: null` removes the base's reference (strategic merge patch).
                 {"name": "GITLAB_WEBHOOK_SECRET", "valueFrom": {"secretKeyRef": null, "fieldRef": {"fieldPath": "metadata.uid"}}},
                 {"name": "DORA_GITLAB_TOKEN", "$patch": "delete"},
+                {"name": common::env::DORA_ROLLOUTS_WEBHOOK_SECRET, "$patch": "delete"},
+                {"name": common::env::DORA_HARBOR_WEBHOOK_SECRET, "$patch": "delete"},
             ],
         }]}}},
     })
@@ -235,6 +245,8 @@ pub fn deployment(s: &Settings) -> Value {
                         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
                         "env": [
                             secret_env("GITLAB_WEBHOOK_SECRET", WEBHOOK_SECRET_KEY, false),
+                            secret_env(common::env::DORA_ROLLOUTS_WEBHOOK_SECRET, ROLLOUTS_SECRET_KEY, true),
+                            secret_env(common::env::DORA_HARBOR_WEBHOOK_SECRET, HARBOR_SECRET_KEY, true),
                             store_env,
                             {"name": common::env::DORA_LISTEN_ADDR, "value": format!("0.0.0.0:{PORT}")},
                             {"name": "DORA_GITLAB_URL", "value": s.gitlab_internal_url},
@@ -313,6 +325,8 @@ pub fn network_policy(s: &Settings) -> Value {
                      "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}},
                     ns(&s.gitlab_namespace),
                     ns(&s.ingress_namespace),
+                    // Argo Rollouts' notifications (crate::rollouts_notifications).
+                    ns(&s.rollouts_namespace),
                 ],
                 "ports": [{"protocol": "TCP", "port": PORT}],
             }],
@@ -360,6 +374,11 @@ pub fn objects(s: &Settings) -> Vec<(Value, Option<&'static str>)> {
         (prometheus_rule(s), Some(PROMETHEUS_RULE_CRD)),
         (service_monitor(s), Some(SERVICE_MONITOR_CRD)),
         (alloy_config_map(s), None),
+        (crate::rollouts_notifications::config_map(s), None),
+        (
+            crate::rollouts_notifications::external_secret(s),
+            Some(common::contract::EXTERNAL_SECRET_CRD),
+        ),
     ]
 }
 
@@ -421,12 +440,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// A new webhook secret: 32 bytes from the system's CSPRNG, hex-encoded.
 pub fn generate_secret() -> anyhow::Result<String> {
-    use ring::rand::SecureRandom as _;
-    let mut bytes = [0u8; 32];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| anyhow::anyhow!("the system random number generator failed"))?;
-    Ok(hex(&bytes))
+    common::contract::generate_webhook_secret()
 }
 
 /// The metadata the Vault secret carries (`hook` = the fingerprint entry, when known).
@@ -467,7 +481,12 @@ mod tests {
         let mut s = Settings::example();
         s.stale_after_seconds = 3600;
         let text = rule_groups(&s).to_string();
-        assert!(text.contains("dora_collector_last_webhook_timestamp_seconds) > 3600"));
+        assert!(
+            text.contains(
+                r#"dora_collector_last_webhook_timestamp_seconds{source=\"gitlab\"}) > 3600"#
+            ),
+            "{text}"
+        );
         assert_eq!(
             rule_groups(&Settings::example()),
             serde_saphyr::from_str::<Value>(RULES_YAML).unwrap(),
@@ -499,8 +518,15 @@ mod tests {
         s.store = Store::Postgres;
         let d = deployment(&s);
         assert_eq!(d["spec"]["replicas"], 2);
+        let store_env = d["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "DORA_STORE_URL")
+            .unwrap()
+            .clone();
         assert_eq!(
-            d["spec"]["template"]["spec"]["containers"][0]["env"][1]["valueFrom"]["secretKeyRef"]["key"],
+            store_env["valueFrom"]["secretKeyRef"]["key"],
             DATABASE_URL_KEY
         );
         assert!(
@@ -523,6 +549,8 @@ mod tests {
                 r#""PrometheusRule" "cicd-alerts""#,
                 r#""ServiceMonitor" "dora-collector""#,
                 r#""ConfigMap" "alloy-cicd-runner-logs""#,
+                r#""ConfigMap" "argo-rollouts-notification-configmap""#,
+                r#""ExternalSecret" "argo-rollouts-notification-secret""#,
             ]
         );
         // The ServiceMonitor selects the Service of the workload by its labels.

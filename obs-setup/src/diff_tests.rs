@@ -8,7 +8,10 @@ use common::gitlab::GroupHook;
 use seeded_projects::seed;
 use serde_json::{Value, json};
 
-use crate::desired::{self, HOOK_NAME, HOOK_TOKEN_METADATA, WEBHOOK_SECRET_KEY};
+use crate::desired::{
+    self, HARBOR_SECRET_KEY, HOOK_NAME, HOOK_TOKEN_METADATA, ROLLOUTS_SECRET_KEY,
+    WEBHOOK_SECRET_KEY,
+};
 use crate::reconcile::{Observed, diff};
 use crate::settings::Settings;
 
@@ -33,10 +36,14 @@ fn converged(s: &Settings) -> Observed {
     Observed {
         group_id: 5,
         hooks: Some(vec![hook(s, 60)]),
-        secret: Some(BTreeMap::from([(
-            WEBHOOK_SECRET_KEY.to_owned(),
-            json!(SECRET),
-        )])),
+        secret: Some(BTreeMap::from([
+            (WEBHOOK_SECRET_KEY.to_owned(), json!(SECRET)),
+            (
+                ROLLOUTS_SECRET_KEY.to_owned(),
+                json!("known-rollouts-secret"),
+            ),
+            (HARBOR_SECRET_KEY.to_owned(), json!("known-harbor-secret")),
+        ])),
         secret_version: 1,
         metadata: BTreeMap::from([(
             HOOK_TOKEN_METADATA.to_owned(),
@@ -100,10 +107,12 @@ fn update_drifted_hook_fields_and_a_rotated_secret_in_place() {
         .insert("enable_ssl_verification".into(), json!(false));
     hooks[0].settings.insert("job_events".into(), json!(false));
     // The secret was rotated in Vault: the hook's token no longer matches.
-    o.secret = Some(BTreeMap::from([(
-        WEBHOOK_SECRET_KEY.to_owned(),
-        json!("a-rotated-secret-value"),
-    )]));
+    if let Some(secret) = o.secret.as_mut() {
+        secret.insert(
+            WEBHOOK_SECRET_KEY.to_owned(),
+            json!("a-rotated-secret-value"),
+        );
+    }
     let plan = diff(&s, &o).unwrap();
     assert_eq!(plan.changes.len(), 1, "one hook update: {plan}");
     assert_eq!(plan.summary().update, 1, "{plan}");

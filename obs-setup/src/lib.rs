@@ -13,6 +13,7 @@ pub mod desired;
 mod diff_tests;
 pub mod project;
 pub mod reconcile;
+pub mod rollouts_notifications;
 pub mod settings;
 pub mod summary;
 

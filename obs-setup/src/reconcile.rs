@@ -178,25 +178,48 @@ fn diff_into(s: &Settings, o: &Observed, plan: &mut Plan<Op>) -> anyhow::Result<
 fn secret_and_hook(s: &Settings, o: &Observed, plan: &mut Plan<Op>) {
     let path = format!("{KV_MOUNT}/{KV_PATH}");
     let secret = o.webhook_secret();
-    match (&o.secret, secret) {
-        (None, _) => plan.push(Change::create(
+    // One secret per webhook source (GitLab, Argo Rollouts, Harbor).
+    let missing: Vec<&str> = desired::SOURCE_SECRET_KEYS
+        .into_iter()
+        .filter(|k| {
+            o.secret
+                .as_ref()
+                .and_then(|d| d.get(*k))
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+        })
+        .collect();
+    let generated = |keys: &[&str]| {
+        Value::Object(
+            keys.iter()
+                .map(|k| ((*k).to_owned(), json!("generated (32 random bytes)")))
+                .collect(),
+        )
+    };
+    match &o.secret {
+        None => plan.push(Change::create(
             "vault secret",
             &path,
-            json!({WEBHOOK_SECRET_KEY: "generated (32 random bytes)"}),
-            &[WEBHOOK_SECRET_KEY],
+            generated(&missing),
+            &missing,
             Op::CreateSecret,
         )),
-        (Some(_), None) => plan.push(Change::update(
+        Some(_) if !missing.is_empty() => plan.push(Change::update(
             "vault secret",
             &path,
-            json!({WEBHOOK_SECRET_KEY: null}),
-            json!({WEBHOOK_SECRET_KEY: "generated (32 random bytes)"}),
-            &[WEBHOOK_SECRET_KEY],
+            Value::Object(
+                missing
+                    .iter()
+                    .map(|k| ((*k).to_owned(), Value::Null))
+                    .collect(),
+            ),
+            generated(&missing),
+            &missing,
             Op::AddSecretKey {
                 version: o.secret_version,
             },
         )),
-        (Some(_), Some(_)) => {}
+        Some(_) => {}
     }
     let Some(hooks) = &o.hooks else {
         plan.warn(format!(
@@ -305,8 +328,15 @@ impl Phase for ObsSetup {
             metadata: meta.map(|m| m.custom_metadata).unwrap_or_default(),
             project,
         };
-        if let Some(secret) = observed.webhook_secret() {
-            redact::register(secret);
+        for key in desired::SOURCE_SECRET_KEYS {
+            if let Some(secret) = observed
+                .secret
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .and_then(Value::as_str)
+            {
+                redact::register(secret);
+            }
         }
         if s.store == Store::Postgres {
             let url = observed
@@ -332,11 +362,20 @@ impl Phase for ObsSetup {
     }
 
     fn objects(&self, _observed: &Observed) -> anyhow::Result<Vec<DesiredObject<Op>>> {
-        Ok(DesiredObject::each(
-            desired::objects(&self.settings),
-            "the Prometheus Operator",
-            |object, crd| Op::Apply { object, crd },
-        ))
+        Ok(desired::objects(&self.settings)
+            .into_iter()
+            .map(|(object, crd)| {
+                let installed_by = if crd == Some(common::contract::EXTERNAL_SECRET_CRD) {
+                    "the External Secrets Operator"
+                } else {
+                    "the Prometheus Operator"
+                };
+                DesiredObject::new(object, crd, installed_by, &|object, crd| Op::Apply {
+                    object,
+                    crd,
+                })
+            })
+            .collect())
     }
 
     fn kube(&self) -> Option<(&KubeClient, Duration)> {
@@ -346,9 +385,12 @@ impl Phase for ObsSetup {
     async fn execute(&self, op: &Op) -> anyhow::Result<Outcome> {
         match op {
             Op::CreateSecret => {
-                let secret = desired::generate_secret()?;
-                redact::register(&secret);
-                let data = BTreeMap::from([(WEBHOOK_SECRET_KEY.to_owned(), secret)]);
+                let mut data = BTreeMap::new();
+                for key in desired::SOURCE_SECRET_KEYS {
+                    let secret = desired::generate_secret()?;
+                    redact::register(&secret);
+                    data.insert(key.to_owned(), secret);
+                }
                 self.vault
                     .kv2_create(
                         KV_MOUNT,
@@ -359,17 +401,27 @@ impl Phase for ObsSetup {
                     .await?;
             }
             Op::AddSecretKey { version } => {
-                let secret = desired::generate_secret()?;
-                redact::register(&secret);
                 let mut data = self
                     .vault
                     .kv2_read(KV_MOUNT, KV_PATH)
                     .await?
                     .unwrap_or_default();
-                data.insert(WEBHOOK_SECRET_KEY.to_owned(), json!(secret));
+                let mut added = Vec::new();
+                for key in desired::SOURCE_SECRET_KEYS {
+                    if data
+                        .get(key)
+                        .and_then(Value::as_str)
+                        .is_none_or(str::is_empty)
+                    {
+                        let secret = desired::generate_secret()?;
+                        redact::register(&secret);
+                        data.insert(key.to_owned(), json!(secret));
+                        added.push(key);
+                    }
+                }
                 self.vault
                     .write(
-                        &format!("adding {WEBHOOK_SECRET_KEY} to {KV_MOUNT}/{KV_PATH}"),
+                        &format!("adding {} to {KV_MOUNT}/{KV_PATH}", added.join(", ")),
                         &format!("{KV_MOUNT}/data/{KV_PATH}"),
                         &json!({"options": {"cas": version}, "data": data}),
                     )

@@ -30,6 +30,8 @@ struct Raw {
     obs_gitlab_internal_url: Option<String>,
     #[serde(default = "default_namespace")]
     obs_alloy_namespace: String,
+    #[serde(default = "default_rollouts_namespace")]
+    obs_rollouts_namespace: String,
     #[serde(default = "default_gitlab_namespace")]
     gitlab_namespace: String,
     #[serde(default = "default_runner_namespace")]
@@ -56,6 +58,9 @@ fn default_monitor_labels() -> String {
 }
 fn default_ingress() -> String {
     "traefik".into()
+}
+fn default_rollouts_namespace() -> String {
+    "argo-rollouts".into()
 }
 fn default_runner_namespace() -> String {
     common::contract::RUNNER_NAMESPACE.into()
@@ -96,6 +101,9 @@ pub struct Settings {
     /// GitLab as the collector reaches it inside the cluster.
     pub gitlab_internal_url: String,
     pub alloy_namespace: String,
+    /// The Argo Rollouts controller's namespace (`OBS_ROLLOUTS_NAMESPACE`): its notification
+    /// `ConfigMap` and Secret, and the collector's `NetworkPolicy` admits the controller from there.
+    pub rollouts_namespace: String,
     /// The runner pools' namespace (`RUNNER_NAMESPACE`, phase 16): the ephemeral overlay admits
     /// the test pool's job pods from there.
     pub runner_namespace: String,
@@ -264,6 +272,7 @@ impl Settings {
             gitlab_namespace: raw.gitlab_namespace,
             gitlab_internal_url,
             alloy_namespace: raw.obs_alloy_namespace,
+            rollouts_namespace: raw.obs_rollouts_namespace,
             runner_namespace: raw.runner_namespace,
             harbor_host,
             release_tag: release_tag(),
@@ -290,6 +299,7 @@ impl Settings {
             gitlab_namespace: default_gitlab_namespace(),
             gitlab_internal_url: "http://gitlab-webservice-default.gitlab.svc:8181".into(),
             alloy_namespace: default_namespace(),
+            rollouts_namespace: default_rollouts_namespace(),
             runner_namespace: default_runner_namespace(),
             harbor_host: "harbor.example.com".into(),
             release_tag: release_tag(),

@@ -48,6 +48,8 @@ pub const SANDBOX_KEYCLOAK_CLIENT: &str = "cicd-buildout";
 /// ESO's chart…), created here so phases 12–18 find what they expect.
 const PLATFORM_NAMESPACES: &[&str] = &[
     "argocd",
+    // Argo Rollouts' controller (phase 17 puts its notification ConfigMap and Secret there).
+    "argo-rollouts",
     "vault",
     "external-secrets",
     "monitoring",

@@ -19,6 +19,8 @@ fn free_port() -> u16 {
 pub struct Postgres {
     dir: tempfile::TempDir,
     bin: PathBuf,
+    /// `pg_ctl -o` options (port, socket directory): a restart keeps the same address.
+    opts: String,
     pub url: String,
 }
 
@@ -76,19 +78,31 @@ impl Postgres {
         .unwrap();
         assert!(status.success(), "initdb failed");
         let port = free_port();
-        let opts = format!(
+        let opts: String = format!(
             "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=on",
             dir.path().display()
         );
+        let pg = Self {
+            url: format!("postgres://dora:{PASSWORD}@127.0.0.1:{port}/postgres"),
+            dir,
+            bin,
+            opts,
+        };
+        pg.start_server();
+        pg
+    }
+
+    fn start_server(&self) {
+        let data = self.dir.path().join("data");
         let status = as_postgres_user(
-            &bin.join("pg_ctl"),
+            &self.bin.join("pg_ctl"),
             &[
                 "-D",
                 data.to_str().unwrap(),
                 "-o",
-                &opts,
+                &self.opts,
                 "-l",
-                dir.path().join("log").to_str().unwrap(),
+                self.dir.path().join("log").to_str().unwrap(),
                 "-w",
                 "start",
             ],
@@ -97,11 +111,24 @@ impl Postgres {
         .status()
         .unwrap();
         assert!(status.success(), "pg_ctl start failed");
-        Self {
-            url: format!("postgres://dora:{PASSWORD}@127.0.0.1:{port}/postgres"),
-            dir,
-            bin,
-        }
+    }
+
+    /// Stops the server (fast shutdown: clients are disconnected, as in a pod restart).
+    pub fn stop(&self) {
+        let data = self.dir.path().join("data");
+        let status = as_postgres_user(
+            &self.bin.join("pg_ctl"),
+            &["-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"],
+        )
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+        assert!(status.success(), "pg_ctl stop failed");
+    }
+
+    /// Starts the stopped server again on the same port.
+    pub fn restart(&self) {
+        self.start_server();
     }
 }
 

@@ -70,6 +70,33 @@ pub fn workspace_bin(package: &str, bin: &str, cargo_target_tmpdir: &str) -> Pat
     binary
 }
 
+/// Renders an Argo Rollouts notification body template with `vars` (`{"rollout": …}`) by the
+/// controller's own engine: Go's text/template with sprig v3.3.0's functions minus `env` and
+/// `expandenv` (`sandbox/tools/notification-render`, built by scripts/setup-test-env.sh).
+/// Returns the rendered text, or the engine's error.
+pub fn render_notification(template: &str, vars: &Value) -> Result<String, String> {
+    let tool = common::config::tools_dir().join("go-bin/notification-render");
+    assert!(
+        tool.is_file(),
+        "{} missing: run ./scripts/setup-test-env.sh",
+        tool.display()
+    );
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (t, v) = (dir.path().join("body.tmpl"), dir.path().join("vars.json"));
+    std::fs::write(&t, template).map_err(|e| e.to_string())?;
+    std::fs::write(&v, vars.to_string()).map_err(|e| e.to_string())?;
+    let out = Command::new(&tool)
+        .arg(&t)
+        .arg(&v)
+        .output()
+        .map_err(|e| format!("running {}: {e}", tool.display()))?;
+    if out.status.success() {
+        String::from_utf8(out.stdout).map_err(|e| e.to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
 /// Prometheus' HTTP API (`/api/v1/query`), for assertions on what a real Prometheus computed.
 pub struct PrometheusApi {
     pub url: String,

@@ -25,6 +25,8 @@ pub const PHASE_LABEL: &str = "16";
 pub const WEBHOOK_POLICY_NAME: &str = "security-alerts-mattermost";
 /// Harbor events that reach Mattermost.
 pub const WEBHOOK_EVENTS: &[&str] = &["SCANNING_COMPLETED", "SCANNING_FAILED"];
+/// The webhook policy that sends scan results to the DORA collector (`cicd_vulnerability_count`).
+pub const DORA_WEBHOOK_POLICY_NAME: &str = "dora-collector-scans";
 /// The CRDs the optional objects need.
 pub const CILIUM_CRD: &str = "ciliumnetworkpolicies.cilium.io";
 pub const KYVERNO_CRD: &str = "clusterpolicies.kyverno.io";
@@ -234,6 +236,41 @@ pub fn webhook_policy(address: &str) -> Value {
         "event_types": WEBHOOK_EVENTS,
         "targets": [{"type": "slack", "address": address, "skip_cert_verify": false}],
     })
+}
+
+/// The webhook policy that sends each finished scan to the DORA collector (Harbor "Default"
+/// payload, `Authorization: Bearer <harbor-webhook-secret>`; docs/dora-collector.md).
+pub fn dora_webhook_policy(address: &str, secret: &str) -> Value {
+    json!({
+        "name": DORA_WEBHOOK_POLICY_NAME,
+        "description": "Scan results to the DORA collector's cicd_vulnerability_count (cicd-buildout phase 16)",
+        "enabled": true,
+        "event_types": ["SCANNING_COMPLETED"],
+        "targets": [{
+            "type": "http",
+            "address": address,
+            "auth_header": format!("Bearer {secret}"),
+            "payload_format": "Default",
+            "skip_cert_verify": false,
+        }],
+    })
+}
+
+/// The fields of the DORA policy this phase compares (the auth header is a secret: compared as a
+/// fingerprint, never shown).
+pub fn dora_webhook_view(policy: &Value) -> Value {
+    let mut view = webhook_view(policy);
+    let header = policy["targets"][0]["auth_header"]
+        .as_str()
+        .unwrap_or_default();
+    let digest = ring::digest::digest(&ring::digest::SHA256, header.as_bytes());
+    view["auth_header"] = json!(
+        digest.as_ref()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    view
 }
 
 /// The fields of a webhook policy this phase compares (the address is a secret: compared, never shown).
@@ -472,6 +509,7 @@ mod tests {
             cve_allowlist: vec!["CVE-2024-0001".into()],
             mattermost_url: None,
             mattermost_vault_path: "ci/mattermost-webhook".into(),
+            dora_webhook_url: Some("https://dora.example.com/webhooks/harbor".into()),
             cosign_namespace: "gitlab-runners".into(),
             gitlab_url: "https://gitlab.example.com".into(),
             harbor_registry: "harbor.example.com".into(),

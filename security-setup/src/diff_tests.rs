@@ -31,6 +31,13 @@ fn converged(s: &Settings) -> Observed {
         .collect();
     let mut webhook = desired::webhook_policy(MATTERMOST);
     webhook["id"] = json!(7);
+    let mut dora = desired::dora_webhook_policy(
+        s.dora_webhook_url
+            .as_deref()
+            .unwrap_or("https://dora.example.com/webhooks/harbor"),
+        DORA_SECRET,
+    );
+    dora["id"] = json!(8);
     let projects = ["platform-services", "application-services"]
         .iter()
         .enumerate()
@@ -39,6 +46,7 @@ fn converged(s: &Settings) -> Observed {
                 id: 40 + i as u64,
                 metadata: Map::clone(&metadata),
                 webhook: Some(webhook.clone()),
+                dora_webhook: Some(dora.clone()),
             };
             ((*name).to_owned(), state)
         })
@@ -58,6 +66,10 @@ fn converged(s: &Settings) -> Observed {
         scan_schedule: desired::scan_all_schedule(s),
         allowlist: desired::cve_allowlist(s),
         mattermost: Some(MATTERMOST.to_owned().into()),
+        dora: crate::reconcile::DoraSecret {
+            version: Some(3),
+            secret: Some(DORA_SECRET.to_owned().into()),
+        },
         public_key: "-----BEGIN PUBLIC KEY-----\n…\n-----END PUBLIC KEY-----\n".into(),
         cilium_served: true,
         kyverno_served: true,
@@ -66,6 +78,56 @@ fn converged(s: &Settings) -> Observed {
 }
 
 type Map = serde_json::Map<String, Value>;
+
+const DORA_SECRET: &str = "known-dora-harbor-secret-5a1c";
+
+/// Phase 16 registers the collector's scan webhook in every scanned project, with a Harbor
+/// secret it generates when Vault has none (phase 17, which owns the other keys, runs later).
+#[test]
+fn the_dora_scan_webhook_and_its_secret() {
+    let s = settings();
+    let mut o = converged(&s);
+    o.dora = crate::reconcile::DoraSecret {
+        version: Some(2),
+        secret: None,
+    };
+    for state in o.projects.values_mut() {
+        state.dora_webhook = None;
+    }
+    let plan = diff(&s, &o).unwrap();
+    let titles: Vec<String> = plan
+        .changes
+        .iter()
+        .map(|c| format!("{} {}", c.resource, c.name))
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "vault secret kv/monitoring/dora-collector",
+            "harbor webhook application-services: dora-collector-scans",
+            "harbor webhook platform-services: dora-collector-scans",
+        ],
+        "{plan}"
+    );
+    assert!(matches!(
+        plan.changes[0].op,
+        crate::reconcile::Op::CreateDoraSecret { version: Some(2) }
+    ));
+    let text = plan.to_string();
+    assert!(!text.contains(DORA_SECRET), "{text}");
+    // A rotated secret updates both policies, and shows no secret.
+    let mut o = converged(&s);
+    o.dora.secret = Some("a-rotated-harbor-secret".to_owned().into());
+    let plan = diff(&s, &o).unwrap();
+    assert_eq!(plan.changes.len(), 2, "{plan}");
+    assert!(!plan.to_string().contains("a-rotated-harbor-secret"));
+    // No URL for the collector: no policy, no secret.
+    let mut s = settings();
+    s.dora_webhook_url = None;
+    let mut o = converged(&s);
+    o.dora = crate::reconcile::DoraSecret::default();
+    assert!(diff(&s, &o).unwrap().changes.is_empty());
+}
 
 fn assert_no_secret(text: &str) {
     assert!(

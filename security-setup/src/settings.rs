@@ -108,6 +108,9 @@ pub struct Settings {
     /// From the environment; `None`: read from Vault at `mattermost_vault_path`.
     pub mattermost_url: Option<SecretString>,
     pub mattermost_vault_path: String,
+    /// The DORA collector's Harbor webhook URL (`OBS_WEBHOOK_URL`'s origin or
+    /// `https://dora.<DOMAIN>`, then `/webhooks/harbor`); `None`: no DORA policy.
+    pub dora_webhook_url: Option<String>,
     pub cosign_namespace: String,
     pub gitlab_url: String,
     /// `harbor.<DOMAIN>` (host and port of `HARBOR_URL`).
@@ -237,6 +240,7 @@ impl Settings {
             cve_allowlist,
             mattermost_url,
             mattermost_vault_path: raw.mattermost_webhook_vault_path,
+            dora_webhook_url: common::contract::dora_webhook_url(cfg.environment(), "harbor"),
             cosign_namespace: raw.cosign_public_key_namespace,
             gitlab_url: cfg
                 .require_url(env::GITLAB_URL)?

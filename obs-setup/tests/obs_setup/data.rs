@@ -374,7 +374,8 @@ fn core_objects_validate_against_the_kubernetes_schemas() {
                 .filter(|o| o["kind"] != "ExternalSecret"),
         );
         core.push(desired::ingress(&s));
-        assert_eq!(core.len(), if store == Store::Sqlite { 8 } else { 7 });
+        // + the Argo Rollouts notification ConfigMap (issue 17).
+        assert_eq!(core.len(), if store == Store::Sqlite { 9 } else { 8 });
         for object in core {
             let kind = object["kind"].as_str().unwrap();
             let file = if object["apiVersion"] == "v1" {
@@ -479,11 +480,23 @@ fn the_deployment_matches_the_collector_contract() {
         sm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
         COLLECTOR
     );
-    // Ingress only on 8080 from three sources; egress DNS + GitLab (+ PostgreSQL with replicas 2).
+    // Ingress only on 8080 from four sources (Prometheus, GitLab, the ingress controller, the
+    // Argo Rollouts controller's notifications); egress DNS + GitLab (+ PostgreSQL).
     let np = desired::network_policy(&s);
     assert_eq!(
         np["spec"]["ingress"][0]["from"].as_array().unwrap().len(),
-        3
+        4
+    );
+    assert!(
+        np["spec"]["ingress"][0]["from"]
+            .to_string()
+            .contains(r#""kubernetes.io/metadata.name":"argo-rollouts""#),
+        "the Rollouts controller may post its notifications"
+    );
+    assert!(
+        obs_setup::rollouts_notifications::collector_url(&s)
+            .starts_with(&format!("http://{COLLECTOR}.{}.svc:8080/", s.namespace)),
+        "the notification service targets the Service the policy guards"
     );
     assert_eq!(
         np["spec"]["ingress"][0]["ports"],

@@ -275,7 +275,7 @@ async fn plan_apply_rerun_drift_and_rotation_against_the_sandbox() {
             "Deployment",
             "Service ",
             "Ingress",
-            "ExternalSecret",
+            "ExternalSecret monitoring/",
             "PersistentVolumeClaim",
             "NetworkPolicy",
             "PodDisruptionBudget"
@@ -284,6 +284,13 @@ async fn plan_apply_rerun_drift_and_rotation_against_the_sandbox() {
         .any(|kind| t.contains(kind))),
         "the workload is Argo CD's now: {planned:?}"
     );
+    // What Argo Rollouts needs to notify the collector (issue 17) lives in its namespace.
+    for object in [
+        "kubernetes ConfigMap argo-rollouts/argo-rollouts-notification-configmap",
+        "kubernetes ExternalSecret argo-rollouts/argo-rollouts-notification-secret",
+    ] {
+        assert!(planned.iter().any(|t| t == object), "{object}: {planned:?}");
+    }
     assert_eq!(
         state(&sandbox, &kube).await,
         before,
@@ -659,14 +666,26 @@ async fn plan_apply_rerun_drift_and_rotation_against_the_sandbox() {
     runs.push(restore);
     assert_eq!(phase(&sandbox, &["check"]).await.code, 0);
 
-    // Rotation: a new secret written to Vault by hand → the hook (and only it) is updated.
+    // Rotation: a new GitLab secret written to Vault by hand (the other sources' secrets kept)
+    // → the hook (and only it) is updated.
     let rotated = "rotated-webhook-secret-0123456789abcdef0123456789abcdef";
+    let mut data = sandbox::support::vault_read(&sandbox, "kv/data/monitoring/dora-collector")
+        .await
+        .expect("phase 17's secret")["data"]
+        .clone();
+    for key in ["rollouts-webhook-secret", "harbor-webhook-secret"] {
+        assert!(
+            data[key].as_str().is_some_and(|v| v.len() == 64),
+            "{key} generated"
+        );
+    }
+    data["webhook-secret"] = json!(rotated);
     let resp = vault(
         &sandbox,
         reqwest::Method::POST,
         "kv/data/monitoring/dora-collector",
     )
-    .json(&json!({"data": {"webhook-secret": rotated}}))
+    .json(&json!({ "data": data }))
     .send()
     .await
     .unwrap();

@@ -18,6 +18,7 @@ fn settings() -> Settings {
         cve_allowlist: Vec::new(),
         mattermost_url: None,
         mattermost_vault_path: "ci/mattermost-webhook".into(),
+        dora_webhook_url: Some("https://dora.example.com/webhooks/harbor".into()),
         cosign_namespace: "gitlab-runners".into(),
         gitlab_url: "https://gitlab.example.com".into(),
         harbor_registry: "harbor.example.com".into(),

@@ -37,7 +37,8 @@ async fn apply_builds_everything_once_and_repairs_drift() {
     assert_eq!(plan.code, 0, "{}", plan.stderr);
     let doc: Value = serde_json::from_str(&plan.stdout).unwrap();
     let titles = sandbox::change_titles(&doc);
-    // 19 = 4 runners + 2 project metadata + 2 webhooks + schedule + allowlist
+    // 22 = 4 runners + 2 project metadata + 2 webhooks + schedule + allowlist
+    //      + the DORA collector's Harbor secret and its 2 scan webhooks (issue 17)
     //      + 4 ExternalSecrets + 4 Applications + the public-key ConfigMap.
     let expected = [
         "gitlab runner shared-runners",
@@ -48,6 +49,9 @@ async fn apply_builds_everything_once_and_repairs_drift() {
         "harbor project application-services",
         "harbor webhook platform-services: security-alerts-mattermost",
         "harbor webhook application-services: security-alerts-mattermost",
+        "vault secret kv/monitoring/dora-collector",
+        "harbor webhook platform-services: dora-collector-scans",
+        "harbor webhook application-services: dora-collector-scans",
         "harbor scan-all schedule system",
         "harbor CVE allowlist system",
         "kubernetes ExternalSecret gitlab-runners/shared-runner-token",
@@ -122,7 +126,7 @@ async fn apply_builds_everything_once_and_repairs_drift() {
     let apply = phase(&sandbox, &["apply"]).await;
     assert_eq!(apply.code, 0, "{}\n{}", apply.stdout, apply.stderr);
     assert!(
-        apply.stdout.contains("applied 19 change(s), 0 not applied"),
+        apply.stdout.contains("applied 22 change(s), 0 not applied"),
         "{}",
         apply.stdout
     );
@@ -170,6 +174,13 @@ async fn apply_builds_everything_once_and_repairs_drift() {
     );
 
     // Harbor.
+    let harbor_secret = sandbox::support::vault_read(&sandbox, "kv/data/monitoring/dora-collector")
+        .await
+        .expect("phase 16 generated the collector's Harbor secret")["data"]["harbor-webhook-secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(harbor_secret.len(), 64);
     {
         let hb = sandbox.harbor.as_ref().unwrap().lock();
         for name in ["platform-services", "application-services"] {
@@ -190,7 +201,22 @@ async fn apply_builds_everything_once_and_repairs_drift() {
                 .values()
                 .filter(|w| w["project_id"] == p.id)
                 .collect();
-            assert_eq!(hooks.len(), 1, "{name}");
+            assert_eq!(hooks.len(), 2, "{name}: Mattermost and the DORA collector");
+            let (hooks, dora): (Vec<&Value>, Vec<&Value>) = hooks
+                .into_iter()
+                .partition(|w| w["name"] == "security-alerts-mattermost");
+            // The collector's scan webhook (docs/dora-collector.md "Harbor scans"): Harbor's
+            // "Default" payload to /webhooks/harbor, with the secret phase 16 generated in Vault.
+            assert_eq!(dora[0]["event_types"], json!(["SCANNING_COMPLETED"]));
+            assert_eq!(dora[0]["targets"][0]["type"], "http");
+            assert_eq!(
+                dora[0]["targets"][0]["address"],
+                format!("https://dora.{}/webhooks/harbor", sandbox.get("DOMAIN"))
+            );
+            assert_eq!(
+                dora[0]["targets"][0]["auth_header"],
+                format!("Bearer {harbor_secret}")
+            );
             assert_eq!(hooks[0]["targets"][0]["type"], "slack");
             assert_eq!(hooks[0]["targets"][0]["address"], mattermost_url.as_str());
             assert_eq!(

@@ -58,6 +58,9 @@ pub enum Fact {
         status: String,
         sha: Option<String>,
         at: f64,
+        /// GitLab's `environment_tier` (`deployment_tier` of the job), when the event has it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tier: Option<String>,
     },
     /// Argo Rollouts aborted a rollout (a failed change, plan §4.1 `cicd_rollback_total`).
     Rollback {
@@ -65,6 +68,27 @@ pub enum Fact {
         environment: String,
         reason: String,
         revision: String,
+        at: f64,
+    },
+    /// Harbor finished a vulnerability scan of an image (`SCANNING_COMPLETED`): its counts by
+    /// severity. The newest scan of a service's images is what `cicd_vulnerability_count` shows.
+    Scan {
+        service: String,
+        digest: String,
+        /// Harbor's severity names (`Critical`, `High`, …) → count.
+        counts: std::collections::BTreeMap<String, u64>,
+        at: f64,
+    },
+    /// An Argo Rollouts notification about one revision of a rollout: `updated` (a rollout
+    /// started), `completed`, `aborted` or `analysis-failed` (the collector's template).
+    Rollout {
+        service: String,
+        environment: String,
+        strategy: String,
+        revision: String,
+        event: String,
+        /// The canary's analysis template (empty without analysis).
+        template: String,
         at: f64,
     },
 }
@@ -92,6 +116,19 @@ impl Fact {
                 revision,
                 ..
             } => format!("rollback:{service}:{environment}:{revision}"),
+            Fact::Scan {
+                service,
+                digest,
+                at,
+                ..
+            } => format!("scan:{service}:{digest}:{at}"),
+            Fact::Rollout {
+                service,
+                environment,
+                revision,
+                event,
+                ..
+            } => format!("rollout:{service}:{environment}:{revision}:{event}"),
         }
     }
 }
@@ -119,14 +156,14 @@ pub const ROLLBACK_REASONS: &[&str] = &["analysis", "manual", "other"];
 /// Runner tags that name a pool of plan §3.1; a job's queue time is labelled with its pool.
 const RUNNER_POOLS: &[&str] = &["security", "build", "test", "shared"];
 
-fn missing(kind: &str, field: &'static str) -> PayloadError {
+pub(crate) fn missing(kind: &str, field: &'static str) -> PayloadError {
     PayloadError::Missing {
         kind: kind.to_owned(),
         field,
     }
 }
 
-fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
+pub(crate) fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
     v.pointer(pointer).and_then(Value::as_str)
 }
 
@@ -287,6 +324,7 @@ fn deployment(v: &Value, received_at: f64) -> Result<Option<Fact>, PayloadError>
         status: status.to_owned(),
         sha,
         at: time_at(v, "/status_changed_at").unwrap_or(received_at),
+        tier: str_at(v, "/environment_tier").map(str::to_owned),
     }))
 }
 
@@ -308,39 +346,77 @@ fn push(v: &Value) -> Result<Vec<Fact>, PayloadError> {
         .collect())
 }
 
-/// Facts of an Argo Rollouts notification. The body is the collector's own template (see the
-/// service README): `{"event", "service", "environment", "revision", "reason"}`. Only an aborted
-/// rollout is a fact; `reason` becomes one of [`ROLLBACK_REASONS`] so the label stays bounded.
+/// Facts of an Argo Rollouts notification. The body is the collector's own template (phase 17's
+/// `argo-rollouts-notification-configmap`, docs/dora-collector.md):
+/// `{"event", "service", "namespace", "environment", "revision", "strategy", "template",
+/// "reason", "at"}`, every string made JSON-safe by the template's `toJson`.
+///
+/// - `rollout-updated`: a new revision starts rolling out (the start of its duration);
+/// - `rollout-completed`: it is fully promoted (duration; a canary's analysis passed);
+/// - `rollout-aborted`: it was rolled back (`cicd_rollback_total`, and a failed change);
+/// - `analysis-run-failed`: its analysis failed (canary result 0).
+///
+/// `reason` becomes one of [`ROLLBACK_REASONS`] so the label stays bounded; `environment` falls
+/// back to the namespace; `at` (Unix seconds, the controller's clock) to the time received.
 pub fn from_rollouts(body: &[u8], received_at: f64) -> Result<Vec<Fact>, PayloadError> {
     let v: Value =
         serde_json::from_slice(body).map_err(|e| PayloadError::NotJson(e.to_string()))?;
-    let field = |name: &'static str| {
-        str_at(&v, &format!("/{name}"))
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| missing("rollout", name))
+    let text = |name: &str| str_at(&v, &format!("/{name}")).filter(|s| !s.is_empty());
+    let field = |name: &'static str| text(name).ok_or_else(|| missing("rollout", name));
+    let event = match field("event")? {
+        "rollout-updated" => "updated",
+        "rollout-completed" => "completed",
+        "rollout-aborted" => "aborted",
+        "analysis-run-failed" => "analysis-failed",
+        _ => return Ok(Vec::new()),
     };
-    if field("event")? != "rollout-aborted" {
-        return Ok(Vec::new());
+    let service = field("service")?.to_owned();
+    let environment = text("environment")
+        .or_else(|| text("namespace"))
+        .ok_or_else(|| missing("rollout", "environment"))?
+        .to_owned();
+    let revision = field("revision")?.to_owned();
+    let at = v
+        .get("at")
+        .and_then(|a| {
+            a.as_f64()
+                .or_else(|| a.as_str().and_then(|s| s.parse().ok()))
+        })
+        .filter(|a| a.is_finite() && *a > 0.0)
+        .unwrap_or(received_at);
+    let strategy = match text("strategy") {
+        Some("bluegreen" | "blueGreen") => "bluegreen",
+        _ => "canary",
+    };
+    let mut facts = vec![Fact::Rollout {
+        service: service.clone(),
+        environment: environment.clone(),
+        strategy: strategy.to_owned(),
+        revision: revision.clone(),
+        event: event.to_owned(),
+        template: text("template").unwrap_or_default().to_owned(),
+        at,
+    }];
+    if event == "aborted" {
+        // Argo Rollouts' abort message names the metric when analysis failed ("Metric
+        // \"success-rate\" assessed Failed …"); a user's abort says only "aborted".
+        let message = text("reason").unwrap_or_default().to_ascii_lowercase();
+        let reason = if message.contains("metric") || message.contains("analysis") {
+            "analysis"
+        } else if message.contains("abort") {
+            "manual"
+        } else {
+            "other"
+        };
+        facts.push(Fact::Rollback {
+            service,
+            environment,
+            reason: reason.to_owned(),
+            revision,
+            at,
+        });
     }
-    // Argo Rollouts' abort message names the metric when analysis failed ("Metric
-    // \"success-rate\" assessed Failed …"); a user's abort says only "aborted".
-    let message = str_at(&v, "/reason")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    let reason = if message.contains("metric") || message.contains("analysis") {
-        "analysis"
-    } else if message.contains("abort") {
-        "manual"
-    } else {
-        "other"
-    };
-    Ok(vec![Fact::Rollback {
-        service: field("service")?.to_owned(),
-        environment: field("environment")?.to_owned(),
-        reason: reason.to_owned(),
-        revision: field("revision")?.to_owned(),
-        at: received_at,
-    }])
+    Ok(facts)
 }
 
 #[cfg(test)]
@@ -433,7 +509,8 @@ mod tests {
                 environment: "production".into(),
                 status: "success".into(),
                 sha: Some("abc123".into()),
-                at: 1_619_639_400.0
+                at: 1_619_639_400.0,
+                tier: None
             }]
         );
     }
@@ -462,12 +539,12 @@ mod tests {
     fn rollout_reasons_become_a_bounded_label() {
         let body = br#"{"event":"rollout-aborted","service":"packet-relay","environment":"production","revision":"7","reason":"Metric \"success-rate\" assessed Failed"}"#;
         let facts = from_rollouts(body, 5.0).unwrap();
-        let Fact::Rollback { reason, .. } = &facts[0] else {
+        let Fact::Rollback { reason, .. } = &facts[1] else {
             panic!()
         };
         assert_eq!(reason, "analysis");
         assert!(
-            from_rollouts(br#"{"event":"rollout-completed"}"#, 0.0)
+            from_rollouts(br#"{"event":"rollout-paused"}"#, 0.0)
                 .unwrap()
                 .is_empty()
         );

@@ -208,6 +208,8 @@ fn deployment_facts(project: &str, d: &Value) -> Vec<Fact> {
             status: status.to_owned(),
             sha,
             at,
+            // doc/api/deployments.md: the environment object carries its `tier`.
+            tier: str_of(d, "/environment/tier").map(str::to_owned),
         });
     }
     facts

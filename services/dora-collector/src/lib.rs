@@ -8,7 +8,9 @@
 //! - [`server`]: the HTTP endpoints. [`heal`]: fills missed webhooks from GitLab's API.
 
 pub mod facts;
+pub mod harbor;
 pub mod heal;
+pub mod labels;
 pub mod metrics;
 pub mod payloads;
 pub mod pipeline;
@@ -22,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use common::env;
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::{ExposeSecret, SecretString};
 
 /// Unix time now, in seconds.
 pub fn now() -> f64 {
@@ -34,6 +36,13 @@ pub fn now() -> f64 {
 /// The collector's settings (names and defaults in `common::env` and docs/configuration.md).
 pub struct Settings {
     pub secret: SecretString,
+    /// Argo Rollouts' bearer token (unset: Rollouts notifications are refused).
+    pub rollouts_secret: Option<SecretString>,
+    /// Harbor's bearer token (unset: Harbor webhooks are refused).
+    pub harbor_secret: Option<SecretString>,
+    pub caps: metrics::Caps,
+    /// Time between checkpoints of the aggregates when facts arrive slowly.
+    pub checkpoint_interval: Duration,
     pub store_url: SecretString,
     pub listen: SocketAddr,
     pub max_body: usize,
@@ -61,7 +70,36 @@ impl Settings {
         };
         let listen = get(env::DORA_LISTEN_ADDR).unwrap_or_else(|| "0.0.0.0:8080".into());
         #[allow(clippy::cast_precision_loss)]
+        let optional = |name: &str| get(name).filter(|s| !s.is_empty()).map(SecretString::from);
+        let rollouts_secret = optional(env::DORA_ROLLOUTS_WEBHOOK_SECRET);
+        let harbor_secret = optional(env::DORA_HARBOR_WEBHOOK_SECRET);
+        for (name, other) in [
+            (env::DORA_ROLLOUTS_WEBHOOK_SECRET, &rollouts_secret),
+            (env::DORA_HARBOR_WEBHOOK_SECRET, &harbor_secret),
+        ] {
+            if other
+                .as_ref()
+                .is_some_and(|o| o.expose_secret() == secret.as_str())
+            {
+                bail!(
+                    "{name} equals {}: each source needs its own secret, or whoever reads one can forge the other's events (phase 17 generates one per source)",
+                    env::GITLAB_WEBHOOK_SECRET
+                );
+            }
+        }
+        let cap = |name: &str, default: u64| -> anyhow::Result<usize> {
+            Ok(usize::try_from(number(name, default)?)?.max(1))
+        };
         Ok(Self {
+            rollouts_secret,
+            harbor_secret,
+            checkpoint_interval: Duration::from_secs(
+                number(env::DORA_CHECKPOINT_INTERVAL_SECS, 60)?.max(1),
+            ),
+            caps: metrics::Caps {
+                services: cap(env::DORA_MAX_SERVICES, 500)?,
+                stages: cap(env::DORA_MAX_STAGES, 30)?,
+            },
             secret: secret.into(),
             store_url: get(env::DORA_STORE_URL)
                 .unwrap_or_else(|| "sqlite:///var/lib/dora-collector/dora.db".into())
@@ -92,19 +130,25 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
 /// Serves on an already bound listener.
 pub async fn serve(settings: Settings, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-    let aggregator = Arc::new(Mutex::new(metrics::Aggregator::new(
+    let aggregator = Arc::new(Mutex::new(metrics::Aggregator::with_caps(
         settings.change_failure_window,
         settings.success_rate_window,
+        settings.caps,
     )));
     let health = Arc::new(pipeline::Health::default());
     let ingest = {
-        let (url, queue) = (settings.store_url.clone(), settings.queue);
+        let (url, queue, checkpoint_interval) = (
+            settings.store_url.clone(),
+            settings.queue,
+            settings.checkpoint_interval,
+        );
         let (aggregator, health) = (aggregator.clone(), health.clone());
         tokio::task::spawn_blocking(move || {
             pipeline::start(
                 url.expose_secret(),
                 queue,
                 Duration::from_secs(1),
+                checkpoint_interval,
                 aggregator,
                 health,
             )
@@ -113,7 +157,17 @@ pub async fn serve(settings: Settings, listener: tokio::net::TcpListener) -> any
         .context("opening the DORA store (DORA_STORE_URL)")?
     };
     let app = Arc::new(server::App::new(
-        settings.secret.expose_secret(),
+        &server::SourceSecrets {
+            gitlab: settings.secret.expose_secret(),
+            rollouts: settings
+                .rollouts_secret
+                .as_ref()
+                .map(ExposeSecret::expose_secret),
+            harbor: settings
+                .harbor_secret
+                .as_ref()
+                .map(ExposeSecret::expose_secret),
+        },
         settings.max_body,
         ingest,
         aggregator,

@@ -8,7 +8,7 @@
 //! every replica's facts, and a restart rebuilds the aggregates by the same code path.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,10 @@ use crate::store::{self, Store};
 const MAX_BATCH: usize = 1024;
 /// Facts the tailer applies per read.
 const TAIL_BATCH: usize = 10_000;
+/// A checkpoint of the aggregates is saved after this many newly applied facts, or after
+/// `DORA_CHECKPOINT_INTERVAL_SECS` (default 60) with any, and only with no sequence gap pending (a late row below the
+/// checkpoint would be lost to the next restart).
+const CHECKPOINT_EVERY: u64 = 100_000;
 
 /// Counters of the collector's own health (rendered as `dora_collector_*`).
 #[derive(Debug, Default)]
@@ -34,6 +38,49 @@ pub struct Health {
     pub processed_seq: AtomicI64,
     pub ready: AtomicBool,
     pub writer_alive: AtomicBool,
+    /// The writer's and the tailer's connections work (false from a failed statement until a
+    /// reconnect succeeds): `/readyz` says 503 meanwhile, so no traffic is sent to this pod.
+    pub writer_store_ok: AtomicBool,
+    pub tailer_store_ok: AtomicBool,
+    /// When the writer last went round its loop (Unix ms): a writer stuck longer than
+    /// [`STUCK_AFTER`] fails `/healthz`, and Kubernetes restarts the pod.
+    pub writer_heartbeat_ms: AtomicU64,
+    /// Last committed delivery per source of [`crate::server::SOURCES`] (Unix ms; 0 = none),
+    /// loaded from the store at start and moved only after a commit.
+    pub last_delivery_ms: [AtomicU64; 4],
+}
+
+/// A writer that has not gone round its loop for this long is stuck.
+pub const STUCK_AFTER: Duration = Duration::from_secs(60);
+/// Reconnect backoff bounds.
+const RECONNECT_MIN: Duration = Duration::from_millis(250);
+const RECONNECT_MAX: Duration = Duration::from_secs(10);
+
+impl Health {
+    /// The store works for both threads.
+    pub fn store_ok(&self) -> bool {
+        self.writer_store_ok.load(Ordering::SeqCst) && self.tailer_store_ok.load(Ordering::SeqCst)
+    }
+
+    /// The writer thread runs and is not stuck.
+    pub fn writer_live(&self) -> bool {
+        #[allow(clippy::cast_possible_truncation)]
+        let stuck_ms = STUCK_AFTER.as_millis() as u64;
+        self.writer_alive.load(Ordering::SeqCst)
+            && now_ms().saturating_sub(self.writer_heartbeat_ms.load(Ordering::SeqCst)) < stuck_ms
+    }
+
+    fn delivered(&self, source: &str, at_ms: u64) {
+        if let Some(i) = crate::server::SOURCES.iter().position(|s| *s == source) {
+            self.last_delivery_ms[i].fetch_max(at_ms, Ordering::SeqCst);
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let ms = (crate::now() * 1000.0) as u64;
+    ms
 }
 
 /// Wakes the tailer when the writer committed something.
@@ -62,6 +109,8 @@ impl Wake {
 
 struct Job {
     facts: Vec<Fact>,
+    /// Which source's delivery this is (`heal` is not a delivery).
+    source: &'static str,
     reply: oneshot::Sender<Result<Vec<bool>, String>>,
 }
 
@@ -71,6 +120,8 @@ pub enum SubmitError {
     Busy,
     #[error("the store writer stopped")]
     Stopped,
+    #[error("the store is unreachable; the collector reconnects, and GitLab will retry")]
+    Unreachable,
     #[error("storing facts failed: {0}")]
     Store(String),
 }
@@ -83,10 +134,18 @@ pub struct Ingest {
 
 impl Ingest {
     /// Stores the facts (new ones once) and returns, for each, whether it was new — after commit.
-    pub async fn submit(&self, facts: Vec<Fact>) -> Result<Vec<bool>, SubmitError> {
+    pub async fn submit(
+        &self,
+        source: &'static str,
+        facts: Vec<Fact>,
+    ) -> Result<Vec<bool>, SubmitError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .try_send(Job { facts, reply })
+            .try_send(Job {
+                facts,
+                source,
+                reply,
+            })
             .map_err(|e| match e {
                 TrySendError::Full(_) => SubmitError::Busy,
                 TrySendError::Disconnected(_) => SubmitError::Stopped,
@@ -105,6 +164,7 @@ pub fn start(
     url: &str,
     queue: usize,
     poll: Duration,
+    checkpoint_interval: Duration,
     aggregator: Arc<Mutex<Aggregator>>,
     health: Arc<Health>,
 ) -> anyhow::Result<Ingest> {
@@ -112,6 +172,9 @@ pub fn start(
     let (tx, rx) = sync_channel(queue);
     let (opened_tx, opened) = std::sync::mpsc::channel::<Result<(), store::StoreError>>();
     health.writer_alive.store(true, Ordering::SeqCst);
+    health.writer_store_ok.store(true, Ordering::SeqCst);
+    health.tailer_store_ok.store(true, Ordering::SeqCst);
+    health.writer_heartbeat_ms.store(now_ms(), Ordering::SeqCst);
     {
         let (wake, health, url, opened_tx) = (
             wake.clone(),
@@ -122,9 +185,10 @@ pub fn start(
         std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || match store::open(&url) {
-                Ok(s) => {
+                Ok(mut s) => {
+                    load_deliveries(s.as_mut(), &health);
                     let _ = opened_tx.send(Ok(()));
-                    writer(s, &rx, &wake, &health);
+                    writer(&url, s, &rx, &wake, &health);
                 }
                 Err(e) => {
                     health.writer_alive.store(false, Ordering::SeqCst);
@@ -139,7 +203,14 @@ pub fn start(
             .spawn(move || match store::open(&url) {
                 Ok(s) => {
                     let _ = opened_tx.send(Ok(()));
-                    tailer(s, &aggregator, &wake, &health, poll);
+                    tailer(
+                        &url,
+                        s,
+                        &aggregator,
+                        &wake,
+                        &health,
+                        (poll, checkpoint_interval),
+                    );
                 }
                 Err(e) => {
                     let _ = opened_tx.send(Err(e));
@@ -154,8 +225,86 @@ pub fn start(
     Ok(Ingest { tx })
 }
 
-fn writer(mut store: Box<dyn Store>, rx: &Receiver<Job>, wake: &Wake, health: &Health) {
-    while let Ok(first) = rx.recv() {
+/// Staleness starts where the store says: the last committed GitLab delivery, or the store's
+/// creation before the first one — so the gauge exists from the first scrape after any start.
+fn load_deliveries(store: &mut dyn Store, health: &Health) {
+    match store.deliveries() {
+        Ok(rows) => {
+            let created = rows
+                .iter()
+                .find(|(s, _)| s == "store-created")
+                .map(|(_, t)| *t);
+            for (i, source) in crate::server::SOURCES.iter().enumerate() {
+                let at = rows
+                    .iter()
+                    .find(|(s, _)| s == source)
+                    .map(|(_, t)| *t)
+                    .or(created.filter(|_| *source == "gitlab"));
+                if let Some(at) = at {
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                    health.last_delivery_ms[i].fetch_max((at * 1000.0) as u64, Ordering::SeqCst);
+                }
+            }
+        }
+        Err(e) => {
+            health.store_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "reading the last deliveries failed");
+        }
+    }
+}
+
+/// Reopens the store after a failure, at most once per backoff step.
+struct Reconnect {
+    retry_at: Instant,
+    backoff: Duration,
+}
+
+impl Reconnect {
+    fn new() -> Self {
+        Self {
+            retry_at: Instant::now(),
+            backoff: RECONNECT_MIN,
+        }
+    }
+
+    fn attempt(&mut self, url: &str, who: &str) -> Option<Box<dyn Store>> {
+        if Instant::now() < self.retry_at {
+            return None;
+        }
+        match store::open(url) {
+            Ok(s) => {
+                tracing::info!(thread = who, "reconnected to the store");
+                self.backoff = RECONNECT_MIN;
+                Some(s)
+            }
+            Err(e) => {
+                tracing::warn!(thread = who, error = %e, retry_in_ms = self.backoff.as_millis(), "the store is still unreachable");
+                self.retry_at = Instant::now() + self.backoff;
+                self.backoff = (self.backoff * 2).min(RECONNECT_MAX);
+                None
+            }
+        }
+    }
+}
+
+fn writer(url: &str, store: Box<dyn Store>, rx: &Receiver<Job>, wake: &Wake, health: &Health) {
+    let mut store = Some(store);
+    let mut reconnect = Reconnect::new();
+    loop {
+        health.writer_heartbeat_ms.store(now_ms(), Ordering::SeqCst);
+        let first = match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => {
+                if store.is_none() {
+                    store = reconnect.attempt(url, "writer");
+                    health
+                        .writer_store_ok
+                        .store(store.is_some(), Ordering::SeqCst);
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -163,11 +312,40 @@ fn writer(mut store: Box<dyn Store>, rx: &Receiver<Job>, wake: &Wake, health: &H
                 Err(_) => break,
             }
         }
+        if store.is_none() {
+            store = reconnect.attempt(url, "writer");
+            health
+                .writer_store_ok
+                .store(store.is_some(), Ordering::SeqCst);
+        }
+        let Some(current) = store.as_mut() else {
+            // Answer at once: GitLab retries a 503, and a handler must not wait for a backoff.
+            health.store_errors.fetch_add(1, Ordering::Relaxed);
+            for job in jobs {
+                let _ = job.reply.send(Err(SubmitError::Unreachable.to_string()));
+            }
+            continue;
+        };
         let facts: Vec<Fact> = jobs.iter().flat_map(|j| j.facts.iter().cloned()).collect();
-        match store.append(&facts, crate::now()) {
+        let mut sources: Vec<&str> = jobs
+            .iter()
+            .map(|j| j.source)
+            .filter(|s| *s != "heal")
+            .collect();
+        sources.sort_unstable();
+        sources.dedup();
+        let received_at = crate::now();
+        match current.append(&facts, received_at, &sources) {
             Ok(appended) => {
                 if let Some(seq) = appended.last_seq {
                     health.stored_seq.fetch_max(seq, Ordering::SeqCst);
+                }
+                // Staleness moves only now, after the commit: a delivery the store refused
+                // does not count as one.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let at_ms = (received_at * 1000.0) as u64;
+                for source in &sources {
+                    health.delivered(source, at_ms);
                 }
                 let flags = appended.new;
                 let new = flags.iter().filter(|n| **n).count();
@@ -182,14 +360,51 @@ fn writer(mut store: Box<dyn Store>, rx: &Receiver<Job>, wake: &Wake, health: &H
             }
             Err(e) => {
                 health.store_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, facts = facts.len(), "storing webhook facts failed; answering 503 so GitLab retries");
+                tracing::error!(error = %e, facts = facts.len(), "storing webhook facts failed; answering 503 so GitLab retries, and reconnecting");
                 for job in jobs {
                     let _ = job.reply.send(Err(e.to_string()));
                 }
+                // A failed statement may mean a dropped connection (PostgreSQL restarted):
+                // reopen before the next batch rather than fail every delivery forever.
+                store = None;
+                health.writer_store_ok.store(false, Ordering::SeqCst);
             }
         }
     }
     health.writer_alive.store(false, Ordering::SeqCst);
+}
+
+/// Saves a checkpoint when enough happened since the last one (see [`CHECKPOINT_EVERY`]).
+fn checkpoint(
+    store: &mut dyn Store,
+    aggregator: &Mutex<Aggregator>,
+    health: &Health,
+    (last, interval): (i64, Duration),
+    gaps: &std::collections::BTreeMap<i64, Instant>,
+    checkpointed: &mut (i64, u64, Instant),
+) {
+    let Ok(agg) = aggregator.lock() else { return };
+    let since = agg.applied().saturating_sub(checkpointed.1);
+    let due = since >= CHECKPOINT_EVERY || (since > 0 && checkpointed.2.elapsed() >= interval);
+    if !due || !gaps.is_empty() || last <= checkpointed.0 {
+        return;
+    }
+    let (body, applied) = (agg.checkpoint(), agg.applied());
+    drop(agg);
+    match store.save_checkpoint(last, &body) {
+        Ok(()) => {
+            tracing::debug!(
+                seq = last,
+                bytes = body.len(),
+                "saved a checkpoint of the aggregates"
+            );
+            *checkpointed = (last, applied, Instant::now());
+        }
+        Err(e) => {
+            health.store_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "saving the checkpoint failed");
+        }
+    }
 }
 
 /// Sequence numbers the tail passed without a row, re-read until they appear or
@@ -205,13 +420,47 @@ const GAP_QUERY: usize = 1_000;
 
 /// Applies stored facts to the aggregates in sequence order, and late rows when they appear.
 fn tailer(
-    mut store: Box<dyn Store>,
+    url: &str,
+    store: Box<dyn Store>,
     aggregator: &Mutex<Aggregator>,
     wake: &Wake,
     health: &Health,
-    poll: Duration,
+    (poll, checkpoint_interval): (Duration, Duration),
 ) {
+    let mut store = store;
+    let mut reconnect = Reconnect::new();
     let mut last = 0_i64;
+    // A restart reads the checkpoint and the facts stored after it, not every fact.
+    match store.load_checkpoint() {
+        Ok(Some((seq, body))) => {
+            let started = Instant::now();
+            if let Ok(mut agg) = aggregator.lock() {
+                if agg.load_checkpoint(&body) {
+                    last = seq;
+                    health.processed_seq.store(seq, Ordering::SeqCst);
+                    tracing::info!(
+                        seq,
+                        ms = started.elapsed().as_millis(),
+                        "loaded the checkpoint of the aggregates"
+                    );
+                } else {
+                    tracing::info!(
+                        "the checkpoint is of another format or settings; replaying the store"
+                    );
+                }
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            health.store_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "reading the checkpoint failed; replaying the store");
+        }
+    }
+    let mut checkpointed = (
+        last,
+        aggregator.lock().map_or(0, |a| a.applied()),
+        Instant::now(),
+    );
     let mut gaps: std::collections::BTreeMap<i64, Instant> = std::collections::BTreeMap::new();
     let mut rechecked = Instant::now();
     loop {
@@ -248,6 +497,14 @@ fn tailer(
                 if !health.ready.swap(true, Ordering::SeqCst) {
                     tracing::info!(facts = last, "replayed the store; ready");
                 }
+                checkpoint(
+                    store.as_mut(),
+                    aggregator,
+                    health,
+                    (last, checkpoint_interval),
+                    &gaps,
+                    &mut checkpointed,
+                );
                 wake.wait(if gaps.is_empty() {
                     poll
                 } else {
@@ -280,11 +537,27 @@ fn tailer(
                 health
                     .processed
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                checkpoint(
+                    store.as_mut(),
+                    aggregator,
+                    health,
+                    (last, checkpoint_interval),
+                    &gaps,
+                    &mut checkpointed,
+                );
             }
             Err(e) => {
                 health.store_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, "reading the store failed; retrying in 1 s");
-                std::thread::sleep(Duration::from_secs(1));
+                health.tailer_store_ok.store(false, Ordering::SeqCst);
+                tracing::error!(error = %e, "reading the store failed; reconnecting");
+                loop {
+                    std::thread::sleep(RECONNECT_MIN);
+                    if let Some(s) = reconnect.attempt(url, "tailer") {
+                        store = s;
+                        health.tailer_store_ok.store(true, Ordering::SeqCst);
+                        break;
+                    }
+                }
             }
         }
     }

@@ -1,5 +1,10 @@
-//! HTTP: `POST /webhooks/gitlab`, `POST /webhooks/argo-rollouts`, `GET /metrics`, `/healthz`,
-//! `/readyz`.
+//! HTTP: `POST /webhooks/gitlab`, `POST /webhooks/argo-rollouts`, `POST /webhooks/harbor`,
+//! `GET /metrics`, `/healthz`, `/readyz`.
+//!
+//! Each source has its own secret (`GITLAB_WEBHOOK_SECRET`, `DORA_ROLLOUTS_WEBHOOK_SECRET`,
+//! `DORA_HARBOR_WEBHOOK_SECRET`): whoever can read the Rollouts notification Secret in the
+//! controller's namespace cannot forge GitLab events, and a source whose secret is unset is
+//! refused outright.
 //!
 //! A webhook is checked in the order that costs an attacker the most and the collector the least:
 //! the token first (constant time, before the body is read), then the declared and actual body
@@ -24,7 +29,7 @@ use crate::facts::{self, Fact, PayloadError};
 use crate::metrics::{self, Aggregator};
 use crate::pipeline::{Health, Ingest};
 
-pub const SOURCES: &[&str] = &["gitlab", "argo-rollouts", "heal"];
+pub const SOURCES: &[&str] = &["gitlab", "argo-rollouts", "harbor", "heal"];
 pub const OUTCOMES: &[&str] = &[
     "accepted",
     "duplicate",
@@ -38,9 +43,7 @@ pub const OUTCOMES: &[&str] = &[
 /// Per source and outcome, how many deliveries the collector answered.
 #[derive(Debug, Default)]
 pub struct Deliveries {
-    counts: [[AtomicU64; 7]; 3],
-    /// Unix time of the last authenticated, well-formed GitLab delivery (milliseconds).
-    pub last_gitlab_ms: AtomicU64,
+    counts: [[AtomicU64; 7]; 4],
 }
 
 impl Deliveries {
@@ -62,10 +65,22 @@ impl Deliveries {
     }
 }
 
+/// The secret of each webhook source (`None`: the source is refused).
+pub struct SourceSecrets<'a> {
+    pub gitlab: &'a str,
+    pub rollouts: Option<&'a str>,
+    pub harbor: Option<&'a str>,
+}
+
+fn sha256(bytes: &[u8]) -> Vec<u8> {
+    digest::digest(&digest::SHA256, bytes).as_ref().to_vec()
+}
+
 pub struct App {
-    /// SHA-256 of the secret: comparing digests keeps the comparison's time independent of
-    /// both the content and the length of what a caller sends.
-    secret_digest: Vec<u8>,
+    /// SHA-256 of each source's secret, in the order of [`SOURCES`] (gitlab, argo-rollouts,
+    /// harbor): comparing digests keeps the comparison's time independent of both the content
+    /// and the length of what a caller sends.
+    secret_digests: [Option<Vec<u8>>; 3],
     max_body: usize,
     ingest: Ingest,
     pub aggregator: Arc<Mutex<Aggregator>>,
@@ -75,16 +90,19 @@ pub struct App {
 
 impl App {
     pub fn new(
-        secret: &str,
+        secrets: &SourceSecrets<'_>,
         max_body: usize,
         ingest: Ingest,
         aggregator: Arc<Mutex<Aggregator>>,
         health: Arc<Health>,
     ) -> Self {
+        let digest_of = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(|s| sha256(s.as_bytes()));
         Self {
-            secret_digest: digest::digest(&digest::SHA256, secret.as_bytes())
-                .as_ref()
-                .to_vec(),
+            secret_digests: [
+                digest_of(Some(secrets.gitlab)),
+                digest_of(secrets.rollouts),
+                digest_of(secrets.harbor),
+            ],
             max_body,
             ingest,
             aggregator,
@@ -93,22 +111,40 @@ impl App {
         }
     }
 
-    fn token_matches(&self, presented: Option<&[u8]>) -> bool {
+    fn token_matches(&self, source: &str, presented: Option<&[u8]>) -> bool {
+        let Some(Some(expected)) = SOURCES
+            .iter()
+            .position(|s| *s == source)
+            .and_then(|i| self.secret_digests.get(i))
+        else {
+            return false;
+        };
         let presented = presented.unwrap_or_default();
-        let d = digest::digest(&digest::SHA256, presented);
-        bool::from(d.as_ref().ct_eq(&self.secret_digest)) && !presented.is_empty()
+        bool::from(sha256(presented).ct_eq(expected)) && !presented.is_empty()
     }
 
-    /// Stores facts from any source (webhooks and the healer) and counts the outcome.
-    pub async fn store(&self, source: &str, facts: Vec<Fact>) -> Result<(usize, usize), Response> {
-        if facts.is_empty() {
+    /// Stores facts from any source (webhooks and the healer) and counts the outcome. A
+    /// webhook delivery with no fact is still recorded (it moves the source's staleness).
+    pub async fn store(
+        &self,
+        source: &'static str,
+        facts: Vec<Fact>,
+    ) -> Result<(usize, usize), Response> {
+        if facts.is_empty() && source == "heal" {
             self.deliveries.count(source, "ignored");
             return Ok((0, 0));
         }
-        match self.ingest.submit(facts).await {
+        let none = facts.is_empty();
+        match self.ingest.submit(source, facts).await {
             Ok(flags) => {
                 let new = flags.iter().filter(|n| **n).count();
-                let outcome = if new > 0 { "accepted" } else { "duplicate" };
+                let outcome = if none {
+                    "ignored"
+                } else if new > 0 {
+                    "accepted"
+                } else {
+                    "duplicate"
+                };
                 self.deliveries.count(source, outcome);
                 Ok((new, flags.len() - new))
             }
@@ -125,6 +161,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/webhooks/gitlab", post(gitlab))
         .route("/webhooks/argo-rollouts", post(rollouts))
+        .route("/webhooks/harbor", post(harbor))
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -159,7 +196,7 @@ async fn receive(
     request: Request,
     parse: fn(&[u8], f64) -> Result<Vec<Fact>, PayloadError>,
 ) -> Response {
-    if !app.token_matches(token) {
+    if !app.token_matches(source, token) {
         return refuse(
             app,
             source,
@@ -190,11 +227,6 @@ async fn receive(
             );
         }
     };
-    if source == "gitlab" {
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let ms = (crate::now() * 1000.0) as u64;
-        app.deliveries.last_gitlab_ms.store(ms, Ordering::Relaxed);
-    }
     match app.store(source, facts).await {
         Ok((stored, duplicates)) => (
             StatusCode::OK,
@@ -237,16 +269,39 @@ async fn rollouts(State(app): State<Arc<App>>, request: Request) -> Response {
     .await
 }
 
+/// Harbor sends the webhook policy's auth header verbatim as `Authorization`; phase 16
+/// registers it as `Bearer <secret>`.
+async fn harbor(State(app): State<Arc<App>>, request: Request) -> Response {
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .map(<[u8]>::to_vec);
+    receive(
+        &app,
+        "harbor",
+        token.as_deref(),
+        request,
+        crate::harbor::from_harbor,
+    )
+    .await
+}
+
 async fn render_metrics(State(app): State<Arc<App>>) -> Response {
+    // The lag is read before the aggregates are rendered: a scrape that says lag 0 then shows
+    // every fact stored until that moment (the tailer applies facts before it moves
+    // processed_seq), which is what tests and dashboards wait for.
+    let h = &app.health;
+    let lag = (h.stored_seq.load(Ordering::SeqCst) - h.processed_seq.load(Ordering::SeqCst)).max(0);
     let mut out = String::with_capacity(16 * 1024);
     if let Ok(mut agg) = app.aggregator.lock() {
         agg.render(crate::now(), &mut out);
     }
-    self_metrics(&app, &mut out);
+    self_metrics(&app, lag, &mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
-fn self_metrics(app: &App, out: &mut String) {
+fn self_metrics(app: &App, lag: i64, out: &mut String) {
     metrics::family(
         out,
         "dora_collector_webhooks_total",
@@ -263,21 +318,23 @@ fn self_metrics(app: &App, out: &mut String) {
             );
         }
     }
-    let last = app.deliveries.last_gitlab_ms.load(Ordering::Relaxed);
-    if last > 0 {
-        metrics::family(
-            out,
-            "dora_collector_last_webhook_timestamp_seconds",
-            "gauge",
-            "Unix time of the last authenticated, well-formed GitLab delivery.",
-        );
-        #[allow(clippy::cast_precision_loss)]
-        metrics::sample(
-            out,
-            "dora_collector_last_webhook_timestamp_seconds",
-            &[],
-            last as f64 / 1000.0,
-        );
+    metrics::family(
+        out,
+        "dora_collector_last_webhook_timestamp_seconds",
+        "gauge",
+        "Unix time of the last committed delivery per source (for gitlab: the store's creation before the first one); kept in the store, so present from start.",
+    );
+    for (i, source) in SOURCES.iter().enumerate().filter(|(_, s)| **s != "heal") {
+        let last = app.health.last_delivery_ms[i].load(Ordering::Relaxed);
+        if last > 0 {
+            #[allow(clippy::cast_precision_loss)]
+            metrics::sample(
+                out,
+                "dora_collector_last_webhook_timestamp_seconds",
+                &[("source", source)],
+                last as f64 / 1000.0,
+            );
+        }
     }
     let h = &app.health;
     metrics::family(
@@ -293,7 +350,6 @@ fn self_metrics(app: &App, out: &mut String) {
         h.store_errors.load(Ordering::Relaxed),
     );
     let processed = h.processed.load(Ordering::Relaxed);
-    let lag = (h.stored_seq.load(Ordering::SeqCst) - h.processed_seq.load(Ordering::SeqCst)).max(0);
     metrics::family(
         out,
         "dora_collector_processing_lag_events",
@@ -326,18 +382,33 @@ pub fn resident_memory_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
+/// Liveness: the writer thread runs and is not stuck (a restart is the remedy for neither).
 async fn healthz(State(app): State<Arc<App>>) -> Response {
-    if app.health.writer_alive.load(Ordering::SeqCst) {
+    if app.health.writer_live() {
         (StatusCode::OK, "ok\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "store writer stopped\n").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store writer stopped or stuck\n",
+        )
+            .into_response()
     }
 }
 
+/// Readiness: replayed, and the store reachable from both threads.
 async fn readyz(State(app): State<Arc<App>>) -> Response {
-    if app.health.ready.load(Ordering::SeqCst) && app.health.writer_alive.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
+    let h = &app.health;
+    if !h.writer_live() {
+        (StatusCode::SERVICE_UNAVAILABLE, "store writer stopped\n").into_response()
+    } else if !h.store_ok() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the store is unreachable; reconnecting\n",
+        )
+            .into_response()
+    } else if !h.ready.load(Ordering::SeqCst) {
         (StatusCode::SERVICE_UNAVAILABLE, "replaying the store\n").into_response()
+    } else {
+        (StatusCode::OK, "ready\n").into_response()
     }
 }

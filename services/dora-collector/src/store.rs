@@ -33,9 +33,22 @@ pub struct Appended {
 
 /// One connection to the store. The writer thread appends; the tailer thread reads.
 pub trait Store: Send {
-    /// Appends the facts whose key is new, in one transaction; says for each whether it was new,
-    /// and the highest sequence number given to a new one.
-    fn append(&mut self, facts: &[Fact], received_at: f64) -> Result<Appended, StoreError>;
+    /// Appends the facts whose key is new, and records a delivery from each of `sources` at
+    /// `received_at`, in one transaction; says for each fact whether it was new, and the highest
+    /// sequence number given to a new one.
+    fn append(
+        &mut self,
+        facts: &[Fact],
+        received_at: f64,
+        sources: &[&str],
+    ) -> Result<Appended, StoreError>;
+    /// The last committed delivery of each source, and `store-created`: when the store was set
+    /// up (what staleness is measured from before the first delivery).
+    fn deliveries(&mut self) -> Result<Vec<(String, f64)>, StoreError>;
+    /// Keeps the aggregates as of sequence number `seq` (a newer checkpoint is kept instead).
+    fn save_checkpoint(&mut self, seq: i64, body: &str) -> Result<(), StoreError>;
+    /// The newest checkpoint: (sequence number, body).
+    fn load_checkpoint(&mut self) -> Result<Option<(i64, String)>, StoreError>;
     /// Facts stored after sequence number `after`, in order, at most `limit`.
     fn read_after(&mut self, after: i64, limit: usize) -> Result<Vec<(i64, Fact)>, StoreError>;
     /// The facts with these sequence numbers that exist now (the tailer's re-read of gaps).
@@ -113,7 +126,20 @@ impl Sqlite {
                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
                 dedupe_key TEXT NOT NULL UNIQUE,
                 fact TEXT NOT NULL,
-                received_at REAL NOT NULL)",
+                received_at REAL NOT NULL);
+             CREATE TABLE IF NOT EXISTS deliveries (
+                source TEXT PRIMARY KEY,
+                last_at REAL NOT NULL);
+             CREATE TABLE IF NOT EXISTS checkpoint (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                seq INTEGER NOT NULL,
+                body TEXT NOT NULL)",
+        )
+        .map_err(err)?;
+        conn.execute(
+            "INSERT INTO deliveries (source, last_at) VALUES ('store-created', ?1)
+             ON CONFLICT (source) DO NOTHING",
+            rusqlite::params![crate::now()],
         )
         .map_err(err)?;
         Ok(Self { conn })
@@ -129,7 +155,12 @@ fn sqlite_err(operation: &'static str) -> impl Fn(rusqlite::Error) -> StoreError
 }
 
 impl Store for Sqlite {
-    fn append(&mut self, facts: &[Fact], received_at: f64) -> Result<Appended, StoreError> {
+    fn append(
+        &mut self,
+        facts: &[Fact],
+        received_at: f64,
+        sources: &[&str],
+    ) -> Result<Appended, StoreError> {
         let tx = self
             .conn
             .transaction()
@@ -156,9 +187,61 @@ impl Store for Sqlite {
                     last_seq = Some(tx.last_insert_rowid());
                 }
             }
+            let mut delivered = tx
+                .prepare_cached(
+                    "INSERT INTO deliveries (source, last_at) VALUES (?1, ?2)
+                     ON CONFLICT (source) DO UPDATE SET last_at = max(last_at, excluded.last_at)",
+                )
+                .map_err(sqlite_err("preparing the delivery record"))?;
+            for source in sources {
+                delivered
+                    .execute(rusqlite::params![source, received_at])
+                    .map_err(sqlite_err("recording a delivery"))?;
+            }
         }
         tx.commit().map_err(sqlite_err("committing"))?;
         Ok(Appended { new, last_seq })
+    }
+
+    fn save_checkpoint(&mut self, seq: i64, body: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO checkpoint (id, seq, body) VALUES (1, ?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, body = excluded.body
+                 WHERE excluded.seq > checkpoint.seq",
+                rusqlite::params![seq, body],
+            )
+            .map(drop)
+            .map_err(sqlite_err("saving the checkpoint"))
+    }
+
+    fn load_checkpoint(&mut self) -> Result<Option<(i64, String)>, StoreError> {
+        let mut select = self
+            .conn
+            .prepare_cached("SELECT seq, body FROM checkpoint WHERE id = 1")
+            .map_err(sqlite_err("preparing the checkpoint query"))?;
+        let mut rows = select
+            .query_map([], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+            })
+            .map_err(sqlite_err("reading the checkpoint"))?;
+        rows.next()
+            .transpose()
+            .map_err(sqlite_err("reading the checkpoint"))
+    }
+
+    fn deliveries(&mut self) -> Result<Vec<(String, f64)>, StoreError> {
+        let mut select = self
+            .conn
+            .prepare_cached("SELECT source, last_at FROM deliveries")
+            .map_err(sqlite_err("preparing the deliveries query"))?;
+        let rows = select
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, f64>(1)?))
+            })
+            .map_err(sqlite_err("reading deliveries"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sqlite_err("reading deliveries"))
     }
 
     fn read_after(&mut self, after: i64, limit: usize) -> Result<Vec<(i64, Fact)>, StoreError> {
@@ -248,6 +331,20 @@ impl Postgres {
                 fact TEXT NOT NULL,
                 received_at DOUBLE PRECISION NOT NULL)"
                 .to_owned(),
+            "CREATE TABLE IF NOT EXISTS dora_deliveries (
+                source TEXT PRIMARY KEY,
+                last_at DOUBLE PRECISION NOT NULL)"
+                .to_owned(),
+            "CREATE TABLE IF NOT EXISTS dora_checkpoint (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                seq BIGINT NOT NULL,
+                body TEXT NOT NULL)"
+                .to_owned(),
+            format!(
+                "INSERT INTO dora_deliveries (source, last_at) VALUES ('store-created', {})
+                 ON CONFLICT (source) DO NOTHING",
+                crate::now()
+            ),
             format!("SELECT pg_advisory_unlock({APPEND_LOCK})"),
         ] {
             client.batch_execute(&statement).map_err(|e| open_err(&e))?;
@@ -257,7 +354,12 @@ impl Postgres {
 }
 
 impl Store for Postgres {
-    fn append(&mut self, facts: &[Fact], received_at: f64) -> Result<Appended, StoreError> {
+    fn append(
+        &mut self,
+        facts: &[Fact],
+        received_at: f64,
+        sources: &[&str],
+    ) -> Result<Appended, StoreError> {
         let mut tx = self
             .client
             .transaction()
@@ -281,8 +383,48 @@ impl Store for Postgres {
             }
             new.push(row.is_some());
         }
+        for source in sources {
+            tx.execute(
+                "INSERT INTO dora_deliveries (source, last_at) VALUES ($1, $2)
+                 ON CONFLICT (source) DO UPDATE
+                 SET last_at = GREATEST(dora_deliveries.last_at, EXCLUDED.last_at)",
+                &[source, &received_at],
+            )
+            .map_err(pg_err("recording a delivery"))?;
+        }
         tx.commit().map_err(pg_err("committing"))?;
         Ok(Appended { new, last_seq })
+    }
+
+    fn save_checkpoint(&mut self, seq: i64, body: &str) -> Result<(), StoreError> {
+        self.client
+            .execute(
+                "INSERT INTO dora_checkpoint (id, seq, body) VALUES (1, $1, $2)
+                 ON CONFLICT (id) DO UPDATE SET seq = EXCLUDED.seq, body = EXCLUDED.body
+                 WHERE EXCLUDED.seq > dora_checkpoint.seq",
+                &[&seq, &body],
+            )
+            .map(drop)
+            .map_err(pg_err("saving the checkpoint"))
+    }
+
+    fn load_checkpoint(&mut self) -> Result<Option<(i64, String)>, StoreError> {
+        let row = self
+            .client
+            .query_opt("SELECT seq, body FROM dora_checkpoint WHERE id = 1", &[])
+            .map_err(pg_err("reading the checkpoint"))?;
+        Ok(row.map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1))))
+    }
+
+    fn deliveries(&mut self) -> Result<Vec<(String, f64)>, StoreError> {
+        let rows = self
+            .client
+            .query("SELECT source, last_at FROM dora_deliveries", &[])
+            .map_err(pg_err("reading deliveries"))?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get::<_, String>(0), row.get::<_, f64>(1)))
+            .collect())
     }
 
     fn read_after(&mut self, after: i64, limit: usize) -> Result<Vec<(i64, Fact)>, StoreError> {
@@ -344,7 +486,9 @@ mod tests {
         };
         let mut store = Sqlite::open(path.to_str().unwrap()).unwrap();
         assert_eq!(
-            store.append(&[fact.clone(), fact.clone()], 1.0).unwrap(),
+            store
+                .append(&[fact.clone(), fact.clone()], 1.0, &["gitlab"])
+                .unwrap(),
             Appended {
                 new: vec![true, false],
                 last_seq: Some(1)
@@ -353,7 +497,10 @@ mod tests {
         drop(store);
         let mut store = Sqlite::open(path.to_str().unwrap()).unwrap();
         assert_eq!(
-            store.append(std::slice::from_ref(&fact), 2.0).unwrap().new,
+            store
+                .append(std::slice::from_ref(&fact), 2.0, &[])
+                .unwrap()
+                .new,
             [false]
         );
         assert_eq!(store.read_after(0, 10).unwrap(), vec![(1, fact)]);

@@ -5,5 +5,6 @@
 
 mod heal;
 mod prometheus;
+mod resilience;
 mod support;
 mod webhooks;

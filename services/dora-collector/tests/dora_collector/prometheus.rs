@@ -141,16 +141,56 @@ async fn dashboard_and_alert_expressions_give_the_known_answers() {
         assert_eq!(c.send(PIPELINE_HOOK, &body).await.0, 200);
     }
     let http = reqwest::Client::new();
-    for revision in 1..=4 {
-        let r = http
+    let notify = |body: String| {
+        let request = http
             .post(format!("{}/webhooks/argo-rollouts", c.url))
-            .header("Authorization", format!("Bearer {}", crate::support::SECRET))
-            .body(format!(r#"{{"event":"rollout-aborted","service":"packet-relay","environment":"staging","revision":"{revision}","reason":"Metric \"success-rate\" assessed Failed"}}"#))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200);
+            .header(
+                "Authorization",
+                format!("Bearer {}", crate::support::ROLLOUTS_SECRET),
+            )
+            .body(body);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    // Three rollbacks in the earlier body shape (still accepted)…
+    for revision in 1..=3 {
+        let body = format!(
+            r#"{{"event":"rollout-aborted","service":"packet-relay","environment":"staging","revision":"{revision}","reason":"Metric \"success-rate\" assessed Failed"}}"#
+        );
+        assert_eq!(notify(body).await, 200);
     }
+    // …and a release through phase 17's notification templates, rendered by the Rollouts
+    // controller's engine (Go text/template + sprig): revision 20 starts, its analysis fails with
+    // a message full of quotes, it is aborted (the 4th rollback); revision 21 starts and completes.
+    let message = r#"RolloutAborted: Rollout aborted update to revision 20: Metric "success-rate" assessed Failed due to failed (1) > failureLimit (0)"#;
+    for (event, revision, status_message) in [
+        ("rollout-updated", "20", ""),
+        ("analysis-run-failed", "20", message),
+        ("rollout-aborted", "20", message),
+        ("rollout-updated", "21", ""),
+        ("rollout-completed", "21", "Rollout is healthy"),
+    ] {
+        let body = rendered_notification(event, revision, status_message);
+        let parsed: Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{event}: the rendered body is not JSON ({e}):\n{body}"));
+        if event == "rollout-aborted" {
+            assert_eq!(parsed["reason"], message, "quotes survive the template");
+        }
+        assert_eq!(notify(body).await, 200, "{event}");
+    }
+    // A Harbor scan of the service's image with one critical (the vendored payload).
+    let r = http
+        .post(format!("{}/webhooks/harbor", c.url))
+        .header(
+            "Authorization",
+            format!("Bearer {}", crate::support::HARBOR_SECRET),
+        )
+        .body(include_str!(
+            "../../fixtures/harbor/scanning-completed.json"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
     assert_eq!(
         c.post(DEPLOYMENT_HOOK, Some("wrong"), b"{}".to_vec())
             .await
@@ -176,6 +216,23 @@ async fn dashboard_and_alert_expressions_give_the_known_answers() {
     )
     .await;
     prom.wait_for("sum(cicd_rollback_total)", 4.0).await;
+    prom.wait_for("sum(cicd_vulnerability_count)", 9.0).await;
+    for (series, expected) in [
+        (
+            "cicd_rollout_duration_seconds_count{service=\"packet-relay\",strategy=\"canary\"}",
+            1.0,
+        ),
+        (
+            "cicd_canary_analysis_result{service=\"packet-relay\",template=\"success-rate\"}",
+            1.0,
+        ),
+        (
+            "cicd_vulnerability_count{service=\"packet-relay\",severity=\"CRITICAL\"}",
+            1.0,
+        ),
+    ] {
+        assert_eq!(value(&m, series), Some(expected), "{series}\n{m}");
+    }
     // Evaluate everything at the latest scrape.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let at = prom
@@ -215,8 +272,15 @@ async fn dashboard_and_alert_expressions_give_the_known_answers() {
                     assert_close(by("stage", "build"), 58.5, title);
                 }
                 "Pipeline Success Rate" => assert_close(only(&result), 0.9, title),
-                // No scanner results reach the collector yet: the query parses and is empty.
-                "Vulnerability Trend" => assert!(result.is_empty(), "{title}: {result:?}"),
+                // The Harbor scan: 1 critical, 3 high, 2 medium, 3 low, 0 negligible and unknown.
+                "Vulnerability Trend" => {
+                    assert_eq!(result.len(), 6, "{title}: {result:?}");
+                    assert_close(by("severity", "CRITICAL"), 1.0, title);
+                    assert_close(by("severity", "HIGH"), 3.0, title);
+                    assert_close(by("severity", "MEDIUM"), 2.0, title);
+                    assert_close(by("severity", "LOW"), 3.0, title);
+                    assert_close(by("severity", "UNKNOWN"), 0.0, title);
+                }
                 "Rollback Frequency" => assert_close(only(&result), 4.0, title),
                 other => panic!("a dashboard panel without an expected answer: {other}"),
             }
@@ -265,10 +329,15 @@ async fn dashboard_and_alert_expressions_give_the_known_answers() {
                 assert_eq!(firing[0].0["source"].as_str(), Some("gitlab"));
                 assert_close(Some(firing[0].1), 1.0, alert);
             }
+            // The Harbor scan's one critical vulnerability.
+            "CriticalVulnerabilityDetected" => {
+                assert_eq!(firing.len(), 1, "{alert}: {firing:?}");
+                assert_eq!(firing[0].0["service"].as_str(), Some("packet-relay"));
+                assert_close(Some(firing[0].1), 1.0, alert);
+            }
             // Success rate exactly 0.9 is not below 0.90; median lead time 2700 s is not over a day;
             // the collector is up, present, error-free, caught up and fed.
             "PipelineSuccessRateLow"
-            | "CriticalVulnerabilityDetected"
             | "LeadTimeRegression"
             | "DoraCollectorDown"
             | "DoraCollectorAbsent"
@@ -281,4 +350,24 @@ async fn dashboard_and_alert_expressions_give_the_known_answers() {
         }
     }
     assert_eq!(rules, 11);
+}
+
+/// One body of phase 17's notification template for `event`, rendered as the Argo Rollouts
+/// controller renders it (`sandbox::support::render_notification`: Go text/template with sprig)
+/// for a canary Rollout of packet-relay in its staging namespace (the Rollout's fields as in the
+/// Argo Rollouts CRD: revision annotation, canary analysis templates, `status.message`).
+fn rendered_notification(event: &str, revision: &str, message: &str) -> String {
+    let template = obs_setup::rollouts_notifications::body_template(event);
+    let vars = serde_json::json!({"rollout": {
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": "packet-relay", "namespace": "netops-arcade-staging",
+                     "annotations": {"rollout.argoproj.io/revision": revision}},
+        "spec": {"strategy": {"canary": {
+            "analysis": {"templates": [{"templateName": "success-rate"}]},
+            "steps": [{"setWeight": 20}, {"pause": {"duration": "1m"}}],
+        }}},
+        "status": {"phase": "Progressing", "message": message},
+    }});
+    sandbox::support::render_notification(&template, &vars)
+        .unwrap_or_else(|e| panic!("rendering {event}: {e}\n{template}"))
 }

@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub const SECRET: &str = "whsec-known-7f3a9c1e";
+/// Argo Rollouts' and Harbor's own secrets: a source's secret is no other source's.
+pub const ROLLOUTS_SECRET: &str = "rollouts-known-2b8d4f60";
+pub const HARBOR_SECRET: &str = "harbor-known-9c1e5a37";
 pub use sandbox::postgres::{PASSWORD as PG_PASSWORD, Postgres};
 
 pub fn free_port() -> u16 {
@@ -33,6 +36,8 @@ impl Collector {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dora-collector"));
         cmd.env_clear()
             .env("GITLAB_WEBHOOK_SECRET", SECRET)
+            .env("DORA_ROLLOUTS_WEBHOOK_SECRET", ROLLOUTS_SECRET)
+            .env("DORA_HARBOR_WEBHOOK_SECRET", HARBOR_SECRET)
             .env("DORA_STORE_URL", store_url)
             .env("DORA_LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("DORA_MAX_BODY_BYTES", "65536")

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use dora_collector::payloads::{self, Build, DEPLOYMENT_HOOK, PIPELINE_HOOK, PUSH_HOOK, Times};
 use serde_json::json;
 
-use crate::support::{Collector, PG_PASSWORD, Postgres, SECRET, value};
+use crate::support::{
+    Collector, HARBOR_SECRET, PG_PASSWORD, Postgres, ROLLOUTS_SECRET, SECRET, value,
+};
 
 #[derive(Clone, Copy, Debug)]
 enum Backend {
@@ -269,6 +271,31 @@ async fn abuse_never_counts_and_never_crashes(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 401);
+    // Each source has its own secret (issue 17): a GitLab event signed with the Rollouts or the
+    // Harbor secret is forged, and so is a Harbor scan signed with GitLab's.
+    for other in [ROLLOUTS_SECRET, HARBOR_SECRET] {
+        assert_eq!(
+            c.post(DEPLOYMENT_HOOK, Some(other), good.clone().into_bytes())
+                .await
+                .0,
+            401,
+            "a GitLab event with another source's secret"
+        );
+    }
+    let r = reqwest::Client::new()
+        .post(format!("{}/webhooks/harbor", c.url))
+        .header("Authorization", format!("Bearer {SECRET}"))
+        .body(include_str!(
+            "../../fixtures/harbor/scanning-completed.json"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        401,
+        "a Harbor scan with GitLab's secret"
+    );
 
     assert!(c.is_running(), "the collector crashed:\n{}", c.log());
     let m = c.settled_metrics().await;
@@ -282,7 +309,7 @@ async fn abuse_never_counts_and_never_crashes(backend: Backend) {
             &format!("dora_collector_webhooks_total{{source=\"gitlab\",outcome=\"{o}\"}}"),
         )
     };
-    assert_eq!(outcome("rejected_token"), Some(5.0));
+    assert_eq!(outcome("rejected_token"), Some(7.0));
     assert_eq!(outcome("rejected_payload"), Some(4.0));
     assert_eq!(outcome("rejected_size"), Some(2.0));
     assert_eq!(outcome("accepted"), Some(0.0));
@@ -292,6 +319,17 @@ async fn abuse_never_counts_and_never_crashes(backend: Backend) {
             "dora_collector_webhooks_total{source=\"argo-rollouts\",outcome=\"rejected_token\"}"
         ),
         Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            "dora_collector_webhooks_total{source=\"harbor\",outcome=\"rejected_token\"}"
+        ),
+        Some(1.0)
+    );
+    assert!(
+        !m.contains("cicd_vulnerability_count{service"),
+        "a refused scan is not counted:\n{m}"
     );
     // Still serving, and a good delivery after all that counts once.
     assert_eq!(
