@@ -221,6 +221,9 @@ pub const OBS_WEBHOOK_URL: &str = "OBS_WEBHOOK_URL";
 pub const OBS_WEBHOOK_STALE_AFTER: &str = "OBS_WEBHOOK_STALE_AFTER";
 /// `true` when Vault's `kv/monitoring/dora-collector` holds `database-url` (a `PostgreSQL` URL): 2 replicas (default `false`: `SQLite`, 1 replica).
 pub const OBS_DORA_POSTGRES: &str = "OBS_DORA_POSTGRES";
+/// With `OBS_DORA_POSTGRES`: `true` uses an external database at Vault `database-url` instead of
+/// the collector's own `CloudNativePG` cluster (the default).
+pub const OBS_DORA_POSTGRES_EXTERNAL: &str = "OBS_DORA_POSTGRES_EXTERNAL";
 /// Labels the Prometheus Operator selects rules and monitors by, `k=v,…` (default `release=kube-prometheus-stack`).
 pub const OBS_MONITOR_LABELS: &str = "OBS_MONITOR_LABELS";
 /// Ingress class of the collector's public route (default `traefik`).
@@ -427,6 +430,7 @@ pub const ALL: &[&str] = &[
     OBS_WEBHOOK_URL,
     OBS_WEBHOOK_STALE_AFTER,
     OBS_DORA_POSTGRES,
+    OBS_DORA_POSTGRES_EXTERNAL,
     OBS_MONITOR_LABELS,
     OBS_INGRESS_CLASS,
     OBS_INGRESS_NAMESPACE,

@@ -209,7 +209,11 @@ pub fn deployment(s: &Settings) -> Value {
         Store::Postgres => (
             2,
             json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}),
-            secret_env("DORA_STORE_URL", DATABASE_URL_KEY, false),
+            if s.postgres_external {
+                secret_env("DORA_STORE_URL", DATABASE_URL_KEY, false)
+            } else {
+                crate::cnpg::store_env()
+            },
             json!({"name": "data", "emptyDir": {"sizeLimit": "256Mi"}}),
         ),
     };
@@ -369,7 +373,7 @@ pub const SERVICE_MONITOR_CRD: &str = "servicemonitors.monitoring.coreos.com";
 /// Every Kubernetes object the phase applies (the platform's monitoring configuration) with the
 /// CRD it needs, in apply order. The collector's workload is not among them: see [`workload`].
 pub fn objects(s: &Settings) -> Vec<(Value, Option<&'static str>)> {
-    vec![
+    let mut objects = vec![
         (dashboard_config_map(s), None),
         (prometheus_rule(s), Some(PROMETHEUS_RULE_CRD)),
         (service_monitor(s), Some(SERVICE_MONITOR_CRD)),
@@ -379,7 +383,12 @@ pub fn objects(s: &Settings) -> Vec<(Value, Option<&'static str>)> {
             crate::rollouts_notifications::external_secret(s),
             Some(common::contract::EXTERNAL_SECRET_CRD),
         ),
-    ]
+    ];
+    // The collector's own PostgreSQL, unless an external database is configured.
+    if s.store == Store::Postgres && !s.postgres_external {
+        objects.push((crate::cnpg::cluster(s), Some(crate::cnpg::CLUSTER_CRD)));
+    }
+    objects
 }
 
 /// The collector's workload as production runs it with the configured store, without a
@@ -526,9 +535,19 @@ mod tests {
             .unwrap()
             .clone();
         assert_eq!(
-            store_env["valueFrom"]["secretKeyRef"]["key"],
-            DATABASE_URL_KEY
+            store_env["valueFrom"]["secretKeyRef"],
+            json!({"name": "dora-collector-pg-app", "key": "uri", "optional": false}),
+            "the collector's own CloudNativePG cluster by default"
         );
+        assert!(
+            objects(&s)
+                .iter()
+                .any(|(o, crd)| o["kind"] == "Cluster" && *crd == Some(crate::cnpg::CLUSTER_CRD))
+        );
+        s.postgres_external = true;
+        let external = deployment(&s).to_string();
+        assert!(external.contains(DATABASE_URL_KEY), "{external}");
+        assert!(!objects(&s).iter().any(|(o, _)| o["kind"] == "Cluster"));
         assert!(
             !workload(&s)
                 .iter()

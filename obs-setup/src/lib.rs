@@ -8,6 +8,7 @@
 //! - [`reconcile`]: observe Vault, GitLab and the cluster; plan; execute.
 //! - [`summary`]: every endpoint probed live after `plan` and `apply` (stderr).
 
+pub mod cnpg;
 pub mod desired;
 #[cfg(test)]
 mod diff_tests;

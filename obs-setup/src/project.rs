@@ -184,7 +184,7 @@ fn store_patch(s: &Settings) -> anyhow::Result<String> {
     });
     let policy = desired::network_policy(s);
     yaml_file(
-        "Production's store (OBS_DORA_POSTGRES=true): PostgreSQL at database-url of the collector's Vault\nsecret, two replicas, rolling updates, no volume claim, egress to 5432. Staging and the ephemeral\nenvironments keep SQLite: they never touch production's database.",
+        "Production's store (OBS_DORA_POSTGRES=true): PostgreSQL (the collector's CloudNativePG cluster, or\ndatabase-url of its Vault secret with OBS_DORA_POSTGRES_EXTERNAL=true), two replicas, rolling updates, no volume claim, egress to 5432. Staging and the ephemeral\nenvironments keep SQLite: they never touch production's database.",
         &[
             deployment,
             json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": COLLECTOR},

@@ -338,7 +338,7 @@ impl Phase for ObsSetup {
                 redact::register(secret);
             }
         }
-        if s.store == Store::Postgres {
+        if s.store == Store::Postgres && s.postgres_external {
             let url = observed
                 .secret
                 .as_ref()
@@ -348,9 +348,9 @@ impl Phase for ObsSetup {
             redact::register(url);
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                 anyhow::bail!(
-                    "{}=true but Vault {KV_MOUNT}/{KV_PATH} has no `{DATABASE_URL_KEY}` starting with postgres://: write it there first (the collector's two replicas share that database), or unset {}",
-                    common::env::OBS_DORA_POSTGRES,
-                    common::env::OBS_DORA_POSTGRES
+                    "{}=true but Vault {KV_MOUNT}/{KV_PATH} has no `{DATABASE_URL_KEY}` starting with postgres://: write it there first (the collector's two replicas share that database), or unset {} to use the collector's own CloudNativePG cluster",
+                    common::env::OBS_DORA_POSTGRES_EXTERNAL,
+                    common::env::OBS_DORA_POSTGRES_EXTERNAL
                 );
             }
         }
@@ -367,6 +367,8 @@ impl Phase for ObsSetup {
             .map(|(object, crd)| {
                 let installed_by = if crd == Some(common::contract::EXTERNAL_SECRET_CRD) {
                     "the External Secrets Operator"
+                } else if crd == Some(crate::cnpg::CLUSTER_CRD) {
+                    "the CloudNativePG operator"
                 } else {
                     "the Prometheus Operator"
                 };

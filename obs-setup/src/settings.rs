@@ -20,6 +20,8 @@ struct Raw {
     obs_webhook_stale_after: String,
     #[serde(default)]
     obs_dora_postgres: Option<String>,
+    #[serde(default)]
+    obs_dora_postgres_external: Option<String>,
     #[serde(default = "default_monitor_labels")]
     obs_monitor_labels: String,
     #[serde(default = "default_ingress")]
@@ -74,7 +76,8 @@ fn default_gitlab_namespace() -> String {
 pub enum Store {
     /// Embedded `SQLite` on a volume: one replica (the default).
     Sqlite,
-    /// `PostgreSQL` at `database-url` of the collector's Vault secret: two replicas.
+    /// `PostgreSQL`: the collector's own `CloudNativePG` cluster (or, with
+    /// `OBS_DORA_POSTGRES_EXTERNAL`, `database-url` of its Vault secret): two replicas.
     Postgres,
 }
 
@@ -93,6 +96,9 @@ pub struct Settings {
     /// Seconds without an accepted GitLab webhook before `DoraWebhooksStale` fires.
     pub stale_after_seconds: u64,
     pub store: Store,
+    /// With `PostgreSQL`: an external database at Vault `database-url` (`OBS_DORA_POSTGRES_EXTERNAL`)
+    /// instead of the collector's own `CloudNativePG` cluster ([`crate::cnpg`]).
+    pub postgres_external: bool,
     /// Labels the Prometheus Operator selects `PrometheusRules` and `ServiceMonitors` by.
     pub monitor_labels: BTreeMap<String, String>,
     pub ingress_class: String,
@@ -227,6 +233,10 @@ impl Settings {
         } else {
             Store::Sqlite
         };
+        let postgres_external = truthy(
+            env::OBS_DORA_POSTGRES_EXTERNAL,
+            raw.obs_dora_postgres_external.as_deref(),
+        )?;
         let mut monitor_labels = BTreeMap::new();
         for pair in raw
             .obs_monitor_labels
@@ -266,6 +276,7 @@ impl Settings {
             webhook_host,
             stale_after_seconds,
             store,
+            postgres_external,
             monitor_labels,
             ingress_class: raw.obs_ingress_class,
             ingress_namespace: raw.obs_ingress_namespace,
@@ -293,6 +304,7 @@ impl Settings {
             webhook_host: "dora.example.com".into(),
             stale_after_seconds: 21600,
             store: Store::Sqlite,
+            postgres_external: false,
             monitor_labels: BTreeMap::from([("release".into(), "kube-prometheus-stack".into())]),
             ingress_class: default_ingress(),
             ingress_namespace: default_ingress(),

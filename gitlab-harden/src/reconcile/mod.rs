@@ -528,7 +528,8 @@ impl Phase for GitLabHarden {
                     .commit(
                         *project,
                         branch,
-                        "Add default CODEOWNERS (cicd-buildout phase 12)",
+                        // [skip ci]: one commit per project must not start a main pipeline in each.
+                        "Add default CODEOWNERS (cicd-buildout phase 12) [skip ci]",
                         &[action],
                     )
                     .await

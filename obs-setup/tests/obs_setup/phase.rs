@@ -734,7 +734,7 @@ async fn plan_apply_rerun_drift_and_rotation_against_the_sandbox() {
 /// the seeded production overlay runs two replicas reading the URL from the Secret, without a
 /// volume claim (built by kustomize, checked by the server's dry run), while staging keeps `SQLite`.
 #[tokio::test(flavor = "multi_thread")]
-async fn postgres_needs_the_database_url_in_vault() {
+async fn an_external_postgres_needs_the_database_url_in_vault() {
     let sandbox = start().await;
     let run = |args: &'static [&'static str]| {
         let sandbox = &sandbox;
@@ -743,7 +743,11 @@ async fn postgres_needs_the_database_url_in_vault() {
                 env!("CARGO_BIN_EXE_obs-setup"),
                 &sandbox.env_file(),
                 args,
-                &[("OBS_DORA_POSTGRES", "true"), ("CICD_HTTP_RETRIES", "1")],
+                &[
+                    ("OBS_DORA_POSTGRES", "true"),
+                    ("OBS_DORA_POSTGRES_EXTERNAL", "true"),
+                    ("CICD_HTTP_RETRIES", "1"),
+                ],
             )
             .await
         }
@@ -927,3 +931,68 @@ async fn the_release_tag_waits_for_release_protection() {
     assert!(body.contains("protected"), "{body}");
     assert_eq!(push_tag(maintainer, "v0.1.2").await.0, 201);
 }
+
+/// `OBS_DORA_POSTGRES=true` without an external database: the collector's own `CloudNativePG`
+/// `Cluster`, planned by server-side dry run against the real CNPG CRD (v1.30.0, installed by the
+/// sandbox), and the Deployment reads the application secret `CloudNativePG` documents.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_is_a_cloudnativepg_cluster_of_its_own() {
+    let sandbox = start().await;
+    let plan = sandbox::run_phase_binary(
+        env!("CARGO_BIN_EXE_obs-setup"),
+        &sandbox.env_file(),
+        &["-q", "--output", "json", "plan"],
+        &[("OBS_DORA_POSTGRES", "true"), ("CICD_HTTP_RETRIES", "1")],
+    )
+    .await;
+    assert_eq!(plan.code, 0, "no database-url needed: {}", plan.stderr);
+    let doc: Value = serde_json::from_str(&plan.stdout).unwrap();
+    let titles = sandbox::change_titles(&doc);
+    assert!(
+        titles.contains(&"kubernetes Cluster monitoring/dora-collector-pg".to_owned()),
+        "{titles:?}"
+    );
+    let kube = KubeClient::from_kubeconfig(&sandbox.kubeconfig(), "test")
+        .await
+        .unwrap();
+    let mut s = Settings::example();
+    s.store = obs_setup::settings::Store::Postgres;
+    let cluster = obs_setup::cnpg::cluster(&s);
+    kube.apply(&cluster, true)
+        .await
+        .expect("the CNPG CRD accepts the Cluster (server-side dry run)");
+    let mut broken = cluster.clone();
+    broken["spec"]["instances"] = json!("three");
+    let refused = kube.apply(&broken, true).await.unwrap_err().to_string();
+    assert!(
+        refused.contains("422") || refused.contains("Invalid"),
+        "{refused}"
+    );
+    // The store URL: the secret and key CloudNativePG documents for the application user
+    // (docs/src/applications.md, "Secrets": `[cluster name]-app`, with a `uri`).
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../sandbox/fixtures/cnpg-docs/application-secrets.md"),
+    )
+    .unwrap();
+    assert!(
+        doc.contains("`[cluster name]-app`") && doc.contains("\n* [uri]("),
+        "{doc}"
+    );
+    let d = obs_setup::desired::deployment(&s);
+    let store = d["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "DORA_STORE_URL")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        store["valueFrom"]["secretKeyRef"],
+        json!({"name": "dora-collector-pg-app", "key": "uri", "optional": false})
+    );
+    assert!(!plan.stdout.contains(PASSWORD_MARKER));
+}
+
+/// Nothing in the plan looks like a connection string with a password.
+const PASSWORD_MARKER: &str = "postgres://dora:";

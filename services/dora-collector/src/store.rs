@@ -366,23 +366,29 @@ impl Store for Postgres {
             .map_err(pg_err("starting a transaction"))?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK])
             .map_err(pg_err("taking the append lock"))?;
-        let insert = tx
-            .prepare(
-                "INSERT INTO dora_facts (dedupe_key, fact, received_at) VALUES ($1, $2, $3)
-                 ON CONFLICT (dedupe_key) DO NOTHING RETURNING seq",
+        // One statement for the whole batch (UNNEST of three arrays), not one round trip per
+        // fact: a key repeated inside the batch conflicts with its first copy and is skipped.
+        let keys: Vec<String> = facts.iter().map(Fact::dedupe_key).collect();
+        let bodies: Vec<String> = facts.iter().map(encode).collect();
+        let times = vec![received_at; facts.len()];
+        let rows = if facts.is_empty() {
+            Vec::new()
+        } else {
+            tx.query(
+                "INSERT INTO dora_facts (dedupe_key, fact, received_at)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::float8[])
+                 ON CONFLICT (dedupe_key) DO NOTHING RETURNING seq, dedupe_key",
+                &[&keys, &bodies, &times],
             )
-            .map_err(pg_err("preparing the insert"))?;
-        let mut new = Vec::with_capacity(facts.len());
-        let mut last_seq = None;
-        for fact in facts {
-            let row = tx
-                .query_opt(&insert, &[&fact.dedupe_key(), &encode(fact), &received_at])
-                .map_err(pg_err("inserting a fact"))?;
-            if let Some(row) = &row {
-                last_seq = Some(row.get::<_, i64>(0));
-            }
-            new.push(row.is_some());
-        }
+            .map_err(pg_err("inserting facts"))?
+        };
+        let mut inserted: std::collections::HashMap<String, i64> = rows
+            .iter()
+            .map(|row| (row.get::<_, String>(1), row.get::<_, i64>(0)))
+            .collect();
+        let last_seq = inserted.values().copied().max();
+        // The first copy of a key is the new one; the map empties as copies are seen.
+        let new: Vec<bool> = keys.iter().map(|k| inserted.remove(k).is_some()).collect();
         for source in sources {
             tx.execute(
                 "INSERT INTO dora_deliveries (source, last_at) VALUES ($1, $2)
