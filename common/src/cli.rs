@@ -65,6 +65,7 @@ pub fn install_crypto_provider() {
 /// Crypto provider, tracing to stderr through the redactor, and the settings.
 pub fn init(args: &GlobalArgs) -> anyhow::Result<PlatformConfig> {
     install_crypto_provider();
+    redact::install_panic_hook();
     let default = match (args.quiet, args.verbose) {
         (true, _) => "error",
         (false, 0) => "info",

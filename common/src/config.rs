@@ -39,15 +39,20 @@ pub struct Environment {
 
 /// Key names whose values are secrets wherever they appear in the env file.
 fn is_secret_key(key: &str) -> bool {
-    [
+    ([
         "PASSWORD",
         "TOKEN",
         "SECRET",
         "PRIVATE_KEY",
         "CLIENT_SECRET",
+        "API_KEY",
+        "PASSPHRASE",
+        "CREDENTIAL",
     ]
     .iter()
     .any(|m| key.contains(m))
+        || key.ends_with("_PASS")
+        || key.ends_with("_DSN"))
         && !key.ends_with("_FILE")
         && !key.ends_with("_PATH")
         // A mode, not a secret: its value ("client", "reviewer") would be masked in every message.

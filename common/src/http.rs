@@ -107,13 +107,21 @@ impl std::fmt::Debug for ApiClient {
     }
 }
 
+/// The builder of every client that carries a credential: timeouts, the user agent, and no
+/// redirects — reqwest would send `PRIVATE-TOKEN` or `X-Vault-Token` to wherever a server (or a
+/// proxy in front of it) redirects, so a 3xx is an answer, not a hop.
+pub fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(10).min(timeout))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("cicd-buildout/", env!("CARGO_PKG_VERSION")))
+}
+
 /// Builds the shared reqwest client: platform CA trusted in addition to the system roots; TLS
-/// verification is never disabled.
+/// verification is never disabled; redirects are not followed ([`client_builder`]).
 pub fn build_reqwest(cfg: &PlatformConfig) -> Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
-        .timeout(cfg.http_timeout)
-        .connect_timeout(Duration::from_secs(10).min(cfg.http_timeout))
-        .user_agent(concat!("cicd-buildout/", env!("CARGO_PKG_VERSION")));
+    let mut builder = client_builder(cfg.http_timeout);
     if let Some(pem) = cfg.ca_pem()? {
         let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| {
             Error::Config(format!(
@@ -417,9 +425,43 @@ impl ApiClient {
                     });
                 }
             }
-            next = next_link(&resp.headers);
+            next = self.next_page(operation, &url, &resp.headers)?;
         }
         Ok(items)
+    }
+
+    /// The next page: the `Link` target resolved against the page that sent it (Harbor sends
+    /// links relative to its host), and only on the configured origin. A link elsewhere — a
+    /// proxy that makes GitLab emit `http://` links, a server's wrong external URL — would carry
+    /// the credential there, so it is refused with the fix.
+    fn next_page(
+        &self,
+        operation: &str,
+        current: &str,
+        headers: &HeaderMap,
+    ) -> Result<Option<String>> {
+        let Some(target) = next_link(headers) else {
+            return Ok(None);
+        };
+        let refuse = |cause: String| Error::Decode {
+            service: self.service,
+            operation: operation.to_owned(),
+            url: current.to_owned(),
+            cause,
+        };
+        let resolved = url::Url::parse(current)
+            .and_then(|page| page.join(&target))
+            .map_err(|e| refuse(format!("the next-page link {target:?} is not a URL: {e}")))?;
+        let base = url::Url::parse(&self.base)
+            .map_err(|e| refuse(format!("the base URL is not a URL: {e}")))?;
+        if resolved.origin() != base.origin() {
+            return Err(refuse(format!(
+                "the next-page link points at {}, not at {}: the credential is not sent there (fix the server's external URL, or the proxy that rewrites it)",
+                resolved.origin().ascii_serialization(),
+                base.origin().ascii_serialization()
+            )));
+        }
+        Ok(Some(resolved.to_string()))
     }
 
     fn backoff_for(&self, attempt: u32) -> Duration {

@@ -309,7 +309,7 @@ async fn run_mode<P: Phase>(phase: &P, mode: Mode, output: Output) -> anyhow::Re
     let mut skipped: Vec<String> = Vec::new();
     if mode == Mode::Apply {
         if output == Output::Text {
-            print!("{plan}");
+            print!("{}", redact::redact(&plan.to_string()));
         }
         let total = plan.changes.len();
         let done = apply_changes(phase, &plan).await;
@@ -343,7 +343,7 @@ async fn run_mode<P: Phase>(phase: &P, mode: Mode, output: Output) -> anyhow::Re
         Output::Text => match mode {
             Mode::Apply => {
                 for warning in &skipped {
-                    println!("  ! not applied: {warning}");
+                    println!("  ! not applied: {}", redact::redact(warning));
                 }
                 println!(
                     "{}: applied {applied} change(s), {} not applied",
@@ -351,7 +351,7 @@ async fn run_mode<P: Phase>(phase: &P, mode: Mode, output: Output) -> anyhow::Re
                     skipped.len()
                 );
             }
-            Mode::Plan | Mode::Check => print!("{plan}"),
+            Mode::Plan | Mode::Check => print!("{}", redact::redact(&plan.to_string())),
         },
     }
     Ok(if mode == Mode::Check && !plan.is_empty() {

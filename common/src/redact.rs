@@ -1,47 +1,146 @@
 //! Process-wide secret redaction: every secret value loaded by [`crate::config`] is registered
-//! here, and every byte the tools print (plans, JSON, errors, logs) passes through [`redact`].
-//! Defence in depth: plans already mark sensitive fields, this catches anything that slips past.
+//! here, and every byte the tools print (plans, JSON, errors, warnings, logs, panics) passes
+//! through [`redact`]. Defence in depth: plans already mark sensitive fields, this catches
+//! anything that slips past.
+//!
+//! A secret is also masked in the forms it takes on the wire: percent-encoded (in a URL or a form
+//! body) and base64 (standard and URL-safe, with and without padding). A secret shorter than
+//! [`SHORT`] characters is masked only where it stands as a whole word, so that a short password
+//! such as `abc` does not garble every word containing those letters.
 
 use std::io::Write;
 use std::sync::{OnceLock, RwLock};
 
+use base64::Engine as _;
+
 /// What a secret prints as.
 pub const MASK: &str = "(sensitive)";
 
-fn registry() -> &'static RwLock<Vec<String>> {
-    static SECRETS: OnceLock<RwLock<Vec<String>>> = OnceLock::new();
-    SECRETS.get_or_init(|| RwLock::new(Vec::new()))
+/// Secrets shorter than this are masked as whole words only.
+pub const SHORT: usize = 6;
+
+#[derive(Default)]
+struct Registry {
+    /// Longest first, so a secret containing another is masked whole.
+    long: Vec<String>,
+    short: Vec<String>,
 }
 
-/// Registers a secret value so that it never appears in output. Values shorter than 6
-/// characters are ignored: masking them would garble ordinary text and they are not real secrets.
+fn registry() -> &'static RwLock<Registry> {
+    static SECRETS: OnceLock<RwLock<Registry>> = OnceLock::new();
+    SECRETS.get_or_init(|| RwLock::new(Registry::default()))
+}
+
+/// The forms a secret takes in output: as is, percent-encoded, base64.
+fn forms(secret: &str) -> Vec<String> {
+    let mut out = vec![secret.to_owned()];
+    let percent: String = secret
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    out.extend([percent.clone(), percent.to_ascii_lowercase(), form]);
+    for engine in [
+        &base64::engine::general_purpose::STANDARD,
+        &base64::engine::general_purpose::STANDARD_NO_PAD,
+        &base64::engine::general_purpose::URL_SAFE,
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ] {
+        out.push(engine.encode(secret.as_bytes()));
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Registers a secret value (and its encoded forms) so that it never appears in output.
 pub fn register(secret: &str) {
     let secret = secret.trim();
-    if secret.len() < 6 {
+    if secret.is_empty() {
         return;
     }
-    let mut secrets = registry()
+    let mut r = registry()
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if !secrets.iter().any(|s| s == secret) {
-        secrets.push(secret.to_owned());
-        // Longest first, so a secret containing another is masked whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    if secret.chars().count() < SHORT {
+        if !r.short.iter().any(|s| s == secret) {
+            r.short.push(secret.to_owned());
+        }
+        return;
     }
+    for form in forms(secret) {
+        if !r.long.contains(&form) {
+            r.long.push(form);
+        }
+    }
+    r.long.sort_by_key(|s| std::cmp::Reverse(s.len()));
+}
+
+/// `text` with every occurrence of the short `secret` that stands as a whole word masked.
+fn mask_words(text: &str, secret: &str) -> String {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(secret) {
+        let before = if at > 0 {
+            rest[..at].chars().last()
+        } else {
+            out.chars().last()
+        };
+        let after = rest[at + secret.len()..].chars().next();
+        out.push_str(&rest[..at]);
+        if word(before) || word(after) {
+            out.push_str(secret);
+        } else {
+            out.push_str(MASK);
+        }
+        rest = &rest[at + secret.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Returns `text` with every registered secret replaced by [`MASK`].
 pub fn redact(text: &str) -> String {
-    let secrets = registry()
+    let r = registry()
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut out = text.to_owned();
-    for secret in secrets.iter() {
+    for secret in &r.long {
         if out.contains(secret.as_str()) {
             out = out.replace(secret.as_str(), MASK);
         }
     }
+    for secret in &r.short {
+        if out.contains(secret.as_str()) {
+            out = mask_words(&out, secret);
+        }
+    }
     out
+}
+
+/// Prints panics as one redacted line on stderr (the default hook would print the message, and
+/// any secret in it, as is).
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(a panic without a message)".to_owned());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("panic{at}: {}", redact(&payload));
+    }));
 }
 
 /// A writer that redacts whole buffers before passing them on (tracing writes one event per call).
@@ -65,9 +164,9 @@ mod tests {
     #[test]
     fn registered_secrets_are_masked_everywhere_in_text() {
         register("s3cr3t-token-value");
-        register("abc"); // too short: ignored
-        let out = redact("token=s3cr3t-token-value and again s3cr3t-token-value, abc stays");
-        assert_eq!(out, "token=(sensitive) and again (sensitive), abc stays");
+        register("abc"); // short: masked as a whole word only
+        let out = redact("token=s3cr3t-token-value and again s3cr3t-token-value, abcdef stays");
+        assert_eq!(out, "token=(sensitive) and again (sensitive), abcdef stays");
     }
 
     #[test]
@@ -78,5 +177,56 @@ mod tests {
             .write_all(b"GET with log-secret-123456\n")
             .unwrap();
         assert_eq!(String::from_utf8(buf).unwrap(), "GET with (sensitive)\n");
+    }
+    #[test]
+    fn encoded_forms_are_masked_too() {
+        let secret = "p@ss w0rd/with+symbols";
+        register(secret);
+        let percent = "p%40ss%20w0rd%2Fwith%2Bsymbols";
+        let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
+        let url_safe = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+        for shown in [percent.to_owned(), form, b64, url_safe] {
+            let out = redact(&format!("https://u:{shown}@host/"));
+            assert!(!out.contains(&shown), "{shown} → {out}");
+            assert!(out.contains(MASK), "{out}");
+        }
+    }
+
+    #[test]
+    fn short_secrets_are_masked_as_whole_words() {
+        register("q7x");
+        assert_eq!(
+            redact("password=q7x, and q7xyz or aq7x stay; (q7x) goes"),
+            "password=(sensitive), and q7xyz or aq7x stay; ((sensitive)) goes"
+        );
+    }
+
+    /// A panic with a secret in its message, in a process of its own with the hook every binary
+    /// installs (`cli::init`): stderr shows the mask, never the secret.
+    #[test]
+    fn a_panic_prints_the_mask() {
+        const SECRET: &str = "panic-secret-7d1e9a";
+        if std::env::var_os("CICD_REDACT_PANIC_CHILD").is_some() {
+            register(SECRET);
+            install_panic_hook();
+            panic!("could not log in with token {SECRET}");
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "redact::tests::a_panic_prints_the_mask",
+                "--nocapture",
+            ])
+            .env("CICD_REDACT_PANIC_CHILD", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "the child panicked");
+        assert!(!stderr.contains(SECRET), "{stderr}");
+        assert!(
+            stderr.contains("could not log in with token (sensitive)"),
+            "{stderr}"
+        );
     }
 }

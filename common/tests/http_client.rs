@@ -162,3 +162,131 @@ async fn errors_are_one_line_with_status_operation_url_and_fix() {
         "{unreachable}"
     );
 }
+
+/// What reached the other origin: any request, and whether it carried the token.
+#[derive(Clone, Default)]
+struct Elsewhere {
+    requests: Arc<AtomicUsize>,
+    with_token: Arc<AtomicUsize>,
+}
+
+async fn other_origin() -> (String, Elsewhere) {
+    let seen = Elsewhere::default();
+    let app = Router::new()
+        .fallback(
+            |State(seen): State<Elsewhere>, headers: HeaderMap| async move {
+                seen.requests.fetch_add(1, Ordering::SeqCst);
+                if headers.contains_key("private-token") {
+                    seen.with_token.fetch_add(1, Ordering::SeqCst);
+                }
+                axum::Json(vec![99])
+            },
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+/// A server that sends a cross-origin `Link`, a redirect to another port, and Harbor's relative
+/// links (Harbor's API answers `Link: </api/v2.0/projects?page=2&page_size=10>; rel="next"`).
+async fn hostile(elsewhere: String) -> String {
+    let app = Router::new()
+        .route(
+            "/cross-link",
+            get({
+                let elsewhere = elsewhere.clone();
+                move || async move {
+                    (
+                        [("link", format!("<{elsewhere}/items?page=2>; rel=\"next\""))],
+                        axum::Json(vec![1]),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/redirect",
+            get(move || async move {
+                (
+                    StatusCode::FOUND,
+                    [("location", format!("{elsewhere}/steal"))],
+                    "",
+                )
+            }),
+        )
+        .route(
+            "/api/v2.0/projects",
+            get(
+                |Query(q): Query<std::collections::HashMap<String, String>>| async move {
+                    let page: usize = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+                    let mut response = axum::Json(vec![page]).into_response();
+                    if page < 3 {
+                        let link = format!(
+                            "</api/v2.0/projects?page={}&page_size=1>; rel=\"next\"",
+                            page + 1
+                        );
+                        response.headers_mut().insert("link", link.parse().unwrap());
+                    }
+                    response
+                },
+            ),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+fn hardened_client(url: &str) -> ApiClient {
+    common::cli::install_crypto_provider();
+    let http = common::http::client_builder(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    ApiClient::new("Test", url, http, 0).with_auth(
+        "private-token",
+        "",
+        Credential {
+            value: "glpat-test-secret-1".to_owned().into(),
+            source: "GITLAB_API_TOKEN".into(),
+        },
+    )
+}
+
+#[tokio::test]
+async fn the_token_never_follows_a_link_or_a_redirect_to_another_origin() {
+    let (elsewhere, seen) = other_origin().await;
+    let url = hostile(elsewhere.clone()).await;
+    let api = hardened_client(&url);
+    let err = api
+        .get_all_pages("listing items", "/cross-link")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not at") && err.contains(&url), "{err}");
+    let answer = api
+        .send("reading", Method::GET, "/redirect", None, Retry::Never)
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 302, "a redirect is an answer, not a hop");
+    assert_eq!(
+        seen.requests.load(Ordering::SeqCst),
+        0,
+        "nothing reached {elsewhere}"
+    );
+    assert_eq!(seen.with_token.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn harbor_relative_links_page_through_every_page() {
+    let url = hostile("http://127.0.0.1:9".into()).await;
+    let items = hardened_client(&url)
+        .get_all_pages("listing projects", "/api/v2.0/projects?page=1&page_size=1")
+        .await
+        .unwrap();
+    assert_eq!(
+        items,
+        (1..=3).map(serde_json::Value::from).collect::<Vec<_>>(),
+        "3 pages, each link resolved against Harbor's host, not /api/v2.0/api/v2.0/…"
+    );
+}

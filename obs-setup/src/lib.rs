@@ -82,7 +82,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     if mode != Mode::Check && !cli.global.quiet {
         let probes = summary::probe(&phase).await;
         match cli.global.output {
-            Output::Text => eprint!("{}", summary::render(&probes)),
+            Output::Text => eprint!("{}", common::redact::redact(&summary::render(&probes))),
             Output::Json => eprintln!(
                 "{}",
                 common::redact::redact(&serde_json::json!({"summary": probes}).to_string())

@@ -68,6 +68,8 @@ fn iso(unix: f64) -> String {
 fn client(settings: &HealSettings) -> anyhow::Result<GitLabClient> {
     let mut builder = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
+        // The healer's GitLab token must not follow a redirect to another host.
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("dora-collector/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = &settings.ca_bundle {
         let pem =
