@@ -10,6 +10,32 @@ use tokio::io::{AsyncRead, AsyncReadExt as _};
 
 /// Largest head (request or status line and headers) accepted.
 pub const MAX_HEAD: usize = 64 * 1024;
+/// Largest total of a chunked body's framing beyond the data: chunk extensions over all chunks,
+/// and the trailer section (each was limited only per line; 200 MiB of trailer lines grew a
+/// router's memory past its 64 Mi limit).
+pub const MAX_CHUNK_OVERHEAD: usize = 64 * 1024;
+
+/// The size of a chunk line (`1a;ext=v`): hex digits only (no sign, no `0x`, at most 16), then
+/// optional whitespace before an extension; no CR or LF inside the line (RFC 9112 §7.1).
+fn chunk_size(line: &[u8]) -> Result<(usize, usize), BodyError> {
+    if line.iter().any(|b| *b == b'\r' || *b == b'\n') {
+        return Err(BodyError::Protocol("bare CR or LF in a chunk line"));
+    }
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 || digits > 16 {
+        return Err(BodyError::Protocol("bad chunk size"));
+    }
+    let rest = &line[digits..];
+    let after_ws = rest.trim_ascii_start();
+    if !(after_ws.is_empty() || after_ws.starts_with(b";")) {
+        return Err(BodyError::Protocol("bad chunk size"));
+    }
+    let size = std::str::from_utf8(&line[..digits])
+        .ok()
+        .and_then(|s| usize::from_str_radix(s, 16).ok())
+        .ok_or(BodyError::Protocol("bad chunk size"))?;
+    Ok((size, rest.len()))
+}
 
 /// Reads more bytes into `buf`; the number read (0 at the end of the stream).
 pub async fn fill<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> io::Result<usize> {
@@ -80,24 +106,27 @@ pub async fn read_chunked<S: AsyncRead + Unpin>(
     limit: usize,
 ) -> Result<(Vec<u8>, usize), BodyError> {
     let mut body = Vec::new();
+    let mut overhead = 0usize;
     loop {
         let eol = line_end(stream, buf, pos).await?;
-        let size = buf[pos..eol]
-            .split(|b| *b == b';')
-            .next()
-            .unwrap_or_default()
-            .trim_ascii();
-        let size = std::str::from_utf8(size)
-            .ok()
-            .filter(|s| !s.is_empty())
-            .and_then(|s| usize::from_str_radix(s, 16).ok())
-            .ok_or(BodyError::Protocol("bad chunk size"))?;
+        let (size, extension) = chunk_size(&buf[pos..eol])?;
+        overhead = overhead.saturating_add(extension);
+        if overhead > MAX_CHUNK_OVERHEAD {
+            return Err(BodyError::Protocol("chunk extensions over 64 KiB in total"));
+        }
         pos = eol + 2;
         if size == 0 {
-            // Trailers, up to an empty line.
+            // Trailers, up to an empty line, within the same total.
             loop {
                 let eol = line_end(stream, buf, pos).await?;
                 let empty = eol == pos;
+                overhead = overhead.saturating_add(eol - pos + 2);
+                if overhead > MAX_CHUNK_OVERHEAD {
+                    return Err(BodyError::Protocol("trailers over 64 KiB in total"));
+                }
+                if buf[pos..eol].contains(&b'\n') || buf[pos..eol].contains(&b'\r') {
+                    return Err(BodyError::Protocol("bare CR or LF in a trailer"));
+                }
                 pos = eol + 2;
                 if empty {
                     return Ok((body, pos));
@@ -256,5 +285,63 @@ mod tests {
         assert_eq!(content_length(b" 42 "), Some(42));
         assert_eq!(content_length(b"+42"), None);
         assert_eq!(content_length(b""), None);
+    }
+
+    async fn chunked(body: &[u8]) -> Result<Vec<u8>, String> {
+        let mut buf = body.to_vec();
+        let mut empty: &[u8] = &[];
+        read_chunked(&mut empty, &mut buf, 0, 1 << 20)
+            .await
+            .map(|(b, _)| b)
+            .map_err(|e| e.to_string())
+    }
+
+    /// RFC 9112 §7.1: a chunk size is hex digits only, a chunk line has no bare CR or LF, and
+    /// extensions and trailers have a total bound.
+    #[tokio::test]
+    async fn chunk_framing_is_strict_and_bounded() {
+        assert_eq!(chunked(b"3\r\nabc\r\n0\r\n\r\n").await.unwrap(), b"abc");
+        assert_eq!(
+            chunked(b"3 ;name=value\r\nabc\r\n0\r\nX-T: 1\r\n\r\n")
+                .await
+                .unwrap(),
+            b"abc"
+        );
+        for (body, why) in [
+            (&b"+3\r\nabc\r\n0\r\n\r\n"[..], "bad chunk size"),
+            (b"0x3\r\nabc\r\n0\r\n\r\n", "bad chunk size"),
+            (b"-3\r\nabc\r\n0\r\n\r\n", "bad chunk size"),
+            (
+                b"3;a\nb\r\nabc\r\n0\r\n\r\n",
+                "bare CR or LF in a chunk line",
+            ),
+            (b"11111111111111111\r\n", "bad chunk size"),
+        ] {
+            assert_eq!(chunked(body).await.unwrap_err(), why, "{body:?}");
+        }
+        // 200 lines of 1 KiB trailers: refused at 64 KiB in total, not read to the end.
+        let mut flood = b"0\r\n".to_vec();
+        for _ in 0..200 {
+            flood.extend_from_slice(b"X-Flood: ");
+            flood.extend_from_slice(&[b'a'; 1024]);
+            flood.extend_from_slice(b"\r\n");
+        }
+        flood.extend_from_slice(b"\r\n");
+        assert_eq!(
+            chunked(&flood).await.unwrap_err(),
+            "trailers over 64 KiB in total"
+        );
+        // Extensions over many chunks count together.
+        let mut ext = Vec::new();
+        for _ in 0..100 {
+            ext.extend_from_slice(b"1;");
+            ext.extend_from_slice(&[b'e'; 1024]);
+            ext.extend_from_slice(b"\r\nx\r\n");
+        }
+        ext.extend_from_slice(b"0\r\n\r\n");
+        assert_eq!(
+            chunked(&ext).await.unwrap_err(),
+            "chunk extensions over 64 KiB in total"
+        );
     }
 }

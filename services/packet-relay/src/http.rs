@@ -193,6 +193,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
         expect_continue: false,
         keep_alive: !http10,
     };
+    let mut saw_transfer_encoding = false;
     for h in request.headers.iter() {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
@@ -202,6 +203,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
             }
             head.content_length = Some(n);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            saw_transfer_encoding = true;
             if h1::chunked_last(h.value) {
                 head.chunked = true;
             } else {
@@ -221,9 +223,14 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
                 .and_then(|v| v.trim().parse().ok());
         }
     }
-    // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3).
-    if head.chunked || head.unknown_length {
-        head.content_length = None;
+    // RFC 9112 §6.1: Transfer-Encoding is HTTP/1.1's; with Content-Length beside it the request
+    // is a smuggling attempt or a broken intermediary. Both are refused (400, and `refuse` closes
+    // the connection), so no byte after them is read as another request.
+    if saw_transfer_encoding && http10 {
+        return Err("Transfer-Encoding in an HTTP/1.0 request".into());
+    }
+    if saw_transfer_encoding && head.content_length.is_some() {
+        return Err("both Content-Length and Transfer-Encoding".into());
     }
     Ok(Some(head))
 }
@@ -439,7 +446,7 @@ mod tests {
         assert_eq!(Path::of("http://router-core:8080/relay"), Path::Relay);
         assert_eq!(Path::of("/relay/"), Path::Other);
         let Ok(Some(h)) = parse_head(
-            b"POST /relay HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\nTransfer-Encoding: chunked\r\nX-Relay-Budget-Ms: 1900\r\nExpect: 100-continue\r\n\r\n",
+            b"POST /relay HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nX-Relay-Budget-Ms: 1900\r\nExpect: 100-continue\r\n\r\n",
         ) else {
             panic!("not parsed")
         };
@@ -478,6 +485,28 @@ mod tests {
         ));
         assert!(parse_head(b"POST /relay HTTP/1.1\r\nContent-Length: x\r\n\r\n").is_err());
         assert!(parse_head(b"\x00\x01 nonsense\r\n\r\n").is_err());
+    }
+
+    /// RFC 9112 §6.1 framing: the request-smuggling shapes are refused (400; `refuse` closes).
+    #[test]
+    fn smuggling_shapes_are_refused() {
+        for (head, why) in [
+            (
+                &b"POST /relay HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    [..],
+                "both Content-Length and Transfer-Encoding",
+            ),
+            (
+                b"POST /relay HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n",
+                "both Content-Length and Transfer-Encoding",
+            ),
+            (
+                b"POST /relay HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ),
+        ] {
+            assert_eq!(parse_head(head).err().as_deref(), Some(why));
+        }
     }
 
     #[test]
