@@ -12,18 +12,7 @@ use ci_templates::REMOTE_ONLY_JOBS;
 use ci_templates::local_run::LocalRepo;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
-const STAGE_ORDER: &[&str] = &[
-    "pre-build",
-    "build",
-    "test",
-    "scan",
-    "package",
-    "publish",
-    "deploy",
-    "acceptance",
-    "cleanup",
-    "promote",
-];
+const STAGE_ORDER: &[&str] = common::contract::LIBRARY_STAGES;
 
 fn main() {
     for fixture in ["go-service", "python-service"] {

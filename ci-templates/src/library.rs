@@ -247,4 +247,22 @@ mod tests {
             );
         }
     }
+
+    /// The stage list other crates rely on (the DORA collector's always-kept `stage` labels) is
+    /// the library's own.
+    #[test]
+    fn the_shared_stage_list_is_stages_yml() {
+        let file = FILES
+            .iter()
+            .find(|f| f.path == "templates/stages.yml")
+            .unwrap();
+        let doc: serde_json::Value = serde_saphyr::from_str(file.contents).unwrap();
+        let stages: Vec<&str> = doc["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(serde_json::Value::as_str)
+            .collect();
+        assert_eq!(stages, common::contract::LIBRARY_STAGES);
+    }
 }

@@ -198,8 +198,9 @@ impl Settings {
         };
         let webhook_url = match raw.obs_webhook_url {
             Some(url) => url,
-            None => match &domain {
-                Some(d) => format!("https://dora.{d}/webhooks/gitlab"),
+            // Derived as phase 16 derives the Harbor one (one rule for every source's URL).
+            None => match common::contract::dora_webhook_url(cfg.environment(), "gitlab") {
+                Some(url) => url,
                 None => bail!(
                     "{} is not set and cannot be derived: set DOMAIN or {}",
                     env::OBS_WEBHOOK_URL,

@@ -12,21 +12,9 @@ pub const OTHER: &str = "other";
 /// GitLab's environment tiers (`deployment_tier`), the only `environment` label values.
 pub const TIERS: &[&str] = &["production", "staging", "testing", "development", "other"];
 
-/// The stages of the platform's template library (ci-templates, plan §1.1 and §1.4), always kept,
-/// and `pipeline`, the whole run.
-pub const LIBRARY_STAGES: &[&str] = &[
-    "pipeline",
-    "pre-build",
-    "build",
-    "test",
-    "scan",
-    "package",
-    "publish",
-    "deploy",
-    "acceptance",
-    "cleanup",
-    "promote",
-];
+/// The stages of the platform's template library, always kept (`pipeline`, the whole run, is
+/// the collector's own label and never capped).
+pub const LIBRARY_STAGES: &[&str] = common::contract::LIBRARY_STAGES;
 
 /// The environment tier of a deployment: GitLab's own `environment_tier` when the event has
 /// one, else what GitLab itself would guess from the name (GitLab "Deployment tier of

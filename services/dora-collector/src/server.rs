@@ -253,12 +253,17 @@ async fn gitlab(State(app): State<Arc<App>>, request: Request) -> Response {
     .await
 }
 
-async fn rollouts(State(app): State<Arc<App>>, request: Request) -> Response {
-    let token = request
+/// The token of `Authorization: Bearer <token>` (Argo Rollouts' and Harbor's deliveries).
+fn bearer(request: &Request) -> Option<Vec<u8>> {
+    request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-        .map(<[u8]>::to_vec);
+        .map(<[u8]>::to_vec)
+}
+
+async fn rollouts(State(app): State<Arc<App>>, request: Request) -> Response {
+    let token = bearer(&request);
     receive(
         &app,
         "argo-rollouts",
@@ -272,11 +277,7 @@ async fn rollouts(State(app): State<Arc<App>>, request: Request) -> Response {
 /// Harbor sends the webhook policy's auth header verbatim as `Authorization`; phase 16
 /// registers it as `Bearer <secret>`.
 async fn harbor(State(app): State<Arc<App>>, request: Request) -> Response {
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-        .map(<[u8]>::to_vec);
+    let token = bearer(&request);
     receive(
         &app,
         "harbor",
