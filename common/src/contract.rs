@@ -93,21 +93,9 @@ pub fn kv_service_secrets(project_id: u64) -> String {
 /// Name of the project access token that commits promotions (Maintainer, scope `api`).
 pub const PROMOTE_TOKEN_NAME: &str = "cicd-promote";
 
-/// The stages of the template library's pipelines (`ci-templates/library/templates/stages.yml`, plan
-/// §1.1 and §1.4), in order: the DORA collector keeps a series for each whatever its label cap,
-/// and ci-templates checks this list against the file.
-pub const LIBRARY_STAGES: &[&str] = &[
-    "pre-build",
-    "build",
-    "test",
-    "scan",
-    "package",
-    "publish",
-    "deploy",
-    "acceptance",
-    "cleanup",
-    "promote",
-];
+/// The stages of the template library's pipelines; defined in [`crate::ci_library`], which the DORA
+/// collector uses without the `platform` feature.
+pub use crate::ci_library::LIBRARY_STAGES;
 
 /// The DORA collector's secrets in Vault (`kv/`): one per webhook source. Phase 17 generates the
 /// GitLab and Argo Rollouts keys; phase 16, which registers Harbor's scan webhook and runs first,

@@ -10,6 +10,7 @@
 pub mod argocd;
 #[cfg(feature = "platform")]
 pub mod cli;
+pub mod ci_library;
 pub mod codeowners;
 pub mod config;
 #[cfg(feature = "platform")]

@@ -14,7 +14,7 @@ pub const TIERS: &[&str] = &["production", "staging", "testing", "development", 
 
 /// The stages of the platform's template library, always kept (`pipeline`, the whole run, is
 /// the collector's own label and never capped).
-pub const LIBRARY_STAGES: &[&str] = common::contract::LIBRARY_STAGES;
+pub const LIBRARY_STAGES: &[&str] = common::ci_library::LIBRARY_STAGES;
 
 /// The environment tier of a deployment: GitLab's own `environment_tier` when the event has
 /// one, else what GitLab itself would guess from the name (GitLab "Deployment tier of
