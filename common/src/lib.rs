@@ -8,9 +8,9 @@
 
 #[cfg(feature = "platform")]
 pub mod argocd;
+pub mod ci_library;
 #[cfg(feature = "platform")]
 pub mod cli;
-pub mod ci_library;
 pub mod codeowners;
 pub mod config;
 #[cfg(feature = "platform")]
