@@ -87,7 +87,7 @@ impl Environment {
         let mut loaded = None;
         if let Some(path) = env_file {
             if path.exists() {
-                vars = read_env_file(&path)?;
+                vars = read_env_file(&path, &|name| process.get(name).cloned())?;
                 warn_if_readable_by_others(&path);
                 loaded = Some(path);
             } else if required {
@@ -144,20 +144,19 @@ impl Environment {
     }
 }
 
-fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>> {
-    let malformed = |e: &dyn std::fmt::Display| {
+/// Reads the env file as bash reads it (`common::dotenv`), `$NAME` falling back to `process`.
+fn read_env_file(
+    path: &Path,
+    process: &dyn Fn(&str) -> Option<String>,
+) -> Result<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("reading env file {}: {e}", path.display())))?;
+    crate::dotenv::parse(&text, process).map_err(|e| {
         Error::Config(format!(
-            "malformed env file {}: {e}; every line must be KEY=value (quotes allowed), a comment or blank",
+            "malformed env file {}: {e} (bash sources the same file, so it must mean the same to both)",
             path.display()
         ))
-    };
-    let iter = dotenvy::from_path_iter(path).map_err(|e| malformed(&e))?;
-    let mut vars = BTreeMap::new();
-    for item in iter {
-        let (key, value) = item.map_err(|e| malformed(&e))?;
-        vars.insert(key, value);
-    }
-    Ok(vars)
+    })
 }
 
 #[cfg(unix)]
@@ -175,6 +174,64 @@ fn warn_if_readable_by_others(path: &Path) {
 }
 #[cfg(not(unix))]
 fn warn_if_readable_by_others(_: &Path) {}
+
+/// `KUBECONFIG` as kubectl reads it: a colon-separated list, each entry with a leading `~/`
+/// meaning the home directory and a relative one resolved against the platform directory.
+fn kubeconfig_paths(env: &Environment) -> Vec<PathBuf> {
+    let Some(list) = env.get(env::KUBECONFIG) else {
+        return vec![env.path(env::KUBECONFIG, DEFAULT_KUBECONFIG)];
+    };
+    let home = env.get("HOME").map(PathBuf::from);
+    list.split(':')
+        .filter(|p| !p.is_empty())
+        .map(|p| match (p.strip_prefix("~/"), &home) {
+            (Some(rest), Some(home)) => home.join(rest),
+            _ if Path::new(p).is_absolute() => PathBuf::from(p),
+            _ => env.platform_dir.join(p),
+        })
+        .collect()
+}
+
+/// Refuses plain `http://` to a service that is not on a loopback address: the phases send
+/// admin tokens to these URLs. `CICD_ALLOW_INSECURE_HTTP=true` accepts the risk, with a warning
+/// (once per URL). In-cluster service URLs the phases write into manifests are not checked here:
+/// they never carry this tool's tokens.
+pub fn check_transport(name: &str, url: &str, allow_insecure: bool) -> Result<()> {
+    static WARNED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let Ok(parsed) = url::Url::parse(url) else {
+        return Ok(()); // from_env already refused it
+    };
+    if parsed.scheme() != "http" {
+        return Ok(());
+    }
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if loopback {
+        return Ok(());
+    }
+    let shown = redact::redact(url);
+    if !allow_insecure {
+        return Err(Error::Config(format!(
+            "{name}={shown} uses plain http://: its token would cross the network unencrypted; use https://, or set {}=true to accept that risk (loopback addresses are always allowed)",
+            env::CICD_ALLOW_INSECURE_HTTP
+        )));
+    }
+    let mut warned = WARNED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !warned.iter().any(|u| u == url) {
+        warned.push(url.to_owned());
+        tracing::warn!(
+            "{name}={shown} uses plain http:// ({}=true): tokens and passwords sent to it can be read and changed on the network",
+            env::CICD_ALLOW_INSECURE_HTTP
+        );
+    }
+    Ok(())
+}
 
 /// Where the CI tools live (gitlab-ci-local, the scanners, Python with jsonschema and casbin):
 /// `CICD_TOOLS_DIR`, else `~/.cache/cicd-buildout/tools` (installed by `scripts/setup-test-env.sh`).
@@ -233,9 +290,9 @@ pub struct PlatformConfig {
     pub keycloak_url: Option<String>,
     /// Argo CD's URL (`ARGOCD_URL`, else `https://argo.$DOMAIN`).
     pub argocd_url: Option<String>,
-    /// Kubeconfig path (`KUBECONFIG`, else [`DEFAULT_KUBECONFIG`]); only
-    /// [`PlatformConfig::require_kubeconfig`] checks that it exists.
-    pub kubeconfig: PathBuf,
+    /// Kubeconfig paths (`KUBECONFIG`, a colon-separated list as kubectl reads it, else
+    /// [`DEFAULT_KUBECONFIG`]); only [`PlatformConfig::require_kubeconfig`] checks them.
+    pub kubeconfig: Vec<PathBuf>,
     /// Vault's init output (`VAULT_INIT_FILE`, else [`DEFAULT_VAULT_INIT_FILE`]), the fallback
     /// source of the Vault token.
     pub vault_init_file: PathBuf,
@@ -248,6 +305,10 @@ pub struct PlatformConfig {
     pub http_timeout: Duration,
     /// Retries of an idempotent request (`CICD_HTTP_RETRIES`, default 4).
     pub http_retries: u32,
+    /// Plain `http://` to a non-loopback service is allowed (`CICD_ALLOW_INSECURE_HTTP=true`).
+    pub allow_insecure_http: bool,
+    /// How long an apply waits for a CRD (`CICD_CRD_WAIT_SECS`, default 300 s, 1 s to 1 h).
+    crd_wait: Duration,
     env: Environment,
 }
 
@@ -280,7 +341,7 @@ impl PlatformConfig {
             harbor_url: derive(env::HARBOR_URL, "harbor"),
             keycloak_url: derive(env::KEYCLOAK_URL, "keycloak"),
             argocd_url: derive(env::ARGOCD_URL, "argo"),
-            kubeconfig: env.path(env::KUBECONFIG, DEFAULT_KUBECONFIG),
+            kubeconfig: kubeconfig_paths(env),
             vault_init_file: env.path(env::VAULT_INIT_FILE, DEFAULT_VAULT_INIT_FILE),
             gitlab_token_file: env.path(env::GITLAB_API_TOKEN_FILE, DEFAULT_GITLAB_TOKEN_FILE),
             ca_bundle: env
@@ -288,6 +349,28 @@ impl PlatformConfig {
                 .map(|_| env.path(env::CICD_CA_BUNDLE, "")),
             http_timeout: Duration::from_secs(http.cicd_http_timeout_secs.max(1)),
             http_retries: http.cicd_http_retries,
+            allow_insecure_http: match env.get(env::CICD_ALLOW_INSECURE_HTTP) {
+                None | Some("" | "false") => false,
+                Some("true") => true,
+                Some(other) => {
+                    return Err(Error::Config(format!(
+                        "{}={other:?}: use true or false",
+                        env::CICD_ALLOW_INSECURE_HTTP
+                    )));
+                }
+            },
+            crd_wait: match env.get(env::CICD_CRD_WAIT_SECS).map(str::trim) {
+                None | Some("") => Duration::from_secs(300),
+                Some(v) => match v.parse::<u64>() {
+                    Ok(secs @ 1..=3600) => Duration::from_secs(secs),
+                    _ => {
+                        return Err(Error::Config(format!(
+                            "{}={v:?} is not a number of seconds from 1 to 3600 (default 300)",
+                            env::CICD_CRD_WAIT_SECS
+                        )));
+                    }
+                },
+            },
             domain,
             env: env.clone(),
         };
@@ -323,12 +406,10 @@ impl PlatformConfig {
         &self.env
     }
 
-    /// How long an apply waits for a CRD to be Established (`CICD_CRD_WAIT_SECS`, default 300 s).
+    /// How long an apply waits for a CRD to be Established (`CICD_CRD_WAIT_SECS`, default 300 s;
+    /// a value that is not a number from 1 to 3600 fails the configuration).
     pub fn crd_wait(&self) -> Duration {
-        self.env
-            .get(env::CICD_CRD_WAIT_SECS)
-            .and_then(|v| v.trim().parse().ok())
-            .map_or(Duration::from_secs(300), Duration::from_secs)
+        self.crd_wait
     }
 
     /// A service URL, or a configuration error naming both ways to set it.
@@ -341,11 +422,13 @@ impl PlatformConfig {
             env::ARGOCD_URL => &self.argocd_url,
             _ => &None,
         };
-        value.as_deref().ok_or_else(|| {
+        let url = value.as_deref().ok_or_else(|| {
             Error::Config(format!(
                 "{name} is not set and cannot be derived: set DOMAIN or {name} in scripts/.env"
             ))
-        })
+        })?;
+        check_transport(name, url, self.allow_insecure_http)?;
+        Ok(url)
     }
 
     /// The Vault token: `VAULT_TOKEN`, else `.root_token` of `cluster/vault-init.json`.
@@ -405,17 +488,28 @@ impl PlatformConfig {
         }
     }
 
-    /// The kubeconfig path, checked to exist.
-    pub fn require_kubeconfig(&self) -> Result<&Path> {
-        if self.kubeconfig.is_file() {
-            Ok(&self.kubeconfig)
-        } else {
-            Err(Error::Config(format!(
+    /// The kubeconfig files that exist, in order (kubectl skips missing files of a list); an
+    /// error when none does.
+    pub fn require_kubeconfig(&self) -> Result<Vec<&Path>> {
+        let found: Vec<&Path> = self
+            .kubeconfig
+            .iter()
+            .map(PathBuf::as_path)
+            .filter(|p| p.is_file())
+            .collect();
+        if found.is_empty() {
+            let shown: Vec<String> = self
+                .kubeconfig
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            return Err(Error::Config(format!(
                 "kubeconfig {} not found: set {} or copy the cluster's kubeconfig there (phase 1 of the base platform writes it)",
-                self.kubeconfig.display(),
+                shown.join(":"),
                 env::KUBECONFIG
-            )))
+            )));
         }
+        Ok(found)
     }
 
     /// PEM text of the private CA bundle, if configured.
@@ -476,6 +570,70 @@ mod tests {
             cfg.harbor_url.as_deref(),
             Some("https://registry.example.org")
         );
+    }
+
+    /// Plain http:// to a non-loopback service is refused unless the risk is accepted; the
+    /// sandbox's loopback URLs always pass (issue 18).
+    #[test]
+    fn plain_http_is_refused_off_loopback() {
+        let cfg = |vars: &[(&str, &str)]| PlatformConfig::example(vars).unwrap();
+        let c = cfg(&[("GITLAB_URL", "http://user:pw@gitlab.internal")]);
+        let e = c.require_url(env::GITLAB_URL).unwrap_err().to_string();
+        assert!(e.contains("uses plain http://"), "{e}");
+        assert!(e.contains("CICD_ALLOW_INSECURE_HTTP=true"), "{e}");
+        assert!(!e.contains("pw@"), "user info is not printed: {e}");
+        for loopback in [
+            "http://127.0.0.1:8080",
+            "http://localhost:1",
+            "http://[::1]:9",
+        ] {
+            let c = cfg(&[("VAULT_ADDR", loopback)]);
+            assert_eq!(c.require_url(env::VAULT_ADDR).unwrap(), loopback);
+        }
+        let c = cfg(&[
+            ("HARBOR_URL", "http://harbor.internal"),
+            ("CICD_ALLOW_INSECURE_HTTP", "true"),
+        ]);
+        assert_eq!(
+            c.require_url(env::HARBOR_URL).unwrap(),
+            "http://harbor.internal"
+        );
+        assert!(PlatformConfig::example(&[("CICD_ALLOW_INSECURE_HTTP", "yes")]).is_err());
+    }
+
+    /// KUBECONFIG as kubectl reads it: a list, `~/` for the home directory (issue 18).
+    #[test]
+    fn kubeconfig_is_a_list_with_home() {
+        let c = PlatformConfig::example(&[
+            ("HOME", "/home/op"),
+            ("KUBECONFIG", "~/.kube/config:/etc/rke2/rke2.yaml::rel.yaml"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.kubeconfig,
+            [
+                PathBuf::from("/home/op/.kube/config"),
+                PathBuf::from("/etc/rke2/rke2.yaml"),
+                PathBuf::from("/nonexistent/rel.yaml"),
+            ]
+        );
+        let e = c.require_kubeconfig().unwrap_err().to_string();
+        assert!(
+            e.contains("/home/op/.kube/config:/etc/rke2/rke2.yaml"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_invalid_crd_wait_is_an_error_not_a_default() {
+        for bad in ["5m", "-1", "0", "100000"] {
+            let e = PlatformConfig::example(&[("CICD_CRD_WAIT_SECS", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("CICD_CRD_WAIT_SECS"), "{bad}: {e}");
+        }
+        let c = PlatformConfig::example(&[("CICD_CRD_WAIT_SECS", " 42 ")]).unwrap();
+        assert_eq!(c.crd_wait(), Duration::from_secs(42));
     }
 
     #[test]

@@ -51,6 +51,10 @@ pub const ARGOCD_ADMIN_PASSWORD: &str = "ARGOCD_ADMIN_PASSWORD";
 pub const CICD_HTTP_TIMEOUT_SECS: &str = "CICD_HTTP_TIMEOUT_SECS";
 /// Retries of idempotent requests on 429/5xx/connection errors (default 4).
 pub const CICD_HTTP_RETRIES: &str = "CICD_HTTP_RETRIES";
+/// `true` lets the phases talk plain `http://` to a non-loopback GitLab, Vault, Harbor, Keycloak
+/// or Argo CD (default: refused, because tokens would cross the network unencrypted; loopback
+/// addresses, such as the sandbox's, are always allowed).
+pub const CICD_ALLOW_INSECURE_HTTP: &str = "CICD_ALLOW_INSECURE_HTTP";
 
 // --- Phase 13 (vault-cicd) ----------------------------------------------------------------------------
 /// Audience GitLab `id_tokens` must carry (`aud:`), bound on every JWT role (default: `VAULT_ADDR`).
@@ -311,6 +315,14 @@ pub const RELAY_LISTEN_ADDR: &str = "RELAY_LISTEN_ADDR";
 pub const RELAY_HOP_TIMEOUT_MS: &str = "RELAY_HOP_TIMEOUT_MS";
 /// Largest packet body accepted, in bytes (default 65536); larger ones get 413.
 pub const RELAY_MAX_BODY_BYTES: &str = "RELAY_MAX_BODY_BYTES";
+/// Connections a router serves at once (default 1024, at most 65,536); past it new ones wait in
+/// the kernel's backlog and idle keep-alive connections are closed to make room.
+pub const RELAY_MAX_CONNECTIONS: &str = "RELAY_MAX_CONNECTIONS";
+/// Milliseconds a request head gets from its first byte, a body from the end of its head, and an
+/// answer to be written (default 10000; 408 when over).
+pub const RELAY_READ_TIMEOUT_MS: &str = "RELAY_READ_TIMEOUT_MS";
+/// Milliseconds a relay connection may wait for its next request (default 60000).
+pub const RELAY_IDLE_TIMEOUT_MS: &str = "RELAY_IDLE_TIMEOUT_MS";
 /// Seconds in-flight packets get to finish after SIGTERM (default 10).
 pub const RELAY_SHUTDOWN_GRACE_SECS: &str = "RELAY_SHUTDOWN_GRACE_SECS";
 /// Version shown by the relay and the dashboard (default: the crate version; the image tag in a cluster).
@@ -355,6 +367,7 @@ pub const ALL: &[&str] = &[
     VAULT_TOKEN,
     GITLAB_API_TOKEN,
     CICD_HTTP_TIMEOUT_SECS,
+    CICD_ALLOW_INSECURE_HTTP,
     CICD_HTTP_RETRIES,
     VAULT_JWT_AUDIENCE,
     VAULT_CI_PROJECT_PATHS,
@@ -469,6 +482,9 @@ pub const ALL: &[&str] = &[
     RELAY_LISTEN_ADDR,
     RELAY_HOP_TIMEOUT_MS,
     RELAY_MAX_BODY_BYTES,
+    RELAY_MAX_CONNECTIONS,
+    RELAY_READ_TIMEOUT_MS,
+    RELAY_IDLE_TIMEOUT_MS,
     RELAY_SHUTDOWN_GRACE_SECS,
     APP_VERSION,
     GENERATOR_TARGET,

@@ -258,20 +258,39 @@ fn differing(before: &Value, after: &Value) -> (Value, Value) {
 impl KubeClient {
     /// Connects with the configured kubeconfig (`KUBECONFIG` or `cluster/kubeconfig-rke2.yaml`).
     pub async fn connect(cfg: &PlatformConfig, field_manager: &str) -> Result<Self> {
-        Self::from_kubeconfig(cfg.require_kubeconfig()?, field_manager).await
+        Self::from_kubeconfigs(&cfg.require_kubeconfig()?, field_manager).await
     }
 
     /// Connects with the kubeconfig at `path`.
     pub async fn from_kubeconfig(path: &std::path::Path, field_manager: &str) -> Result<Self> {
-        let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| {
-            Error::Config(format!("cannot read kubeconfig {}: {e}", path.display()))
-        })?;
+        Self::from_kubeconfigs(&[path], field_manager).await
+    }
+
+    /// Connects with the kubeconfig files of a `KUBECONFIG` list, merged as kubectl merges them
+    /// (the first file to set a value wins).
+    pub async fn from_kubeconfigs(paths: &[&std::path::Path], field_manager: &str) -> Result<Self> {
+        let mut merged: Option<kube::config::Kubeconfig> = None;
+        for path in paths {
+            let one = kube::config::Kubeconfig::read_from(path).map_err(|e| {
+                Error::Config(format!("cannot read kubeconfig {}: {e}", path.display()))
+            })?;
+            merged = Some(match merged {
+                None => one,
+                Some(before) => before.merge(one).map_err(|e| {
+                    Error::Config(format!("merging kubeconfig {}: {e}", path.display()))
+                })?,
+            });
+        }
+        let path = paths
+            .first()
+            .map_or_else(String::new, |p| p.display().to_string());
+        let kubeconfig = merged.ok_or_else(|| Error::Config("no kubeconfig given".into()))?;
         let config = kube::Config::from_custom_kubeconfig(
             kubeconfig,
             &kube::config::KubeConfigOptions::default(),
         )
         .await
-        .map_err(|e| Error::Config(format!("kubeconfig {} is not usable: {e}", path.display())))?;
+        .map_err(|e| Error::Config(format!("kubeconfig {path} is not usable: {e}")))?;
         let client = kube::Client::try_from(config)
             .map_err(|e| Error::Config(format!("Kubernetes client: {e}")))?;
         Ok(Self {

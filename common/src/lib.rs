@@ -16,6 +16,7 @@ pub mod config;
 #[cfg(feature = "platform")]
 pub mod contract;
 pub mod dates;
+pub mod dotenv;
 pub mod env;
 pub mod error;
 pub mod gitlab;
@@ -33,6 +34,8 @@ pub mod phase;
 #[cfg(feature = "platform")]
 pub mod plan;
 pub mod redact;
+#[cfg(feature = "server")]
+pub mod serve;
 #[cfg(feature = "platform")]
 pub mod vault;
 

@@ -106,12 +106,47 @@ fn mask_words(text: &str, secret: &str) -> String {
     out
 }
 
-/// Returns `text` with every registered secret replaced by [`MASK`].
+/// `text` with the user info of every URL in it (`scheme://user:password@host`) replaced by
+/// [`MASK`]: a credential in a URL is masked whether or not it was ever registered.
+fn mask_url_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (before, after) = rest.split_at(i + 3);
+        out.push_str(before);
+        let end = after
+            .find(|c: char| {
+                matches!(
+                    c,
+                    '/' | '?' | '#' | '"' | '\'' | '<' | '>' | '`' | ')' | ']' | ','
+                ) || c.is_whitespace()
+            })
+            .unwrap_or(after.len());
+        let authority = &after[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                out.push_str(MASK);
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Returns `text` with every registered secret, and the user info of every URL, replaced by
+/// [`MASK`].
 pub fn redact(text: &str) -> String {
     let r = registry()
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut out = text.to_owned();
+    let mut out = if text.contains("://") {
+        mask_url_userinfo(text)
+    } else {
+        text.to_owned()
+    };
     for secret in &r.long {
         if out.contains(secret.as_str()) {
             out = out.replace(secret.as_str(), MASK);
@@ -191,6 +226,27 @@ mod tests {
             assert!(!out.contains(&shown), "{shown} → {out}");
             assert!(out.contains(MASK), "{out}");
         }
+    }
+
+    #[test]
+    fn url_user_info_is_masked_without_registration() {
+        assert_eq!(
+            redact("GET https://ci:glpat-unregistered-1@gitlab.example.com/api/v4 failed"),
+            "GET https://(sensitive)@gitlab.example.com/api/v4 failed"
+        );
+        assert_eq!(
+            redact("postgres://dora:pw@db:5432/dora and http://plain.host/x"),
+            "postgres://(sensitive)@db:5432/dora and http://plain.host/x"
+        );
+        // No user info: unchanged, and so is an scp-style git address.
+        assert_eq!(
+            redact("git@gitlab.example.com:g/p.git"),
+            "git@gitlab.example.com:g/p.git"
+        );
+        assert_eq!(
+            redact("see https://a.example/b@c"),
+            "see https://a.example/b@c"
+        );
     }
 
     #[test]

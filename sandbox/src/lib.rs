@@ -11,6 +11,7 @@ mod crds;
 pub mod keys;
 pub mod pki;
 pub mod postgres;
+pub mod raw_http;
 pub mod registry;
 pub mod standins;
 pub mod support;

@@ -38,7 +38,7 @@ pub const PACKET_RELAY: SourceTree = SourceTree {
 pub const NETOPS_DASHBOARD: SourceTree = SourceTree {
     name: "netops-dashboard",
     files: embedded::NETOPS_DASHBOARD_FILES,
-    carried: &[],
+    carried: &["common"],
 };
 
 pub const DORA_COLLECTOR: SourceTree = SourceTree {

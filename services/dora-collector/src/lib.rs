@@ -33,6 +33,10 @@ pub fn now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// The largest `DORA_MAX_BODY_BYTES`: with the 16 requests `common::serve` lets run at once,
+/// bodies in flight stay at 128 MiB at most, inside the collector's 256 Mi memory limit.
+pub const MAX_BODY_LIMIT: u64 = 8 * 1024 * 1024;
+
 /// The collector's settings (names and defaults in `common::env` and docs/configuration.md).
 pub struct Settings {
     pub secret: SecretString,
@@ -110,7 +114,13 @@ impl Settings {
                     env::DORA_LISTEN_ADDR
                 )
             })?,
-            max_body: usize::try_from(number(env::DORA_MAX_BODY_BYTES, 4 * 1024 * 1024)?)?,
+            max_body: match number(env::DORA_MAX_BODY_BYTES, 4 * 1024 * 1024)? {
+                n @ 1..=MAX_BODY_LIMIT => usize::try_from(n)?,
+                n => anyhow::bail!(
+                    "{}={n} is out of range: 1 to {MAX_BODY_LIMIT} bytes (a GitLab pipeline event is well under 1 MiB)",
+                    env::DORA_MAX_BODY_BYTES
+                ),
+            },
             queue: usize::try_from(number(env::DORA_QUEUE_CAPACITY, 8192)?.max(1))?,
             change_failure_window: number(env::DORA_CHANGE_FAILURE_WINDOW_SECS, 30 * 86_400)?
                 as f64,
@@ -177,10 +187,15 @@ pub async fn serve(settings: Settings, listener: tokio::net::TcpListener) -> any
         tokio::spawn(heal::run(heal, app.clone()));
     }
     tracing::info!(addr = %listener.local_addr()?, "dora-collector listening");
-    axum::serve(listener, server::router(app))
-        .with_graceful_shutdown(shutdown())
-        .await
-        .context("serving HTTP")
+    // Deadlines, a connection cap and a request concurrency limit (axum::serve sets none).
+    common::serve::serve(
+        listener,
+        server::router(app),
+        common::serve::ServerLimits::DEFAULT,
+        shutdown(),
+    )
+    .await;
+    Ok(())
 }
 
 async fn shutdown() {

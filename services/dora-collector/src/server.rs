@@ -173,20 +173,45 @@ fn refuse(app: &App, source: &str, outcome: &str, status: StatusCode, message: S
     (status, message).into_response()
 }
 
+/// Why a webhook body was not read.
+enum BodyFailure {
+    /// Over `DORA_MAX_BODY_BYTES` (declared so, or found so while reading).
+    TooLarge,
+    /// Not received within the server's body deadline (`common::serve`).
+    Late,
+    /// Broken off or malformed (chunked framing, trailers over hyper's limit).
+    Broken,
+}
+
 /// Reads the body within the limit (the declared length is checked first, so an oversized
 /// upload is refused without reading it).
-async fn limited_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ()> {
+async fn limited_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, BodyFailure> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > app.max_body) {
-        return Err(());
+        return Err(BodyFailure::TooLarge);
     }
     axum::body::to_bytes(body, app.max_body)
         .await
         .map(|b| b.to_vec())
-        .map_err(|_| ())
+        .map_err(|e| {
+            // http-body-util's LengthLimitError and tower-http's body TimeoutError, which axum
+            // does not export: told by their texts.
+            let mut cause: Option<&dyn std::error::Error> = Some(&e);
+            while let Some(c) = cause {
+                let text = c.to_string();
+                if text == "length limit exceeded" {
+                    return BodyFailure::TooLarge;
+                }
+                if text.contains("timeout") || text.contains("timed out") {
+                    return BodyFailure::Late;
+                }
+                cause = c.source();
+            }
+            BodyFailure::Broken
+        })
 }
 
 async fn receive(
@@ -206,14 +231,35 @@ async fn receive(
         );
     }
     let (parts, body) = request.into_parts();
-    let Ok(bytes) = limited_body(app, &parts.headers, body).await else {
-        return refuse(
-            app,
-            source,
-            "rejected_size",
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("body larger than {} bytes\n", app.max_body),
-        );
+    let bytes = match limited_body(app, &parts.headers, body).await {
+        Ok(bytes) => bytes,
+        Err(BodyFailure::TooLarge) => {
+            return refuse(
+                app,
+                source,
+                "rejected_size",
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body larger than {} bytes\n", app.max_body),
+            );
+        }
+        Err(BodyFailure::Late) => {
+            return refuse(
+                app,
+                source,
+                "rejected_payload",
+                StatusCode::REQUEST_TIMEOUT,
+                "body not received in time\n".into(),
+            );
+        }
+        Err(BodyFailure::Broken) => {
+            return refuse(
+                app,
+                source,
+                "rejected_payload",
+                StatusCode::BAD_REQUEST,
+                "body broken off or malformed\n".into(),
+            );
+        }
     };
     let facts = match parse(&bytes, crate::now()) {
         Ok(facts) => facts,

@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use crate::config::RouterTarget;
 use crate::scrape::{LinkCounter, RouterMetrics, parse};
 use crate::topology::{Counters, Flow, Poll, RouterStatus};
+use crate::upstream_http;
 
 pub struct Direct {
     targets: Vec<RouterTarget>,
@@ -58,12 +59,14 @@ impl Direct {
                     });
                 }
                 Err(e) => {
+                    // Messages name the URL without user info; the public topology shows only
+                    // the kind of failure.
                     tracing::debug!(router = %target.name, "scrape failed: {e:#}");
                     poll.routers.push(RouterStatus {
                         name: target.name.clone(),
                         up: false,
                         versions: Vec::new(),
-                        error: Some(format!("{e:#}")),
+                        error: Some(upstream_http::public_reason(&e)),
                     });
                 }
             }
@@ -128,23 +131,19 @@ async fn scrape(
     target: &RouterTarget,
     timeout: Duration,
 ) -> anyhow::Result<RouterMetrics> {
-    let url = target.metrics_url.as_str();
+    let url = upstream_http::shown(&target.metrics_url);
     let response = http
-        .get(url)
+        .get(target.metrics_url.clone())
         .timeout(timeout)
         .send()
         .await
+        .map_err(reqwest::Error::without_url)
         .with_context(|| format!("GET {url}"))?;
     let status = response.status();
     anyhow::ensure!(status.is_success(), "GET {url}: {status}");
-    let body = response
-        .bytes()
+    let body = upstream_http::read_capped(response, MAX_METRICS_BYTES)
         .await
         .with_context(|| format!("GET {url}: reading the answer"))?;
-    anyhow::ensure!(
-        body.len() <= MAX_METRICS_BYTES,
-        "GET {url}: answer larger than {MAX_METRICS_BYTES} bytes"
-    );
     let text = String::from_utf8_lossy(&body);
     Ok(RouterMetrics::from_samples(&target.name, &parse(&text)))
 }

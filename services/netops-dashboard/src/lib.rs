@@ -16,6 +16,7 @@ pub mod prom;
 pub mod scrape;
 pub mod server;
 pub mod topology;
+pub mod upstream_http;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -72,6 +73,14 @@ pub fn cli_main() -> ExitCode {
     }
 }
 
+/// The dashboard's server limits, for its 64 Mi memory limit: browsers' heads fit 16 KiB, and 512
+/// connections stalled inside one hold about 10 MiB (1,000 heads at 64 KiB measured 88 MiB).
+pub const HTTP_LIMITS: common::serve::ServerLimits = common::serve::ServerLimits {
+    max_connections: 512,
+    max_head: 16 * 1024,
+    ..common::serve::ServerLimits::DEFAULT
+};
+
 /// Binds the listener, starts polling and serves until SIGTERM or Ctrl-C.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -103,12 +112,16 @@ pub async fn serve(settings: Settings, listener: tokio::net::TcpListener) -> any
         color = settings.color.as_str(),
         "netops-dashboard listening"
     );
-    let served = axum::serve(listener, server::router(app))
-        .with_graceful_shutdown(shutdown())
-        .await
-        .context("serving HTTP");
+    // Deadlines, a connection cap and a request concurrency limit (axum::serve sets none).
+    common::serve::serve(
+        listener,
+        server::router(app),
+        HTTP_LIMITS,
+        shutdown(),
+    )
+    .await;
     poller.abort();
-    served
+    Ok(())
 }
 
 /// Each answer is awaited at most this long: one poll interval, within [0.5 s, 5 s].
@@ -150,7 +163,14 @@ async fn poll_loop(settings: Settings, app: Arc<server::App>) {
         let at = now();
         let poll = match &mut poller {
             Poller::Direct(d) => Ok(d.poll(at).await),
-            Poller::Prometheus(p) => p.poll(at).await.map_err(|e| format!("{e:#}")),
+            // The log gets the whole chain (URLs without user info); the public topology only
+            // the kind of failure.
+            Poller::Prometheus(p) => p.poll(at).await.map_err(|e| {
+                (
+                    format!("{e:#}"),
+                    format!("Prometheus: {}", upstream_http::public_reason(&e)),
+                )
+            }),
         };
         match poll {
             Ok(poll) => {
@@ -162,12 +182,12 @@ async fn poll_loop(settings: Settings, app: Arc<server::App>) {
                 log_changes(&computed, &mut states, &mut ups);
                 app.update(Ok(computed));
             }
-            Err(e) => {
-                if last_error.as_deref() != Some(e.as_str()) {
-                    tracing::warn!("poll failed: {e}");
+            Err((logged, public)) => {
+                if last_error.as_deref() != Some(logged.as_str()) {
+                    tracing::warn!("poll failed: {logged}");
                 }
-                last_error = Some(e.clone());
-                app.update(Err(e));
+                last_error = Some(logged);
+                app.update(Err(public));
             }
         }
     }

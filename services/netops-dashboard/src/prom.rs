@@ -11,6 +11,10 @@ use serde_json::Value;
 use url::Url;
 
 use crate::topology::{Flow, Poll, RouterStatus};
+use crate::upstream_http;
+
+/// Largest Prometheus answer read (a query over a few dozen routers is kilobytes).
+const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
 
 /// Range of the `rate()` queries: at least two scrapes at the cluster's usual 15 s interval.
 pub const RATE_RANGE: &str = "30s";
@@ -79,7 +83,7 @@ impl Prometheus {
 
     async fn query(&self, query: &str) -> anyhow::Result<Vec<Element>> {
         let url = self.base.join("api/v1/query")?;
-        let what = format!("Prometheus {url} query {query:?}");
+        let what = format!("Prometheus {} query {query:?}", upstream_http::shown(&url));
         let response = self
             .http
             .get(url.clone())
@@ -87,11 +91,13 @@ impl Prometheus {
             .timeout(self.timeout)
             .send()
             .await
+            .map_err(reqwest::Error::without_url)
             .with_context(|| what.clone())?;
         let status = response.status();
-        let body: Value = response
-            .json()
+        let bytes = upstream_http::read_capped(response, MAX_ANSWER_BYTES)
             .await
+            .with_context(|| format!("{what}: reading the answer"))?;
+        let body: Value = serde_json::from_slice(&bytes)
             .with_context(|| format!("{what}: {status}, not JSON"))?;
         if !status.is_success() || body["status"] != "success" {
             bail!(

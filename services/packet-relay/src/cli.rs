@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::http::Limits;
 use crate::{env, generator, hops, server};
 
 /// The `NetOps` Arcade router: relays JSON packets along `NEXT_HOPS`, with Prometheus metrics.
@@ -40,18 +41,40 @@ pub struct ServeArgs {
     #[arg(long, env = env::RELAY_LISTEN_ADDR, default_value = "0.0.0.0:8080")]
     pub listen_addr: SocketAddr,
     /// Per-hop timeout in milliseconds (connect plus answer of the next hop).
-    #[arg(long, env = env::RELAY_HOP_TIMEOUT_MS, default_value_t = 2000)]
+    #[arg(long, env = env::RELAY_HOP_TIMEOUT_MS, default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub hop_timeout_ms: u64,
-    /// Largest packet body accepted, in bytes; larger ones get 413.
-    #[arg(long, env = env::RELAY_MAX_BODY_BYTES, default_value_t = 65536)]
-    pub max_body_bytes: usize,
+    /// Largest packet body accepted, in bytes (at most 8 MiB: one request must fit the buffer
+    /// budget); larger ones get 413.
+    #[arg(long, env = env::RELAY_MAX_BODY_BYTES, default_value_t = 65536,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_BODY_LIMIT))]
+    pub max_body_bytes: u64,
+    /// Connections served at once; past it new ones wait in the kernel's backlog and idle
+    /// keep-alive connections are closed to make room.
+    #[arg(long, env = env::RELAY_MAX_CONNECTIONS, default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub max_connections: u64,
+    /// Time in milliseconds a request head gets from its first byte, a body from the end of its
+    /// head, and an answer to be written (408 when over).
+    #[arg(long, env = env::RELAY_READ_TIMEOUT_MS, default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..=300_000))]
+    pub read_timeout_ms: u64,
+    /// Time in milliseconds a connection may wait for its next request.
+    #[arg(long, env = env::RELAY_IDLE_TIMEOUT_MS, default_value_t = 60_000,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub idle_timeout_ms: u64,
     /// Seconds in-flight packets get to finish after SIGTERM.
-    #[arg(long, env = env::RELAY_SHUTDOWN_GRACE_SECS, default_value_t = 10)]
+    #[arg(long, env = env::RELAY_SHUTDOWN_GRACE_SECS, default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub shutdown_grace_secs: u64,
     /// Version shown in `relay_build_info`.
     #[arg(long, env = env::APP_VERSION, default_value = env!("CARGO_PKG_VERSION"))]
     pub app_version: String,
 }
+
+/// The largest `RELAY_MAX_BODY_BYTES`: a request of that size, with its head, fits the buffer
+/// budget three times over.
+pub const MAX_BODY_LIMIT: u64 = 8 * 1024 * 1024;
 
 #[derive(Debug, Clone, Args)]
 pub struct GenerateArgs {
@@ -93,8 +116,15 @@ impl ServeArgs {
             name: self.router_name.clone(),
             next_hops: hops::parse_next_hops(&self.next_hops)?,
             listen: self.listen_addr,
-            hop_timeout: Duration::from_millis(self.hop_timeout_ms.max(1)),
-            max_body: self.max_body_bytes,
+            hop_timeout: Duration::from_millis(self.hop_timeout_ms),
+            // Both bounded by their parsers (8 MiB and 65,536), so they fit any usize here.
+            max_body: usize::try_from(self.max_body_bytes)?,
+            limits: Limits {
+                max_connections: usize::try_from(self.max_connections)?,
+                read_timeout: Duration::from_millis(self.read_timeout_ms),
+                idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+                ..Limits::DEFAULT
+            },
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
             version: self.app_version.clone(),
         })
@@ -152,6 +182,9 @@ mod tests {
             ("listen_addr", env::RELAY_LISTEN_ADDR),
             ("hop_timeout_ms", env::RELAY_HOP_TIMEOUT_MS),
             ("max_body_bytes", env::RELAY_MAX_BODY_BYTES),
+            ("max_connections", env::RELAY_MAX_CONNECTIONS),
+            ("read_timeout_ms", env::RELAY_READ_TIMEOUT_MS),
+            ("idle_timeout_ms", env::RELAY_IDLE_TIMEOUT_MS),
             ("shutdown_grace_secs", env::RELAY_SHUTDOWN_GRACE_SECS),
             ("app_version", env::APP_VERSION),
         ]);
@@ -179,6 +212,9 @@ mod tests {
             "RELAY_LISTEN_ADDR",
             "RELAY_HOP_TIMEOUT_MS",
             "RELAY_MAX_BODY_BYTES",
+            "RELAY_MAX_CONNECTIONS",
+            "RELAY_READ_TIMEOUT_MS",
+            "RELAY_IDLE_TIMEOUT_MS",
             "RELAY_SHUTDOWN_GRACE_SECS",
             "APP_VERSION",
             "GENERATOR_TARGET",
@@ -201,6 +237,9 @@ mod tests {
         assert_eq!(s.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(s.hop_timeout, Duration::from_secs(2));
         assert_eq!(s.max_body, 65536);
+        assert_eq!(s.limits.max_connections, 1024);
+        assert_eq!(s.limits.read_timeout, Duration::from_secs(10));
+        assert_eq!(s.limits.idle_timeout, Duration::from_secs(60));
         assert_eq!(s.shutdown_grace, Duration::from_secs(10));
         assert_eq!(s.version, env!("CARGO_PKG_VERSION"));
 
@@ -216,5 +255,29 @@ mod tests {
         assert_eq!(g.target.endpoint.as_str(), "http://router-west:8080/relay");
         assert!((g.rate - 0.5).abs() < f64::EPSILON);
         assert_eq!((g.ttl, g.concurrency, g.count), (8, 64, Some(5)));
+    }
+
+    /// Settings are bounded: a value whose arithmetic could overflow, or that would let one
+    /// request outgrow the buffer budget, is refused with the flag's allowed range.
+    #[test]
+    fn settings_are_bounded() {
+        for (flag, bad) in [
+            ("--max-body-bytes", "18446744073709551615"),
+            ("--max-body-bytes", "8388609"),
+            ("--max-body-bytes", "0"),
+            ("--max-connections", "0"),
+            ("--max-connections", "65537"),
+            ("--read-timeout-ms", "0"),
+            ("--idle-timeout-ms", "99"),
+            ("--hop-timeout-ms", "0"),
+            ("--shutdown-grace-secs", "86400"),
+        ] {
+            let e = Cli::try_parse_from(["packet-relay", flag, bad]).unwrap_err();
+            assert!(e.to_string().contains("not in"), "{flag} {bad}: {e}");
+        }
+        let max = Cli::try_parse_from(["packet-relay", "--max-body-bytes", "8388608"]).unwrap();
+        let s = max.serve.settings().unwrap();
+        // The largest request (head, body and a read step) fits the budget.
+        assert!(s.max_body + crate::h1::MAX_HEAD + 64 * 1024 <= s.limits.buffer_budget / 2);
     }
 }

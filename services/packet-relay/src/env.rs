@@ -12,6 +12,13 @@ pub const RELAY_LISTEN_ADDR: &str = "RELAY_LISTEN_ADDR";
 pub const RELAY_HOP_TIMEOUT_MS: &str = "RELAY_HOP_TIMEOUT_MS";
 /// Largest packet body in bytes (default 65536).
 pub const RELAY_MAX_BODY_BYTES: &str = "RELAY_MAX_BODY_BYTES";
+/// Connections served at once (default 1024, at most 65,536).
+pub const RELAY_MAX_CONNECTIONS: &str = "RELAY_MAX_CONNECTIONS";
+/// Milliseconds a request head gets from its first byte, a body from its head, an answer to be
+/// written (default 10000).
+pub const RELAY_READ_TIMEOUT_MS: &str = "RELAY_READ_TIMEOUT_MS";
+/// Milliseconds a connection may wait for its next request (default 60000).
+pub const RELAY_IDLE_TIMEOUT_MS: &str = "RELAY_IDLE_TIMEOUT_MS";
 /// Seconds in-flight packets get after SIGTERM (default 10).
 pub const RELAY_SHUTDOWN_GRACE_SECS: &str = "RELAY_SHUTDOWN_GRACE_SECS";
 /// Version in `relay_build_info` (default: the crate version).
@@ -32,6 +39,9 @@ pub const ALL: &[&str] = &[
     RELAY_LISTEN_ADDR,
     RELAY_HOP_TIMEOUT_MS,
     RELAY_MAX_BODY_BYTES,
+    RELAY_MAX_CONNECTIONS,
+    RELAY_READ_TIMEOUT_MS,
+    RELAY_IDLE_TIMEOUT_MS,
     RELAY_SHUTDOWN_GRACE_SECS,
     APP_VERSION,
     GENERATOR_TARGET,

@@ -186,9 +186,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<Summary> {
     let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
     let server = {
         let mut stop = stop.clone();
-        tokio::spawn(http::serve(listener, generator.clone(), async move {
-            let _ = stop.wait_for(|s| *s).await;
-        }))
+        tokio::spawn(http::serve(
+            listener,
+            generator.clone(),
+            http::Limits::DEFAULT,
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        ))
     };
     let signals = {
         let generator = generator.clone();

@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -45,6 +46,23 @@ pub async fn fill<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> io
     stream.read_buf(buf).await
 }
 
+/// Where a body's bytes come from: [`Plain`] reads as it likes; the server's source charges every
+/// growth of the connection's buffer to a shared memory budget first.
+pub trait Source {
+    /// Reads more bytes into `buf`; the number read (0 at the end of the stream).
+    fn fill(&mut self, buf: &mut Vec<u8>) -> impl Future<Output = io::Result<usize>> + Send;
+}
+
+/// A stream read with [`fill`], no budget (the next-hop client: its answers are bounded by
+/// size).
+pub struct Plain<'a, S>(pub &'a mut S);
+
+impl<S: AsyncRead + Unpin + Send> Source for Plain<'_, S> {
+    fn fill(&mut self, buf: &mut Vec<u8>) -> impl Future<Output = io::Result<usize>> + Send {
+        fill(self.0, buf)
+    }
+}
+
 /// Why a body could not be read.
 #[derive(Debug)]
 pub enum BodyError {
@@ -77,8 +95,8 @@ fn closed(e: &'static str) -> BodyError {
 }
 
 /// The position of the next CRLF at or after `from`, reading more as needed.
-async fn line_end<S: AsyncRead + Unpin>(
-    stream: &mut S,
+async fn line_end<S: Source>(
+    source: &mut S,
     buf: &mut Vec<u8>,
     from: usize,
 ) -> Result<usize, BodyError> {
@@ -91,24 +109,36 @@ async fn line_end<S: AsyncRead + Unpin>(
         if buf.len() - from > MAX_HEAD {
             return Err(BodyError::Protocol("chunk line over 64 KiB"));
         }
-        if fill(stream, buf).await? == 0 {
+        if source.fill(buf).await? == 0 {
             return Err(closed("connection closed in a chunked body"));
         }
     }
 }
 
-/// Reads the chunked body starting at `pos` in `buf` (reading more from `stream` as needed), at
-/// most `limit` bytes of data: the body and the position after it (trailers included).
-pub async fn read_chunked<S: AsyncRead + Unpin>(
-    stream: &mut S,
+/// Consumed framing kept in the buffer at most before it is dropped (so a body of many tiny
+/// chunks costs about its data, not six times it).
+const COMPACT_AFTER: usize = 16 * 1024;
+
+/// Decodes the chunked body starting at `start` in `buf` in place (reading more from `source` as
+/// needed), at most `limit` bytes of data. Returns the body's length — its bytes are then
+/// `buf[start..start + len]` — and the position after it (trailers included), where a pipelined
+/// request or nothing follows.
+pub async fn read_chunked<S: Source>(
+    source: &mut S,
     buf: &mut Vec<u8>,
-    mut pos: usize,
+    start: usize,
     limit: usize,
-) -> Result<(Vec<u8>, usize), BodyError> {
-    let mut body = Vec::new();
+) -> Result<(usize, usize), BodyError> {
+    // Decoded data is moved down to `write`; `pos` is where the raw framing continues.
+    let mut write = start;
+    let mut pos = start;
     let mut overhead = 0usize;
     loop {
-        let eol = line_end(stream, buf, pos).await?;
+        if pos - write > COMPACT_AFTER {
+            buf.drain(write..pos);
+            pos = write;
+        }
+        let eol = line_end(source, buf, pos).await?;
         let (size, extension) = chunk_size(&buf[pos..eol])?;
         overhead = overhead.saturating_add(extension);
         if overhead > MAX_CHUNK_OVERHEAD {
@@ -118,7 +148,7 @@ pub async fn read_chunked<S: AsyncRead + Unpin>(
         if size == 0 {
             // Trailers, up to an empty line, within the same total.
             loop {
-                let eol = line_end(stream, buf, pos).await?;
+                let eol = line_end(source, buf, pos).await?;
                 let empty = eol == pos;
                 overhead = overhead.saturating_add(eol - pos + 2);
                 if overhead > MAX_CHUNK_OVERHEAD {
@@ -129,22 +159,24 @@ pub async fn read_chunked<S: AsyncRead + Unpin>(
                 }
                 pos = eol + 2;
                 if empty {
-                    return Ok((body, pos));
+                    return Ok((write - start, pos));
                 }
             }
         }
-        if body.len().saturating_add(size) > limit {
+        if (write - start).saturating_add(size) > limit {
             return Err(BodyError::TooLarge);
         }
+        // `size` is at most `limit` here, so `pos + size + 2` cannot overflow.
         while buf.len() < pos + size + 2 {
-            if fill(stream, buf).await? == 0 {
+            if source.fill(buf).await? == 0 {
                 return Err(closed("connection closed in a chunked body"));
             }
         }
         if &buf[pos + size..pos + size + 2] != b"\r\n" {
             return Err(BodyError::Protocol("chunk not followed by CRLF"));
         }
-        body.extend_from_slice(&buf[pos..pos + size]);
+        buf.copy_within(pos..pos + size, write);
+        write += size;
         pos += size + 2;
     }
 }
@@ -290,9 +322,9 @@ mod tests {
     async fn chunked(body: &[u8]) -> Result<Vec<u8>, String> {
         let mut buf = body.to_vec();
         let mut empty: &[u8] = &[];
-        read_chunked(&mut empty, &mut buf, 0, 1 << 20)
+        read_chunked(&mut Plain(&mut empty), &mut buf, 0, 1 << 20)
             .await
-            .map(|(b, _)| b)
+            .map(|(len, _)| buf[..len].to_vec())
             .map_err(|e| e.to_string())
     }
 

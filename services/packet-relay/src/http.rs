@@ -7,16 +7,21 @@
 //! requests (answered in order), `Content-Length` and chunked bodies, `Expect: 100-continue`,
 //! `HEAD`. A head over 64 KiB gets 431, a malformed one 400, both closing the connection; a body
 //! whose end cannot be known (a Transfer-Encoding without chunked last) is the handler's 400.
+//!
+//! It defends itself as hyper does or better ([`Limits`]): a head and a body each get a read
+//! deadline (408), an idle connection is closed, connections are capped with backpressure, and the
+//! bytes all connections buffer come out of one budget, so a flood of slow or oversized requests
+//! cannot grow memory past the pod's limit.
 
 use std::borrow::Cow;
 use std::future::Future;
 use std::io::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::h1::{self, BodyError};
@@ -270,62 +275,239 @@ fn encode(out: &mut Vec<u8>, response: &Response, head_only: bool, close: bool) 
     }
 }
 
-/// Answers a broken request and ends the connection.
-async fn refuse(stream: &mut TcpStream, out: &mut Vec<u8>, status: u16, body: &'static str) {
-    encode(out, &Response::text(status, body), false, true);
-    let _ = stream.write_all(out).await;
-    let _ = stream.shutdown().await;
+/// The server's limits. Each is bounded where it is read (`cli.rs`), and each is at least as
+/// strict as hyper's server defaults (hyper: 30 s for a head, no idle limit, no connection cap).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections served at once; past it the server stops accepting (new ones wait in the
+    /// kernel's backlog) and asks idle keep-alive connections to close.
+    pub max_connections: usize,
+    /// Time a head gets from its first byte, a body from the end of its head, and an answer to be
+    /// written: each 408 (or a close) when over.
+    pub read_timeout: Duration,
+    /// Time a connection may wait for its next request (or its first).
+    pub idle_timeout: Duration,
+    /// Bytes of request buffers all connections may hold beyond [`FREE_BUFFER`] each; a
+    /// connection that needs more waits (within its deadline) until others give some back.
+    pub buffer_budget: usize,
 }
 
-/// Serves one connection until the client closes it, a request asks to close, or the server
-/// stops (an idle connection closes at once; a busy one after its answer).
+impl Limits {
+    /// The defaults of `packet-relay serve`: with 1,024 connections of at most [`FREE_BUFFER`]
+    /// each and this budget, request buffers stay under 40 MiB, inside the routers' 64 Mi limit.
+    pub const DEFAULT: Self = Self {
+        max_connections: 1024,
+        read_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(60),
+        buffer_budget: 24 * 1024 * 1024,
+    };
+}
+
+/// Buffer capacity every connection may hold without drawing on the shared budget: a head and a
+/// packet of the usual size.
+pub const FREE_BUFFER: usize = 8 * 1024;
+/// How long a connection must have been idle before the server, at its connection cap, closes it
+/// for a new one (a client that just connected has not had time to send).
+const RECLAIM_IDLE_AFTER: Duration = Duration::from_millis(250);
+
+/// What the connections of one server share.
+struct Shared {
+    limits: Limits,
+    /// The buffer budget, in KiB.
+    budget: Arc<Semaphore>,
+    /// Woken when the server is at its connection cap: idle connections close.
+    pressure: Notify,
+}
+
+/// The budget a connection holds beyond [`FREE_BUFFER`], in KiB; given back on drop.
+struct Charge {
+    budget: Arc<Semaphore>,
+    held_kib: u32,
+}
+
+impl Charge {
+    /// Holds enough of the budget for a buffer of `capacity` bytes, waiting for it if need be.
+    async fn cover(&mut self, capacity: usize) {
+        let need =
+            u32::try_from(capacity.saturating_sub(FREE_BUFFER).div_ceil(1024)).unwrap_or(u32::MAX);
+        if need > self.held_kib {
+            // The semaphore is never closed; `cli.rs` keeps one request within the budget.
+            if let Ok(permit) = self.budget.acquire_many(need - self.held_kib).await {
+                permit.forget();
+                self.held_kib = need;
+            }
+        }
+    }
+
+    /// Gives back what a buffer of `capacity` bytes no longer needs.
+    fn settle(&mut self, capacity: usize) {
+        let need =
+            u32::try_from(capacity.saturating_sub(FREE_BUFFER).div_ceil(1024)).unwrap_or(u32::MAX);
+        if need < self.held_kib {
+            self.budget.add_permits((self.held_kib - need) as usize);
+            self.held_kib = need;
+        }
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.settle(0);
+    }
+}
+
+/// The server's reads: each growth of the buffer is charged to the budget first, and grows it by
+/// a bounded step (not by doubling), so a buffer holds about what it was sent.
+struct Budgeted<'a> {
+    stream: &'a mut TcpStream,
+    charge: &'a mut Charge,
+}
+
+impl h1::Source for Budgeted<'_> {
+    async fn fill(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        if buf.capacity() - buf.len() < 1024 {
+            let step = (buf.len() / 2).clamp(4096, 64 * 1024);
+            self.charge.cover(buf.len() + step).await;
+            buf.reserve_exact(step);
+        }
+        self.stream.read_buf(buf).await
+    }
+}
+
+/// Ends a connection after its last answer: FIN first, then what the client still sends is read
+/// and dropped for a moment (at most 256 KiB, 500 ms). Closing a socket with unread bytes sends a
+/// reset, which can destroy the answer before the client reads it (a lingering close, as
+/// nginx's `lingering_close`).
+async fn close(stream: &mut TcpStream) {
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        if stream.shutdown().await.is_err() {
+            return;
+        }
+        let mut scratch = [0_u8; 4096];
+        let mut dropped = 0;
+        while dropped < 256 * 1024 {
+            match stream.read(&mut scratch).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => dropped += n,
+            }
+        }
+    })
+    .await;
+}
+
+/// Answers a broken request and ends the connection (within a short deadline: a client that does
+/// not read is not waited for).
+async fn refuse(stream: &mut TcpStream, out: &mut Vec<u8>, status: u16, body: &'static str) {
+    encode(out, &Response::text(status, body), false, true);
+    if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(1), stream.write_all(out)).await {
+        close(stream).await;
+    }
+}
+
+/// How waiting for a connection's next request ended.
+enum Wait {
+    Read(std::io::Result<usize>),
+    /// Stopping, idle for too long, or reclaimed by a server at its cap: close quietly.
+    Close,
+}
+
+/// Waits for the first bytes of the next request, and closes the connection when the server
+/// stops, the idle time is over, or the server needs the connection for a new one.
+async fn next_request(
+    source: &mut Budgeted<'_>,
+    buf: &mut Vec<u8>,
+    shared: &Shared,
+    stopping: &mut watch::Receiver<bool>,
+) -> Wait {
+    if *stopping.borrow() {
+        return Wait::Close;
+    }
+    let idle_since = Instant::now();
+    let idle_over = tokio::time::sleep(shared.limits.idle_timeout);
+    tokio::pin!(idle_over);
+    loop {
+        tokio::select! {
+            biased;
+            read = h1::Source::fill(source, buf) => return Wait::Read(read),
+            _ = stopping.changed() => return Wait::Close,
+            () = &mut idle_over => return Wait::Close,
+            () = shared.pressure.notified() => {
+                if idle_since.elapsed() >= RECLAIM_IDLE_AFTER {
+                    return Wait::Close;
+                }
+            }
+        }
+    }
+}
+
+/// Serves one connection until the client closes it, a request asks to close, a deadline passes,
+/// or the server stops (an idle connection closes at once; a busy one after its answer).
+#[allow(clippy::too_many_lines)] // one request's life, in order; split it and the order is lost
 async fn connection<H: Handler>(
     mut stream: TcpStream,
     handler: Arc<H>,
+    shared: Arc<Shared>,
     mut stopping: watch::Receiver<bool>,
 ) {
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut out: Vec<u8> = Vec::with_capacity(1024);
+    let limits = shared.limits;
+    let mut charge = Charge {
+        budget: shared.budget.clone(),
+        held_kib: 0,
+    };
+    // Allocated at the first byte: an idle connection holds no buffer.
+    let mut buf: Vec<u8> = Vec::new();
+    let mut out: Vec<u8> = Vec::new();
     loop {
-        let head = loop {
-            if !buf.is_empty() {
+        let mut source = Budgeted {
+            stream: &mut stream,
+            charge: &mut charge,
+        };
+        if buf.is_empty() {
+            match next_request(&mut source, &mut buf, &shared, &mut stopping).await {
+                Wait::Read(Ok(n)) if n > 0 => {}
+                Wait::Read(_) | Wait::Close => return,
+            }
+        }
+        // The head, within the read deadline from its first byte.
+        let head_deadline = Instant::now() + limits.read_timeout;
+        let head = tokio::time::timeout_at(head_deadline.into(), async {
+            loop {
                 match parse_head(&buf) {
-                    Ok(Some(head)) if head.len <= h1::MAX_HEAD => break head,
-                    Ok(Some(_)) => {
-                        return refuse(&mut stream, &mut out, 431, "request head over 64 KiB\n")
-                            .await;
-                    }
+                    Ok(Some(head)) if head.len <= h1::MAX_HEAD => return Ok(head),
+                    Ok(Some(_)) => return Err((431, "request head over 64 KiB\n")),
                     Ok(None) => {}
-                    Err(_) => {
-                        return refuse(&mut stream, &mut out, 400, "malformed request\n").await;
-                    }
+                    Err(_) => return Err((400, "malformed request\n")),
                 }
                 if buf.len() > h1::MAX_HEAD {
-                    return refuse(&mut stream, &mut out, 431, "request head over 64 KiB\n").await;
+                    return Err((431, "request head over 64 KiB\n"));
+                }
+                match h1::Source::fill(&mut source, &mut buf).await {
+                    Ok(0) | Err(_) => return Err((0, "")),
+                    Ok(_) => {}
                 }
             }
-            let read = if buf.is_empty() {
-                // Between requests: a stopping server closes the connection here.
-                if *stopping.borrow() {
-                    return;
-                }
-                tokio::select! {
-                    biased;
-                    read = h1::fill(&mut stream, &mut buf) => read,
-                    _ = stopping.changed() => return,
-                }
-            } else {
-                h1::fill(&mut stream, &mut buf).await
-            };
-            match read {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
+        })
+        .await;
+        let head = match head {
+            Ok(Ok(head)) => head,
+            Ok(Err((0, _))) => return, // the client went away
+            Ok(Err((status, why))) => return refuse(&mut stream, &mut out, status, why).await,
+            Err(_) => {
+                return refuse(
+                    &mut stream,
+                    &mut out,
+                    408,
+                    "request head not complete in time\n",
+                )
+                .await;
             }
         };
         let max = handler.max_body();
         let mut keep_alive = head.keep_alive;
         let mut end = head.len;
-        let body: Result<Cow<[u8]>, BodyProblem> = if head.unknown_length {
+        let body_deadline = Instant::now() + limits.read_timeout;
+        // The body: `Ok(len)` when it is `buf[head.len..head.len + len]`.
+        let body: Result<usize, BodyProblem> = if head.unknown_length {
             // The body's end cannot be known (RFC 9112 §6.3): 400, and the connection closes.
             keep_alive = false;
             Err(BodyProblem::Broken(
@@ -336,46 +518,79 @@ async fn connection<H: Handler>(
                 keep_alive = false; // the body is not read
                 Err(BodyProblem::TooLarge { declared: true })
             } else {
-                if head.expect_continue && buf.len() < head.len + n {
-                    let _ = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
-                }
-                let mut complete = true;
-                while buf.len() < head.len + n {
-                    match h1::fill(&mut stream, &mut buf).await {
-                        Ok(0) | Err(_) => {
-                            complete = false;
-                            break;
+                let read = tokio::time::timeout_at(body_deadline.into(), async {
+                    if head.expect_continue && buf.len() < head.len + n {
+                        source
+                            .stream
+                            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                            .await?;
+                    }
+                    // The whole body at once: charged and allocated before it is read.
+                    if buf.capacity() < head.len + n {
+                        source.charge.cover(head.len + n).await;
+                        buf.reserve_exact(head.len + n - buf.len());
+                    }
+                    while buf.len() < head.len + n {
+                        if h1::Source::fill(&mut source, &mut buf).await? == 0 {
+                            return Err(std::io::ErrorKind::UnexpectedEof.into());
                         }
-                        Ok(_) => {}
+                    }
+                    Ok::<_, std::io::Error>(())
+                })
+                .await;
+                match read {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return, // the client went away mid-body
+                    Err(_) => {
+                        return refuse(
+                            &mut stream,
+                            &mut out,
+                            408,
+                            "request body not complete in time\n",
+                        )
+                        .await;
                     }
                 }
-                if !complete {
-                    return; // the client went away mid-body
-                }
                 end = head.len + n;
-                Ok(Cow::Borrowed(&buf[head.len..end]))
+                Ok(n)
             }
         } else if head.chunked {
-            if head.expect_continue && buf.len() == head.len {
-                let _ = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
-            }
-            match h1::read_chunked(&mut stream, &mut buf, head.len, max).await {
-                Ok((body, after)) => {
-                    end = after;
-                    Ok(Cow::Owned(body))
+            let read = tokio::time::timeout_at(body_deadline.into(), async {
+                if head.expect_continue && buf.len() == head.len {
+                    let _ = source
+                        .stream
+                        .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                        .await;
                 }
-                Err(BodyError::TooLarge) => {
+                h1::read_chunked(&mut source, &mut buf, head.len, max).await
+            })
+            .await;
+            match read {
+                Ok(Ok((len, after))) => {
+                    end = after;
+                    Ok(len)
+                }
+                Ok(Err(BodyError::TooLarge)) => {
                     keep_alive = false;
                     Err(BodyProblem::TooLarge { declared: false })
                 }
-                Err(BodyError::Io(_)) => return,
-                Err(e @ BodyError::Protocol(_)) => {
+                Ok(Err(BodyError::Io(_))) => return,
+                Ok(Err(e @ BodyError::Protocol(_))) => {
                     keep_alive = false;
                     Err(BodyProblem::Broken(e.to_string()))
                 }
+                Err(_) => {
+                    return refuse(
+                        &mut stream,
+                        &mut out,
+                        408,
+                        "request body not complete in time\n",
+                    )
+                    .await;
+                }
             }
         } else {
-            Ok(Cow::Borrowed(&[][..]))
+            Ok(0)
         };
         let head_only = head.method == Method::Head;
         let response = handler
@@ -383,37 +598,70 @@ async fn connection<H: Handler>(
                 method: head.method,
                 path: head.path,
                 budget_ms: head.budget_ms,
-                body,
+                body: body.map(|len| Cow::Borrowed(&buf[head.len..head.len + len])),
             })
             .await;
-        let close = !keep_alive || *stopping.borrow();
-        encode(&mut out, &response, head_only, close);
-        if stream.write_all(&out).await.is_err() || close {
-            let _ = stream.shutdown().await;
-            return;
+        let closing = !keep_alive || *stopping.borrow();
+        encode(&mut out, &response, head_only, closing);
+        drop(response);
+        // A client that does not read its answers is not waited for.
+        let written = tokio::time::timeout(limits.read_timeout, stream.write_all(&out)).await;
+        match written {
+            Ok(Ok(())) if !closing => {}
+            Ok(Ok(())) => return close(&mut stream).await,
+            _ => return, // the client does not read, or is gone
         }
         if end >= buf.len() {
             buf.clear();
         } else {
             buf.drain(..end); // a pipelined request follows
         }
-        if buf.capacity() > 256 * 1024 {
-            buf.shrink_to(4096);
+        // Give back what a large request took.
+        if buf.capacity() > FREE_BUFFER {
+            buf.shrink_to(FREE_BUFFER.max(buf.len()));
         }
+        if out.capacity() > FREE_BUFFER {
+            out = Vec::new();
+        }
+        charge.settle(buf.capacity());
     }
 }
 
-/// Serves `handler` on every connection accepted until `stop` completes; then stops accepting,
-/// closes idle connections and waits for busy ones to send their answer.
+/// Serves `handler` on every connection accepted until `stop` completes, within `limits`; then
+/// stops accepting, closes idle connections and waits for busy ones to send their answer.
 pub async fn serve<H: Handler>(
     listener: tokio::net::TcpListener,
     handler: Arc<H>,
+    limits: Limits,
     stop: impl Future<Output = ()>,
 ) {
+    let shared = Arc::new(Shared {
+        limits,
+        budget: Arc::new(Semaphore::new(
+            u32::try_from(limits.buffer_budget / 1024).unwrap_or(u32::MAX) as usize,
+        )),
+        pressure: Notify::new(),
+    });
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (stopping_tx, stopping) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(stop);
     loop {
+        // A slot first: at the cap nothing is accepted (the kernel's backlog holds new
+        // connections: backpressure), and idle connections are asked to make room.
+        let slot = if let Ok(slot) = slots.clone().try_acquire_owned() {
+            slot
+        } else {
+            shared.pressure.notify_waiters();
+            tokio::select! {
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break,
+                },
+                () = tokio::time::sleep(RECLAIM_IDLE_AFTER) => continue,
+                () = &mut stop => break,
+            }
+        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -427,7 +675,11 @@ pub async fn serve<H: Handler>(
             () = &mut stop => break,
         };
         let _ = stream.set_nodelay(true);
-        connections.spawn(connection(stream, handler.clone(), stopping.clone()));
+        let (handler, shared, stopping) = (handler.clone(), shared.clone(), stopping.clone());
+        connections.spawn(async move {
+            connection(stream, handler, shared, stopping).await;
+            drop(slot);
+        });
         while connections.try_join_next().is_some() {}
     }
     drop(listener);

@@ -12,7 +12,7 @@ use crate::hops::Hop;
 use crate::http::{self, BodyProblem, Method, Path, Request, Response};
 use crate::metrics::{DropReason, Link, Metrics, Rejected, Role};
 use crate::packet::{Packet, write_json_str};
-use crate::upstream::{Failure, Upstream};
+use crate::upstream::{ANSWER_SLACK, Failure, Upstream};
 
 /// Header carrying the time the sender still waits for this hop's answer, in milliseconds. A
 /// router never waits longer for its own next hop than its sender waits for it (less a margin),
@@ -30,6 +30,7 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub hop_timeout: Duration,
     pub max_body: usize,
+    pub limits: http::Limits,
     pub shutdown_grace: Duration,
     pub version: String,
 }
@@ -87,7 +88,7 @@ impl App {
             upstreams: settings
                 .next_hops
                 .iter()
-                .map(|h| Upstream::new(&h.endpoint))
+                .map(|h| Upstream::new(&h.endpoint, settings.max_body + ANSWER_SLACK))
                 .collect::<anyhow::Result<_>>()?,
             next: AtomicUsize::new(0),
             hop_timeout: settings.hop_timeout,
@@ -307,7 +308,7 @@ pub async fn serve(settings: Settings, listener: tokio::net::TcpListener) -> any
         }
         tracing::info!("no longer accepting connections; finishing in-flight packets");
     };
-    let server = http::serve(listener, app, stop);
+    let server = http::serve(listener, app, settings.limits, stop);
     let deadline = async {
         let _ = stopping.wait_for(|s| *s).await;
         tokio::time::sleep(grace).await;

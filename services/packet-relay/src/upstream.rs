@@ -24,9 +24,9 @@ use crate::http::{ContentType, JSON};
 
 /// Idle connections kept per next hop at most.
 const MAX_IDLE: usize = 1024;
-/// Largest answer body accepted (a delivered packet is at most `RELAY_MAX_BODY_BYTES` and a few
-/// hop names; anything far larger is not a relay answering).
-const MAX_BODY: usize = 16 * 1024 * 1024;
+/// What an answer may carry beyond the largest packet: the hop names a delivered packet gained on
+/// the way, or a router's own error object. Anything larger is not a relay answering.
+pub const ANSWER_SLACK: usize = 64 * 1024;
 
 /// Why the next hop did not answer.
 #[derive(Debug)]
@@ -49,9 +49,12 @@ pub struct Answer {
 /// A failed exchange on one connection.
 #[derive(Debug)]
 enum Broken {
-    /// The connection was closed before a single byte of the answer: a kept-alive connection
-    /// the next hop had closed meanwhile. Safe to send again on a new connection.
+    /// Writing the request failed: a kept-alive connection the next hop had closed meanwhile.
+    /// The request never reached it whole, so it is safe to send again on a new connection.
     Stale,
+    /// The request went out whole and the connection closed before a byte of the answer. The
+    /// next hop may have relayed the packet, so it is not sent again (that could duplicate it).
+    Unanswered,
     Io(io::Error),
     Protocol(String),
 }
@@ -65,7 +68,10 @@ impl From<io::Error> for Broken {
 impl std::fmt::Display for Broken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Stale => f.write_str("connection closed before the answer"),
+            Self::Stale => f.write_str("connection closed before the request was sent"),
+            Self::Unanswered => f.write_str(
+                "connection closed after the request and before any answer (not resent: the packet may have been relayed)",
+            ),
             Self::Io(e) => write!(f, "{e}"),
             Self::Protocol(e) => f.write_str(e),
         }
@@ -93,11 +99,14 @@ pub struct Upstream {
     /// `POST <path> HTTP/1.1`, `Host` and `Content-Type`.
     head: Vec<u8>,
     idle: Mutex<Vec<Conn>>,
+    /// Largest answer body read.
+    max_answer: usize,
 }
 
 impl Upstream {
-    /// A pool for `endpoint` (an `http://` URL; its path is where packets are posted).
-    pub fn new(endpoint: &Url) -> anyhow::Result<Self> {
+    /// A pool for `endpoint` (an `http://` URL; its path is where packets are posted) whose
+    /// answers carry at most `max_answer` bytes of body.
+    pub fn new(endpoint: &Url, max_answer: usize) -> anyhow::Result<Self> {
         if endpoint.scheme() != "http" {
             bail!(
                 "next hop {endpoint}: only http:// next hops are supported (routers talk plain HTTP inside the cluster)"
@@ -124,6 +133,7 @@ impl Upstream {
             )
             .into_bytes(),
             idle: Mutex::new(Vec::new()),
+            max_answer,
         })
     }
 
@@ -189,7 +199,7 @@ impl Upstream {
                 Some(c) => (c, true),
                 None => (self.connect().await?, false),
             };
-            match roundtrip(&mut conn, request).await {
+            match roundtrip(&mut conn, request, self.max_answer).await {
                 Ok((answer, reusable)) => {
                     if reusable {
                         self.checkin(conn);
@@ -207,7 +217,11 @@ impl Upstream {
     }
 }
 
-async fn roundtrip(conn: &mut Conn, request: &[u8]) -> Result<(Answer, bool), Broken> {
+async fn roundtrip(
+    conn: &mut Conn,
+    request: &[u8],
+    max_answer: usize,
+) -> Result<(Answer, bool), Broken> {
     if let Err(e) = conn.stream.write_all(request).await {
         return Err(match e.kind() {
             io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Broken::Stale,
@@ -215,7 +229,7 @@ async fn roundtrip(conn: &mut Conn, request: &[u8]) -> Result<(Answer, bool), Br
         });
     }
     conn.buf.clear();
-    read_answer(&mut conn.stream, &mut conn.buf).await
+    read_answer(&mut conn.stream, &mut conn.buf, max_answer).await
 }
 
 fn protocol(e: impl std::fmt::Display) -> Broken {
@@ -283,9 +297,10 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, Broken> {
 
 /// Reads one answer from `stream` (which may have been read ahead into `buf`); the answer and
 /// whether the connection can carry another request.
-async fn read_answer<S: AsyncRead + Unpin>(
+async fn read_answer<S: AsyncRead + Unpin + Send>(
     stream: &mut S,
     buf: &mut Vec<u8>,
+    max_body: usize,
 ) -> Result<(Answer, bool), Broken> {
     let head = loop {
         if let Some(head) = parse_head(buf)? {
@@ -301,7 +316,7 @@ async fn read_answer<S: AsyncRead + Unpin>(
         }
         if fill(stream, buf).await? == 0 {
             return Err(if buf.is_empty() {
-                Broken::Stale
+                Broken::Unanswered
             } else {
                 protocol("connection closed in the answer head")
             });
@@ -317,16 +332,16 @@ async fn read_answer<S: AsyncRead + Unpin>(
     } else if head.status == 204 || head.status == 304 {
         (Vec::new(), start, head.keep_alive)
     } else if head.chunked {
-        let (body, end) = h1::read_chunked(stream, buf, start, MAX_BODY)
+        let (len, end) = h1::read_chunked(&mut h1::Plain(stream), buf, start, max_body)
             .await
             .map_err(|e| match e {
                 BodyError::Io(e) => Broken::Io(e),
                 e => protocol(e),
             })?;
-        (body, end, head.keep_alive)
+        (buf[start..start + len].to_vec(), end, head.keep_alive)
     } else if let (Some(n), false) = (head.content_length, head.until_close) {
-        if n > MAX_BODY {
-            return Err(protocol("answer body over 16 MiB"));
+        if n > max_body {
+            return Err(protocol(format!("answer body over {max_body} bytes")));
         }
         while buf.len() < start + n {
             if fill(stream, buf).await? == 0 {
@@ -337,8 +352,8 @@ async fn read_answer<S: AsyncRead + Unpin>(
     } else {
         // Delimited by the end of the connection.
         while fill(stream, buf).await? > 0 {
-            if buf.len() - start > MAX_BODY {
-                return Err(protocol("answer body over 16 MiB"));
+            if buf.len() - start > max_body {
+                return Err(protocol(format!("answer body over {max_body} bytes")));
             }
         }
         (buf[start..].to_vec(), buf.len(), false)
@@ -399,7 +414,7 @@ mod tests {
                 step,
             };
             let mut buf = Vec::new();
-            let got = read_answer(&mut s, &mut buf)
+            let got = read_answer(&mut s, &mut buf, 1 << 20)
                 .await
                 .map(|(a, reusable)| {
                     (
@@ -414,7 +429,7 @@ mod tests {
                     )
                 })
                 .map_err(|e| match e {
-                    Broken::Stale => "stale".to_owned(),
+                    Broken::Unanswered => "unanswered".to_owned(),
                     e => e.to_string(),
                 });
             if let Some(prev) = &last {
@@ -466,13 +481,14 @@ mod tests {
             step: 4096,
         };
         let mut buf = Vec::new();
-        let (answer, reusable) = read_answer(&mut s, &mut buf).await.unwrap();
+        let (answer, reusable) = read_answer(&mut s, &mut buf, 1 << 20).await.unwrap();
         assert_eq!((answer.body.as_slice(), reusable), (&b"x"[..], false));
     }
 
     #[tokio::test]
     async fn broken_answers_are_errors() {
-        assert_eq!(read("").await, Err("stale".into()));
+        // Closed after the whole request went out: not retried (the packet may be relayed).
+        assert_eq!(read("").await, Err("unanswered".into()));
         for bad in [
             "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabc",
             "HTTP/1.1 200 OK\r\nContent-Le",
@@ -492,6 +508,7 @@ mod tests {
                 .unwrap()
                 .join("/relay")
                 .unwrap(),
+            1 << 20,
         )
         .unwrap();
         assert_eq!(u.addr, "router-east:8080");
@@ -499,13 +516,13 @@ mod tests {
             String::from_utf8(u.head.clone()).unwrap(),
             "POST /relay HTTP/1.1\r\nHost: router-east:8080\r\nContent-Type: application/json\r\n"
         );
-        let u = Upstream::new(&Url::parse("http://[::1]/x/relay?a=b").unwrap()).unwrap();
+        let u = Upstream::new(&Url::parse("http://[::1]/x/relay?a=b").unwrap(), 1 << 20).unwrap();
         assert_eq!(u.addr, "[::1]:80");
         assert!(
             String::from_utf8(u.head.clone())
                 .unwrap()
                 .starts_with("POST /x/relay?a=b HTTP/1.1\r\nHost: [::1]\r\n")
         );
-        assert!(Upstream::new(&Url::parse("https://x/relay").unwrap()).is_err());
+        assert!(Upstream::new(&Url::parse("https://x/relay").unwrap(), 1 << 20).is_err());
     }
 }

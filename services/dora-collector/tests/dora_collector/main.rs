@@ -4,6 +4,7 @@
 //! (`X-Gitlab-Token` carries the hook's secret token).
 
 mod heal;
+mod hostile;
 mod prometheus;
 mod resilience;
 mod support;

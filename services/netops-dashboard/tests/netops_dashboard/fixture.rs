@@ -117,10 +117,8 @@ async fn endpoints_against_static_router_fixtures() {
     let core_node = routers.iter().find(|r| r["name"] == "router-core").unwrap();
     assert_eq!(core_node["versions"], serde_json::json!(["0.1.0"]));
     let east_node = routers.iter().find(|r| r["name"] == "router-east").unwrap();
-    assert!(
-        east_node["error"].as_str().unwrap().contains("/metrics"),
-        "{east_node}"
-    );
+    // /api/topology is public: the kind of failure, never the URL or the library's text.
+    assert_eq!(east_node["error"], "not reachable", "{east_node}");
 
     let http = http();
     let get = |path: &'static str| {

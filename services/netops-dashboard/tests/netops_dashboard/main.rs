@@ -5,5 +5,6 @@
 mod bad_input;
 mod browser;
 mod fixture;
+mod hostile;
 mod prometheus;
 mod support;

@@ -96,6 +96,10 @@ impl Proc {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL and reap: the port is free when this returns.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

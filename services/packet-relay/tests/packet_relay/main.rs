@@ -1,6 +1,7 @@
 //! `packet-relay` as real processes on loopback (the binary cargo builds), with stand-in next
 //! hops written here and, for the canary scenarios, the sandbox's real Prometheus.
 
+mod abuse;
 mod canary;
 mod generator;
 mod http;
@@ -22,6 +23,9 @@ fn env_names_are_the_documented_ones() {
             common::env::RELAY_LISTEN_ADDR,
             common::env::RELAY_HOP_TIMEOUT_MS,
             common::env::RELAY_MAX_BODY_BYTES,
+            common::env::RELAY_MAX_CONNECTIONS,
+            common::env::RELAY_READ_TIMEOUT_MS,
+            common::env::RELAY_IDLE_TIMEOUT_MS,
             common::env::RELAY_SHUTDOWN_GRACE_SECS,
             common::env::APP_VERSION,
             common::env::GENERATOR_TARGET,
