@@ -113,13 +113,7 @@ pub async fn serve(settings: Settings, listener: tokio::net::TcpListener) -> any
         "netops-dashboard listening"
     );
     // Deadlines, a connection cap and a request concurrency limit (axum::serve sets none).
-    common::serve::serve(
-        listener,
-        server::router(app),
-        HTTP_LIMITS,
-        shutdown(),
-    )
-    .await;
+    common::serve::serve(listener, server::router(app), HTTP_LIMITS, shutdown()).await;
     poller.abort();
     Ok(())
 }
