@@ -391,7 +391,26 @@ impl Sandbox {
             .spawn()
             .with_context(|| format!("starting {name} ({})", program.display()))?;
         self.children.push((name.to_owned(), child));
+        // Recorded the moment it starts: an interrupted `up` leaves nothing `down` cannot find.
+        self.record_processes(false)?;
         Ok(log)
+    }
+
+    /// Writes `state.json`: every process started so far, and whether `up` completed.
+    fn record_processes(&self, complete: bool) -> anyhow::Result<()> {
+        let pids: Vec<Value> = self
+            .children
+            .iter()
+            .map(|(name, child)| json!({"name": name, "pid": child.id()}))
+            .collect();
+        let state = self.dir.join("state.json");
+        let partial = self.dir.join("state.json.partial");
+        fs::write(
+            &partial,
+            serde_json::to_string_pretty(&json!({"processes": pids, "complete": complete}))?,
+        )?;
+        fs::rename(&partial, &state)?;
+        Ok(())
     }
 
     async fn start_standins(&mut self) -> anyhow::Result<()> {
@@ -506,7 +525,14 @@ impl Sandbox {
         wait_until("etcd", Duration::from_secs(30), &etcd_log, || {
             http_ok(&http, &health, None)
         })
-        .await?;
+        .await
+        .with_context(|| {
+            format!(
+                "if another etcd holds the lock on {} (an interrupted `sandbox up`), `sandbox down` stops every process left in {}",
+                self.dir.join("etcd").display(),
+                self.dir.display()
+            )
+        })?;
 
         let sa_key = SigningKey::generate()?;
         write_private(&self.dir.join("sa.key"), sa_key.private_pem().as_bytes())?;
@@ -735,16 +761,7 @@ impl Sandbox {
             text.push_str(&format!("{key}={value}\n"));
         }
         write_private(&self.env_file(), text.as_bytes())?;
-        let pids: Vec<Value> = self
-            .children
-            .iter()
-            .map(|(name, child)| json!({"name": name, "pid": child.id()}))
-            .collect();
-        fs::write(
-            self.dir.join("state.json"),
-            serde_json::to_string_pretty(&json!({"processes": pids}))?,
-        )?;
-        Ok(())
+        self.record_processes(true)
     }
 
     /// Leaves everything running (for `sandbox up`); `sandbox down` stops it from `state.json`.
@@ -777,13 +794,33 @@ impl Drop for Sandbox {
     }
 }
 
-/// Stops a detached sandbox from its `state.json` and removes its directory.
+/// Processes running in `dir` (every server of a sandbox runs with its directory as working
+/// directory): what an interrupted `up` may have started but not yet recorded.
+pub fn processes_in(dir: &Path) -> Vec<u32> {
+    let Ok(dir) = fs::canonicalize(dir) else {
+        return Vec::new();
+    };
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != std::process::id())
+        .filter(|pid| fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir))
+        .collect()
+}
+
+/// Stops a sandbox from its `state.json` — complete or left by an interrupted `up` — and any
+/// other process still running in its directory, then removes the directory. The number of
+/// processes stopped.
 pub fn down(dir: &Path) -> anyhow::Result<usize> {
     let state = dir.join("state.json");
-    let Ok(text) = fs::read_to_string(&state) else {
+    let text = fs::read_to_string(&state).unwrap_or_else(|_| r#"{"processes": []}"#.into());
+    let state: Value = serde_json::from_str(&text).unwrap_or_else(|_| json!({"processes": []}));
+    if !dir.exists() {
         return Ok(0);
-    };
-    let state: Value = serde_json::from_str(&text)?;
+    }
     let mut stopped = 0;
     // The NetOps Arcade the driver starts beside a sandbox (`demo-apps local`, phase 18) stops
     // its routers and dashboard on SIGTERM.
@@ -829,6 +866,33 @@ pub fn down(dir: &Path) -> anyhow::Result<usize> {
                 .stderr(Stdio::null())
                 .status();
         }
+    }
+    // Whatever an interrupted `up` started and had not recorded yet.
+    let recorded: Vec<u64> = state["processes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["pid"].as_u64())
+        .collect();
+    let unrecorded: Vec<u32> = processes_in(dir)
+        .into_iter()
+        .filter(|pid| !recorded.contains(&u64::from(*pid)))
+        .collect();
+    for pid in &unrecorded {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(pid.to_string())
+            .stderr(Stdio::null())
+            .status();
+    }
+    stopped += unrecorded.len();
+    // Killed processes are gone once reaped; wait (bounded) so the next `up` finds the etcd
+    // lock free.
+    for _ in 0..50 {
+        if processes_in(dir).is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
     fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
     Ok(stopped)

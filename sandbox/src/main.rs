@@ -118,14 +118,16 @@ mod sandbox_cli {
         let Ok(state) = serde_json::from_str::<serde_json::Value>(&text) else {
             return false;
         };
-        state["processes"].as_array().is_some_and(|p| {
-            !p.is_empty()
-                && p.iter().all(|proc| {
-                    proc["pid"]
-                        .as_u64()
-                        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
-                })
-        })
+        // `complete` is written last by `up`: a state without it is an interrupted `up`.
+        state["complete"].as_bool() == Some(true)
+            && state["processes"].as_array().is_some_and(|p| {
+                !p.is_empty()
+                    && p.iter().all(|proc| {
+                        proc["pid"]
+                            .as_u64()
+                            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+                    })
+            })
     }
 
     fn print_env(dir: &Path) -> anyhow::Result<()> {
@@ -143,6 +145,31 @@ mod sandbox_cli {
         Ok(())
     }
 
+    /// SIGINT and SIGTERM, caught from the start of `up` on (before its directory exists), so
+    /// that an interruption at any moment stops what `up` started.
+    struct Interruptions {
+        int: tokio::signal::unix::Signal,
+        term: tokio::signal::unix::Signal,
+    }
+
+    impl Interruptions {
+        fn catch() -> anyhow::Result<Self> {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                int: signal(SignalKind::interrupt()).context("catching SIGINT")?,
+                term: signal(SignalKind::terminate()).context("catching SIGTERM")?,
+            })
+        }
+
+        /// The next SIGINT or SIGTERM, by name.
+        async fn next(&mut self) -> &'static str {
+            tokio::select! {
+                _ = self.int.recv() => "SIGINT",
+                _ = self.term.recv() => "SIGTERM",
+            }
+        }
+    }
+
     pub async fn run(action: Action, dir: &Path) -> anyhow::Result<()> {
         match action {
             Action::Up {
@@ -150,22 +177,40 @@ mod sandbox_cli {
                 vault,
                 prometheus,
             } => {
+                let mut interruptions = Interruptions::catch()?;
                 if is_up(dir) {
                     eprintln!("sandbox already up in {}", dir.display());
                     return print_env(dir);
                 }
-                if dir.join("state.json").exists() {
-                    sandbox::down(dir)?;
+                // What an interrupted or crashed `up` left: its recorded processes and anything
+                // else still running in the directory (an etcd holding its lock).
+                if dir.join("state.json").exists() || !sandbox::processes_in(dir).is_empty() {
+                    let stopped = sandbox::down(dir)?;
+                    eprintln!(
+                        "sandbox: cleaned up what an interrupted `sandbox up` left in {} ({stopped} process(es) stopped)",
+                        dir.display()
+                    );
                 }
                 let started = std::time::Instant::now();
-                let sandbox = Sandbox::start(Options {
+                let starting = Sandbox::start(Options {
                     kube,
                     vault,
                     prometheus,
                     dir: Some(dir.to_path_buf()),
                     detached: true,
-                })
-                .await?;
+                });
+                // Ctrl-C or SIGTERM while starting: stop everything started so far (each
+                // process is recorded the moment it starts), then report the interruption.
+                let sandbox = tokio::select! {
+                    started = starting => started?,
+                    signal = interruptions.next() => {
+                        let stopped = sandbox::down(dir)?;
+                        bail!(
+                            "sandbox up interrupted by {signal}: stopped the {stopped} process(es) it had started and removed {}; run `sandbox up` again",
+                            dir.display()
+                        );
+                    }
+                };
                 eprintln!(
                     "sandbox up in {:.1}s ({}); stop it with `sandbox down`",
                     started.elapsed().as_secs_f64(),

@@ -26,7 +26,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{OriginalUri, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -209,7 +209,41 @@ async fn require_admin(State(s): State<HarborState>, request: Request, next: Nex
 
 type Q = Query<BTreeMap<String, String>>;
 
-fn page<T: Clone>(items: &[T], q: &BTreeMap<String, String>) -> Vec<T> {
+/// One page of a list as Harbor answers it: the items, `X-Total-Count`, and a `Link` header
+/// with `prev` and `next` built from the request's own path and query, relative, joined by
+/// " , " (Harbor's `BaseAPI.Links` and `lib.Links.String`, vendored in
+/// sandbox/fixtures/harbor-links/). A client that resolves these against the API base instead
+/// of the page gets `/api/v2.0/api/v2.0/…`.
+fn paged(items: &[Value], q: &BTreeMap<String, String>, uri: &axum::http::Uri) -> Response {
+    let (size, number) = page_of(q);
+    let total = items.len();
+    let link = |page: usize| {
+        let mut query: BTreeMap<String, String> = q.clone();
+        query.insert("page".into(), page.to_string());
+        query.insert("page_size".into(), size.to_string());
+        // url.Values.Encode sorts by key; Harbor then unescapes the query.
+        let encoded: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("<{}?{}>", uri.path(), encoded.join("&"))
+    };
+    let mut links = Vec::new();
+    if number > 1 && (number - 1) * size < total {
+        links.push(format!("{}; rel=\"prev\"", link(number - 1)));
+    }
+    if size * number < total {
+        links.push(format!("{}; rel=\"next\"", link(number + 1)));
+    }
+    let mut response = Json(page(items, q)).into_response();
+    let headers = response.headers_mut();
+    headers.insert("x-total-count", HeaderValue::from(total));
+    if !links.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&links.join(" , ")) {
+            headers.insert("link", v);
+        }
+    }
+    response
+}
+
+fn page_of(q: &BTreeMap<String, String>) -> (usize, usize) {
     let size = q
         .get("page_size")
         .and_then(|v| v.parse().ok())
@@ -220,6 +254,11 @@ fn page<T: Clone>(items: &[T], q: &BTreeMap<String, String>) -> Vec<T> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1usize)
         .max(1);
+    (size, page)
+}
+
+fn page<T: Clone>(items: &[T], q: &BTreeMap<String, String>) -> Vec<T> {
+    let (size, page) = page_of(q);
     items
         .iter()
         .skip((page - 1) * size)
@@ -234,7 +273,11 @@ fn by_name(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v == "true")
 }
 
-async fn list_projects(State(s): State<HarborState>, Query(q): Q) -> Response {
+async fn list_projects(
+    State(s): State<HarborState>,
+    OriginalUri(uri): OriginalUri,
+    Query(q): Q,
+) -> Response {
     let d = s.lock();
     let all: Vec<Value> = d
         .projects
@@ -242,7 +285,7 @@ async fn list_projects(State(s): State<HarborState>, Query(q): Q) -> Response {
         .filter(|p| q.get("name").is_none_or(|n| p.name.contains(n.as_str())))
         .map(HarborData::project_json)
         .collect();
-    Json(page(&all, &q)).into_response()
+    paged(&all, &q, &uri)
 }
 
 async fn create_project(State(s): State<HarborState>, Json(body): Json<Value>) -> Response {
@@ -377,13 +420,14 @@ async fn update_retention(
 
 async fn list_immutable(
     State(s): State<HarborState>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     Path(p): Path<String>,
     Query(q): Q,
 ) -> Response {
     let d = s.lock();
     match d.find_project(&p, by_name(&headers)) {
-        Some(id) => Json(page(&d.projects[&id].immutable_rules, &q)).into_response(),
+        Some(id) => paged(&d.projects[&id].immutable_rules, &q, &uri),
         None => error(StatusCode::NOT_FOUND, "NOT_FOUND", "project not found"),
     }
 }
@@ -442,7 +486,11 @@ async fn update_immutable(
     }
 }
 
-async fn list_robots(State(s): State<HarborState>, Query(q): Q) -> Response {
+async fn list_robots(
+    State(s): State<HarborState>,
+    OriginalUri(uri): OriginalUri,
+    Query(q): Q,
+) -> Response {
     let d = s.lock();
     // `q=name=~x` is a fuzzy match; `q=name=x` an exact one (swagger: parameter `q`).
     let filter = q.get("q").cloned().unwrap_or_default();
@@ -457,7 +505,7 @@ async fn list_robots(State(s): State<HarborState>, Query(q): Q) -> Response {
         })
         .map(HarborData::robot_json)
         .collect();
-    Json(page(&all, &q)).into_response()
+    paged(&all, &q, &uri)
 }
 
 async fn create_robot(State(s): State<HarborState>, Json(body): Json<Value>) -> Response {
@@ -594,14 +642,18 @@ async fn refresh_secret(
     Json(json!({"secret": robot.secret})).into_response()
 }
 
-async fn list_scanners(State(s): State<HarborState>, Query(q): Q) -> Response {
+async fn list_scanners(
+    State(s): State<HarborState>,
+    OriginalUri(uri): OriginalUri,
+    Query(q): Q,
+) -> Response {
     let d = s.lock();
     let all: Vec<Value> = d
         .scanners
         .values()
         .map(|r| r.registration.clone())
         .collect();
-    Json(page(&all, &q)).into_response()
+    paged(&all, &q, &uri)
 }
 
 async fn scanner_metadata(State(s): State<HarborState>, Path(uuid): Path<String>) -> Response {
@@ -729,6 +781,7 @@ fn policy_checks(body: &Value) -> Option<Response> {
 
 async fn list_webhooks(
     State(s): State<HarborState>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     Path(p): Path<String>,
     Query(q): Q,
@@ -743,7 +796,7 @@ async fn list_webhooks(
         .filter(|w| w["project_id"] == project)
         .cloned()
         .collect();
-    Json(page(&all, &q)).into_response()
+    paged(&all, &q, &uri)
 }
 
 async fn create_webhook(

@@ -45,6 +45,14 @@ pub struct Fault {
     /// How many requests to affect (all when absent).
     #[serde(default)]
     pub times: Option<u32>,
+    /// `Location` to send with a 3xx `status`: a redirect, possibly to another origin (a hostile
+    /// or misconfigured proxy in front of the server).
+    #[serde(default)]
+    pub location: Option<String>,
+    /// A `Link` header replacing the served answer's (with `status` 0): a next-page link to
+    /// another origin, as a proxy rewriting links would send.
+    #[serde(default)]
+    pub link: Option<String>,
 }
 
 /// Request counters of one stand-in.
@@ -118,7 +126,9 @@ async fn count_and_inject(
     if path.starts_with("/__sandbox/") {
         return next.run(request).await;
     }
-    if let Some(fault) = control.take_fault(&method, &path) {
+    let fault = control.take_fault(&method, &path);
+    let link = fault.as_ref().and_then(|f| f.link.clone());
+    if let Some(fault) = fault {
         if fault.latency_ms > 0 {
             tokio::time::sleep(Duration::from_millis(fault.latency_ms)).await;
         }
@@ -135,10 +145,20 @@ async fn count_and_inject(
                     .headers_mut()
                     .insert("retry-after", HeaderValue::from(secs));
             }
+            if let Some(location) = fault
+                .location
+                .as_deref()
+                .and_then(|l| HeaderValue::from_str(l).ok())
+            {
+                response.headers_mut().insert("location", location);
+            }
             return response;
         }
     }
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    if let Some(link) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert("link", link);
+    }
     // Count what the server actually served (a write is any non-GET that reached a handler).
     let write = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
     if write {

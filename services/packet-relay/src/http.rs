@@ -159,21 +159,21 @@ pub trait Handler: Send + Sync + 'static {
 
 /// The parsed head of a request (each flag is an independent fact of the head).
 #[allow(clippy::struct_excessive_bools)]
-struct Head {
-    len: usize,
-    method: Method,
-    path: Path,
-    budget_ms: Option<u64>,
-    content_length: Option<usize>,
-    chunked: bool,
+pub(crate) struct Head {
+    pub(crate) len: usize,
+    pub(crate) method: Method,
+    pub(crate) path: Path,
+    pub(crate) budget_ms: Option<u64>,
+    pub(crate) content_length: Option<usize>,
+    pub(crate) chunked: bool,
     /// A `Transfer-Encoding` without `chunked` last: the length cannot be known (400).
-    unknown_length: bool,
-    expect_continue: bool,
-    keep_alive: bool,
+    pub(crate) unknown_length: bool,
+    pub(crate) expect_continue: bool,
+    pub(crate) keep_alive: bool,
 }
 
 /// The head of a request, once complete; an error says why it is malformed.
-fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
+pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut request = httparse::Request::new(&mut headers);
     let status = request.parse(buf).map_err(|e| e.to_string())?;

@@ -12,6 +12,8 @@ pub mod hops;
 pub mod http;
 pub mod metrics;
 pub mod packet;
+#[cfg(test)]
+mod proptests;
 pub mod server;
 pub mod upstream;
 

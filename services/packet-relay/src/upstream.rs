@@ -48,7 +48,7 @@ pub struct Answer {
 
 /// A failed exchange on one connection.
 #[derive(Debug)]
-enum Broken {
+pub(crate) enum Broken {
     /// Writing the request failed: a kept-alive connection the next hop had closed meanwhile.
     /// The request never reached it whole, so it is safe to send again on a new connection.
     Stale,
@@ -297,7 +297,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, Broken> {
 
 /// Reads one answer from `stream` (which may have been read ahead into `buf`); the answer and
 /// whether the connection can carry another request.
-async fn read_answer<S: AsyncRead + Unpin + Send>(
+pub(crate) async fn read_answer<S: AsyncRead + Unpin + Send>(
     stream: &mut S,
     buf: &mut Vec<u8>,
     max_body: usize,

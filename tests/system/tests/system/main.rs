@@ -9,6 +9,8 @@
 //! against a real registry. Steps run in order in one test (they share one sandbox); a failing
 //! step does not hide the others: every failure is reported at the end.
 
+// Not a journey step: the shared clients against hostile stand-in answers.
+mod clients;
 mod ephemeral;
 mod images;
 mod jobs;
