@@ -419,7 +419,7 @@ impl Sandbox {
             let ports = [free_port()?, free_port()?, free_port()?, free_port()?];
             let exe = std::env::current_exe()?;
             let args = vec![
-                "serve-standins".to_owned(),
+                STANDINS_SUBCOMMAND.to_owned(),
                 "--dir".to_owned(),
                 self.dir.display().to_string(),
                 "--ports".to_owned(),
@@ -794,8 +794,26 @@ impl Drop for Sandbox {
     }
 }
 
-/// Processes running in `dir` (every server of a sandbox runs with its directory as working
-/// directory): what an interrupted `up` may have started but not yet recorded.
+/// The programs a sandbox starts (argv[0]'s file name), and the stand-ins' own subcommand: only
+/// these are ever stopped by working directory, never a shell someone left in the directory.
+const SANDBOX_PROGRAMS: &[&str] = &["etcd", "kube-apiserver", "bao", "prometheus"];
+const STANDINS_SUBCOMMAND: &str = "serve-standins";
+
+fn is_sandbox_program(pid: u32) -> bool {
+    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let mut args = cmdline.split(|b| *b == 0).map(String::from_utf8_lossy);
+    let program = args.next().unwrap_or_default();
+    let name = Path::new(program.as_ref())
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    SANDBOX_PROGRAMS.contains(&name.as_str()) || args.any(|a| a == STANDINS_SUBCOMMAND)
+}
+
+/// The sandbox's servers running in `dir` (every server runs with the sandbox's directory as its
+/// working directory): what an interrupted `up` may have started but not yet recorded.
 pub fn processes_in(dir: &Path) -> Vec<u32> {
     let Ok(dir) = fs::canonicalize(dir) else {
         return Vec::new();
@@ -808,6 +826,7 @@ pub fn processes_in(dir: &Path) -> Vec<u32> {
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| *pid != std::process::id())
         .filter(|pid| fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir))
+        .filter(|pid| is_sandbox_program(*pid))
         .collect()
 }
 

@@ -181,8 +181,21 @@ fn an_interrupted_up_is_cleaned_and_the_next_up_works() {
                 down_log.trim(),
                 begun.elapsed().as_secs_f64()
             ));
+            // Someone's shell (here a `sleep`) left in the directory is not the sandbox's:
+            // `down` stops only the programs a sandbox starts.
+            let mut bystander = Command::new("sleep")
+                .arg("300")
+                .current_dir(&dir)
+                .spawn()
+                .unwrap();
             let (down, down_log) = run(&dir, &["down"], Duration::from_secs(60));
             assert_eq!(down, Some(0), "{down_log}");
+            assert!(
+                bystander.try_wait().unwrap().is_none(),
+                "down killed a process that is not the sandbox's"
+            );
+            let _ = bystander.kill();
+            let _ = bystander.wait();
             assert!(processes_of(&dir).is_empty());
         }
     }
