@@ -11,7 +11,7 @@
 //! - `$NAME` reads a key set earlier in the file, else the process environment, else is empty.
 //!
 //! Anything else bash would run or expand differently — command substitution, `${NAME:-x}` and
-//! the other operators, `$1`, `$'…'`, `~user`, an unquoted space, `;`, `|`, `&`, `<`, `>`,
+//! the other operators, `$1`, `$UID` and the other variables bash sets itself, `$'…'`, `~user`, an unquoted space, `;`, `|`, `&`, `<`, `>`,
 //! parentheses — is one clear error naming the line and the fix. The product never runs bash to
 //! read the file; the tests compare every case with bash's own reading.
 
@@ -56,6 +56,32 @@ struct Parser<'a> {
     vars: BTreeMap<String, String>,
     lookup: &'a dyn Fn(&str) -> Option<String>,
 }
+
+/// Variables bash sets or computes itself (bash(1), "Shell Variables"): `$UID` in the file means
+/// bash's value to `deploy-cluster.sh`, whatever the environment holds. `BASH*` too.
+const BASH_OWN_VARIABLES: &[&str] = &[
+    "_",
+    "RANDOM",
+    "SRANDOM",
+    "SECONDS",
+    "LINENO",
+    "UID",
+    "EUID",
+    "PPID",
+    "GROUPS",
+    "HOSTNAME",
+    "HOSTTYPE",
+    "OSTYPE",
+    "MACHTYPE",
+    "SHLVL",
+    "SHELLOPTS",
+    "FUNCNAME",
+    "EPOCHSECONDS",
+    "EPOCHREALTIME",
+    "OPTIND",
+    "IFS",
+    "PS4",
+];
 
 fn is_name_start(c: char) -> bool {
     c.is_ascii_alphabetic() || c == '_'
@@ -236,7 +262,8 @@ impl Parser<'_> {
                     self.bump();
                     match self.peek() {
                         None | Some('/' | ':' | ' ' | '\t' | '\n') => {
-                            out.push_str(&(self.lookup)("HOME").unwrap_or_default());
+                            // bash's tilde reads HOME as it stands, set earlier in the file too.
+                            out.push_str(&self.var("HOME"));
                         }
                         Some(_) => {
                             return Self::fail(
@@ -318,7 +345,7 @@ impl Parser<'_> {
         match self.peek() {
             Some(c) if is_name_start(c) => {
                 let name = self.name();
-                out.push_str(&self.var(&name));
+                out.push_str(&self.expand(line, key, &name)?);
             }
             Some('{') => {
                 self.bump();
@@ -332,7 +359,7 @@ impl Parser<'_> {
                     );
                 }
                 self.bump();
-                out.push_str(&self.var(&name));
+                out.push_str(&self.expand(line, key, &name)?);
             }
             Some('(') => {
                 return Self::fail(
@@ -358,6 +385,18 @@ impl Parser<'_> {
             _ => out.push('$'),
         }
         Ok(())
+    }
+
+    /// `$name` as bash expands it, refusing the variables bash sets itself (its value would be
+    /// bash's, not the file's or the environment's).
+    fn expand(&self, line: usize, key: &str, name: &str) -> Result<String, EnvFileError> {
+        if BASH_OWN_VARIABLES.contains(&name) || name.starts_with("BASH") {
+            return Self::fail(
+                line,
+                format!("{key}: ${name} is a variable bash sets itself: write the value itself"),
+            );
+        }
+        Ok(self.var(name))
     }
 
     fn var(&self, name: &str) -> String {
@@ -410,6 +449,8 @@ mod tests {
         ("export B", &["B"]),
         ("A=\"it's\"", &["A"]),
         ("A='say \"hi\"'", &["A"]),
+        // Tilde reads HOME as the file left it.
+        ("HOME=/srv/ops\nA=~/kube/config:~/b", &["A"]),
     ];
 
     fn lookup(name: &str) -> Option<String> {
@@ -485,6 +526,10 @@ mod tests {
             ("A=\"never closed", 1, "never closed"),
             ("1A=x", 1, "not KEY=value"),
             ("A=ok\nB=(array)", 2, "shell syntax"),
+            ("A=$UID", 1, "bash sets itself"),
+            ("A=\"${RANDOM}\"", 1, "bash sets itself"),
+            ("A=$BASH_VERSION", 1, "bash sets itself"),
+            ("A=$_", 1, "bash sets itself"),
         ] {
             let e = parse(text, &lookup).unwrap_err();
             assert_eq!(e.line, line, "{text:?}: {e}");

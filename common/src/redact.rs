@@ -107,30 +107,50 @@ fn mask_words(text: &str, secret: &str) -> String {
 }
 
 /// `text` with the user info of every URL in it (`scheme://user:password@host`) replaced by
-/// [`MASK`]: a credential in a URL is masked whether or not it was ever registered.
+/// [`MASK`]: a credential in a URL is masked whether or not it was ever registered. A password
+/// written with a raw `/`, `?` or `#` (not percent-encoded, as people do write them) is masked to
+/// its `@` too: after `user:` comes something that is not a port.
 fn mask_url_userinfo(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find("://") {
         let (before, after) = rest.split_at(i + 3);
         out.push_str(before);
-        let end = after
+        // The URL as written: up to a space or a closing quote or bracket.
+        let span = after
             .find(|c: char| {
-                matches!(
-                    c,
-                    '/' | '?' | '#' | '"' | '\'' | '<' | '>' | '`' | ')' | ']' | ','
-                ) || c.is_whitespace()
+                matches!(c, '"' | '\'' | '<' | '>' | '`' | ')' | ']' | ',') || c.is_whitespace()
             })
             .unwrap_or(after.len());
-        let authority = &after[..end];
-        match authority.rfind('@') {
+        let authority_end = after[..span].find(['/', '?', '#']).unwrap_or(span);
+        let authority = &after[..authority_end];
+        let userinfo_end = authority.rfind('@').or_else(|| {
+            // `user:pa/ss@host`: a colon whose next character is not a port's digit, and an
+            // `@` later in the URL.
+            let (user, after_colon) = authority.split_once(':')?;
+            let looks_like_password = !user.is_empty()
+                && !after_colon.starts_with(|c: char| c.is_ascii_digit())
+                && authority_end < span;
+            looks_like_password
+                .then(|| {
+                    after[authority_end..span]
+                        .find('@')
+                        .map(|at| authority_end + at)
+                })
+                .flatten()
+        });
+        let end = match userinfo_end {
             Some(at) => {
                 out.push_str(MASK);
-                out.push_str(&authority[at..]);
+                at
             }
-            None => out.push_str(authority),
-        }
+            None => 0,
+        };
         rest = &after[end..];
+        // Copy the rest of this URL's authority as is (it holds no further `://`).
+        let copied = authority_end.saturating_sub(end).min(rest.len());
+        out.push_str(&rest[..copied]);
+        rest = &rest[copied..];
     }
     out.push_str(rest);
     out
@@ -247,6 +267,27 @@ mod tests {
             redact("see https://a.example/b@c"),
             "see https://a.example/b@c"
         );
+        assert_eq!(
+            redact("https://host:8080/b@c and https://a.example/x?u=a:b@c"),
+            "https://host:8080/b@c and https://a.example/x?u=a:b@c"
+        );
+        // Passwords with raw `/`, `?`, `#`, `@`, as people write them in settings.
+        for (url, masked) in [
+            (
+                "postgres://dora:p/ss@db:5432/dora",
+                "postgres://(sensitive)@db:5432/dora",
+            ),
+            (
+                "https://ci:p#w?d@gitlab.example.com/api",
+                "https://(sensitive)@gitlab.example.com/api",
+            ),
+            (
+                "https://ci:p@ss@gitlab.example.com/",
+                "https://(sensitive)@gitlab.example.com/",
+            ),
+        ] {
+            assert_eq!(redact(url), masked, "{url}");
+        }
     }
 
     #[test]

@@ -236,7 +236,7 @@ impl Sandbox {
     pub async fn start(options: Options) -> anyhow::Result<Self> {
         common::cli::install_crypto_provider();
         let (dir, temp) = if let Some(dir) = &options.dir {
-            fs::create_dir_all(dir)?;
+            claim_dir(dir)?;
             (dir.clone(), None)
         } else {
             let temp = tempfile::Builder::new().prefix("cicd-sandbox-").tempdir()?;
@@ -794,7 +794,42 @@ impl Drop for Sandbox {
     }
 }
 
-/// The programs a sandbox starts (argv[0]'s file name), and the stand-ins' own subcommand: only
+/// The file that marks a directory as a sandbox's: `down` removes only a directory that has it,
+/// and `up` starts only in a new or empty directory or one that has it.
+pub const DIR_MARKER: &str = ".cicd-sandbox";
+
+/// Whether `dir` is a sandbox's: it has the marker, or the layout of a sandbox made before the
+/// marker existed (`state.json` and `logs/`).
+pub fn is_sandbox_dir(dir: &Path) -> bool {
+    dir.join(DIR_MARKER).is_file()
+        || (dir.join("state.json").is_file() && dir.join("logs").is_dir())
+}
+
+/// Makes `dir` the sandbox's: creates it and writes the marker, refusing a directory that holds
+/// someone else's files (`sandbox --dir . up` in a repository must not end in `down` removing it).
+fn claim_dir(dir: &Path) -> anyhow::Result<()> {
+    let foreign = dir.is_dir()
+        && !is_sandbox_dir(dir)
+        && fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .next()
+            .is_some();
+    if foreign {
+        anyhow::bail!(
+            "refusing to start a sandbox in {}: it holds files that are not a sandbox's (no {DIR_MARKER}), and `sandbox down` removes its directory; choose a new or empty directory with --dir or CICD_SANDBOX_DIR",
+            dir.display()
+        );
+    }
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs::write(
+        dir.join(DIR_MARKER),
+        "This directory is a cicd-buildout sandbox's: `sandbox down` stops its servers and removes it.\n",
+    )
+    .with_context(|| format!("marking {}", dir.display()))?;
+    Ok(())
+}
+
+/// The programs a sandbox starts (argv[0]'s file name, possibly with `-v<version>`), and the stand-ins' own subcommand: only
 /// these are ever stopped by working directory, never a shell someone left in the directory.
 const SANDBOX_PROGRAMS: &[&str] = &["etcd", "kube-apiserver", "bao", "prometheus"];
 const STANDINS_SUBCOMMAND: &str = "serve-standins";
@@ -809,7 +844,38 @@ fn is_sandbox_program(pid: u32) -> bool {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    SANDBOX_PROGRAMS.contains(&name.as_str()) || args.any(|a| a == STANDINS_SUBCOMMAND)
+    // The binaries are cached under versioned names (`kube-apiserver-v1.20.2`).
+    SANDBOX_PROGRAMS
+        .iter()
+        .any(|p| name == *p || name.strip_prefix(p).is_some_and(|v| v.starts_with("-v")))
+        || args.any(|a| a == STANDINS_SUBCOMMAND)
+}
+
+/// Whether `pid` is one of the sandbox's servers in `dir` (a sandbox program whose working
+/// directory is `dir`): a PID in `state.json` may since have been reused by another process.
+fn runs_in(pid: u32, dir: &Path) -> bool {
+    fs::canonicalize(dir)
+        .is_ok_and(|dir| fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir))
+        && is_sandbox_program(pid)
+}
+
+/// Whether `pid` has exited: gone, or a zombie waiting for its parent (it holds no files).
+fn has_exited(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        // The state follows the command name, which is in parentheses and may hold spaces.
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+    })
+}
+
+/// Whether `pid` is the NetOps Arcade (`demo-apps local`) the driver started beside the sandbox.
+fn is_arcade(pid: u32) -> bool {
+    fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+        let program = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+        Path::new(&*String::from_utf8_lossy(program))
+            .file_name()
+            .is_some_and(|n| n == "demo-apps")
+    })
 }
 
 /// The sandbox's servers running in `dir` (every server runs with the sandbox's directory as its
@@ -830,20 +896,35 @@ pub fn processes_in(dir: &Path) -> Vec<u32> {
         .collect()
 }
 
+/// What `down` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped {
+    /// Processes stopped.
+    pub processes: usize,
+    /// Whether the directory was removed (only a sandbox's own is: [`DIR_MARKER`]).
+    pub removed: bool,
+}
+
 /// Stops a sandbox from its `state.json` — complete or left by an interrupted `up` — and any
-/// other process still running in its directory, then removes the directory. The number of
-/// processes stopped.
-pub fn down(dir: &Path) -> anyhow::Result<usize> {
+/// other of its servers still running in its directory, then removes the directory if it is a
+/// sandbox's ([`is_sandbox_dir`]). A recorded PID is stopped only while it is still a sandbox
+/// server in this directory (PIDs are reused).
+pub fn down(dir: &Path) -> anyhow::Result<Stopped> {
     let state = dir.join("state.json");
     let text = fs::read_to_string(&state).unwrap_or_else(|_| r#"{"processes": []}"#.into());
     let state: Value = serde_json::from_str(&text).unwrap_or_else(|_| json!({"processes": []}));
     if !dir.exists() {
-        return Ok(0);
+        return Ok(Stopped {
+            processes: 0,
+            removed: false,
+        });
     }
     let mut stopped = 0;
     // The NetOps Arcade the driver starts beside a sandbox (`demo-apps local`, phase 18) stops
     // its routers and dashboard on SIGTERM.
-    if let Ok(pid) = fs::read_to_string(dir.join("arcade/arcade.pid")) {
+    if let Ok(pid) = fs::read_to_string(dir.join("arcade/arcade.pid"))
+        && pid.trim().parse::<u32>().is_ok_and(is_arcade)
+    {
         let status = Command::new("kill")
             .args(["-TERM", pid.trim()])
             .stderr(Stdio::null())
@@ -864,21 +945,33 @@ pub fn down(dir: &Path) -> anyhow::Result<usize> {
             }
         }
     }
-    for process in state["processes"].as_array().into_iter().flatten().rev() {
-        if let Some(pid) = process["pid"].as_u64() {
-            let status = Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .stderr(Stdio::null())
-                .status();
-            if status.is_ok_and(|s| s.success()) {
-                stopped += 1;
-            }
+    // Only the recorded PIDs that are still this sandbox's servers.
+    let recorded: Vec<u32> = state["processes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| u32::try_from(p["pid"].as_u64()?).ok())
+        .collect();
+    let ours: Vec<u32> = recorded
+        .iter()
+        .copied()
+        .filter(|pid| runs_in(*pid, dir))
+        .collect();
+    for pid in ours.iter().rev() {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .stderr(Stdio::null())
+            .status();
+        if status.is_ok_and(|s| s.success()) {
+            stopped += 1;
         }
     }
-    std::thread::sleep(Duration::from_millis(500));
-    for process in state["processes"].as_array().into_iter().flatten() {
-        if let Some(pid) = process["pid"].as_u64() {
+    if !ours.is_empty() {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for pid in &ours {
+        if runs_in(*pid, dir) {
             let _ = Command::new("kill")
                 .arg("-KILL")
                 .arg(pid.to_string())
@@ -887,15 +980,9 @@ pub fn down(dir: &Path) -> anyhow::Result<usize> {
         }
     }
     // Whatever an interrupted `up` started and had not recorded yet.
-    let recorded: Vec<u64> = state["processes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p["pid"].as_u64())
-        .collect();
     let unrecorded: Vec<u32> = processes_in(dir)
         .into_iter()
-        .filter(|pid| !recorded.contains(&u64::from(*pid)))
+        .filter(|pid| !recorded.contains(pid))
         .collect();
     for pid in &unrecorded {
         let _ = Command::new("kill")
@@ -907,14 +994,23 @@ pub fn down(dir: &Path) -> anyhow::Result<usize> {
     stopped += unrecorded.len();
     // Killed processes are gone once reaped; wait (bounded) so the next `up` finds the etcd
     // lock free.
+    // Waited on by PID: a process in the middle of exiting has no command line any more, so
+    // `processes_in` no longer sees it while it still holds its files.
+    let killed: Vec<u32> = ours.iter().chain(&unrecorded).copied().collect();
     for _ in 0..50 {
-        if processes_in(dir).is_empty() {
+        if killed.iter().all(|pid| has_exited(*pid)) && processes_in(dir).is_empty() {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
-    Ok(stopped)
+    let removed = is_sandbox_dir(dir);
+    if removed {
+        fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    Ok(Stopped {
+        processes: stopped,
+        removed,
+    })
 }
 
 /// What a phase binary printed, and its exit code (test support).

@@ -187,8 +187,9 @@ mod sandbox_cli {
                 if dir.join("state.json").exists() || !sandbox::processes_in(dir).is_empty() {
                     let stopped = sandbox::down(dir)?;
                     eprintln!(
-                        "sandbox: cleaned up what an interrupted `sandbox up` left in {} ({stopped} process(es) stopped)",
-                        dir.display()
+                        "sandbox: cleaned up what an interrupted `sandbox up` left in {} ({} process(es) stopped)",
+                        dir.display(),
+                        stopped.processes
                     );
                 }
                 let started = std::time::Instant::now();
@@ -206,8 +207,9 @@ mod sandbox_cli {
                     signal = interruptions.next() => {
                         let stopped = sandbox::down(dir)?;
                         bail!(
-                            "sandbox up interrupted by {signal}: stopped the {stopped} process(es) it had started and removed {}; run `sandbox up` again",
-                            dir.display()
+                            "sandbox up interrupted by {signal}: stopped the {} process(es) it had started{}; run `sandbox up` again",
+                            stopped.processes,
+                            if stopped.removed { format!(" and removed {}", dir.display()) } else { String::new() }
                         );
                     }
                 };
@@ -222,7 +224,16 @@ mod sandbox_cli {
             Action::Env => print_env(dir),
             Action::Down => {
                 let stopped = sandbox::down(dir)?;
-                eprintln!("sandbox down: {stopped} process(es) stopped");
+                if stopped.removed || !dir.exists() {
+                    eprintln!("sandbox down: {} process(es) stopped", stopped.processes);
+                } else {
+                    eprintln!(
+                        "sandbox down: {} process(es) stopped; left {} in place: it is not a sandbox's directory (no {})",
+                        stopped.processes,
+                        dir.display(),
+                        sandbox::DIR_MARKER
+                    );
+                }
                 Ok(())
             }
             Action::ServeStandins(ports) => {

@@ -141,6 +141,65 @@ pub async fn open_stalled(addr: &str, count: usize, request: &[u8]) -> Vec<TcpSt
     held
 }
 
+/// What a client that never reads got: how many whole requests it wrote, how many answers
+/// arrived once it finally read, and whether the stream had ended by then (the server gave up).
+#[derive(Debug)]
+pub struct DeafClient {
+    pub requests_written: usize,
+    pub answers: usize,
+    pub ended: bool,
+}
+
+/// Pipelines `count` copies of `request` (a keep-alive request) without reading, for as long as
+/// the server takes them (each write given 2 s), stays deaf for `deaf_for`, then reads what is
+/// there for at most 3 s. A server with a write deadline has closed the connection by then with
+/// requests unanswered; one without it answers every request written (and then waits for more).
+pub async fn never_reads(
+    addr: &str,
+    request: &[u8],
+    count: usize,
+    deaf_for: Duration,
+) -> DeafClient {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let pipeline = request.repeat(count);
+    let mut written = 0;
+    while written < pipeline.len() {
+        let end = (written + 64 * 1024).min(pipeline.len());
+        match tokio::time::timeout(Duration::from_secs(2), s.write(&pipeline[written..end])).await {
+            Ok(Ok(n)) if n > 0 => written += n,
+            _ => break,
+        }
+    }
+    tokio::time::sleep(deaf_for).await;
+    let mut got = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(3), async {
+        let mut chunk = vec![0_u8; 64 * 1024];
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    DeafClient {
+        requests_written: written / request.len(),
+        answers: statuses(&got).len(),
+        ended,
+    }
+}
+
+/// Asserts the server gave up on a client that never reads: the stream had ended when the client
+/// read, with fewer answers than whole requests written.
+#[track_caller]
+pub fn assert_gave_up_on(deaf: &DeafClient) {
+    assert!(
+        deaf.ended && deaf.answers < deaf.requests_written,
+        "a client that never reads is still served (no write deadline): {deaf:?}"
+    );
+}
+
 /// Repeats `request` (one whole request that closes) until its first answer is `status`, at
 /// most `bound`; the time it took, or `None`.
 pub async fn served_within(
@@ -230,8 +289,8 @@ pub struct HostileTarget<'a> {
 
 /// The slowloris and flood cases of the packet-relay abuse suite, against another server: a
 /// head trickled a byte at a time, a silent connection, a Content-Length and a chunked body that
-/// stop, trailer and extension floods, 1,000 connections stalled inside a 40 KiB head, and
-/// 10,000 idle connections. Each slow or broken connection must be closed within twice the
+/// stop, trailer and extension floods, a client that never reads its answers, 1,000 connections
+/// stalled inside a 40 KiB head, and 10,000 idle connections. Each slow or broken connection must be closed within twice the
 /// deadline (plus a second), the peak memory must stay under the limit, the server must hold no
 /// more descriptors than its cap allows, and it must serve the well-formed request again once
 /// the floods are closed. Returns one line per case, for the test's output.
@@ -301,6 +360,14 @@ pub async fn slowloris_and_floods(t: &HostileTarget<'_>) -> Vec<String> {
             got.took, got.statuses
         ));
     }
+    // The well-formed request kept alive, pipelined until the server's writes stall.
+    let keep_alive = String::from_utf8_lossy(t.well_formed.0).replace("Connection: close\r\n", "");
+    let deaf = never_reads(t.addr, keep_alive.as_bytes(), 200_000, bound).await;
+    assert_gave_up_on(&deaf);
+    report.push(format!(
+        "a client that never reads: {} requests pipelined, the server gave up after {} answers",
+        deaf.requests_written, deaf.answers
+    ));
     assert_peak_memory_under(t.pid, t.memory_limit_kib, "the slow clients");
 
     let stalled = open_stalled(

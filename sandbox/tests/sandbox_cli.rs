@@ -160,10 +160,22 @@ fn an_interrupted_up_is_cleaned_and_the_next_up_works() {
                 let left = processes_of(&dir);
                 assert!(left.is_empty(), "{signal} {moment:?}: `up` left {left:?}");
             }
-            let (down, down_log) = run(&dir, &["down"], Duration::from_secs(60));
-            assert_eq!(down, Some(0), "{signal} {moment:?}: down: {down_log}");
-            let left = processes_of(&dir);
-            assert!(left.is_empty(), "{signal} {moment:?}: after down: {left:?}");
+            // After SIGKILL with the servers starting, the next `up` itself must clean what
+            // was left (its own path, no `down` first); otherwise `down` runs first.
+            let up_cleans = signal == "KILL" && matches!(moment, Moment::ServersStarting);
+            let down_log = if up_cleans {
+                assert!(
+                    !processes_of(&dir).is_empty(),
+                    "SIGKILL left nothing to clean"
+                );
+                "no down: the next up cleans".to_owned()
+            } else {
+                let (down, down_log) = run(&dir, &["down"], Duration::from_secs(60));
+                assert_eq!(down, Some(0), "{signal} {moment:?}: down: {down_log}");
+                let left = processes_of(&dir);
+                assert!(left.is_empty(), "{signal} {moment:?}: after down: {left:?}");
+                down_log
+            };
             let begun = Instant::now();
             let (again, again_log) =
                 run(&dir, &["up", "--no-prometheus"], Duration::from_secs(240));
@@ -172,6 +184,12 @@ fn an_interrupted_up_is_cleaned_and_the_next_up_works() {
                 Some(0),
                 "{signal} {moment:?}: the next up: {again_log}"
             );
+            if up_cleans {
+                assert!(
+                    again_log.contains("cleaned up what an interrupted `sandbox up` left"),
+                    "{again_log}"
+                );
+            }
             let by_up = interrupted_log
                 .lines()
                 .find(|l| l.contains("interrupted by"))
@@ -196,8 +214,71 @@ fn an_interrupted_up_is_cleaned_and_the_next_up_works() {
             );
             let _ = bystander.kill();
             let _ = bystander.wait();
-            assert!(processes_of(&dir).is_empty());
+            let left = processes_of(&dir);
+            assert!(
+                left.is_empty(),
+                "{signal} {moment:?}: after the second down: {left:?}"
+            );
         }
     }
     eprintln!("{}", report.join("\n"));
+}
+
+/// Proves `up` and `down` never take what is not the sandbox's: `up` refuses a directory that
+/// holds other files (before the marker, `sandbox --dir . up` and Ctrl-C removed the working
+/// directory), `down` leaves such a directory in place, and a PID in `state.json` that now
+/// belongs to another process (PIDs are reused) is not stopped.
+#[test]
+fn up_and_down_leave_what_is_not_the_sandboxs() {
+    let root = tempfile::tempdir().unwrap();
+    let project = root.path().join("someones-project");
+    std::fs::create_dir(&project).unwrap();
+    std::fs::write(project.join("main.go"), "package main\n").unwrap();
+    let (up, up_log) = run(
+        &project,
+        &["up", "--no-prometheus"],
+        Duration::from_secs(60),
+    );
+    assert_eq!(up, Some(1), "{up_log}");
+    assert!(
+        up_log.contains("refusing to start a sandbox in")
+            && up_log.contains("choose a new or empty directory"),
+        "{up_log}"
+    );
+    assert!(processes_of(&project).is_empty());
+    let (down, down_log) = run(&project, &["down"], Duration::from_secs(60));
+    assert_eq!(down, Some(0), "{down_log}");
+    assert!(
+        down_log.contains("left") && down_log.contains("in place"),
+        "{down_log}"
+    );
+    assert!(
+        project.join("main.go").is_file(),
+        "down removed a directory that is not a sandbox's"
+    );
+
+    // A sandbox directory whose state.json names a PID now used by someone else's program.
+    let stale = root.path().join("stale-sandbox");
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::write(stale.join(sandbox::DIR_MARKER), "").unwrap();
+    let mut other = Command::new("sleep").arg("300").spawn().unwrap();
+    std::fs::write(
+        stale.join("state.json"),
+        serde_json::json!({"processes": [{"name": "etcd", "pid": other.id()}], "complete": true})
+            .to_string(),
+    )
+    .unwrap();
+    let (down, down_log) = run(&stale, &["down"], Duration::from_secs(60));
+    assert_eq!(down, Some(0), "{down_log}");
+    assert!(
+        other.try_wait().unwrap().is_none(),
+        "down stopped a reused PID that is not the sandbox's: {down_log}"
+    );
+    assert!(down_log.contains("0 process(es) stopped"), "{down_log}");
+    assert!(
+        !stale.exists(),
+        "the sandbox's own directory was not removed"
+    );
+    let _ = other.kill();
+    let _ = other.wait();
 }

@@ -49,10 +49,12 @@ pub struct ServeArgs {
     #[arg(long, env = env::RELAY_MAX_BODY_BYTES, default_value_t = 65536,
           value_parser = clap::value_parser!(u64).range(1..=MAX_BODY_LIMIT))]
     pub max_body_bytes: u64,
-    /// Connections served at once; past it new ones wait in the kernel's backlog and idle
-    /// keep-alive connections are closed to make room.
+    /// Connections served at once (at most 2,048); past it new ones wait in the kernel's
+    /// backlog and idle keep-alive connections are closed to make room.
+    // Each connection may keep 8 KiB of request and 8 KiB of answer buffer outside the shared
+    // budget: 2,048 x 16 KiB + the 24 MiB budget is 56 MiB, inside the routers' 64 Mi.
     #[arg(long, env = env::RELAY_MAX_CONNECTIONS, default_value_t = 1024,
-          value_parser = clap::value_parser!(u64).range(1..=65_536))]
+          value_parser = clap::value_parser!(u64).range(1..=2048))]
     pub max_connections: u64,
     /// Time in milliseconds a request head gets from its first byte, a body from the end of its
     /// head, and an answer to be written (408 when over).
@@ -117,7 +119,7 @@ impl ServeArgs {
             next_hops: hops::parse_next_hops(&self.next_hops)?,
             listen: self.listen_addr,
             hop_timeout: Duration::from_millis(self.hop_timeout_ms),
-            // Both bounded by their parsers (8 MiB and 65,536), so they fit any usize here.
+            // Both bounded by their parsers (8 MiB and 2,048), so they fit any usize here.
             max_body: usize::try_from(self.max_body_bytes)?,
             limits: Limits {
                 max_connections: usize::try_from(self.max_connections)?,
@@ -266,7 +268,7 @@ mod tests {
             ("--max-body-bytes", "8388609"),
             ("--max-body-bytes", "0"),
             ("--max-connections", "0"),
-            ("--max-connections", "65537"),
+            ("--max-connections", "2049"),
             ("--read-timeout-ms", "0"),
             ("--idle-timeout-ms", "99"),
             ("--hop-timeout-ms", "0"),
@@ -279,5 +281,12 @@ mod tests {
         let s = max.serve.settings().unwrap();
         // The largest request (head, body and a read step) fits the budget.
         assert!(s.max_body + crate::h1::MAX_HEAD + 64 * 1024 <= s.limits.buffer_budget / 2);
+        // The most connections, each with its free request and answer buffers, and the whole
+        // budget stay inside the routers' 64 Mi.
+        let most = Cli::try_parse_from(["packet-relay", "--max-connections", "2048"]).unwrap();
+        let s = most.serve.settings().unwrap();
+        let buffers =
+            s.limits.max_connections * 2 * crate::http::FREE_BUFFER + s.limits.buffer_budget;
+        assert!(buffers < 60 * 1024 * 1024, "{buffers} bytes of buffers");
     }
 }

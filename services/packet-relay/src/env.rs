@@ -12,7 +12,7 @@ pub const RELAY_LISTEN_ADDR: &str = "RELAY_LISTEN_ADDR";
 pub const RELAY_HOP_TIMEOUT_MS: &str = "RELAY_HOP_TIMEOUT_MS";
 /// Largest packet body in bytes (default 65536).
 pub const RELAY_MAX_BODY_BYTES: &str = "RELAY_MAX_BODY_BYTES";
-/// Connections served at once (default 1024, at most 65,536).
+/// Connections served at once (default 1024, at most 2,048: the buffers of 2,048 connections and the shared budget stay inside 64 Mi).
 pub const RELAY_MAX_CONNECTIONS: &str = "RELAY_MAX_CONNECTIONS";
 /// Milliseconds a request head gets from its first byte, a body from its head, an answer to be
 /// written (default 10000).

@@ -229,7 +229,15 @@ async fn roundtrip(
         });
     }
     conn.buf.clear();
-    read_answer(&mut conn.stream, &mut conn.buf, max_answer).await
+    match read_answer(&mut conn.stream, &mut conn.buf, max_answer).await {
+        // Reset before a byte of the answer: the next hop's socket was closed with the request
+        // unread (a close after reading it sends FIN, not RST), so nothing was relayed; the
+        // kept-alive connection was stale, and the packet may go again on a new one.
+        Err(Broken::Io(e)) if e.kind() == io::ErrorKind::ConnectionReset && conn.buf.is_empty() => {
+            Err(Broken::Stale)
+        }
+        answer => answer,
+    }
 }
 
 fn protocol(e: impl std::fmt::Display) -> Broken {
@@ -483,6 +491,54 @@ mod tests {
         let mut buf = Vec::new();
         let (answer, reusable) = read_answer(&mut s, &mut buf, 1 << 20).await.unwrap();
         assert_eq!((answer.body.as_slice(), reusable), (&b"x"[..], false));
+    }
+
+    /// A kept-alive connection the next hop resets with the packet unread (its socket closed
+    /// between the pool's liveness check and the write): the packet goes again on a new
+    /// connection and is relayed once. A connection closed cleanly after the request stays
+    /// unanswered (see `broken_answers_are_errors`).
+    #[tokio::test]
+    async fn a_reset_before_the_request_is_read_is_sent_again() {
+        use tokio::io::AsyncWriteExt as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let next_hop = tokio::spawn(async move {
+            let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+            let (mut first, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0_u8; 4096];
+            let n = tokio::io::AsyncReadExt::read(&mut first, &mut buf)
+                .await
+                .unwrap();
+            assert!(n > 0);
+            first.write_all(ok).await.unwrap();
+            // The second packet arrives; it is never read, and the socket is reset.
+            first.readable().await.unwrap();
+            #[allow(deprecated)]
+            first.set_linger(Some(Duration::ZERO)).unwrap();
+            drop(first);
+            let (mut second, _) = listener.accept().await.unwrap();
+            let n = tokio::io::AsyncReadExt::read(&mut second, &mut buf)
+                .await
+                .unwrap();
+            second.write_all(ok).await.unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        });
+        let upstream = Upstream::new(
+            &Url::parse(&format!("http://{addr}/relay")).unwrap(),
+            1 << 20,
+        )
+        .unwrap();
+        let first = upstream
+            .post(b"{\"n\":1}", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(first.status, 200);
+        let again = upstream
+            .post(b"{\"n\":2}", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(again.status, 200);
+        assert!(next_hop.await.unwrap().ends_with("{\"n\":2}"));
     }
 
     #[tokio::test]

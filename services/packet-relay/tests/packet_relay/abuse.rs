@@ -8,11 +8,9 @@
 use std::time::Duration;
 
 use sandbox::raw_http::{
-    assert_peak_memory_under, converse, memory_kib, open_idle, open_stalled, raise_fd_limit,
-    served_within,
+    assert_gave_up_on, assert_peak_memory_under, converse, memory_kib, never_reads, open_idle,
+    open_stalled, raise_fd_limit, served_within,
 };
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
 
 use crate::support::Proc;
 
@@ -359,30 +357,17 @@ async fn a_client_that_never_reads_is_dropped() {
         ],
     )
     .await;
-    let mut s = TcpStream::connect(router.addr()).await.unwrap();
-    let pipeline = "GET /metrics HTTP/1.1\r\nHost: r\r\n\r\n".repeat(20_000);
-    let (mut rd, mut wr) = s.split();
-    // The router stops reading once its answers cannot be sent, so this write may never end.
-    let writer = async {
-        let _ =
-            tokio::time::timeout(Duration::from_secs(10), wr.write_all(pipeline.as_bytes())).await;
-    };
-    let wait_then_drain = async {
-        // Not reading for three write deadlines...
-        tokio::time::sleep(Duration::from_millis(
-            READ_TIMEOUT_MS.parse::<u64>().unwrap() * 3,
-        ))
-        .await;
-        // ...then the router must have given up: the stream ends after what it had sent (or is
-        // reset), well before the idle deadline of an answered connection would pass again.
-        let mut sink = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), rd.read_to_end(&mut sink)).await
-    };
-    let ((), drained) = tokio::join!(writer, wait_then_drain);
-    assert!(
-        drained.is_ok(),
-        "the router still holds a connection whose client never reads"
-    );
+    // Not reading for three write deadlines: by then the router must have closed the
+    // connection with requests unanswered (without a write deadline it answers them all).
+    let deaf = never_reads(
+        router.addr(),
+        b"GET /metrics HTTP/1.1\r\nHost: r\r\n\r\n",
+        20_000,
+        Duration::from_millis(READ_TIMEOUT_MS.parse::<u64>().unwrap() * 3),
+    )
+    .await;
+    assert_gave_up_on(&deaf);
+    eprintln!("a client that never reads: {deaf:?}");
     let ok = converse(
         router.addr(),
         &[well_formed().as_bytes()],
@@ -442,6 +427,51 @@ async fn a_flood_of_stalled_bodies_stays_within_the_memory_limit() {
         );
         drop(held);
     }
+}
+
+/// Proves a declared length holds no buffer budget: 1,000 connections that each send a head
+/// declaring a 64 KiB body and then nothing (about 380 of them pinned the whole 24 MiB budget
+/// when the declared length was charged up front) do not keep a packet with a 30 KiB body, which
+/// needs budget, from being relayed long before their 30 s body deadline.
+#[tokio::test]
+async fn declared_lengths_hold_no_budget() {
+    let router = Proc::router(
+        "router-declared",
+        "",
+        &[
+            ("RELAY_READ_TIMEOUT_MS", "30000"),
+            ("RELAY_IDLE_TIMEOUT_MS", "30000"),
+        ],
+    )
+    .await;
+    let addr = router.addr().to_owned();
+    let held = open_stalled(
+        &addr,
+        1000,
+        post_head("Content-Length: 65536\r\n").as_bytes(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let big = format!(
+        r#"{{"id":"big","payload":"{}","hops":[],"ttl":8}}"#,
+        "p".repeat(30 * 1024)
+    );
+    let request = format!(
+        "{}{big}",
+        post_head(&format!(
+            "Content-Length: {}\r\nConnection: close\r\n",
+            big.len()
+        ))
+    );
+    let served = served_within(&addr, request.as_bytes(), 200, Duration::from_secs(10)).await;
+    let peak = assert_memory_bounded(&router, "1,000 declared 64 KiB bodies");
+    let served = served.expect(
+        "a 30 KiB packet waited for buffer budget held by heads that declared bodies they never sent",
+    );
+    eprintln!(
+        "1,000 heads declaring 64 KiB: peak {peak} KiB; a 30 KiB packet relayed after {served:?}"
+    );
+    drop(held);
 }
 
 /// Proves the connection cap and the idle deadline against 10,000 idle connections: the router
