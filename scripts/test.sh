@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 ./scripts/setup-test-env.sh
 # Every reference to a plan section in code and docs names one docs/plan/cicd-buildout-plan.md has.
 ./scripts/check-plan-refs.sh
+# The seeded projects' own lock files match the workspace's (their images build --locked).
+echo "==> seeded projects' lock files"
+./scripts/demo-lockfiles.sh --check
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> shellcheck"
