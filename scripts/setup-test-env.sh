@@ -78,11 +78,17 @@ if [[ ! -x "$tools/npm/node_modules/.bin/gitlab-ci-local" || ! -d "$tools/npm/no
 fi
 
 # Go tools from the Go module proxy (polyglot machines), pinned, built once into $tools/go-bin:
-# cosign signs and verifies the release images through OpenBao transit (hashivault://).
+# cosign signs and verifies the release images through OpenBao transit (hashivault://); the
+# template library's jobs run golangci-lint (go.yml), helm and kubeconform (helm.yml) and oasdiff
+# (contract-test) for real (issue 19).
 go_bin="$tools/go-bin"
 # trivy-db builds an empty vulnerability DB in trivy's own format: the image-scan job runs offline
 # for real (the public DB cannot be downloaded here).
 go_pins=(github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5
+         github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
+         helm.sh/helm/v3/cmd/helm@v3.22.0
+         github.com/yannh/kubeconform/cmd/kubeconform@v0.8.0
+         github.com/oasdiff/oasdiff@v1.39.0
          github.com/aquasecurity/trivy-db/cmd/trivy-db@v0.0.0-20260813095258-0e0340a01b57)
 for pin in "${go_pins[@]}"; do
   name="${pin%@*}"; name="${name##*/}"; version="${pin##*@}"

@@ -9,6 +9,7 @@
 //! - [`local_run`]: a service's pipeline against the embedded library, under gitlab-ci-local.
 
 pub mod bash_leftovers;
+pub mod corpus;
 pub mod desired;
 #[cfg(test)]
 mod diff_tests;

@@ -241,7 +241,8 @@ fn parse_run(output: &str, jobs: &[&str]) -> Vec<JobOutcome> {
             // ` PASS  [ 395 ms] lint` (with --timestamps) or ` PASS  lint`.
             let after = trimmed[first.len()..].trim_start();
             let after = after.rsplit_once("] ").map_or(after, |(_, j)| j);
-            if let Some(job) = after.split_whitespace().next() {
+            // Only the jobs that ran: gitlab-ci-local's own warnings also start with WARN.
+            if let Some(job) = after.split_whitespace().next().filter(|j| jobs.contains(j)) {
                 let i = outcome(&mut outcomes, job);
                 first.clone_into(&mut outcomes[i].verdict);
             }
@@ -525,7 +526,7 @@ impl LocalRepo {
 mod tests {
     #[test]
     fn summary_lines_name_the_job() {
-        let text = " PASS  [ 395 ms] lint \n FAIL  sast\n[08:41:28  7 ms] lint  starting shell (pre-build)\n[08:41:29 584 ms] lint  finished in 584 ms\n";
+        let text = " WARN  Avoid overriding predefined variables https://x#L15-16 [CI_COMMIT_REF_PROTECTED] as it can\n PASS  [ 395 ms] lint \n FAIL  sast\n[08:41:28  7 ms] lint  starting shell (pre-build)\n[08:41:29 584 ms] lint  finished in 584 ms\n";
         let outcomes = super::parse_run(text, &["lint", "sast"]);
         assert_eq!(outcomes[0].job, "lint");
         assert_eq!(outcomes[0].verdict, "PASS");

@@ -4,4 +4,5 @@
 
 mod bash_leftovers;
 mod phase;
+mod real_world;
 mod template_runs;

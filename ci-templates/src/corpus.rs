@@ -1,0 +1,542 @@
+//! The template library's real-world corpus (issue 19): public projects fetched from the package
+//! registries at their pinned versions, each run as a merge request pipeline under gitlab-ci-local
+//! with only the plan's include file, and each job's verdict classified (pass, undetermined, red).
+//! `corpus/corpus.toml` lists the projects; `template-corpus` (scripts/corpus.sh) runs them all and
+//! writes the verdict table; the crate's tests run the `ci = true` ones.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+use serde::Deserialize;
+
+use crate::local_run::{LocalRepo, PipelineKind};
+
+/// The corpus list, embedded so the test and the runner read the same pins.
+pub const CORPUS_TOML: &str = include_str!("../corpus/corpus.toml");
+
+#[derive(Debug, Deserialize)]
+struct CorpusFile {
+    project: Vec<CorpusProject>,
+}
+
+/// One public project of the corpus.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CorpusProject {
+    pub name: String,
+    /// The `languages/<language>.yml` its include file names.
+    pub language: String,
+    pub layout: String,
+    pub repository: String,
+    pub tag: String,
+    #[serde(default)]
+    pub commit: Option<String>,
+    pub licence: String,
+    pub source: RegistrySource,
+    /// Files the registry artefact adds that the repository does not have.
+    #[serde(default)]
+    pub drop: Vec<String>,
+    /// Run by the README's test command (one project per language).
+    #[serde(default)]
+    pub ci: bool,
+    /// Each job's verdict on the last full run, and why where it is not a pass.
+    #[serde(default)]
+    pub expect: BTreeMap<String, String>,
+    #[serde(default)]
+    pub reason: BTreeMap<String, String>,
+}
+
+/// Where a project's source comes from: a registry, a name, a version and the artefact's checksum.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RegistrySource {
+    /// `go` (module proxy), `pypi` (sdist), `npm` (tarball) or `crates` (.crate).
+    pub registry: String,
+    pub name: String,
+    pub version: String,
+    /// `h1:…` for a Go module (go.sum's), `sha256:<hex>` for an archive.
+    pub checksum: String,
+}
+
+/// The corpus projects.
+pub fn projects() -> anyhow::Result<Vec<CorpusProject>> {
+    let file: CorpusFile = toml::from_str(CORPUS_TOML).context("parsing corpus/corpus.toml")?;
+    Ok(file.project)
+}
+
+/// The include file the plan gives a new library project: stages, the language, the pattern.
+pub fn include_file(language: &str) -> String {
+    format!(
+        "include:\n  - project: 'platform_services/gitlab-ci-templates'\n    ref: v{}\n    file:\n      - 'templates/stages.yml'\n      - 'templates/languages/{language}.yml'\n      - 'templates/patterns/library.yml'\n",
+        crate::library::VERSION
+    )
+}
+
+fn run(command: &mut Command, what: &str) -> anyhow::Result<std::process::Output> {
+    let out = command
+        .output()
+        .with_context(|| format!("{what}: starting"))?;
+    if !out.status.success() {
+        bail!(
+            "{what}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(out)
+}
+
+fn sha256_hex(path: &Path) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    Ok(digest.as_ref().iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    }))
+}
+
+/// Downloads `url` into `cache` once, and checks its SHA-256.
+fn download(url: &str, cache: &Path, file: &str, checksum: &str) -> anyhow::Result<PathBuf> {
+    let target = cache.join(file);
+    let want = checksum
+        .strip_prefix("sha256:")
+        .with_context(|| format!("{file}: checksum must be sha256:<hex>, got {checksum}"))?;
+    if !target.exists() || sha256_hex(&target)? != want {
+        std::fs::create_dir_all(cache)?;
+        let partial = cache.join(format!("{file}.partial"));
+        run(
+            Command::new("curl")
+                .args(["-fsSL", "--retry", "3", "--max-time", "300", "-o"])
+                .arg(&partial)
+                .arg(url),
+            &format!("downloading {url}"),
+        )?;
+        std::fs::rename(&partial, &target)?;
+    }
+    let got = sha256_hex(&target)?;
+    if got != want {
+        bail!("{url}: sha256 {got}, the corpus pins {want}: the registry served another artefact");
+    }
+    Ok(target)
+}
+
+/// The sdist's URL from `PyPI`'s simple index (PEP 503 links carry `#sha256=`).
+fn pypi_sdist_url(name: &str, version: &str) -> anyhow::Result<String> {
+    let index = run(
+        Command::new("curl").args([
+            "-fsSL",
+            "--max-time",
+            "60",
+            &format!("https://pypi.org/simple/{name}/"),
+        ]),
+        &format!("reading PyPI's index of {name}"),
+    )?;
+    let html = String::from_utf8_lossy(&index.stdout);
+    let file = format!("{}-{version}.tar.gz", name.replace('-', "_"));
+    let alt = format!("{name}-{version}.tar.gz");
+    html.split("href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .find(|href| {
+            let path = href.split('#').next().unwrap_or("");
+            path.ends_with(&format!("/{file}")) || path.ends_with(&format!("/{alt}"))
+        })
+        .map(|href| href.split('#').next().unwrap_or(href).to_owned())
+        .with_context(|| format!("PyPI lists no sdist {alt} of {name}"))
+}
+
+fn unpack_single_dir(archive: &Path, into: &Path) -> anyhow::Result<PathBuf> {
+    let scratch = into.with_extension("unpack");
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch)?;
+    run(
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(archive)
+            .arg("-C")
+            .arg(&scratch),
+        &format!("unpacking {}", archive.display()),
+    )?;
+    let mut entries = std::fs::read_dir(&scratch)?.collect::<Result<Vec<_>, _>>()?;
+    if entries.len() != 1 || !entries[0].file_type()?.is_dir() {
+        bail!("{}: expected one top-level directory", archive.display());
+    }
+    let top = entries.remove(0).path();
+    std::fs::rename(&top, into)?;
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(into.to_path_buf())
+}
+
+fn copy_writable(from: &Path, to: &Path) -> anyhow::Result<()> {
+    run(
+        Command::new("cp").arg("-R").arg(from).arg(to),
+        &format!("copying {}", from.display()),
+    )?;
+    run(
+        Command::new("chmod").args(["-R", "u+w"]).arg(to),
+        "making the copy writable",
+    )?;
+    Ok(())
+}
+
+/// Fetches `project`'s source into `dir/<name>` (a fresh directory), from `cache` when present.
+pub fn fetch(project: &CorpusProject, cache: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
+    let s = &project.source;
+    let target = dir.join(&project.name);
+    let _ = std::fs::remove_dir_all(&target);
+    match s.registry.as_str() {
+        "go" => {
+            let modcache = cache.join("gomod");
+            let out = run(
+                Command::new("go")
+                    .args(["mod", "download", "-json"])
+                    .arg(format!("{}@{}", s.name, s.version))
+                    .env("GOMODCACHE", &modcache)
+                    .env("GOFLAGS", "-mod=mod"),
+                &format!("go mod download {}@{}", s.name, s.version),
+            )?;
+            let info: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            if info["Sum"] != s.checksum.as_str() {
+                bail!(
+                    "{}@{}: the module proxy gave {}, the corpus pins {}",
+                    s.name,
+                    s.version,
+                    info["Sum"],
+                    s.checksum
+                );
+            }
+            let from = info["Dir"].as_str().context("go mod download: no Dir")?;
+            copy_writable(Path::new(from), &target)?;
+        }
+        "pypi" => {
+            let url = pypi_sdist_url(&s.name, &s.version)?;
+            let file = url.rsplit('/').next().unwrap_or("sdist.tar.gz").to_owned();
+            let archive = download(&url, &cache.join("pypi"), &file, &s.checksum)?;
+            unpack_single_dir(&archive, &target)?;
+        }
+        "npm" => {
+            let base = s.name.rsplit('/').next().unwrap_or(&s.name);
+            let url = format!(
+                "https://registry.npmjs.org/{}/-/{base}-{}.tgz",
+                s.name, s.version
+            );
+            let archive = download(
+                &url,
+                &cache.join("npm"),
+                &format!("{base}-{}.tgz", s.version),
+                &s.checksum,
+            )?;
+            unpack_single_dir(&archive, &target)?;
+        }
+        "crates" => {
+            let url = format!(
+                "https://static.crates.io/crates/{0}/{0}-{1}.crate",
+                s.name, s.version
+            );
+            let archive = download(
+                &url,
+                &cache.join("crates"),
+                &format!("{}-{}.crate", s.name, s.version),
+                &s.checksum,
+            )?;
+            unpack_single_dir(&archive, &target)?;
+        }
+        other => bail!("{}: unknown registry {other}", project.name),
+    }
+    for rel in &project.drop {
+        let path = target.join(rel);
+        if path.exists() {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
+    // The project's own CI file (if any) is for another CI system or another GitLab: the corpus
+    // measures the library with the plan's include file alone.
+    std::fs::write(
+        target.join(".gitlab-ci.yml"),
+        include_file(&project.language),
+    )?;
+    Ok(target)
+}
+
+/// What became of one job, and the log line that says why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobVerdict {
+    pub job: String,
+    /// `pass`, `undetermined`, `warn` or `red`.
+    pub verdict: String,
+    pub reason: String,
+    pub seconds: Option<f64>,
+}
+
+/// One project's MR pipeline.
+#[derive(Debug, Clone)]
+pub struct ProjectRun {
+    pub name: String,
+    pub jobs: Vec<JobVerdict>,
+    pub wall_seconds: f64,
+    pub output: String,
+}
+
+impl ProjectRun {
+    pub fn verdict(&self, job: &str) -> Option<&JobVerdict> {
+        self.jobs.iter().find(|j| j.job == job)
+    }
+}
+
+/// The job's log lines (gitlab-ci-local prefixes each with `[time] job >`).
+fn job_lines<'a>(output: &'a str, job: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    output.lines().filter_map(move |line| {
+        let body = line
+            .trim_start()
+            .strip_prefix('[')
+            .and_then(|l| l.split_once("] "))
+            .map_or(line, |(_, b)| b);
+        let rest = body.strip_prefix(job)?;
+        let rest = rest.trim_start();
+        rest.strip_prefix("> ").map(str::trim)
+    })
+}
+
+/// Classifies a job from gitlab-ci-local's verdict and its log.
+pub fn classify(output: &str, job: &str, verdict: &str) -> (String, String) {
+    let lines: Vec<&str> = job_lines(output, job).collect();
+    let find = |needles: &[&str]| {
+        lines
+            .iter()
+            .rev()
+            .find(|l| needles.iter().any(|n| l.contains(n)))
+            .map(|l| (*l).to_owned())
+    };
+    match verdict {
+        "PASS" => ("pass".into(), String::new()),
+        "WARN" => {
+            if let Some(line) = find(&["UNDETERMINED", "not measured"]) {
+                ("undetermined".into(), line)
+            } else {
+                let line = find(&["WARNING"]).unwrap_or_default();
+                ("warn".into(), line)
+            }
+        }
+        "FAIL" => {
+            let line = find(&["GATE FAILED", "rror", "FAIL"])
+                .or_else(|| lines.last().map(|l| (*l).to_owned()))
+                .unwrap_or_default();
+            ("red".into(), line)
+        }
+        other => (other.to_lowercase(), String::new()),
+    }
+}
+
+/// Runs `project`'s merge request pipeline (every job GitLab would create) from `source`.
+pub fn run_project(project: &CorpusProject, source: &Path) -> anyhow::Result<ProjectRun> {
+    let repo = LocalRepo::prepare(source)
+        .with_context(|| format!("preparing {} for gitlab-ci-local", project.name))?;
+    let jobs: Vec<String> = repo
+        .jobs_of(&PipelineKind::MergeRequest, &[])?
+        .into_iter()
+        .collect();
+    let names: Vec<&str> = jobs.iter().map(String::as_str).collect();
+    let started = std::time::Instant::now();
+    let result = repo.run_of(&names, &PipelineKind::MergeRequest, &[])?;
+    let wall_seconds = started.elapsed().as_secs_f64();
+    let verdicts = result
+        .jobs
+        .iter()
+        .map(|outcome| {
+            let (verdict, reason) = classify(&result.output, &outcome.job, &outcome.verdict);
+            JobVerdict {
+                job: outcome.job.clone(),
+                verdict,
+                reason,
+                seconds: outcome.seconds,
+            }
+        })
+        .collect();
+    Ok(ProjectRun {
+        name: project.name.clone(),
+        jobs: verdicts,
+        wall_seconds,
+        output: result.output,
+    })
+}
+
+/// Differences between a run and the project's recorded `expect` (empty: as recorded).
+pub fn unexpected(project: &CorpusProject, run: &ProjectRun) -> Vec<String> {
+    let mut problems = Vec::new();
+    for job in &run.jobs {
+        let want = project.expect.get(&job.job).map_or("pass", String::as_str);
+        if job.verdict != want {
+            problems.push(format!(
+                "{}: {} is {}, the corpus records {want}{}",
+                project.name,
+                job.job,
+                job.verdict,
+                if job.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", job.reason)
+                }
+            ));
+        }
+    }
+    for job in project.expect.keys() {
+        if run.verdict(job).is_none() {
+            problems.push(format!("{}: {job} did not run", project.name));
+        }
+    }
+    problems
+}
+
+/// The verdict table of a full run, as Markdown.
+pub fn markdown(projects: &[CorpusProject], runs: &[ProjectRun], commit: &str) -> String {
+    let mut jobs: Vec<String> = runs
+        .iter()
+        .flat_map(|r| r.jobs.iter().map(|j| j.job.clone()))
+        .collect();
+    jobs.sort();
+    jobs.dedup();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# The CI template library on real-world repositories\n\nGenerated by `scripts/corpus.sh` from a full run of commit `{commit}` (library v{}). Each project is\nfetched from its package registry at the pinned version (ci-templates/corpus/corpus.toml) and runs\nits merge request pipeline under gitlab-ci-local with only the plan's include file.\n\nVerdicts: **pass**; **undetermined** (the tool cannot run on this machine and the job says so, in\nits warning state: never counted green); **red** (a defect of the project itself, explained below).\n",
+        crate::library::VERSION
+    );
+    let _ = writeln!(out, "## Projects\n");
+    let _ = writeln!(
+        out,
+        "| project | language | layout | source | upstream | licence |\n|---|---|---|---|---|---|"
+    );
+    for p in projects {
+        let pin = p.commit.as_deref().map_or_else(
+            || format!("tag {}", p.tag),
+            |c| format!("tag {} ({})", p.tag, &c[..c.len().min(12)]),
+        );
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} {}@{} | {} {pin} | {} |",
+            p.name,
+            p.language,
+            p.layout,
+            p.source.registry,
+            p.source.name,
+            p.source.version,
+            p.repository,
+            p.licence
+        );
+    }
+    let _ = writeln!(out, "\n## Verdicts\n");
+    let _ = writeln!(
+        out,
+        "| project | {} | wall time | sum of job times |",
+        jobs.join(" | ")
+    );
+    let _ = writeln!(out, "|---|{}---|---|", "---|".repeat(jobs.len()));
+    for run in runs {
+        let cells: Vec<String> = jobs
+            .iter()
+            .map(|j| run.verdict(j).map_or("—".into(), |v| v.verdict.clone()))
+            .collect();
+        let sum: f64 = run.jobs.iter().filter_map(|j| j.seconds).sum();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} s | {sum:.0} s |",
+            run.name,
+            cells.join(" | "),
+            run.wall_seconds
+        );
+    }
+    let _ = writeln!(out, "\n## Every job that is not a pass\n");
+    for run in runs {
+        let project = projects.iter().find(|p| p.name == run.name);
+        for job in run.jobs.iter().filter(|j| j.verdict != "pass") {
+            let why = project
+                .and_then(|p| p.reason.get(&job.job))
+                .map_or("(not yet explained)", String::as_str);
+            let _ = writeln!(
+                out,
+                "- **{} / {}: {}.** {why} Log: `{}`",
+                run.name,
+                job.job,
+                job.verdict,
+                job.reason.replace('`', "'")
+            );
+        }
+    }
+    out
+}
+
+/// Where fetched artefacts are kept between runs (outside the repository).
+pub fn cache_dir() -> PathBuf {
+    common::config::tools_dir()
+        .parent()
+        .map_or_else(|| PathBuf::from(".corpus-cache"), |p| p.join("corpus"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_corpus_parses_and_pins_every_source() {
+        let projects = projects().unwrap();
+        assert!(projects.len() >= 7);
+        for p in &projects {
+            let c = &p.source.checksum;
+            match p.source.registry.as_str() {
+                "go" => assert!(c.starts_with("h1:"), "{}", p.name),
+                _ => assert_eq!(
+                    c.strip_prefix("sha256:").map(str::len),
+                    Some(64),
+                    "{}",
+                    p.name
+                ),
+            }
+            assert!(!p.licence.is_empty() && p.repository.starts_with("https://"));
+        }
+        let ci: std::collections::BTreeSet<&str> = projects
+            .iter()
+            .filter(|p| p.ci)
+            .map(|p| p.language.as_str())
+            .collect();
+        assert_eq!(
+            ci.len(),
+            projects.iter().filter(|p| p.ci).count(),
+            "one CI project per language"
+        );
+    }
+
+    #[test]
+    fn verdicts_come_from_the_job_log() {
+        let log = "[10:00:01 1 s] unit-test > not measured: cargo-llvm-cov is not installed\n[10:00:01 1 s] unit-test > WARNING: coverage not measured\n[10:00:02 2 s] lint > GATE FAILED: not gofmt-formatted: a.go\n[10:00:03 3 s] dependency-scan > UNDETERMINED: vulnerability database unavailable\n";
+        assert_eq!(classify(log, "unit-test", "WARN").0, "undetermined");
+        assert_eq!(
+            classify(log, "lint", "FAIL"),
+            (
+                "red".into(),
+                "GATE FAILED: not gofmt-formatted: a.go".into()
+            )
+        );
+        assert_eq!(classify(log, "dependency-scan", "WARN").0, "undetermined");
+        assert_eq!(classify(log, "sast", "PASS").0, "pass");
+        // A warning that is not an undetermined tool stays a warning.
+        assert_eq!(
+            classify(
+                "[1] dependency-scan > WARNING: 7 high CVEs\n",
+                "dependency-scan",
+                "WARN"
+            )
+            .0,
+            "warn"
+        );
+    }
+
+    #[test]
+    fn the_include_file_names_only_stages_language_and_pattern() {
+        let text = include_file("go");
+        assert_eq!(text.matches("      - 'templates/").count(), 3);
+        assert!(
+            text.contains("templates/languages/go.yml") && text.contains("patterns/library.yml")
+        );
+    }
+}

@@ -1,0 +1,26 @@
+package main
+
+import (
+	"database/sql"
+	"fmt"
+	"net/http"
+	"os/exec"
+)
+
+func handler(db *sql.DB) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		host := r.URL.Query().Get("host")
+		// ruleid: platform.go.shell-command-from-input
+		out, _ := exec.Command("sh", "-c", "ping -c 1 "+host).Output()
+		// ruleid: platform.go.sql-built-from-strings
+		rows, _ := db.Query(fmt.Sprintf("SELECT * FROM users WHERE name = '%s'", host))
+		// ruleid: platform.go.sql-built-from-strings
+		db.Exec("DELETE FROM users WHERE name = '" + host + "'")
+		// ok: platform.go.sql-built-from-strings
+		db.Query("SELECT * FROM users WHERE name = $1", host)
+		// ok: platform.go.shell-command-from-input
+		exec.Command("ping", "-c", "1", host).Run()
+		_ = rows
+		w.Write(out)
+	}
+}
