@@ -19,6 +19,11 @@ pub const CORPUS_TOML: &str = include_str!("../corpus/corpus.toml");
 
 #[derive(Debug, Deserialize)]
 struct CorpusFile {
+    /// Package versions a project without a lock file resolves are those published before this
+    /// instant (npm's `before`), so a verdict does not drift as the registry moves on. Go, uv,
+    /// Poetry and Cargo projects here carry their lock (go.sum pins Go modules); a Rust library
+    /// without Cargo.lock still resolves today's crates (cargo has no such setting).
+    registries_as_of: String,
     project: Vec<CorpusProject>,
 }
 
@@ -38,6 +43,10 @@ pub struct CorpusProject {
     /// Files the registry artefact adds that the repository does not have.
     #[serde(default)]
     pub drop: Vec<String>,
+    /// The project's directory inside the artefact, when the artefact carries more than the
+    /// project (a chart or a module inside a Go module's zip).
+    #[serde(default)]
+    pub root: Option<String>,
     /// Run by the README's test command (one project per language).
     #[serde(default)]
     pub ci: bool,
@@ -61,8 +70,11 @@ pub struct RegistrySource {
 
 /// The corpus projects.
 pub fn projects() -> anyhow::Result<Vec<CorpusProject>> {
-    let file: CorpusFile = toml::from_str(CORPUS_TOML).context("parsing corpus/corpus.toml")?;
-    Ok(file.project)
+    Ok(corpus_file()?.project)
+}
+
+fn corpus_file() -> anyhow::Result<CorpusFile> {
+    toml::from_str(CORPUS_TOML).context("parsing corpus/corpus.toml")
 }
 
 /// The include file the plan gives a new library project: stages, the language, the pattern.
@@ -180,6 +192,19 @@ fn copy_writable(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A path inside the artefact: relative, with no `..` (the corpus list cannot reach outside it).
+fn relative(rel: &str) -> anyhow::Result<&Path> {
+    let path = Path::new(rel);
+    if rel.is_empty()
+        || path
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        bail!("corpus.toml: {rel:?} must be a relative path inside the artefact, without ..");
+    }
+    Ok(path)
+}
+
 /// Fetches `project`'s source into `dir/<name>` (a fresh directory), from `cache` when present.
 pub fn fetch(project: &CorpusProject, cache: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
     let s = &project.source;
@@ -244,8 +269,17 @@ pub fn fetch(project: &CorpusProject, cache: &Path, dir: &Path) -> anyhow::Resul
         }
         other => bail!("{}: unknown registry {other}", project.name),
     }
+    if let Some(root) = &project.root {
+        let inner = target.join(relative(root)?);
+        let moved = dir.join(format!("{}.root", project.name));
+        let _ = std::fs::remove_dir_all(&moved);
+        std::fs::rename(&inner, &moved)
+            .with_context(|| format!("{}: no directory {root} in the artefact", project.name))?;
+        std::fs::remove_dir_all(&target)?;
+        std::fs::rename(&moved, &target)?;
+    }
     for rel in &project.drop {
-        let path = target.join(rel);
+        let path = target.join(relative(rel)?);
         if path.exists() {
             std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
         }
@@ -311,8 +345,10 @@ pub fn classify(output: &str, job: &str, verdict: &str) -> (String, String) {
     match verdict {
         "PASS" => ("pass".into(), String::new()),
         "WARN" => {
-            if let Some(line) = find(&["UNDETERMINED", "not measured"]) {
-                ("undetermined".into(), line)
+            // Only the library's own statement, at the start of a line, makes a job undetermined:
+            // a test or tool that merely prints the word does not.
+            if let Some(line) = lines.iter().rev().find(|l| l.starts_with("UNDETERMINED:")) {
+                ("undetermined".into(), (*line).to_owned())
             } else {
                 let line = find(&["WARNING"]).unwrap_or_default();
                 ("warn".into(), line)
@@ -331,14 +367,31 @@ pub fn classify(output: &str, job: &str, verdict: &str) -> (String, String) {
 /// Runs `project`'s merge request pipeline (every job GitLab would create) from `source`.
 pub fn run_project(project: &CorpusProject, source: &Path) -> anyhow::Result<ProjectRun> {
     let repo = LocalRepo::prepare(source)
+        .and_then(|repo| repo.isolated(&cache_dir().join("build-cache")))
         .with_context(|| format!("preparing {} for gitlab-ci-local", project.name))?;
     let jobs: Vec<String> = repo
         .jobs_of(&PipelineKind::MergeRequest, &[])?
         .into_iter()
         .collect();
     let names: Vec<&str> = jobs.iter().map(String::as_str).collect();
+    // The platform's instance-level variables a project does not set itself: the schema mirror;
+    // and, for the corpus, the registries as of the recorded day.
+    let as_of = corpus_file()?.registries_as_of;
+    let mut platform = vec![("npm_config_before".to_owned(), as_of)];
+    if project.language == "helm" {
+        let schemas = cache_dir().join("k8s-schemas");
+        crate::kube_schemas::write_schema_dir(&schemas)?;
+        platform.push((
+            "KUBECONFORM_SCHEMA_LOCATION".to_owned(),
+            crate::kube_schemas::schema_location(&schemas),
+        ));
+    }
+    let platform: Vec<(&str, &str)> = platform
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let started = std::time::Instant::now();
-    let result = repo.run_of(&names, &PipelineKind::MergeRequest, &[])?;
+    let result = repo.run_of(&names, &PipelineKind::MergeRequest, &platform)?;
     let wall_seconds = started.elapsed().as_secs_f64();
     let verdicts = result
         .jobs
@@ -508,7 +561,7 @@ mod tests {
 
     #[test]
     fn verdicts_come_from_the_job_log() {
-        let log = "[10:00:01 1 s] unit-test > not measured: cargo-llvm-cov is not installed\n[10:00:01 1 s] unit-test > WARNING: coverage not measured\n[10:00:02 2 s] lint > GATE FAILED: not gofmt-formatted: a.go\n[10:00:03 3 s] dependency-scan > UNDETERMINED: vulnerability database unavailable\n";
+        let log = "[10:00:01 1 s] unit-test > UNDETERMINED: coverage not measured: cargo-llvm-cov is not installed\n[10:00:02 2 s] lint > GATE FAILED: not gofmt-formatted: a.go\n[10:00:03 3 s] dependency-scan > UNDETERMINED: vulnerability database unavailable\n";
         assert_eq!(classify(log, "unit-test", "WARN").0, "undetermined");
         assert_eq!(
             classify(log, "lint", "FAIL"),
@@ -519,7 +572,16 @@ mod tests {
         );
         assert_eq!(classify(log, "dependency-scan", "WARN").0, "undetermined");
         assert_eq!(classify(log, "sast", "PASS").0, "pass");
-        // A warning that is not an undetermined tool stays a warning.
+        // A warning that is not an undetermined tool stays a warning, even when the word appears.
+        assert_eq!(
+            classify(
+                "[1] unit-test > test_marks_UNDETERMINED: ok\n[1] unit-test > WARNING: slow\n",
+                "unit-test",
+                "WARN"
+            )
+            .0,
+            "warn"
+        );
         assert_eq!(
             classify(
                 "[1] dependency-scan > WARNING: 7 high CVEs\n",
@@ -529,6 +591,14 @@ mod tests {
             .0,
             "warn"
         );
+    }
+
+    #[test]
+    fn corpus_paths_stay_inside_the_artefact() {
+        assert!(relative("charts/metrics-server").is_ok());
+        for bad in ["../outside", "/etc/passwd", "a/../../b", ""] {
+            assert!(relative(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

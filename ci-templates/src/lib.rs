@@ -13,6 +13,7 @@ pub mod corpus;
 pub mod desired;
 #[cfg(test)]
 mod diff_tests;
+pub mod kube_schemas;
 pub mod library;
 pub mod local_run;
 pub mod reconcile;

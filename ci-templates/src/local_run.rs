@@ -156,7 +156,45 @@ pub struct LocalRepo {
     dir: tempfile::TempDir,
     /// Directories put before the tools on the jobs' PATH (test doubles of tools).
     path_first: Vec<std::path::PathBuf>,
+    /// Code nobody here wrote (the corpus) runs with a cleared environment and this throwaway HOME.
+    isolated: Option<Isolation>,
 }
+
+/// The environment a pipeline of untrusted code runs in: nothing of the host's environment but
+/// the variables that locate the toolchains and the machine's CA bundle, and a HOME of its own, so
+/// a project's install hooks and tests read no credential or configuration of this machine.
+struct Isolation {
+    home: tempfile::TempDir,
+    build_cache: std::path::PathBuf,
+}
+
+/// Host variables an isolated pipeline keeps: locale, the CA bundle (TLS to the registries), the
+/// registries' own settings, and where pyenv keeps its interpreters.
+const ISOLATED_PASSTHROUGH: &[&str] = &[
+    "LANG",
+    "LC_ALL",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "PIP_CERT",
+    "PIP_DEFAULT_TIMEOUT",
+    "PIP_FIND_LINKS",
+    "PIP_INDEX_URL",
+    "PIP_DISABLE_PIP_VERSION_CHECK",
+    "PYENV_ROOT",
+    "RUSTUP_AUTO_INSTALL",
+    "GOPROXY",
+    "GOSUMDB",
+    "GONOSUMDB",
+    "GOTOOLCHAIN",
+];
+
+/// Host dotfiles copied into the throwaway HOME: registry settings, never credentials (a file
+/// holding an auth token is left out).
+const ISOLATED_DOTFILES: &[&str] = &[".npmrc", ".gitconfig"];
 
 /// A job's verdict from gitlab-ci-local's summary, and when it started and finished (event order).
 #[derive(Debug, Clone)]
@@ -301,6 +339,7 @@ impl LocalRepo {
         let repo = Self {
             dir,
             path_first: Vec::new(),
+            isolated: None,
         };
         repo.commit("service and gitlab-ci-templates")?;
         Ok(repo)
@@ -311,6 +350,33 @@ impl LocalRepo {
     pub fn with_path_first(mut self, dir: &Path) -> Self {
         self.path_first.push(dir.to_path_buf());
         self
+    }
+
+    /// Runs the pipelines with a cleared environment and a throwaway HOME (see [`Isolation`]);
+    /// `build_cache` keeps Go's build cache between projects (compiler output, no credentials).
+    pub fn isolated(mut self, build_cache: &Path) -> anyhow::Result<Self> {
+        let home = tempfile::Builder::new()
+            .prefix("ci-templates-home-")
+            .tempdir()?;
+        let host_home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+        for name in ISOLATED_DOTFILES {
+            let Some(from) = host_home.as_ref().map(|h| h.join(name)) else {
+                continue;
+            };
+            let Ok(text) = std::fs::read_to_string(&from) else {
+                continue;
+            };
+            if text.contains("_auth") || text.to_lowercase().contains("token") {
+                continue;
+            }
+            std::fs::write(home.path().join(name), text)?;
+        }
+        std::fs::create_dir_all(build_cache)?;
+        self.isolated = Some(Isolation {
+            home,
+            build_cache: build_cache.to_path_buf(),
+        });
+        Ok(self)
     }
 
     pub fn path(&self) -> &Path {
@@ -348,7 +414,32 @@ impl LocalRepo {
         // With --force-shell-executor, gitlab-ci-local keeps the container path /builds/… in
         // CI_PROJECT_DIR although the job runs in the checkout: point it at the checkout.
         let project_dir = format!("CI_PROJECT_DIR={}", self.path().display());
-        Command::new("gitlab-ci-local")
+        let mut command = Command::new("gitlab-ci-local");
+        if let Some(isolation) = &self.isolated {
+            // rustup's toolchains stay where the host keeps them; everything else is fresh.
+            let rustup_home = std::env::var_os("RUSTUP_HOME").or_else(|| {
+                std::env::var_os("HOME")
+                    .map(|h| std::path::PathBuf::from(h).join(".rustup").into_os_string())
+            });
+            command
+                .env_clear()
+                .envs(
+                    ISOLATED_PASSTHROUGH
+                        .iter()
+                        .filter_map(|name| std::env::var_os(name).map(|value| (*name, value))),
+                )
+                .env("HOME", isolation.home.path())
+                .env("TMPDIR", isolation.home.path())
+                .env("GOCACHE", isolation.build_cache.join("go-build"))
+                .env(
+                    "GOLANGCI_LINT_CACHE",
+                    isolation.build_cache.join("golangci-lint"),
+                );
+            if let Some(rustup_home) = rustup_home {
+                command.env("RUSTUP_HOME", rustup_home);
+            }
+        }
+        command
             .args(["--variable", &project_dir])
             .args(args)
             .current_dir(self.path())

@@ -21,6 +21,15 @@ func handler(db *sql.DB) http.HandlerFunc {
 		// ok: platform.go.shell-command-from-input
 		exec.Command("ping", "-c", "1", host).Run()
 		_ = rows
+		// ok: platform.go.sql-built-from-strings
+		http.Get(baseURL + "/users/" + host)
+		// ok: platform.go.sql-built-from-strings
+		cache.Get(r.Context(), "user:"+host)
+		q := "UPDATE users SET seen = now() WHERE name = '" + host + "'"
+		// ruleid: platform.go.sql-built-from-strings
+		db.ExecContext(r.Context(), q)
+		// ruleid: platform.go.sql-built-from-strings
+		sqlxDB.Get(&user, "SELECT * FROM users WHERE name = '"+host+"'")
 		w.Write(out)
 	}
 }

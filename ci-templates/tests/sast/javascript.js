@@ -30,3 +30,22 @@ function ping2(host) {
   // ruleid: platform.javascript.shell-command-from-input
   return cp.execSync(`ping -c 1 ${host}`);
 }
+
+async function more(db, tasks, cache, name) {
+  const q = "SELECT * FROM users WHERE name = '" + name + "'";
+  // ruleid: platform.javascript.sql-built-from-strings
+  await db.query(q);
+  // ok: platform.javascript.sql-built-from-strings
+  tasks.run(name + '-build');
+  // ok: platform.javascript.sql-built-from-strings
+  await cache.get('user:' + name);
+  // ok: platform.javascript.sql-built-from-strings
+  await db.all(`SELECT * FROM users WHERE name = ?`, [name]);
+}
+
+const { exec: run } = require('node:child_process');
+function ping3(host) {
+  const { execSync } = require('node:child_process');
+  // ruleid: platform.javascript.shell-command-from-input
+  return execSync('ping -c 1 ' + host);
+}

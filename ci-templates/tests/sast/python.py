@@ -37,3 +37,19 @@ def safe(conn, name):
     subprocess.run(["ping", "-c", "1", "localhost"])
     # ok: platform.python.eval-of-input
     return eval("1 + 1")
+
+
+def find3(conn, name):
+    q = "SELECT * FROM users WHERE name = '%s'" % name
+    # ruleid: platform.python.sql-built-from-strings
+    conn.execute(q)
+    q2 = "DELETE FROM users WHERE name = '{}'".format(name)
+    # ruleid: platform.python.sql-built-from-strings
+    conn.executemany(q2, [])
+
+
+def not_sql(runner, engine, name):
+    # ok: platform.python.sql-built-from-strings
+    runner.execute("build-" + name)
+    # ok: platform.python.sql-built-from-strings
+    engine.execute("step {}".format(name))
