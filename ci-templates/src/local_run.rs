@@ -151,6 +151,22 @@ impl PipelineKind {
     }
 }
 
+/// Where the scratch repository keeps the library (GitLab reads it from its own project).
+pub const LIBRARY_DIR: &str = ".ci-library";
+
+/// `local: /templates/…` (the library's includes, resolved in its own project on GitLab) points
+/// into [`LIBRARY_DIR`].
+fn relocate_local_includes(text: &str) -> String {
+    text.replace(
+        "local: /templates/",
+        &format!("local: /{LIBRARY_DIR}/templates/"),
+    )
+    .replace(
+        "local: '/templates/",
+        &format!("local: '/{LIBRARY_DIR}/templates/"),
+    )
+}
+
 /// A scratch repository holding a service and the library.
 pub struct LocalRepo {
     dir: tempfile::TempDir,
@@ -321,11 +337,22 @@ impl LocalRepo {
             .prefix(&format!("ci-templates-{name}-"))
             .tempdir()?;
         copy_dir(service, dir.path())?;
-        crate::render(dir.path())?;
+        // The library goes beside the project, in a directory of its own: a project's own
+        // `templates/` (a Helm chart's) must not receive the library's files.
+        for file in library::FILES {
+            let target = dir.path().join(LIBRARY_DIR).join(file.path);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&target, relocate_local_includes(file.contents))?;
+        }
         let ci = dir.path().join(".gitlab-ci.yml");
         let text = std::fs::read_to_string(&ci)
             .with_context(|| format!("{} has no .gitlab-ci.yml", service.display()))?;
-        std::fs::write(&ci, library::localize_includes(&text))?;
+        std::fs::write(
+            &ci,
+            relocate_local_includes(&library::localize_includes(&text)),
+        )?;
         git(dir.path(), &["init", "-q", "-b", "main"])?;
         git(
             dir.path(),
