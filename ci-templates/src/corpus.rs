@@ -25,6 +25,18 @@ struct CorpusFile {
     /// without Cargo.lock still resolves today's crates (cargo has no such setting).
     registries_as_of: String,
     project: Vec<CorpusProject>,
+    /// Layouts issue 19 asks for that no registry this machine reaches can supply, and why.
+    #[serde(default)]
+    missing: Vec<MissingLayout>,
+}
+
+/// A layout the corpus should cover but cannot, with what was tried: printed in the verdict
+/// document so the gap is never silent.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MissingLayout {
+    pub language: String,
+    pub layout: String,
+    pub why: String,
 }
 
 /// One public project of the corpus.
@@ -66,6 +78,11 @@ pub struct RegistrySource {
     pub version: String,
     /// `h1:…` for a Go module (go.sum's), `sha256:<hex>` for an archive.
     pub checksum: String,
+}
+
+/// The layouts the corpus lacks (see [`MissingLayout`]).
+pub fn missing_layouts() -> anyhow::Result<Vec<MissingLayout>> {
+    Ok(corpus_file()?.missing)
 }
 
 /// The corpus projects.
@@ -192,6 +209,34 @@ fn copy_writable(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A Go module zip keeps no file modes, so a checkout's scripts arrive not executable: every file
+/// that starts with `#!` is made executable again. On pyenv's tree this restores each of the
+/// repository's 50 executables (and marks 40 more, its .bats files among them, which is harmless).
+fn restore_script_modes(dir: &Path) -> anyhow::Result<()> {
+    use std::io::Read as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let path = entry.path();
+        if kind.is_dir() {
+            restore_script_modes(&path)?;
+        } else if kind.is_file() {
+            let mut head = [0u8; 2];
+            let is_script = std::fs::File::open(&path)
+                .and_then(|mut f| f.read_exact(&mut head))
+                .is_ok()
+                && &head == b"#!";
+            if is_script {
+                let mut mode = entry.metadata()?.permissions();
+                mode.set_mode(mode.mode() | 0o111);
+                std::fs::set_permissions(&path, mode)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A path inside the artefact: relative, with no `..` (the corpus list cannot reach outside it).
 fn relative(rel: &str) -> anyhow::Result<&Path> {
     let path = Path::new(rel);
@@ -233,6 +278,7 @@ pub fn fetch(project: &CorpusProject, cache: &Path, dir: &Path) -> anyhow::Resul
             }
             let from = info["Dir"].as_str().context("go mod download: no Dir")?;
             copy_writable(Path::new(from), &target)?;
+            restore_script_modes(&target)?;
         }
         "pypi" => {
             let url = pypi_sdist_url(&s.name, &s.version)?;
@@ -442,7 +488,12 @@ pub fn unexpected(project: &CorpusProject, run: &ProjectRun) -> Vec<String> {
 }
 
 /// The verdict table of a full run, as Markdown.
-pub fn markdown(projects: &[CorpusProject], runs: &[ProjectRun], commit: &str) -> String {
+pub fn markdown(
+    projects: &[CorpusProject],
+    runs: &[ProjectRun],
+    missing: &[MissingLayout],
+    commit: &str,
+) -> String {
     let mut jobs: Vec<String> = runs
         .iter()
         .flat_map(|r| r.jobs.iter().map(|j| j.job.clone()))
@@ -477,6 +528,12 @@ pub fn markdown(projects: &[CorpusProject], runs: &[ProjectRun], commit: &str) -
             p.repository,
             p.licence
         );
+    }
+    if !missing.is_empty() {
+        let _ = writeln!(out, "\n## Layouts the corpus lacks\n");
+        for m in missing {
+            let _ = writeln!(out, "- **{} ({})**: {}", m.language, m.layout, m.why);
+        }
     }
     let _ = writeln!(out, "\n## Verdicts\n");
     let _ = writeln!(
@@ -533,7 +590,10 @@ mod tests {
     #[test]
     fn the_corpus_parses_and_pins_every_source() {
         let projects = projects().unwrap();
-        assert!(projects.len() >= 7);
+        assert!(
+            projects.len() >= 16,
+            "issue 19 asks for at least 16 projects"
+        );
         for p in &projects {
             let c = &p.source.checksum;
             match p.source.registry.as_str() {
@@ -557,6 +617,45 @@ mod tests {
             projects.iter().filter(|p| p.ci).count(),
             "one CI project per language"
         );
+    }
+
+    /// Issue 19's layout list: each is covered by a project, or declared missing with the reason
+    /// (which the verdict document prints). A project dropped without saying so fails here.
+    #[test]
+    fn the_corpus_covers_each_layout_or_says_why_not() {
+        let projects = projects().unwrap();
+        let missing = missing_layouts().unwrap();
+        let required: &[(&str, &str)] = &[
+            ("python", "requirements"),
+            ("python", "uv.lock"),
+            ("python", "Poetry"),
+            ("node", "no lock file"),
+            ("node", "npm-shrinkwrap.json"),
+            ("node", "yarn"),
+            ("go", "library"),
+            ("go", "service"),
+            ("rust", "workspace"),
+            ("rust", "without Cargo.lock"),
+            ("shell", "bats"),
+            ("helm", "chart"),
+            ("terraform", "module"),
+        ];
+        for (language, layout) in required {
+            let covered = projects
+                .iter()
+                .any(|p| p.language == *language && p.layout.contains(layout));
+            let declared = missing
+                .iter()
+                .any(|m| m.language == *language && m.layout.contains(layout) && m.why.len() > 80);
+            assert!(
+                covered || declared,
+                "no {language} project with a layout of `{layout}`, and no [[missing]] entry saying why"
+            );
+            assert!(
+                !(covered && declared),
+                "{language} `{layout}` is covered now: remove its [[missing]] entry"
+            );
+        }
     }
 
     #[test]

@@ -177,8 +177,11 @@ pub struct LocalRepo {
 }
 
 /// The environment a pipeline of untrusted code runs in: nothing of the host's environment but
-/// the variables that locate the toolchains and the machine's CA bundle, and a HOME of its own, so
-/// a project's install hooks and tests read no credential or configuration of this machine.
+/// the variables that locate the toolchains and the machine's CA bundle (a value carrying
+/// `user:password@` is dropped), and a HOME of its own holding only credential-free lines of the
+/// host's registry settings. This keeps credentials out of what the code is handed; it is not a
+/// sandbox: the shell executor runs the code as this user, so files it can read by absolute path
+/// stay readable (run the corpus as a user that holds no credentials).
 struct Isolation {
     home: tempfile::TempDir,
     build_cache: std::path::PathBuf,
@@ -208,9 +211,61 @@ const ISOLATED_PASSTHROUGH: &[&str] = &[
     "GOTOOLCHAIN",
 ];
 
-/// Host dotfiles copied into the throwaway HOME: registry settings, never credentials (a file
-/// holding an auth token is left out).
+/// Host dotfiles copied into the throwaway HOME: registry settings, never credentials (lines that
+/// may hold one are left out, see [`credential_free`]).
 const ISOLATED_DOTFILES: &[&str] = &[".npmrc", ".gitconfig"];
+
+/// `text` without terminal colour and cursor codes (ESC `[` … final byte).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A URL with a user part (`https://user:token@host/…`).
+fn has_userinfo(value: &str) -> bool {
+    value.split("://").skip(1).any(|rest| {
+        rest.split(['/', ' ', '"', '\'', ','])
+            .next()
+            .is_some_and(|authority| authority.contains('@'))
+    })
+}
+
+/// The lines of an npmrc or gitconfig that cannot hold a credential: no auth, token, password,
+/// user name, credential helper or extra header setting, and no URL with a user part.
+pub(crate) fn credential_free(text: &str) -> String {
+    const MARKERS: &[&str] = &[
+        "auth",
+        "token",
+        "password",
+        "passwd",
+        "username",
+        "credential",
+        "helper",
+        "extraheader",
+        "cookie",
+        "secret",
+    ];
+    text.lines()
+        .filter(|line| {
+            let lower = line.to_lowercase();
+            !MARKERS.iter().any(|m| lower.contains(m)) && !has_userinfo(line)
+        })
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
 
 /// A job's verdict from gitlab-ci-local's summary, and when it started and finished (event order).
 #[derive(Debug, Clone)]
@@ -393,10 +448,7 @@ impl LocalRepo {
             let Ok(text) = std::fs::read_to_string(&from) else {
                 continue;
             };
-            if text.contains("_auth") || text.to_lowercase().contains("token") {
-                continue;
-            }
-            std::fs::write(home.path().join(name), text)?;
+            std::fs::write(home.path().join(name), credential_free(&text))?;
         }
         std::fs::create_dir_all(build_cache)?;
         self.isolated = Some(Isolation {
@@ -453,7 +505,8 @@ impl LocalRepo {
                 .envs(
                     ISOLATED_PASSTHROUGH
                         .iter()
-                        .filter_map(|name| std::env::var_os(name).map(|value| (*name, value))),
+                        .filter_map(|name| std::env::var_os(name).map(|value| (*name, value)))
+                        .filter(|(_, value)| !has_userinfo(&value.to_string_lossy())),
                 )
                 .env("HOME", isolation.home.path())
                 .env("TMPDIR", isolation.home.path())
@@ -475,9 +528,17 @@ impl LocalRepo {
                 dirs.extend(std::env::split_paths(&path_with_tools()));
                 std::env::join_paths(dirs).unwrap_or_default()
             })
-            .env("GCL_IGNORE_PREDEFINED_VARS", "CI_PROJECT_DIR,CI_PIPELINE_SOURCE")
-            .env("NO_COLOR", "1")
-            .env("FORCE_COLOR", "0")
+            .env(
+                "GCL_IGNORE_PREDEFINED_VARS",
+                "CI_PROJECT_DIR,CI_PIPELINE_SOURCE",
+            );
+        // Plain output for the parser. Not for code nobody here wrote: the jobs inherit these, and
+        // a project's tests may check colours (hexyl's do; NO_COLOR fails them). Its output is
+        // stripped of colour codes instead (`run_of`).
+        if self.isolated.is_none() {
+            command.env("NO_COLOR", "1").env("FORCE_COLOR", "0");
+        }
+        command
             .output()
             .with_context(|| {
                 format!(
@@ -615,11 +676,11 @@ impl LocalRepo {
         owned.extend(jobs.iter().map(|j| (*j).to_owned()));
         let args: Vec<&str> = owned.iter().map(String::as_str).collect();
         let out = self.gitlab_ci_local(&args)?;
-        let output = format!(
+        let output = strip_ansi(&format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
-        );
+        ));
         let outcomes = parse_run(&output, jobs);
         Ok(LocalRun {
             ok: out.status.success(),
@@ -650,6 +711,34 @@ mod tests {
         assert_eq!(outcomes[0].verdict, "PASS");
         assert_eq!(outcomes[0].seconds, Some(0.584));
         assert_eq!(outcomes[1].verdict, "FAIL");
+    }
+
+    /// The host's registry settings reach an isolated pipeline; what could be a credential does not
+    /// (npm's documented auth keys, git's credential helper and extra headers, URLs with a user).
+    #[test]
+    fn dotfiles_keep_settings_and_lose_credentials() {
+        let npmrc = "registry=https://registry.npmjs.org/\n//registry.npmjs.org/:_authToken=npm_SECRET1\n_auth=c2VjcmV0\n//r.example/:_password=U0VDUkVU\nusername=alice\nfund=false\n";
+        let kept = super::credential_free(npmrc);
+        assert_eq!(kept, "registry=https://registry.npmjs.org/\nfund=false\n");
+        let gitconfig = "[user]\n\tname = A\n[credential]\n\thelper = store\n[http]\n\textraheader = Authorization: Basic c2VjcmV0\n[url \"https://alice:glpat-SECRET2@gitlab.example/\"]\n\tinsteadOf = https://gitlab.example/\n";
+        let kept = super::credential_free(gitconfig);
+        for secret in ["SECRET", "c2VjcmV0", "helper", "alice"] {
+            assert!(!kept.contains(secret), "{secret} kept in {kept}");
+        }
+        assert!(kept.contains("name = A"));
+        assert!(super::has_userinfo("https://u:p@proxy.example/simple"));
+        assert!(!super::has_userinfo("https://proxy.golang.org,direct"));
+        assert!(!super::has_userinfo(
+            "https://registry.npmjs.org/@scope%2fpkg"
+        ));
+    }
+
+    #[test]
+    fn colour_codes_are_stripped() {
+        assert_eq!(
+            super::strip_ansi("\u{1b}[32m PASS \u{1b}[39m lint \u{1b}[38;2;171;205;239mx"),
+            " PASS  lint x"
+        );
     }
 
     #[test]

@@ -348,11 +348,24 @@ fn corpus_projects_give_their_recorded_verdicts() {
         for job in run.jobs.iter().filter(|j| j.verdict == "undetermined") {
             assert!(!job.reason.is_empty(), "{}: {job:?}", project.name);
         }
-        // A chart's unit-test is kubeconform: a pass shows its summary with nothing invalid.
+        // A chart's unit-test is kubeconform: a pass shows its summary with objects validated and
+        // nothing invalid (a chart that rendered nothing would show `Valid: 0`).
         if project.language == "helm" {
+            let valid = run
+                .output
+                .lines()
+                .find_map(|l| {
+                    let rest = &l[l.find("Valid: ")? + "Valid: ".len()..];
+                    let (n, tail) = rest.split_once(',')?;
+                    tail.trim_start()
+                        .starts_with("Invalid: 0, Errors: 0, Skipped: 0")
+                        .then(|| n.trim().parse::<u32>().ok())
+                        .flatten()
+                })
+                .unwrap_or(0);
             assert!(
-                run.output.contains("Invalid: 0, Errors: 0, Skipped: 0"),
-                "{}: kubeconform summary missing:\n{}",
+                valid > 0,
+                "{}: no kubeconform summary with valid objects:\n{}",
                 project.name,
                 run.output
             );
@@ -440,4 +453,94 @@ fn helm_charts_are_linted_rendered_and_validated_offline() {
     .unwrap();
     let run = mr_run(&repo, &["lint"], &vars);
     assert_fails_with(&run, "lint", "GATE FAILED: helm lint --strict ./chart");
+
+    // Without the platform's schema mirror the job downloads nothing: it fails and says what to set.
+    repo.write("chart/templates/servicemonitor.yaml", "")
+        .unwrap();
+    let run = mr_run(&repo, &["lint", "unit-test"], NO_NETWORK);
+    assert_eq!(run.verdict("lint"), "PASS", "{}", run.output);
+    assert_fails_with(
+        &run,
+        "unit-test",
+        "GATE FAILED: KUBECONFORM_SCHEMA_LOCATION is not set",
+    );
+}
+
+/// The script line of `job` in a library file that contains `needle`.
+fn script_line(file: &str, job: &str, needle: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("library/templates")
+        .join(file);
+    let yaml: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    yaml[job]["script"]
+        .as_array()
+        .and_then(|lines| {
+            lines
+                .iter()
+                .filter_map(|l| l.as_str())
+                .find(|l| l.contains(needle))
+        })
+        .unwrap_or_else(|| panic!("{file} {job}: no script line with {needle}"))
+        .to_owned()
+}
+
+/// Runs `snippet` then base.yml's coverage gate on `$total` in `dir`; its output and status.
+fn gate_total(dir: &Path, snippet: &str) -> (String, bool) {
+    let base: serde_json::Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("library/templates/base.yml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let gate = base[".gates"]["coverage"][0]
+        .as_str()
+        .expect("base.yml .gates.coverage")
+        .to_owned();
+    let out = Command::new("bash")
+        .args([
+            "-ec",
+            &format!("{snippet}\n{gate}\ncoverage_gate \"$total\""),
+        ])
+        .current_dir(dir)
+        .env("COVERAGE_THRESHOLD", "80")
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.success(),
+    )
+}
+
+/// 79.96 % is below the 80 % gate: the totals the gate reads are not rounded up first (Go's
+/// `go tool cover -func` and `coverage report` would both print 80). A block a second test binary
+/// covered counts once, as go tool cover counts it.
+#[test]
+fn coverage_totals_are_not_rounded_up_to_the_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("cover.out"),
+        "mode: atomic\nx/a.go:1.1,2.2 1999 0\nx/a.go:3.1,4.2 501 0\nx/a.go:1.1,2.2 1999 4\n",
+    )
+    .unwrap();
+    let go = script_line("languages/go.yml", "unit-test", "awk 'NR > 1");
+    let (out, passed) = gate_total(dir.path(), &go);
+    assert!(!passed && out.contains("coverage: 79.96%"), "{out}");
+
+    std::fs::write(
+        dir.path().join("coverage.json"),
+        r#"{"totals": {"percent_covered": 79.996, "percent_covered_display": "80"}}"#,
+    )
+    .unwrap();
+    let python = script_line("languages/python.yml", "unit-test", "percent_covered");
+    let (out, passed) = gate_total(dir.path(), &python);
+    assert!(!passed && out.contains("coverage: 79.99%"), "{out}");
+    std::fs::write(
+        dir.path().join("coverage.json"),
+        r#"{"totals": {"percent_covered": 80.0}}"#,
+    )
+    .unwrap();
+    let (out, passed) = gate_total(dir.path(), &python);
+    assert!(passed && out.contains("coverage: 80.0%"), "{out}");
 }

@@ -338,9 +338,19 @@ fn rust_shell_and_terraform_projects_pass_their_gates() {
     let shell = Repo::from_fixture("shell-tools");
     let gates = ["lint", "unit-test", "secret-detection", "config-scan"];
     assert_all_pass(&shell.run(&gates), &gates);
-    // shellcheck really gates: an unquoted expansion fails the lint job.
-    shell.write("scripts/bad.sh", "#!/bin/sh\nrm -rf $1/tmp\n");
-    assert_eq!(shell.run(&["lint"]).verdict("lint"), "FAIL");
+    // shellcheck really gates, also on a script found by its shebang alone (no extension): an
+    // unquoted expansion fails the lint job.
+    shell.write("bin/ttl-clean", "#!/usr/bin/env bash\nrm -rf $1/tmp\n");
+    let run = shell.run(&["lint"]);
+    assert_eq!(run.verdict("lint"), "FAIL", "{}", run.output);
+    assert!(
+        run.output
+            .contains("detected: 2 shell scripts (1 by their shebang)")
+            && run.output.contains("./bin/ttl-clean")
+            && run.output.contains("SC2086"),
+        "{}",
+        run.output
+    );
     // Terraform is not part of the project's toolset (TOOLING: no route on a fresh machine); where
     // the machine has it, the module's fmt and validate jobs run for real.
     if Command::new("terraform")

@@ -7,6 +7,12 @@ import (
 	"os/exec"
 )
 
+// Formats kept in names: their text is not at the call.
+const (
+	userQuery = "SELECT * FROM users WHERE name = '%s'"
+	userURL   = "https://api.example.com/users/%s"
+)
+
 func handler(db *sql.DB) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		host := r.URL.Query().Get("host")
@@ -30,6 +36,12 @@ func handler(db *sql.DB) http.HandlerFunc {
 		db.ExecContext(r.Context(), q)
 		// ruleid: platform.go.sql-built-from-strings
 		sqlxDB.Get(&user, "SELECT * FROM users WHERE name = '"+host+"'")
+		// ruleid: platform.go.sql-built-from-strings
+		db.Query("SELECT " + col + " FROM users")
+		// ruleid: platform.go.sql-format-from-a-name
+		db.Query(fmt.Sprintf(userQuery, host))
+		// ok: platform.go.sql-format-from-a-name
+		http.Get(fmt.Sprintf(userURL, host))
 		w.Write(out)
 	}
 }

@@ -53,3 +53,13 @@ def not_sql(runner, engine, name):
     runner.execute("build-" + name)
     # ok: platform.python.sql-built-from-strings
     engine.execute("step {}".format(name))
+
+
+QUERY = "SELECT * FROM users WHERE name = '%s'"
+
+
+def find4(conn, name):
+    # ruleid: platform.python.sql-format-from-a-name
+    conn.execute(QUERY % name)
+    # ok: platform.python.sql-format-from-a-name
+    conn.execute(QUERY, (name,))
