@@ -370,8 +370,17 @@ fn corpus_projects_give_their_recorded_verdicts() {
                 run.output
             );
         }
+        // A shell project's unit-test is bats (no coverage tool): a pass ran the project's tests.
+        if project.language == "shell" {
+            assert!(
+                run.output.contains("detected: bats tests in test/"),
+                "{}: no bats run:\n{}",
+                project.name,
+                run.output
+            );
+        }
         // A passing unit-test went through the coverage gate with a measured number.
-        if project.language != "helm"
+        if !matches!(project.language.as_str(), "helm" | "shell")
             && run
                 .verdict("unit-test")
                 .is_some_and(|j| j.verdict == "pass")
