@@ -258,13 +258,20 @@ pub(crate) fn credential_free(text: &str) -> String {
         "cookie",
         "secret",
     ];
-    text.lines()
-        .filter(|line| {
-            let lower = line.to_lowercase();
-            !MARKERS.iter().any(|m| lower.contains(m)) && !has_userinfo(line)
-        })
-        .map(|line| format!("{line}\n"))
-        .collect()
+    let mut kept = String::new();
+    // A value continued with a trailing backslash goes with its line.
+    let mut dropping = false;
+    for line in text.lines() {
+        let lower = line.to_lowercase();
+        let continued = line.trim_end().ends_with('\\');
+        if dropping || MARKERS.iter().any(|m| lower.contains(m)) || has_userinfo(line) {
+            dropping = continued;
+            continue;
+        }
+        kept.push_str(line);
+        kept.push('\n');
+    }
+    kept
 }
 
 /// A job's verdict from gitlab-ci-local's summary, and when it started and finished (event order).
@@ -720,7 +727,7 @@ mod tests {
         let npmrc = "registry=https://registry.npmjs.org/\n//registry.npmjs.org/:_authToken=npm_SECRET1\n_auth=c2VjcmV0\n//r.example/:_password=U0VDUkVU\nusername=alice\nfund=false\n";
         let kept = super::credential_free(npmrc);
         assert_eq!(kept, "registry=https://registry.npmjs.org/\nfund=false\n");
-        let gitconfig = "[user]\n\tname = A\n[credential]\n\thelper = store\n[http]\n\textraheader = Authorization: Basic c2VjcmV0\n[url \"https://alice:glpat-SECRET2@gitlab.example/\"]\n\tinsteadOf = https://gitlab.example/\n";
+        let gitconfig = "[user]\n\tname = A\n[credential]\n\thelper = store\n[http]\n\textraheader = Authorization: \\\n  Basic c2VjcmV0\n[url \"https://alice:glpat-SECRET2@gitlab.example/\"]\n\tinsteadOf = https://gitlab.example/\n";
         let kept = super::credential_free(gitconfig);
         for secret in ["SECRET", "c2VjcmV0", "helper", "alice"] {
             assert!(!kept.contains(secret), "{secret} kept in {kept}");

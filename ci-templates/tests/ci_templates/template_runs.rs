@@ -314,7 +314,7 @@ fn python_service_passes_and_coverage_under_the_threshold_fails() {
     let gates = ["lint", "build", "unit-test", "sast", "config-scan", "sbom"];
     assert_all_pass(&repo.run(&gates), &gates);
     // coverage.py's exact total (its JSON report), not the rounded figure of `coverage report`.
-    assert_eq!(repo.artifact("unit-test", "coverage.txt").trim(), "100.0");
+    assert_eq!(repo.artifact("unit-test", "coverage.txt").trim(), "100.00");
 
     // Untested code drags coverage under 80 %: the gate fails the job.
     repo.write(
