@@ -475,14 +475,17 @@ fn helm_charts_are_linted_rendered_and_validated_offline() {
     );
 }
 
-/// The script line of `job` in a library file that contains `needle`.
-fn script_line(file: &str, job: &str, needle: &str) -> String {
+/// A library file (`library/templates/<file>`) as YAML.
+fn template_yaml(file: &str) -> serde_json::Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("library/templates")
         .join(file);
-    let yaml: serde_json::Value =
-        serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    yaml[job]["script"]
+    serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// The script line of `job` in a library file that contains `needle`.
+fn script_line(file: &str, job: &str, needle: &str) -> String {
+    template_yaml(file)[job]["script"]
         .as_array()
         .and_then(|lines| {
             lines
@@ -496,14 +499,7 @@ fn script_line(file: &str, job: &str, needle: &str) -> String {
 
 /// Runs `snippet` then base.yml's coverage gate on `$total` in `dir`; its output and status.
 fn gate_total(dir: &Path, snippet: &str) -> (String, bool) {
-    let base: serde_json::Value = serde_saphyr::from_str(
-        &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("library/templates/base.yml"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let gate = base[".gates"]["coverage"][0]
+    let gate = template_yaml("base.yml")[".gates"]["coverage"][0]
         .as_str()
         .expect("base.yml .gates.coverage")
         .to_owned();
