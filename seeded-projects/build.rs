@@ -1,13 +1,22 @@
 //! Embeds the seeded projects' files (`services/packet-relay`, `services/netops-dashboard`,
 //! `services/dora-collector`) as they are pushed to GitLab: everything in the service folder except
 //! what only the workspace uses (integration tests, benchmarks, build output), and the `common`
-//! crate, which the collector's project carries. Regenerated whenever a file there changes.
+//! crate, which the collector's project carries; and the service template (`service-template/`,
+//! every language). Regenerated whenever a file there changes.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Folders of a service that stay in this workspace (they need the sandbox or other crates).
 const WORKSPACE_ONLY: &[&str] = &["tests", "benches", "target"];
+/// Build output anywhere in a tree (a template language tried in place), never pushed.
+const BUILD_OUTPUT: &[&str] = &[
+    "target",
+    "node_modules",
+    "__pycache__",
+    ".pytest_cache",
+    ".venv",
+];
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
@@ -19,6 +28,12 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
         let rel = path.strip_prefix(root).expect("under the service folder");
         if path.is_dir() {
             if dir == root && WORKSPACE_ONLY.iter().any(|w| rel == Path::new(w)) {
+                continue;
+            }
+            if path
+                .file_name()
+                .is_some_and(|n| BUILD_OUTPUT.iter().any(|b| n == *b))
+            {
                 continue;
             }
             walk(root, &path, out);
@@ -38,7 +53,9 @@ fn main() {
         ("PACKET_RELAY_FILES", "services/packet-relay"),
         ("NETOPS_DASHBOARD_FILES", "services/netops-dashboard"),
         ("DORA_COLLECTOR_FILES", "services/dora-collector"),
+        ("FEATURE_FLAGS_FILES", "services/feature-flags"),
         ("COMMON_FILES", "common"),
+        ("SERVICE_TEMPLATE_FILES", "service-template"),
     ] {
         let service = folder;
         let root = workspace.join(folder);

@@ -137,6 +137,21 @@ pub fn pipeline_token_change(
     }
 }
 
+/// The service catalog's entries (`data` of the `ConfigMap` [`contract::SERVICE_CATALOG`] in the Argo CD
+/// namespace); empty when nothing was onboarded yet.
+pub async fn read_catalog(
+    kube: &KubeClient,
+    argocd_namespace: &str,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let map = kube
+        .get(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": contract::SERVICE_CATALOG, "namespace": argocd_namespace}}))
+        .await?;
+    Ok(map
+        .and_then(|m| m.get("data").cloned())
+        .and_then(|d| serde_json::from_value(d).ok())
+        .unwrap_or_default())
+}
+
 pub struct ArgoDelivery {
     kube: KubeClient,
     vault: VaultClient,
@@ -154,8 +169,12 @@ impl ArgoDelivery {
         let mut settings = Settings::load(cfg)?;
         settings.rotate_tokens = rotate_tokens;
         let crd_wait = cfg.crd_wait();
+        let kube = KubeClient::connect(cfg, FIELD_MANAGER).await?;
+        // The onboarded services join the platform's (onboard-service writes the catalog).
+        let catalog = read_catalog(&kube, &settings.argocd_namespace).await?;
+        settings.services = contract::services_with_catalog(cfg.environment(), &catalog)?;
         Ok(Self {
-            kube: KubeClient::connect(cfg, FIELD_MANAGER).await?,
+            kube,
             vault: VaultClient::connect(cfg)?,
             gitlab: GitLabClient::connect(cfg)?,
             cfg: cfg.clone(),

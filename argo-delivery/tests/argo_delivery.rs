@@ -714,7 +714,7 @@ fn indent(text: &str) -> String {
     text.lines().map(|l| format!("          {l}\n")).collect()
 }
 
-const SERVICE_TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/service-template");
+const SERVICE_TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../service-template/deploy");
 
 /// Renders an overlay with `kubectl kustomize` (the test's tool; the phases never need kubectl).
 fn kustomize(overlay: &str) -> Vec<Value> {

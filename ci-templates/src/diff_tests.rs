@@ -31,6 +31,7 @@ fn fresh() -> Observed {
         robots: ROBOTS.iter().map(|r| (r.name, None)).collect(),
         robot_secrets: ROBOTS.iter().map(|r| (r.name, None)).collect(),
         bash: crate::bash_leftovers::Candidates::default(),
+        service_template: seeded_projects::seed::Observed::default(),
     }
 }
 
@@ -99,6 +100,11 @@ fn converged(s: &Settings) -> Observed {
         harbor_projects,
         robots,
         robot_secrets,
+        service_template: seeded_projects::seed::Observed::as_seeded(
+            &crate::reconcile::service_template_wanted(s),
+            13,
+            20_000,
+        ),
         ..fresh()
     }
 }

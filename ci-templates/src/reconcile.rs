@@ -12,6 +12,8 @@ use common::phase::{Outcome, Phase, lock};
 use common::plan::{Change, Plan, changed_fields};
 use common::vault::{KvMetadata, VaultClient};
 use secrecy::ExposeSecret as _;
+use seeded_projects::seed::{self, SeedOp};
+use seeded_projects::service_template;
 use serde_json::{Value, json};
 
 use crate::bash_leftovers::{self, BASH_PUSH_SECRET, Candidates, StoredSecret};
@@ -35,6 +37,8 @@ pub enum Op {
     TagLibrary {
         tag: String,
     },
+    /// A step of seeding the service template project (`seeded_projects::service_template`).
+    SeedServiceTemplate(SeedOp),
     SetVariable {
         /// The variables group (known from the observation).
         group: u64,
@@ -117,9 +121,12 @@ pub struct Observed {
     pub robot_secrets: BTreeMap<&'static str, Option<KvMetadata>>,
     /// What may be left by the bash phase 14 (the diff decides by identity).
     pub bash: Candidates,
+    /// The service template project (`<library group>/service-template`).
+    pub service_template: seed::Observed,
 }
 
 pub struct CiTemplates {
+    cfg: PlatformConfig,
     gitlab: GitLabClient,
     harbor: HarborClient,
     vault: VaultClient,
@@ -131,6 +138,7 @@ pub struct CiTemplates {
 impl CiTemplates {
     pub fn connect(cfg: &PlatformConfig) -> anyhow::Result<Self> {
         Ok(Self {
+            cfg: cfg.clone(),
             settings: Settings::load(cfg)?,
             gitlab: GitLabClient::connect(cfg)?,
             harbor: HarborClient::connect(cfg)?,
@@ -326,6 +334,9 @@ impl Phase for CiTemplates {
             );
         }
         bash.push_secret = self.stored_secret(BASH_PUSH_SECRET).await?;
+        let template = service_template_wanted(&self.settings);
+        let service_template =
+            seed::observe(&self.gitlab, &self.vault, &template.path(), &template.tag).await?;
         Ok(Observed {
             group_id: group.id,
             namespace_id,
@@ -336,6 +347,7 @@ impl Phase for CiTemplates {
             robots,
             robot_secrets,
             bash,
+            service_template,
         })
     }
 
@@ -357,6 +369,9 @@ impl Phase for CiTemplates {
                 self.gitlab
                     .commit(self.project_id()?, BRANCH, message, actions)
                     .await?;
+            }
+            Op::SeedServiceTemplate(op) => {
+                seed::execute(&self.cfg, &self.gitlab, &self.vault, op).await?;
             }
             Op::TagLibrary { tag } => {
                 self.gitlab
@@ -535,6 +550,24 @@ fn create_immutable_rule(spec: &HarborProject) -> Change<Op> {
     )
 }
 
+/// What phase 14 wants the service template project to be: the template of this version, in the
+/// library's group, tagged `v<template version>`; no promotion token (it runs no pipeline).
+pub fn service_template_wanted(s: &Settings) -> seed::Wanted {
+    let tag = service_template::tag();
+    seed::Wanted {
+        group: s.templates_namespace().0.to_owned(),
+        name: service_template::PROJECT.to_owned(),
+        description: "The platform's service template (plan §6.4): onboard-service creates services from its version tags (managed by cicd-buildout phase 14)".to_owned(),
+        files: service_template::template_files(),
+        tag: tag.clone(),
+        tag_message: format!("service-template {tag}: what onboard-service renders"),
+        commit_message: format!("service-template {tag} (cicd-buildout phase 14)"),
+        policy: seed::Policy::Managed,
+        approver_parent: s.approver_parent.clone(),
+        promote_token: false,
+    }
+}
+
 /// The pure diff.
 pub fn diff(s: &Settings, o: &Observed) -> anyhow::Result<Plan<Op>> {
     let mut plan = Plan::new(PHASE_NAME);
@@ -586,6 +619,14 @@ pub fn diff(s: &Settings, o: &Observed) -> anyhow::Result<Plan<Op>> {
         )),
         Some(_) => {}
     }
+    // The service template (plan §6.4) beside the library, committed the same way: only the
+    // files that differ, then its version tag, which onboard-service reads.
+    seed::plan(
+        &service_template_wanted(s),
+        &o.service_template,
+        &mut plan,
+        Op::SeedServiceTemplate,
+    );
 
     // Group CI/CD variables (plan §1.3).
     for want in desired::group_variables(s) {

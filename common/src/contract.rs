@@ -197,7 +197,7 @@ pub const PULL_STORE_VAULT_ROLE: &str = "external-secrets-harbor-pull";
 
 // --- The service list ------------------------------------------------------------------------------
 /// Argo Rollouts strategy of a service's production overlay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
     /// Traffic moves to the new version step by step, analysed between steps (`dora-collector`,
@@ -254,6 +254,8 @@ struct CatalogSettings {
 pub const PLATFORM_GROUP: &str = "platform_services";
 /// Harbor project of the platform's own images (plan §3.3).
 pub const PLATFORM_HARBOR_PROJECT: &str = "platform-services";
+/// Harbor project of application teams' images (plan §3.3): onboarded services push here with `ci-push`.
+pub const APPLICATION_HARBOR_PROJECT: &str = "application-services";
 /// The DORA collector's project and image name.
 pub const COLLECTOR: &str = "dora-collector";
 /// The arcade's two projects.
@@ -329,6 +331,175 @@ pub fn services(env: &Environment) -> Result<Vec<DeliveredService>> {
         }
     }
     Ok(out)
+}
+
+// --- The service catalog: services onboarded by `onboard-service` ---------------------------------
+/// The `ConfigMap` (in the Argo CD namespace) that lists the onboarded services: one key per
+/// service, its value a JSON [`CatalogEntry`]. `onboard-service` adds its service's key (a JSON merge
+/// patch of that key only); phase 15 reads it and makes each entry's Applications.
+pub const SERVICE_CATALOG: &str = "cicd-service-catalog";
+/// The `ConfigMap` key of the catalog's own description (not a service).
+pub const SERVICE_CATALOG_README: &str = "README";
+/// Longest service name: the main pipeline's ephemeral namespace
+/// `ephemeral-<name>-main-<8-character commit>` must stay a 63-character Kubernetes label.
+pub const SERVICE_NAME_MAX: usize = 63 - "ephemeral-".len() - "-main-".len() - 8;
+/// GitLab's reserved project names that fit one path segment (docs/research/gitlab-reserved-names.md).
+pub const GITLAB_RESERVED_PROJECT_NAMES: &[&str] = &[
+    "-",
+    "badges",
+    "blame",
+    "blob",
+    "builds",
+    "commits",
+    "create",
+    "create_dir",
+    "edit",
+    "files",
+    "find_file",
+    "new",
+    "preview",
+    "raw",
+    "refs",
+    "tree",
+    "update",
+    "wikis",
+];
+
+/// One onboarded service as the catalog records it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogEntry {
+    /// The GitLab group of its project.
+    pub group: String,
+    /// The template language it was created with (`go`, `node`, `python`, `rust`).
+    pub language: String,
+    /// Argo Rollouts strategy of its production overlay.
+    pub strategy: Strategy,
+    /// The shared Harbor project of its images (plan §3.3).
+    pub harbor_project: String,
+    /// The service template tag it was created from.
+    pub template: String,
+}
+
+/// Why Kubernetes, Harbor or GitLab would refuse `name` as a service name, or `None`. Each
+/// message names the system and its rule.
+pub fn service_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("the name is empty".into());
+    }
+    if name.len() > SERVICE_NAME_MAX {
+        return Some(format!(
+            "Kubernetes: it has {} characters, at most {SERVICE_NAME_MAX} fit: the main pipeline's namespace ephemeral-<name>-main-<8-character commit> must be at most 63 characters (RFC 1123 label)",
+            name.chars().count()
+        ));
+    }
+    let bad: Vec<char> = name
+        .chars()
+        .filter(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+        .collect();
+    if !bad.is_empty() {
+        let mut shown: Vec<String> = bad.iter().map(|c| format!("{c:?}")).collect();
+        shown.dedup();
+        return Some(format!(
+            "Kubernetes: names are RFC 1123 labels (lowercase letters, digits and '-'), and Harbor repositories are lowercase: {} not allowed",
+            shown.join(", ")
+        ));
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Some(
+            "Kubernetes and GitLab: a name must start and end with a letter or digit (RFC 1123 label; GitLab slug rules)".into(),
+        );
+    }
+    if name.contains("--") {
+        return Some(
+            "GitLab and Harbor: no two separators in a row ('--'): GitLab slugs must not contain consecutive special characters, Harbor repository names are [a-z0-9]+(?:[._-][a-z0-9]+)*".into(),
+        );
+    }
+    if GITLAB_RESERVED_PROJECT_NAMES.contains(&name) {
+        return Some(format!(
+            "GitLab: {name} is a reserved project name (docs.gitlab.com/user/reserved_names)"
+        ));
+    }
+    None
+}
+
+/// The delivery of one onboarded service: staging in `staging-<name>`, production in
+/// `prod-<name>` (the service template's overlays name these namespaces).
+pub fn onboarded_service(
+    env: &Environment,
+    name: &str,
+    entry: &CatalogEntry,
+) -> Result<DeliveredService> {
+    if let Some(problem) = service_name_problem(name) {
+        return Err(Error::Config(format!(
+            "ConfigMap {SERVICE_CATALOG}: service {name:?} is not a valid name ({problem}): remove the key"
+        )));
+    }
+    let s: CatalogSettings = env.parse()?;
+    Ok(DeliveredService {
+        name: name.to_owned(),
+        project_path: format!("{}/{name}", entry.group),
+        harbor_project: entry.harbor_project.clone(),
+        strategy: entry.strategy,
+        production_project: non_empty(s.demo_argocd_project, "production"),
+        staging: Stage {
+            application: format!("{name}-staging"),
+            namespace: format!("staging-{name}"),
+            overlay: "deploy/overlays/staging".into(),
+        },
+        production: Stage {
+            application: name.to_owned(),
+            namespace: format!("prod-{name}"),
+            overlay: "deploy/overlays/production".into(),
+        },
+        ephemeral_overlay: "deploy/overlays/ephemeral".into(),
+    })
+}
+
+/// The platform's own services ([`services`]) and the catalog's (`data` of [`SERVICE_CATALOG`]),
+/// sorted by name after the platform's. An entry that does not parse, or that takes a platform
+/// service's name, is an error naming the key.
+pub fn services_with_catalog(
+    env: &Environment,
+    catalog: &BTreeMap<String, String>,
+) -> Result<Vec<DeliveredService>> {
+    let mut out = services(env)?;
+    for (name, json) in catalog {
+        if name == SERVICE_CATALOG_README {
+            continue;
+        }
+        let entry: CatalogEntry = serde_json::from_str(json).map_err(|e| {
+            Error::Config(format!(
+                "ConfigMap {SERVICE_CATALOG}: the entry of {name} is not a catalog entry ({e}): rerun onboard-service {name} apply, or remove the key"
+            ))
+        })?;
+        if out.iter().any(|s| s.name == *name) {
+            return Err(Error::Config(format!(
+                "ConfigMap {SERVICE_CATALOG}: {name} is a platform service's name: remove the key"
+            )));
+        }
+        out.push(onboarded_service(env, name, &entry)?);
+    }
+    Ok(out)
+}
+
+// --- Feature flags (plan §7, Option A) ---------------------------------------------------------------
+/// Where a service's flags live under [`KV_MOUNT`]: one KV v2 secret per flag.
+pub fn kv_feature_flags(service: &str) -> String {
+    format!("feature-flags/{service}")
+}
+
+/// The Vault policy of a service's flag sidecar: read and list its own flags, nothing else.
+pub fn feature_flag_policy_name(service: &str) -> String {
+    format!("feature-flags-{service}")
+}
+
+/// [`feature_flag_policy_name`]'s text.
+pub fn feature_flag_policy(service: &str) -> String {
+    let folder = kv_feature_flags(service);
+    format!(
+        "# The flag sidecar of {service}: its own flags only (created by onboard-service).\npath \"{KV_MOUNT}/data/{folder}/*\" {{\n  capabilities = [\"read\"]\n}}\npath \"{KV_MOUNT}/metadata/{folder}\" {{\n  capabilities = [\"list\"]\n}}\npath \"{KV_MOUNT}/metadata/{folder}/*\" {{\n  capabilities = [\"read\", \"list\"]\n}}\n"
+    )
 }
 
 // --- A project's promotion token (created by the phase that creates the project) -----------------
@@ -507,6 +678,79 @@ mod tests {
             vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn service_names_are_refused_with_the_rule_they_break() {
+        for (name, says) in [
+            ("Bad_Name", "'B', '_'"),
+            (&"a".repeat(64), "64 characters, at most 39"),
+            (&"a".repeat(40), "40 characters"),
+            ("-x", "start and end with a letter or digit"),
+            ("x-", "start and end"),
+            ("a--b", "no two separators"),
+            ("tree", "reserved project name"),
+            ("", "empty"),
+            ("billing.api", "'.'"),
+        ] {
+            let problem = service_name_problem(name).unwrap_or_else(|| panic!("{name} passed"));
+            assert!(problem.contains(says), "{name}: {problem}");
+            assert!(!problem.contains('\n'), "one line: {problem}");
+        }
+        for good in ["billing-api", "a", "svc2", &"a".repeat(SERVICE_NAME_MAX)] {
+            assert_eq!(service_name_problem(good), None, "{good}");
+        }
+        assert_eq!(SERVICE_NAME_MAX, 39);
+    }
+
+    #[test]
+    fn catalog_entries_join_the_service_list() {
+        let e = env(&[]);
+        let entry = CatalogEntry {
+            group: PLATFORM_GROUP.into(),
+            language: "go".into(),
+            strategy: Strategy::BlueGreen,
+            harbor_project: PLATFORM_HARBOR_PROJECT.into(),
+            template: "v0.1.0".into(),
+        };
+        let catalog = BTreeMap::from([
+            (
+                "billing-api".to_owned(),
+                serde_json::to_string(&entry).unwrap(),
+            ),
+            (
+                SERVICE_CATALOG_README.to_owned(),
+                "not a service".to_owned(),
+            ),
+        ]);
+        let all = services_with_catalog(&e, &catalog).unwrap();
+        let billing = all.last().unwrap();
+        assert_eq!(billing.name, "billing-api");
+        assert_eq!(billing.project_path, "platform_services/billing-api");
+        assert_eq!(billing.staging.namespace, "staging-billing-api");
+        assert_eq!(billing.production.namespace, "prod-billing-api");
+        assert_eq!(billing.strategy, Strategy::BlueGreen);
+        assert_eq!(all.len(), services(&e).unwrap().len() + 1);
+        let clash =
+            BTreeMap::from([(COLLECTOR.to_owned(), serde_json::to_string(&entry).unwrap())]);
+        assert!(
+            services_with_catalog(&e, &clash)
+                .unwrap_err()
+                .to_string()
+                .contains("platform service")
+        );
+        let garbled = BTreeMap::from([("x".to_owned(), "{".to_owned())]);
+        assert!(
+            services_with_catalog(&e, &garbled)
+                .unwrap_err()
+                .to_string()
+                .contains("rerun onboard-service x apply")
+        );
+        let bad = BTreeMap::from([(
+            "Bad_Name".to_owned(),
+            serde_json::to_string(&entry).unwrap(),
+        )]);
+        assert!(services_with_catalog(&e, &bad).is_err());
     }
 
     #[test]

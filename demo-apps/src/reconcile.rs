@@ -55,6 +55,7 @@ pub struct Desired {
 }
 
 pub struct DemoApps {
+    cfg: PlatformConfig,
     kube: KubeClient,
     gitlab: GitLabClient,
     harbor: HarborClient,
@@ -66,6 +67,7 @@ pub struct DemoApps {
 impl DemoApps {
     pub async fn connect(cfg: &PlatformConfig, reset: bool) -> anyhow::Result<Self> {
         Ok(Self {
+            cfg: cfg.clone(),
             desired: Desired {
                 settings: Settings::load(cfg)?,
                 reset,
@@ -104,6 +106,7 @@ pub fn wanted(s: &Settings, project: &DemoProject, reset: bool) -> anyhow::Resul
                 .collect(),
         },
         approver_parent: s.approver_parent.clone(),
+        promote_token: true,
     })
 }
 
@@ -206,7 +209,7 @@ impl Phase for DemoApps {
                     .create_project(&desired::harbor_project_body(s))
                     .await?;
             }
-            Op::Seed(step) => seed::execute(&self.gitlab, &self.vault, step).await?,
+            Op::Seed(step) => seed::execute(&self.cfg, &self.gitlab, &self.vault, step).await?,
             Op::Apply { object, crd } => {
                 self.kube
                     .apply_planned(object, crd.as_deref(), self.crd_wait)

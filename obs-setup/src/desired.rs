@@ -384,6 +384,11 @@ pub fn objects(s: &Settings) -> Vec<(Value, Option<&'static str>)> {
             Some(common::contract::EXTERNAL_SECRET_CRD),
         ),
     ];
+    // The feature-flag auditor, deployed by Argo CD from its project.
+    objects.push((
+        crate::flags::application(s),
+        Some(crate::flags::APPLICATION_CRD),
+    ));
     // The collector's own PostgreSQL, unless an external database is configured.
     if s.store == Store::Postgres && !s.postgres_external {
         objects.push((crate::cnpg::cluster(s), Some(crate::cnpg::CLUSTER_CRD)));
@@ -556,7 +561,7 @@ mod tests {
     }
 
     #[test]
-    fn the_phase_applies_monitoring_config_and_no_workload() {
+    fn the_phase_applies_monitoring_config_and_no_workload_of_its_own() {
         let kinds: Vec<String> = objects(&Settings::example())
             .iter()
             .map(|(o, _)| format!("{} {}", o["kind"], o["metadata"]["name"]))
@@ -570,6 +575,8 @@ mod tests {
                 r#""ConfigMap" "alloy-cicd-runner-logs""#,
                 r#""ConfigMap" "argo-rollouts-notification-configmap""#,
                 r#""ExternalSecret" "argo-rollouts-notification-secret""#,
+                // The auditor's Application: Argo CD deploys the CronJob from its project.
+                r#""Application" "feature-flag-auditor""#,
             ]
         );
         // The ServiceMonitor selects the Service of the workload by its labels.

@@ -50,6 +50,9 @@ fn converged(s: &Settings) -> Observed {
             desired::token_fingerprint(60, SECRET),
         )]),
         project: seed::Observed::as_seeded(&wanted, 70, TODAY),
+        flags_project: seed::Observed::as_seeded(&crate::flags::wanted(s).unwrap(), 71, TODAY),
+        auditor_policy: Some(crate::flags::auditor_policy()),
+        auditor_role: Some(crate::flags::auditor_role(s)),
     }
 }
 
@@ -77,6 +80,12 @@ fn create_secret_hook_and_project_on_a_fresh_platform() {
             today: TODAY,
             ..seed::Observed::default()
         },
+        flags_project: seed::Observed {
+            today: TODAY,
+            ..seed::Observed::default()
+        },
+        auditor_policy: None,
+        auditor_role: None,
         ..converged(&s)
     };
     let plan = diff(&s, &o).unwrap();

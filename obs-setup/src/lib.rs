@@ -12,6 +12,7 @@ pub mod cnpg;
 pub mod desired;
 #[cfg(test)]
 mod diff_tests;
+pub mod flags;
 pub mod project;
 pub mod reconcile;
 pub mod rollouts_notifications;
@@ -58,7 +59,7 @@ pub enum Command {
     Check,
     /// Write the collector's project as phase 17 pushes it with these settings (contacts nothing).
     Render {
-        /// Directory to write `dora-collector/` into.
+        /// Directory to write `dora-collector/` and `feature-flags/` into.
         #[arg(long)]
         out: PathBuf,
     },
@@ -95,8 +96,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
 /// `obs-setup render`: the collector's project as pushed, into `<out>/dora-collector/` (for review
 /// and for refreshing its lock file: scripts/demo-lockfiles.sh).
 pub fn render(s: &settings::Settings, out: &Path) -> anyhow::Result<()> {
-    let root = out.join(desired::COLLECTOR);
-    for (path, contents) in project::files(s)? {
+    let projects = [
+        (desired::COLLECTOR, project::files(s)?),
+        (flags::SOURCE.name, flags::files(s)?),
+    ];
+    for (name, files) in projects {
+        write_tree(&out.join(name), files)?;
+    }
+    Ok(())
+}
+
+fn write_tree(
+    root: &Path,
+    files: std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    for (path, contents) in files {
         let target = root.join(&path);
         if let Some(dir) = target.parent() {
             std::fs::create_dir_all(dir).with_context(|| {

@@ -375,6 +375,7 @@ pub fn wanted(s: &Settings) -> anyhow::Result<seed::Wanted> {
         commit_message: format!("DORA collector {} (cicd-buildout phase 17)", s.release_tag),
         policy: Policy::Managed,
         approver_parent: s.approver_parent.clone(),
+        promote_token: true,
     })
 }
 

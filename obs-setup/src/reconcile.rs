@@ -52,6 +52,10 @@ pub enum Op {
         group: u64,
         hook: u64,
     },
+    /// The feature-flag auditor's Vault policy.
+    AuditorPolicy,
+    /// The feature-flag auditor's Kubernetes auth role.
+    AuditorRole,
     /// A step of seeding the collector's project (project, release protection, commit, tag,
     /// promotion token).
     Seed(SeedOp),
@@ -73,6 +77,11 @@ pub struct Observed {
     pub metadata: BTreeMap<String, String>,
     /// The collector's project in GitLab and its promotion token in Vault.
     pub project: seed::Observed,
+    /// The feature-flags project (the auditor's image producer).
+    pub flags_project: seed::Observed,
+    /// The auditor's Vault policy text and Kubernetes auth role, if they exist.
+    pub auditor_policy: Option<String>,
+    pub auditor_role: Option<Value>,
 }
 
 impl Observed {
@@ -172,6 +181,36 @@ fn diff_into(s: &Settings, o: &Observed, plan: &mut Plan<Op>) -> anyhow::Result<
         );
     }
     seed::plan(&wanted, &o.project, plan, Op::Seed);
+    // The feature-flag auditor: its image's producer, then its Vault access.
+    seed::plan(&crate::flags::wanted(s)?, &o.flags_project, plan, Op::Seed);
+    let policy = crate::flags::auditor_policy();
+    if o.auditor_policy.as_deref().map(str::trim) != Some(policy.trim()) {
+        plan.push(Change::create(
+            "vault policy",
+            crate::flags::AUDITOR,
+            json!({"reads": "kv/feature-flags/* (read, list)"}),
+            &[],
+            Op::AuditorPolicy,
+        ));
+    }
+    let role = crate::flags::auditor_role(s);
+    if !o
+        .auditor_role
+        .as_ref()
+        .is_some_and(|live| crate::flags::role_matches(live, &role))
+    {
+        plan.push(Change::create(
+            "vault kubernetes role",
+            &format!(
+                "auth/{}/role/{}",
+                crate::flags::K8S_MOUNT,
+                crate::flags::AUDITOR
+            ),
+            role,
+            &[],
+            Op::AuditorRole,
+        ));
+    }
     Ok(())
 }
 
@@ -320,6 +359,31 @@ impl Phase for ObsSetup {
             .with_context(|| {
                 format!("reading GitLab project {project_path} and its promotion token")
             })?;
+        let flags_path = format!(
+            "{}/{}",
+            common::contract::PLATFORM_GROUP,
+            crate::flags::SOURCE.name
+        );
+        let flags_project = seed::observe(
+            &self.gitlab,
+            &self.vault,
+            &flags_path,
+            crate::flags::RELEASE_TAG,
+        )
+        .await
+        .with_context(|| format!("reading GitLab project {flags_path} and its promotion token"))?;
+        let auditor_policy = self.vault.policy(crate::flags::AUDITOR).await?;
+        let auditor_role = self
+            .vault
+            .read(
+                "reading the feature-flag auditor's Kubernetes role",
+                &format!(
+                    "auth/{}/role/{}",
+                    crate::flags::K8S_MOUNT,
+                    crate::flags::AUDITOR
+                ),
+            )
+            .await?;
         let observed = Observed {
             group_id: group.id,
             hooks,
@@ -327,6 +391,9 @@ impl Phase for ObsSetup {
             secret_version: meta.as_ref().map_or(0, |m| m.current_version),
             metadata: meta.map(|m| m.custom_metadata).unwrap_or_default(),
             project,
+            flags_project,
+            auditor_policy,
+            auditor_role,
         };
         for key in desired::SOURCE_SECRET_KEYS {
             if let Some(secret) = observed
@@ -444,7 +511,26 @@ impl Phase for ObsSetup {
                     .await?;
                 self.record_hook_token(*hook, &secret).await?;
             }
-            Op::Seed(step) => seed::execute(&self.gitlab, &self.vault, step).await?,
+            Op::Seed(step) => seed::execute(&self.cfg, &self.gitlab, &self.vault, step).await?,
+            Op::AuditorPolicy => {
+                self.vault
+                    .put_policy(crate::flags::AUDITOR, &crate::flags::auditor_policy())
+                    .await?;
+            }
+            Op::AuditorRole => {
+                let path = format!(
+                    "auth/{}/role/{}",
+                    crate::flags::K8S_MOUNT,
+                    crate::flags::AUDITOR
+                );
+                self.vault
+                    .write(
+                        &format!("writing Vault role {path}: phase 13 (vault-cicd apply) enables Kubernetes auth"),
+                        &path,
+                        &crate::flags::auditor_role(&self.settings),
+                    )
+                    .await?;
+            }
             Op::Apply { object, crd } => {
                 self.kube
                     .apply_planned(object, crd.as_deref(), self.crd_wait)

@@ -12,6 +12,8 @@ use serde::Deserialize;
 struct Raw {
     #[serde(default = "default_namespace")]
     obs_namespace: String,
+    #[serde(default = "default_argocd_namespace")]
+    argocd_namespace: String,
     #[serde(default = "default_group")]
     obs_webhook_group: String,
     #[serde(default)]
@@ -124,6 +126,16 @@ pub struct Settings {
     pub grafana_url: Option<String>,
     pub prometheus_url: Option<String>,
     pub collector_url: String,
+    /// Vault as the feature-flag auditor reaches it (`VAULT_ADDR`).
+    pub vault_addr: String,
+    /// GitLab's URL (`GITLAB_URL`): the auditor's Application reads its project from there.
+    pub gitlab_url: String,
+    /// Argo CD's namespace (`ARGOCD_NAMESPACE`): the auditor's Application.
+    pub argocd_namespace: String,
+}
+
+fn default_argocd_namespace() -> String {
+    "argocd".into()
 }
 
 /// `6h`, `90m`, `1d`, `3600s` or plain seconds.
@@ -292,6 +304,15 @@ impl Settings {
             grafana_url: derive(raw.grafana_url, "grafana"),
             prometheus_url: derive(raw.prometheus_url, "prometheus"),
             collector_url,
+            vault_addr: cfg
+                .require_url(env::VAULT_ADDR)?
+                .trim_end_matches('/')
+                .to_owned(),
+            gitlab_url: cfg
+                .require_url(env::GITLAB_URL)?
+                .trim_end_matches('/')
+                .to_owned(),
+            argocd_namespace: raw.argocd_namespace,
         })
     }
 
@@ -327,6 +348,9 @@ impl Settings {
             grafana_url: Some("https://grafana.example.com".into()),
             prometheus_url: Some("https://prometheus.example.com".into()),
             collector_url: "https://dora.example.com".into(),
+            vault_addr: "https://vault.example.com".into(),
+            gitlab_url: "https://gitlab.example.com".into(),
+            argocd_namespace: default_argocd_namespace(),
         }
     }
 }

@@ -9,6 +9,7 @@
 //!   token in Vault.
 
 pub mod seed;
+pub mod service_template;
 
 use std::collections::BTreeMap;
 
@@ -47,8 +48,19 @@ pub const DORA_COLLECTOR: SourceTree = SourceTree {
     carried: &["common"],
 };
 
+pub const FEATURE_FLAGS: SourceTree = SourceTree {
+    name: "feature-flags",
+    files: embedded::FEATURE_FLAGS_FILES,
+    carried: &["common"],
+};
+
 /// Every seeded project.
-pub const ALL: [SourceTree; 3] = [PACKET_RELAY, NETOPS_DASHBOARD, DORA_COLLECTOR];
+pub const ALL: [SourceTree; 4] = [
+    PACKET_RELAY,
+    NETOPS_DASHBOARD,
+    DORA_COLLECTOR,
+    FEATURE_FLAGS,
+];
 
 fn carried_files(name: &str) -> &'static [(&'static str, &'static str)] {
     match name {

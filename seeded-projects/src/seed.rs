@@ -7,7 +7,8 @@
 //! 3. the project's promotion token in Vault (`kv/ci/projects/<id>/promote`), before any push:
 //!    the first main pipeline ends in promote-artifact, which reads it;
 //! 4. one commit with exactly the files that differ (by git blob id);
-//! 5. the release tag, whose pipeline builds the image the phase deploys.
+//! 5. the release tag, whose pipeline builds the image the phase deploys;
+//! 6. for a project this run created, phase 12's hardening (phase 12 ran before it existed).
 
 use std::collections::BTreeMap;
 
@@ -57,6 +58,9 @@ pub struct Wanted {
     /// The approver groups' parent (`GITLAB_APPROVER_GROUP_PARENT`): the project's first commit
     /// carries a default CODEOWNERS unless its files have one (`common::codeowners`).
     pub approver_parent: String,
+    /// Whether the project gets a promotion token in Vault: a project whose pipelines promote.
+    /// The service template runs no pipeline, so it gets none (least privilege).
+    pub promote_token: bool,
 }
 
 impl Wanted {
@@ -176,6 +180,9 @@ pub enum SeedOp {
         path: String,
         change: PromoteTokenChange,
     },
+    /// Phase 12's hardening of a project created after phase 12 ran, by phase 12's own code: its
+    /// next run then finds nothing to do.
+    Harden { path: String },
 }
 
 /// The commit's file actions, its plan lines, and the files kept as they are.
@@ -264,7 +271,9 @@ pub fn plan<O>(
         ));
     }
     // Before the commit: the commit starts a main pipeline whose promote-artifact reads the token.
-    let token = if o.project_id.is_some() {
+    let token = if !w.promote_token {
+        None
+    } else if o.project_id.is_some() {
         promote_token_change(&o.promote_token, o.today)
     } else {
         Some(PromoteTokenChange::Create)
@@ -324,6 +333,15 @@ pub fn plan<O>(
             }),
         ));
     }
+    if o.project_id.is_none() {
+        plan.push(Change::create(
+            "gitlab hardening (phase 12)",
+            &path,
+            json!({"as": "phase 12 hardens every project of its groups: protected main, approvals, merge checks"}),
+            &[],
+            wrap(SeedOp::Harden { path: path.clone() }),
+        ));
+    }
     kept
 }
 
@@ -337,11 +355,26 @@ async fn project_id(gitlab: &GitLabClient, path: &str) -> anyhow::Result<u64> {
 
 /// Carries out one step.
 pub async fn execute(
+    cfg: &common::config::PlatformConfig,
     gitlab: &GitLabClient,
     vault: &VaultClient,
     op: &SeedOp,
 ) -> anyhow::Result<()> {
     match op {
+        SeedOp::Harden { path } => {
+            let harden =
+                gitlab_harden::reconcile::GitLabHarden::for_projects(cfg, [path.clone()]).await?;
+            let applied = common::phase::apply_quietly(&harden)
+                .await
+                .with_context(|| {
+                    format!(
+                        "hardening {path} as phase 12 does (rerun gitlab-harden apply to finish)"
+                    )
+                })?;
+            tracing::info!(
+                "hardened {path} as phase 12 hardens every project: {applied} change(s)"
+            );
+        }
         SeedOp::CreateProject {
             group,
             name,

@@ -37,6 +37,9 @@ pub struct Repository {
     /// Commit ids, oldest first, with their messages.
     pub commits: Vec<(String, String)>,
     pub tags: BTreeMap<String, String>,
+    /// The files of each tag made on the default branch's head (the docs' `ref` is a branch, tag
+    /// or commit; the stand-in keeps the tree of tags, which is what onboarding reads).
+    pub tag_files: BTreeMap<String, BTreeMap<String, String>>,
     /// Branches other than the default one.
     pub branches: BTreeMap<String, Branch>,
 }
@@ -60,7 +63,11 @@ impl Repository {
     pub fn branch_files(&self, branch: Option<&str>) -> Option<&BTreeMap<String, String>> {
         match branch {
             None | Some(DEFAULT_BRANCH) => (!self.commits.is_empty()).then_some(&self.files),
-            Some(b) => self.branches.get(b).map(|b| &b.files),
+            Some(b) => self
+                .branches
+                .get(b)
+                .map(|b| &b.files)
+                .or_else(|| self.tag_files.get(b)),
         }
     }
 
@@ -174,12 +181,13 @@ async fn tree(
         return not_found("Project");
     };
     let repo = &data.projects[&pid].repository;
-    if repo.commits.is_empty() {
+    // `ref`: a branch or tag, the default branch when omitted (repositories API).
+    let reference = q.get("ref").map(String::as_str).filter(|r| !r.is_empty());
+    let Some(files) = repo.branch_files(reference) else {
         return message(StatusCode::NOT_FOUND, "404 Tree Not Found");
-    }
+    };
     let recursive = q.get("recursive").is_some_and(|v| v == "true");
-    let items: Vec<Value> = repo
-        .files
+    let items: Vec<Value> = files
         .iter()
         .filter(|(path, _)| recursive || !path.contains('/'))
         .map(|(path, content)| {
@@ -387,6 +395,10 @@ async fn create_tag(
         );
     }
     let repo = &mut data.projects.get_mut(&pid).expect("found").repository;
+    if repo.head() == Some(target.as_str()) {
+        let files = repo.files.clone();
+        repo.tag_files.insert(tag.to_owned(), files);
+    }
     repo.tags.insert(tag.to_owned(), target.clone());
     (
         StatusCode::CREATED,

@@ -11,11 +11,14 @@
 
 // Not a journey step: the shared clients against hostile stand-in answers.
 mod clients;
+mod docs;
 mod ephemeral;
+mod flags;
 mod images;
 mod jobs;
 mod journey;
 mod leftovers;
+mod onboarding;
 mod pull;
 mod release;
 mod runners;
@@ -102,6 +105,26 @@ fn one_release_from_a_protected_tag_to_production() {
     });
     step(&mut failures, "release: build, push, sign, verify", || {
         release::the_collector_release_is_built_signed_and_verified(&world);
+    });
+    // Last: onboarding adds services (and their secrets) the steps above do not expect.
+    step(&mut failures, "onboard a Go and a Node service", || {
+        onboarding::go_and_node_services_are_onboarded_from_nothing(&world);
+    });
+    step(&mut failures, "onboarding refuses bad names", || {
+        onboarding::bad_names_are_refused_without_a_write(&world);
+    });
+    step(&mut failures, "onboarded projects are usable", || {
+        onboarding::onboarded_projects_are_usable(&world);
+    });
+    step(
+        &mut failures,
+        "onboarding: feature flags reach the service",
+        || {
+            flags::a_flag_reaches_the_onboarded_service_prometheus_and_the_auditor(&world);
+        },
+    );
+    step(&mut failures, "onboarding: docs/cicd commands hold", || {
+        docs::every_command_and_reference_in_the_docs_holds(&world);
     });
     assert!(
         failures.is_empty(),

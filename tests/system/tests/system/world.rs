@@ -72,10 +72,8 @@ impl World {
             .build()
             .expect("a runtime");
         let sandbox = rt
-            .block_on(Sandbox::start(Options {
-                prometheus: false,
-                ..Options::default()
-            }))
+            // Prometheus: the flag sidecar's gauges (onboarding step).
+            .block_on(Sandbox::start(Options::default()))
             .expect("the sandbox starts");
         // The platform's bash phases 12–18 ran here before ours (docs/adr/0010).
         let token_secret_uid = rt.block_on(crate::leftovers::plant(&sandbox));
@@ -170,6 +168,21 @@ impl World {
             "    phases 12, 12b, 13–18 applied over the bash phases' leftovers; the rerun made 0 changes and 0 writes"
         );
         world
+    }
+
+    /// Writes done by every stand-in so far, sign-ins aside.
+    pub fn standin_writes(&self) -> BTreeMap<&'static str, u64> {
+        standin_writes(&self.sandbox)
+    }
+
+    /// Runs a binary of the workspace with the sandbox's settings.
+    pub fn run_binary(&self, exe: &Path, args: &[&str]) -> sandbox::PhaseRun {
+        self.phase(exe, args)
+    }
+
+    /// Runs one phase binary (package, binary) with the sandbox's settings.
+    pub fn run_phase(&self, package: &str, bin: &str, args: &[&str]) -> sandbox::PhaseRun {
+        self.phase(&phase_binary(package, bin), args)
     }
 
     fn phase(&self, exe: &Path, args: &[&str]) -> sandbox::PhaseRun {
