@@ -172,7 +172,11 @@ impl ArgoDelivery {
         let kube = KubeClient::connect(cfg, FIELD_MANAGER).await?;
         // The onboarded services join the platform's (onboard-service writes the catalog).
         let catalog = read_catalog(&kube, &settings.argocd_namespace).await?;
-        settings.services = contract::services_with_catalog(cfg.environment(), &catalog)?;
+        let (services, skipped) = contract::services_with_catalog(cfg.environment(), &catalog)?;
+        for problem in &skipped {
+            tracing::warn!("left out of the delivered services: {problem}");
+        }
+        settings.services = services;
         Ok(Self {
             kube,
             vault: VaultClient::connect(cfg)?,

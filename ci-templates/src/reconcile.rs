@@ -562,7 +562,7 @@ pub fn service_template_wanted(s: &Settings) -> seed::Wanted {
         tag: tag.clone(),
         tag_message: format!("service-template {tag}: what onboard-service renders"),
         commit_message: format!("service-template {tag} (cicd-buildout phase 14)"),
-        policy: seed::Policy::Managed,
+        policy: seed::Policy::Exact,
         approver_parent: s.approver_parent.clone(),
         promote_token: false,
     }

@@ -410,6 +410,11 @@ pub fn service_name_problem(name: &str) -> Option<String> {
             "Kubernetes and GitLab: a name must start and end with a letter or digit (RFC 1123 label; GitLab slug rules)".into(),
         );
     }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Some(
+            "Kubernetes: a Service name (<name>-stable, <name>-canary) must start with a letter (RFC 1035 label), and so must a Cargo package name".into(),
+        );
+    }
     if name.contains("--") {
         return Some(
             "GitLab and Harbor: no two separators in a row ('--'): GitLab slugs must not contain consecutive special characters, Harbor repository names are [a-z0-9]+(?:[._-][a-z0-9]+)*".into(),
@@ -420,28 +425,85 @@ pub fn service_name_problem(name: &str) -> Option<String> {
             "GitLab: {name} is a reserved project name (docs.gitlab.com/user/reserved_names)"
         ));
     }
+    if let Some(taken) = PLATFORM_NAMES.iter().find(|n| **n == name) {
+        return Some(format!(
+            "the platform: {taken} is a project, Application or namespace of the platform itself"
+        ));
+    }
+    if name.starts_with("gitlab-runner") {
+        return Some(
+            "the platform: gitlab-runner-* are phase 16's runner pool Applications".into(),
+        );
+    }
+    for (part, why) in [
+        (
+            "-staging",
+            "ends like a staging Application (<service>-staging)",
+        ),
+        (
+            "-mr-",
+            "reads like a merge request environment (ephemeral-<service>-mr-<n>)",
+        ),
+        (
+            "-main-",
+            "reads like a main pipeline environment (ephemeral-<service>-main-<sha>)",
+        ),
+    ] {
+        if (part == "-staging" && name.ends_with(part))
+            || (part != "-staging" && name.contains(part))
+        {
+            return Some(format!(
+                "Argo CD: {name} {why}, so another service's objects could take its name"
+            ));
+        }
+    }
     None
 }
 
+/// Names of the platform's own projects, Applications and namespaces, which a service may not take
+/// (its production Application is `<name>`, its project `platform_services/<name>`).
+pub const PLATFORM_NAMES: &[&str] = &[
+    "service-template",
+    "gitlab-ci-templates",
+    "sop-wiki",
+    "dora-collector",
+    "packet-relay",
+    "netops-dashboard",
+    "netops-arcade",
+    "feature-flags",
+    "feature-flag-auditor",
+    "external-secrets",
+    "argocd",
+    "monitoring",
+    "vault",
+    "harbor",
+    "gitlab",
+    "keycloak",
+    "traffic-generator",
+];
+
 /// The delivery of one onboarded service: staging in `staging-<name>`, production in
 /// `prod-<name>` (the service template's overlays name these namespaces).
-pub fn onboarded_service(
-    env: &Environment,
-    name: &str,
-    entry: &CatalogEntry,
-) -> Result<DeliveredService> {
+pub fn onboarded_service(name: &str, entry: &CatalogEntry) -> Result<DeliveredService> {
     if let Some(problem) = service_name_problem(name) {
         return Err(Error::Config(format!(
             "ConfigMap {SERVICE_CATALOG}: service {name:?} is not a valid name ({problem}): remove the key"
         )));
     }
-    let s: CatalogSettings = env.parse()?;
+    if entry.group != PLATFORM_GROUP || entry.harbor_project != APPLICATION_HARBOR_PROJECT {
+        return Err(Error::Config(format!(
+            "ConfigMap {SERVICE_CATALOG}: {name} names group {} and Harbor project {} (onboard-service writes {PLATFORM_GROUP} and {APPLICATION_HARBOR_PROJECT}): remove the key and rerun onboard-service",
+            entry.group, entry.harbor_project
+        )));
+    }
     Ok(DeliveredService {
         name: name.to_owned(),
         project_path: format!("{}/{name}", entry.group),
         harbor_project: entry.harbor_project.clone(),
         strategy: entry.strategy,
-        production_project: non_empty(s.demo_argocd_project, "production"),
+        // The teams' services always go to the `production` project (the demo's setting is the
+        // arcade's alone).
+        production_project: "production".to_owned(),
         staging: Stage {
             application: format!("{name}-staging"),
             namespace: format!("staging-{name}"),
@@ -457,33 +519,90 @@ pub fn onboarded_service(
 }
 
 /// The platform's own services ([`services`]) and the catalog's (`data` of [`SERVICE_CATALOG`]),
-/// sorted by name after the platform's. An entry that does not parse, or that takes a platform
-/// service's name, is an error naming the key.
+/// sorted by name after the platform's, and one message per catalog key left out: an entry that
+/// does not parse, takes a platform name or names another group. One bad key must not stop the
+/// delivery of every other service.
 pub fn services_with_catalog(
     env: &Environment,
     catalog: &BTreeMap<String, String>,
-) -> Result<Vec<DeliveredService>> {
+) -> Result<(Vec<DeliveredService>, Vec<String>)> {
     let mut out = services(env)?;
+    let mut skipped = Vec::new();
     for (name, json) in catalog {
         if name == SERVICE_CATALOG_README {
             continue;
         }
-        let entry: CatalogEntry = serde_json::from_str(json).map_err(|e| {
-            Error::Config(format!(
-                "ConfigMap {SERVICE_CATALOG}: the entry of {name} is not a catalog entry ({e}): rerun onboard-service {name} apply, or remove the key"
-            ))
-        })?;
+        let entry = match serde_json::from_str::<CatalogEntry>(json) {
+            Ok(entry) => entry,
+            Err(e) => {
+                skipped.push(format!(
+                    "ConfigMap {SERVICE_CATALOG}: the entry of {name} is not a catalog entry ({e}): rerun onboard-service {name} apply, or remove the key"
+                ));
+                continue;
+            }
+        };
         if out.iter().any(|s| s.name == *name) {
-            return Err(Error::Config(format!(
+            skipped.push(format!(
                 "ConfigMap {SERVICE_CATALOG}: {name} is a platform service's name: remove the key"
-            )));
+            ));
+            continue;
         }
-        out.push(onboarded_service(env, name, &entry)?);
+        match onboarded_service(name, &entry) {
+            Ok(service) => out.push(service),
+            Err(e) => skipped.push(e.to_string()),
+        }
     }
-    Ok(out)
+    Ok((out, skipped))
+}
+
+/// The service template's GitLab project: `service-template` beside the CI library (the group of
+/// `CI_TEMPLATES_PROJECT`, default `platform_services`). Phase 14 seeds it; onboarding reads it.
+pub fn service_template_project(env: &Environment) -> String {
+    let library = env
+        .get(crate::env::CI_TEMPLATES_PROJECT)
+        .map(|p| p.trim().trim_matches('/').to_owned())
+        .filter(|p| p.contains('/'))
+        .unwrap_or_else(|| format!("{PLATFORM_GROUP}/gitlab-ci-templates"));
+    let group = library.rsplit_once('/').map_or(PLATFORM_GROUP, |(g, _)| g);
+    format!("{group}/service-template")
 }
 
 // --- Feature flags (plan §7, Option A) ---------------------------------------------------------------
+/// The project (`platform_services/feature-flags`, phase 17) whose image runs the flag sidecars
+/// and the auditor.
+pub const FEATURE_FLAGS_PROJECT: &str = "feature-flags";
+/// Its release tag (the workspace's version): what the sidecars and the auditor pin.
+pub const FEATURE_FLAGS_RELEASE_TAG: &str = concat!("v", env!("CARGO_PKG_VERSION"));
+
+/// The Kubernetes auth role of a service's flag sidecar (its service account in its staging and
+/// production namespaces; policy [`feature_flag_policy_name`]).
+pub fn feature_flag_role_name(service: &str) -> String {
+    feature_flag_policy_name(service)
+}
+
+/// The Kubernetes auth mount phase 13 enables (service accounts log in there).
+pub const K8S_AUTH_MOUNT: &str = "kubernetes";
+
+/// Whether Vault reviews Kubernetes logins with the client's own token
+/// (`VAULT_K8S_TOKEN_REVIEWER=client`: Vault outside the cluster). Then every service account that
+/// logs in needs `system:auth-delegator` ([`token_reviewer_binding`]); with Vault's own reviewer
+/// (the default) none does.
+pub fn token_reviewer_is_client(env: &Environment) -> bool {
+    env.get(crate::env::VAULT_K8S_TOKEN_REVIEWER)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("client"))
+}
+
+/// The `ClusterRoleBinding` that lets `subjects` (`(namespace, service account)`) log in to Vault
+/// when it reviews with the client's token.
+pub fn token_reviewer_binding(name: &str, subjects: &[(String, String)]) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator"},
+        "subjects": subjects.iter().map(|(namespace, account)| serde_json::json!({"kind": "ServiceAccount", "name": account, "namespace": namespace})).collect::<Vec<_>>(),
+    })
+}
+
 /// Where a service's flags live under [`KV_MOUNT`]: one KV v2 secret per flag.
 pub fn kv_feature_flags(service: &str) -> String {
     format!("feature-flags/{service}")
@@ -692,6 +811,12 @@ mod tests {
             ("tree", "reserved project name"),
             ("", "empty"),
             ("billing.api", "'.'"),
+            ("2fa", "start with a letter"),
+            ("feature-flags", "the platform"),
+            ("service-template", "the platform"),
+            ("gitlab-runner-build", "runner pool"),
+            ("billing-staging", "staging Application"),
+            ("web-mr-1", "merge request environment"),
         ] {
             let problem = service_name_problem(name).unwrap_or_else(|| panic!("{name} passed"));
             assert!(problem.contains(says), "{name}: {problem}");
@@ -704,13 +829,25 @@ mod tests {
     }
 
     #[test]
+    fn the_service_template_sits_beside_the_library() {
+        assert_eq!(
+            service_template_project(&env(&[])),
+            "platform_services/service-template"
+        );
+        assert_eq!(
+            service_template_project(&env(&[("CI_TEMPLATES_PROJECT", "infra/ci/templates")])),
+            "infra/ci/service-template"
+        );
+    }
+
+    #[test]
     fn catalog_entries_join_the_service_list() {
         let e = env(&[]);
         let entry = CatalogEntry {
             group: PLATFORM_GROUP.into(),
             language: "go".into(),
             strategy: Strategy::BlueGreen,
-            harbor_project: PLATFORM_HARBOR_PROJECT.into(),
+            harbor_project: APPLICATION_HARBOR_PROJECT.into(),
             template: "v0.1.0".into(),
         };
         let catalog = BTreeMap::from([
@@ -723,7 +860,8 @@ mod tests {
                 "not a service".to_owned(),
             ),
         ]);
-        let all = services_with_catalog(&e, &catalog).unwrap();
+        let (all, skipped) = services_with_catalog(&e, &catalog).unwrap();
+        assert!(skipped.is_empty(), "{skipped:?}");
         let billing = all.last().unwrap();
         assert_eq!(billing.name, "billing-api");
         assert_eq!(billing.project_path, "platform_services/billing-api");
@@ -731,26 +869,28 @@ mod tests {
         assert_eq!(billing.production.namespace, "prod-billing-api");
         assert_eq!(billing.strategy, Strategy::BlueGreen);
         assert_eq!(all.len(), services(&e).unwrap().len() + 1);
-        let clash =
-            BTreeMap::from([(COLLECTOR.to_owned(), serde_json::to_string(&entry).unwrap())]);
+        let platform = services(&e).unwrap().len();
+        let mut other_group = entry.clone();
+        other_group.group = "elsewhere".into();
+        let json = |e: &CatalogEntry| serde_json::to_string(e).unwrap();
+        let bad = BTreeMap::from([
+            (COLLECTOR.to_owned(), json(&entry)),
+            ("x".to_owned(), "{".to_owned()),
+            ("Bad_Name".to_owned(), json(&entry)),
+            ("other".to_owned(), json(&other_group)),
+            ("good".to_owned(), json(&entry)),
+        ]);
+        let (all, skipped) = services_with_catalog(&e, &bad).unwrap();
+        assert_eq!(all.len(), platform + 1, "only the good entry joins");
+        assert_eq!(skipped.len(), 4, "{skipped:?}");
+        assert!(skipped.iter().any(|m| m.contains("platform service")));
         assert!(
-            services_with_catalog(&e, &clash)
-                .unwrap_err()
-                .to_string()
-                .contains("platform service")
+            skipped
+                .iter()
+                .any(|m| m.contains("rerun onboard-service x apply"))
         );
-        let garbled = BTreeMap::from([("x".to_owned(), "{".to_owned())]);
-        assert!(
-            services_with_catalog(&e, &garbled)
-                .unwrap_err()
-                .to_string()
-                .contains("rerun onboard-service x apply")
-        );
-        let bad = BTreeMap::from([(
-            "Bad_Name".to_owned(),
-            serde_json::to_string(&entry).unwrap(),
-        )]);
-        assert!(services_with_catalog(&e, &bad).is_err());
+        assert!(skipped.iter().any(|m| m.contains("names group elsewhere")));
+        assert_eq!(all.last().unwrap().production_project, "production");
     }
 
     #[test]

@@ -389,6 +389,17 @@ pub fn objects(s: &Settings) -> Vec<(Value, Option<&'static str>)> {
         crate::flags::application(s),
         Some(crate::flags::APPLICATION_CRD),
     ));
+    // Vault outside the cluster reviews logins with the client's token: the auditor's account
+    // may then call TokenReview.
+    if s.token_reviewer_client {
+        objects.push((
+            common::contract::token_reviewer_binding(
+                &format!("{}-vault-login", crate::flags::AUDITOR),
+                &[(s.namespace.clone(), crate::flags::AUDITOR.to_owned())],
+            ),
+            None,
+        ));
+    }
     // The collector's own PostgreSQL, unless an external database is configured.
     if s.store == Store::Postgres && !s.postgres_external {
         objects.push((crate::cnpg::cluster(s), Some(crate::cnpg::CLUSTER_CRD)));

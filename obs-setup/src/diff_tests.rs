@@ -53,6 +53,7 @@ fn converged(s: &Settings) -> Observed {
         flags_project: seed::Observed::as_seeded(&crate::flags::wanted(s).unwrap(), 71, TODAY),
         auditor_policy: Some(crate::flags::auditor_policy()),
         auditor_role: Some(crate::flags::auditor_role(s)),
+        k8s_auth_enabled: true,
     }
 }
 

@@ -22,12 +22,13 @@ use crate::settings::Settings;
 
 /// The project's source tree (embedded by `seeded-projects`).
 pub const SOURCE: SourceTree = seeded_projects::FEATURE_FLAGS;
-/// Its release tag: the image the `CronJob` runs (the production overlay pins it).
-pub const RELEASE_TAG: &str = concat!("v", env!("CARGO_PKG_VERSION"));
+/// Its release tag: the image the `CronJob` runs (the production overlay pins it) and the
+/// services' flag sidecars run.
+pub const RELEASE_TAG: &str = contract::FEATURE_FLAGS_RELEASE_TAG;
 /// The `CronJob`, its service account, Vault policy and role, and the Application.
 pub const AUDITOR: &str = "feature-flag-auditor";
 /// The Kubernetes auth mount phase 13 enables.
-pub const K8S_MOUNT: &str = "kubernetes";
+pub const K8S_MOUNT: &str = contract::K8S_AUTH_MOUNT;
 /// Placeholders of the project's `deploy/` files, filled in for this platform.
 const REGISTRY_PLACEHOLDER: &str = "harbor.example.com";
 const VAULT_ADDR_PLACEHOLDER: &str = "VAULT_ADDR_PLACEHOLDER";
@@ -42,7 +43,8 @@ pub fn files(s: &Settings) -> anyhow::Result<BTreeMap<String, String>> {
         if path.starts_with("deploy/") {
             *text = text
                 .replace(REGISTRY_PLACEHOLDER, &s.harbor_host)
-                .replace(VAULT_ADDR_PLACEHOLDER, &s.vault_addr);
+                .replace(VAULT_ADDR_PLACEHOLDER, &s.vault_addr)
+                .replace("newTag: v0.1.0", &format!("newTag: {RELEASE_TAG}"));
         }
     }
     Ok(out)
@@ -66,10 +68,14 @@ pub fn wanted(s: &Settings) -> anyhow::Result<seed::Wanted> {
     })
 }
 
-/// The auditor's Vault policy: every service's flags, read and list only.
+/// Where the auditor reads the Mattermost webhook (key `url`): the secret phase 16's alerts use
+/// (`MATTERMOST_WEBHOOK_VAULT_PATH`'s default). The `CronJob` names the same path.
+pub const MATTERMOST_WEBHOOK_PATH: &str = "ci/mattermost-webhook";
+
+/// The auditor's Vault policy: every service's flags and the Mattermost webhook, read only.
 pub fn auditor_policy() -> String {
     format!(
-        "# The weekly stale-flag auditor (cicd-buildout phase 17): every service's flags, read-only.\npath \"{KV_MOUNT}/data/feature-flags/*\" {{\n  capabilities = [\"read\"]\n}}\npath \"{KV_MOUNT}/metadata/feature-flags\" {{\n  capabilities = [\"list\"]\n}}\npath \"{KV_MOUNT}/metadata/feature-flags/*\" {{\n  capabilities = [\"read\", \"list\"]\n}}\n"
+        "# The weekly stale-flag auditor (cicd-buildout phase 17): every service's flags, read-only,\n# and the webhook it posts to.\npath \"{KV_MOUNT}/data/feature-flags/*\" {{\n  capabilities = [\"read\"]\n}}\npath \"{KV_MOUNT}/metadata/feature-flags\" {{\n  capabilities = [\"list\"]\n}}\npath \"{KV_MOUNT}/metadata/feature-flags/*\" {{\n  capabilities = [\"read\", \"list\"]\n}}\npath \"{KV_MOUNT}/data/{MATTERMOST_WEBHOOK_PATH}\" {{\n  capabilities = [\"read\"]\n}}\n"
     )
 }
 
@@ -81,6 +87,8 @@ pub fn auditor_role(s: &Settings) -> Value {
         "token_policies": [AUDITOR],
         "token_ttl": 600,
         "token_max_ttl": 900,
+        // Only its own policy: not even Vault's `default` (token self-lookup and the like).
+        "token_no_default_policy": true,
     })
 }
 
@@ -106,7 +114,9 @@ pub fn application(s: &Settings) -> Value {
         "spec": {
             "project": "platform",
             "source": {
-                "repoURL": format!("{}/{PLATFORM_GROUP}/{}.git", s.gitlab_url, SOURCE.name),
+                // As phase 15 writes every repoURL: the `platform` AppProject admits
+                // https://<GitLab host>/platform_services/*.
+                "repoURL": format!("https://{}/{PLATFORM_GROUP}/{}.git", gitlab_host(&s.gitlab_url), SOURCE.name),
                 "targetRevision": seed::BRANCH,
                 "path": "deploy/overlays/production",
             },
@@ -114,6 +124,19 @@ pub fn application(s: &Settings) -> Value {
             "syncPolicy": {"automated": {"prune": true, "selfHeal": true}},
         },
     })
+}
+
+/// The host of `GITLAB_URL` (a non-default port kept).
+fn gitlab_host(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            u.host_str().map(|h| {
+                u.port()
+                    .map_or_else(|| h.to_owned(), |p| format!("{h}:{p}"))
+            })
+        })
+        .unwrap_or_else(|| url.to_owned())
 }
 
 /// The crd of the Application.
@@ -139,6 +162,7 @@ mod tests {
                 && !cronjob.contains("PLACEHOLDER")
         );
         assert!(cronjob.contains("schedule: \"0 9 * * 1\""));
+        assert!(cronjob.contains(&format!("value: {MATTERMOST_WEBHOOK_PATH}")));
         assert!(files.contains_key("common/Cargo.toml") && files.contains_key("Cargo.lock"));
         assert!(files.keys().all(|p| !p.starts_with("tests/")));
         let ci = &files[".gitlab-ci.yml"];

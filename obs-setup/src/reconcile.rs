@@ -82,6 +82,8 @@ pub struct Observed {
     /// The auditor's Vault policy text and Kubernetes auth role, if they exist.
     pub auditor_policy: Option<String>,
     pub auditor_role: Option<Value>,
+    /// Whether Vault has the Kubernetes auth method phase 13 enables (the role lives there).
+    pub k8s_auth_enabled: bool,
 }
 
 impl Observed {
@@ -184,17 +186,31 @@ fn diff_into(s: &Settings, o: &Observed, plan: &mut Plan<Op>) -> anyhow::Result<
     // The feature-flag auditor: its image's producer, then its Vault access.
     seed::plan(&crate::flags::wanted(s)?, &o.flags_project, plan, Op::Seed);
     let policy = crate::flags::auditor_policy();
-    if o.auditor_policy.as_deref().map(str::trim) != Some(policy.trim()) {
-        plan.push(Change::create(
+    match o.auditor_policy.as_deref().map(str::trim) {
+        None => plan.push(Change::create(
             "vault policy",
             crate::flags::AUDITOR,
-            json!({"reads": "kv/feature-flags/* (read, list)"}),
+            json!({"reads": "kv/feature-flags/* (read, list), the Mattermost webhook's secret"}),
             &[],
             Op::AuditorPolicy,
-        ));
+        )),
+        Some(have) if have != policy.trim() => plan.push(Change::update(
+            "vault policy",
+            crate::flags::AUDITOR,
+            json!({"text": have}),
+            json!({"text": policy}),
+            &[],
+            Op::AuditorPolicy,
+        )),
+        Some(_) => {}
     }
     let role = crate::flags::auditor_role(s);
-    if !o
+    if !o.k8s_auth_enabled {
+        plan.warn(format!(
+            "Vault has no Kubernetes auth at auth/{}/: the feature-flag auditor's role waits for phase 13 (vault-cicd apply); rerun this phase after it",
+            crate::flags::K8S_MOUNT
+        ));
+    } else if !o
         .auditor_role
         .as_ref()
         .is_some_and(|live| crate::flags::role_matches(live, &role))
@@ -373,17 +389,25 @@ impl Phase for ObsSetup {
         .await
         .with_context(|| format!("reading GitLab project {flags_path} and its promotion token"))?;
         let auditor_policy = self.vault.policy(crate::flags::AUDITOR).await?;
-        let auditor_role = self
+        let k8s_auth_enabled = self
             .vault
-            .read(
-                "reading the feature-flag auditor's Kubernetes role",
-                &format!(
-                    "auth/{}/role/{}",
-                    crate::flags::K8S_MOUNT,
-                    crate::flags::AUDITOR
-                ),
-            )
-            .await?;
+            .auth_mounts()
+            .await?
+            .contains_key(&format!("{}/", crate::flags::K8S_MOUNT));
+        let auditor_role = if k8s_auth_enabled {
+            self.vault
+                .read(
+                    "reading the feature-flag auditor's Kubernetes role",
+                    &format!(
+                        "auth/{}/role/{}",
+                        crate::flags::K8S_MOUNT,
+                        crate::flags::AUDITOR
+                    ),
+                )
+                .await?
+        } else {
+            None
+        };
         let observed = Observed {
             group_id: group.id,
             hooks,
@@ -394,6 +418,7 @@ impl Phase for ObsSetup {
             flags_project,
             auditor_policy,
             auditor_role,
+            k8s_auth_enabled,
         };
         for key in desired::SOURCE_SECRET_KEYS {
             if let Some(secret) = observed

@@ -132,6 +132,8 @@ pub struct Settings {
     pub gitlab_url: String,
     /// Argo CD's namespace (`ARGOCD_NAMESPACE`): the auditor's Application.
     pub argocd_namespace: String,
+    /// Vault reviews Kubernetes logins with the client's token (`VAULT_K8S_TOKEN_REVIEWER=client`).
+    pub token_reviewer_client: bool,
 }
 
 fn default_argocd_namespace() -> String {
@@ -313,6 +315,7 @@ impl Settings {
                 .trim_end_matches('/')
                 .to_owned(),
             argocd_namespace: raw.argocd_namespace,
+            token_reviewer_client: common::contract::token_reviewer_is_client(cfg.environment()),
         })
     }
 
@@ -351,6 +354,7 @@ impl Settings {
             vault_addr: "https://vault.example.com".into(),
             gitlab_url: "https://gitlab.example.com".into(),
             argocd_namespace: default_argocd_namespace(),
+            token_reviewer_client: false,
         }
     }
 }

@@ -38,6 +38,8 @@ pub enum Op {
     Harden,
     /// The Vault policy of the service's flag sidecar (its own flags, read-only).
     FlagPolicy { name: String, text: String },
+    /// The Kubernetes auth role the flag sidecar logs in with.
+    FlagRole,
     /// One of phase 15's objects for the service, with phase 15's field manager.
     Apply {
         object: Value,
@@ -60,6 +62,41 @@ pub struct Observed {
     pub hardening: Vec<String>,
     /// The text of the flag sidecar's Vault policy, if it exists.
     pub flag_policy: Option<String>,
+    /// The flag sidecar's Kubernetes auth role, if it exists.
+    pub flag_role: Option<Value>,
+    /// The project's description says onboard-service created it (a rerun may re-add a lost
+    /// catalog entry).
+    pub project_marked: bool,
+    /// Argo CD objects that would take the service's names but are not the catalog's.
+    pub foreign_objects: Vec<String>,
+}
+
+/// The start of every onboarded project's description: how a rerun knows the project is its own.
+pub const ONBOARDED_MARKER: &str = "onboarded from the service template";
+
+/// The Kubernetes auth mount phase 13 enables.
+pub const K8S_MOUNT: &str = contract::K8S_AUTH_MOUNT;
+
+/// The flag sidecar's role: the service's account in its staging and production namespaces only
+/// (ephemeral environments run merge request code: their sidecars get no Vault token, and every
+/// flag reads as off there).
+pub fn flag_role(request: &Request) -> Value {
+    let name = &request.name;
+    json!({
+        "bound_service_account_names": [name],
+        "bound_service_account_namespaces": [format!("staging-{name}"), format!("prod-{name}")],
+        "token_policies": [contract::feature_flag_policy_name(name)],
+        "token_ttl": 900,
+        "token_max_ttl": 3600,
+        // Only its own policy: not even Vault's `default` (token self-lookup and the like).
+        "token_no_default_policy": true,
+    })
+}
+
+/// Whether the live role grants what [`flag_role`] says (Vault adds its own defaults).
+fn role_matches(live: &Value, want: &Value) -> bool {
+    want.as_object()
+        .is_some_and(|w| w.iter().all(|(k, v)| &live[k] == v))
 }
 
 /// The onboarding of one service, connected.
@@ -74,7 +111,7 @@ pub struct Onboarding {
     /// A field manager of this service's own: the catalog key is the only field it owns.
     catalog_kube: KubeClient,
     argo: argo_delivery::settings::Settings,
-    approver_parent: String,
+    platform: Platform,
     crd_wait: Duration,
 }
 
@@ -97,12 +134,28 @@ fn same_service(a: &CatalogEntry, b: &CatalogEntry) -> bool {
         && a.harbor_project == b.harbor_project
 }
 
+/// The platform's values the template is rendered with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    /// Harbor's registry host (a non-default port kept).
+    pub registry: String,
+    /// Vault as the flag sidecar reaches it (`VAULT_ADDR`).
+    pub vault_addr: String,
+    /// `RUNNER_NAMESPACE`.
+    pub runner_namespace: String,
+    /// `DOMAIN`.
+    pub domain: Option<String>,
+    /// `GITLAB_APPROVER_GROUP_PARENT`: the default CODEOWNERS.
+    pub approver_parent: String,
+    /// `CI_TEMPLATES_PROJECT`: the library the pipeline includes.
+    pub library_project: String,
+}
+
 /// What seeding wants the project to be: the rendered template, owned by the team from then on.
 pub fn wanted_project(
     request: &Request,
     template: &BTreeMap<String, String>,
-    registry: &str,
-    approver_parent: &str,
+    p: &Platform,
 ) -> anyhow::Result<seed::Wanted> {
     let files = service_template::render(
         template,
@@ -110,15 +163,19 @@ pub fn wanted_project(
             name: request.name.clone(),
             language: request.language,
             blue_green: request.strategy == Strategy::BlueGreen,
-            registry: registry.to_owned(),
+            registry: p.registry.clone(),
             harbor_project: APPLICATION_HARBOR_PROJECT.to_owned(),
+            vault_addr: p.vault_addr.clone(),
+            runner_namespace: p.runner_namespace.clone(),
+            domain: p.domain.clone(),
+            library_project: p.library_project.clone(),
         },
     )?;
     Ok(seed::Wanted {
         group: PLATFORM_GROUP.to_owned(),
         name: request.name.clone(),
         description: format!(
-            "{} ({}), onboarded from the service template {} by onboard-service",
+            "{} ({}), {ONBOARDED_MARKER} {} by onboard-service",
             request.name,
             request.language,
             service_template::tag()
@@ -137,18 +194,13 @@ pub fn wanted_project(
             reset: false,
             reset_removes: Vec::new(),
         },
-        approver_parent: approver_parent.to_owned(),
+        approver_parent: p.approver_parent.clone(),
         promote_token: true,
     })
 }
 
 /// The pure diff (everything but phase 15's objects, planned by dry run).
-pub fn diff(
-    request: &Request,
-    o: &Observed,
-    registry: &str,
-    approver_parent: &str,
-) -> anyhow::Result<Plan<Op>> {
+pub fn diff(request: &Request, o: &Observed, platform: &Platform) -> anyhow::Result<Plan<Op>> {
     let mut plan = Plan::new(PHASE_NAME);
     let name = &request.name;
     let want = catalog_entry(request);
@@ -157,8 +209,12 @@ pub fn diff(
         .get(name)
         .map(|json| serde_json::from_str::<CatalogEntry>(json));
     match listed {
-        None if o.project.project_id.is_some() => bail!(
-            "GitLab project {PLATFORM_GROUP}/{name} exists but the service catalog ({SERVICE_CATALOG}) does not list it: it was not created by onboard-service; choose another name"
+        None if o.project.project_id.is_some() && !o.project_marked => bail!(
+            "GitLab project {PLATFORM_GROUP}/{name} exists but was not created by onboard-service (the service catalog {SERVICE_CATALOG} does not list it): choose another name"
+        ),
+        None if !o.foreign_objects.is_empty() => bail!(
+            "{name} would take the names of existing Argo CD objects the catalog does not list ({}): choose another name",
+            o.foreign_objects.join(", ")
         ),
         None => plan.push(Change::create(
             "service catalog entry",
@@ -180,7 +236,12 @@ pub fn diff(
         ),
         Some(Ok(_)) => {}
     }
-    let wanted = wanted_project(request, &o.template, registry, approver_parent)?;
+    let mut wanted = wanted_project(request, &o.template, platform)?;
+    if !o.project.files.is_empty() {
+        // After the first commit the files are the team's: a rerun neither restores a file they
+        // deleted nor pushes a newer template onto their protected `main`.
+        wanted.files.clear();
+    }
     seed::plan(&wanted, &o.project, &mut plan, Op::Seed);
     if !o.secrets_present {
         plan.push(Change::create(
@@ -211,6 +272,23 @@ pub fn diff(
         )),
         Some(_) => {}
     }
+    let role = flag_role(request);
+    if !o
+        .flag_role
+        .as_ref()
+        .is_some_and(|live| role_matches(live, &role))
+    {
+        plan.push(Change::create(
+            "vault kubernetes role",
+            &format!(
+                "auth/{K8S_MOUNT}/role/{}",
+                contract::feature_flag_role_name(name)
+            ),
+            role,
+            &[],
+            Op::FlagRole,
+        ));
+    }
     // A new project: seeding hardens it as its last step (`SeedOp::Harden`).
     if !o.hardening.is_empty() {
         plan.push(Change::update(
@@ -238,7 +316,28 @@ impl Onboarding {
             gitlab: GitLabClient::connect(cfg)?,
             vault: VaultClient::connect(cfg)?,
             harbor: HarborClient::connect(cfg)?,
-            approver_parent: common::codeowners::approver_parent(cfg.environment()),
+            platform: Platform {
+                registry: argo.harbor_registry.clone(),
+                vault_addr: cfg
+                    .require_url(common::env::VAULT_ADDR)?
+                    .trim_end_matches('/')
+                    .to_owned(),
+                runner_namespace: cfg
+                    .environment()
+                    .get(common::env::RUNNER_NAMESPACE)
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or(contract::RUNNER_NAMESPACE)
+                    .to_owned(),
+                domain: cfg.domain.clone(),
+                approver_parent: common::codeowners::approver_parent(cfg.environment()),
+                library_project: cfg
+                    .environment()
+                    .get(common::env::CI_TEMPLATES_PROJECT)
+                    .map(|p| p.trim().trim_matches('/').to_owned())
+                    .filter(|p| p.contains('/'))
+                    .unwrap_or_else(|| format!("{PLATFORM_GROUP}/gitlab-ci-templates")),
+            },
             crd_wait: cfg.crd_wait(),
             cfg: cfg.clone(),
             request,
@@ -252,7 +351,7 @@ impl Onboarding {
 
     /// The template's files at its version tag (every file, read one by one).
     async fn template(&self) -> anyhow::Result<BTreeMap<String, String>> {
-        let path = format!("{PLATFORM_GROUP}/{}", service_template::PROJECT);
+        let path = contract::service_template_project(self.cfg.environment());
         let tag = service_template::tag();
         let project = self.gitlab.project(&path).await?.with_context(|| {
             format!("GitLab has no project {path}: phase 14 (ci-templates apply) seeds the service template; run it first")
@@ -285,7 +384,7 @@ impl Onboarding {
             serde_json::to_string(&catalog_entry(&self.request))?,
         );
         let mut settings = self.argo.clone();
-        settings.services = contract::services_with_catalog(self.cfg.environment(), &catalog)?;
+        settings.services = contract::services_with_catalog(self.cfg.environment(), &catalog)?.0;
         Ok(settings)
     }
 
@@ -308,12 +407,12 @@ impl Onboarding {
     }
 }
 
-/// Names of phase 15's objects that belong to `service` (its namespaces, Applications and
-/// `ApplicationSet`), and the `AppProjects`, whose destinations may name its namespaces.
+/// Phase 15's objects that belong to `service`: its namespaces, Applications and `ApplicationSet`.
 fn belongs_to(object: &Value, service: &contract::DeliveredService) -> bool {
     let name = object["metadata"]["name"].as_str().unwrap_or_default();
     match object["kind"].as_str().unwrap_or_default() {
-        "AppProject" => true,
+        // The AppProjects stay phase 15's alone (their `staging-*` and `prod-*` globs already admit
+        // the service's namespaces): onboarding never rewrites platform-wide roles or windows.
         "Namespace" => name == service.staging.namespace || name == service.production.namespace,
         "Application" => {
             name == service.staging.application || name == service.production.application
@@ -358,7 +457,7 @@ impl Phase for Onboarding {
                     .vault
                     .kv2_metadata(KV_MOUNT, &kv_service_secrets(id))
                     .await?
-                    .is_some_and(|m| !m.current_deleted);
+                    .is_some();
                 let pending = common::phase::plan(&self.harden().await?).await?;
                 (
                     present,
@@ -375,6 +474,44 @@ impl Phase for Onboarding {
             .vault
             .policy(&contract::feature_flag_policy_name(&self.request.name))
             .await?;
+        let project_marked = match project.project_id {
+            Some(_) => self
+                .gitlab
+                .project(&self.project_path())
+                .await?
+                .and_then(|p| {
+                    p.settings
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
+                .is_some_and(|d| d.contains(ONBOARDED_MARKER)),
+            None => false,
+        };
+        let mut foreign_objects = Vec::new();
+        if !catalog.contains_key(&self.request.name) {
+            let name = &self.request.name;
+            for (kind, object) in [
+                ("Application", name.clone()),
+                ("Application", format!("{name}-staging")),
+                ("ApplicationSet", format!("ephemeral-{name}")),
+            ] {
+                let probe = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": kind, "metadata": {"name": object, "namespace": self.argo.argocd_namespace}});
+                if self.kube.get_if_served(&probe).await?.is_some() {
+                    foreign_objects.push(format!("{kind} {}/{object}", self.argo.argocd_namespace));
+                }
+            }
+        }
+        let flag_role = self
+            .vault
+            .read(
+                "reading the flag sidecar's Kubernetes role",
+                &format!(
+                    "auth/{K8S_MOUNT}/role/{}",
+                    contract::feature_flag_role_name(&self.request.name)
+                ),
+            )
+            .await?;
         Ok(Observed {
             template,
             catalog,
@@ -382,16 +519,14 @@ impl Phase for Onboarding {
             secrets_present,
             hardening,
             flag_policy,
+            flag_role,
+            project_marked,
+            foreign_objects,
         })
     }
 
     fn diff(&self, observed: &Observed) -> anyhow::Result<Plan<Op>> {
-        diff(
-            &self.request,
-            observed,
-            &self.argo.harbor_registry,
-            &self.approver_parent,
-        )
+        diff(&self.request, observed, &self.platform)
     }
 
     fn objects(&self, observed: &Observed) -> anyhow::Result<Vec<DesiredObject<Op>>> {
@@ -402,9 +537,26 @@ impl Phase for Onboarding {
             .find(|s| s.name == self.request.name)
             .cloned()
             .context("the service is not in phase 15's list (a bug)")?;
-        let objects = argo_delivery::desired::objects(&settings)
-            .into_iter()
-            .filter(|(object, _)| belongs_to(object, &service));
+        let mut objects: Vec<(Value, Option<&'static str>)> =
+            argo_delivery::desired::objects(&settings)
+                .into_iter()
+                .filter(|(object, _)| belongs_to(object, &service))
+                .collect();
+        // Vault outside the cluster reviews logins with the client's token: the flag sidecar's
+        // account may then call TokenReview (system:auth-delegator).
+        if contract::token_reviewer_is_client(self.cfg.environment()) {
+            let name = &self.request.name;
+            objects.push((
+                contract::token_reviewer_binding(
+                    &format!("{}-vault-login", contract::feature_flag_role_name(name)),
+                    &[
+                        (service.staging.namespace.clone(), name.clone()),
+                        (service.production.namespace.clone(), name.clone()),
+                    ],
+                ),
+                None,
+            ));
+        }
         Ok(DesiredObject::each(
             objects,
             "Argo CD (phase 15 needs it)",
@@ -436,6 +588,7 @@ impl Phase for Onboarding {
             }
             Op::Seed(step) => seed::execute(&self.cfg, &self.gitlab, &self.vault, step).await?,
             Op::ServiceSecrets => {
+                // Created once (check-and-set 0): a secret that appeared since the plan stays.
                 let id = self.project_id().await?;
                 let seed = vault_cicd::desired::KvSeed {
                     path: kv_service_secrets(id),
@@ -446,7 +599,13 @@ impl Phase for Onboarding {
                     placeholder: true,
                     eso_reads: false,
                 };
-                vault_cicd::service_paths::seed(&self.vault, &seed, &self.project_path()).await?;
+                if !vault_cicd::service_paths::seed(&self.vault, &seed, &self.project_path())
+                    .await?
+                {
+                    return Ok(Outcome::Skipped(
+                        "kv/services/<project id> already existed: kept as it is".into(),
+                    ));
+                }
             }
             Op::Harden => {
                 let applied = common::phase::apply_quietly(&self.harden().await?)
@@ -460,6 +619,19 @@ impl Phase for Onboarding {
                 tracing::info!("hardened {}: {applied} change(s)", self.project_path());
             }
             Op::FlagPolicy { name, text } => self.vault.put_policy(name, text).await?,
+            Op::FlagRole => {
+                let path = format!(
+                    "auth/{K8S_MOUNT}/role/{}",
+                    contract::feature_flag_role_name(&self.request.name)
+                );
+                self.vault
+                    .write(
+                        &format!("writing Vault role {path} (phase 13, vault-cicd apply, enables Kubernetes auth)"),
+                        &path,
+                        &flag_role(&self.request),
+                    )
+                    .await?;
+            }
             Op::Apply { object, crd } => {
                 self.kube
                     .apply_planned(object, crd.as_deref(), self.crd_wait)
@@ -476,8 +648,16 @@ mod tests {
     use crate::request::Pattern;
 
     const TODAY: i64 = 20_000;
-    const REGISTRY: &str = "harbor.example.com";
-    const PARENT: &str = "keycloak-groups";
+    fn platform() -> Platform {
+        Platform {
+            registry: "harbor.example.com".into(),
+            vault_addr: "https://vault.example.com".into(),
+            runner_namespace: "gitlab-runners".into(),
+            domain: Some("example.com".into()),
+            approver_parent: "keycloak-groups".into(),
+            library_project: "platform_services/gitlab-ci-templates".into(),
+        }
+    }
 
     fn request(strategy: &str) -> Request {
         Request::new("billing-api", "go", Pattern::Microservice, strategy).unwrap()
@@ -494,12 +674,15 @@ mod tests {
             secrets_present: false,
             hardening: Vec::new(),
             flag_policy: None,
+            flag_role: None,
+            project_marked: false,
+            foreign_objects: Vec::new(),
         }
     }
 
     fn converged(r: &Request) -> Observed {
         let o = fresh();
-        let mut wanted = wanted_project(r, &o.template, REGISTRY, PARENT).unwrap();
+        let mut wanted = wanted_project(r, &o.template, &platform()).unwrap();
         wanted
             .files
             .insert(".gitlab/CODEOWNERS".into(), "owners".into());
@@ -511,6 +694,8 @@ mod tests {
             project: seed::Observed::as_seeded(&wanted, 42, TODAY),
             secrets_present: true,
             flag_policy: Some(contract::feature_flag_policy(&r.name)),
+            flag_role: Some(flag_role(r)),
+            project_marked: true,
             ..o
         }
     }
@@ -518,13 +703,13 @@ mod tests {
     #[test]
     fn noop_an_onboarded_service_plans_nothing() {
         let r = request("canary");
-        let plan = diff(&r, &converged(&r), REGISTRY, PARENT).unwrap();
+        let plan = diff(&r, &converged(&r), &platform()).unwrap();
         assert!(plan.is_empty(), "{plan}");
     }
 
     #[test]
     fn onboarding_from_nothing() {
-        let plan = diff(&request("canary"), &fresh(), REGISTRY, PARENT).unwrap();
+        let plan = diff(&request("canary"), &fresh(), &platform()).unwrap();
         insta::assert_snapshot!(plan.to_string());
     }
 
@@ -533,10 +718,28 @@ mod tests {
         let r = request("canary");
         let mut o = converged(&r);
         o.catalog.clear();
-        let e = diff(&r, &o, REGISTRY, PARENT).unwrap_err().to_string();
+        o.project_marked = false;
+        let e = diff(&r, &o, &platform()).unwrap_err().to_string();
         assert!(e.contains("not created by onboard-service"), "{e}");
+        // Its own project (marked) whose catalog key was lost: the key comes back, nothing else.
+        o.project_marked = true;
+        let plan = diff(&r, &o, &platform()).unwrap();
+        let titles: Vec<String> = plan
+            .changes
+            .iter()
+            .map(common::plan::Change::title)
+            .collect();
+        assert_eq!(
+            titles,
+            ["service catalog entry cicd-service-catalog: billing-api"]
+        );
+        // Someone else's Application by that name.
+        let mut fresh = fresh();
+        fresh.foreign_objects = vec!["Application argocd/billing-api".into()];
+        let e = diff(&r, &fresh, &platform()).unwrap_err().to_string();
+        assert!(e.contains("Application argocd/billing-api"), "{e}");
         let blue = request("bluegreen");
-        let e = diff(&blue, &converged(&r), REGISTRY, PARENT)
+        let e = diff(&blue, &converged(&r), &platform())
             .unwrap_err()
             .to_string();
         assert!(
@@ -546,14 +749,15 @@ mod tests {
     }
 
     #[test]
-    fn a_team_s_changed_files_are_kept_and_phase_12_drift_is_planned() {
+    fn a_team_s_changed_and_deleted_files_are_kept_and_phase_12_drift_is_planned() {
         let r = request("canary");
         let mut o = converged(&r);
         o.project
             .files
             .insert("Makefile".into(), "changed by the team".into());
+        o.project.files.remove("README.md");
         o.hardening = vec!["protected branch platform_services/billing-api:main".into()];
-        let plan = diff(&r, &o, REGISTRY, PARENT).unwrap();
+        let plan = diff(&r, &o, &platform()).unwrap();
         let titles: Vec<String> = plan
             .changes
             .iter()

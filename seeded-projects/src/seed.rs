@@ -37,6 +37,9 @@ pub enum Policy {
     /// The platform's own service: every file follows this version, except the overlays'
     /// `kustomization.yaml`, whose image pins belong to promotion (created once, never rewritten).
     Managed,
+    /// A copy of this version's files and nothing else (the service template): every file
+    /// follows, files this version no longer has are deleted.
+    Exact,
 }
 
 /// Files whose content promotion owns once they exist.
@@ -204,16 +207,27 @@ pub fn file_actions(
                 let update = match policy {
                     Policy::KeepChanges { reset, .. } => *reset,
                     Policy::Managed => !promotion_owned(path),
+                    Policy::Exact => true,
                 };
                 if update {
                     actions
                         .push(json!({"action": "update", "file_path": path, "content": content}));
                     lines.push(format!("~ {path}"));
-                } else if !matches!(policy, Policy::Managed) {
+                } else if matches!(policy, Policy::KeepChanges { .. }) {
                     kept.push(path.clone());
                 }
             }
             Some(_) => {}
+        }
+    }
+    if *policy == Policy::Exact {
+        for path in observed.keys() {
+            // The project's own CODEOWNERS (written by the first commit) is not the version's.
+            if !wanted.contains_key(path) && !common::codeowners::LOCATIONS.contains(&path.as_str())
+            {
+                actions.push(json!({"action": "delete", "file_path": path}));
+                lines.push(format!("- {path}"));
+            }
         }
     }
     if let Policy::KeepChanges {
@@ -362,6 +376,15 @@ pub async fn execute(
 ) -> anyhow::Result<()> {
     match op {
         SeedOp::Harden { path } => {
+            // Phase 12 has not run on this platform (its approver groups do not exist): its first
+            // run hardens every project of the group, this one included.
+            let parent = common::codeowners::approver_parent(cfg.environment());
+            if gitlab.group(&parent).await?.is_none() {
+                tracing::warn!(
+                    "{path}: not hardened now: phase 12 (gitlab-harden) has not run here (no group {parent}); its first run hardens it"
+                );
+                return Ok(());
+            }
             let harden =
                 gitlab_harden::reconcile::GitLabHarden::for_projects(cfg, [path.clone()]).await?;
             let applied = common::phase::apply_quietly(&harden)
@@ -474,5 +497,19 @@ mod tests {
         let (actions, _, kept) = file_actions(&wanted, &observed, &demo);
         assert!(actions.is_empty());
         assert_eq!(kept.len(), 2);
+        // The template follows its version exactly: pins too, and removed files go.
+        let mut with_old = observed.clone();
+        with_old.insert("old.txt".into(), git_blob_id("gone"));
+        with_old.insert(".gitlab/CODEOWNERS".into(), git_blob_id("owners"));
+        let (_, lines, kept) = file_actions(&wanted, &with_old, &Policy::Exact);
+        assert_eq!(
+            lines,
+            [
+                "~ deploy/overlays/staging/kustomization.yaml",
+                "~ src/main.rs",
+                "- old.txt"
+            ]
+        );
+        assert!(kept.is_empty());
     }
 }

@@ -22,6 +22,15 @@ pub const PROJECT: &str = "service-template";
 pub const PLACEHOLDER: &str = "example-service";
 /// The image repository prefix of the template's overlays (`<registry>/<Harbor project>`).
 pub const IMAGE_PREFIX_PLACEHOLDER: &str = "harbor.example.com/platform-services";
+/// The flag sidecar's image as the template names it (the platform's own project, not the
+/// service's).
+pub const SIDECAR_IMAGE_PLACEHOLDER: &str = "harbor.example.com/platform-services/feature-flags";
+/// Where the sidecar's image waits while the service's image prefix is replaced.
+const SIDECAR: &str = "\u{0}sidecar-image\u{0}";
+/// The template's Vault address, runner namespace and route domain.
+pub const VAULT_ADDR_PLACEHOLDER: &str = "https://vault.example.com";
+pub const RUNNER_NAMESPACE_PLACEHOLDER: &str = "kubernetes.io/metadata.name: gitlab-runners";
+pub const DOMAIN_PLACEHOLDER: &str = "apps.example.com";
 
 /// The tag of this version of the template.
 pub fn tag() -> String {
@@ -86,7 +95,18 @@ pub struct Rendering {
     pub registry: String,
     /// The shared Harbor project of the service's images (plan §3.3).
     pub harbor_project: String,
+    /// Vault as the flag sidecar reaches it (`VAULT_ADDR`).
+    pub vault_addr: String,
+    /// The runner pools' namespace (`RUNNER_NAMESPACE`): the ephemeral overlay admits its test pool.
+    pub runner_namespace: String,
+    /// The platform's domain (`DOMAIN`): the route's host is `<name>.apps.<domain>`.
+    pub domain: Option<String>,
+    /// The CI library's project (`CI_TEMPLATES_PROJECT`) the pipeline includes.
+    pub library_project: String,
 }
+
+/// The library project the template's pipelines name.
+pub const LIBRARY_PROJECT_PLACEHOLDER: &str = "project: 'platform_services/gitlab-ci-templates'";
 
 /// The service's files from the template's files (`template`, as read from GitLab or embedded).
 pub fn render(
@@ -108,10 +128,34 @@ pub fn render(
         } else {
             path.clone()
         };
+        // The sidecar's image stays in the platform's project: set aside before the service's
+        // image prefix is replaced.
         let mut text = contents
+            .replace(SIDECAR_IMAGE_PLACEHOLDER, SIDECAR)
             .replace(
                 IMAGE_PREFIX_PLACEHOLDER,
                 &format!("{}/{}", r.registry, r.harbor_project),
+            )
+            .replace(
+                &format!("{SIDECAR}:v0.1.0"),
+                &format!(
+                    "{}/platform-services/feature-flags:{}",
+                    r.registry,
+                    common::contract::FEATURE_FLAGS_RELEASE_TAG
+                ),
+            )
+            .replace(
+                SIDECAR,
+                &format!("{}/platform-services/feature-flags", r.registry),
+            )
+            .replace(VAULT_ADDR_PLACEHOLDER, &r.vault_addr)
+            .replace(
+                LIBRARY_PROJECT_PLACEHOLDER,
+                &format!("project: '{}'", r.library_project),
+            )
+            .replace(
+                RUNNER_NAMESPACE_PLACEHOLDER,
+                &format!("kubernetes.io/metadata.name: {}", r.runner_namespace),
             )
             .replace(
                 "IMAGE_HARBOR_PROJECT: platform-services",
@@ -125,6 +169,9 @@ pub fn render(
                     if r.blue_green { "bluegreen" } else { "canary" }
                 ),
             );
+        if let Some(domain) = &r.domain {
+            text = text.replace(DOMAIN_PLACEHOLDER, &format!("apps.{domain}"));
+        }
         if r.blue_green {
             text = text.replace("DEPLOY_STRATEGY: canary", "DEPLOY_STRATEGY: bluegreen");
             if target == "deploy/overlays/production/kustomization.yaml" {
@@ -132,9 +179,12 @@ pub fn render(
                 text.push_str("components:\n  - ../../components/blue-green\n");
             }
         }
+        // The name as an identifier too (the Rust crate `example_service`).
+        let ident = r.name.replace('-', "_");
         out.insert(
             target.replace(PLACEHOLDER, &r.name),
-            text.replace(PLACEHOLDER, &r.name),
+            text.replace(PLACEHOLDER, &r.name)
+                .replace(&PLACEHOLDER.replace('-', "_"), &ident),
         );
     }
     if !out.contains_key(".gitlab-ci.yml") {
@@ -166,7 +216,11 @@ mod tests {
             language,
             blue_green,
             registry: "harbor.corp.test".into(),
-            harbor_project: "platform-services".into(),
+            harbor_project: "application-services".into(),
+            vault_addr: "https://vault.corp.test".into(),
+            runner_namespace: "ci-runners".into(),
+            domain: Some("corp.test".into()),
+            library_project: "platform_services/gitlab-ci-templates".into(),
         }
     }
 
@@ -187,8 +241,10 @@ mod tests {
             }
             for (path, text) in &files {
                 assert!(
-                    !path.contains(PLACEHOLDER) && !text.contains(PLACEHOLDER),
-                    "{language}: {path} still says {PLACEHOLDER}"
+                    !path.contains(PLACEHOLDER)
+                        && !text.contains(PLACEHOLDER)
+                        && !text.contains("example_service"),
+                    "{language}: {path} still names the placeholder"
                 );
                 assert!(!text.contains("harbor.example.com"), "{language}: {path}");
                 assert!(!path.starts_with("languages/"), "{path}");
@@ -200,8 +256,29 @@ mod tests {
             assert!(files[".gitlab-ci.yml"].contains("SERVICE_NAME: billing-api"));
             assert!(
                 files["deploy/overlays/staging/kustomization.yaml"]
-                    .contains("newName: harbor.corp.test/platform-services/billing-api")
+                    .contains("newName: harbor.corp.test/application-services/billing-api")
             );
+            let rollout = &files["deploy/base/rollout.yaml"];
+            assert!(
+                rollout.contains(&format!(
+                    "image: harbor.corp.test/platform-services/feature-flags:{}",
+                    common::contract::FEATURE_FLAGS_RELEASE_TAG
+                )),
+                "the sidecar runs the release phase 17 tags: {rollout}"
+            );
+            assert!(rollout.contains("value: https://vault.corp.test"));
+            assert!(rollout.contains("value: feature-flags-billing-api"));
+            assert!(
+                files["deploy/overlays/ephemeral/allow-pipeline-tests.yaml"]
+                    .contains("kubernetes.io/metadata.name: ci-runners")
+            );
+            assert!(files["deploy/base/httproute.yaml"].contains("billing-api.apps.corp.test"));
+            for text in files.values() {
+                assert!(
+                    !text.contains("example.com"),
+                    "{language}: a placeholder is left"
+                );
+            }
         }
         let go = render(&template, &rendering(Language::Go, false)).unwrap();
         assert!(go.contains_key("cmd/billing-api/main.go"));

@@ -55,7 +55,10 @@ fn gitlab_writes(sandbox: &Sandbox) -> u64 {
 
 /// Every object the phase applies.
 fn refs() -> Vec<Value> {
-    desired::objects(&Settings::example())
+    // The sandbox's Vault reviews Kubernetes logins with the client's token.
+    let mut s = Settings::example();
+    s.token_reviewer_client = true;
+    desired::objects(&s)
         .into_iter()
         .map(|(o, _)| o)
         .map(|o| {
@@ -100,16 +103,33 @@ const PROJECT: &str = "platform_services/dora-collector";
 /// The seeding steps of the collector's project as the plan titles them (`create`: the project
 /// does not exist yet).
 fn seeding_titles(create: bool) -> Vec<String> {
+    seeding_titles_of(PROJECT, create)
+}
+
+fn seeding_titles_of(project: &str, create: bool) -> Vec<String> {
     let mut out = Vec::new();
     if create {
-        out.push(format!("gitlab project {PROJECT}"));
+        out.push(format!("gitlab project {project}"));
     }
     out.extend([
-        format!("gitlab release protection {PROJECT}"),
-        format!("gitlab promotion token {PROJECT}"),
-        format!("gitlab commit {PROJECT}@main"),
-        format!("gitlab tag {PROJECT}:v0.1.0"),
+        format!("gitlab release protection {project}"),
+        format!("gitlab promotion token {project}"),
+        format!("gitlab commit {project}@main"),
+        format!("gitlab tag {project}:v0.1.0"),
     ]);
+    if create {
+        // Phase 12's hardening of the new project (skipped here: this sandbox has no phase 12).
+        out.push(format!("gitlab hardening (phase 12) {project}"));
+    }
+    out
+}
+
+/// The feature-flag auditor's project and Vault access (issue 20).
+fn auditor_titles() -> Vec<String> {
+    let mut out = seeding_titles_of("platform_services/feature-flags", true);
+    // Its Kubernetes role waits for phase 13's Kubernetes auth, which this sandbox lacks (a plan
+    // warning says so; the system test has the role made and used).
+    out.push("vault policy feature-flag-auditor".to_owned());
     out
 }
 
@@ -240,6 +260,7 @@ async fn plan_apply_rerun_drift_and_rotation_against_the_sandbox() {
     // The collector's project: created, protected before its release tag, seeded in one commit,
     // tagged, with its promotion token; the workload is the project's, not applied by the phase.
     expected.extend(seeding_titles(true));
+    expected.extend(auditor_titles());
     let commit = doc["changes"]
         .as_array()
         .unwrap()
@@ -262,12 +283,15 @@ async fn plan_apply_rerun_drift_and_rotation_against_the_sandbox() {
         "{protection}"
     );
     for r in refs() {
-        expected.push(format!(
-            "kubernetes {} {}/{}",
-            r["kind"].as_str().unwrap(),
-            r["metadata"]["namespace"].as_str().unwrap(),
-            r["metadata"]["name"].as_str().unwrap()
-        ));
+        let name = r["metadata"]["name"].as_str().unwrap();
+        expected.push(match r["metadata"]["namespace"].as_str() {
+            Some(namespace) => format!(
+                "kubernetes {} {namespace}/{name}",
+                r["kind"].as_str().unwrap()
+            ),
+            // Cluster-scoped: the auditor's ClusterRoleBinding (Vault reviews with the client).
+            None => format!("kubernetes {} {name}", r["kind"].as_str().unwrap()),
+        });
     }
     assert_eq!(planned, expected);
     assert!(
@@ -332,13 +356,13 @@ async fn plan_apply_rerun_drift_and_rotation_against_the_sandbox() {
     let applied = state(&sandbox, &kube).await;
     assert_eq!(
         applied.0 - before.0,
-        7,
-        "GitLab: one hook; the project, protected main, protected v*, one commit, the tag, the promotion token"
+        13,
+        "GitLab: one hook; for the collector's and the auditor's project each: the project, protected main, protected v*, one commit, the tag, the promotion token"
     );
     assert_eq!(
         applied.1 - before.1,
-        5,
-        "Vault: the secret (cas=0), its metadata, the hook's token fingerprint; the promotion token and its metadata"
+        8,
+        "Vault: the secret (cas=0), its metadata, the hook's token fingerprint; each project's promotion token and its metadata; the auditor's policy"
     );
     let secret = vault_json(&sandbox, "kv/data/monitoring/dora-collector")
         .await

@@ -109,6 +109,18 @@ impl FlagStore {
             .collect())
     }
 
+    /// One string field of a KV v2 secret (`path` under the mount), if present.
+    pub async fn kv_field(&self, path: &str, key: &str) -> anyhow::Result<Option<String>> {
+        let answer = self
+            .get(
+                &format!("reading {KV_MOUNT}/{path}"),
+                &format!("{KV_MOUNT}/data/{path}"),
+                false,
+            )
+            .await?;
+        Ok(answer.and_then(|a| a["data"]["data"][key].as_str().map(str::to_owned)))
+    }
+
     /// Services that have flags.
     pub async fn services(&self) -> anyhow::Result<Vec<String>> {
         Ok(self

@@ -4,14 +4,24 @@
 // greeting endpoint whose wording a feature flag switches.
 const http = require('node:http');
 const flags = require('./flags');
+const { createRegistry } = require('./metrics');
+
+// The service's name: its metrics' service label (the canary analysis selects by it).
+const NAME = 'example-service';
 
 function greeting(name, formal) {
   return formal ? `good day, ${name}` : `hello, ${name}`;
 }
 
 function createServer(flagsUrl) {
+  const metrics = createRegistry(NAME);
   const server = http.createServer(async (req, res) => {
+    metrics.track(req, res);
     const url = new URL(req.url, 'http://localhost');
+    if (url.pathname === '/metrics') {
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(metrics.text());
+      return;
+    }
     if (url.pathname === '/healthz' || url.pathname === '/readyz') {
       res.writeHead(200).end('ok');
       return;
@@ -32,4 +42,4 @@ function createServer(flagsUrl) {
   return server;
 }
 
-module.exports = { createServer, greeting };
+module.exports = { createServer, greeting, NAME };

@@ -37,6 +37,27 @@ test('probes, hello and not found', async (t) => {
   assert.strictEqual(hello.greeting, 'hello, ops');
 });
 
+test('requests are counted for the canary analysis, probes are not', async (t) => {
+  const server = createServer('');
+  const base = await listen(server);
+  t.after(() => server.close());
+  await fetch(`${base}/hello`);
+  await fetch(`${base}/nope`);
+  await fetch(`${base}/healthz`);
+  const text = await (await fetch(`${base}/metrics`)).text();
+  assert.match(text, /http_requests_total\{service="example-service",status="200"\} 1\n/);
+  assert.match(text, /http_requests_total\{service="example-service",status="404"\} 1\n/);
+  assert.match(text, /http_request_duration_seconds_count\{service="example-service"\} 2\n/);
+});
+
+test('the histogram fills the buckets at and above the duration', () => {
+  const { createRegistry } = require('../src/metrics');
+  const r = createRegistry('s');
+  r.observe(200, 0.02);
+  assert.match(r.text(), /le="0.01"\} 0\n/);
+  assert.match(r.text(), /le="0.025"\} 1\n/);
+});
+
 test('the flag switches the greeting', async (t) => {
   const flagServer = sidecar({ 'formal-greeting': '{"name":"formal-greeting","enabled":true}' });
   const flagsUrl = await listen(flagServer);

@@ -3,24 +3,33 @@ greeting endpoint whose wording a feature flag switches."""
 
 import json
 import os
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 from app import flags
+from app.metrics import UNCOUNTED, Registry
+
+# The service's name: its metrics' service label (the canary analysis selects by it).
+NAME = "example-service"
 
 
 def greeting(name: str, formal: bool) -> str:
     return f"good day, {name}" if formal else f"hello, {name}"
 
 
-def make_handler(flags_url: str):
+def make_handler(flags_url: str, metrics: Registry):
     class Handler(BaseHTTPRequestHandler):
         # Slow clients are cut off (hostile input).
         timeout = 10
 
         def do_GET(self):  # noqa: N802 (http.server's naming)
+            start = time.monotonic()
             url = urlparse(self.path)
-            if url.path in ("/healthz", "/readyz"):
+            self._status = 0
+            if url.path == "/metrics":
+                self._answer(200, metrics.text().encode(), "text/plain; version=0.0.4")
+            elif url.path in ("/healthz", "/readyz"):
                 self._answer(200, b"ok", "text/plain")
             elif url.path == "/hello":
                 name = parse_qs(url.query).get("name", ["world"])[0]
@@ -29,8 +38,11 @@ def make_handler(flags_url: str):
                 self._answer(200, body.encode(), "application/json")
             else:
                 self._answer(404, b"not found", "text/plain")
+            if url.path not in UNCOUNTED:
+                metrics.observe(self._status, time.monotonic() - start)
 
         def _answer(self, status: int, body: bytes, content_type: str) -> None:
+            self._status = status
             self.send_response(status)
             self.send_header("content-type", content_type)
             self.send_header("content-length", str(len(body)))
@@ -44,7 +56,7 @@ def make_handler(flags_url: str):
 
 
 def serve(port: int, flags_url: str) -> ThreadingHTTPServer:
-    return ThreadingHTTPServer(("", port), make_handler(flags_url))
+    return ThreadingHTTPServer(("", port), make_handler(flags_url, Registry(NAME)))
 
 
 def main() -> None:

@@ -61,6 +61,30 @@ def test_probes_and_hello_without_flags():
         server.shutdown()
 
 
+def test_requests_are_counted_but_probes_are_not():
+    server = serve(0, "")
+    base = start(server)
+    try:
+        get(f"{base}/hello")
+        get(f"{base}/healthz")
+        with pytest.raises(urllib.error.HTTPError):
+            get(f"{base}/nope")
+        text = get(f"{base}/metrics")[1].decode()
+        assert 'http_requests_total{service="example-service",status="200"} 1' in text
+        assert 'http_requests_total{service="example-service",status="404"} 1' in text
+        assert 'http_request_duration_seconds_count{service="example-service"} 2' in text
+    finally:
+        server.shutdown()
+
+
+def test_the_histogram_fills_the_buckets_at_and_above_the_duration():
+    from app.metrics import Registry
+
+    r = Registry("s")
+    r.observe(200, 0.02)
+    assert 'le="0.01"} 0' in r.text() and 'le="0.025"} 1' in r.text()
+
+
 def test_the_flag_switches_the_greeting(sidecar):
     server = serve(0, sidecar)
     base = start(server)

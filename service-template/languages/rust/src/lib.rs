@@ -3,10 +3,20 @@
 //! Requests are read with a deadline and a size limit (hostile input).
 
 pub mod flags;
+pub mod metrics;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The service's name: its metrics' `service` label (the canary analysis selects by it).
+pub const NAME: &str = "example-service";
+
+fn registry() -> &'static metrics::Registry {
+    static REGISTRY: OnceLock<metrics::Registry> = OnceLock::new();
+    REGISTRY.get_or_init(|| metrics::Registry::new(NAME))
+}
 
 /// The greeting text.
 pub fn greeting(name: &str, formal: bool) -> String {
@@ -22,6 +32,7 @@ pub fn route(target: &str, flags_url: &str) -> (u16, String) {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     match path {
         "/healthz" | "/readyz" => (200, "ok".into()),
+        "/metrics" => (200, registry().text()),
         "/hello" => {
             let name = query
                 .split('&')
@@ -49,11 +60,22 @@ pub fn handle(stream: TcpStream, flags_url: &str) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?.take(16 * 1024));
     let mut line = String::new();
     reader.read_line(&mut line)?;
+    let start = Instant::now();
     let mut parts = line.split_whitespace();
-    let (status, body) = match (parts.next(), parts.next()) {
-        (Some("GET"), Some(target)) => route(target, flags_url),
-        _ => (400, "bad request".into()),
+    let (status, body, path) = match (parts.next(), parts.next()) {
+        (Some("GET"), Some(target)) => {
+            let (status, body) = route(target, flags_url);
+            (
+                status,
+                body,
+                target.split('?').next().unwrap_or_default().to_owned(),
+            )
+        }
+        _ => (400, "bad request".into(), String::new()),
     };
+    if metrics::counted(&path) {
+        registry().observe(status, start.elapsed().as_secs_f64());
+    }
     let mut stream = stream;
     write!(
         stream,
@@ -99,5 +121,10 @@ mod tests {
         std::thread::spawn(move || serve(&listener, ""));
         assert!(ask(addr, "GET /hello HTTP/1.1\r\n\r\n").contains("hello, world"));
         assert!(ask(addr, "POST / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 400"));
+        let metrics = ask(addr, "GET /metrics HTTP/1.1\r\n\r\n");
+        assert!(
+            metrics.contains("http_requests_total{service=\"example-service\",status=\"200\"}"),
+            "{metrics}"
+        );
     }
 }

@@ -88,7 +88,22 @@ pub fn every_command_and_reference_in_the_docs_holds(world: &World) {
             .chain(OTHER_SETTINGS.iter().map(|s| (*s).to_owned()))
             .collect();
 
-    let writes = (world.standin_writes(), world.sandbox.vault_writes());
+    // What the runnable commands could write: stand-ins, Vault, and the catalog and Applications.
+    let kube = world.kube();
+    let watched: Vec<serde_json::Value> = crate::onboarding::SERVICES
+        .iter()
+        .flat_map(|(name, _, _)| crate::onboarding::objects_of(name))
+        .collect();
+    let kube_versions = || {
+        world
+            .rt
+            .block_on(sandbox::support::resource_versions(&kube, &watched))
+    };
+    let writes = (
+        world.standin_writes(),
+        world.sandbox.vault_writes(),
+        kube_versions(),
+    );
     let mut failures = Vec::new();
     let (mut ran, mut parsed) = (0, 0);
     for file in &files {
@@ -161,7 +176,11 @@ pub fn every_command_and_reference_in_the_docs_holds(world: &World) {
         failures.join("\n")
     );
     assert_eq!(
-        (world.standin_writes(), world.sandbox.vault_writes()),
+        (
+            world.standin_writes(),
+            world.sandbox.vault_writes(),
+            kube_versions()
+        ),
         writes,
         "a runnable command of docs/cicd wrote: runnable blocks must only read"
     );

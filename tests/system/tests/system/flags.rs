@@ -37,8 +37,10 @@ fn vault(
 ) -> (u16, Value) {
     world.rt.block_on(async {
         let mut request = reqwest::Client::new()
-            .request(method, format!("{}/v1/{path}", world.get("VAULT_ADDR")))
-            .header("X-Vault-Token", token);
+            .request(method, format!("{}/v1/{path}", world.get("VAULT_ADDR")));
+        if !token.is_empty() {
+            request = request.header("X-Vault-Token", token);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -89,20 +91,42 @@ pub fn a_flag_reaches_the_onboarded_service_prometheus_and_the_auditor(world: &W
     assert_eq!(crate::onboarding::SERVICES[0].1, "go");
     set_flag(world, service, "formal-greeting", true);
 
-    // The sidecar's token: only the policy onboarding wrote for this service.
-    let policy = common::contract::feature_flag_policy_name(service);
+    // The sidecar logs in as the service's account in its staging namespace, through the
+    // Kubernetes auth role onboarding wrote (a real TokenRequest token, reviewed by kube-apiserver).
+    let kube = world.kube();
+    let namespace = format!("staging-{service}");
+    world
+        .rt
+        .block_on(kube.apply(
+            &json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": service, "namespace": namespace}}),
+            false,
+        ))
+        .expect("the service's account (its deploy/base/serviceaccount.yaml)");
+    let jwt = world
+        .rt
+        .block_on(kube.token_request(&namespace, service, &[], 600))
+        .expect("a TokenRequest token");
+    let jwt = secrecy::ExposeSecret::expose_secret(&jwt).to_owned();
+    let token_file = world.dir("flags-sidecar").join("token");
+    std::fs::write(&token_file, &jwt).expect("the token file");
+    let role = common::contract::feature_flag_role_name(service);
     let (status, answer) = vault(
         world,
         reqwest::Method::POST,
-        "auth/token/create",
-        world.get("VAULT_TOKEN"),
-        Some(json!({"policies": [policy], "no_default_policy": true, "ttl": "10m"})),
+        "auth/kubernetes/login",
+        "",
+        Some(json!({"role": role, "jwt": jwt})),
     );
-    assert_eq!(status, 200, "{answer}");
+    assert_eq!(status, 200, "the sidecar's login: {answer}");
     let token = answer["auth"]["client_token"]
         .as_str()
         .expect("a token")
         .to_owned();
+    assert_eq!(
+        answer["auth"]["token_policies"],
+        json!([common::contract::feature_flag_policy_name(service)]),
+        "the sidecar's token carries its own flags' policy only"
+    );
     // It cannot read another service's flags.
     set_flag(world, "web-shop", "new-checkout", true);
     let (denied, _) = vault(
@@ -115,6 +139,29 @@ pub fn a_flag_reaches_the_onboarded_service_prometheus_and_the_auditor(world: &W
     assert_eq!(
         denied, 403,
         "the sidecar of {service} reads web-shop's flags"
+    );
+    // Another service's account (same name, another namespace) gets no token from this role.
+    world
+        .rt
+        .block_on(kube.apply(
+            &json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": service, "namespace": "staging-web-shop"}}),
+            false,
+        ))
+        .expect("a service account elsewhere");
+    let other = world
+        .rt
+        .block_on(kube.token_request("staging-web-shop", service, &[], 600))
+        .expect("a TokenRequest token");
+    let (refused, _) = vault(
+        world,
+        reqwest::Method::POST,
+        "auth/kubernetes/login",
+        "",
+        Some(json!({"role": role, "jwt": secrecy::ExposeSecret::expose_secret(&other)})),
+    );
+    assert!(
+        refused == 400 || refused == 403,
+        "a login from staging-web-shop as role {role}: {refused}"
     );
 
     let flags_port = free_port();
@@ -131,7 +178,9 @@ pub fn a_flag_reaches_the_onboarded_service_prometheus_and_the_auditor(world: &W
                 "1",
             ])
             .env("VAULT_ADDR", world.get("VAULT_ADDR"))
-            .env("VAULT_TOKEN", &token)
+            .env("VAULT_K8S_ROLE", &role)
+            .env("VAULT_K8S_TOKEN_PATH", &token_file)
+            .env_remove("VAULT_TOKEN")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -200,7 +249,25 @@ pub fn a_flag_reaches_the_onboarded_service_prometheus_and_the_auditor(world: &W
     let doc: Value = serde_json::from_str(&answer).expect("Prometheus JSON");
     assert_eq!(doc["data"]["result"][0]["value"][1], json!("0"), "{doc}");
 
-    // The auditor, its clock injected: created today, stale only past 90 days.
+    // The auditor, as the CronJob runs it: logged in through its own Kubernetes role (phase 17),
+    // its clock injected: the flags were created today, stale only past 90 days.
+    world
+        .rt
+        .block_on(kube.apply(
+            &json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "feature-flag-auditor", "namespace": "monitoring"}}),
+            false,
+        ))
+        .expect("the auditor's account (its deploy/base/serviceaccount.yaml)");
+    let auditor_jwt = world
+        .rt
+        .block_on(kube.token_request("monitoring", "feature-flag-auditor", &[], 600))
+        .expect("a TokenRequest token");
+    let auditor_token = world.dir("flags-auditor").join("token");
+    std::fs::write(
+        &auditor_token,
+        secrecy::ExposeSecret::expose_secret(&auditor_jwt),
+    )
+    .expect("the token file");
     let today = common::dates::today();
     let audit = |now: i64| {
         let out = Command::new(&exe)
@@ -213,8 +280,11 @@ pub fn a_flag_reaches_the_onboarded_service_prometheus_and_the_auditor(world: &W
                 &common::dates::format(now),
             ])
             .env("VAULT_ADDR", world.get("VAULT_ADDR"))
-            .env("VAULT_TOKEN", world.get("VAULT_TOKEN"))
+            .env("VAULT_K8S_ROLE", "feature-flag-auditor")
+            .env("VAULT_K8S_TOKEN_PATH", &auditor_token)
+            .env_remove("VAULT_TOKEN")
             .env_remove("MATTERMOST_WEBHOOK")
+            .env_remove("MATTERMOST_WEBHOOK_VAULT_PATH")
             .output()
             .expect("feature-flags audit");
         assert!(

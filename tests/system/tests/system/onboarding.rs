@@ -43,7 +43,7 @@ fn onboard(
 }
 
 /// Every Kubernetes object onboarding may write for `name` (absent ones read as None).
-fn objects_of(name: &str) -> Vec<Value> {
+pub fn objects_of(name: &str) -> Vec<Value> {
     let at = |api: &str, kind: &str, n: &str, ns: Option<&str>| {
         let mut o = json!({"apiVersion": api, "kind": kind, "metadata": {"name": n}});
         if let Some(ns) = ns {
@@ -132,6 +132,7 @@ pub fn go_and_node_services_are_onboarded_from_nothing(world: &World) {
             format!("gitlab tag {path}:v0.1.0"),
             format!("gitlab hardening (phase 12) {path}"),
             format!("vault policy feature-flags-{name}"),
+            format!("vault kubernetes role auth/kubernetes/role/feature-flags-{name}"),
             format!("Namespace staging-{name}"),
             format!("Namespace prod-{name}"),
             format!("Application argocd/{name}"),
@@ -384,11 +385,42 @@ pub fn onboarded_projects_are_usable(world: &World) {
                     "{name}: production strategy"
                 );
             }
-            let namespace = format!("onboarded-{name}-{overlay}");
+            // Staging and production go where phase 15's Applications deploy them (namespaces
+            // onboarding created); an ephemeral environment gets a namespace of its own.
+            let namespace = match overlay {
+                "staging" => format!("staging-{name}"),
+                "production" => format!("prod-{name}"),
+                _ => format!("ephemeral-{name}-mr-1"),
+            };
             world
                 .rt
                 .block_on(kube.apply(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}), false))
-                .expect("a namespace for the dry run");
+                .expect("the overlay's namespace");
+            if overlay == "ephemeral" {
+                // The main pipeline's tests call ACCEPTANCE_SERVICE:ACCEPTANCE_PORT there.
+                let config = repo.merged_config().expect("the merged pipeline");
+                let var = |n: &str| {
+                    config["variables"][n]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                let (service, port) = (var("ACCEPTANCE_SERVICE"), var("ACCEPTANCE_PORT"));
+                assert!(
+                    objects.iter().any(|o| o["kind"] == "Service"
+                        && o["metadata"]["name"] == json!(service)
+                        && o["spec"]["ports"].as_array().is_some_and(|p| p
+                            .iter()
+                            .any(|p| p["port"].as_u64().map(|n| n.to_string()).as_deref()
+                                == Some(port.as_str())))),
+                    "{name}: the ephemeral overlay has no Service {service}:{port} for acceptance-test"
+                );
+                assert!(
+                    objects.iter().any(|o| o["kind"] == "NetworkPolicy"
+                        && o["metadata"]["name"] == json!(common::contract::ALLOW_PIPELINE_TESTS)),
+                    "{name}: the test runner pool cannot reach the ephemeral environment"
+                );
+            }
             for object in objects {
                 let kind = object["kind"].as_str().unwrap_or_default().to_owned();
                 assert!(
@@ -412,8 +444,10 @@ pub fn onboarded_projects_are_usable(world: &World) {
                     continue;
                 }
                 let mut object = object;
-                if object["metadata"]["namespace"].is_null() || kind != "Namespace" {
-                    object["metadata"]["namespace"] = json!(namespace);
+                match object["metadata"]["namespace"].as_str() {
+                    // The overlay names its namespace: it must be the Application's.
+                    Some(own) => assert_eq!(own, namespace, "{name} {overlay} {kind}: namespace"),
+                    None => object["metadata"]["namespace"] = json!(namespace),
                 }
                 world
                     .rt

@@ -9,12 +9,17 @@ import (
 	"time"
 
 	"example-service/internal/flags"
+	"example-service/internal/metrics"
 )
 
 // Service holds what the handlers need.
 type Service struct {
-	Flags *flags.Client
+	Flags   *flags.Client
+	Metrics *metrics.Registry
 }
+
+// Name is the service's name: its metrics' service label (the canary analysis selects by it).
+const Name = "example-service"
 
 // FromEnv builds the HTTP server: PORT (default 8080) and FLAGS_URL, the feature-flag sidecar.
 func FromEnv() *http.Server {
@@ -22,7 +27,7 @@ func FromEnv() *http.Server {
 	if port == "" {
 		port = "8080"
 	}
-	s := &Service{Flags: flags.New(os.Getenv("FLAGS_URL"))}
+	s := &Service{Flags: flags.New(os.Getenv("FLAGS_URL")), Metrics: metrics.New(Name)}
 	return &http.Server{
 		Addr:              ":" + port,
 		Handler:           s.Routes(),
@@ -33,9 +38,13 @@ func FromEnv() *http.Server {
 	}
 }
 
-// Routes serves /healthz, /readyz and /hello.
+// Routes serves /healthz, /readyz, /metrics and /hello.
 func (s *Service) Routes() http.Handler {
+	if s.Metrics == nil {
+		s.Metrics = metrics.New(Name)
+	}
 	mux := http.NewServeMux()
+	mux.Handle("/metrics", s.Metrics)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
 	})
@@ -43,7 +52,7 @@ func (s *Service) Routes() http.Handler {
 		w.WriteHeader(http.StatusOK)
 	})
 	mux.HandleFunc("/hello", s.hello)
-	return mux
+	return s.Metrics.Middleware(mux)
 }
 
 func (s *Service) hello(w http.ResponseWriter, r *http.Request) {

@@ -46,6 +46,14 @@ func TestHelloFollowsTheFlag(t *testing.T) {
 	}
 }
 
+func TestHelloIsCountedInMetrics(t *testing.T) {
+	s := &Service{Flags: flags.New("")}
+	get(t, s, "/hello")
+	if body := get(t, s, "/metrics").Body.String(); !strings.Contains(body, `http_requests_total{service="example-service",status="200"} 1`) {
+		t.Fatal(body)
+	}
+}
+
 func TestFromEnv(t *testing.T) {
 	t.Setenv("PORT", "9090")
 	if srv := FromEnv(); srv.Addr != ":9090" || srv.ReadHeaderTimeout == 0 {
