@@ -15,7 +15,7 @@ EXIT_NOT_IMPLEMENTED=3
 
 usage() {
   cat <<USAGE
-Usage: ./scripts/deploy-cluster.sh [--from N | --only N] [--plan | --adopt-report] [--sandbox] [-h]
+Usage: ./scripts/deploy-cluster.sh [--from N | --only N] [--plan | --check | --adopt-report] [--sandbox] [-h]
 
 Runs the CI/CD phases 12, 12b and 13–18 in order (default: --from 12). Phases 0–11 (cluster, Vault,
 Harbor, Argo CD, Keycloak, GitLab, monitoring…) belong to the base platform's deploy script.
@@ -23,6 +23,8 @@ Harbor, Argo CD, Keycloak, GitLab, monitoring…) belong to the base platform's 
   --from N        run phase N and every later phase (12, 12b, 13–18)
   --only N        run phase N alone
   --plan          show what each phase would change; write nothing
+  --check         run every phase's check and print one table (phase, state, pending changes);
+                  write nothing; exit 2 when any phase has drifted, 1 when a check failed
   --adopt-report  list what the platform's old bash phases left behind and what apply does with it
   --sandbox       run against the local sandbox (started if needed) instead of a cluster
   -h, --help      this help
@@ -43,7 +45,7 @@ DEPLOY_DEMO_APPS=false skips 18. BASE_DEPLOY_SCRIPT: the base platform's script,
 must be integrated first (scripts/integrate-platform.sh PLATFORM_REPO), so that its main() runs
 these phases in place of its old bash phases 12–18, each exactly once.
 Exit codes: 0 done; the failing phase's code when one fails; 3 when a requested phase is not
-implemented in this workspace yet (every implemented phase still ran).
+implemented in this workspace yet (every implemented phase still ran); with --check 2 on drift.
 USAGE
 }
 
@@ -57,6 +59,7 @@ while (($#)); do
     --only) [[ $# -ge 2 ]] || die "--only needs a phase number (12–18)"; only="$2"; shift 2 ;;
     --only=*) only="${1#*=}"; shift ;;
     --plan) verb=plan; shift ;;
+    --check) verb=check; shift ;;
     --adopt-report) verb=adopt-report; shift ;;
     --sandbox) sandbox=true; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -121,6 +124,7 @@ binary_for() {
 resume_flags() {
   local flags=""
   [[ "$verb" == plan ]] && flags+=" --plan"
+  [[ "$verb" == check ]] && flags+=" --check"
   [[ "$verb" == adopt-report ]] && flags+=" --adopt-report"
   [[ "$sandbox" == true ]] && flags+=" --sandbox"
   echo "$flags"
@@ -146,6 +150,11 @@ fi
 
 not_implemented=()
 ran=()
+# --check: the table's rows, and the phases that drifted or failed.
+check_rows=() drifted=() failed_checks=()
+check_dir="$(mktemp -d)"
+trap 'rm -rf "$check_dir"' EXIT
+: > "$check_dir/pending"
 for n in "${selected[@]}"; do
   name="${PHASE_NAME[$n]}" crate="${PHASE_CRATE[$n]}" bin_name="${PHASE_BIN[$n]:-${PHASE_CRATE[$n]}}"
   if [[ "$n" == 16 && "${DEPLOY_CICD_SECURITY_RUNNERS:-true}" == false ]]; then
@@ -158,6 +167,29 @@ for n in "${selected[@]}"; do
   if [[ -z "$bin" ]]; then
     echo "==> phase $n $name: NOT IMPLEMENTED in this workspace yet (no $bin_name binary) — it did not run" >&2
     not_implemented+=("$n")
+    continue
+  fi
+  if [[ "$verb" == check ]]; then
+    # Every phase is checked (a drift does not stop the others); the table comes at the end.
+    set +e
+    report="$("$bin" check --output json --quiet 2> "$check_dir/$n.err")"
+    rc=$?
+    set -e
+    pending="$(printf '%s' "$report" | { grep -o '"action":' || true; } | wc -l | tr -d ' ')"
+    case "$rc" in
+      0) state="in sync" ;;
+      2) state="DRIFT"; drifted+=("$n") ;;
+      *) state="ERROR (exit $rc)"; failed_checks+=("$n"); pending="-" ;;
+    esac
+    check_rows+=("$(printf '%-4s %-17s %-16s %s' "$n" "$name" "$state" "$pending")")
+    if ((rc == 2)); then
+      printf '%s' "$report" | { grep -o '"resource":"[^"]*","name":"[^"]*"\|"name":"[^"]*","resource":"[^"]*"' || true; } \
+        | sed -e 's/"resource":"\([^"]*\)","name":"\([^"]*\)"/\1 \2/' -e 's/"name":"\([^"]*\)","resource":"\([^"]*\)"/\2 \1/' \
+        | sed "s/^/     $n: /" >> "$check_dir/pending"
+    elif ((rc != 0)); then
+      tail -n 3 "$check_dir/$n.err" | sed "s/^/     $n: /" >> "$check_dir/pending"
+    fi
+    ran+=("$n")
     continue
   fi
   echo "==> phase $n $name: $bin_name $verb"
@@ -203,6 +235,25 @@ if [[ "$sandbox" == true && "$verb" == apply && " ${ran[*]} " == *" 18 "* ]]; th
       echo "deploy-cluster: the NetOps Arcade did not start: see $arcade_dir/arcade.log" >&2
     fi
   fi
+fi
+
+if [[ "$verb" == check ]]; then
+  printf '%-4s %-17s %-16s %s\n' "PHASE" "NAME" "STATE" "PENDING"
+  printf '%s\n' "${check_rows[@]}"
+  if [[ -s "$check_dir/pending" ]]; then
+    echo "pending:"
+    cat "$check_dir/pending"
+  fi
+  if ((${#failed_checks[@]})); then
+    echo "deploy-cluster: check failed for phase(s) ${failed_checks[*]} (see above); nothing was written" >&2
+    exit 1
+  fi
+  if ((${#drifted[@]})); then
+    echo "deploy-cluster: drift in phase(s) ${drifted[*]}: ./scripts/deploy-cluster.sh --from ${drifted[0]}$( [[ "$sandbox" == true ]] && echo " --sandbox") converges it; nothing was written" >&2
+    exit 2
+  fi
+  echo "deploy-cluster: every phase is as desired (${ran[*]:-none}); nothing was written"
+  exit 0
 fi
 
 echo "deploy-cluster: ran phase(s) ${ran[*]:-none} ($verb)"

@@ -17,11 +17,15 @@ setup() {
 }
 
 # A fake phase binary: logs "<crate> <args>", exits with $FAIL_<crate> (dashes as underscores) or 0.
+# A `check` that exits 2 prints its pending change as JSON, as the phases do.
 fake() {
   cat > "$CICD_BIN_DIR/$1" <<FAKE
 #!/usr/bin/env bash
 echo "$1 \$*" >> "\$CALLS"
 var="FAIL_\$(echo "$1" | tr - _)"
+if [[ "\$1" == check && "\${!var:-0}" == 2 ]]; then
+  echo '{"changes":[{"action":"update","name":"drifted-by-hand","resource":"$1 object"}],"phase":"$1"}'
+fi
 exit "\${!var:-0}"
 FAKE
   chmod +x "$CICD_BIN_DIR/$1"
@@ -161,4 +165,36 @@ obs-setup apply" ]
   unset CICD_ENV_FILE
   KUBECONFIG=/nonexistent run "$DRIVER" --only 13 --plan
   [[ "$output" == *"no cluster configured"* ]]
+}
+
+@test "--check runs every phase's check, writes nothing and prints one row per phase" {
+  run "$DRIVER" --check
+  [ "$status" -eq 0 ]
+  [ "$(wc -l < "$CALLS")" -eq 8 ]
+  ! grep -v ' check --output json --quiet$' "$CALLS"
+  [ "$(grep -c 'in sync' <<< "$output")" -eq 8 ]
+  for n in 12 12b 13 14 15 16 17 18; do
+    grep -Eq "^$n +" <<< "$output"
+  done
+}
+
+@test "--check with drift in three phases exits 2 and names exactly those three" {
+  FAIL_gitlab_harden=2 FAIL_vault_cicd=2 FAIL_argo_delivery=2 run "$DRIVER" --check
+  [ "$status" -eq 2 ]
+  [ "$(wc -l < "$CALLS")" -eq 8 ]
+  ! grep -v ' check --output json --quiet$' "$CALLS"
+  [ "$(grep -c 'DRIFT' <<< "$output")" -eq 3 ]
+  grep -Eq '^12 +gitlab-hardening +DRIFT +1$' <<< "$output"
+  grep -Eq '^13 +vault-cicd +DRIFT +1$' <<< "$output"
+  grep -Eq '^15 +argocd-delivery +DRIFT +1$' <<< "$output"
+  [ "$(grep -c 'in sync' <<< "$output")" -eq 5 ]
+  [[ "$output" == *"13: vault-cicd object drifted-by-hand"* ]]
+  [[ "$output" == *"--from 12 converges it"* ]]
+}
+
+@test "--check reports a check that fails and exits 1" {
+  FAIL_obs_setup=1 run "$DRIVER" --check
+  [ "$status" -eq 1 ]
+  grep -Eq '^17 +observability +ERROR \(exit 1\)' <<< "$output"
+  [ "$(grep -c 'in sync' <<< "$output")" -eq 7 ]
 }

@@ -12,6 +12,7 @@
 // Not a journey step: the shared clients against hostile stand-in answers.
 mod clients;
 mod docs;
+mod driver_check;
 mod ephemeral;
 mod flags;
 mod images;
@@ -125,6 +126,10 @@ fn one_release_from_a_protected_tag_to_production() {
     );
     step(&mut failures, "onboarding: docs/cicd commands hold", || {
         docs::every_command_and_reference_in_the_docs_holds(&world);
+    });
+    // Last: it leaves three phases drifted.
+    step(&mut failures, "deploy-cluster.sh --check", || {
+        driver_check::the_driver_check_names_exactly_the_drifted_phases(&world);
     });
     assert!(
         failures.is_empty(),
