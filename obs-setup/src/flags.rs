@@ -116,7 +116,7 @@ pub fn application(s: &Settings) -> Value {
             "source": {
                 // As phase 15 writes every repoURL: the `platform` AppProject admits
                 // https://<GitLab host>/platform_services/*.
-                "repoURL": format!("https://{}/{PLATFORM_GROUP}/{}.git", gitlab_host(&s.gitlab_url), SOURCE.name),
+                "repoURL": format!("https://{}/{PLATFORM_GROUP}/{}.git", s.gitlab_host, SOURCE.name),
                 "targetRevision": seed::BRANCH,
                 "path": "deploy/overlays/production",
             },
@@ -124,19 +124,6 @@ pub fn application(s: &Settings) -> Value {
             "syncPolicy": {"automated": {"prune": true, "selfHeal": true}},
         },
     })
-}
-
-/// The host of `GITLAB_URL` (a non-default port kept).
-fn gitlab_host(url: &str) -> String {
-    url::Url::parse(url)
-        .ok()
-        .and_then(|u| {
-            u.host_str().map(|h| {
-                u.port()
-                    .map_or_else(|| h.to_owned(), |p| format!("{h}:{p}"))
-            })
-        })
-        .unwrap_or_else(|| url.to_owned())
 }
 
 /// The crd of the Application.

@@ -128,8 +128,9 @@ pub struct Settings {
     pub collector_url: String,
     /// Vault as the feature-flag auditor reaches it (`VAULT_ADDR`).
     pub vault_addr: String,
-    /// GitLab's URL (`GITLAB_URL`): the auditor's Application reads its project from there.
-    pub gitlab_url: String,
+    /// GitLab's host (`GITLAB_URL`, a non-default port kept), as phase 15 writes every repoURL:
+    /// the auditor's Application reads its project from there.
+    pub gitlab_host: String,
     /// Argo CD's namespace (`ARGOCD_NAMESPACE`): the auditor's Application.
     pub argocd_namespace: String,
     /// Vault reviews Kubernetes logins with the client's token (`VAULT_K8S_TOKEN_REVIEWER=client`).
@@ -271,6 +272,11 @@ impl Settings {
         if let Some(port) = url::Url::parse(harbor).ok().and_then(|u| u.port()) {
             harbor_host = format!("{harbor_host}:{port}");
         }
+        let gitlab = cfg.require_url(env::GITLAB_URL)?;
+        let mut gitlab_host = host_of(env::GITLAB_URL, gitlab)?;
+        if let Some(port) = url::Url::parse(gitlab).ok().and_then(|u| u.port()) {
+            gitlab_host = format!("{gitlab_host}:{port}");
+        }
         let gitlab_internal_url = raw.obs_gitlab_internal_url.unwrap_or_else(|| {
             format!(
                 "http://gitlab-webservice-default.{}.svc:8181",
@@ -310,10 +316,7 @@ impl Settings {
                 .require_url(env::VAULT_ADDR)?
                 .trim_end_matches('/')
                 .to_owned(),
-            gitlab_url: cfg
-                .require_url(env::GITLAB_URL)?
-                .trim_end_matches('/')
-                .to_owned(),
+            gitlab_host,
             argocd_namespace: raw.argocd_namespace,
             token_reviewer_client: common::contract::token_reviewer_is_client(cfg.environment()),
         })
@@ -352,7 +355,7 @@ impl Settings {
             prometheus_url: Some("https://prometheus.example.com".into()),
             collector_url: "https://dora.example.com".into(),
             vault_addr: "https://vault.example.com".into(),
-            gitlab_url: "https://gitlab.example.com".into(),
+            gitlab_host: "gitlab.example.com".into(),
             argocd_namespace: default_argocd_namespace(),
             token_reviewer_client: false,
         }

@@ -9,12 +9,12 @@
 //!   kube-apiserver's server-side dry run.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ci_templates::local_run::LocalRepo;
 use serde_json::{Value, json};
 
-use crate::world::{GROUP, World};
+use crate::world::{GROUP, World, documents, kustomize};
 
 /// The two services of the issue: a Go canary and a Node blue-green.
 pub const SERVICES: [(&str, &str, &str); 2] = [
@@ -206,6 +206,38 @@ pub fn go_and_node_services_are_onboarded_from_nothing(world: &World) {
                 .is_some(),
             "{name}: promotion token in Vault"
         );
+        // Hand-off 12 → 13: `main` was protected before anything was pushed, so the project's
+        // main pipeline logs in as promote-artifact and reads its own promotion token only.
+        let jwt = world.id_token(&path, &sandbox::keys::PipelineClaims::branch("main", true));
+        let (status, answer) = world.vault_login(common::contract::ROLE_PROMOTE, &jwt);
+        assert_eq!(status, 200, "{name}: promote-artifact's login: {answer}");
+        let token = answer["auth"]["client_token"]
+            .as_str()
+            .expect("a token")
+            .to_owned();
+        let read = |kv: &str| {
+            world.rt.block_on(async {
+                reqwest::Client::new()
+                    .get(format!("{}/v1/kv/data/{kv}", world.get("VAULT_ADDR")))
+                    .header("X-Vault-Token", &token)
+                    .send()
+                    .await
+                    .expect("OpenBao answers")
+                    .status()
+                    .as_u16()
+            })
+        };
+        assert_eq!(
+            read(&common::contract::kv_promote_token(id)),
+            200,
+            "{name}: its own promotion token"
+        );
+        let collector = world.project_id(&format!("{GROUP}/{}", common::contract::COLLECTOR));
+        assert_eq!(
+            read(&common::contract::kv_promote_token(collector)),
+            403,
+            "{name}: another project's token"
+        );
         assert_eq!(
             world
                 .kv_field(&common::contract::kv_service_secrets(id), "database-url")
@@ -370,7 +402,7 @@ pub fn onboarded_projects_are_usable(world: &World) {
             assert!(run.ok, "{}", run.output);
         }
         for overlay in ["ephemeral", "staging", "production"] {
-            let objects = kustomize(&dir.join("deploy/overlays").join(overlay));
+            let objects = documents(&kustomize(&dir.join("deploy/overlays").join(overlay)));
             let kinds: Vec<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
             assert!(
                 kinds.contains(&"Rollout") && kinds.contains(&"NetworkPolicy"),
@@ -458,25 +490,6 @@ pub fn onboarded_projects_are_usable(world: &World) {
             }
         }
     }
-}
-
-fn kustomize(overlay: &Path) -> Vec<Value> {
-    let out = std::process::Command::new("kubectl")
-        .arg("kustomize")
-        .arg(overlay)
-        .output()
-        .expect("kubectl");
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        overlay.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .split("\n---")
-        .filter(|d| !d.trim().is_empty())
-        .map(|d| serde_saphyr::from_str(d).expect("YAML"))
-        .collect()
 }
 
 fn schema_errors(object: &Value, schema: &str) -> Option<String> {
