@@ -15,7 +15,7 @@ EXIT_NOT_IMPLEMENTED=3
 
 usage() {
   cat <<USAGE
-Usage: ./scripts/deploy-cluster.sh [--from N | --only N] [--plan | --check | --adopt-report] [--sandbox] [-h]
+Usage: ./scripts/deploy-cluster.sh [--from N | --only N] [--plan | --check | --adopt-report] [--sandbox] [--skip-preflight] [-h]
 
 Runs the CI/CD phases 12, 12b and 13–18 in order (default: --from 12). Phases 0–11 (cluster, Vault,
 Harbor, Argo CD, Keycloak, GitLab, monitoring…) belong to the base platform's deploy script.
@@ -27,6 +27,9 @@ Harbor, Argo CD, Keycloak, GitLab, monitoring…) belong to the base platform's 
                   write nothing; exit 2 when any phase has drifted, 1 when a check failed
   --adopt-report  list what the platform's old bash phases left behind and what apply does with it
   --sandbox       run against the local sandbox (started if needed) instead of a cluster
+  --skip-preflight  run the phases without the preflight (cicd-preflight: one table of every
+                  prerequisite of the selected phases, read before the first runs; a missing
+                  one stops apply and plan with exit 1 before any write)
   -h, --help      this help
 
 Phases:
@@ -44,14 +47,14 @@ GITLAB_API_TOKEN or scripts/.gitlab-api-token. Switches: DEPLOY_CICD_SECURITY_RU
 DEPLOY_DEMO_APPS=false skips 18. BASE_DEPLOY_SCRIPT: the base platform's script, run for N < 12; it
 must be integrated first (scripts/integrate-platform.sh PLATFORM_REPO), so that its main() runs
 these phases in place of its old bash phases 12–18, each exactly once.
-Exit codes: 0 done; the failing phase's code when one fails; 3 when a requested phase is not
+Exit codes: 0 done; 1 when the preflight finds a missing prerequisite; the failing phase's code when one fails; 3 when a requested phase is not
 implemented in this workspace yet (every implemented phase still ran); with --check 2 on drift.
 USAGE
 }
 
 die() { echo "deploy-cluster: $*" >&2; exit 1; }
 
-from=12 only="" verb=apply sandbox=false
+from=12 only="" verb=apply sandbox=false skip_preflight=false
 while (($#)); do
   case "$1" in
     --from) [[ $# -ge 2 ]] || die "--from needs a phase number (12–18)"; from="$2"; shift 2 ;;
@@ -62,6 +65,7 @@ while (($#)); do
     --check) verb=check; shift ;;
     --adopt-report) verb=adopt-report; shift ;;
     --sandbox) sandbox=true; shift ;;
+    --skip-preflight) skip_preflight=true; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "deploy-cluster: unknown option: $1" >&2; usage >&2; exit 1 ;;
   esac
@@ -146,6 +150,31 @@ if [[ "$sandbox" == true ]]; then
   export CICD_SANDBOX_DIR="${CICD_SANDBOX_DIR:-$ROOT/.sandbox}"
   eval "$("$sandbox_bin" up | grep '^export CICD_ENV_FILE=')"
   echo "deploy-cluster: using the local sandbox ($CICD_ENV_FILE); stop it with: $sandbox_bin down" >&2
+fi
+
+# The preflight (apply and plan): every prerequisite of the phases about to run, read before the
+# first of them starts; a missing one stops the run here, before any write.
+if [[ "$skip_preflight" == false && ( "$verb" == apply || "$verb" == plan ) ]]; then
+  to_run=()
+  for n in "${selected[@]}"; do
+    [[ "$n" == 16 && "${DEPLOY_CICD_SECURITY_RUNNERS:-true}" == false ]] && continue
+    [[ "$n" == 18 && "${DEPLOY_DEMO_APPS:-true}" == false ]] && continue
+    to_run+=("$n")
+  done
+  if ((${#to_run[@]})); then
+    preflight_bin="$(binary_for operate cicd-preflight)"
+    [[ -n "$preflight_bin" ]] \
+      || die "the preflight binary cicd-preflight is missing (CICD_BIN_DIR=${CICD_BIN_DIR:-}): build it (cargo build -p operate), or pass --skip-preflight"
+    echo "==> preflight of phase(s) ${to_run[*]}"
+    set +e
+    "$preflight_bin" --phases "$(IFS=,; echo "${to_run[*]}")"
+    rc=$?
+    set -e
+    if ((rc != 0)); then
+      echo "deploy-cluster: the preflight found a missing prerequisite (the FAIL rows above, each with its fix); nothing was written." >&2
+      die "fix it and rerun the same command, or pass --skip-preflight to run the phases anyway"
+    fi
+  fi
 fi
 
 not_implemented=()

@@ -20,6 +20,12 @@ pub const CICD_CA_BUNDLE: &str = "CICD_CA_BUNDLE";
 
 /// Directory of the local sandbox's state, logs and env file (default `.sandbox`).
 pub const CICD_SANDBOX_DIR: &str = "CICD_SANDBOX_DIR";
+/// `true` in the local sandbox's env file: the preflight and the readiness report say "not in
+/// the sandbox" for servers it does not run (Grafana) instead of failing.
+pub const CICD_SANDBOX: &str = "CICD_SANDBOX";
+/// `true` accepts a Free-tier GitLab in the preflight (a warning instead of a stop): phases 12 and
+/// 17 then skip approval rules, code-owner approvals and group webhooks with a warning.
+pub const CICD_ACCEPT_FREE_TIER: &str = "CICD_ACCEPT_FREE_TIER";
 
 // --- Platform identity and service URLs -----------------------------------------------------------
 /// Base domain of the platform; every service URL is derived from it unless overridden.

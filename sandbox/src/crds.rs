@@ -11,7 +11,7 @@ use serde_json::Value;
 pub const CRD_FIXTURE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/crds");
 
 /// Installs the CRD fixtures, labelled as the sandbox's, and waits until each is established.
-pub(crate) async fn install(kube: &common::kube::KubeClient) -> anyhow::Result<()> {
+pub async fn install(kube: &common::kube::KubeClient) -> anyhow::Result<()> {
     // Created, not server-side applied: 1.20's apply path turns `default: ""` into null and
     // then rejects the schema, while a plain create (what `kubectl create` does) keeps it.
     let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(kube.client().clone());

@@ -7,7 +7,7 @@
 //! detached and writes an env file and kubeconfig that the phase binaries use unchanged.
 
 pub mod bash_phases;
-mod crds;
+pub mod crds;
 pub mod keys;
 pub mod pki;
 pub mod postgres;
@@ -273,6 +273,7 @@ impl Sandbox {
         sandbox
             .env
             .insert(env::KC_REALM.into(), SANDBOX_REALM.into());
+        sandbox.env.insert(env::CICD_SANDBOX.into(), "true".into());
         // Phase 12b publishes the platform checkout's SOPs: here, those of the model of the
         // platform's repository (tests/bats/platform), so the main job shows a wiki too.
         let sops =

@@ -14,6 +14,14 @@ setup() {
   for crate in gitlab-harden sop-wiki vault-cicd ci-templates argo-delivery security-setup obs-setup demo-apps; do
     fake "$crate"
   done
+  # The preflight logs its arguments apart (the phases' call log stays as it was).
+  cat > "$CICD_BIN_DIR/cicd-preflight" <<'FAKE'
+#!/usr/bin/env bash
+echo "cicd-preflight $*" >> "$CALLS.preflight"
+[[ "${FAIL_preflight:-0}" == 0 ]] || echo "Vault unsealed  13  FAIL  sealed"
+exit "${FAIL_preflight:-0}"
+FAKE
+  chmod +x "$CICD_BIN_DIR/cicd-preflight"
 }
 
 # A fake phase binary: logs "<crate> <args>", exits with $FAIL_<crate> (dashes as underscores) or 0.
@@ -197,4 +205,38 @@ obs-setup apply" ]
   [ "$status" -eq 1 ]
   grep -Eq '^17 +observability +ERROR \(exit 1\)' <<< "$output"
   [ "$(grep -c 'in sync' <<< "$output")" -eq 7 ]
+}
+
+@test "the preflight runs once before the phases, for exactly the phases about to run" {
+  DEPLOY_DEMO_APPS=false run "$DRIVER" --from 15
+  [ "$status" -eq 0 ]
+  [ "$(cat "$CALLS.preflight")" = "cicd-preflight --phases 15,16,17" ]
+  run "$DRIVER" --only 12b --plan
+  [ "$status" -eq 0 ]
+  [ "$(tail -n1 "$CALLS.preflight")" = "cicd-preflight --phases 12b" ]
+}
+
+@test "a missing prerequisite stops the run before any phase, exit 1" {
+  FAIL_preflight=1 run "$DRIVER" --from 12
+  [ "$status" -eq 1 ]
+  [ ! -s "$CALLS" ]
+  [[ "$output" == *"nothing was written"* ]]
+  [[ "$output" == *"--skip-preflight"* ]]
+}
+
+@test "--skip-preflight runs the phases without it; --check never runs it" {
+  FAIL_preflight=1 run "$DRIVER" --only 13 --skip-preflight
+  [ "$status" -eq 0 ]
+  [ "$(cat "$CALLS")" = "vault-cicd apply" ]
+  FAIL_preflight=1 run "$DRIVER" --check
+  [ "$status" -eq 0 ]
+  [ ! -e "$CALLS.preflight" ]
+}
+
+@test "a missing preflight binary is an error naming the fix" {
+  rm "$CICD_BIN_DIR/cicd-preflight"
+  run "$DRIVER" --from 17
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"cicd-preflight is missing"* ]]
+  [ ! -s "$CALLS" ]
 }

@@ -28,6 +28,8 @@ exit "\${!var:-0}"
 FAKE
     chmod +x "$CICD_BIN_DIR/$bin"
   done
+  printf '#!/usr/bin/env bash\necho "preflight $*" >> "$CALLS.preflight"\n' > "$CICD_BIN_DIR/cicd-preflight"
+  chmod +x "$CICD_BIN_DIR/cicd-preflight"
 }
 
 # Phases 5, 5b and 6–11 of the platform, then ours 12, 12b and 13–18, each once.

@@ -486,6 +486,36 @@ async fn update_immutable(
     }
 }
 
+/// Swagger `DELETE /projects/{project_name_or_id}/immutabletagrules/{immutable_rule_id}`.
+async fn delete_immutable(
+    State(s): State<HarborState>,
+    headers: HeaderMap,
+    Path((p, rule_id)): Path<(String, u64)>,
+) -> Response {
+    let mut d = s.lock();
+    let Some(project) = d.find_project(&p, by_name(&headers)) else {
+        return error(StatusCode::NOT_FOUND, "NOT_FOUND", "project not found");
+    };
+    let rules = &mut d.projects.get_mut(&project).expect("found").immutable_rules;
+    let before = rules.len();
+    rules.retain(|r| r["id"] != rule_id);
+    if rules.len() == before {
+        error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "immutable rule not found",
+        )
+    } else {
+        StatusCode::OK.into_response()
+    }
+}
+
+/// Swagger `GET /users/current` (`UserResp`): the stand-in knows one user, the admin.
+async fn current_user() -> Response {
+    Json(json!({"user_id": 1, "username": "admin", "sysadmin_flag": true, "admin_role_in_auth": false}))
+        .into_response()
+}
+
 async fn list_robots(
     State(s): State<HarborState>,
     OriginalUri(uri): OriginalUri,
@@ -901,8 +931,9 @@ pub fn routes(state: HarborState) -> Router {
         )
         .route(
             "/api/v2.0/projects/{p}/immutabletagrules/{rule}",
-            axum::routing::put(update_immutable),
+            axum::routing::put(update_immutable).delete(delete_immutable),
         )
+        .route("/api/v2.0/users/current", get(current_user))
         .route(
             "/api/v2.0/retentions",
             axum::routing::post(create_retention),
@@ -926,6 +957,13 @@ pub fn routes(state: HarborState) -> Router {
         .with_state(state);
     Router::new()
         .route("/api/v2.0/ping", get(|| async { "Pong" }))
+        // Swagger `GET /systeminfo` (`GeneralInfo`), readable without signing in.
+        .route(
+            "/api/v2.0/systeminfo",
+            get(|| async {
+                Json(json!({"harbor_version": "v2.13.1-sandbox", "auth_mode": "db_auth", "with_notary": false}))
+            }),
+        )
         .route(
             "/api/v2.0/health",
             get(|| async { Json(json!({"status": "healthy", "components": []})) }),

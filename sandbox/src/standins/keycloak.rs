@@ -174,6 +174,14 @@ async fn token(
     Form(form): Form<BTreeMap<String, String>>,
 ) -> Response {
     let mut data = s.lock();
+    if realm != data.realm && realm != "master" {
+        // Keycloak answers a request to an unknown realm with 404 "Realm does not exist".
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "Realm does not exist", "error_description": "Realm does not exist"})),
+        )
+            .into_response();
+    }
     let field = |k: &str| form.get(k).map_or("", String::as_str);
     let ok = match field("grant_type") {
         "client_credentials" => {

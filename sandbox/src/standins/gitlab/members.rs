@@ -63,6 +63,40 @@ pub(super) async fn license(State(s): State<GitLabState>) -> Reply {
     }
 }
 
+/// `doc/api/personal_access_tokens.md` "Get single personal access token" (`self`: the token of
+/// the request; excerpt in sandbox/fixtures/gitlab-docs/personal-access-tokens.md). Personal
+/// tokens here carry `api`; project and group tokens their read or write scopes.
+pub(super) async fn token_self(
+    State(s): State<GitLabState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+) -> Reply {
+    let token = headers
+        .get("private-token")
+        .or_else(|| headers.get("authorization"))
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim_start_matches("Bearer "))
+        .unwrap_or_default();
+    let data = s.lock();
+    let (scopes, expires_at) = match data.token_scopes.get(token) {
+        Some(limits) if limits.read_only => (
+            json!(["read_api", "read_repository"]),
+            json!(limits.expires_at),
+        ),
+        Some(limits) => (
+            json!(["api", "read_repository", "write_repository"]),
+            json!(limits.expires_at),
+        ),
+        None => (json!(["api"]), Value::Null),
+    };
+    Json(json!({
+        "id": caller.id, "name": "token", "revoked": false, "active": true,
+        "created_at": "2026-01-01T00:00:00.000Z", "scopes": scopes, "user_id": caller.id,
+        "last_used_at": null, "expires_at": expires_at,
+    }))
+    .into_response()
+}
+
 pub(super) async fn current_user(
     State(s): State<GitLabState>,
     Extension(caller): Extension<Caller>,

@@ -37,7 +37,7 @@ use approvals::{
 use branches::{get_protected, list_protected, protect_branch, unprotect_branch, update_protected};
 use members::{
     add_member, create_group, current_user, edit_member, get_group, license, list_members,
-    list_users, remove_member, version,
+    list_users, remove_member, token_self, version,
 };
 use projects::{edit_project, get_project, group_projects};
 use rest::require_token;
@@ -67,6 +67,7 @@ pub fn routes(state: GitLabState) -> Router {
         .route("/api/v4/metadata", get(version))
         .route("/api/v4/license", get(license))
         .route("/api/v4/user", get(current_user))
+        .route("/api/v4/personal_access_tokens/self", get(token_self))
         .route("/api/v4/users", get(list_users))
         .route("/api/v4/groups", axum::routing::post(create_group))
         .route("/api/v4/groups/{id}", get(get_group))

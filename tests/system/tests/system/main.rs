@@ -20,6 +20,7 @@ mod jobs;
 mod journey;
 mod leftovers;
 mod onboarding;
+mod preflight;
 mod pull;
 mod release;
 mod runners;
@@ -127,6 +128,13 @@ fn one_release_from_a_protected_tag_to_production() {
     step(&mut failures, "onboarding: docs/cicd commands hold", || {
         docs::every_command_and_reference_in_the_docs_holds(&world);
     });
+    step(
+        &mut failures,
+        "preflight: one red row per missing prerequisite",
+        || {
+            preflight::each_missing_prerequisite_gives_one_red_row(&world);
+        },
+    );
     // Last: it leaves three phases drifted.
     step(&mut failures, "deploy-cluster.sh --check", || {
         driver_check::the_driver_check_names_exactly_the_drifted_phases(&world);
