@@ -492,9 +492,11 @@ mod tests {
             .as_array()
             .unwrap()
             .iter()
+            .filter(|p| p["type"] != "row")
             .map(|p| p["targets"][0]["expr"].as_str().unwrap())
             .collect();
-        assert_eq!(exprs.len(), 8);
+        // The plan's eight, then the readiness row's three (issue 21).
+        assert_eq!(exprs.len(), 11);
         assert_eq!(
             exprs[0],
             "sum(increase(cicd_deployment_frequency_total{environment='production'}[24h]))"

@@ -1,10 +1,14 @@
 //! Operating the CI/CD layer (issue 21):
 //! - [`preflight`]: `cicd-preflight`, every prerequisite of the phases about to run, checked
 //!   before the driver starts the first of them (`scripts/deploy-cluster.sh`);
-//! - `cicd-readiness` (next): the plan's success criteria (MinimumCD checklist, DORA
-//!   targets, operational readiness) evaluated live against the platform.
+//! - [`readiness`]: `cicd-readiness`, the plan's success criteria (MinimumCD checklist, DORA
+//!   targets, operational readiness) evaluated live against the platform, and `serve`, which
+//!   exports the last saved report as the gauges `cicd_readiness{section,check}`.
 
 pub mod preflight;
+pub mod readiness;
+
+use std::path::PathBuf;
 
 use clap::Parser;
 use common::cli::{EXIT_ERROR, EXIT_OK, GlobalArgs, Output, init};
@@ -61,4 +65,86 @@ pub async fn run_preflight(cli: PreflightCli) -> anyhow::Result<u8> {
         ),
     }
     Ok(if failed { EXIT_ERROR } else { EXIT_OK })
+}
+
+#[derive(Parser)]
+#[command(
+    name = "cicd-readiness",
+    version,
+    about = "Evaluates the plan's success criteria live (MinimumCD checklist, DORA targets, operational readiness): each row pass, fail or unknown, with its evidence and fix; writes nothing to the platform"
+)]
+pub struct ReadinessCli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Attestations of what no API proves (runbooks reviewed, drills done), YAML; also
+    /// `CICD_READINESS_ATTESTATIONS`.
+    #[arg(long, value_name = "FILE", env = "CICD_READINESS_ATTESTATIONS")]
+    pub attestations: Option<PathBuf>,
+    /// Also write the report as JSON to FILE (what `serve` exports).
+    #[arg(long, value_name = "FILE")]
+    pub write_json: Option<PathBuf>,
+    /// Also write the report as Markdown to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub write_markdown: Option<PathBuf>,
+    /// Also write the report as one self-contained HTML page to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub write_html: Option<PathBuf>,
+    /// Exit 2 when a row fails (for a scheduled check); default: exit 0 once the report is made.
+    #[arg(long)]
+    pub fail_on_red: bool,
+    #[command(subcommand)]
+    pub command: Option<ReadinessCommand>,
+}
+
+#[derive(clap::Subcommand)]
+pub enum ReadinessCommand {
+    /// Serve the last saved JSON report as Prometheus gauges (`/metrics`) and HTML (`/`).
+    Serve {
+        /// The JSON report the daily run writes (`--write-json`).
+        #[arg(long, value_name = "FILE")]
+        report: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0:9465")]
+        listen: String,
+    },
+}
+
+/// Writes `text` to `path` readable by others (a report holds no secret: evidence is redacted).
+fn write_file(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, text).with_context(|| format!("writing {}", partial.display()))?;
+    std::fs::rename(&partial, path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Runs the readiness report (or `serve`).
+pub async fn run_readiness(cli: ReadinessCli) -> anyhow::Result<u8> {
+    let cfg = init(&cli.global)?;
+    if let Some(ReadinessCommand::Serve { report, listen }) = cli.command {
+        return readiness::serve::run(report, &listen)
+            .await
+            .map(|()| EXIT_OK);
+    }
+    let attestations = readiness::Attestations::load(cli.attestations.as_deref())?;
+    let report = readiness::evaluate(&cfg, &attestations).await?;
+    let json = common::redact::redact(&serde_json::to_string_pretty(&report)?);
+    if let Some(p) = &cli.write_json {
+        write_file(p, &json)?;
+    }
+    if let Some(p) = &cli.write_markdown {
+        write_file(p, &common::redact::redact(&readiness::markdown(&report)))?;
+    }
+    if let Some(p) = &cli.write_html {
+        write_file(p, &common::redact::redact(&readiness::html(&report)))?;
+    }
+    match cli.global.output {
+        Output::Json => println!("{json}"),
+        Output::Text => print!("{}", common::redact::redact(&readiness::text(&report))),
+    }
+    let (_, failed, _) = report.counts();
+    Ok(if cli.fail_on_red && failed > 0 {
+        common::cli::EXIT_DRIFT
+    } else {
+        EXIT_OK
+    })
 }

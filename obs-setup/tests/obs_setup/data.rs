@@ -66,7 +66,20 @@ fn the_dashboard_is_the_plan_and_valid_grafana_json() {
     let d = obs_setup::dashboard();
     assert_eq!(d["title"], "DORA Metrics - CI/CD Performance");
     let panels = d["panels"].as_array().unwrap();
-    assert_eq!(panels.len(), PLAN_PANELS.len());
+    // The plan's eight panels, then the readiness row (issue 21): a row and three panels over
+    // the gauges `cicd_readiness{section,check}` of cicd-readiness.
+    assert_eq!(panels.len(), PLAN_PANELS.len() + 4);
+    let readiness = &panels[PLAN_PANELS.len()..];
+    assert_eq!(readiness[0]["type"], "row");
+    assert_eq!(readiness[0]["title"], "CI/CD readiness");
+    for panel in &readiness[1..] {
+        let expr = panel["targets"][0]["expr"].as_str().unwrap();
+        assert!(expr.contains("cicd_readiness"), "{expr}");
+        assert!(
+            !expr.contains(" or "),
+            "a readiness query must not answer without the gauges: {expr}"
+        );
+    }
     for (panel, (title, kind, expr)) in panels.iter().zip(PLAN_PANELS) {
         assert_eq!(panel["title"], *title);
         assert_eq!(panel["type"], *kind, "{title}");

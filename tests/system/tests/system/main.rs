@@ -22,6 +22,7 @@ mod leftovers;
 mod onboarding;
 mod preflight;
 mod pull;
+mod readiness;
 mod release;
 mod runners;
 mod secrets;
@@ -133,6 +134,13 @@ fn one_release_from_a_protected_tag_to_production() {
         "preflight: one red row per missing prerequisite",
         || {
             preflight::each_missing_prerequisite_gives_one_red_row(&world);
+        },
+    );
+    step(
+        &mut failures,
+        "readiness report: live evidence, two drifts",
+        || {
+            readiness::the_report_reads_live_evidence_and_names_two_drifts(&world);
         },
     );
     // Last: it leaves three phases drifted.
