@@ -18,9 +18,18 @@ cicd_buildout_phase() {
   # (the outermost file of the call stack).
   platform_dir="${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[-1]}")/.." && pwd)}"
   echo "==> platform phase $phase: cicd-buildout ($CICD_BUILDOUT_ROOT)"
+  # One preflight, before the first of our phases in this run, for it and every later one:
+  # each phase then runs with --skip-preflight (a preflight after earlier phases wrote could
+  # no longer stop the run before any write).
+  if [[ -z "${CICD_BUILDOUT_PREFLIGHT_DONE:-}" ]]; then
+    CICD_PLATFORM_DIR="${CICD_PLATFORM_DIR:-$platform_dir}" \
+      CICD_ENV_FILE="${CICD_ENV_FILE:-$platform_dir/scripts/.env}" \
+      "$CICD_BUILDOUT_ROOT/scripts/deploy-cluster.sh" --from "$phase" --preflight-only || return $?
+    CICD_BUILDOUT_PREFLIGHT_DONE=1
+  fi
   CICD_PLATFORM_DIR="${CICD_PLATFORM_DIR:-$platform_dir}" \
     CICD_ENV_FILE="${CICD_ENV_FILE:-$platform_dir/scripts/.env}" \
-    "$CICD_BUILDOUT_ROOT/scripts/deploy-cluster.sh" --only "$phase"
+    "$CICD_BUILDOUT_ROOT/scripts/deploy-cluster.sh" --only "$phase" --skip-preflight
 }
 
 # The platform checks its feature switches inside these two phase bodies (only the exact value

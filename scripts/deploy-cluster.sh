@@ -15,7 +15,7 @@ EXIT_NOT_IMPLEMENTED=3
 
 usage() {
   cat <<USAGE
-Usage: ./scripts/deploy-cluster.sh [--from N | --only N] [--plan | --check | --adopt-report] [--sandbox] [--skip-preflight] [-h]
+Usage: ./scripts/deploy-cluster.sh [--from N | --only N] [--plan | --check | --adopt-report | --preflight-only] [--sandbox] [--skip-preflight] [-h]
 
 Runs the CI/CD phases 12, 12b and 13–18 in order (default: --from 12). Phases 0–11 (cluster, Vault,
 Harbor, Argo CD, Keycloak, GitLab, monitoring…) belong to the base platform's deploy script.
@@ -30,6 +30,7 @@ Harbor, Argo CD, Keycloak, GitLab, monitoring…) belong to the base platform's 
   --skip-preflight  run the phases without the preflight (cicd-preflight: one table of every
                   prerequisite of the selected phases, read before the first runs; a missing
                   one stops apply and plan with exit 1 before any write)
+  --preflight-only  run only the preflight of the selected phases
   -h, --help      this help
 
 Phases:
@@ -66,10 +67,13 @@ while (($#)); do
     --adopt-report) verb=adopt-report; shift ;;
     --sandbox) sandbox=true; shift ;;
     --skip-preflight) skip_preflight=true; shift ;;
+    --preflight-only) verb=preflight; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "deploy-cluster: unknown option: $1" >&2; usage >&2; exit 1 ;;
   esac
 done
+
+[[ "$verb" == preflight && "$skip_preflight" == true ]] && die "--preflight-only and --skip-preflight contradict each other"
 
 # The position of a phase in PHASES, or nothing for a phase this driver does not run.
 phase_index() {
@@ -154,7 +158,7 @@ fi
 
 # The preflight (apply and plan): every prerequisite of the phases about to run, read before the
 # first of them starts; a missing one stops the run here, before any write.
-if [[ "$skip_preflight" == false && ( "$verb" == apply || "$verb" == plan ) ]]; then
+if [[ "$skip_preflight" == false && ( "$verb" == apply || "$verb" == plan || "$verb" == preflight ) ]]; then
   to_run=()
   for n in "${selected[@]}"; do
     [[ "$n" == 16 && "${DEPLOY_CICD_SECURITY_RUNNERS:-true}" == false ]] && continue
@@ -170,11 +174,14 @@ if [[ "$skip_preflight" == false && ( "$verb" == apply || "$verb" == plan ) ]]; 
     "$preflight_bin" --phases "$(IFS=,; echo "${to_run[*]}")"
     rc=$?
     set -e
-    if ((rc != 0)); then
+    if ((rc == 1)); then
       echo "deploy-cluster: the preflight found a missing prerequisite (the FAIL rows above, each with its fix); nothing was written." >&2
       die "fix it and rerun the same command, or pass --skip-preflight to run the phases anyway"
+    elif ((rc != 0)); then
+      die "the preflight itself failed (exit $rc, see above); nothing was written; pass --skip-preflight to run the phases without it"
     fi
   fi
+  [[ "$verb" == preflight ]] && exit 0
 fi
 
 not_implemented=()

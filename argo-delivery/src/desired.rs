@@ -534,7 +534,7 @@ pub fn delivery_applications(s: &Settings) -> Vec<Value> {
         ] {
             let mut labels = owned_labels(PHASE_LABEL);
             labels["cicd.platform/service"] = json!(service.name);
-            labels["cicd.platform/stage"] = json!(stage);
+            labels[common::contract::STAGE_LABEL] = json!(stage);
             out.push(json!({
                 "apiVersion": "argoproj.io/v1alpha1",
                 "kind": "Application",

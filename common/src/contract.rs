@@ -29,6 +29,10 @@ pub const TRANSIT_MOUNT: &str = "transit";
 /// The transit key that signs release images (`cosign --key hashivault://ci-signing-key`).
 pub const SIGNING_KEY: &str = "ci-signing-key";
 
+/// Label of phase 15's Applications naming their stage (`staging`, `production`): readers find
+/// production by it, whatever its AppProject is called.
+pub const STAGE_LABEL: &str = "cicd.platform/stage";
+
 // --- CRDs the phases create objects of (each phase says which CRD an object needs) -------------
 /// CRD of External Secrets' `ExternalSecret` (phases 13, 15 and 16 create them).
 pub const EXTERNAL_SECRET_CRD: &str = "externalsecrets.external-secrets.io";

@@ -23,6 +23,9 @@ pub const CICD_SANDBOX_DIR: &str = "CICD_SANDBOX_DIR";
 /// `true` in the local sandbox's env file: the preflight and the readiness report say "not in
 /// the sandbox" for servers it does not run (Grafana) instead of failing.
 pub const CICD_SANDBOX: &str = "CICD_SANDBOX";
+/// The readiness report's attestation file (YAML): what no API proves, such as runbooks reviewed
+/// and rollback drills (`cicd-readiness --attestations`).
+pub const CICD_READINESS_ATTESTATIONS: &str = "CICD_READINESS_ATTESTATIONS";
 /// `true` accepts a Free-tier GitLab in the preflight (a warning instead of a stop): phases 12 and
 /// 17 then skip approval rules, code-owner approvals and group webhooks with a warning.
 pub const CICD_ACCEPT_FREE_TIER: &str = "CICD_ACCEPT_FREE_TIER";
@@ -363,6 +366,9 @@ pub const ALL: &[&str] = &[
     GITLAB_API_TOKEN_FILE,
     CICD_CA_BUNDLE,
     CICD_SANDBOX_DIR,
+    CICD_SANDBOX,
+    CICD_READINESS_ATTESTATIONS,
+    CICD_ACCEPT_FREE_TIER,
     DOMAIN,
     GITLAB_URL,
     VAULT_ADDR,

@@ -191,19 +191,6 @@ impl VaultClient {
         Ok(body.map(|b| b.get("data").cloned().unwrap_or(Value::Null)))
     }
 
-    /// `GET sys/seal-status` (unauthenticated): `sealed`, `version`, `t`, `progress`.
-    pub async fn seal_status(&self) -> Result<Value> {
-        self.anonymous
-            .call_json(
-                "reading the seal status",
-                Method::GET,
-                "v1/sys/seal-status",
-                None,
-                Retry::Safe,
-            )
-            .await
-    }
-
     /// Writes `body` to `path` (Vault writes are upserts, so they are retried).
     pub async fn write(&self, operation: &str, path: &str, body: &Value) -> Result<Option<Value>> {
         let resp = self

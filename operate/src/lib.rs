@@ -78,7 +78,7 @@ pub struct ReadinessCli {
     pub global: GlobalArgs,
     /// Attestations of what no API proves (runbooks reviewed, drills done), YAML; also
     /// `CICD_READINESS_ATTESTATIONS`.
-    #[arg(long, value_name = "FILE", env = "CICD_READINESS_ATTESTATIONS")]
+    #[arg(long, value_name = "FILE", env = common::env::CICD_READINESS_ATTESTATIONS)]
     pub attestations: Option<PathBuf>,
     /// Also write the report as JSON to FILE (what `serve` exports).
     #[arg(long, value_name = "FILE")]
@@ -98,7 +98,7 @@ pub struct ReadinessCli {
 
 #[derive(clap::Subcommand)]
 pub enum ReadinessCommand {
-    /// Serve the last saved JSON report as Prometheus gauges (`/metrics`) and HTML (`/`).
+    /// Serve the last saved JSON report as Prometheus gauges (`/metrics`).
     Serve {
         /// The JSON report the daily run writes (`--write-json`).
         #[arg(long, value_name = "FILE")]

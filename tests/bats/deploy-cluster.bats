@@ -240,3 +240,20 @@ obs-setup apply" ]
   [[ "$output" == *"cicd-preflight is missing"* ]]
   [ ! -s "$CALLS" ]
 }
+
+@test "--preflight-only runs the preflight of the selection and no phase" {
+  run "$DRIVER" --from 16 --preflight-only
+  [ "$status" -eq 0 ]
+  [ "$(cat "$CALLS.preflight")" = "cicd-preflight --phases 16,17,18" ]
+  [ ! -s "$CALLS" ]
+  run "$DRIVER" --preflight-only --skip-preflight
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"contradict"* ]]
+}
+
+@test "a preflight that crashes (not a missing prerequisite) says so" {
+  FAIL_preflight=101 run "$DRIVER" --from 12
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"the preflight itself failed (exit 101"* ]]
+  [ ! -s "$CALLS" ]
+}

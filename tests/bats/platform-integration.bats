@@ -84,6 +84,8 @@ ours demo-apps apply"
   [ "$(cat "$CALLS")" = "$FROM_5" ]
   # Our phases get the platform's checkout and settings file.
   [ "$(cat "$CALLS.env")" = "$PLATFORM $PLATFORM/scripts/.env" ]
+  # One preflight, before our first phase, for all of them (not one per phase after writes).
+  [ "$(cat "$CALLS.preflight")" = "preflight --phases 12,12b,13,14,15,16,17,18" ]
 }
 
 @test "our driver's --from 5 with BASE_DEPLOY_SCRIPT runs the same, and nothing twice" {
@@ -103,6 +105,7 @@ ours demo-apps apply"
   run "$PLATFORM/scripts/deploy-cluster.sh" --from 14
   [ "$status" -eq 0 ]
   [ "$(cat "$CALLS")" = "$expected" ]
+  [ "$(cat "$CALLS.preflight")" = "preflight --phases 14,15,16,17,18" ]
   : > "$CALLS"
   # (our driver sends N >= 12 to its own phases: the platform's 0–11 are not involved)
   CICD_ENV_FILE="$PLATFORM/scripts/.env" run "$DRIVER" --from 14

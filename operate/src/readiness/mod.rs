@@ -107,8 +107,11 @@ pub struct Row {
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// RFC 3339, when the evaluation started.
+    /// RFC 3339 (UTC), when the evaluation started.
     pub generated_at: String,
+    /// The same as Unix seconds: the gauge `cicd_readiness_generated_timestamp_seconds`, so a
+    /// report that stopped being renewed shows its age.
+    pub generated_at_unix: u64,
     pub rows: Vec<Row>,
 }
 

@@ -144,6 +144,7 @@ pub fn prometheus(report: &Report) -> String {
             .rows
             .iter()
             .map(|r| (r.section.key(), r.check, r.state.gauge())),
+        Some(report.generated_at_unix),
     )
 }
 
@@ -172,10 +173,13 @@ pub fn prometheus_from_json(report: &serde_json::Value) -> String {
             (plain(section) && plain(check)).then_some((section, check, value))
         })
         .collect();
-    gauges(rows.into_iter())
+    gauges(rows.into_iter(), report["generated_at_unix"].as_u64())
 }
 
-fn gauges<'a>(rows: impl Iterator<Item = (&'a str, &'a str, i8)>) -> String {
+fn gauges<'a>(
+    rows: impl Iterator<Item = (&'a str, &'a str, i8)>,
+    generated: Option<u64>,
+) -> String {
     let mut out = String::from(
         "# HELP cicd_readiness State of each row of the plan's success criteria: 1 pass, 0 fail, -1 unknown.\n# TYPE cicd_readiness gauge\n",
     );
@@ -183,6 +187,12 @@ fn gauges<'a>(rows: impl Iterator<Item = (&'a str, &'a str, i8)>) -> String {
         let _ = writeln!(
             out,
             "cicd_readiness{{section=\"{section}\",check=\"{check}\"}} {value}"
+        );
+    }
+    if let Some(unix) = generated {
+        let _ = writeln!(
+            out,
+            "# HELP cicd_readiness_generated_timestamp_seconds When the exported report was made (Unix seconds).\n# TYPE cicd_readiness_generated_timestamp_seconds gauge\ncicd_readiness_generated_timestamp_seconds {unix}"
         );
     }
     out
@@ -196,6 +206,7 @@ mod tests {
     fn report() -> Report {
         Report {
             generated_at: "2026-12-04T00:00:00Z".into(),
+            generated_at_unix: 1_796_342_400,
             rows: vec![
                 Row {
                     section: Section::Minimumcd,
@@ -243,6 +254,7 @@ mod tests {
                 .contains("cicd_readiness{section=\"minimumcd\",check=\"immutable_artifacts\"} 0")
         );
         assert!(metrics.contains("cicd_readiness{section=\"dora\",check=\"lead_time\"} 1"));
+        assert!(metrics.contains("cicd_readiness_generated_timestamp_seconds 1796342400"));
         let saved = serde_json::to_value(report()).unwrap();
         assert_eq!(prometheus_from_json(&saved), metrics);
         let mut tampered = saved.clone();

@@ -159,6 +159,18 @@ impl KeycloakState {
     }
 }
 
+/// The public realm endpoints (`/realms/{realm}/…`) of a realm that does not exist: Keycloak's
+/// realm lookup fails with 404 and `{"error":"Realm does not exist"}` (its `RealmsResource`; not
+/// described by the admin `OpenAPI`, which covers `/admin/realms` only, where the stand-in answers
+/// "Realm not found." as for other admin reads).
+fn realm_not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": "Realm does not exist", "error_description": "Realm does not exist"})),
+    )
+        .into_response()
+}
+
 fn oauth_error(error: &str) -> Response {
     (
         StatusCode::UNAUTHORIZED,
@@ -175,12 +187,7 @@ async fn token(
 ) -> Response {
     let mut data = s.lock();
     if realm != data.realm && realm != "master" {
-        // Keycloak answers a request to an unknown realm with 404 "Realm does not exist".
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": "Realm does not exist", "error_description": "Realm does not exist"})),
-        )
-            .into_response();
+        return realm_not_found();
     }
     let field = |k: &str| form.get(k).map_or("", String::as_str);
     let ok = match field("grant_type") {
@@ -406,7 +413,10 @@ pub fn routes(state: KeycloakState) -> Router {
     Router::new()
         .route(
             "/realms/{realm}/.well-known/openid-configuration",
-            get(|Path(realm): Path<String>, headers: HeaderMap| async move {
+            get(|State(s): State<KeycloakState>, Path(realm): Path<String>, headers: HeaderMap| async move {
+                if realm != s.lock().realm {
+                    return realm_not_found();
+                }
                 let issuer = issuer(&headers, &realm);
                 Json(json!({
                     "issuer": issuer,
@@ -417,6 +427,7 @@ pub fn routes(state: KeycloakState) -> Router {
                     "id_token_signing_alg_values_supported": ["ES256", "RS256"],
                     "grant_types_supported": ["authorization_code", "password", "client_credentials"],
                 }))
+                .into_response()
             }),
         )
         .route(

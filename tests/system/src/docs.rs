@@ -24,6 +24,8 @@ pub const BINARIES: &[&str] = &[
     "demo-apps",
     "onboard-service",
     "feature-flags",
+    "cicd-preflight",
+    "cicd-readiness",
 ];
 
 /// Settings read by something other than the phases or the library: the feature-flag sidecar and
@@ -50,6 +52,7 @@ pub const CHECKED_ROOTS: &[&str] = &[
     "common/",
     "services/",
     "onboard-service/",
+    "operate/",
     "gitlab-harden/",
     "vault-cicd/",
     "security-setup/",

@@ -14,19 +14,26 @@ use super::{
 /// environments, rollback analysis.
 pub(super) async fn argo_rows(
     cfg: &PlatformConfig,
-    kube: Option<&KubeClient>,
+    kube: Result<&KubeClient, &str>,
     attestations: &Attestations,
     today: i64,
 ) -> Vec<Row> {
-    let Some(kube) = kube else {
-        let e = ev(
-            "kubernetes",
-            "no kubeconfig (KUBECONFIG or cluster/kubeconfig-rke2.yaml)",
-        );
-        return [&SOLE_PATH, &PROD_LIKE, &ROLLBACK, &CONFIG]
-            .into_iter()
-            .map(|s| row(s, State::Unknown, vec![e.clone()], "set KUBECONFIG"))
-            .collect();
+    let kube = match kube {
+        Ok(kube) => kube,
+        Err(why) => {
+            let e = ev("kubernetes", why);
+            return [&SOLE_PATH, &PROD_LIKE, &ROLLBACK, &CONFIG]
+                .into_iter()
+                .map(|s| {
+                    row(
+                        s,
+                        State::Unknown,
+                        vec![e.clone()],
+                        "set KUBECONFIG to a kubeconfig that may read Argo CD's objects",
+                    )
+                })
+                .collect();
+        }
     };
     let ns = cfg
         .environment()
@@ -40,6 +47,8 @@ pub(super) async fn argo_rows(
         .await;
     let mut sole_ev = Vec::new();
     let mut sole_problems = Vec::new();
+    // Both halves must be read for a pass: the live RBAC and phase 15's plan.
+    let (mut rbac_read, mut plan_read) = (false, false);
     match rbac {
         Ok(Some(cm)) => {
             let default = cm["data"]["policy.default"]
@@ -52,6 +61,7 @@ pub(super) async fn argo_rows(
                 .lines()
                 .filter(|l| l.trim_start().starts_with("p,"))
                 .count();
+            rbac_read = true;
             sole_ev.push(ev(
                 format!("kubernetes: ConfigMap {ns}/argocd-rbac-cm"),
                 format!("policy.default {default:?}, {lines} policy line(s)"),
@@ -62,12 +72,19 @@ pub(super) async fn argo_rows(
                 ));
             }
         }
-        Ok(None) => sole_problems.push("argocd-rbac-cm is missing".into()),
+        Ok(None) => {
+            sole_ev.push(ev(
+                format!("kubernetes: ConfigMap {ns}/argocd-rbac-cm"),
+                "missing",
+            ));
+            sole_problems.push("argocd-rbac-cm is missing".into());
+        }
         Err(e) => sole_ev.push(ev("kubernetes: argocd-rbac-cm", e.one_line())),
     }
     match argo_delivery::reconcile::ArgoDelivery::connect(cfg, false).await {
         Ok(phase) => match common::phase::plan(&phase).await {
             Ok(plan) => {
+                plan_read = true;
                 let drift: Vec<String> = plan
                     .changes
                     .iter()
@@ -95,7 +112,7 @@ pub(super) async fn argo_rows(
         },
         Err(e) => sole_ev.push(ev("phase 15 (argo-delivery) connect", format!("{e:#}"))),
     }
-    let sole_readable = sole_ev.len() == 2;
+    let sole_readable = rbac_read && plan_read;
     let sole = if !sole_problems.is_empty() {
         row(
             &SOLE_PATH,
@@ -169,7 +186,7 @@ pub(super) async fn argo_rows(
                 .collect();
             let production: Vec<(&str, &str)> = apps
                 .iter()
-                .filter(|a| a["spec"]["project"] == "production")
+                .filter(|a| a["metadata"]["labels"][common::contract::STAGE_LABEL] == "production")
                 .filter_map(|a| {
                     Some((
                         a["metadata"]["name"].as_str()?,
@@ -261,11 +278,17 @@ pub(super) async fn argo_rows(
             rb_ev,
             format!("no analysis templates: run {}", rerun("15")),
         ),
-        (Ok(_), Some(_)) => row(
+        (Ok(_), Some(a)) if a.value.is_some() => row(
             &ROLLBACK,
             State::Fail,
             rb_ev,
-            "the last drill took 5 minutes or more (value: seconds): see docs/cicd/runbooks",
+            "the last drill took 5 minutes or more (value: seconds): see docs/cicd/runbooks/rollback-procedure.md",
+        ),
+        (Ok(_), Some(_)) => row(
+            &ROLLBACK,
+            State::Unknown,
+            rb_ev,
+            "the drill's attestation has no duration: record the seconds it took as value",
         ),
         _ => row(
             &ROLLBACK,

@@ -32,11 +32,22 @@ pub(super) async fn gitlab_rows(cfg: &PlatformConfig, prom: &Prom) -> Vec<Row> {
             ];
         }
     };
-    let plan = phase.diff(&observed).ok();
+    let plan = match phase.diff(&observed) {
+        Ok(plan) => plan,
+        Err(e) => {
+            let e = ev("phase 12 (gitlab-harden) plan", format!("{e:#}"));
+            let fix = "phase 12 cannot plan: run gitlab-harden plan and fix what it reports";
+            return vec![
+                row(&TRUNK, State::Unknown, vec![e.clone()], fix),
+                row(&TESTING, State::Unknown, vec![e.clone()], fix),
+                row(&WORK_STOPS, State::Unknown, vec![e], fix),
+            ];
+        }
+    };
     let projects = observed.projects.len();
     let pending = |resource: &str, field: Option<&str>| -> Vec<String> {
-        plan.iter()
-            .flat_map(|p| p.changes.iter())
+        plan.changes
+            .iter()
             .filter(|c| c.resource == resource)
             .filter(|c| {
                 field.is_none_or(|f| c.diff.iter().any(|d| d.contains(f)) || c.before.is_none())
@@ -61,7 +72,16 @@ pub(super) async fn gitlab_rows(cfg: &PlatformConfig, prom: &Prom) -> Vec<Row> {
         .filter(|p| p.main.is_none())
         .map(|p| p.project.path_with_namespace.clone())
         .collect();
-    let weakened = pending("protected branch", None);
+    let mut weakened = pending("protected branch", None);
+    // On GitLab Free phase 12 cannot change who may push in place: it warns instead of planning
+    // a change, and the warning lists the projects (Premium's allowed_to_*).
+    if let Some(w) = plan
+        .warnings
+        .iter()
+        .find(|w| w.contains("cannot change who may push"))
+    {
+        weakened.push(format!("(GitLab Free) {w}"));
+    }
     let trunk = if projects == 0 {
         row(
             &TRUNK,
@@ -157,6 +177,7 @@ pub(super) async fn gitlab_rows(cfg: &PlatformConfig, prom: &Prom) -> Vec<Row> {
         rule_ev,
     ];
     let work_stops = match (blocked.is_empty() && projects > 0, rule) {
+        _ if projects == 0 => row(&WORK_STOPS, State::Unknown, stops_ev, "run phase 12"),
         (true, Some(true)) => row(&WORK_STOPS, State::Pass, stops_ev, ""),
         (false, _) => row(
             &WORK_STOPS,

@@ -32,7 +32,10 @@ pub(super) async fn harbor_and_library_rows(cfg: &PlatformConfig) -> Vec<Row> {
         Ok(o) => o,
         Err(e) => return failed(format!("{e:#}")),
     };
-    let plan = phase.diff(&observed).ok();
+    let plan = match phase.diff(&observed) {
+        Ok(plan) => plan,
+        Err(e) => return failed(format!("phase 14 cannot plan: {e:#}")),
+    };
 
     // Immutable artifacts: every Harbor project that holds released images (phase 14's
     // `immutable_semver`) has an enabled immutability rule; caches are mutable by design.
@@ -55,8 +58,8 @@ pub(super) async fn harbor_and_library_rows(cfg: &PlatformConfig) -> Vec<Row> {
         })
         .collect();
     let pending: Vec<String> = plan
+        .changes
         .iter()
-        .flat_map(|p| p.changes.iter())
         .filter(|c| c.resource == "harbor immutable rule")
         .map(|c| c.name.clone())
         .collect();
@@ -134,7 +137,8 @@ pub(super) async fn harbor_and_library_rows(cfg: &PlatformConfig) -> Vec<Row> {
             for (path, text) in &texts {
                 let lines: Vec<&str> = text.lines().collect();
                 for (i, line) in lines.iter().enumerate() {
-                    let t = line.trim();
+                    // A trailing comment does not change the value.
+                    let t = line.split(" #").next().unwrap_or_default().trim();
                     if t == "allow_failure: true" {
                         soft.push(format!("{path}:{}", i + 1));
                     } else if t == "allow_failure:"
@@ -161,7 +165,17 @@ pub(super) async fn harbor_and_library_rows(cfg: &PlatformConfig) -> Vec<Row> {
                     }
                 ),
             );
-            if soft.is_empty() && !texts.is_empty() {
+            if texts.is_empty() {
+                row(
+                    &VERDICT,
+                    State::Fail,
+                    vec![e],
+                    format!(
+                        "the library has no YAML at its release tag {tag}: run {} (phase 14 releases it)",
+                        rerun("14")
+                    ),
+                )
+            } else if soft.is_empty() {
                 row(&VERDICT, State::Pass, vec![e], "")
             } else {
                 row(

@@ -30,23 +30,26 @@ struct RowSpec {
 
 fn row(spec: &RowSpec, state: State, evidence: Vec<Evidence>, fix: impl Into<String>) -> Row {
     let fix = fix.into();
+    let evidence_empty = evidence.is_empty();
     Row {
         section: spec.section,
         check: spec.check,
         requirement: spec.requirement,
         target: spec.target,
         // No evidence read: never a pass.
-        state: if evidence.is_empty() && state == State::Pass {
+        state: if evidence_empty && state == State::Pass {
             State::Unknown
         } else {
             state
         },
         band: None,
         evidence,
-        fix: if state == State::Pass {
-            String::new()
-        } else {
-            fix
+        fix: match state {
+            State::Pass if evidence_empty => {
+                "no evidence was read: rerun with -v to see why".to_owned()
+            }
+            State::Pass => String::new(),
+            _ => fix,
         },
     }
 }
@@ -258,7 +261,9 @@ impl Prom {
 
 /// Evaluates every row against the platform described by `cfg`.
 pub async fn evaluate(cfg: &PlatformConfig, attestations: &Attestations) -> anyhow::Result<Report> {
-    let generated_at = common::dates::format(common::dates::today());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let today = common::dates::today();
     let prom = Prom {
         base: cfg
@@ -272,19 +277,29 @@ pub async fn evaluate(cfg: &PlatformConfig, attestations: &Attestations) -> anyh
             }),
         http: common::http::build_reqwest(cfg)?,
     };
-    let kube = KubeClient::connect(cfg, "cicd-readiness").await.ok();
+    let kube = KubeClient::connect(cfg, "cicd-readiness")
+        .await
+        .map_err(|e| e.one_line());
 
     let mut rows = Vec::new();
     rows.extend(gitlab_rows(cfg, &prom).await);
     rows.extend(harbor_and_library_rows(cfg).await);
-    rows.extend(argo_rows(cfg, kube.as_ref(), attestations, today).await);
+    rows.extend(
+        argo_rows(
+            cfg,
+            kube.as_ref().map_err(String::as_str),
+            attestations,
+            today,
+        )
+        .await,
+    );
     rows.push(daily_integration(&prom).await);
     rows.extend(dora_rows(&prom).await);
     let obs_ns = cfg
         .environment()
         .get(env::OBS_NAMESPACE)
         .unwrap_or("monitoring");
-    rows.extend(operational_rows(obs_ns, &prom, kube.as_ref(), attestations, today).await);
+    rows.extend(operational_rows(obs_ns, &prom, kube.as_ref().ok(), attestations, today).await);
     // The plan's order within each section.
     let order = [
         TRUNK.check,
@@ -312,9 +327,23 @@ pub async fn evaluate(cfg: &PlatformConfig, attestations: &Attestations) -> anyh
     ];
     rows.sort_by_key(|r| order.iter().position(|c| *c == r.check));
     Ok(Report {
-        generated_at: format!("{generated_at}T00:00:00Z"),
+        generated_at: rfc3339(now),
+        generated_at_unix: now,
         rows,
     })
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time.
+fn rfc3339(unix: u64) -> String {
+    let days = i64::try_from(unix / 86_400).unwrap_or(0);
+    let secs = unix % 86_400;
+    format!(
+        "{}T{:02}:{:02}:{:02}Z",
+        common::dates::format(days),
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 /// Whether Prometheus has loaded alert `name`; `None` when Prometheus cannot be read.
@@ -327,7 +356,18 @@ async fn alert_rule_loaded(prom: &Prom, name: &str) -> (Option<bool>, Evidence) 
     };
     let url = format!("{}/api/v1/rules?type=alert", base.trim_end_matches('/'));
     match prom.http.get(&url).send().await {
+        Ok(r) if !r.status().is_success() => (
+            None,
+            ev("prometheus: /api/v1/rules", format!("{}", r.status())),
+        ),
         Ok(r) => match r.json::<Value>().await {
+            Ok(v) if v["status"] != "success" => (
+                None,
+                ev(
+                    "prometheus: /api/v1/rules",
+                    format!("status {}: {}", v["status"], v["error"]),
+                ),
+            ),
             Ok(v) => {
                 let names: Vec<String> = v["data"]["groups"]
                     .as_array()

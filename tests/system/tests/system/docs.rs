@@ -69,6 +69,7 @@ pub fn every_command_and_reference_in_the_docs_holds(world: &World) {
     for bin in BINARIES {
         let package = match *bin {
             "sop-wiki" => "gitlab-harden",
+            "cicd-preflight" | "cicd-readiness" => "operate",
             other => other,
         };
         let exe = sandbox::support::workspace_bin(package, bin, env!("CARGO_TARGET_TMPDIR"));

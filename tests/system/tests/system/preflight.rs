@@ -120,56 +120,68 @@ pub fn each_missing_prerequisite_gives_one_red_row(world: &World) {
         }
         panic!("{DELETED_CRD} is still there");
     });
-    exactly_one_red(
-        world,
-        "a CRD deleted",
-        &[],
-        "Argo Rollouts CRDs",
-        "base phase 5",
-    );
+    let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        exactly_one_red(
+            world,
+            "a CRD deleted",
+            &[],
+            "Argo Rollouts CRDs",
+            "base phase 5",
+        );
+    }));
     world
         .rt
         .block_on(sandbox::crds::install(&kube))
         .expect("reinstalling the CRD");
+    if let Err(e) = checked {
+        std::panic::resume_unwind(e);
+    }
 
     // 2. GitLab on the Free tier (no licence): a stop, unless accepted.
     let gitlab = world.sandbox.gitlab.as_ref().expect("the GitLab stand-in");
     gitlab.lock().tier = sandbox::standins::gitlab::Tier::Free;
-    exactly_one_red(
-        world,
-        "GitLab on the Free tier",
-        &[],
-        "GitLab tier",
-        "CICD_ACCEPT_FREE_TIER",
-    );
-    let (code, rows, stdout) = preflight(world, &[(common::env::CICD_ACCEPT_FREE_TIER, "true")]);
-    assert_eq!(code, 0, "the Free tier accepted: {stdout}");
-    assert!(
-        rows.iter()
-            .any(|r| r["check"] == "GitLab tier" && r["status"] == "warn"),
-        "{stdout}"
-    );
-    // The driver stops before its first phase: nothing written anywhere.
-    let before = writes(world);
-    let out =
-        Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/deploy-cluster.sh"))
-            .args(["--from", "12"])
-            .env(
-                "CICD_BIN_DIR",
-                preflight_binary().parent().expect("the target directory"),
-            )
-            .env(common::env::CICD_ENV_FILE, world.sandbox.env_file())
-            .output()
-            .expect("the driver");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-    assert!(!stdout.contains("==> phase"), "a phase ran:\n{stdout}");
-    assert!(stderr.contains("nothing was written"), "{stderr}");
-    assert_eq!(writes(world), before, "the stopped driver wrote");
+    let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        exactly_one_red(
+            world,
+            "GitLab on the Free tier",
+            &[],
+            "GitLab tier",
+            "CICD_ACCEPT_FREE_TIER",
+        );
+        let (code, rows, stdout) =
+            preflight(world, &[(common::env::CICD_ACCEPT_FREE_TIER, "true")]);
+        assert_eq!(code, 0, "the Free tier accepted: {stdout}");
+        assert!(
+            rows.iter()
+                .any(|r| r["check"] == "GitLab tier" && r["status"] == "warn"),
+            "{stdout}"
+        );
+        // The driver stops before its first phase: nothing written anywhere.
+        let before = writes(world);
+        let out = Command::new(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/deploy-cluster.sh"),
+        )
+        .args(["--from", "12"])
+        .env(
+            "CICD_BIN_DIR",
+            preflight_binary().parent().expect("the target directory"),
+        )
+        .env(common::env::CICD_ENV_FILE, world.sandbox.env_file())
+        .output()
+        .expect("the driver");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+        assert!(!stdout.contains("==> phase"), "a phase ran:\n{stdout}");
+        assert!(stderr.contains("nothing was written"), "{stderr}");
+        assert_eq!(writes(world), before, "the stopped driver wrote");
+    }));
     gitlab.lock().tier = sandbox::standins::gitlab::Tier::Premium;
+    if let Err(e) = checked {
+        std::panic::resume_unwind(e);
+    }
 
     // 3. The Vault token without capabilities (policy `default` only; made before counting).
     let weak = world.rt.block_on(async {
@@ -203,14 +215,19 @@ pub fn each_missing_prerequisite_gives_one_red_row(world: &World) {
         .as_ref()
         .expect("the Keycloak stand-in");
     let realm = std::mem::replace(&mut keycloak.lock().realm, "deleted-realm".into());
-    exactly_one_red(
-        world,
-        "the Keycloak realm missing",
-        &[],
-        "Keycloak realm",
-        "KC_REALM",
-    );
+    let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        exactly_one_red(
+            world,
+            "the Keycloak realm missing",
+            &[],
+            "Keycloak realm",
+            "KC_REALM",
+        );
+    }));
     keycloak.lock().realm = realm;
+    if let Err(e) = checked {
+        std::panic::resume_unwind(e);
+    }
 
     let (code, _, stdout) = preflight(world, &[]);
     assert_eq!(code, 0, "all restored: {stdout}");
