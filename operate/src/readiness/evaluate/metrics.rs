@@ -193,6 +193,8 @@ pub(super) async fn operational_rows(
         None => row(&ROLLBACK_TESTED, State::Unknown, drills, format!("run 3 rollback drills and record them (check rollback_tested, value: 3) in the attestation file{}", rolled.map(|r| format!("; the collector counted {r} rollback(s)")).unwrap_or_default())),
     });
 
+    // The newest Harbor scan of each service's images (the collector keeps one per service):
+    // what runs in production is the newest promoted image.
     let expr = "sum(cicd_vulnerability_count{severity='CRITICAL'})";
     let (v, e) = prom.scalar(expr).await;
     rows.push(match v {
