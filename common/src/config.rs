@@ -290,6 +290,10 @@ pub struct PlatformConfig {
     pub keycloak_url: Option<String>,
     /// Argo CD's URL (`ARGOCD_URL`, else `https://argo.$DOMAIN`).
     pub argocd_url: Option<String>,
+    /// Prometheus' URL (`PROMETHEUS_URL`, else `https://prometheus.$DOMAIN`).
+    pub prometheus_url: Option<String>,
+    /// Grafana's URL (`GRAFANA_URL`, else `https://grafana.$DOMAIN`).
+    pub grafana_url: Option<String>,
     /// Kubeconfig paths (`KUBECONFIG`, a colon-separated list as kubectl reads it, else
     /// [`DEFAULT_KUBECONFIG`]); only [`PlatformConfig::require_kubeconfig`] checks them.
     pub kubeconfig: Vec<PathBuf>,
@@ -341,6 +345,8 @@ impl PlatformConfig {
             harbor_url: derive(env::HARBOR_URL, "harbor"),
             keycloak_url: derive(env::KEYCLOAK_URL, "keycloak"),
             argocd_url: derive(env::ARGOCD_URL, "argo"),
+            prometheus_url: derive(env::PROMETHEUS_URL, "prometheus"),
+            grafana_url: derive(env::GRAFANA_URL, "grafana"),
             kubeconfig: kubeconfig_paths(env),
             vault_init_file: env.path(env::VAULT_INIT_FILE, DEFAULT_VAULT_INIT_FILE),
             gitlab_token_file: env.path(env::GITLAB_API_TOKEN_FILE, DEFAULT_GITLAB_TOKEN_FILE),

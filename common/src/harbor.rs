@@ -136,6 +136,32 @@ impl HarborClient {
         self
     }
 
+    /// Swagger `GET /systeminfo` (`GeneralInfo`: `harbor_version`, …), readable without admin rights.
+    pub async fn system_info(&self) -> Result<Value> {
+        self.api
+            .call_json(
+                "reading Harbor's system info",
+                Method::GET,
+                "systeminfo",
+                None,
+                Retry::Safe,
+            )
+            .await
+    }
+
+    /// Swagger `GET /users/current` (`UserResp`: `username`, `sysadmin_flag`): the credentials in use.
+    pub async fn current_user(&self) -> Result<Value> {
+        self.api
+            .call_json(
+                "reading the current Harbor user",
+                Method::GET,
+                "users/current",
+                None,
+                Retry::Safe,
+            )
+            .await
+    }
+
     /// `GET /projects/{name}` with `X-Is-Resource-Name`-free lookup by exact name
     /// (`GET /projects?name=`, then an exact match); `None` when absent.
     pub async fn project(&self, name: &str) -> Result<Option<Project>> {

@@ -133,6 +133,24 @@ pub struct KeycloakClient {
     realm: String,
 }
 
+/// The realm's public OIDC discovery document (`GET /realms/{KC_REALM}/.well-known/openid-configuration`,
+/// what Vault's OIDC auth reads); `None` when the realm does not exist (404). No credentials.
+pub async fn discovery_document(cfg: &PlatformConfig) -> Result<Option<Value>> {
+    let url = cfg.require_url(env::KEYCLOAK_URL)?;
+    let realm = cfg.environment().get(env::KC_REALM).ok_or_else(|| {
+        Error::Config(format!(
+            "{} is not set: name the Keycloak realm the platform's users live in",
+            env::KC_REALM
+        ))
+    })?;
+    ApiClient::new(SERVICE, url, build_reqwest(cfg)?, cfg.http_retries)
+        .get_optional(
+            &format!("reading realm {realm}'s discovery document"),
+            &format!("realms/{realm}/.well-known/openid-configuration"),
+        )
+        .await
+}
+
 impl KeycloakClient {
     /// Signs in (`KEYCLOAK_URL`, `KC_REALM`, credentials per [`KeycloakLogin::from_config`]).
     pub async fn connect(cfg: &PlatformConfig) -> Result<Self> {

@@ -95,6 +95,22 @@ fn fixes(addr: &str, source: &str) -> Fixes {
     }
 }
 
+/// `GET sys/seal-status` (Vault API docs, /sys/seal-status: unauthenticated): `sealed`,
+/// `version`, `t`, `progress`. Needs no token, so it answers before a token is checked.
+pub async fn seal_status(cfg: &PlatformConfig) -> Result<Value> {
+    let addr = cfg.require_url(env::VAULT_ADDR)?;
+    ApiClient::new(SERVICE, addr, build_reqwest(cfg)?, cfg.http_retries)
+        .with_fixes(fixes(addr, "no token (an unauthenticated read)"))
+        .call_json(
+            "reading the seal status",
+            Method::GET,
+            "v1/sys/seal-status",
+            None,
+            Retry::Safe,
+        )
+        .await
+}
+
 impl VaultClient {
     /// Connects with the configured address and token (`VAULT_TOKEN` or `cluster/vault-init.json`).
     pub fn connect(cfg: &PlatformConfig) -> Result<Self> {

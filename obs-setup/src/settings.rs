@@ -41,11 +41,7 @@ struct Raw {
     #[serde(default = "default_runner_namespace")]
     runner_namespace: String,
     #[serde(default)]
-    grafana_url: Option<String>,
-    #[serde(default)]
     dora_collector_url: Option<String>,
-    #[serde(default)]
-    prometheus_url: Option<String>,
 }
 
 fn default_namespace() -> String {
@@ -205,12 +201,6 @@ impl Settings {
 
     pub fn load(cfg: &PlatformConfig) -> anyhow::Result<Self> {
         let raw: Raw = cfg.environment().parse()?;
-        let domain = cfg.domain.clone();
-        let derive = |explicit: Option<String>, host: &str| -> Option<String> {
-            explicit
-                .map(|u| u.trim_end_matches('/').to_owned())
-                .or_else(|| domain.as_ref().map(|d| format!("https://{host}.{d}")))
-        };
         let webhook_url = match raw.obs_webhook_url {
             Some(url) => url,
             // Derived as phase 16 derives the Harbor one (one rule for every source's URL).
@@ -309,8 +299,8 @@ impl Settings {
             harbor_host,
             release_tag: release_tag(),
             delivery,
-            grafana_url: derive(raw.grafana_url, "grafana"),
-            prometheus_url: derive(raw.prometheus_url, "prometheus"),
+            grafana_url: cfg.grafana_url.clone(),
+            prometheus_url: cfg.prometheus_url.clone(),
             collector_url,
             vault_addr: cfg
                 .require_url(env::VAULT_ADDR)?

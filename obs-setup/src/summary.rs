@@ -63,8 +63,8 @@ fn short(text: &str) -> String {
     }
 }
 
-/// `GET url`: up on 2xx.
-async fn probe_get(http: &reqwest::Client, name: &str, url: String) -> (Probe, Option<String>) {
+/// `GET url`: up on 2xx (also the preflight's probe of Prometheus and Grafana).
+pub async fn probe_get(http: &reqwest::Client, name: &str, url: String) -> (Probe, Option<String>) {
     match get(http, &url).await {
         Ok((status, body)) if (200..300).contains(&status) => (
             Probe {

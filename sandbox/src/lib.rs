@@ -336,6 +336,35 @@ impl Sandbox {
         self.dir.join("openbao-audit.log")
     }
 
+    /// Writes every stand-in served so far, sign-ins aside (Keycloak's token endpoint and Argo
+    /// CD's session are POSTs that change nothing).
+    pub fn standin_writes(&self) -> BTreeMap<&'static str, u64> {
+        fn is_sign_in(route: &str) -> bool {
+            route.ends_with("/protocol/openid-connect/token") || route == "POST /api/v1/session"
+        }
+        self.standins
+            .iter()
+            .map(|s| {
+                let counters = &s.control.counters;
+                let sign_ins: u64 = counters
+                    .by_route
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .iter()
+                    .filter(|(route, _)| is_sign_in(route))
+                    .map(|(_, n)| *n)
+                    .sum();
+                (
+                    s.name,
+                    counters
+                        .writes
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                        .saturating_sub(sign_ins),
+                )
+            })
+            .collect()
+    }
+
     /// Write requests OpenBao served so far, from its audit log (one JSON line per request;
     /// capability checks are reads).
     pub fn vault_writes(&self) -> usize {

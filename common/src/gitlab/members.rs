@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use reqwest::Method;
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::{GitLabClient, encode_path};
 use crate::error::Result;
@@ -128,6 +129,28 @@ impl GitLabClient {
     /// `GET /user`: whose token this is.
     pub async fn current_user(&self) -> Result<CurrentUser> {
         self.get("reading the token's user", "user").await
+    }
+
+    /// `GET /version` (`doc/api/version.md`): `version`, `revision`, `enterprise`.
+    pub async fn version(&self) -> Result<Value> {
+        self.get("reading the GitLab version", "version").await
+    }
+
+    /// The scopes of the token in use (`doc/api/personal_access_tokens.md`, "Get single personal
+    /// access token", `self`); `None` where GitLab has no such route (404).
+    pub async fn token_scopes(&self) -> Result<Option<Vec<String>>> {
+        let token: Option<Value> = self
+            .api
+            .get_optional("reading the token's scopes", "personal_access_tokens/self")
+            .await?;
+        Ok(token.map(|t| {
+            t["scopes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        }))
     }
 
     /// `GET /groups/:id` by full path; `None` when it does not exist (or is not visible).

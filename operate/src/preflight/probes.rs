@@ -4,12 +4,10 @@ use common::config::PlatformConfig;
 use common::env;
 use common::gitlab::{GitLabClient, Tier};
 use common::harbor::HarborClient;
-use common::http::Retry;
 use common::keycloak::KeycloakClient;
 use common::kube::KubeClient;
 use common::vault::VaultClient;
-use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{Prerequisite, Row, Status, first_needing};
 
@@ -357,14 +355,7 @@ pub async fn probe_all(cfg: &PlatformConfig, selected: &[&'static str], sandbox:
     if t.needs(&PROMETHEUS) {
         let outcome = http_probe(
             &cfg,
-            cfg.environment()
-                .get(env::PROMETHEUS_URL)
-                .map(str::to_owned)
-                .or_else(|| {
-                    cfg.domain
-                        .as_ref()
-                        .map(|d| format!("https://prometheus.{d}"))
-                }),
+            cfg.prometheus_url.clone(),
             "/-/ready",
             env::PROMETHEUS_URL,
         )
@@ -372,11 +363,7 @@ pub async fn probe_all(cfg: &PlatformConfig, selected: &[&'static str], sandbox:
         t.push(&PROMETHEUS, soften(outcome));
     }
     if t.needs(&GRAFANA) {
-        let url = cfg
-            .environment()
-            .get(env::GRAFANA_URL)
-            .map(str::to_owned)
-            .or_else(|| cfg.domain.as_ref().map(|d| format!("https://grafana.{d}")));
+        let url = cfg.grafana_url.clone();
         let outcome = if sandbox && cfg.environment().get(env::GRAFANA_URL).is_none() {
             Outcome {
                 status: Status::NotInSandbox,
@@ -409,17 +396,7 @@ fn soften(outcome: Outcome) -> Outcome {
 }
 
 async fn gitlab_version(gitlab: &GitLabClient) -> Outcome {
-    match gitlab
-        .api()
-        .call_json::<Value>(
-            "reading the GitLab version",
-            Method::GET,
-            "version",
-            None,
-            Retry::Safe,
-        )
-        .await
-    {
+    match gitlab.version().await {
         Ok(v) => ok(format!(
             "version {}{}",
             v["version"].as_str().unwrap_or("?"),
@@ -441,17 +418,7 @@ async fn gitlab_version(gitlab: &GitLabClient) -> Outcome {
 }
 
 async fn gitlab_token(gitlab: &GitLabClient) -> Outcome {
-    let api = gitlab.api();
-    let user: Value = match api
-        .call_json(
-            "reading the token's user",
-            Method::GET,
-            "user",
-            None,
-            Retry::Safe,
-        )
-        .await
-    {
+    let user = match gitlab.current_user().await {
         Ok(u) => u,
         Err(e) => {
             return fail(
@@ -460,22 +427,12 @@ async fn gitlab_token(gitlab: &GitLabClient) -> Outcome {
             );
         }
     };
-    let username = user["username"].as_str().unwrap_or("?").to_owned();
-    // doc/api/personal_access_tokens.md "Get single personal access token": `self` is the
-    // token of the request; project and group tokens answer too.
-    let scopes: Option<Vec<String>> = match api
-        .get_optional::<Value>("reading the token's scopes", "personal_access_tokens/self")
-        .await
-    {
-        Ok(Some(t)) => t["scopes"].as_array().map(|s| {
-            s.iter()
-                .filter_map(|x| x.as_str().map(str::to_owned))
-                .collect()
-        }),
-        Ok(None) => None,
+    let username = user.username;
+    let scopes = match gitlab.token_scopes().await {
+        Ok(scopes) => scopes,
         Err(e) => return fail(e.one_line(), "check the token in GITLAB_API_TOKEN"),
     };
-    let admin = user["is_admin"] == true;
+    let admin = user.is_admin;
     let api_scope = scopes.as_ref().is_none_or(|s| s.iter().any(|x| x == "api"));
     let scopes_text = scopes.map_or_else(|| "scopes unknown".to_owned(), |s| s.join(","));
     let detail = format!("user {username}, admin {admin}, scopes {scopes_text}");
@@ -521,43 +478,18 @@ async fn gitlab_tier(gitlab: &GitLabClient, cfg: &PlatformConfig) -> Outcome {
 /// The realm's public discovery document (`GET /realms/{realm}/.well-known/openid-configuration`,
 /// what Vault's OIDC auth reads): 404 when the realm does not exist.
 async fn keycloak_realm(cfg: &PlatformConfig) -> Outcome {
-    let realm = cfg
-        .environment()
-        .get(env::KC_REALM)
-        .unwrap_or("")
-        .to_owned();
-    if realm.is_empty() {
-        return fail(
-            "KC_REALM is not set",
-            "set KC_REALM to the platform's realm",
-        );
-    }
-    let base = match cfg.require_url(env::KEYCLOAK_URL) {
-        Ok(u) => u.trim_end_matches('/').to_owned(),
-        Err(e) => return fail(e.one_line(), "set KEYCLOAK_URL (or DOMAIN)"),
-    };
-    let url = format!("{base}/realms/{realm}/.well-known/openid-configuration");
-    let client = match common::http::build_reqwest(cfg) {
-        Ok(c) => c,
-        Err(e) => return fail(e.one_line(), "check CICD_CA_BUNDLE"),
-    };
-    match client.get(&url).send().await {
-        Ok(r) if r.status().is_success() => {
-            ok(format!("realm {realm} (discovery document served)"))
-        }
-        Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => fail(
-            format!("realm {realm} does not exist: 404 from GET {url}"),
+    let realm = cfg.environment().get(env::KC_REALM).unwrap_or("");
+    match common::keycloak::discovery_document(cfg).await {
+        Ok(Some(_)) => ok(format!("realm {realm} (discovery document served)")),
+        Ok(None) => fail(
+            format!("realm {realm} does not exist: 404 from its discovery document"),
             format!(
                 "create realm {realm} (and its groups), or set KC_REALM to the platform's realm"
             ),
         ),
-        Ok(r) => fail(
-            format!("GET {url}: {}", r.status()),
-            "check KEYCLOAK_URL and that Keycloak is up",
-        ),
         Err(e) => fail(
-            format!("GET {url}: {}", common::error::error_chain(&e)),
-            "check KEYCLOAK_URL, that Keycloak is up, and CICD_CA_BUNDLE for TLS errors",
+            e.one_line(),
+            "check KEYCLOAK_URL and KC_REALM, that Keycloak is up, and CICD_CA_BUNDLE for TLS errors",
         ),
     }
 }
@@ -623,21 +555,9 @@ async fn keycloak_groups(
 }
 
 async fn vault_unsealed(cfg: &PlatformConfig) -> Outcome {
-    let addr = match cfg.require_url(env::VAULT_ADDR) {
-        Ok(a) => a.trim_end_matches('/').to_owned(),
-        Err(e) => return fail(e.one_line(), "set VAULT_ADDR (or DOMAIN)"),
-    };
-    let client = match common::http::build_reqwest(cfg) {
-        Ok(c) => c,
-        Err(e) => return fail(e.one_line(), "check CICD_CA_BUNDLE"),
-    };
-    // Vault API docs, /sys/seal-status: unauthenticated.
-    let url = format!("{addr}/v1/sys/seal-status");
-    let status: Result<Value, String> = match client.get(&url).send().await {
-        Ok(r) if r.status().is_success() => r.json().await.map_err(|e| format!("GET {url}: {e}")),
-        Ok(r) => Err(format!("GET {url}: {}", r.status())),
-        Err(e) => Err(format!("GET {url}: {}", common::error::error_chain(&e))),
-    };
+    let status = common::vault::seal_status(cfg)
+        .await
+        .map_err(|e| e.one_line());
     match status {
         Ok(s) if s["sealed"] == false => ok(format!(
             "version {}, unsealed",
@@ -689,18 +609,7 @@ async fn vault_capabilities(vault: &VaultClient) -> Outcome {
 }
 
 async fn harbor_version(harbor: &HarborClient) -> Outcome {
-    // Swagger `GET /systeminfo`: general information, readable without admin rights.
-    match harbor
-        .api()
-        .call_json::<Value>(
-            "reading Harbor's system info",
-            Method::GET,
-            "systeminfo",
-            None,
-            Retry::Safe,
-        )
-        .await
-    {
+    match harbor.system_info().await {
         Ok(v) => ok(format!(
             "version {}",
             v["harbor_version"].as_str().unwrap_or("?")
@@ -710,18 +619,7 @@ async fn harbor_version(harbor: &HarborClient) -> Outcome {
 }
 
 async fn harbor_admin(harbor: &HarborClient) -> Outcome {
-    // Swagger `GET /users/current`: `sysadmin_flag` of the credentials in use.
-    match harbor
-        .api()
-        .call_json::<Value>(
-            "reading the current Harbor user",
-            Method::GET,
-            "users/current",
-            None,
-            Retry::Safe,
-        )
-        .await
-    {
+    match harbor.current_user().await {
         Ok(u) if u["sysadmin_flag"] == true => ok(format!(
             "user {}, system admin",
             u["username"].as_str().unwrap_or("?")
@@ -809,20 +707,20 @@ async fn http_probe(
     let Some(base) = base else {
         return fail("no URL", format!("set {setting} or DOMAIN"));
     };
-    let url = format!("{}{path}", base.trim_end_matches('/'));
     let client = match common::http::build_reqwest(cfg) {
         Ok(c) => c,
         Err(e) => return fail(e.one_line(), "check CICD_CA_BUNDLE"),
     };
-    match client.get(&url).send().await {
-        Ok(r) if r.status().is_success() => ok(format!("{url}: {}", r.status())),
-        Ok(r) => fail(
-            format!("{url}: {}", r.status()),
-            format!("check {setting} and that the server is ready"),
-        ),
-        Err(e) => fail(
-            format!("{url}: {}", common::error::error_chain(&e)),
-            format!("check {setting} and that the server is up"),
-        ),
+    // Phase 17's own summary probe, so both say the same about the same server.
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    let (probe, _) = obs_setup::summary::probe_get(&client, setting, url).await;
+    let detail = format!("{}: {}", probe.url, probe.detail);
+    if probe.up {
+        ok(detail)
+    } else {
+        fail(
+            detail,
+            format!("check {setting} and that the server is up and ready"),
+        )
     }
 }

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use operate::readiness::{Attestations, State, evaluate};
 use sandbox::{Options, Sandbox};
@@ -80,33 +79,10 @@ async fn dora_and_operational_rows_are_judged_from_prometheus() {
         .add_scrape_target("collector", &format!("127.0.0.1:{port}"))
         .await
         .expect("scrape target");
-    let prom = sandbox.get(common::env::PROMETHEUS_URL).to_owned();
-    // Wait for four scrapes of the target (rates need two samples at least).
-    let http = reqwest::Client::new();
-    let mut scraped = 0.0;
-    for _ in 0..60 {
-        let v: serde_json::Value = http
-            .get(format!("{prom}/api/v1/query"))
-            .query(&[("query", "count_over_time(cicd_change_failure_rate[5m])")])
-            .send()
-            .await
-            .expect("Prometheus answers")
-            .json()
-            .await
-            .expect("JSON");
-        scraped = v["data"]["result"][0]["value"][1]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0.0);
-        if scraped >= 4.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    assert!(
-        scraped >= 4.0,
-        "Prometheus scraped the target {scraped} times"
-    );
+    // Four scrapes of the target at least (rates need two samples).
+    sandbox::support::PrometheusApi::new(sandbox.get(common::env::PROMETHEUS_URL))
+        .wait_for("count_over_time(cicd_change_failure_rate[5m])", 4.0)
+        .await;
 
     let vars: Vec<(String, String)> = [
         common::env::PROMETHEUS_URL,

@@ -266,15 +266,7 @@ pub async fn evaluate(cfg: &PlatformConfig, attestations: &Attestations) -> anyh
         .map_or(0, |d| d.as_secs());
     let today = common::dates::today();
     let prom = Prom {
-        base: cfg
-            .environment()
-            .get(env::PROMETHEUS_URL)
-            .map(str::to_owned)
-            .or_else(|| {
-                cfg.domain
-                    .as_ref()
-                    .map(|d| format!("https://prometheus.{d}"))
-            }),
+        base: cfg.prometheus_url.clone(),
         http: common::http::build_reqwest(cfg)?,
     };
     let kube = KubeClient::connect(cfg, "cicd-readiness")

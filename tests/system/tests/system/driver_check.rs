@@ -27,25 +27,11 @@ fn rows(stdout: &str) -> Vec<(String, String)> {
 }
 
 /// What a check could write: stand-ins, Vault, and the objects the drift touches.
-fn writes(
-    world: &World,
-) -> (
-    std::collections::BTreeMap<&'static str, u64>,
-    usize,
-    Vec<Option<String>>,
-) {
-    let kube = world.kube();
-    let watched = vec![
+fn writes(world: &World) -> crate::world::Writes {
+    world.writes(&[
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-rbac-cm", "namespace": "argocd"}}),
         json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject", "metadata": {"name": "production", "namespace": "argocd"}}),
-    ];
-    (
-        world.standin_writes(),
-        world.sandbox.vault_writes(),
-        world
-            .rt
-            .block_on(sandbox::support::resource_versions(&kube, &watched)),
-    )
+    ])
 }
 
 fn check(world: &World, bin_dir: &Path) -> (i32, String, String) {

@@ -40,14 +40,7 @@ fn preflight(world: &World, env: &[(&str, &str)]) -> (i32, Vec<Value>, String) {
 }
 
 /// Everything the preflight could write: stand-ins, Vault, the cluster's CRDs.
-fn writes(
-    world: &World,
-) -> (
-    std::collections::BTreeMap<&'static str, u64>,
-    usize,
-    Vec<Option<String>>,
-) {
-    let kube = world.kube();
+fn writes(world: &World) -> crate::world::Writes {
     let watched: Vec<Value> = [
         "applications.argoproj.io",
         "rollouts.argoproj.io",
@@ -57,13 +50,7 @@ fn writes(
     .iter()
     .map(|n| json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": n}}))
     .collect();
-    (
-        world.standin_writes(),
-        world.sandbox.vault_writes(),
-        world
-            .rt
-            .block_on(sandbox::support::resource_versions(&kube, &watched)),
-    )
+    world.writes(&watched)
 }
 
 fn red(rows: &[Value]) -> Vec<&Value> {

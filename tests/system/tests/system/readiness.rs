@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -53,8 +52,8 @@ fn report(world: &World, dir: &Path) -> (std::collections::BTreeMap<String, Valu
     (rows, json)
 }
 
-fn writes(world: &World) -> (std::collections::BTreeMap<&'static str, u64>, usize) {
-    (world.standin_writes(), world.sandbox.vault_writes())
+fn writes(world: &World) -> crate::world::Writes {
+    world.writes(&[])
 }
 
 /// Every row: a state, at least one piece of evidence with a source and a value; a pass names
@@ -325,7 +324,7 @@ fn gauges_reach_prometheus_and_the_dashboard(world: &World, dir: &Path) {
         .env(common::env::CICD_ENV_FILE, world.sandbox.env_file())
         .spawn()
         .expect("cicd-readiness serve");
-    let prom = world.get("PROMETHEUS_URL").to_owned();
+    let prom = sandbox::support::PrometheusApi::new(world.get("PROMETHEUS_URL"));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         world
             .rt
@@ -335,28 +334,11 @@ fn gauges_reach_prometheus_and_the_dashboard(world: &World, dir: &Path) {
                     .add_scrape_target("cicd-readiness", &format!("127.0.0.1:{port}")),
             )
             .expect("a scrape target");
-        let query = |expr: &str| -> Vec<Value> {
-            world.rt.block_on(async {
-                let v: Value = reqwest::Client::new()
-                    .get(format!("{prom}/api/v1/query"))
-                    .query(&[("query", expr)])
-                    .send()
-                    .await
-                    .expect("Prometheus answers")
-                    .json()
-                    .await
-                    .expect("JSON");
-                v["data"]["result"].as_array().cloned().unwrap_or_default()
-            })
-        };
-        let mut series = Vec::new();
-        for _ in 0..60 {
-            series = query("cicd_readiness");
-            if series.len() == 22 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        let query = |expr: &str| -> Vec<Value> { world.rt.block_on(prom.query(expr, None)) };
+        world
+            .rt
+            .block_on(prom.wait_for("count(cicd_readiness)", 22.0));
+        let series = query("cicd_readiness");
         assert_eq!(series.len(), 22, "scraped series: {series:#?}");
         // The dashboard's readiness row: every target of its panels returns data.
         let dashboard: Value = serde_json::from_str(

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::Ordering;
 
 use sandbox::keys::{PipelineClaims, ci_id_token_claims};
 use sandbox::{Options, Sandbox};
@@ -25,6 +24,9 @@ pub const PHASES: [(&str, &str); 8] = [
 /// The platform group of the seeded projects.
 pub const GROUP: &str = "platform_services";
 
+/// What [`World::writes`] counts: stand-in writes, Vault writes, watched resourceVersions.
+pub type Writes = (BTreeMap<&'static str, u64>, usize, Vec<Option<String>>);
+
 pub struct World {
     pub rt: tokio::runtime::Runtime,
     pub sandbox: Sandbox,
@@ -36,31 +38,6 @@ pub struct World {
 
 fn phase_binary(package: &str, bin: &str) -> PathBuf {
     sandbox::support::workspace_bin(package, bin, env!("CARGO_TARGET_TMPDIR"))
-}
-
-/// Sign-ins are POSTs that change nothing (Keycloak's token endpoint, Argo CD's session).
-fn is_sign_in(route: &str) -> bool {
-    route.ends_with("/protocol/openid-connect/token") || route == "POST /api/v1/session"
-}
-
-/// Writes done by every stand-in so far, sign-ins aside.
-fn standin_writes(sandbox: &Sandbox) -> BTreeMap<&'static str, u64> {
-    sandbox
-        .standins
-        .iter()
-        .map(|s| {
-            let counters = &s.control.counters;
-            let sign_ins: u64 = counters
-                .by_route
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .iter()
-                .filter(|(route, _)| is_sign_in(route))
-                .map(|(_, n)| *n)
-                .sum();
-            (s.name, counters.writes.load(Ordering::Relaxed) - sign_ins)
-        })
-        .collect()
 }
 
 impl World {
@@ -98,7 +75,7 @@ impl World {
         let kube = world.kube();
         let watched = crate::leftovers::watched();
         for (name, exe) in &binaries {
-            let writes = standin_writes(&world.sandbox);
+            let writes = world.sandbox.standin_writes();
             let vault = world.sandbox.vault_writes();
             let versions = world
                 .rt
@@ -110,7 +87,7 @@ impl World {
                 report.stderr
             );
             assert_eq!(
-                standin_writes(&world.sandbox),
+                world.sandbox.standin_writes(),
                 writes,
                 "{name}: the report wrote"
             );
@@ -140,7 +117,7 @@ impl World {
             );
         }
         // The rerun: every plan empty, nothing written anywhere.
-        let writes = standin_writes(&world.sandbox);
+        let writes = world.sandbox.standin_writes();
         let vault = world.sandbox.vault_writes();
         for (name, exe) in &binaries {
             let run = world.phase(exe, &["apply", "--output", "json"]);
@@ -155,7 +132,7 @@ impl World {
             assert_eq!(doc["applied"], 0, "{name}");
         }
         assert_eq!(
-            standin_writes(&world.sandbox),
+            world.sandbox.standin_writes(),
             writes,
             "the rerun wrote to a stand-in"
         );
@@ -172,7 +149,19 @@ impl World {
 
     /// Writes done by every stand-in so far, sign-ins aside.
     pub fn standin_writes(&self) -> BTreeMap<&'static str, u64> {
-        standin_writes(&self.sandbox)
+        self.sandbox.standin_writes()
+    }
+
+    /// Everything a read-only command could have written: each stand-in (sign-ins aside),
+    /// OpenBao (its audit log), and the resourceVersions of `watched` Kubernetes objects.
+    pub fn writes(&self, watched: &[Value]) -> Writes {
+        let kube = self.kube();
+        (
+            self.standin_writes(),
+            self.sandbox.vault_writes(),
+            self.rt
+                .block_on(sandbox::support::resource_versions(&kube, watched)),
+        )
     }
 
     /// Runs a binary of the workspace with the sandbox's settings.
