@@ -29,6 +29,10 @@ pub const CICD_READINESS_ATTESTATIONS: &str = "CICD_READINESS_ATTESTATIONS";
 /// `true` accepts a Free-tier GitLab in the preflight (a warning instead of a stop): phases 12 and
 /// 17 then skip approval rules, code-owner approvals and group webhooks with a warning.
 pub const CICD_ACCEPT_FREE_TIER: &str = "CICD_ACCEPT_FREE_TIER";
+/// The checkout of cicd-buildout that phase 17 seeds as `platform_services/cicd-buildout` (the
+/// producer of the readiness report's image): its files as git tracks them. Default: the checkout
+/// the binaries were built from.
+pub const CICD_SOURCE_DIR: &str = "CICD_SOURCE_DIR";
 
 // --- Platform identity and service URLs -----------------------------------------------------------
 /// Base domain of the platform; every service URL is derived from it unless overridden.
@@ -369,6 +373,7 @@ pub const ALL: &[&str] = &[
     CICD_SANDBOX,
     CICD_READINESS_ATTESTATIONS,
     CICD_ACCEPT_FREE_TIER,
+    CICD_SOURCE_DIR,
     DOMAIN,
     GITLAB_URL,
     VAULT_ADDR,

@@ -257,8 +257,30 @@ fn differing(before: &Value, after: &Value) -> (Value, Value) {
 
 impl KubeClient {
     /// Connects with the configured kubeconfig (`KUBECONFIG` or `cluster/kubeconfig-rke2.yaml`).
+    /// In a pod with no kubeconfig (the readiness `CronJob`), the pod's service account is used.
     pub async fn connect(cfg: &PlatformConfig, field_manager: &str) -> Result<Self> {
-        Self::from_kubeconfigs(&cfg.require_kubeconfig()?, field_manager).await
+        match cfg.require_kubeconfig() {
+            Ok(paths) => Self::from_kubeconfigs(&paths, field_manager).await,
+            Err(e) if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => {
+                let config = kube::Config::incluster().map_err(|in_cluster| {
+                    Error::Config(format!(
+                        "{e}; and the pod's service account is not usable: {in_cluster}"
+                    ))
+                })?;
+                Self::from_config(config, field_manager)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn from_config(config: kube::Config, field_manager: &str) -> Result<Self> {
+        let client = kube::Client::try_from(config)
+            .map_err(|e| Error::Config(format!("Kubernetes client: {e}")))?;
+        Ok(Self {
+            client,
+            field_manager: field_manager.to_owned(),
+            kinds: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Connects with the kubeconfig at `path`.
@@ -291,13 +313,7 @@ impl KubeClient {
         )
         .await
         .map_err(|e| Error::Config(format!("kubeconfig {path} is not usable: {e}")))?;
-        let client = kube::Client::try_from(config)
-            .map_err(|e| Error::Config(format!("Kubernetes client: {e}")))?;
-        Ok(Self {
-            client,
-            field_manager: field_manager.to_owned(),
-            kinds: Mutex::new(HashMap::new()),
-        })
+        Self::from_config(config, field_manager)
     }
 
     /// The underlying kube client, for calls this wrapper does not cover.

@@ -389,6 +389,27 @@ pub fn objects(s: &Settings) -> Vec<(Value, Option<&'static str>)> {
         crate::flags::application(s),
         Some(crate::flags::APPLICATION_CRD),
     ));
+    // The daily readiness report, deployed by Argo CD from this repository's project, and what
+    // its tree does not grant itself.
+    objects.extend([
+        (
+            crate::readiness::application(s),
+            Some(crate::flags::APPLICATION_CRD),
+        ),
+        (crate::readiness::env_configmap(s), None),
+        (crate::readiness::report_configmap(s), None),
+        (crate::readiness::cluster_role(), None),
+        (crate::readiness::cluster_role_binding(s), None),
+        (
+            crate::readiness::service_monitor(s),
+            Some(SERVICE_MONITOR_CRD),
+        ),
+    ]);
+    objects.extend(
+        crate::readiness::argocd_reader(s)
+            .into_iter()
+            .map(|o| (o, None)),
+    );
     // Vault outside the cluster reviews logins with the client's token: the auditor's account
     // may then call TokenReview.
     if s.token_reviewer_client {
@@ -590,6 +611,16 @@ mod tests {
                 r#""ExternalSecret" "argo-rollouts-notification-secret""#,
                 // The auditor's Application: Argo CD deploys the CronJob from its project.
                 r#""Application" "feature-flag-auditor""#,
+                // The readiness report's Application (the CronJob and the exporter come from
+                // this repository's project), and the grants and settings its tree does not own.
+                r#""Application" "cicd-readiness""#,
+                r#""ConfigMap" "cicd-readiness-env""#,
+                r#""ConfigMap" "cicd-readiness-report""#,
+                r#""ClusterRole" "cicd-readiness""#,
+                r#""ClusterRoleBinding" "cicd-readiness""#,
+                r#""ServiceMonitor" "cicd-readiness-exporter""#,
+                r#""Role" "cicd-readiness-reader""#,
+                r#""RoleBinding" "cicd-readiness-reader""#,
             ]
         );
         // The ServiceMonitor selects the Service of the workload by its labels.

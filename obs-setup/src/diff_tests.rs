@@ -51,6 +51,11 @@ fn converged(s: &Settings) -> Observed {
         )]),
         project: seed::Observed::as_seeded(&wanted, 70, TODAY),
         flags_project: seed::Observed::as_seeded(&crate::flags::wanted(s).unwrap(), 71, TODAY),
+        readiness_project: seed::Observed::as_seeded(
+            &crate::readiness::wanted(s).unwrap(),
+            72,
+            TODAY,
+        ),
         auditor_policy: Some(crate::flags::auditor_policy()),
         auditor_role: Some(crate::flags::auditor_role(s)),
         k8s_auth_enabled: true,
@@ -150,4 +155,65 @@ fn never_touch_what_the_phase_does_not_own() {
     let plan = diff(&s, &o).unwrap();
     assert!(plan.is_empty(), "{plan}");
     insta::assert_snapshot!(plan.to_string());
+}
+
+#[test]
+fn the_readiness_reports_producer_is_this_repository_seeded_and_tagged() {
+    let s = Settings::example();
+    let o = Observed {
+        readiness_project: seed::Observed {
+            today: TODAY,
+            ..seed::Observed::default()
+        },
+        ..converged(&s)
+    };
+    let plan = diff(&s, &o).unwrap();
+    let names: Vec<String> = plan
+        .changes
+        .iter()
+        .map(|c| format!("{} {}", c.resource, c.name))
+        .collect();
+    let tag = seeded_projects::this_repository::release_tag();
+    for want in [
+        "gitlab project platform_services/cicd-buildout".to_owned(),
+        "gitlab release protection platform_services/cicd-buildout".to_owned(),
+        "gitlab promotion token platform_services/cicd-buildout".to_owned(),
+        "gitlab commit platform_services/cicd-buildout@main".to_owned(),
+        format!("gitlab tag platform_services/cicd-buildout:{tag}"),
+    ] {
+        assert!(names.contains(&want), "{want} in {names:?}");
+    }
+    // Every tracked file of this checkout, the overlays naming this platform's registry.
+    let files = crate::readiness::files(&s).unwrap();
+    let tracked = seeded_projects::this_repository::files(&s.source_dir).unwrap();
+    assert_eq!(
+        files.keys().collect::<Vec<_>>(),
+        tracked.keys().collect::<Vec<_>>()
+    );
+    let production = &files["deploy/overlays/production/kustomization.yaml"];
+    assert!(
+        production.contains(&format!(
+            "newName: {}/platform-services/cicd-buildout\n    newTag: {tag}\n",
+            s.harbor_host
+        )),
+        "{production}"
+    );
+    assert!(files[".gitlab-ci.yml"].contains("SERVICE_NAME: cicd-buildout"));
+    assert!(files[".gitlab-ci.yml"].contains(&format!(
+        "ref: {}",
+        ci_templates_tag_of(&files[".gitlab-ci.yml"])
+    )));
+}
+
+/// The library tag a pipeline file includes (the same as the collector's: one library version).
+fn ci_templates_tag_of(ci: &str) -> String {
+    let collector = &crate::project::files(&Settings::example()).unwrap()[".gitlab-ci.yml"];
+    let tag = |text: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("ref: "))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(tag(ci), tag(collector), "one library version");
+    tag(ci)
 }

@@ -14,6 +14,7 @@ pub mod desired;
 mod diff_tests;
 pub mod flags;
 pub mod project;
+pub mod readiness;
 pub mod reconcile;
 pub mod rollouts_notifications;
 pub mod settings;

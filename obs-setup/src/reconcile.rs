@@ -79,6 +79,8 @@ pub struct Observed {
     pub project: seed::Observed,
     /// The feature-flags project (the auditor's image producer).
     pub flags_project: seed::Observed,
+    /// This repository's project (the readiness report's image producer).
+    pub readiness_project: seed::Observed,
     /// The auditor's Vault policy text and Kubernetes auth role, if they exist.
     pub auditor_policy: Option<String>,
     pub auditor_role: Option<Value>,
@@ -185,6 +187,13 @@ fn diff_into(s: &Settings, o: &Observed, plan: &mut Plan<Op>) -> anyhow::Result<
     seed::plan(&wanted, &o.project, plan, Op::Seed);
     // The feature-flag auditor: its image's producer, then its Vault access.
     seed::plan(&crate::flags::wanted(s)?, &o.flags_project, plan, Op::Seed);
+    // The readiness report: its image's producer (this repository).
+    seed::plan(
+        &crate::readiness::wanted(s)?,
+        &o.readiness_project,
+        plan,
+        Op::Seed,
+    );
     let policy = crate::flags::auditor_policy();
     match o.auditor_policy.as_deref().map(str::trim) {
         None => plan.push(Change::create(
@@ -388,6 +397,21 @@ impl Phase for ObsSetup {
         )
         .await
         .with_context(|| format!("reading GitLab project {flags_path} and its promotion token"))?;
+        let readiness_path = format!(
+            "{}/{}",
+            common::contract::PLATFORM_GROUP,
+            seeded_projects::this_repository::NAME
+        );
+        let readiness_project = seed::observe(
+            &self.gitlab,
+            &self.vault,
+            &readiness_path,
+            &seeded_projects::this_repository::release_tag(),
+        )
+        .await
+        .with_context(|| {
+            format!("reading GitLab project {readiness_path} and its promotion token")
+        })?;
         let auditor_policy = self.vault.policy(crate::flags::AUDITOR).await?;
         let k8s_auth_enabled = self
             .vault
@@ -416,6 +440,7 @@ impl Phase for ObsSetup {
             metadata: meta.map(|m| m.custom_metadata).unwrap_or_default(),
             project,
             flags_project,
+            readiness_project,
             auditor_policy,
             auditor_role,
             k8s_auth_enabled,

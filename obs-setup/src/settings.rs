@@ -131,6 +131,10 @@ pub struct Settings {
     pub argocd_namespace: String,
     /// Vault reviews Kubernetes logins with the client's token (`VAULT_K8S_TOKEN_REVIEWER=client`).
     pub token_reviewer_client: bool,
+    /// The checkout seeded as `platform_services/cicd-buildout` (`CICD_SOURCE_DIR`).
+    pub source_dir: std::path::PathBuf,
+    /// The readiness `CronJob`'s settings (`crate::readiness::report_env`).
+    pub readiness_env: BTreeMap<String, String>,
 }
 
 fn default_argocd_namespace() -> String {
@@ -309,6 +313,10 @@ impl Settings {
             gitlab_host,
             argocd_namespace: raw.argocd_namespace,
             token_reviewer_client: common::contract::token_reviewer_is_client(cfg.environment()),
+            source_dir: seeded_projects::this_repository::source_dir(
+                cfg.environment().get(env::CICD_SOURCE_DIR),
+            ),
+            readiness_env: crate::readiness::report_env(cfg),
         })
     }
 
@@ -348,6 +356,11 @@ impl Settings {
             gitlab_host: "gitlab.example.com".into(),
             argocd_namespace: default_argocd_namespace(),
             token_reviewer_client: false,
+            source_dir: seeded_projects::this_repository::built_from(),
+            readiness_env: BTreeMap::from([
+                (env::DOMAIN.into(), "example.com".into()),
+                (env::OBS_NAMESPACE.into(), default_namespace()),
+            ]),
         }
     }
 }

@@ -89,6 +89,15 @@ pub struct ReadinessCli {
     /// Also write the report as one self-contained HTML page to FILE.
     #[arg(long, value_name = "FILE")]
     pub write_html: Option<PathBuf>,
+    /// A missing attestation file is an empty set rather than an error (the daily `CronJob`
+    /// mounts the ops team's `ConfigMap` cicd-readiness-attestations only when it exists).
+    #[arg(long, requires = "attestations")]
+    pub attestations_if_present: bool,
+    /// Keep the report (JSON, Markdown, HTML) in `ConfigMap` `[NAMESPACE/]NAME` (default namespace:
+    /// `OBS_NAMESPACE`), by server-side apply: the daily `CronJob`'s one write, which `serve` in
+    /// the exporter reads.
+    #[arg(long, value_name = "[NAMESPACE/]NAME")]
+    pub write_configmap: Option<String>,
     /// Exit 2 when a row fails (for a scheduled check); default: exit 0 once the report is made.
     #[arg(long)]
     pub fail_on_red: bool,
@@ -125,7 +134,11 @@ pub async fn run_readiness(cli: ReadinessCli) -> anyhow::Result<u8> {
             .await
             .map(|()| EXIT_OK);
     }
-    let attestations = readiness::Attestations::load(cli.attestations.as_deref())?;
+    let attestation_file = cli
+        .attestations
+        .as_deref()
+        .filter(|p| !cli.attestations_if_present || p.exists());
+    let attestations = readiness::Attestations::load(attestation_file)?;
     let report = readiness::evaluate(&cfg, &attestations).await?;
     let json = common::redact::redact(&serde_json::to_string_pretty(&report)?);
     if let Some(p) = &cli.write_json {
@@ -136,6 +149,13 @@ pub async fn run_readiness(cli: ReadinessCli) -> anyhow::Result<u8> {
     }
     if let Some(p) = &cli.write_html {
         write_file(p, &common::redact::redact(&readiness::html(&report)))?;
+    }
+    if let Some(target) = &cli.write_configmap {
+        let default_ns = cfg
+            .environment()
+            .get(common::env::OBS_NAMESPACE)
+            .unwrap_or("monitoring");
+        readiness::keep::write_configmap(&cfg, target, default_ns, &report, &json).await?;
     }
     match cli.global.output {
         Output::Json => println!("{json}"),

@@ -10,6 +10,7 @@
 
 pub mod seed;
 pub mod service_template;
+pub mod this_repository;
 
 use std::collections::BTreeMap;
 

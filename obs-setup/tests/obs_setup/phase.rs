@@ -124,9 +124,11 @@ fn seeding_titles_of(project: &str, create: bool) -> Vec<String> {
     out
 }
 
-/// The feature-flag auditor's project and Vault access (issue 20).
+/// The feature-flag auditor's project and Vault access (issue 20), and the readiness report's
+/// producer, this repository (issue 21).
 fn auditor_titles() -> Vec<String> {
     let mut out = seeding_titles_of("platform_services/feature-flags", true);
+    out.extend(seeding_titles_of("platform_services/cicd-buildout", true));
     // Its Kubernetes role waits for phase 13's Kubernetes auth, which this sandbox lacks (a plan
     // warning says so; the system test has the role made and used).
     out.push("vault policy feature-flag-auditor".to_owned());
@@ -356,13 +358,13 @@ async fn plan_apply_rerun_drift_and_rotation_against_the_sandbox() {
     let applied = state(&sandbox, &kube).await;
     assert_eq!(
         applied.0 - before.0,
-        13,
-        "GitLab: one hook; for the collector's and the auditor's project each: the project, protected main, protected v*, one commit, the tag, the promotion token"
+        19,
+        "GitLab: one hook; for the collector's, the auditor's and this repository's project each: the project, protected main, protected v*, one commit, the tag, the promotion token"
     );
     assert_eq!(
         applied.1 - before.1,
-        8,
-        "Vault: the secret (cas=0), its metadata, the hook's token fingerprint; each project's promotion token and its metadata; the auditor's policy"
+        10,
+        "Vault: the secret (cas=0), its metadata, the hook's token fingerprint; each of the 3 projects' promotion token and its metadata; the auditor's policy"
     );
     let secret = vault_json(&sandbox, "kv/data/monitoring/dora-collector")
         .await

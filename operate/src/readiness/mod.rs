@@ -7,6 +7,7 @@
 
 mod attest;
 mod evaluate;
+pub mod keep;
 mod render;
 pub mod serve;
 

@@ -10,7 +10,10 @@
 //!   `actions[]` of `create` (400 if the file exists), `update` / `delete` (400 if it does not),
 //!   `content` as text or with `encoding: base64`; `start_branch` creates `branch` from it (400 "A
 //!   branch called … already exists" when both exist and differ); the first commit of an empty
-//!   repository creates the default branch.
+//!   repository creates the default branch. Size: GitLab refuses a commit request over
+//!   `Repositories::CommitsUploader.max_request_size`, 300 MiB by default, and rate-limits those
+//!   over 20 MiB (sandbox/fixtures/gitlab-docs/commits-size-limits.md); the stand-in takes bodies
+//!   up to 300 MiB (axum's default would cut them at 2 MiB, phase 17 pushes this repository).
 //! - tags.md "Get a single repository tag" (404) and "Create a new tag" (`tag_name`, `ref`; 400 when
 //!   it exists; 400 when the tag is protected and the caller may not create it, see `tags.rs`).
 //! - `group_level_variables.md` (specs/gitlab/api-docs): list (paginated), create (`key`, `value`,
@@ -91,11 +94,19 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// GitLab's `Repositories::CommitsUploader.max_request_size` default (300 MiB).
+const COMMIT_MAX_REQUEST_BYTES: usize = 300 << 20;
+
 pub fn routes() -> Router<GitLabState> {
     Router::new()
         .route("/api/v4/projects", post(create_project))
         .route("/api/v4/projects/{id}/repository/tree", get(tree))
-        .route("/api/v4/projects/{id}/repository/commits", post(commit))
+        .route(
+            "/api/v4/projects/{id}/repository/commits",
+            post(commit).layer(axum::extract::DefaultBodyLimit::max(
+                COMMIT_MAX_REQUEST_BYTES,
+            )),
+        )
         .route("/api/v4/projects/{id}/repository/tags", post(create_tag))
         .route("/api/v4/projects/{id}/repository/tags/{tag}", get(get_tag))
         .route(

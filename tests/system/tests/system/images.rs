@@ -1,7 +1,8 @@
 //! Every image reference the phases apply or push has a producer (docs/adr/0008, decision 9):
 //! collected from the cluster (what phases 13–18 applied, and Helm values of their Applications),
 //! phase 15's `CronJob` (kube-apiserver 1.20 does not serve it), every overlay of every seeded
-//! project, and the CI library's jobs. Each is either a pinned public image (a tag other than
+//! project (this repository's too: the readiness report's `CronJob` and exporter), and the CI
+//! library's jobs. Each is either a pinned public image (a tag other than
 //! `latest`, or a digest) or the output of a seeded project's pipeline:
 //! - `<harbor>/<project>/<name>:vX.Y.Z`: the project `<name>` has that tag, protected, and its
 //!   release pipeline, run here (stubbed tools, see jobs.rs), pushes exactly that reference;
@@ -99,9 +100,15 @@ pub fn every_deployed_image_has_a_producer(world: &World) {
         "phase 15 CronJob namespace-cleaner",
         &mut images,
     );
-    for service in seeded_projects::ALL {
-        let path = format!("{GROUP}/{}", service.name);
-        let dir = world.dir(&format!("images-{}", service.name));
+    // The seeded services, and this repository (the readiness report's CronJob and exporter).
+    let seeded_names: Vec<&str> = seeded_projects::ALL
+        .iter()
+        .map(|s| s.name)
+        .chain([seeded_projects::this_repository::NAME])
+        .collect();
+    for name in &seeded_names {
+        let path = format!("{GROUP}/{name}");
+        let dir = world.dir(&format!("images-{name}"));
         world.checkout(&path, "main", &dir);
         for overlay in std::fs::read_dir(dir.join("deploy/overlays")).expect("overlays") {
             let overlay = overlay.expect("entry").path();
@@ -157,7 +164,7 @@ pub fn every_deployed_image_has_a_producer(world: &World) {
             let (project, name) = repository
                 .split_once('/')
                 .unwrap_or_else(|| panic!("{reference}: not <project>/<name>"));
-            let seeded = seeded_projects::ALL.iter().any(|s| s.name == name);
+            let seeded = seeded_names.contains(&name);
             assert!(
                 seeded,
                 "{reference} ({origins:?}): no seeded project builds {name}"

@@ -143,6 +143,13 @@ fn one_release_from_a_protected_tag_to_production() {
             readiness::the_report_reads_live_evidence_and_names_two_drifts(&world);
         },
     );
+    step(
+        &mut failures,
+        "readiness CronJob: producer, grants, kept report, gauges",
+        || {
+            readiness::the_daily_cronjob_keeps_the_report_its_exporter_serves(&world);
+        },
+    );
     // Last: it leaves three phases drifted.
     step(&mut failures, "deploy-cluster.sh --check", || {
         driver_check::the_driver_check_names_exactly_the_drifted_phases(&world);

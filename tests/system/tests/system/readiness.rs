@@ -378,3 +378,304 @@ fn gauges_reach_prometheus_and_the_dashboard(world: &World, dir: &Path) {
         std::panic::resume_unwind(e);
     }
 }
+
+/// The daily run as the cluster makes it (issue 21, docs/adr/0012), from its producer to its
+/// gauges:
+/// 1. Argo CD's sync of `deploy/overlays/production` from the project phase 17 seeded
+///    (`platform_services/cicd-buildout`), into `monitoring` (the `CronJob` itself only where the
+///    API server serves `batch/v1`; the sandbox's 1.20 does not);
+/// 2. the service account's grants: phase 17's read-only `ClusterRole` and Argo CD reader, the
+///    tree's own patch of its one `ConfigMap`, nothing else (no Secret, no other write);
+/// 3. `cicd-readiness` run as the `CronJob` runs it: the service account's token, the settings of
+///    `ConfigMap` cicd-readiness-env that phase 17 wrote (`envFrom`), no credential, the
+///    attestation file absent; it keeps the report in `ConfigMap` cicd-readiness-report and
+///    writes nothing else (stand-ins, `OpenBao`);
+/// 4. the exporter's `serve` reads that report as the kubelet mounts it and exports 22 gauges.
+pub fn the_daily_cronjob_keeps_the_report_its_exporter_serves(world: &World) {
+    let kube = world.kube();
+    let ns = "monitoring";
+    // 1. The tree as phase 17 seeded it, built and applied as Argo CD syncs it.
+    let checkout = world.dir("readiness-project");
+    world.checkout(
+        &format!("{GROUP}/{}", seeded_projects::this_repository::NAME),
+        "main",
+        &checkout,
+    );
+    let docs = crate::world::documents(&crate::world::kustomize(
+        &checkout.join("deploy/overlays/production"),
+    ));
+    let cronjob_served = world
+        .rt
+        .block_on(kube.serves("batch/v1", "CronJob"))
+        .expect("discovery");
+    let mut kinds = Vec::new();
+    for mut doc in docs {
+        kinds.push(format!(
+            "{} {}",
+            doc["kind"].as_str().unwrap_or_default(),
+            doc["metadata"]["name"].as_str().unwrap_or_default()
+        ));
+        if doc["kind"] == "CronJob" {
+            // Its image is the release the project's tag pipeline pushes (the images step).
+            let image =
+                doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+            assert!(
+                image.ends_with(&format!(
+                    "/platform-services/cicd-buildout:{}",
+                    seeded_projects::this_repository::release_tag()
+                )),
+                "{image}"
+            );
+            if !cronjob_served {
+                continue;
+            }
+        }
+        doc["metadata"]["namespace"] = json!(ns);
+        world
+            .rt
+            .block_on(kube.apply(&doc, false))
+            .unwrap_or_else(|e| panic!("syncing {doc}: {e}"));
+    }
+    for want in [
+        "ServiceAccount cicd-readiness",
+        "Role cicd-readiness-report",
+        "RoleBinding cicd-readiness-report",
+        "CronJob cicd-readiness",
+        "Deployment cicd-readiness-exporter",
+        "Service cicd-readiness-exporter",
+        "NetworkPolicy cicd-readiness",
+        "NetworkPolicy cicd-readiness-exporter",
+    ] {
+        assert!(kinds.iter().any(|k| k == want), "{want} in {kinds:?}");
+    }
+
+    // 2. What the account may do, asked of the API server (impersonation, as kubectl auth can-i).
+    let sa = format!("system:serviceaccount:{ns}:cicd-readiness");
+    let can = |args: &[&str]| -> bool {
+        let out = Command::new("kubectl")
+            .args(["auth", "can-i", "--as", &sa])
+            .args(args)
+            .env("KUBECONFIG", world.sandbox.kubeconfig())
+            .output()
+            .expect("kubectl auth can-i");
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    };
+    for (allowed, args) in [
+        (
+            true,
+            &["patch", "configmaps/cicd-readiness-report", "-n", ns][..],
+        ),
+        (
+            true,
+            &["list", "applications.argoproj.io", "-n", "argocd"][..],
+        ),
+        (
+            true,
+            &["get", "configmaps/argocd-rbac-cm", "-n", "argocd"][..],
+        ),
+        (
+            true,
+            &["list", "prometheusrules.monitoring.coreos.com", "-A"][..],
+        ),
+        (
+            false,
+            &["patch", "configmaps/cicd-readiness-env", "-n", ns][..],
+        ),
+        (
+            false,
+            &["patch", "configmaps/argocd-rbac-cm", "-n", "argocd"][..],
+        ),
+        (false, &["create", "configmaps", "-n", ns][..]),
+        (false, &["get", "secrets", "-n", ns][..]),
+        (false, &["get", "secrets", "-n", "argocd"][..]),
+        (false, &["list", "secrets", "-A"][..]),
+        (
+            false,
+            &["patch", "applications.argoproj.io", "-n", "argocd"][..],
+        ),
+        (false, &["create", "clusterrolebindings"][..]),
+    ] {
+        assert_eq!(can(args), allowed, "can-i {args:?} as {sa}");
+    }
+
+    // 3. The run, as the CronJob's pod has it.
+    let dir = world.dir("readiness-cronjob");
+    let token = world
+        .rt
+        .block_on(kube.token_request(ns, "cicd-readiness", &[], 600))
+        .expect("a TokenRequest token for cicd-readiness");
+    let admin: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(world.sandbox.kubeconfig()).expect("the sandbox's kubeconfig"),
+    )
+    .expect("kubeconfig YAML");
+    let cluster = &admin["clusters"][0]["cluster"];
+    let kubeconfig = dir.join("kubeconfig.yaml");
+    std::fs::write(
+        &kubeconfig,
+        serde_json::to_string(&json!({
+            "apiVersion": "v1", "kind": "Config", "current-context": "pod",
+            "clusters": [{"name": "in-cluster", "cluster": cluster}],
+            "users": [{"name": "cicd-readiness", "user": {"token": secrecy::ExposeSecret::expose_secret(&token)}}],
+            "contexts": [{"name": "pod", "context": {"cluster": "in-cluster", "user": "cicd-readiness"}}],
+        }))
+        .expect("JSON"),
+    )
+    .expect("the pod's kubeconfig");
+    let env_cm = world
+        .live(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cicd-readiness-env", "namespace": ns}}))
+        .expect("phase 17 wrote ConfigMap cicd-readiness-env");
+    let settings = env_cm["data"].as_object().expect("data").clone();
+    let known_secrets = [
+        world.get("GITLAB_API_TOKEN").to_owned(),
+        world.get("HARBOR_ADMIN_PASSWORD").to_owned(),
+        world.get("VAULT_TOKEN").to_owned(),
+    ];
+    let text = serde_json::to_string(&settings).expect("JSON");
+    for secret in known_secrets.iter().filter(|s| !s.is_empty()) {
+        assert!(
+            !text.contains(secret.as_str()),
+            "a credential in cicd-readiness-env"
+        );
+    }
+    let empty_platform_dir = world.dir("readiness-cronjob-platform");
+    let before = world.writes(&[]);
+    let mut run = Command::new(readiness_binary());
+    run.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env(common::env::CICD_PLATFORM_DIR, &empty_platform_dir)
+        .env(common::env::KUBECONFIG, &kubeconfig)
+        .args([
+            "--output",
+            "json",
+            "--write-configmap",
+            "cicd-readiness-report",
+        ])
+        .arg("--attestations")
+        .arg(dir.join("absent/attestations.yaml"))
+        .arg("--attestations-if-present");
+    for (k, v) in &settings {
+        run.env(k, v.as_str().unwrap_or_default());
+    }
+    let out = run.output().expect("cicd-readiness as the CronJob runs it");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let printed: Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(
+        printed["rows"].as_array().map(Vec::len),
+        Some(22),
+        "{printed}"
+    );
+    // Its Kubernetes reads went through with the account's grants.
+    let sole = printed["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["check"] == "pipeline_sole_deploy_path")
+        .expect("the sole deploy path row");
+    assert!(
+        sole["evidence"].to_string().contains("argocd-rbac-cm")
+            && !sole["evidence"]
+                .to_string()
+                .to_lowercase()
+                .contains("forbidden"),
+        "{sole}"
+    );
+    assert_eq!(
+        before,
+        world.writes(&[]),
+        "the run wrote to a stand-in or OpenBao"
+    );
+    let kept = world
+        .live(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cicd-readiness-report", "namespace": ns}}))
+        .expect("the report is kept in ConfigMap cicd-readiness-report");
+    let kept_json: Value =
+        serde_json::from_str(kept["data"]["report.json"].as_str().expect("report.json"))
+            .expect("the kept report is JSON");
+    assert_eq!(
+        kept_json["rows"], printed["rows"],
+        "the kept report is the run's"
+    );
+    // The report's data is the CronJob's: phase 17, which created the ConfigMap, sees no drift.
+    let check = world.run_phase("obs-setup", "obs-setup", &["check"]);
+    assert_eq!(
+        check.code, 0,
+        "phase 17 check after the report was kept:\n{}",
+        check.stdout
+    );
+    assert!(
+        kept["data"]["report.html"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("<table")
+    );
+    assert!(
+        kept["data"]["report.md"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("| ")
+    );
+    for secret in known_secrets.iter().filter(|s| !s.is_empty()) {
+        assert!(
+            !kept.to_string().contains(secret.as_str()),
+            "a credential in the kept report"
+        );
+    }
+
+    // 4. The exporter: the file as the kubelet mounts it, served as gauges.
+    let mounted = dir.join("report");
+    std::fs::create_dir_all(&mounted).expect("mount dir");
+    std::fs::write(
+        mounted.join("report.json"),
+        kept["data"]["report.json"].as_str().unwrap_or_default(),
+    )
+    .expect("the mounted file");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let mut server = Command::new(readiness_binary())
+        .args(["serve", "--report"])
+        .arg(mounted.join("report.json"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env(common::env::CICD_PLATFORM_DIR, &empty_platform_dir)
+        .spawn()
+        .expect("cicd-readiness serve");
+    let metrics = (0..50).find_map(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        world.rt.block_on(async {
+            let r = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())?;
+            r.text().await.ok()
+        })
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    let metrics = metrics.expect("the exporter answers /metrics");
+    assert_eq!(
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("cicd_readiness{"))
+            .count(),
+        22,
+        "{metrics}"
+    );
+    let states: Vec<&str> = printed["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap_or_default())
+        .collect();
+    eprintln!(
+        "    readiness CronJob: synced {} objects, ran as system:serviceaccount:{ns}:cicd-readiness (12 grants checked), kept the report ({} pass, {} fail, {} unknown), exporter serves 22 gauges; 0 writes elsewhere",
+        kinds.len(),
+        states.iter().filter(|s| **s == "pass").count(),
+        states.iter().filter(|s| **s == "fail").count(),
+        states.iter().filter(|s| **s == "unknown").count(),
+    );
+}
