@@ -11,6 +11,9 @@ RUN RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked --t
  && cp target/x86_64-unknown-linux-gnu/release/cicd-readiness /out/cicd-readiness
 
 FROM scratch
+# The public CA roots (GitLab, Harbor, Prometheus over HTTPS); the platform's private CA comes from
+# ConfigMap cicd-readiness-ca (CICD_CA_BUNDLE).
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=build /out/cicd-readiness /usr/local/bin/cicd-readiness
 USER 65532:65532
 EXPOSE 9465

@@ -37,6 +37,10 @@ pub const RULES_YAML: &str = include_str!("../rules/cicd-alerts.yaml");
 /// Alloy config for GitLab Runner pod logs (plan §4.3).
 pub const ALLOY_CONFIG: &str = include_str!("../alloy/cicd-runner-logs.alloy");
 
+/// The dashboard's `ConfigMap` (the Grafana sidecar loads it by its label `grafana_dashboard`).
+pub const DASHBOARD_CONFIGMAP: &str = "grafana-dashboard-dora";
+/// The `PrometheusRule` of the CI/CD alerts.
+pub const ALERTS_RULE: &str = "cicd-alerts";
 /// The collector's name (Deployment, Service, `ServiceMonitor`, …).
 pub const COLLECTOR: &str = "dora-collector";
 /// The Secret the `ExternalSecret` makes and the collector reads.
@@ -119,7 +123,7 @@ pub fn dashboard_config_map(s: &Settings) -> Value {
     l["grafana_dashboard"] = json!("1");
     json!({
         "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "grafana-dashboard-dora", "namespace": s.namespace, "labels": l,
+        "metadata": {"name": DASHBOARD_CONFIGMAP, "namespace": s.namespace, "labels": l,
                      "annotations": {"grafana_folder": "CI/CD"}},
         "data": {"dora.json": DASHBOARD_JSON},
     })
@@ -128,7 +132,7 @@ pub fn dashboard_config_map(s: &Settings) -> Value {
 pub fn prometheus_rule(s: &Settings) -> Value {
     json!({
         "apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
-        "metadata": {"name": "cicd-alerts", "namespace": s.namespace, "labels": with_monitor_labels(s)},
+        "metadata": {"name": ALERTS_RULE, "namespace": s.namespace, "labels": with_monitor_labels(s)},
         "spec": rule_groups(s),
     })
 }
@@ -405,11 +409,8 @@ pub fn objects(s: &Settings) -> Vec<(Value, Option<&'static str>)> {
             Some(SERVICE_MONITOR_CRD),
         ),
     ]);
-    objects.extend(
-        crate::readiness::argocd_reader(s)
-            .into_iter()
-            .map(|o| (o, None)),
-    );
+    objects.extend(crate::readiness::readers(s).into_iter().map(|o| (o, None)));
+    objects.extend(crate::readiness::ca_configmap(s).map(|o| (o, None)));
     // Vault outside the cluster reviews logins with the client's token: the auditor's account
     // may then call TokenReview.
     if s.token_reviewer_client {
@@ -619,6 +620,8 @@ mod tests {
                 r#""ClusterRole" "cicd-readiness""#,
                 r#""ClusterRoleBinding" "cicd-readiness""#,
                 r#""ServiceMonitor" "cicd-readiness-exporter""#,
+                r#""Role" "cicd-readiness-reader""#,
+                r#""RoleBinding" "cicd-readiness-reader""#,
                 r#""Role" "cicd-readiness-reader""#,
                 r#""RoleBinding" "cicd-readiness-reader""#,
             ]

@@ -4,10 +4,11 @@
 //!   (`cicd-readiness`) and pushes `<harbor>/platform-services/cicd-buildout:<tag>`;
 //! - the `CronJob` and the exporter of its gauges, in that project's `deploy/overlays/production`,
 //!   deployed by the Argo CD Application `cicd-readiness` into `OBS_NAMESPACE`;
-//! - what that tree does not grant itself: the read-only `ClusterRole` `cicd-readiness` (Argo CD's
-//!   and the Prometheus Operator's objects, CRDs; no Secret), `get`/`list` of `ConfigMaps` in
-//!   `ARGOCD_NAMESPACE`, the exporter's `ServiceMonitor`, and `ConfigMap` `cicd-readiness-env`: the
-//!   platform's non-secret settings, so the in-cluster run plans what the operator's run plans.
+//! - what that tree does not grant itself: the read-only `ClusterRole` `cicd-readiness`
+//!   (`ClusterAnalysisTemplates`) and the reader Roles in `ARGOCD_NAMESPACE` and `OBS_NAMESPACE`
+//!   (named objects where Kubernetes allows it; no Secret), the exporter's `ServiceMonitor`, the
+//!   empty report `ConfigMap`, and `ConfigMap` `cicd-readiness-env`: the platform's non-secret
+//!   settings, so the in-cluster run plans what the operator's run plans.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +27,11 @@ pub const REPORT: &str = "cicd-readiness";
 pub const EXPORTER: &str = "cicd-readiness-exporter";
 /// The platform's settings the `CronJob` reads (`envFrom`).
 pub const ENV_CONFIGMAP: &str = "cicd-readiness-env";
+/// The platform's private CA (key `ca.crt`), when the operator's run trusts one
+/// (`CICD_CA_BUNDLE`): mounted by the `CronJob` at [`CA_MOUNT`].
+pub const CA_CONFIGMAP: &str = "cicd-readiness-ca";
+/// Where the `CronJob` mounts [`CA_CONFIGMAP`] (deploy/base/cronjob.yaml).
+pub const CA_MOUNT: &str = "/etc/cicd-readiness/ca";
 /// Where the `CronJob` keeps the last report (`cicd-readiness --write-configmap`).
 pub const REPORT_CONFIGMAP: &str = "cicd-readiness-report";
 /// The exporter's port (`cicd-readiness serve --listen`).
@@ -33,25 +39,36 @@ pub const EXPORTER_PORT: u16 = 9465;
 /// The registry and tag the repository's overlays name, filled in for this platform.
 const REGISTRY_PLACEHOLDER: &str = "harbor.example.com";
 
-/// Settings never copied into the `CronJob`'s environment: credentials (the in-cluster run has
-/// its own identity) and paths on the operator's machine.
+/// Settings never copied into the `CronJob`'s environment besides those [`is_credential`] and
+/// [`is_local_path`] catch: URLs that carry a secret (a Mattermost webhook, a database DSN).
 const NOT_COPIED: &[&str] = &[
-    env::CICD_ENV_FILE,
-    env::CICD_PLATFORM_DIR,
     env::KUBECONFIG,
-    env::VAULT_INIT_FILE,
-    env::GITLAB_API_TOKEN_FILE,
     env::CICD_CA_BUNDLE,
-    env::CICD_SANDBOX_DIR,
-    env::CICD_SOURCE_DIR,
     env::CICD_READINESS_ATTESTATIONS,
+    env::MATTERMOST_WEBHOOK_URL,
+    env::DORA_STORE_URL,
 ];
 
-/// Whether a setting is a credential by its name.
+/// Whether a setting is a credential by its name (`VAULT_K8S_TOKEN_REVIEWER` is a mode, kept).
 fn is_credential(name: &str) -> bool {
-    ["TOKEN", "PASSWORD", "SECRET", "PRIVATE_KEY"]
-        .iter()
-        .any(|w| name.contains(w))
+    name != env::VAULT_K8S_TOKEN_REVIEWER
+        && ["TOKEN", "PASSWORD", "SECRET", "PRIVATE_KEY"]
+            .iter()
+            .any(|w| name.contains(w))
+}
+
+/// Whether a setting names a file or folder on the operator's machine.
+fn is_local_path(name: &str) -> bool {
+    name.ends_with("_DIR") || name.ends_with("_FILE") || name.ends_with("_FILE_PATH")
+}
+
+/// Whether a value is a URL with credentials in it (`scheme://user:password@host`).
+fn has_userinfo(value: &str) -> bool {
+    value.split_once("://").is_some_and(|(_, rest)| {
+        rest.split('/')
+            .next()
+            .is_some_and(|host| host.contains('@'))
+    })
 }
 
 /// The `CronJob`'s environment: every documented setting the operator's run has (`env::ALL`),
@@ -59,15 +76,19 @@ fn is_credential(name: &str) -> bool {
 pub fn report_env(cfg: &common::config::PlatformConfig) -> BTreeMap<String, String> {
     let mut out: BTreeMap<String, String> = env::ALL
         .iter()
-        .filter(|name| !NOT_COPIED.contains(name) && !is_credential(name))
+        .filter(|name| !NOT_COPIED.contains(name) && !is_credential(name) && !is_local_path(name))
         .filter_map(|name| {
             cfg.environment()
                 .get(name)
                 .map(|v| ((*name).to_owned(), v.to_owned()))
         })
-        // A value the redactor knows is a secret, whatever its name: never copied.
-        .filter(|(_, v)| common::redact::redact(v) == *v)
+        // A value the redactor knows is a secret, or a URL with credentials: never copied.
+        .filter(|(_, v)| common::redact::redact(v) == *v && !has_userinfo(v))
         .collect();
+    // The platform CA as the pod mounts it (its PEM goes to [`CA_CONFIGMAP`]).
+    if cfg.ca_bundle.is_some() {
+        out.insert(env::CICD_CA_BUNDLE.to_owned(), format!("{CA_MOUNT}/ca.crt"));
+    }
     for (name, url) in [
         (env::GITLAB_URL, &cfg.gitlab_url),
         (env::VAULT_ADDR, &cfg.vault_addr),
@@ -89,6 +110,16 @@ pub fn report_env(cfg: &common::config::PlatformConfig) -> BTreeMap<String, Stri
 pub fn files(s: &Settings) -> anyhow::Result<BTreeMap<String, String>> {
     let mut out = this_repository::files(&s.source_dir)
         .with_context(|| format!("reading {} to seed it", s.source_dir.display()))?;
+    let uncommitted = this_repository::uncommitted(&s.source_dir);
+    if !uncommitted.is_empty() {
+        tracing::warn!(
+            "{} file(s) of {} changed since its last commit are not pushed to {PLATFORM_GROUP}/{} (commit them): {}",
+            uncommitted.len(),
+            s.source_dir.display(),
+            this_repository::NAME,
+            uncommitted.join(", ")
+        );
+    }
     let tag = this_repository::release_tag();
     for (path, text) in &mut out {
         if path.starts_with("deploy/overlays/") {
@@ -145,18 +176,14 @@ fn labels() -> Value {
     l
 }
 
-/// What the report reads in Kubernetes, and nothing more: Argo CD's and Argo Rollouts' objects
-/// (Applications, `ApplicationSets`, `AppProjects`, analysis templates), the Prometheus Operator's
-/// rules and monitors, CRDs (the phases check them). No Secret, no write.
+/// The one cluster-scoped read: the `ClusterAnalysisTemplates` (the rollback row). No Secret, no
+/// write; everything else the report reads is granted by name in its namespace ([`readers`]).
 pub fn cluster_role() -> Value {
     json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
         "metadata": {"name": REPORT, "labels": labels()},
         "rules": [
-            {"apiGroups": ["argoproj.io"], "resources": ["applications", "applicationsets", "appprojects", "clusteranalysistemplates", "analysistemplates", "rollouts", "analysisruns"], "verbs": ["get", "list", "watch"]},
-            {"apiGroups": ["monitoring.coreos.com"], "resources": ["prometheusrules", "servicemonitors", "podmonitors"], "verbs": ["get", "list"]},
-            {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["get", "list"]},
-            {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list"]},
+            {"apiGroups": ["argoproj.io"], "resources": ["clusteranalysistemplates"], "verbs": ["get", "list"]},
         ],
     })
 }
@@ -171,23 +198,47 @@ pub fn cluster_role_binding(s: &Settings) -> Value {
     })
 }
 
-/// Argo CD's `ConfigMaps` (argocd-rbac-cm, argocd-cm, the service catalog), read only, in its
-/// namespace alone.
-pub fn argocd_reader(s: &Settings) -> [Value; 2] {
+fn reader(s: &Settings, namespace: &str, rules: &Value) -> [Value; 2] {
     let name = format!("{REPORT}-reader");
     [
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": {"name": name, "namespace": s.argocd_namespace, "labels": labels()},
-            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}],
+            "metadata": {"name": name, "namespace": namespace, "labels": labels()},
+            "rules": rules,
         }),
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": name, "namespace": s.argocd_namespace, "labels": labels()},
+            "metadata": {"name": name, "namespace": namespace, "labels": labels()},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
             "subjects": [{"kind": "ServiceAccount", "name": REPORT, "namespace": s.namespace}],
         }),
     ]
+}
+
+/// What the report reads in its namespaces, by name where Kubernetes allows it:
+/// - `ARGOCD_NAMESPACE`: Applications and `ApplicationSets` (listed: self-heal, per-MR
+///   environments), `ConfigMaps` argocd-rbac-cm and the service catalog (not argocd-cm, which may
+///   hold OIDC settings);
+/// - `OBS_NAMESPACE`: the `PrometheusRule` of the CI/CD alerts and the dashboard's `ConfigMap`.
+pub fn readers(s: &Settings) -> Vec<Value> {
+    let mut out = Vec::new();
+    out.extend(reader(
+        s,
+        &s.argocd_namespace,
+        &json!([
+            {"apiGroups": ["argoproj.io"], "resources": ["applications", "applicationsets"], "verbs": ["get", "list"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["argocd-rbac-cm", common::contract::SERVICE_CATALOG], "verbs": ["get"]},
+        ]),
+    ));
+    out.extend(reader(
+        s,
+        &s.namespace,
+        &json!([
+            {"apiGroups": ["monitoring.coreos.com"], "resources": ["prometheusrules"], "resourceNames": [crate::desired::ALERTS_RULE], "verbs": ["get"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [crate::desired::DASHBOARD_CONFIGMAP], "verbs": ["get"]},
+        ]),
+    ));
+    out
 }
 
 /// The `CronJob`'s settings (`envFrom`): no credential (see [`report_env`]).
@@ -196,6 +247,17 @@ pub fn env_configmap(s: &Settings) -> Value {
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": ENV_CONFIGMAP, "namespace": s.namespace, "labels": labels()},
         "data": s.readiness_env,
+    })
+}
+
+/// The platform CA's `ConfigMap` (a CA certificate is public; only when one is configured).
+pub fn ca_configmap(s: &Settings) -> Option<Value> {
+    s.ca_pem.as_ref().map(|pem| {
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": CA_CONFIGMAP, "namespace": s.namespace, "labels": labels()},
+            "data": {"ca.crt": pem},
+        })
     })
 }
 
@@ -251,9 +313,35 @@ mod tests {
             );
         }
         let s = Settings::example();
-        let [reader, _] = argocd_reader(&s);
-        assert_eq!(reader["metadata"]["namespace"], json!(s.argocd_namespace));
-        assert_eq!(reader["rules"][0]["resources"], json!(["configmaps"]));
+        let readers = readers(&s);
+        for role in readers.iter().filter(|o| o["kind"] == "Role") {
+            for rule in role["rules"].as_array().unwrap() {
+                assert!(
+                    rule["verbs"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .all(|v| v == "get" || v == "list"),
+                    "{rule}"
+                );
+                // ConfigMaps only by name: argocd-cm and others stay unread.
+                if rule["resources"] == json!(["configmaps"]) {
+                    assert!(rule["resourceNames"].is_array(), "{rule}");
+                }
+            }
+        }
+        assert_eq!(
+            readers
+                .iter()
+                .map(|o| o["metadata"]["namespace"].as_str().unwrap())
+                .collect::<Vec<_>>(),
+            [
+                s.argocd_namespace.as_str(),
+                &s.argocd_namespace,
+                &s.namespace,
+                &s.namespace
+            ]
+        );
         // The tree's own grant: patch of its one ConfigMap, by name.
         let tree = std::fs::read_to_string(
             seeded_projects::this_repository::built_from()
@@ -271,6 +359,18 @@ mod tests {
             (env::HARBOR_ADMIN_PASSWORD, "known-harbor-pw"),
             (env::OBS_NAMESPACE, "obs"),
             (env::KUBECONFIG, "/home/op/.kube/config"),
+            (
+                env::MATTERMOST_WEBHOOK_URL,
+                "https://chat.example.com/hooks/known-hook-key",
+            ),
+            (
+                env::DORA_STORE_URL,
+                "postgres://dora:known-db-pw@db.example.com/dora",
+            ),
+            (env::CICD_TOOLS_DIR, "/home/op/tools"),
+            (env::SOP_WIKI_DOCS_DIR, "/home/op/docs"),
+            (env::VAULT_K8S_TOKEN_REVIEWER, "client"),
+            (env::GITLAB_GROUPS, "platform_services,apps"),
         ])
         .unwrap();
         let vars = report_env(&cfg);
@@ -278,7 +378,17 @@ mod tests {
         assert_eq!(vars[env::GITLAB_URL], "https://gitlab.example.com");
         assert_eq!(vars[env::PROMETHEUS_URL], "https://prometheus.example.com");
         let text = format!("{vars:?}");
-        for leaked in ["glpat-known-secret", "known-harbor-pw", ".kube/config"] {
+        // Settings the phases plan with are kept.
+        assert_eq!(vars[env::VAULT_K8S_TOKEN_REVIEWER], "client");
+        assert_eq!(vars[env::GITLAB_GROUPS], "platform_services,apps");
+        for leaked in [
+            "glpat-known-secret",
+            "known-harbor-pw",
+            ".kube/config",
+            "known-hook-key",
+            "known-db-pw",
+            "/home/op",
+        ] {
             assert!(!text.contains(leaked), "{leaked} in {text}");
         }
     }

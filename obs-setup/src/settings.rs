@@ -135,6 +135,8 @@ pub struct Settings {
     pub source_dir: std::path::PathBuf,
     /// The readiness `CronJob`'s settings (`crate::readiness::report_env`).
     pub readiness_env: BTreeMap<String, String>,
+    /// The platform CA's PEM (`CICD_CA_BUNDLE`), for the readiness `CronJob`.
+    pub ca_pem: Option<String>,
 }
 
 fn default_argocd_namespace() -> String {
@@ -317,6 +319,7 @@ impl Settings {
                 cfg.environment().get(env::CICD_SOURCE_DIR),
             ),
             readiness_env: crate::readiness::report_env(cfg),
+            ca_pem: cfg.ca_pem()?,
         })
     }
 
@@ -361,6 +364,7 @@ impl Settings {
                 (env::DOMAIN.into(), "example.com".into()),
                 (env::OBS_NAMESPACE.into(), default_namespace()),
             ]),
+            ca_pem: None,
         }
     }
 }

@@ -388,9 +388,9 @@ fn core_objects_validate_against_the_kubernetes_schemas() {
         );
         core.push(desired::ingress(&s));
         // + the Argo Rollouts notification ConfigMap (issue 17), + the readiness report's
-        // settings and report ConfigMaps, ClusterRole, Argo CD reader Role and their bindings
+        // settings and report ConfigMaps, ClusterRole, two reader Roles and their bindings
         // (issue 21).
-        assert_eq!(core.len(), if store == Store::Sqlite { 15 } else { 14 });
+        assert_eq!(core.len(), if store == Store::Sqlite { 17 } else { 16 });
         for object in core {
             let kind = object["kind"].as_str().unwrap();
             let file = if object["apiVersion"] == "v1" {

@@ -9,6 +9,7 @@ mod data;
 mod images;
 mod phase;
 mod project;
+mod readiness_tree;
 
 use std::path::{Path, PathBuf};
 

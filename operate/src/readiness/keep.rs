@@ -35,7 +35,8 @@ pub fn target<'a>(spec: &'a str, default_ns: &'a str) -> anyhow::Result<(&'a str
     Ok((ns, name))
 }
 
-/// The `ConfigMap` as applied.
+/// The `ConfigMap` as applied: its `data` and two annotations, nothing phase 17 (which creates
+/// it, labels included) also sets.
 pub fn configmap(ns: &str, name: &str, report: &Report, json: &str) -> Value {
     let (pass, fail, unknown) = report.counts();
     json!({
@@ -44,7 +45,6 @@ pub fn configmap(ns: &str, name: &str, report: &Report, json: &str) -> Value {
         "metadata": {
             "name": name,
             "namespace": ns,
-            "labels": {"app.kubernetes.io/name": "cicd-readiness", "app.kubernetes.io/part-of": "cicd-buildout"},
             "annotations": {
                 "cicd.platform/readiness-generated-at": report.generated_at,
                 "cicd.platform/readiness-counts": format!("{pass} pass, {fail} fail, {unknown} unknown"),

@@ -235,22 +235,27 @@ pub(super) async fn operational_rows(
     let mut dash = vec![e_hours];
     let mut dashboard_deployed = None;
     if let Some(kube) = kube {
+        // By name: the report's account may read that ConfigMap and no other there.
+        let name = obs_setup::desired::DASHBOARD_CONFIGMAP;
         let found = kube
-            .list("v1", "ConfigMap", obs_ns, "grafana_dashboard=1")
-            .await
-            .map(|l| {
-                l.iter()
-                    .filter_map(|c| c["metadata"]["name"].as_str().map(str::to_owned))
-                    .collect::<Vec<_>>()
-            });
-        if let Ok(names) = &found {
-            dashboard_deployed = Some(names.iter().any(|n| n == "grafana-dashboard-dora"));
+            .get(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": obs_ns}}))
+            .await;
+        if let Ok(live) = &found {
+            dashboard_deployed = Some(
+                live.as_ref()
+                    .is_some_and(|c| c["metadata"]["labels"]["grafana_dashboard"] == "1"),
+            );
         }
         dash.push(ev(
-            format!("kubernetes: ConfigMaps labelled grafana_dashboard=1 in {obs_ns}"),
+            format!("kubernetes: ConfigMap {obs_ns}/{name}"),
             match found {
-                Ok(names) if names.is_empty() => "none".to_owned(),
-                Ok(names) => names.join(", "),
+                Ok(None) => "missing".to_owned(),
+                Ok(Some(c)) => format!(
+                    "present, label grafana_dashboard={}",
+                    c["metadata"]["labels"]["grafana_dashboard"]
+                        .as_str()
+                        .unwrap_or("(none: the Grafana sidecar ignores it)")
+                ),
                 Err(e) => e.one_line(),
             },
         ));
@@ -281,7 +286,7 @@ pub(super) async fn operational_rows(
     let mut alert_ev = vec![rule_ev];
     let rule_object = match kube {
         Some(kube) => kube
-            .get(&json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule", "metadata": {"name": "cicd-alerts", "namespace": obs_ns}}))
+            .get(&json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule", "metadata": {"name": obs_setup::desired::ALERTS_RULE, "namespace": obs_ns}}))
             .await
             .ok()
             .map(|r| r.is_some()),
