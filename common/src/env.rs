@@ -30,7 +30,7 @@ pub const CICD_READINESS_ATTESTATIONS: &str = "CICD_READINESS_ATTESTATIONS";
 /// 17 then skip approval rules, code-owner approvals and group webhooks with a warning.
 pub const CICD_ACCEPT_FREE_TIER: &str = "CICD_ACCEPT_FREE_TIER";
 /// The checkout of cicd-buildout that phase 17 seeds as `platform_services/cicd-buildout` (the
-/// producer of the readiness report's image): its files as git tracks them. Default: the checkout
+/// producer of the readiness report's image): its `HEAD` commit. Default: the checkout
 /// the binaries were built from.
 pub const CICD_SOURCE_DIR: &str = "CICD_SOURCE_DIR";
 
