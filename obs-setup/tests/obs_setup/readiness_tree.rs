@@ -181,3 +181,35 @@ fn the_readiness_tree_builds_validates_and_follows_the_container_rules() {
         );
     }
 }
+
+/// The image's Dockerfile as the project's release pipeline builds it: hadolint finds nothing (the
+/// build itself compiles the whole workspace in `rust:…`, which cannot be pulled here; the
+/// collector's image test builds its scratch stage with buildah).
+#[test]
+fn the_readiness_image_dockerfile_passes_hadolint_and_runs_as_non_root() {
+    let files = readiness::files(&Settings::example()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dockerfile = dir.path().join("Dockerfile");
+    std::fs::write(&dockerfile, &files["Dockerfile"]).unwrap();
+    let hadolint = common::config::tools_dir().join("venv/bin/hadolint");
+    let out = std::process::Command::new(&hadolint)
+        .arg(&dockerfile)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", hadolint.display()));
+    assert!(
+        out.status.success(),
+        "hadolint Dockerfile:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = &files["Dockerfile"];
+    assert!(text.contains("\nFROM scratch\n") && text.contains("\nUSER 65532:65532\n"));
+    assert!(text.contains("--locked") && text.contains("--bin cicd-readiness"));
+    // Pinned build image, never a moving tag.
+    assert!(text.contains("FROM docker.io/library/rust:1.") && !text.contains(":latest"));
+    // What the build context leaves out.
+    let ignore = &files[".dockerignore"];
+    for path in ["target/", ".sandbox/", ".git/"] {
+        assert!(ignore.lines().any(|l| l == path), "{path}");
+    }
+}
