@@ -131,8 +131,8 @@ pub fn files(s: &Settings) -> anyhow::Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
-/// What phase 17 wants the project to be: this version's files (the overlays' image pins
-/// excepted, promotion owns them), tagged with the release tag production pins.
+/// What phase 17 wants the project to be: this version's files and no other (the overlays' image
+/// pins excepted, promotion owns them), tagged with the release tag production pins.
 pub fn wanted(s: &Settings) -> anyhow::Result<seed::Wanted> {
     let tag = this_repository::release_tag();
     Ok(seed::Wanted {
@@ -143,7 +143,8 @@ pub fn wanted(s: &Settings) -> anyhow::Result<seed::Wanted> {
         tag: tag.clone(),
         tag_message: format!("cicd-buildout {tag}: the image of the daily readiness report (cicd-buildout)"),
         commit_message: format!("cicd-buildout {tag} (cicd-buildout phase 17)"),
-        policy: Policy::Managed,
+        // A file deleted here must not linger there (and still compile in its pipeline).
+        policy: Policy::Mirror,
         approver_parent: s.approver_parent.clone(),
         // Its main pipeline ends in promote-artifact (operator pattern).
         promote_token: true,

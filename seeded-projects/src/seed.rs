@@ -40,6 +40,10 @@ pub enum Policy {
     /// A copy of this version's files and nothing else (the service template): every file
     /// follows, files this version no longer has are deleted.
     Exact,
+    /// [`Policy::Managed`] that also deletes the files this version no longer has (this
+    /// repository: a file removed here must not linger and still build there); promotion's pins
+    /// are kept, never deleted.
+    Mirror,
 }
 
 /// Files whose content promotion owns once they exist.
@@ -206,7 +210,7 @@ pub fn file_actions(
             Some(blob) if *blob != git_blob_id(content) => {
                 let update = match policy {
                     Policy::KeepChanges { reset, .. } => *reset,
-                    Policy::Managed => !promotion_owned(path),
+                    Policy::Managed | Policy::Mirror => !promotion_owned(path),
                     Policy::Exact => true,
                 };
                 if update {
@@ -220,10 +224,13 @@ pub fn file_actions(
             Some(_) => {}
         }
     }
-    if *policy == Policy::Exact {
+    if matches!(policy, Policy::Exact | Policy::Mirror) {
         for path in observed.keys() {
-            // The project's own CODEOWNERS (written by the first commit) is not the version's.
-            if !wanted.contains_key(path) && !common::codeowners::LOCATIONS.contains(&path.as_str())
+            // The project's own CODEOWNERS (written by the first commit) is not the version's;
+            // a mirror keeps what promotion owns.
+            if !wanted.contains_key(path)
+                && !common::codeowners::LOCATIONS.contains(&path.as_str())
+                && !(*policy == Policy::Mirror && promotion_owned(path))
             {
                 actions.push(json!({"action": "delete", "file_path": path}));
                 lines.push(format!("- {path}"));
@@ -511,5 +518,14 @@ mod tests {
             ]
         );
         assert!(kept.is_empty());
+        // This repository: follows its version like a managed project, and what it deleted goes,
+        // promotion's pins and CODEOWNERS excepted.
+        let mut mirrored = with_old.clone();
+        mirrored.insert(
+            "deploy/overlays/old/kustomization.yaml".into(),
+            git_blob_id("pinned"),
+        );
+        let (_, lines, _) = file_actions(&wanted, &mirrored, &Policy::Mirror);
+        assert_eq!(lines, ["~ src/main.rs", "- old.txt"]);
     }
 }
