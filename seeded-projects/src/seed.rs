@@ -228,10 +228,10 @@ pub fn file_actions(
         for path in observed.keys() {
             // The project's own CODEOWNERS (written by the first commit) is not the version's;
             // a mirror keeps what promotion owns.
-            let kept = wanted.contains_key(path)
+            let stays = wanted.contains_key(path)
                 || common::codeowners::LOCATIONS.contains(&path.as_str())
                 || (*policy == Policy::Mirror && promotion_owned(path));
-            if !kept {
+            if !stays {
                 actions.push(json!({"action": "delete", "file_path": path}));
                 lines.push(format!("- {path}"));
             }
