@@ -24,9 +24,9 @@ def make_handler(flags_url: str, metrics: Registry):
         timeout = 10
 
         def do_GET(self):  # noqa: N802 (http.server's naming)
-            start = time.monotonic()
+            self._start = time.monotonic()
             url = urlparse(self.path)
-            self._status = 0
+            self._counted = url.path not in UNCOUNTED
             if url.path == "/metrics":
                 self._answer(200, metrics.text().encode(), "text/plain; version=0.0.4")
             elif url.path in ("/healthz", "/readyz"):
@@ -38,11 +38,12 @@ def make_handler(flags_url: str, metrics: Registry):
                 self._answer(200, body.encode(), "application/json")
             else:
                 self._answer(404, b"not found", "text/plain")
-            if url.path not in UNCOUNTED:
-                metrics.observe(self._status, time.monotonic() - start)
 
         def _answer(self, status: int, body: bytes, content_type: str) -> None:
-            self._status = status
+            # Counted before the answer is sent: a client that reads /metrics right after its
+            # answer must find its request there.
+            if self._counted:
+                metrics.observe(status, time.monotonic() - self._start)
             self.send_response(status)
             self.send_header("content-type", content_type)
             self.send_header("content-length", str(len(body)))
