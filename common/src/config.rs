@@ -407,6 +407,23 @@ impl PlatformConfig {
         Ok(cfg)
     }
 
+    /// The same configuration with `vars` set over the loaded settings (as if in the process
+    /// environment): e.g. the readiness report observing one group with that group's token.
+    pub fn with_settings(&self, vars: &[(&str, &str)]) -> Result<Self> {
+        let mut env = self.env.clone();
+        for (name, value) in vars {
+            if value.trim().is_empty() {
+                env.vars.remove(*name);
+            } else {
+                if is_secret_key(name) {
+                    redact::register(value);
+                }
+                env.vars.insert((*name).to_owned(), (*value).to_owned());
+            }
+        }
+        Self::from_env(&env)
+    }
+
     /// The merged settings, for phase-specific structs.
     pub fn environment(&self) -> &Environment {
         &self.env

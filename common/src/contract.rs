@@ -87,6 +87,15 @@ pub fn kv_promote_token(project_id: u64) -> String {
 /// the admin token here).
 pub const KV_GITLAB_GENERATOR_TOKEN: &str = "ci/gitlab-api-token";
 
+/// The in-cluster readiness report's own read-only credentials under [`KV_MOUNT`]: key
+/// [`READINESS_GITLAB_TOKENS_KEY`] holds one `read_api` Reporter group access token per hardened
+/// group. Written by phase 17; read only by the report's Vault role (`cicd-readiness`).
+pub const KV_READINESS_CREDENTIALS: &str = "monitoring/cicd-readiness";
+/// The key at [`KV_READINESS_CREDENTIALS`]: a JSON object, group path → token.
+pub const READINESS_GITLAB_TOKENS_KEY: &str = "gitlab-tokens";
+/// The readiness report's Vault policy and Kubernetes auth role, and its service account.
+pub const READINESS_VAULT_ROLE: &str = "cicd-readiness";
+
 /// A project's service secrets (`database-url`, `api-keys`, …; more below it): keyed by the GitLab
 /// project id for the same reason as [`kv_promote_token`]. Phase 13 seeds and migrates them; the
 /// project's main and release pipelines read only their own (policy `ci-project-secrets`).
@@ -256,6 +265,19 @@ struct CatalogSettings {
 
 /// The platform's GitLab group (upstream contract).
 pub const PLATFORM_GROUP: &str = "platform_services";
+
+/// The groups phase 12 hardens (`GITLAB_GROUPS`, comma-separated, default [`PLATFORM_GROUP`]):
+/// also the groups the readiness report's read-only tokens reach (phase 17).
+pub fn hardened_groups(environment: &crate::config::Environment) -> Vec<String> {
+    environment
+        .get(crate::env::GITLAB_GROUPS)
+        .unwrap_or(PLATFORM_GROUP)
+        .split(',')
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
 /// Harbor project of the platform's own images (plan §3.3).
 pub const PLATFORM_HARBOR_PROJECT: &str = "platform-services";
 /// Harbor project of application teams' images (plan §3.3): onboarded services push here with `ci-push`.

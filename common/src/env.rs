@@ -33,6 +33,19 @@ pub const CICD_ACCEPT_FREE_TIER: &str = "CICD_ACCEPT_FREE_TIER";
 /// producer of the readiness report's image): its `HEAD` commit. Default: the checkout
 /// the binaries were built from.
 pub const CICD_SOURCE_DIR: &str = "CICD_SOURCE_DIR";
+/// `free`, `premium` or `ultimate`: the GitLab tier to assume when the token may not read the
+/// licence (an administrator-only endpoint), as the in-cluster readiness report's read-only group
+/// tokens may not. Phase 17 writes the tier it read into ConfigMap `cicd-readiness-env`. Ignored
+/// whenever the licence can be read.
+pub const CICD_GITLAB_TIER: &str = "CICD_GITLAB_TIER";
+/// The Vault Kubernetes auth role the in-cluster readiness report logs in with, to read its own
+/// read-only credentials at `kv/monitoring/cicd-readiness` (phase 17 sets it in
+/// `cicd-readiness-env`). Unset: the report uses the operator's credentials.
+pub const CICD_READINESS_VAULT_ROLE: &str = "CICD_READINESS_VAULT_ROLE";
+/// The service account token presented to Vault's Kubernetes auth with
+/// `CICD_READINESS_VAULT_ROLE` (default: the pod's own,
+/// `/var/run/secrets/kubernetes.io/serviceaccount/token`).
+pub const CICD_SERVICE_ACCOUNT_TOKEN_FILE: &str = "CICD_SERVICE_ACCOUNT_TOKEN_FILE";
 
 // --- Platform identity and service URLs -----------------------------------------------------------
 /// Base domain of the platform; every service URL is derived from it unless overridden.
@@ -374,6 +387,9 @@ pub const ALL: &[&str] = &[
     CICD_READINESS_ATTESTATIONS,
     CICD_ACCEPT_FREE_TIER,
     CICD_SOURCE_DIR,
+    CICD_GITLAB_TIER,
+    CICD_READINESS_VAULT_ROLE,
+    CICD_SERVICE_ACCOUNT_TOKEN_FILE,
     DOMAIN,
     GITLAB_URL,
     VAULT_ADDR,

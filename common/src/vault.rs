@@ -127,6 +127,24 @@ impl VaultClient {
         )
     }
 
+    /// A client of the configured Vault with no token yet, for a workload that logs in
+    /// ([`VaultClient::login`]) and then acts with [`VaultClient::with_token`].
+    pub fn connect_for_login(cfg: &PlatformConfig, who: &str) -> Result<Self> {
+        let addr = cfg.require_url(env::VAULT_ADDR)?.to_owned();
+        let credential = Credential {
+            value: String::new().into(),
+            source: format!("no token yet ({who} logs in)"),
+        };
+        Self::build(
+            &addr,
+            credential,
+            build_reqwest(cfg)?,
+            cfg.http_retries,
+            cfg.ca_bundle.clone(),
+            cfg.http_timeout,
+        )
+    }
+
     fn build(
         addr: &str,
         credential: Credential,

@@ -75,7 +75,7 @@ struct Raw {
 }
 
 fn default_groups() -> String {
-    "platform_services".into()
+    common::contract::PLATFORM_GROUP.into()
 }
 fn default_infrastructure() -> String {
     "*/infrastructure/*,*-terraform".into()

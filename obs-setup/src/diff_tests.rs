@@ -12,7 +12,7 @@ use crate::desired::{
     self, HARBOR_SECRET_KEY, HOOK_NAME, HOOK_TOKEN_METADATA, ROLLOUTS_SECRET_KEY,
     WEBHOOK_SECRET_KEY,
 };
-use crate::reconcile::{Observed, diff};
+use crate::reconcile::{Observed, Op, diff};
 use crate::settings::Settings;
 
 const SECRET: &str = "known-webhook-secret-value";
@@ -59,6 +59,46 @@ fn converged(s: &Settings) -> Observed {
         auditor_policy: Some(crate::flags::auditor_policy()),
         auditor_role: Some(crate::flags::auditor_role(s)),
         k8s_auth_enabled: true,
+        tier: common::gitlab::Tier::Premium,
+        readiness: converged_readiness(s),
+    }
+}
+
+/// The readiness report's credentials as phase 17 leaves them: one current token per group.
+fn converged_readiness(s: &Settings) -> crate::readiness_access::Observed {
+    let tokens = s
+        .readiness_groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let id = 900 + i as u64;
+            (
+                g.clone(),
+                crate::readiness_access::GroupToken {
+                    group_id: Some(10 + i as u64),
+                    token: common::contract::PromoteTokenObserved {
+                        active: Some(common::gitlab::ProjectAccessToken {
+                            id,
+                            name: crate::readiness_access::TOKEN_NAME.into(),
+                            active: true,
+                            revoked: false,
+                            scopes: vec!["read_api".into()],
+                            access_level: common::gitlab::access::MAINTAINER,
+                            expires_at: Some(common::dates::format(TODAY + 80)),
+                            token: None,
+                        }),
+                        stored_token_id: Some(id),
+                    },
+                },
+            )
+        })
+        .collect();
+    crate::readiness_access::Observed {
+        tokens,
+        stored_groups: s.readiness_groups.clone(),
+        policy: Some(crate::readiness_access::policy()),
+        role: Some(crate::readiness_access::role(s)),
+        today: TODAY,
     }
 }
 
@@ -216,4 +256,120 @@ fn ci_templates_tag_of(ci: &str) -> String {
     };
     assert_eq!(tag(ci), tag(collector), "one library version");
     tag(ci)
+}
+
+/// The readiness report's credentials (issue 21): a fresh platform plans the Vault policy, the
+/// role and one read-only token per hardened group; nothing in the plan is a token.
+#[test]
+fn readiness_credentials_are_planned_per_group_and_renewed_before_expiry() {
+    let mut s = Settings::example();
+    s.readiness_groups = vec!["platform_services".into(), "apps/team-a".into()];
+    let converged_o = converged(&s);
+    assert!(diff(&s, &converged_o).unwrap().is_empty());
+
+    let fresh = Observed {
+        readiness: crate::readiness_access::Observed {
+            tokens: s
+                .readiness_groups
+                .iter()
+                .map(|g| {
+                    (
+                        g.clone(),
+                        crate::readiness_access::GroupToken {
+                            group_id: Some(5),
+                            token: common::contract::PromoteTokenObserved::default(),
+                        },
+                    )
+                })
+                .collect(),
+            stored_groups: Vec::new(),
+            policy: None,
+            role: None,
+            today: TODAY,
+        },
+        ..converged(&s)
+    };
+    let plan = diff(&s, &fresh).unwrap();
+    let names: Vec<(&str, &str)> = plan
+        .changes
+        .iter()
+        .map(|c| (c.resource.as_str(), c.name.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("vault policy", "cicd-readiness"),
+            (
+                "vault kubernetes role",
+                "auth/kubernetes/role/cicd-readiness"
+            ),
+            ("gitlab group access token", "apps/team-a/cicd-readiness"),
+            (
+                "gitlab group access token",
+                "platform_services/cicd-readiness"
+            ),
+        ],
+        "{plan}"
+    );
+    // One token per operation: a rerun after a failure between two creates no second token.
+    for change in &plan.changes {
+        if let Op::ReadinessTokens(list) = &change.op {
+            assert_eq!(list.len(), 1, "{plan}");
+        }
+    }
+    assert!(
+        plan.to_string().contains("Maintainer, read_api only"),
+        "{plan}"
+    );
+
+    // 29 days before expiry: rotated (renewed at 30).
+    let mut expiring = converged(&s);
+    for t in expiring.readiness.tokens.values_mut() {
+        if let Some(a) = t.token.active.as_mut() {
+            a.expires_at = Some(common::dates::format(TODAY + 29));
+        }
+    }
+    let plan = diff(&s, &expiring).unwrap();
+    assert_eq!(plan.summary().update, 2, "{plan}");
+
+    // A group no longer hardened: its token leaves the Vault secret.
+    let mut narrowed = s.clone();
+    narrowed.readiness_groups = vec!["platform_services".into()];
+    let mut o = converged(&s);
+    o.readiness.tokens.remove("apps/team-a");
+    let plan = diff(&narrowed, &o).unwrap();
+    assert_eq!(plan.changes.len(), 1, "{plan}");
+    assert_eq!(plan.changes[0].resource, "vault secret");
+    assert!(matches!(&plan.changes[0].op, Op::ReadinessTokens(l) if l.is_empty()));
+}
+
+#[test]
+fn readiness_vault_access_reads_its_own_secret_only() {
+    let s = Settings::example();
+    let policy = crate::readiness_access::policy();
+    assert_eq!(policy.matches("path \"").count(), 1, "{policy}");
+    assert!(policy.contains("path \"kv/data/monitoring/cicd-readiness\""));
+    assert!(policy.contains("capabilities = [\"read\"]"));
+    let role = crate::readiness_access::role(&s);
+    assert_eq!(
+        role["bound_service_account_names"],
+        json!(["cicd-readiness"])
+    );
+    assert_eq!(
+        role["bound_service_account_namespaces"],
+        json!([s.namespace])
+    );
+    assert_eq!(role["token_policies"], json!(["cicd-readiness"]));
+    assert_eq!(role["token_no_default_policy"], json!(true));
+    // The CronJob's settings name the role; phase 17 records the tier it read.
+    let cfg = common::config::PlatformConfig::example(&[]).unwrap();
+    assert_eq!(
+        crate::readiness::report_env(&cfg)
+            .get(common::env::CICD_READINESS_VAULT_ROLE)
+            .map(String::as_str),
+        Some("cicd-readiness")
+    );
+    let mut cm = crate::readiness::env_configmap(&s);
+    crate::readiness::record_tier(&mut cm, common::gitlab::Tier::Premium);
+    assert_eq!(cm["data"][common::env::CICD_GITLAB_TIER], "premium");
 }

@@ -15,6 +15,7 @@ mod diff_tests;
 pub mod flags;
 pub mod project;
 pub mod readiness;
+pub mod readiness_access;
 pub mod reconcile;
 pub mod rollouts_notifications;
 pub mod settings;

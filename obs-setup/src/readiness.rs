@@ -85,6 +85,12 @@ pub fn report_env(cfg: &common::config::PlatformConfig) -> BTreeMap<String, Stri
         // A value the redactor knows is a secret, or a URL with credentials: never copied.
         .filter(|(_, v)| common::redact::redact(v) == *v && !has_userinfo(v))
         .collect();
+    // The report logs in to Vault as its own role to read its read-only GitLab tokens
+    // (`crate::readiness_access`).
+    out.insert(
+        env::CICD_READINESS_VAULT_ROLE.to_owned(),
+        common::contract::READINESS_VAULT_ROLE.to_owned(),
+    );
     // The platform CA as the pod mounts it (its PEM goes to [`CA_CONFIGMAP`]).
     if cfg.ca_bundle.is_some() {
         out.insert(env::CICD_CA_BUNDLE.to_owned(), format!("{CA_MOUNT}/ca.crt"));
@@ -240,6 +246,14 @@ pub fn readers(s: &Settings) -> Vec<Value> {
         ]),
     ));
     out
+}
+
+/// Writes the tier phase 17 read into [`ENV_CONFIGMAP`] (`CICD_GITLAB_TIER`): the report's
+/// read-only tokens may not read GitLab's licence. Other objects are left as they are.
+pub fn record_tier(object: &mut Value, tier: common::gitlab::Tier) {
+    if object["kind"] == "ConfigMap" && object["metadata"]["name"] == ENV_CONFIGMAP {
+        object["data"][env::CICD_GITLAB_TIER] = json!(tier.setting());
+    }
 }
 
 /// The `CronJob`'s settings (`envFrom`): no credential (see [`report_env`]).

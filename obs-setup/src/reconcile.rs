@@ -56,6 +56,14 @@ pub enum Op {
     AuditorPolicy,
     /// The feature-flag auditor's Kubernetes auth role.
     AuditorRole,
+    /// The readiness report's Vault policy.
+    ReadinessPolicy,
+    /// The readiness report's Kubernetes auth role.
+    ReadinessRole,
+    /// The readiness report's read-only group tokens: create or rotate these (one per change of
+    /// the plan), then rewrite its Vault secret with every hardened group's token; with none,
+    /// only the rewrite (a group left `GITLAB_GROUPS`).
+    ReadinessTokens(Vec<(String, common::contract::PromoteTokenChange)>),
     /// A step of seeding the collector's project (project, release protection, commit, tag,
     /// promotion token).
     Seed(SeedOp),
@@ -86,6 +94,11 @@ pub struct Observed {
     pub auditor_role: Option<Value>,
     /// Whether Vault has the Kubernetes auth method phase 13 enables (the role lives there).
     pub k8s_auth_enabled: bool,
+    /// GitLab's tier, written for the readiness report (`CICD_GITLAB_TIER`): its read-only
+    /// tokens may not read the licence.
+    pub tier: common::gitlab::Tier,
+    /// The readiness report's tokens, Vault policy and role.
+    pub readiness: crate::readiness_access::Observed,
 }
 
 impl Observed {
@@ -194,49 +207,126 @@ fn diff_into(s: &Settings, o: &Observed, plan: &mut Plan<Op>) -> anyhow::Result<
         plan,
         Op::Seed,
     );
-    let policy = crate::flags::auditor_policy();
-    match o.auditor_policy.as_deref().map(str::trim) {
-        None => plan.push(Change::create(
-            "vault policy",
-            crate::flags::AUDITOR,
-            json!({"reads": "kv/feature-flags/* (read, list), the Mattermost webhook's secret"}),
-            &[],
-            Op::AuditorPolicy,
-        )),
-        Some(have) if have != policy.trim() => plan.push(Change::update(
-            "vault policy",
-            crate::flags::AUDITOR,
-            json!({"text": have}),
-            json!({"text": policy}),
-            &[],
-            Op::AuditorPolicy,
-        )),
-        Some(_) => {}
+    vault_access(
+        plan,
+        o.k8s_auth_enabled,
+        VaultAccess {
+            name: crate::flags::AUDITOR,
+            reads: "kv/feature-flags/* (read, list), the Mattermost webhook's secret",
+            policy: &crate::flags::auditor_policy(),
+            live_policy: o.auditor_policy.as_deref(),
+            role: crate::flags::auditor_role(s),
+            live_role: o.auditor_role.as_ref(),
+        },
+        (Op::AuditorPolicy, Op::AuditorRole),
+    );
+    // The readiness report's own read-only credentials.
+    let r = &o.readiness;
+    vault_access(
+        plan,
+        o.k8s_auth_enabled,
+        VaultAccess {
+            name: common::contract::READINESS_VAULT_ROLE,
+            reads: "kv/monitoring/cicd-readiness (read)",
+            policy: &crate::readiness_access::policy(),
+            live_policy: r.policy.as_deref(),
+            role: crate::readiness_access::role(s),
+            live_role: r.role.as_ref(),
+        },
+        (Op::ReadinessPolicy, Op::ReadinessRole),
+    );
+    let changes = crate::readiness_access::token_changes(r);
+    let dropped = crate::readiness_access::dropped_groups(r, s);
+    for (group, change) in &changes {
+        let line = crate::readiness_access::describe(group, change);
+        match change {
+            common::contract::PromoteTokenChange::Create => plan.push(Change::create(
+                "gitlab group access token",
+                &format!("{group}/{}", crate::readiness_access::TOKEN_NAME),
+                json!({"plan": line}),
+                &[],
+                Op::ReadinessTokens(vec![(group.clone(), change.clone())]),
+            )),
+            common::contract::PromoteTokenChange::Rotate { .. } => plan.push(Change::update(
+                "gitlab group access token",
+                &format!("{group}/{}", crate::readiness_access::TOKEN_NAME),
+                json!({}),
+                json!({"plan": line}),
+                &[],
+                Op::ReadinessTokens(vec![(group.clone(), change.clone())]),
+            )),
+        }
     }
-    let role = crate::flags::auditor_role(s);
-    if !o.k8s_auth_enabled {
-        plan.warn(format!(
-            "Vault has no Kubernetes auth at auth/{}/: the feature-flag auditor's role waits for phase 13 (vault-cicd apply); rerun this phase after it",
-            crate::flags::K8S_MOUNT
-        ));
-    } else if !o
-        .auditor_role
-        .as_ref()
-        .is_some_and(|live| crate::flags::role_matches(live, &role))
-    {
-        plan.push(Change::create(
-            "vault kubernetes role",
+    if changes.is_empty() && !dropped.is_empty() {
+        plan.push(Change::update(
+            "vault secret",
             &format!(
-                "auth/{}/role/{}",
-                crate::flags::K8S_MOUNT,
-                crate::flags::AUDITOR
+                "{}/{}",
+                common::contract::KV_MOUNT,
+                common::contract::KV_READINESS_CREDENTIALS
             ),
-            role,
+            json!({"groups": dropped}),
+            json!({"groups": "only those of GITLAB_GROUPS"}),
             &[],
-            Op::AuditorRole,
+            Op::ReadinessTokens(Vec::new()),
         ));
     }
     Ok(())
+}
+
+/// A workload's Vault access: its policy and its Kubernetes auth role.
+struct VaultAccess<'a> {
+    name: &'a str,
+    /// What the policy reads, for the plan.
+    reads: &'a str,
+    policy: &'a str,
+    live_policy: Option<&'a str>,
+    role: Value,
+    live_role: Option<&'a Value>,
+}
+
+fn vault_access(
+    plan: &mut Plan<Op>,
+    k8s_auth_enabled: bool,
+    want: VaultAccess<'_>,
+    (policy_op, role_op): (Op, Op),
+) {
+    match want.live_policy.map(str::trim) {
+        None => plan.push(Change::create(
+            "vault policy",
+            want.name,
+            json!({"reads": want.reads}),
+            &[],
+            policy_op,
+        )),
+        Some(have) if have != want.policy.trim() => plan.push(Change::update(
+            "vault policy",
+            want.name,
+            json!({"text": have}),
+            json!({"text": want.policy}),
+            &[],
+            policy_op,
+        )),
+        Some(_) => {}
+    }
+    if !k8s_auth_enabled {
+        plan.warn(format!(
+            "Vault has no Kubernetes auth at auth/{}/: the role {} waits for phase 13 (vault-cicd apply); rerun this phase after it",
+            crate::flags::K8S_MOUNT,
+            want.name
+        ));
+    } else if !want
+        .live_role
+        .is_some_and(|live| crate::flags::role_matches(live, &want.role))
+    {
+        plan.push(Change::create(
+            "vault kubernetes role",
+            &format!("auth/{}/role/{}", crate::flags::K8S_MOUNT, want.name),
+            want.role,
+            &[],
+            role_op,
+        ));
+    }
 }
 
 fn secret_and_hook(s: &Settings, o: &Observed, plan: &mut Plan<Op>) {
@@ -362,7 +452,8 @@ impl Phase for ObsSetup {
                     common::env::OBS_WEBHOOK_GROUP
                 )
             })?;
-        let hooks = if self.gitlab.tier().await?.is_paid() {
+        let tier = self.gitlab.tier().await?;
+        let hooks = if tier.is_paid() {
             Some(self.gitlab.group_hooks(group.id).await?)
         } else {
             None
@@ -444,6 +535,14 @@ impl Phase for ObsSetup {
             auditor_policy,
             auditor_role,
             k8s_auth_enabled,
+            tier,
+            readiness: crate::readiness_access::observe(
+                &self.gitlab,
+                &self.vault,
+                s,
+                k8s_auth_enabled,
+            )
+            .await?,
         };
         for key in desired::SOURCE_SECRET_KEYS {
             if let Some(secret) = observed
@@ -478,10 +577,11 @@ impl Phase for ObsSetup {
         diff(&self.settings, observed)
     }
 
-    fn objects(&self, _observed: &Observed) -> anyhow::Result<Vec<DesiredObject<Op>>> {
+    fn objects(&self, observed: &Observed) -> anyhow::Result<Vec<DesiredObject<Op>>> {
         Ok(desired::objects(&self.settings)
             .into_iter()
-            .map(|(object, crd)| {
+            .map(|(mut object, crd)| {
+                crate::readiness::record_tier(&mut object, observed.tier);
                 let installed_by = if crd == Some(common::contract::EXTERNAL_SECRET_CRD) {
                     "the External Secrets Operator"
                 } else if crd == Some(crate::cnpg::CLUSTER_CRD) {
@@ -579,6 +679,32 @@ impl Phase for ObsSetup {
                         &path,
                         &crate::flags::auditor_role(&self.settings),
                     )
+                    .await?;
+            }
+            Op::ReadinessPolicy => {
+                self.vault
+                    .put_policy(
+                        common::contract::READINESS_VAULT_ROLE,
+                        &crate::readiness_access::policy(),
+                    )
+                    .await?;
+            }
+            Op::ReadinessRole => {
+                let path = format!(
+                    "auth/{}/role/{}",
+                    crate::flags::K8S_MOUNT,
+                    common::contract::READINESS_VAULT_ROLE
+                );
+                self.vault
+                    .write(
+                        &format!("writing Vault role {path}: phase 13 (vault-cicd apply) enables Kubernetes auth"),
+                        &path,
+                        &crate::readiness_access::role(&self.settings),
+                    )
+                    .await?;
+            }
+            Op::ReadinessTokens(changes) => {
+                crate::readiness_access::apply(&self.gitlab, &self.vault, &self.settings, changes)
                     .await?;
             }
             Op::Apply { object, crd } => {

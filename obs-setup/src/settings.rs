@@ -137,6 +137,8 @@ pub struct Settings {
     pub readiness_env: BTreeMap<String, String>,
     /// The platform CA's PEM (`CICD_CA_BUNDLE`), for the readiness `CronJob`.
     pub ca_pem: Option<String>,
+    /// The groups phase 12 hardens (`GITLAB_GROUPS`): one read-only token each for the report.
+    pub readiness_groups: Vec<String>,
 }
 
 fn default_argocd_namespace() -> String {
@@ -320,6 +322,7 @@ impl Settings {
             ),
             readiness_env: crate::readiness::report_env(cfg),
             ca_pem: cfg.ca_pem()?,
+            readiness_groups: contract::hardened_groups(cfg.environment()),
         })
     }
 
@@ -365,6 +368,7 @@ impl Settings {
                 (env::OBS_NAMESPACE.into(), default_namespace()),
             ]),
             ca_pem: None,
+            readiness_groups: vec![contract::PLATFORM_GROUP.to_owned()],
         }
     }
 }

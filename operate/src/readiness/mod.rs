@@ -6,6 +6,7 @@
 //! rows no API can prove (runbooks reviewed, drills done) read an attestation file and say so.
 
 mod attest;
+mod credentials;
 mod evaluate;
 pub mod keep;
 mod render;

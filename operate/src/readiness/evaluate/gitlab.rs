@@ -3,50 +3,103 @@
 
 use common::config::PlatformConfig;
 use common::phase::Phase;
+use common::plan::{Change, Plan};
+use gitlab_harden::reconcile::{Observed, Op};
 
-use super::{Prom, Row, State, TESTING, TRUNK, WORK_STOPS, alert_rule_loaded, ev, rerun, row};
+use super::super::credentials::{self, GitLabAccess};
+use super::{
+    Evidence, Prom, Row, State, TESTING, TRUNK, WORK_STOPS, alert_rule_loaded, ev, rerun, row,
+};
+
+/// Phase 12's observation and plan, each group of `groups` with its own access; `Err` with the
+/// evidence when one cannot be read.
+async fn observe_and_plan(
+    configs: &[(String, PlatformConfig)],
+) -> Result<Vec<(Observed, Plan<Op>)>, (Evidence, &'static str)> {
+    let mut out = Vec::new();
+    for (what, cfg) in configs {
+        let phase = gitlab_harden::reconcile::GitLabHarden::connect(cfg, false)
+            .await
+            .map_err(|e| {
+                (
+                    ev(
+                        format!("phase 12 (gitlab-harden) observe{what}"),
+                        format!("{e:#}"),
+                    ),
+                    "fix the GitLab settings (run cicd-preflight --only 12)",
+                )
+            })?;
+        let observed = phase.observe().await.map_err(|e| {
+            (
+                ev(
+                    format!("phase 12 (gitlab-harden) observe{what}"),
+                    format!("{e:#}"),
+                ),
+                "fix the GitLab access (run cicd-preflight --only 12)",
+            )
+        })?;
+        let plan = phase.diff(&observed).map_err(|e| {
+            (
+                ev(
+                    format!("phase 12 (gitlab-harden) plan{what}"),
+                    format!("{e:#}"),
+                ),
+                "phase 12 cannot plan: run gitlab-harden plan and fix what it reports",
+            )
+        })?;
+        out.push((observed, plan));
+    }
+    Ok(out)
+}
 
 /// Phase 12's observation and plan: protected `main`, merge settings of every hardened project.
-pub(super) async fn gitlab_rows(cfg: &PlatformConfig, prom: &Prom) -> Vec<Row> {
-    let phase = match gitlab_harden::reconcile::GitLabHarden::connect(cfg, false).await {
-        Ok(p) => p,
-        Err(e) => {
-            let e = ev("phase 12 (gitlab-harden) observe", format!("{e:#}"));
-            let fix = "fix the GitLab settings (run cicd-preflight --only 12)";
-            return vec![
-                row(&TRUNK, State::Unknown, vec![e.clone()], fix),
-                row(&TESTING, State::Unknown, vec![e.clone()], fix),
-                row(&WORK_STOPS, State::Unknown, vec![e], fix),
-            ];
+pub(super) async fn gitlab_rows(access: &GitLabAccess, prom: &Prom) -> Vec<Row> {
+    let unknown = |e: Evidence, fix: &str| {
+        vec![
+            row(&TRUNK, State::Unknown, vec![e.clone()], fix),
+            row(&TESTING, State::Unknown, vec![e.clone()], fix),
+            row(&WORK_STOPS, State::Unknown, vec![e], fix),
+        ]
+    };
+    let (configs, read_as) = match access {
+        GitLabAccess::Operator(cfg) => (vec![(String::new(), cfg.clone())], String::new()),
+        GitLabAccess::Groups(groups) => (
+            groups
+                .iter()
+                .map(|(g, c)| (format!(" of group {g}"), c.clone()))
+                .collect(),
+            format!(
+                " with {} read-only group token(s) ({})",
+                groups.len(),
+                groups
+                    .iter()
+                    .map(|(g, _)| g.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        GitLabAccess::Unavailable(why) => {
+            return unknown(
+                ev(credentials::SOURCE, why.clone()),
+                "the in-cluster run reads its GitLab tokens from Vault: run phase 17 (./scripts/deploy-cluster.sh --only 17)",
+            );
         }
     };
-    let observed = match phase.observe().await {
+    let observed_plans = match observe_and_plan(&configs).await {
         Ok(o) => o,
-        Err(e) => {
-            let e = ev("phase 12 (gitlab-harden) observe", format!("{e:#}"));
-            let fix = "fix the GitLab access (run cicd-preflight --only 12)";
-            return vec![
-                row(&TRUNK, State::Unknown, vec![e.clone()], fix),
-                row(&TESTING, State::Unknown, vec![e.clone()], fix),
-                row(&WORK_STOPS, State::Unknown, vec![e], fix),
-            ];
-        }
+        Err((e, fix)) => return unknown(e, fix),
     };
-    let plan = match phase.diff(&observed) {
-        Ok(plan) => plan,
-        Err(e) => {
-            let e = ev("phase 12 (gitlab-harden) plan", format!("{e:#}"));
-            let fix = "phase 12 cannot plan: run gitlab-harden plan and fix what it reports";
-            return vec![
-                row(&TRUNK, State::Unknown, vec![e.clone()], fix),
-                row(&TESTING, State::Unknown, vec![e.clone()], fix),
-                row(&WORK_STOPS, State::Unknown, vec![e], fix),
-            ];
-        }
-    };
-    let projects = observed.projects.len();
+    let projects: usize = observed_plans.iter().map(|(o, _)| o.projects.len()).sum();
+    let changes: Vec<&Change<Op>> = observed_plans
+        .iter()
+        .flat_map(|(_, p)| p.changes.iter())
+        .collect();
+    let warnings: Vec<&String> = observed_plans
+        .iter()
+        .flat_map(|(_, p)| p.warnings.iter())
+        .collect();
     let pending = |resource: &str, field: Option<&str>| -> Vec<String> {
-        plan.changes
+        changes
             .iter()
             .filter(|c| c.resource == resource)
             .filter(|c| {
@@ -55,8 +108,9 @@ pub(super) async fn gitlab_rows(cfg: &PlatformConfig, prom: &Prom) -> Vec<Row> {
             .map(|c| c.name.clone())
             .collect()
     };
-    let source =
-        format!("phase 12 (gitlab-harden) plan over {projects} project(s) read from GitLab");
+    let source = format!(
+        "phase 12 (gitlab-harden) plan over {projects} project(s) read from GitLab{read_as}"
+    );
     let fix12 = |what: &str, names: &[String]| {
         format!(
             "{what} on {}: run {} (phase 12 restores it), and find who changed it in GitLab's audit events",
@@ -66,17 +120,16 @@ pub(super) async fn gitlab_rows(cfg: &PlatformConfig, prom: &Prom) -> Vec<Row> {
     };
 
     // Trunk-based: every hardened project's main protected as phase 12 wants.
-    let unprotected: Vec<String> = observed
-        .projects
+    let unprotected: Vec<String> = observed_plans
         .iter()
+        .flat_map(|(o, _)| o.projects.iter())
         .filter(|p| p.main.is_none())
         .map(|p| p.project.path_with_namespace.clone())
         .collect();
     let mut weakened = pending("protected branch", None);
     // On GitLab Free phase 12 cannot change who may push in place: it warns instead of planning
     // a change, and the warning lists the projects (Premium's allowed_to_*).
-    if let Some(w) = plan
-        .warnings
+    if let Some(w) = warnings
         .iter()
         .find(|w| w.contains("cannot change who may push"))
     {

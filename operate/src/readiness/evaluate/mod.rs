@@ -274,7 +274,8 @@ pub async fn evaluate(cfg: &PlatformConfig, attestations: &Attestations) -> anyh
         .map_err(|e| e.one_line());
 
     let mut rows = Vec::new();
-    rows.extend(gitlab_rows(cfg, &prom).await);
+    let gitlab = super::credentials::gitlab_access(cfg).await;
+    rows.extend(gitlab_rows(&gitlab, &prom).await);
     rows.extend(harbor_and_library_rows(cfg).await);
     rows.extend(
         argo_rows(

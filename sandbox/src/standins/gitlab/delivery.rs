@@ -443,6 +443,7 @@ fn create_token(s: &GitLabState, owner: Owner, id: &str, body: &Value) -> Reply 
             reach,
             expires_at: expires.clone(),
             read_only: read_only(&scopes),
+            access_level,
         },
     );
     let record = AccessTokenRecord {
@@ -488,6 +489,7 @@ fn rotate_token(s: &GitLabState, owner: Owner, id: &str, token_id: u64, body: &V
             reach,
             expires_at: expires.clone(),
             read_only: read_only(&old.scopes),
+            access_level: old.access_level,
         },
     );
     let record = AccessTokenRecord {

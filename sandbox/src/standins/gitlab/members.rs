@@ -54,7 +54,15 @@ pub(super) async fn version(State(s): State<GitLabState>) -> Reply {
 }
 
 /// doc/api/license.md: the current licence with its `plan` (EE only; CE has no such route).
-pub(super) async fn license(State(s): State<GitLabState>) -> Reply {
+/// "Prerequisites: You must have administrator access to the instance": anyone else gets 403
+/// (sandbox/fixtures/gitlab-docs/license.md).
+pub(super) async fn license(
+    State(s): State<GitLabState>,
+    Extension(caller): Extension<Caller>,
+) -> Reply {
+    if !caller.admin {
+        return message(StatusCode::FORBIDDEN, "403 Forbidden");
+    }
     match s.lock().tier {
         Tier::Free => not_found("License"),
         Tier::Premium => {

@@ -53,6 +53,9 @@ pub struct TokenLimits {
     pub expires_at: String,
     /// Only `read_*` scopes: a write is refused with 403 `insufficient_scope`.
     pub read_only: bool,
+    /// The token's role (`access_level`): below Maintainer (40) the protected branches and tags
+    /// of its projects may not be read (403; sandbox/fixtures/gitlab-docs/protected-refs-read.md).
+    pub access_level: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,6 +205,7 @@ impl GitLabData {
                 reach: TokenReach::Project(project),
                 expires_at: expires_at.to_owned(),
                 read_only: false,
+                access_level: 40,
             },
         );
     }

@@ -84,6 +84,13 @@ pub(super) async fn require_token(
             if !reachable {
                 return not_found(if group.is_some() { "Group" } else { "Project" });
             }
+            // Protected branches and tags are a Maintainer's read (`authorize_admin_project`;
+            // sandbox/fixtures/gitlab-docs/protected-refs-read.md).
+            if limits.access_level < 40
+                && (path.contains("/protected_branches") || path.contains("/protected_tags"))
+            {
+                return message(StatusCode::FORBIDDEN, "403 Forbidden");
+            }
             if limits.read_only && !matches!(request.method().as_str(), "GET" | "HEAD") {
                 return (
                     StatusCode::FORBIDDEN,

@@ -28,7 +28,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn vault(
+pub(crate) fn vault(
     world: &World,
     method: reqwest::Method,
     path: &str,

@@ -552,6 +552,25 @@ pub fn the_daily_cronjob_keeps_the_report_its_exporter_serves(world: &World) {
             "a credential in cicd-readiness-env"
         );
     }
+    assert_eq!(
+        settings
+            .get(common::env::CICD_READINESS_VAULT_ROLE)
+            .and_then(Value::as_str),
+        Some(common::contract::READINESS_VAULT_ROLE),
+        "phase 17 names the report's Vault role in cicd-readiness-env"
+    );
+    // The sandbox's GitLab is Premium; the report's tokens may not read the licence.
+    assert_eq!(
+        settings
+            .get(common::env::CICD_GITLAB_TIER)
+            .and_then(Value::as_str),
+        Some("premium")
+    );
+    // The projected token as the kubelet mounts it (CICD_SERVICE_ACCOUNT_TOKEN_FILE's default is
+    // the pod's path).
+    let token_file = dir.join("serviceaccount-token");
+    std::fs::write(&token_file, secrecy::ExposeSecret::expose_secret(&token))
+        .expect("the token file");
     let empty_platform_dir = world.dir("readiness-cronjob-platform");
     let before = world.writes(&[]);
     let mut run = Command::new(readiness_binary());
@@ -559,6 +578,7 @@ pub fn the_daily_cronjob_keeps_the_report_its_exporter_serves(world: &World) {
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env(common::env::CICD_PLATFORM_DIR, &empty_platform_dir)
         .env(common::env::KUBECONFIG, &kubeconfig)
+        .env(common::env::CICD_SERVICE_ACCOUNT_TOKEN_FILE, &token_file)
         .args(["--output", "json"])
         // The CronJob's own arguments: its ConfigMap, the attestation file it mounts only when
         // the ops team made one (none here).
@@ -606,10 +626,33 @@ pub fn the_daily_cronjob_keeps_the_report_its_exporter_serves(world: &World) {
             .unwrap_or_else(|| panic!("{check} row"));
         assert_eq!(row["state"], "pass", "{check} in the cluster: {row}");
     }
+    // Phase 12's rows, read with the report's own read-only group token from Vault.
+    for check in ["trunk_based_development", "automated_testing_before_merge"] {
+        let row = printed["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["check"] == check)
+            .unwrap_or_else(|| panic!("{check} row"));
+        assert_eq!(row["state"], "pass", "{check} in the cluster: {row}");
+        assert!(
+            row["evidence"][0]["source"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("with 1 read-only group token(s) (platform_services)"),
+            "{row}"
+        );
+    }
+    let after = world.writes(&[]);
     assert_eq!(
-        before,
-        world.writes(&[]),
-        "the run wrote to a stand-in or OpenBao"
+        (before.0, &before.2),
+        (after.0, &after.2),
+        "the run wrote to a stand-in or the cluster"
+    );
+    assert_eq!(
+        after.1 - before.1,
+        1,
+        "OpenBao: the run's one login (auth/kubernetes/login) and no other write"
     );
     let kept = world
         .live(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cicd-readiness-report", "namespace": ns}}))
@@ -646,6 +689,13 @@ pub fn the_daily_cronjob_keeps_the_report_its_exporter_serves(world: &World) {
             "a credential in the kept report"
         );
     }
+
+    readiness_credentials_are_least_privilege(
+        world,
+        ns,
+        &token,
+        &[&stdout, &stderr, &kept.to_string()],
+    );
 
     // 4. The exporter: the file as the kubelet mounts it, served as gauges.
     // The Deployment's own arguments, with the mount and the address moved to this machine.
@@ -738,5 +788,135 @@ pub fn the_daily_cronjob_keeps_the_report_its_exporter_serves(world: &World) {
         states.iter().filter(|s| **s == "pass").count(),
         states.iter().filter(|s| **s == "fail").count(),
         states.iter().filter(|s| **s == "unknown").count(),
+    );
+}
+
+/// The report's own credentials are what ADR 0012 decision 8 says and no more: its Vault role
+/// logs in only as its service account and reads only its secret; the GitLab token there reads
+/// its group and writes nothing (OpenBao real, GitLab stand-in per the vendored docs).
+fn readiness_credentials_are_least_privilege(
+    world: &World,
+    ns: &str,
+    sa_token: &secrecy::SecretString,
+    outputs: &[&str],
+) {
+    use super::flags::vault;
+    let role = common::contract::READINESS_VAULT_ROLE;
+    let (status, login) = vault(
+        world,
+        reqwest::Method::POST,
+        "auth/kubernetes/login",
+        "",
+        Some(json!({"role": role, "jwt": secrecy::ExposeSecret::expose_secret(sa_token)})),
+    );
+    assert_eq!(status, 200, "the report's login: {login}");
+    assert_eq!(
+        login["auth"]["token_policies"],
+        json!([role]),
+        "only its own policy, not even default"
+    );
+    let vault_token = login["auth"]["client_token"].as_str().expect("a token");
+    let (status, secret) = vault(
+        world,
+        reqwest::Method::GET,
+        &format!("kv/data/{}", common::contract::KV_READINESS_CREDENTIALS),
+        vault_token,
+        None,
+    );
+    assert_eq!(status, 200, "{secret}");
+    let tokens: std::collections::BTreeMap<String, String> = serde_json::from_str(
+        secret["data"]["data"][common::contract::READINESS_GITLAB_TOKENS_KEY]
+            .as_str()
+            .expect("gitlab-tokens"),
+    )
+    .expect("a JSON object of group → token");
+    assert_eq!(
+        tokens.keys().collect::<Vec<_>>(),
+        ["platform_services"],
+        "one token per group of GITLAB_GROUPS"
+    );
+    for other in [
+        "kv/data/monitoring/dora-collector",
+        "kv/data/ci/gitlab-api-token",
+        "kv/metadata/monitoring/cicd-readiness",
+    ] {
+        let (status, _) = vault(world, reqwest::Method::GET, other, vault_token, None);
+        assert_eq!(status, 403, "the report's Vault token reads {other}");
+    }
+    for (group, token) in &tokens {
+        for text in outputs {
+            assert!(
+                !text.contains(token.as_str()),
+                "{group}'s token in the run's output"
+            );
+        }
+    }
+    // Another account of the namespace gets no token from the role.
+    let kube = world.kube();
+    world
+        .rt
+        .block_on(kube.apply(
+            &json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "not-the-report", "namespace": ns}}),
+            false,
+        ))
+        .expect("a service account");
+    let other = world
+        .rt
+        .block_on(kube.token_request(ns, "not-the-report", &[], 600))
+        .expect("a TokenRequest token");
+    let (refused, _) = vault(
+        world,
+        reqwest::Method::POST,
+        "auth/kubernetes/login",
+        "",
+        Some(json!({"role": role, "jwt": secrecy::ExposeSecret::expose_secret(&other)})),
+    );
+    assert!(refused == 400 || refused == 403, "{refused}");
+
+    // The GitLab token: reads its group's projects, their protection; writes nothing; sees no
+    // other group; may not read the licence (administrators only).
+    let gitlab_token = &tokens["platform_services"];
+    let gitlab = |method: reqwest::Method, path: &str| -> u16 {
+        world.rt.block_on(async {
+            reqwest::Client::new()
+                .request(method, format!("{}/api/v4/{path}", world.get("GITLAB_URL")))
+                .header("PRIVATE-TOKEN", gitlab_token)
+                .json(&json!({"description": "changed by the readiness token"}))
+                .send()
+                .await
+                .expect("GitLab answers")
+                .status()
+                .as_u16()
+        })
+    };
+    let project = "projects/platform_services%2Fdora-collector";
+    assert_eq!(gitlab(reqwest::Method::GET, project), 200);
+    assert_eq!(
+        gitlab(
+            reqwest::Method::GET,
+            &format!("{project}/protected_branches/main")
+        ),
+        200
+    );
+    assert_eq!(gitlab(reqwest::Method::PUT, project), 403, "a write");
+    assert_eq!(
+        gitlab(
+            reqwest::Method::DELETE,
+            &format!("{project}/protected_branches/main")
+        ),
+        403,
+        "unprotecting main"
+    );
+    assert_eq!(gitlab(reqwest::Method::GET, "license"), 403);
+    assert_eq!(
+        gitlab(
+            reqwest::Method::GET,
+            &format!(
+                "groups/{}",
+                common::codeowners::DEFAULT_APPROVER_PARENT.replace('/', "%2F")
+            )
+        ),
+        404,
+        "a group outside its reach"
     );
 }

@@ -1,0 +1,118 @@
+//! The in-cluster run's own read-only credentials (docs/adr/0012 decision 8): with
+//! `CICD_READINESS_VAULT_ROLE` set (phase 17 sets it in `cicd-readiness-env`), the report logs in
+//! to Vault's Kubernetes auth with its service account token and reads
+//! `kv/monitoring/cicd-readiness`: one `read_api` group access token per hardened group. Each
+//! group is then observed by phase 12 with that group's token alone.
+//!
+//! Without the setting (the operator's run), the operator's own credentials are used as they are.
+
+use std::collections::BTreeMap;
+
+use common::config::PlatformConfig;
+use common::contract::{KV_MOUNT, KV_READINESS_CREDENTIALS, READINESS_GITLAB_TOKENS_KEY};
+use common::vault::VaultClient;
+use common::{env, redact};
+use serde_json::Value;
+
+/// The pod's projected service account token (Kubernetes' default mount).
+pub const POD_TOKEN_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+/// How the report reaches GitLab for phase 12's observation.
+pub enum GitLabAccess {
+    /// The operator's token, every hardened group at once.
+    Operator(PlatformConfig),
+    /// The in-cluster run: one configuration per hardened group, each with that group's
+    /// read-only token, and phase 12's group-wide parts (Keycloak sync, SSH route) off.
+    Groups(Vec<(String, PlatformConfig)>),
+    /// The in-cluster run could not get its tokens: why, for the rows' evidence.
+    Unavailable(String),
+}
+
+/// The source of the evidence line naming how GitLab was read.
+pub const SOURCE: &str = "the report's GitLab credentials";
+
+/// Resolves [`GitLabAccess`] for this run.
+pub async fn gitlab_access(cfg: &PlatformConfig) -> GitLabAccess {
+    let Some(role) = cfg.environment().get(env::CICD_READINESS_VAULT_ROLE) else {
+        return GitLabAccess::Operator(cfg.clone());
+    };
+    match group_tokens(cfg, role).await {
+        Err(e) => GitLabAccess::Unavailable(e),
+        Ok(tokens) if tokens.is_empty() => GitLabAccess::Unavailable(format!(
+            "Vault {KV_MOUNT}/{KV_READINESS_CREDENTIALS} holds no GitLab token: run phase 17 (./scripts/deploy-cluster.sh --only 17), which mints one per group of {}",
+            env::GITLAB_GROUPS
+        )),
+        Ok(tokens) => {
+            let mut groups = Vec::new();
+            for (group, token) in tokens {
+                let scoped = cfg.with_settings(&[
+                    (env::GITLAB_API_TOKEN, token.as_str()),
+                    (env::GITLAB_GROUPS, group.as_str()),
+                    (env::GITLAB_KEYCLOAK_SYNC, "false"),
+                    (env::GITLAB_SSH_ROUTE, "false"),
+                ]);
+                match scoped {
+                    Ok(c) => groups.push((group, c)),
+                    Err(e) => return GitLabAccess::Unavailable(e.one_line()),
+                }
+            }
+            GitLabAccess::Groups(groups)
+        }
+    }
+}
+
+/// Logs in as `role` and reads the group tokens (group path → token), registered for redaction.
+async fn group_tokens(
+    cfg: &PlatformConfig,
+    role: &str,
+) -> Result<BTreeMap<String, String>, String> {
+    let jwt_file = cfg
+        .environment()
+        .get(env::CICD_SERVICE_ACCOUNT_TOKEN_FILE)
+        .unwrap_or(POD_TOKEN_FILE)
+        .to_owned();
+    let jwt = std::fs::read_to_string(&jwt_file).map_err(|e| {
+        format!(
+            "reading the service account token {jwt_file}: {e} (the pod mounts it unless automountServiceAccountToken is false; elsewhere set {})",
+            env::CICD_SERVICE_ACCOUNT_TOKEN_FILE
+        )
+    })?;
+    let jwt = jwt.trim();
+    redact::register(jwt);
+    let anonymous =
+        VaultClient::connect_for_login(cfg, "cicd-readiness").map_err(|e| e.one_line())?;
+    let login = anonymous
+        .login(common::contract::K8S_AUTH_MOUNT, role, jwt)
+        .await
+        .map_err(|e| {
+            format!(
+                "{} (phase 17 writes Vault role {role}, bound to service account cicd-readiness in OBS_NAMESPACE: rerun it)",
+                e.one_line()
+            )
+        })?;
+    let vault = anonymous
+        .with_token(&login.token, &format!("Vault role {role}"))
+        .map_err(|e| e.one_line())?;
+    let data = vault
+        .kv2_read(KV_MOUNT, KV_READINESS_CREDENTIALS)
+        .await
+        .map_err(|e| e.one_line())?
+        .unwrap_or_default();
+    let tokens: BTreeMap<String, String> = match data.get(READINESS_GITLAB_TOKENS_KEY) {
+        None => BTreeMap::new(),
+        Some(Value::String(text)) => serde_json::from_str(text).map_err(|e| {
+            format!(
+                "Vault {KV_MOUNT}/{KV_READINESS_CREDENTIALS} key {READINESS_GITLAB_TOKENS_KEY} is not a JSON object of group → token ({e}): rerun phase 17"
+            )
+        })?,
+        Some(_) => {
+            return Err(format!(
+                "Vault {KV_MOUNT}/{KV_READINESS_CREDENTIALS} key {READINESS_GITLAB_TOKENS_KEY} is not a string: rerun phase 17"
+            ));
+        }
+    };
+    for token in tokens.values() {
+        redact::register(token);
+    }
+    Ok(tokens)
+}
