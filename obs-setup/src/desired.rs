@@ -411,16 +411,18 @@ pub fn objects(s: &Settings) -> Vec<(Value, Option<&'static str>)> {
     ]);
     objects.extend(crate::readiness::readers(s).into_iter().map(|o| (o, None)));
     objects.extend(crate::readiness::ca_configmap(s).map(|o| (o, None)));
-    // Vault outside the cluster reviews logins with the client's token: the auditor's account
-    // may then call TokenReview.
+    // Vault outside the cluster reviews logins with the client's token: the auditor's and the
+    // readiness report's accounts may then call TokenReview.
     if s.token_reviewer_client {
-        objects.push((
-            common::contract::token_reviewer_binding(
-                &format!("{}-vault-login", crate::flags::AUDITOR),
-                &[(s.namespace.clone(), crate::flags::AUDITOR.to_owned())],
-            ),
-            None,
-        ));
+        for account in [crate::flags::AUDITOR, crate::readiness::REPORT] {
+            objects.push((
+                common::contract::token_reviewer_binding(
+                    &format!("{account}-vault-login"),
+                    &[(s.namespace.clone(), account.to_owned())],
+                ),
+                None,
+            ));
+        }
     }
     // The collector's own PostgreSQL, unless an external database is configured.
     if s.store == Store::Postgres && !s.postgres_external {

@@ -513,6 +513,16 @@ pub fn the_daily_cronjob_keeps_the_report_its_exporter_serves(world: &World) {
         assert_eq!(can(&args), allowed, "can-i {grant} as {sa}");
     }
 
+    // The sandbox's Vault reviews logins with the client's own token
+    // (VAULT_K8S_TOKEN_REVIEWER=client): the account may then review tokens, as any pod
+    // logging in to Vault must.
+    if world.get("VAULT_K8S_TOKEN_REVIEWER") == "client" {
+        assert!(
+            can(&["create", "tokenreviews.authentication.k8s.io"]),
+            "the report's account cannot review its token for Vault"
+        );
+    }
+
     // 3. The run, as the CronJob's pod has it.
     let dir = world.dir("readiness-cronjob");
     let token = world
