@@ -79,7 +79,17 @@ pub(super) async fn require_token(
                         .is_some_and(|p| within(p.namespace_id)),
                 },
                 (None, Some(gid)) => within(gid),
-                (None, None) => false,
+                // The instance-wide reads every authenticated caller may make (api/version,
+                // api/metadata "requires authentication", api/users "current user", the
+                // token's own record; api/license then refuses a non-administrator itself).
+                (None, None) => matches!(
+                    path,
+                    "/api/v4/version"
+                        | "/api/v4/metadata"
+                        | "/api/v4/user"
+                        | "/api/v4/personal_access_tokens/self"
+                        | "/api/v4/license"
+                ),
             };
             if !reachable {
                 return not_found(if group.is_some() { "Group" } else { "Project" });
