@@ -35,7 +35,7 @@ pub const CICD_ACCEPT_FREE_TIER: &str = "CICD_ACCEPT_FREE_TIER";
 pub const CICD_SOURCE_DIR: &str = "CICD_SOURCE_DIR";
 /// `free`, `premium` or `ultimate`: the GitLab tier to assume when the token may not read the
 /// licence (an administrator-only endpoint), as the in-cluster readiness report's read-only group
-/// tokens may not. Phase 17 writes the tier it read into ConfigMap `cicd-readiness-env`. Ignored
+/// tokens may not. Phase 17 writes the tier it read into `ConfigMap` `cicd-readiness-env`. Ignored
 /// whenever the licence can be read.
 pub const CICD_GITLAB_TIER: &str = "CICD_GITLAB_TIER";
 /// The Vault Kubernetes auth role the in-cluster readiness report logs in with, to read its own

@@ -132,6 +132,10 @@ fn auditor_titles() -> Vec<String> {
     // Its Kubernetes role waits for phase 13's Kubernetes auth, which this sandbox lacks (a plan
     // warning says so; the system test has the role made and used).
     out.push("vault policy feature-flag-auditor".to_owned());
+    // The readiness report's own read-only access (ADR 0012 decision 8): its policy, and one
+    // group token per group of GITLAB_GROUPS (the role waits as the auditor's does).
+    out.push("vault policy cicd-readiness".to_owned());
+    out.push("gitlab group access token platform_services/cicd-readiness".to_owned());
     out
 }
 
@@ -358,14 +362,38 @@ async fn plan_apply_rerun_drift_and_rotation_against_the_sandbox() {
     let applied = state(&sandbox, &kube).await;
     assert_eq!(
         applied.0 - before.0,
-        19,
-        "GitLab: one hook; for the collector's, the auditor's and this repository's project each: the project, protected main, protected v*, one commit, the tag, the promotion token"
+        20,
+        "GitLab: one hook; for the collector's, the auditor's and this repository's project each: the project, protected main, protected v*, one commit, the tag, the promotion token; the readiness report's group token"
     );
     assert_eq!(
         applied.1 - before.1,
-        10,
-        "Vault: the secret (cas=0), its metadata, the hook's token fingerprint; each of the 3 projects' promotion token and its metadata; the auditor's policy"
+        13,
+        "Vault: the secret (cas=0), its metadata, the hook's token fingerprint; each of the 3 projects' promotion token and its metadata; the auditor's policy; the readiness report's policy, its secret and that secret's metadata"
     );
+    // The readiness report's token: read-only, Maintainer (to read protected branches), in Vault.
+    let stored = vault_json(&sandbox, "kv/data/monitoring/cicd-readiness")
+        .await
+        .expect("the readiness report's credentials stored");
+    let tokens: std::collections::BTreeMap<String, String> = serde_json::from_str(
+        stored["data"]["gitlab-tokens"]
+            .as_str()
+            .expect("key gitlab-tokens"),
+    )
+    .expect("group → token");
+    assert_eq!(tokens.keys().collect::<Vec<_>>(), ["platform_services"]);
+    {
+        let data = sandbox.gitlab.as_ref().unwrap().lock();
+        let group = data.group_by_path("platform_services").expect("the group");
+        let minted: Vec<_> = group
+            .access_tokens
+            .iter()
+            .filter(|t| t.name == "cicd-readiness" && t.active)
+            .collect();
+        assert_eq!(minted.len(), 1);
+        assert_eq!(minted[0].scopes, ["read_api"]);
+        assert_eq!(minted[0].access_level, 40);
+        assert_eq!(minted[0].secret, tokens["platform_services"]);
+    }
     let secret = vault_json(&sandbox, "kv/data/monitoring/dora-collector")
         .await
         .expect("secret stored")["data"]["webhook-secret"]

@@ -20,7 +20,7 @@ pub const POD_TOKEN_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/
 /// How the report reaches GitLab for phase 12's observation.
 pub enum GitLabAccess {
     /// The operator's token, every hardened group at once.
-    Operator(PlatformConfig),
+    Operator(Box<PlatformConfig>),
     /// The in-cluster run: one configuration per hardened group, each with that group's
     /// read-only token, and phase 12's group-wide parts (Keycloak sync, SSH route) off.
     Groups(Vec<(String, PlatformConfig)>),
@@ -34,7 +34,7 @@ pub const SOURCE: &str = "the report's GitLab credentials";
 /// Resolves [`GitLabAccess`] for this run.
 pub async fn gitlab_access(cfg: &PlatformConfig) -> GitLabAccess {
     let Some(role) = cfg.environment().get(env::CICD_READINESS_VAULT_ROLE) else {
-        return GitLabAccess::Operator(cfg.clone());
+        return GitLabAccess::Operator(Box::new(cfg.clone()));
     };
     match group_tokens(cfg, role).await {
         Err(e) => GitLabAccess::Unavailable(e),

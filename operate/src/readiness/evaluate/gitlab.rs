@@ -62,7 +62,7 @@ pub(super) async fn gitlab_rows(access: &GitLabAccess, prom: &Prom) -> Vec<Row> 
         ]
     };
     let (configs, read_as) = match access {
-        GitLabAccess::Operator(cfg) => (vec![(String::new(), cfg.clone())], String::new()),
+        GitLabAccess::Operator(cfg) => (vec![(String::new(), (**cfg).clone())], String::new()),
         GitLabAccess::Groups(groups) => (
             groups
                 .iter()
