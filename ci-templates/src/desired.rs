@@ -131,7 +131,9 @@ pub struct RobotAccount {
     pub name: &'static str,
     pub description: &'static str,
     pub projects: &'static [&'static str],
-    /// Repository actions on each of those projects.
+    /// The Harbor resource the actions apply to: `repository` for the registry robots.
+    pub resource: &'static str,
+    /// Actions on [`RobotAccount::resource`] in each of those projects.
     pub actions: &'static [&'static str],
     /// KV v2 path (under `kv/`) holding `username` and `password`.
     pub vault_path: &'static str,
@@ -142,6 +144,7 @@ pub const ROBOTS: &[RobotAccount] = &[
         name: "ci-push",
         description: "GitLab CI pushes images (cicd-buildout phase 14)",
         projects: &["platform-services", "application-services", "ci-cache"],
+        resource: "repository",
         actions: &["push", "pull"],
         vault_path: contract::KV_HARBOR_PUSH,
     },
@@ -155,6 +158,7 @@ pub const ROBOTS: &[RobotAccount] = &[
             "application-services",
             contract::HARBOR_SCRATCH_PROJECT,
         ],
+        resource: "repository",
         actions: &["pull"],
         vault_path: contract::KV_HARBOR_PULL,
     },
@@ -163,6 +167,7 @@ pub const ROBOTS: &[RobotAccount] = &[
         name: "ci-scratch-push",
         description: "GitLab CI pushes merge request images (cicd-buildout phase 14)",
         projects: &[contract::HARBOR_SCRATCH_PROJECT],
+        resource: "repository",
         actions: &["push", "pull"],
         vault_path: contract::KV_HARBOR_SCRATCH,
     },
@@ -170,8 +175,20 @@ pub const ROBOTS: &[RobotAccount] = &[
         name: "trivy-scan",
         description: "Trivy scans images (cicd-buildout phase 14)",
         projects: &["platform-services", "application-services"],
+        resource: "repository",
         actions: &["pull"],
         vault_path: "security/harbor-trivy",
+    },
+    // The in-cluster readiness report (phase 17's CronJob, docs/adr/0012 decision 8): it lists
+    // the immutable tag rules of the release projects and can do nothing else. Its Vault path is
+    // read only by the report's own Vault role.
+    RobotAccount {
+        name: contract::READINESS_HARBOR_ROBOT,
+        description: "The readiness report reads immutable tag rules (cicd-buildout phase 14)",
+        projects: &["platform-services", "application-services"],
+        resource: "immutable-tag",
+        actions: &["list"],
+        vault_path: contract::KV_READINESS_HARBOR,
     },
 ];
 
@@ -184,7 +201,7 @@ impl RobotAccount {
                 json!({
                     "kind": "project",
                     "namespace": project,
-                    "access": self.actions.iter().map(|a| json!({"resource": "repository", "action": a, "effect": "allow"})).collect::<Vec<_>>(),
+                    "access": self.actions.iter().map(|a| json!({"resource": self.resource, "action": a, "effect": "allow"})).collect::<Vec<_>>(),
                 })
             })
             .collect()
@@ -297,6 +314,20 @@ mod tests {
         for name in ["argocd-pull", "trivy-scan"] {
             assert_eq!(by_name[name].actions, ["pull"]);
         }
+        // The readiness report lists immutable tag rules of the release projects, nothing else.
+        let readiness = by_name["cicd-readiness"];
+        assert_eq!(
+            readiness.projects,
+            HARBOR_PROJECTS
+                .iter()
+                .filter(|p| p.immutable_semver)
+                .map(|p| p.name)
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            readiness.permissions()[0]["access"],
+            json!([{"resource": "immutable-tag", "action": "list", "effect": "allow"}])
+        );
         // Merge request pipelines can push to the scratch project and nowhere else.
         assert_eq!(by_name["ci-scratch-push"].projects, ["ci-scratch"]);
         assert_eq!(by_name["ci-scratch-push"].actions, ["push", "pull"]);

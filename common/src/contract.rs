@@ -91,6 +91,12 @@ pub const KV_GITLAB_GENERATOR_TOKEN: &str = "ci/gitlab-api-token";
 /// [`READINESS_GITLAB_TOKENS_KEY`] holds one `read_api` Reporter group access token per hardened
 /// group. Written by phase 17; read only by the report's Vault role (`cicd-readiness`).
 pub const KV_READINESS_CREDENTIALS: &str = "monitoring/cicd-readiness";
+/// The readiness report's Harbor robot (phase 14 creates it: `immutable-tag`/`list` on the
+/// release projects).
+pub const READINESS_HARBOR_ROBOT: &str = "cicd-readiness";
+/// Where phase 14 keeps that robot's `username` and `password`; read only by the report's Vault
+/// role.
+pub const KV_READINESS_HARBOR: &str = "monitoring/cicd-readiness-harbor";
 /// The key at [`KV_READINESS_CREDENTIALS`]: a JSON object, group path → token.
 pub const READINESS_GITLAB_TOKENS_KEY: &str = "gitlab-tokens";
 /// The readiness report's Vault policy and Kubernetes auth role, and its service account.

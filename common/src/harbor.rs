@@ -96,6 +96,43 @@ impl HarborClient {
         ))
     }
 
+    /// A client acting as a robot account (`robot$name` and its secret, read from `source`), for
+    /// a workload that reads with the robot's permissions only.
+    pub fn connect_robot(
+        cfg: &PlatformConfig,
+        username: &str,
+        secret: &str,
+        source: &str,
+    ) -> Result<Self> {
+        let url = cfg.require_url(env::HARBOR_URL)?.to_owned();
+        redact::register(secret);
+        let basic = base64_basic(username, secret);
+        redact::register(&basic);
+        let mut client = Self::new(
+            &url,
+            Credential {
+                value: basic.into(),
+                source: source.to_owned(),
+            },
+            build_reqwest(cfg)?,
+            cfg.http_retries,
+        );
+        client.api = client.api.with_fixes(Fixes {
+            unauthorized: format!(
+                "Harbor refused robot {username} (secret from {source}): it was deleted, disabled or its secret refreshed; rerun phase 14 (ci-templates apply) to store a new one"
+            ),
+            forbidden: format!(
+                "robot {username} lacks this permission: phase 14 (ci-templates) grants it; rerun it"
+            ),
+            unreachable: format!(
+                "check {}, that Harbor is up, and for TLS errors set {} to the platform CA bundle",
+                env::HARBOR_URL,
+                env::CICD_CA_BUNDLE
+            ),
+        });
+        Ok(client)
+    }
+
     /// `credential` is the base64 of `user:password`.
     pub fn new(url: &str, credential: Credential, reqwest: reqwest::Client, retries: u32) -> Self {
         let fixes = Fixes {

@@ -347,9 +347,18 @@ fn readiness_credentials_are_planned_per_group_and_renewed_before_expiry() {
 fn readiness_vault_access_reads_its_own_secret_only() {
     let s = Settings::example();
     let policy = crate::readiness_access::policy();
-    assert_eq!(policy.matches("path \"").count(), 1, "{policy}");
+    assert_eq!(policy.matches("path \"").count(), 2, "{policy}");
+    assert_eq!(
+        policy.matches("capabilities = [\"read\"]").count(),
+        2,
+        "{policy}"
+    );
     assert!(policy.contains("path \"kv/data/monitoring/cicd-readiness\""));
-    assert!(policy.contains("capabilities = [\"read\"]"));
+    // Phase 14's robot for it (the hand-off: the path phase 14 writes is the one this reads).
+    assert!(policy.contains(&format!(
+        "path \"kv/data/{}\"",
+        common::contract::KV_READINESS_HARBOR
+    )));
     let role = crate::readiness_access::role(&s);
     assert_eq!(
         role["bound_service_account_names"],

@@ -45,10 +45,12 @@ fn token_id_key(group: &str) -> String {
     format!("token-id:{group}")
 }
 
-/// The report's Vault policy: its own credentials, read-only; nothing else.
+/// The report's Vault policy: its own credentials, read-only; nothing else. Its GitLab tokens
+/// (this phase's) and its Harbor robot (phase 14's).
 pub fn policy() -> String {
     format!(
-        "# The in-cluster readiness report (cicd-buildout phase 17): its own read-only credentials.\npath \"{KV_MOUNT}/data/{KV_READINESS_CREDENTIALS}\" {{\n  capabilities = [\"read\"]\n}}\n"
+        "# The in-cluster readiness report (cicd-buildout phase 17): its own read-only credentials.\npath \"{KV_MOUNT}/data/{KV_READINESS_CREDENTIALS}\" {{\n  capabilities = [\"read\"]\n}}\npath \"{KV_MOUNT}/data/{}\" {{\n  capabilities = [\"read\"]\n}}\n",
+        contract::KV_READINESS_HARBOR
     )
 }
 

@@ -1,15 +1,18 @@
 //! The in-cluster run's own read-only credentials (docs/adr/0012 decision 8): with
 //! `CICD_READINESS_VAULT_ROLE` set (phase 17 sets it in `cicd-readiness-env`), the report logs in
 //! to Vault's Kubernetes auth with its service account token and reads
-//! `kv/monitoring/cicd-readiness`: one `read_api` group access token per hardened group. Each
-//! group is then observed by phase 12 with that group's token alone.
+//! `kv/monitoring/cicd-readiness` (phase 17's: one `read_api` group access token per hardened
+//! group; each group is then observed by phase 12 with that group's token alone) and
+//! `kv/monitoring/cicd-readiness-harbor` (phase 14's robot, which lists immutable tag rules).
 //!
 //! Without the setting (the operator's run), the operator's own credentials are used as they are.
 
 use std::collections::BTreeMap;
 
 use common::config::PlatformConfig;
-use common::contract::{KV_MOUNT, KV_READINESS_CREDENTIALS, READINESS_GITLAB_TOKENS_KEY};
+use common::contract::{
+    KV_MOUNT, KV_READINESS_CREDENTIALS, KV_READINESS_HARBOR, READINESS_GITLAB_TOKENS_KEY,
+};
 use common::vault::VaultClient;
 use common::{env, redact};
 use serde_json::Value;
@@ -31,12 +34,47 @@ pub enum GitLabAccess {
 /// The source of the evidence line naming how GitLab was read.
 pub const SOURCE: &str = "the report's GitLab credentials";
 
-/// Resolves [`GitLabAccess`] for this run.
-pub async fn gitlab_access(cfg: &PlatformConfig) -> GitLabAccess {
+/// How the report reaches Harbor for the immutability row.
+pub enum HarborAccess {
+    /// The operator's admin credentials, through phase 14's observation.
+    Operator,
+    /// The in-cluster run: phase 14's read-only robot.
+    Robot(Box<common::harbor::HarborClient>),
+    /// The in-cluster run could not get the robot: why.
+    Unavailable(String),
+}
+
+/// Both, resolved once per run.
+pub struct Access {
+    pub gitlab: GitLabAccess,
+    pub harbor: HarborAccess,
+}
+
+/// Resolves [`Access`] for this run: the operator's credentials, or the in-cluster run's own.
+pub async fn access(cfg: &PlatformConfig) -> Access {
     let Some(role) = cfg.environment().get(env::CICD_READINESS_VAULT_ROLE) else {
-        return GitLabAccess::Operator(Box::new(cfg.clone()));
+        return Access {
+            gitlab: GitLabAccess::Operator(Box::new(cfg.clone())),
+            harbor: HarborAccess::Operator,
+        };
     };
-    match group_tokens(cfg, role).await {
+    let vault = match login(cfg, role).await {
+        Ok(v) => v,
+        Err(e) => {
+            return Access {
+                gitlab: GitLabAccess::Unavailable(e.clone()),
+                harbor: HarborAccess::Unavailable(e),
+            };
+        }
+    };
+    Access {
+        gitlab: gitlab_access(cfg, &vault).await,
+        harbor: harbor_access(cfg, &vault).await,
+    }
+}
+
+async fn gitlab_access(cfg: &PlatformConfig, vault: &VaultClient) -> GitLabAccess {
+    match group_tokens(vault).await {
         Err(e) => GitLabAccess::Unavailable(e),
         Ok(tokens) if tokens.is_empty() => GitLabAccess::Unavailable(format!(
             "Vault {KV_MOUNT}/{KV_READINESS_CREDENTIALS} holds no GitLab token: run phase 17 (./scripts/deploy-cluster.sh --only 17), which mints one per group of {}",
@@ -61,11 +99,34 @@ pub async fn gitlab_access(cfg: &PlatformConfig) -> GitLabAccess {
     }
 }
 
-/// Logs in as `role` and reads the group tokens (group path → token), registered for redaction.
-async fn group_tokens(
-    cfg: &PlatformConfig,
-    role: &str,
-) -> Result<BTreeMap<String, String>, String> {
+async fn harbor_access(cfg: &PlatformConfig, vault: &VaultClient) -> HarborAccess {
+    let source = format!("Vault {KV_MOUNT}/{KV_READINESS_HARBOR}");
+    let data = match vault.kv2_read(KV_MOUNT, KV_READINESS_HARBOR).await {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            return HarborAccess::Unavailable(format!(
+                "{source} does not exist: phase 14 (./scripts/deploy-cluster.sh --only 14) creates robot {} and stores it there",
+                common::contract::READINESS_HARBOR_ROBOT
+            ));
+        }
+        Err(e) => return HarborAccess::Unavailable(e.one_line()),
+    };
+    let field = |k: &str| data.get(k).and_then(Value::as_str).unwrap_or_default();
+    let (username, password) = (field("username"), field("password"));
+    if username.is_empty() || password.is_empty() {
+        return HarborAccess::Unavailable(format!(
+            "{source} lacks username or password: rerun phase 14 (ci-templates rotate-robot {})",
+            common::contract::READINESS_HARBOR_ROBOT
+        ));
+    }
+    match common::harbor::HarborClient::connect_robot(cfg, username, password, &source) {
+        Ok(client) => HarborAccess::Robot(Box::new(client)),
+        Err(e) => HarborAccess::Unavailable(e.one_line()),
+    }
+}
+
+/// Logs in as `role` with the service account token: a client acting with the login's token.
+async fn login(cfg: &PlatformConfig, role: &str) -> Result<VaultClient, String> {
     let jwt_file = cfg
         .environment()
         .get(env::CICD_SERVICE_ACCOUNT_TOKEN_FILE)
@@ -90,9 +151,13 @@ async fn group_tokens(
                 e.one_line()
             )
         })?;
-    let vault = anonymous
+    anonymous
         .with_token(&login.token, &format!("Vault role {role}"))
-        .map_err(|e| e.one_line())?;
+        .map_err(|e| e.one_line())
+}
+
+/// The group tokens (group path → token), registered for redaction.
+async fn group_tokens(vault: &VaultClient) -> Result<BTreeMap<String, String>, String> {
     let data = vault
         .kv2_read(KV_MOUNT, KV_READINESS_CREDENTIALS)
         .await

@@ -3,10 +3,203 @@
 use common::config::PlatformConfig;
 use common::phase::Phase;
 
+use super::super::credentials::{self, Access, GitLabAccess, HarborAccess};
 use super::{IMMUTABLE, Row, State, VERDICT, ev, rerun, row};
 
-/// Phase 14's observation and plan: Harbor immutability, and the library's blocking gates.
-pub(super) async fn harbor_and_library_rows(cfg: &PlatformConfig) -> Vec<Row> {
+/// The release projects (phase 14's `immutable_semver`) and those mutable by design.
+fn release_projects() -> (Vec<&'static str>, Vec<&'static str>) {
+    let (release, others): (Vec<_>, Vec<_>) = ci_templates::desired::HARBOR_PROJECTS
+        .iter()
+        .partition(|p| p.immutable_semver);
+    (
+        release.iter().map(|p| p.name).collect(),
+        others.iter().map(|p| p.name).collect(),
+    )
+}
+
+/// Whether a project's rules hold an enabled immutability rule.
+fn has_immutable_rule(rules: &[serde_json::Value]) -> bool {
+    rules
+        .iter()
+        .any(|r| r["disabled"] != true && r["action"] == "immutable")
+}
+
+/// "Immutable artifacts": every Harbor project that holds released images has an enabled
+/// immutability rule (caches are mutable by design); `pending` are phase 14's planned rule
+/// changes, when its plan was read.
+fn immutable_row(mutable: &[&str], pending: Option<&[String]>, source: String) -> Row {
+    let (release, others) = release_projects();
+    let pending_text = match pending {
+        None => String::new(),
+        Some([]) => "; immutable-rule changes pending: none".to_owned(),
+        Some(p) => format!("; immutable-rule changes pending: {}", p.join(", ")),
+    };
+    let value = format!(
+        "{}/{} release project(s) with an enabled immutability rule{}{pending_text}; {} mutable by design (caches, MR images)",
+        release.len() - mutable.len(),
+        release.len(),
+        if mutable.is_empty() {
+            String::new()
+        } else {
+            format!(" (missing on {})", mutable.join(", "))
+        },
+        others.join(", ")
+    );
+    let pending = pending.unwrap_or_default();
+    if mutable.is_empty() && pending.is_empty() {
+        row(&IMMUTABLE, State::Pass, vec![ev(source, value)], "")
+    } else {
+        let mut names: Vec<String> = mutable.iter().map(|m| (*m).to_owned()).collect();
+        names.extend(pending.iter().cloned());
+        names.sort();
+        names.dedup();
+        row(
+            &IMMUTABLE,
+            State::Fail,
+            vec![ev(source, value)],
+            format!(
+                "release tags can be overwritten in Harbor project(s) {}: run {} (phase 14 restores the immutability rule)",
+                names.join(", "),
+                rerun("14")
+            ),
+        )
+    }
+}
+
+/// The in-cluster run: Harbor's immutability read with phase 14's read-only robot; the library's
+/// gates need phase 14's observation, which reads with the operator's credentials only.
+async fn robot_rows(
+    cfg: &PlatformConfig,
+    harbor: &common::harbor::HarborClient,
+    gitlab: &GitLabAccess,
+) -> Vec<Row> {
+    let (release, _) = release_projects();
+    let mut mutable = Vec::new();
+    for name in &release {
+        let rules = match harbor.project(name).await {
+            Ok(Some(p)) => harbor.immutable_rules(p.project_id).await,
+            Ok(None) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        };
+        match rules {
+            Ok(rules) if has_immutable_rule(&rules) => {}
+            Ok(_) => mutable.push(*name),
+            Err(e) => {
+                return vec![
+                    row(
+                        &IMMUTABLE,
+                        State::Unknown,
+                        vec![ev(
+                            format!("Harbor: immutable tag rules of {name} (robot cicd-readiness)"),
+                            e.one_line(),
+                        )],
+                        "fix the report's Harbor robot: rerun phase 14 (./scripts/deploy-cluster.sh --only 14)",
+                    ),
+                    library_with_group_token(cfg, gitlab).await,
+                ];
+            }
+        }
+    }
+    vec![
+        immutable_row(
+            &mutable,
+            None,
+            format!(
+                "Harbor: immutable tag rules of {}, read with the report's robot {}",
+                release.join(", "),
+                common::contract::READINESS_HARBOR_ROBOT
+            ),
+        ),
+        library_with_group_token(cfg, gitlab).await,
+    ]
+}
+
+/// The verdict row in the in-cluster run: the library read with the read-only token of the group
+/// that holds it (phase 14's own observation also reads Harbor robots and Vault).
+async fn library_with_group_token(cfg: &PlatformConfig, gitlab: &GitLabAccess) -> Row {
+    let unknown = |source: &str, why: String, fix: &str| {
+        row(&VERDICT, State::Unknown, vec![ev(source, why)], fix)
+    };
+    let groups = match gitlab {
+        GitLabAccess::Groups(groups) => groups,
+        GitLabAccess::Unavailable(why) => {
+            return unknown(
+                credentials::SOURCE,
+                why.clone(),
+                "the in-cluster run reads its GitLab tokens from Vault: run phase 17",
+            );
+        }
+        GitLabAccess::Operator(_) => {
+            return unknown(
+                credentials::SOURCE,
+                "the operator's run reads the library through phase 14".into(),
+                "run phase 14",
+            );
+        }
+    };
+    let path = match ci_templates::settings::Settings::load(cfg) {
+        Ok(s) => s.templates_project,
+        Err(e) => {
+            return unknown(
+                "phase 14 settings",
+                format!("{e:#}"),
+                "fix the CI_* settings",
+            );
+        }
+    };
+    let Some((group, group_cfg)) = groups
+        .iter()
+        .find(|(g, _)| path.starts_with(&format!("{g}/")))
+    else {
+        return unknown(
+            credentials::SOURCE,
+            format!(
+                "the library project {path} is in no group of {} (the report's tokens reach those groups only)",
+                common::env::GITLAB_GROUPS
+            ),
+            "keep the library in a hardened group, or run the report with the operator's credentials",
+        );
+    };
+    let source = format!("GitLab: the library project {path} (read-only token of {group})");
+    let client = match common::gitlab::GitLabClient::connect(group_cfg) {
+        Ok(c) => c,
+        Err(e) => return unknown(&source, e.one_line(), "rerun phase 17"),
+    };
+    let project = match client.project(&path).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return verdict_row(group_cfg, None).await,
+        Err(e) => return unknown(&source, e.one_line(), "rerun phase 17"),
+    };
+    match client
+        .repository_files(project.id, gitlab_harden::settings::MAIN_BRANCH)
+        .await
+    {
+        Ok(files) => {
+            let paths: Vec<String> = files.into_iter().map(|f| f.path).collect();
+            verdict_row(group_cfg, Some(&(project.id, paths))).await
+        }
+        Err(e) => unknown(&source, e.one_line(), "rerun phase 17"),
+    }
+}
+
+/// Phase 14's observation and plan (Harbor immutability, the library's blocking gates), or in
+/// the cluster the report's own robot.
+pub(super) async fn harbor_and_library_rows(cfg: &PlatformConfig, access: &Access) -> Vec<Row> {
+    match &access.harbor {
+        HarborAccess::Operator => {}
+        HarborAccess::Robot(harbor) => return robot_rows(cfg, harbor, &access.gitlab).await,
+        HarborAccess::Unavailable(why) => {
+            return vec![
+                row(
+                    &IMMUTABLE,
+                    State::Unknown,
+                    vec![ev(credentials::SOURCE, why.clone())],
+                    "the in-cluster run reads its Harbor robot from Vault: run phase 14 and 17",
+                ),
+                library_with_group_token(cfg, &access.gitlab).await,
+            ];
+        }
+    }
     let failed = |e: String| {
         let e = ev("phase 14 (ci-templates) observe", e);
         vec![
@@ -36,24 +229,14 @@ pub(super) async fn harbor_and_library_rows(cfg: &PlatformConfig) -> Vec<Row> {
         Ok(plan) => plan,
         Err(e) => return failed(format!("phase 14 cannot plan: {e:#}")),
     };
-
-    // Immutable artifacts: every Harbor project that holds released images (phase 14's
-    // `immutable_semver`) has an enabled immutability rule; caches are mutable by design.
-    let release_projects: Vec<&str> = ci_templates::desired::HARBOR_PROJECTS
-        .iter()
-        .filter(|p| p.immutable_semver)
-        .map(|p| p.name)
-        .collect();
-    let mutable: Vec<&str> = release_projects
+    let (release, _) = release_projects();
+    let mutable: Vec<&str> = release
         .iter()
         .copied()
         .filter(|name| {
             !observed.harbor_projects.get(name).is_some_and(|p| {
-                p.as_ref().is_some_and(|p| {
-                    p.immutable_rules
-                        .iter()
-                        .any(|r| r["disabled"] != true && r["action"] == "immutable")
-                })
+                p.as_ref()
+                    .is_some_and(|p| has_immutable_rule(&p.immutable_rules))
             })
         })
         .collect();
@@ -63,52 +246,27 @@ pub(super) async fn harbor_and_library_rows(cfg: &PlatformConfig) -> Vec<Row> {
         .filter(|c| c.resource == "harbor immutable rule")
         .map(|c| c.name.clone())
         .collect();
-    let others: Vec<&str> = ci_templates::desired::HARBOR_PROJECTS
-        .iter()
-        .filter(|p| !p.immutable_semver)
-        .map(|p| p.name)
-        .collect();
-    let source = format!(
-        "Harbor: immutable tag rules of {} (read by phase 14), and phase 14's plan",
-        release_projects.join(", ")
+    let immutable = immutable_row(
+        &mutable,
+        Some(&pending),
+        format!(
+            "Harbor: immutable tag rules of {} (read by phase 14), and phase 14's plan",
+            release.join(", ")
+        ),
     );
-    let value = format!(
-        "{}/{} release project(s) with an enabled immutability rule{}; immutable-rule changes pending: {}; {} mutable by design (caches, MR images)",
-        release_projects.len() - mutable.len(),
-        release_projects.len(),
-        if mutable.is_empty() {
-            String::new()
-        } else {
-            format!(" (missing on {})", mutable.join(", "))
-        },
-        if pending.is_empty() {
-            "none".to_owned()
-        } else {
-            pending.join(", ")
-        },
-        others.join(", ")
-    );
-    let immutable = if mutable.is_empty() && pending.is_empty() {
-        row(&IMMUTABLE, State::Pass, vec![ev(source, value)], "")
-    } else {
-        let mut names: Vec<String> = mutable.iter().map(|m| (*m).to_owned()).collect();
-        names.extend(pending.iter().cloned());
-        names.sort();
-        names.dedup();
-        row(
-            &IMMUTABLE,
-            State::Fail,
-            vec![ev(source, value)],
-            format!(
-                "release tags can be overwritten in Harbor project(s) {}: run {} (phase 14 restores the immutability rule)",
-                names.join(", "),
-                rerun("14")
-            ),
-        )
-    };
 
-    // The verdict is definitive: no gate of the library may fail without failing the pipeline.
-    let verdict = match &observed.templates {
+    let templates = observed
+        .templates
+        .as_ref()
+        .map(|(id, files)| (*id, files.keys().cloned().collect::<Vec<String>>()));
+    vec![immutable, verdict_row(cfg, templates.as_ref()).await]
+}
+
+/// "Pipeline verdict is definitive": no gate of the library at its release tag may fail without
+/// failing the pipeline. `templates`: the library project's id and files, `None` when it does not
+/// exist; `cfg` reads GitLab.
+async fn verdict_row(cfg: &PlatformConfig, templates: Option<&(u64, Vec<String>)>) -> Row {
+    match templates {
         None => row(
             &VERDICT,
             State::Fail,
@@ -118,18 +276,15 @@ pub(super) async fn harbor_and_library_rows(cfg: &PlatformConfig) -> Vec<Row> {
         Some((id, files)) => {
             // The files the services run: the library at its release tag.
             let tag = ci_templates::desired::library_tag();
-            let texts = match library_texts(cfg, *id, files.keys(), &tag).await {
+            let texts = match library_texts(cfg, *id, files.iter(), &tag).await {
                 Ok(t) => t,
                 Err(e) => {
-                    return vec![
-                        immutable,
-                        row(
-                            &VERDICT,
-                            State::Unknown,
-                            vec![ev(format!("GitLab: the library at {tag}"), e)],
-                            "make the library project readable",
-                        ),
-                    ];
+                    return row(
+                        &VERDICT,
+                        State::Unknown,
+                        vec![ev(format!("GitLab: the library at {tag}"), e)],
+                        "make the library project readable",
+                    );
                 }
             };
             let mut soft = Vec::new();
@@ -186,8 +341,7 @@ pub(super) async fn harbor_and_library_rows(cfg: &PlatformConfig) -> Vec<Row> {
                 )
             }
         }
-    };
-    vec![immutable, verdict]
+    }
 }
 
 /// The library's YAML files at `tag`, read concurrently.

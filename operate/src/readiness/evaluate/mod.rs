@@ -274,9 +274,9 @@ pub async fn evaluate(cfg: &PlatformConfig, attestations: &Attestations) -> anyh
         .map_err(|e| e.one_line());
 
     let mut rows = Vec::new();
-    let gitlab = super::credentials::gitlab_access(cfg).await;
-    rows.extend(gitlab_rows(&gitlab, &prom).await);
-    rows.extend(harbor_and_library_rows(cfg).await);
+    let access = super::credentials::access(cfg).await;
+    rows.extend(gitlab_rows(&access.gitlab, &prom).await);
+    rows.extend(harbor_and_library_rows(cfg, &access).await);
     rows.extend(
         argo_rows(
             cfg,

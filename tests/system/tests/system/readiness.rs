@@ -653,6 +653,27 @@ pub fn the_daily_cronjob_keeps_the_report_its_exporter_serves(world: &World) {
             "{row}"
         );
     }
+    // Phase 14's rows: Harbor read with phase 14's robot for the report, the library with the
+    // group token of the group holding it.
+    for (check, source) in [
+        (
+            "immutable_artifacts",
+            "read with the report's robot cicd-readiness",
+        ),
+        (
+            "pipeline_verdict_definitive",
+            "(read-only token of platform_services)",
+        ),
+    ] {
+        let row = printed["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["check"] == check)
+            .unwrap_or_else(|| panic!("{check} row"));
+        assert_eq!(row["state"], "pass", "{check} in the cluster: {row}");
+        assert!(row["evidence"].to_string().contains(source), "{row}");
+    }
     let after = world.writes(&[]);
     assert_eq!(
         (before.0, &before.2),
@@ -860,6 +881,91 @@ fn readiness_credentials_are_least_privilege(
                 "{group}'s token in the run's output"
             );
         }
+    }
+    // Phase 14's robot for the report: its secret is readable with this token, and the robot
+    // reads immutable tag rules of the release projects only.
+    let (status, robot) = vault(
+        world,
+        reqwest::Method::GET,
+        &format!("kv/data/{}", common::contract::KV_READINESS_HARBOR),
+        vault_token,
+        None,
+    );
+    assert_eq!(status, 200, "{robot}");
+    let (user, secret) = (
+        robot["data"]["data"]["username"]
+            .as_str()
+            .expect("username")
+            .to_owned(),
+        robot["data"]["data"]["password"]
+            .as_str()
+            .expect("password")
+            .to_owned(),
+    );
+    for text in outputs {
+        assert!(
+            !text.contains(secret.as_str()),
+            "the robot's secret in the run's output"
+        );
+    }
+    let harbor = |method: reqwest::Method, path: &str| -> (u16, Value) {
+        world.rt.block_on(async {
+            let r = reqwest::Client::new()
+                .request(
+                    method,
+                    format!("{}/api/v2.0/{path}", world.get("HARBOR_URL")),
+                )
+                .basic_auth(&user, Some(&secret))
+                .json(&json!({"disabled": true}))
+                .send()
+                .await
+                .expect("Harbor answers");
+            let status = r.status().as_u16();
+            (status, r.json().await.unwrap_or(Value::Null))
+        })
+    };
+    let (status, projects) = harbor(reqwest::Method::GET, "projects?page_size=100");
+    assert_eq!(status, 200);
+    let mut names: Vec<&str> = projects
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["application-services", "platform-services"],
+        "the robot sees the release projects only"
+    );
+    let release = projects
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "platform-services")
+        .and_then(|p| p["project_id"].as_u64())
+        .expect("platform-services' id");
+    let (status, rules) = harbor(
+        reqwest::Method::GET,
+        &format!("projects/{release}/immutabletagrules"),
+    );
+    assert_eq!(status, 200, "{rules}");
+    let rule = rules[0]["id"].as_u64().expect("phase 14's rule");
+    for (method, path) in [
+        (
+            reqwest::Method::PUT,
+            format!("projects/{release}/immutabletagrules/{rule}"),
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("projects/{release}/immutabletagrules/{rule}"),
+        ),
+        (reqwest::Method::GET, "robots".to_owned()),
+        (reqwest::Method::GET, "projects/ci-cache".to_owned()),
+        (reqwest::Method::GET, "system/CVEAllowlist".to_owned()),
+    ] {
+        let (status, _) = harbor(method.clone(), &path);
+        assert_eq!(status, 403, "the report's robot: {method} {path}");
     }
     // Another account of the namespace gets no token from the role.
     let kube = world.kube();
