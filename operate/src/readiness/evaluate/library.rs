@@ -160,14 +160,15 @@ async fn library_with_group_token(cfg: &PlatformConfig, gitlab: &GitLabAccess) -
             "keep the library in a hardened group, or run the report with the operator's credentials",
         );
     };
-    let source = format!("GitLab: the library project {path} (read-only token of {group})");
+    let read_as = format!(" (read-only token of {group})");
+    let source = format!("GitLab: the library project {path}{read_as}");
     let client = match common::gitlab::GitLabClient::connect(group_cfg) {
         Ok(c) => c,
         Err(e) => return unknown(&source, e.one_line(), "rerun phase 17"),
     };
     let project = match client.project(&path).await {
         Ok(Some(p)) => p,
-        Ok(None) => return verdict_row(group_cfg, None).await,
+        Ok(None) => return verdict_row(group_cfg, None, &read_as).await,
         Err(e) => return unknown(&source, e.one_line(), "rerun phase 17"),
     };
     match client
@@ -176,7 +177,7 @@ async fn library_with_group_token(cfg: &PlatformConfig, gitlab: &GitLabAccess) -
     {
         Ok(files) => {
             let paths: Vec<String> = files.into_iter().map(|f| f.path).collect();
-            verdict_row(group_cfg, Some(&(project.id, paths))).await
+            verdict_row(group_cfg, Some(&(project.id, paths)), &read_as).await
         }
         Err(e) => unknown(&source, e.one_line(), "rerun phase 17"),
     }
@@ -259,13 +260,17 @@ pub(super) async fn harbor_and_library_rows(cfg: &PlatformConfig, access: &Acces
         .templates
         .as_ref()
         .map(|(id, files)| (*id, files.keys().cloned().collect::<Vec<String>>()));
-    vec![immutable, verdict_row(cfg, templates.as_ref()).await]
+    vec![immutable, verdict_row(cfg, templates.as_ref(), "").await]
 }
 
 /// "Pipeline verdict is definitive": no gate of the library at its release tag may fail without
 /// failing the pipeline. `templates`: the library project's id and files, `None` when it does not
-/// exist; `cfg` reads GitLab.
-async fn verdict_row(cfg: &PlatformConfig, templates: Option<&(u64, Vec<String>)>) -> Row {
+/// exist; `cfg` reads GitLab; `read_as` ends the evidence's source (which credential read it).
+async fn verdict_row(
+    cfg: &PlatformConfig,
+    templates: Option<&(u64, Vec<String>)>,
+    read_as: &str,
+) -> Row {
     match templates {
         None => row(
             &VERDICT,
@@ -307,7 +312,7 @@ async fn verdict_row(cfg: &PlatformConfig, templates: Option<&(u64, Vec<String>)
             }
             let e = ev(
                 format!(
-                    "GitLab: {} YAML file(s) of the library project {id} at {tag}",
+                    "GitLab: {} YAML file(s) of the library project {id} at {tag}{read_as}",
                     texts.len()
                 ),
                 format!(
