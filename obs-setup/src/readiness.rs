@@ -224,8 +224,8 @@ fn reader(s: &Settings, namespace: &str, rules: &Value) -> [Value; 2] {
 
 /// What the report reads in its namespaces, by name where Kubernetes allows it:
 /// - `ARGOCD_NAMESPACE`: Applications and `ApplicationSets` (listed: self-heal, per-MR
-///   environments), `ConfigMaps` argocd-rbac-cm and the service catalog (not argocd-cm, which may
-///   hold OIDC settings);
+///   environments), `AppProjects` by name (compared with phase 15's), `ConfigMaps` argocd-rbac-cm
+///   and the service catalog (not argocd-cm, which may hold OIDC settings);
 /// - `OBS_NAMESPACE`: the `PrometheusRule` of the CI/CD alerts and the dashboard's `ConfigMap`.
 pub fn readers(s: &Settings) -> Vec<Value> {
     let mut out = Vec::new();
@@ -234,6 +234,8 @@ pub fn readers(s: &Settings) -> Vec<Value> {
         &s.argocd_namespace,
         &json!([
             {"apiGroups": ["argoproj.io"], "resources": ["applications", "applicationsets"], "verbs": ["get", "list"]},
+            // Phase 15's AppProjects, compared with its desired ones (no list: read by name).
+            {"apiGroups": ["argoproj.io"], "resources": ["appprojects"], "verbs": ["get"]},
             {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["argocd-rbac-cm", common::contract::SERVICE_CATALOG], "verbs": ["get"]},
         ]),
     ));

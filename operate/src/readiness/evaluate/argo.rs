@@ -17,6 +17,7 @@ pub(super) async fn argo_rows(
     kube: Result<&KubeClient, &str>,
     attestations: &Attestations,
     today: i64,
+    in_cluster: bool,
 ) -> Vec<Row> {
     let kube = match kube {
         Ok(kube) => kube,
@@ -81,22 +82,16 @@ pub(super) async fn argo_rows(
         }
         Err(e) => sole_ev.push(ev("kubernetes: argocd-rbac-cm", e.one_line())),
     }
-    match argo_delivery::reconcile::ArgoDelivery::connect(cfg, false).await {
-        Ok(phase) => match common::phase::plan(&phase).await {
-            Ok(plan) => {
+    if in_cluster {
+        // The in-cluster run may not dry-run phase 15's apply (that needs write rights): it
+        // compares phase 15's desired RBAC and AppProjects with the live objects instead.
+        match hand_changes(cfg, kube, &ns).await {
+            Ok((compared, drift)) => {
                 plan_read = true;
-                let drift: Vec<String> = plan
-                    .changes
-                    .iter()
-                    .filter(|c| {
-                        c.name.contains("argocd-rbac-cm") || c.resource.contains("AppProject")
-                    })
-                    .map(|c| format!("{} {}", c.resource, c.name))
-                    .collect();
                 sole_ev.push(ev(
-                    "phase 15 (argo-delivery) plan",
+                    "phase 15 (argo-delivery) desired RBAC and AppProjects, compared with the live objects (read-only)",
                     format!(
-                        "RBAC and AppProject changes pending: {}",
+                        "{compared} object(s) compared; changed by hand: {}",
                         if drift.is_empty() {
                             "none".into()
                         } else {
@@ -108,9 +103,40 @@ pub(super) async fn argo_rows(
                     sole_problems.push(format!("changed by hand: {}", drift.join(", ")));
                 }
             }
-            Err(e) => sole_ev.push(ev("phase 15 (argo-delivery) plan", format!("{e:#}"))),
-        },
-        Err(e) => sole_ev.push(ev("phase 15 (argo-delivery) connect", format!("{e:#}"))),
+            Err(e) => sole_ev.push(ev("phase 15 (argo-delivery) desired objects", e)),
+        }
+    } else {
+        match argo_delivery::reconcile::ArgoDelivery::connect(cfg, false).await {
+            Ok(phase) => match common::phase::plan(&phase).await {
+                Ok(plan) => {
+                    plan_read = true;
+                    let drift: Vec<String> = plan
+                        .changes
+                        .iter()
+                        .filter(|c| {
+                            c.name.contains("argocd-rbac-cm") || c.resource.contains("AppProject")
+                        })
+                        .map(|c| format!("{} {}", c.resource, c.name))
+                        .collect();
+                    sole_ev.push(ev(
+                        "phase 15 (argo-delivery) plan",
+                        format!(
+                            "RBAC and AppProject changes pending: {}",
+                            if drift.is_empty() {
+                                "none".into()
+                            } else {
+                                drift.join(", ")
+                            }
+                        ),
+                    ));
+                    if !drift.is_empty() {
+                        sole_problems.push(format!("changed by hand: {}", drift.join(", ")));
+                    }
+                }
+                Err(e) => sole_ev.push(ev("phase 15 (argo-delivery) plan", format!("{e:#}"))),
+            },
+            Err(e) => sole_ev.push(ev("phase 15 (argo-delivery) connect", format!("{e:#}"))),
+        }
     }
     let sole_readable = rbac_read && plan_read;
     let sole = if !sole_problems.is_empty() {
@@ -298,4 +324,81 @@ pub(super) async fn argo_rows(
         ),
     };
     vec![sole, prod_like, rollback, config]
+}
+
+/// Phase 15's desired `argocd-rbac-cm` and `AppProjects` against the live objects: how many were
+/// compared, and those whose managed fields differ (or that are missing).
+async fn hand_changes(
+    cfg: &PlatformConfig,
+    kube: &KubeClient,
+    ns: &str,
+) -> Result<(usize, Vec<String>), String> {
+    let s = argo_delivery::settings::Settings::load(cfg).map_err(|e| format!("{e:#}"))?;
+    let mut wanted = vec![argo_delivery::desired::rbac_config_map(&s)];
+    wanted.extend(argo_delivery::desired::app_projects(&s));
+    let mut drift = Vec::new();
+    for want in &wanted {
+        let mut key = want.clone();
+        if key["metadata"]["namespace"].is_null() {
+            key["metadata"]["namespace"] = json!(ns);
+        }
+        let title = format!(
+            "{} {}",
+            want["kind"].as_str().unwrap_or_default(),
+            want["metadata"]["name"].as_str().unwrap_or_default()
+        );
+        match kube.get(&key).await.map_err(|e| e.one_line())? {
+            None => drift.push(format!("{title} (missing)")),
+            Some(live) => {
+                let fields = ["data", "spec"];
+                if fields
+                    .iter()
+                    .any(|f| !want[*f].is_null() && !contains(&live[*f], &want[*f]))
+                {
+                    drift.push(title);
+                }
+            }
+        }
+    }
+    Ok((wanted.len(), drift))
+}
+
+/// Whether `have` holds everything `want` sets (objects: each key, recursively; arrays: the same
+/// elements in order; anything else: equal): what a server-side apply of `want` would not change.
+fn contains(have: &serde_json::Value, want: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (have, want) {
+        (Value::Object(h), Value::Object(w)) => w
+            .iter()
+            .all(|(k, v)| v.is_null() || h.get(k).is_some_and(|hv| contains(hv, v))),
+        (Value::Array(h), Value::Array(w)) => {
+            h.len() == w.len() && h.iter().zip(w).all(|(a, b)| contains(a, b))
+        }
+        _ => have == want,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains;
+    use serde_json::json;
+
+    #[test]
+    fn contains_is_what_an_apply_would_not_change() {
+        let live =
+            json!({"data": {"policy.csv": "p, a", "policy.default": "role:readonly", "x": 1}});
+        assert!(contains(&live, &json!({"data": {"policy.csv": "p, a"}})));
+        assert!(!contains(&live, &json!({"data": {"policy.csv": "p, b"}})));
+        assert!(!contains(&live, &json!({"data": {"missing": "v"}})));
+        let spec =
+            json!({"destinations": [{"namespace": "a", "server": "s", "name": "in-cluster"}]});
+        assert!(contains(
+            &spec,
+            &json!({"destinations": [{"namespace": "a", "server": "s"}]})
+        ));
+        assert!(!contains(
+            &spec,
+            &json!({"destinations": [{"namespace": "a"}, {"namespace": "b"}]})
+        ));
+    }
 }

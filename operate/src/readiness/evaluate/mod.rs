@@ -283,6 +283,7 @@ pub async fn evaluate(cfg: &PlatformConfig, attestations: &Attestations) -> anyh
             kube.as_ref().map_err(String::as_str),
             attestations,
             today,
+            !matches!(access.harbor, super::credentials::HarborAccess::Operator),
         )
         .await,
     );

@@ -481,7 +481,7 @@ pub fn the_daily_cronjob_keeps_the_report_its_exporter_serves(world: &World) {
         String::from_utf8_lossy(&out.stdout).trim() == "yes"
     };
     // kubectl auth can-i arguments (namespace monitoring unless -n says otherwise).
-    let grants: [(bool, &str); 19] = [
+    let grants: [(bool, &str); 21] = [
         (true, "patch configmaps/cicd-readiness-report"),
         (true, "get configmaps/cicd-readiness-report"),
         (true, "list applications.argoproj.io -n argocd"),
@@ -493,6 +493,8 @@ pub fn the_daily_cronjob_keeps_the_report_its_exporter_serves(world: &World) {
         ),
         (true, "get configmaps/grafana-dashboard-dora"),
         (true, "list clusteranalysistemplates.argoproj.io"),
+        (true, "get appprojects.argoproj.io/production -n argocd"),
+        (false, "list appprojects.argoproj.io -n argocd"),
         (false, "patch configmaps/cicd-readiness-env"),
         (false, "patch configmaps/argocd-rbac-cm -n argocd"),
         (false, "get configmaps/argocd-cm -n argocd"),
@@ -654,8 +656,12 @@ pub fn the_daily_cronjob_keeps_the_report_its_exporter_serves(world: &World) {
         );
     }
     // Phase 14's rows: Harbor read with phase 14's robot for the report, the library with the
-    // group token of the group holding it.
+    // group token of the group holding it; phase 15's RBAC and AppProjects compared read-only.
     for (check, source) in [
+        (
+            "pipeline_sole_deploy_path",
+            "compared with the live objects (read-only)",
+        ),
         (
             "immutable_artifacts",
             "read with the report's robot cicd-readiness",
