@@ -88,8 +88,8 @@ pub fn kv_promote_token(project_id: u64) -> String {
 pub const KV_GITLAB_GENERATOR_TOKEN: &str = "ci/gitlab-api-token";
 
 /// The in-cluster readiness report's own read-only credentials under [`KV_MOUNT`]: key
-/// [`READINESS_GITLAB_TOKENS_KEY`] holds one `read_api` Reporter group access token per hardened
-/// group. Written by phase 17; read only by the report's Vault role (`cicd-readiness`).
+/// [`READINESS_GITLAB_TOKENS_KEY`] holds one `read_api` Maintainer group access token per
+/// hardened group. Written by phase 17; read only by the report's Vault role (`cicd-readiness`).
 pub const KV_READINESS_CREDENTIALS: &str = "monitoring/cicd-readiness";
 /// The readiness report's Harbor robot (phase 14 creates it: `immutable-tag`/`list` on the
 /// release projects).

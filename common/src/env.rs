@@ -39,8 +39,9 @@ pub const CICD_SOURCE_DIR: &str = "CICD_SOURCE_DIR";
 /// whenever the licence can be read.
 pub const CICD_GITLAB_TIER: &str = "CICD_GITLAB_TIER";
 /// The Vault Kubernetes auth role the in-cluster readiness report logs in with, to read its own
-/// read-only credentials at `kv/monitoring/cicd-readiness` (phase 17 sets it in
-/// `cicd-readiness-env`). Unset: the report uses the operator's credentials.
+/// read-only credentials: its GitLab group tokens at `kv/monitoring/cicd-readiness` (phase 17)
+/// and its Harbor robot at `kv/monitoring/cicd-readiness-harbor` (phase 14). Phase 17 sets it in
+/// `cicd-readiness-env`. Unset: the report uses the operator's credentials.
 pub const CICD_READINESS_VAULT_ROLE: &str = "CICD_READINESS_VAULT_ROLE";
 /// The service account token presented to Vault's Kubernetes auth with
 /// `CICD_READINESS_VAULT_ROLE` (default: the pod's own,

@@ -519,6 +519,20 @@ impl VaultClient {
             .await
     }
 
+    /// Writes a new version only if the secret is still at `version` (0: does not exist yet),
+    /// then replaces its custom metadata: a read-modify-write that another writer cannot undo.
+    pub async fn kv2_put_cas(
+        &self,
+        mount: &str,
+        path: &str,
+        data: &BTreeMap<String, String>,
+        custom_metadata: &BTreeMap<String, String>,
+        version: u32,
+    ) -> Result<()> {
+        self.kv2_write(mount, path, data, custom_metadata, Some(version))
+            .await
+    }
+
     async fn kv2_write(
         &self,
         mount: &str,

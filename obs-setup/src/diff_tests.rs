@@ -89,6 +89,7 @@ fn converged_readiness(s: &Settings) -> crate::readiness_access::Observed {
                         }),
                         stored_token_id: Some(id),
                     },
+                    foreign: Vec::new(),
                 },
             )
         })
@@ -259,7 +260,8 @@ fn ci_templates_tag_of(ci: &str) -> String {
 }
 
 /// The readiness report's credentials (issue 21): a fresh platform plans the Vault policy, the
-/// role and one read-only token per hardened group; nothing in the plan is a token.
+/// role and one read-only token per hardened group; renewal, a dropped group, a missing group and
+/// a hand-made token of the same name.
 #[test]
 fn readiness_credentials_are_planned_per_group_and_renewed_before_expiry() {
     let mut s = Settings::example();
@@ -278,6 +280,7 @@ fn readiness_credentials_are_planned_per_group_and_renewed_before_expiry() {
                         crate::readiness_access::GroupToken {
                             group_id: Some(5),
                             token: common::contract::PromoteTokenObserved::default(),
+                            foreign: Vec::new(),
                         },
                     )
                 })
@@ -311,7 +314,7 @@ fn readiness_credentials_are_planned_per_group_and_renewed_before_expiry() {
         ],
         "{plan}"
     );
-    // One token per operation: a rerun after a failure between two creates no second token.
+    // One token per operation, each storing what it made before the next one starts.
     for change in &plan.changes {
         if let Op::ReadinessTokens(list) = &change.op {
             assert_eq!(list.len(), 1, "{plan}");
@@ -341,6 +344,33 @@ fn readiness_credentials_are_planned_per_group_and_renewed_before_expiry() {
     assert_eq!(plan.changes.len(), 1, "{plan}");
     assert_eq!(plan.changes[0].resource, "vault secret");
     assert!(matches!(&plan.changes[0].op, Op::ReadinessTokens(l) if l.is_empty()));
+
+    // A group phase 12 has not created yet: nothing planned, a warning. A hand-made token of the
+    // same name with other rights is never adopted (a rotation would keep its rights).
+    let mut o = fresh;
+    o.readiness.policy = Some(crate::readiness_access::policy());
+    o.readiness.role = Some(crate::readiness_access::role(&s));
+    o.readiness.tokens.get_mut("apps/team-a").unwrap().group_id = None;
+    o.readiness
+        .tokens
+        .get_mut("platform_services")
+        .unwrap()
+        .foreign = vec!["id 7 (api, role 50)".into()];
+    let plan = diff(&s, &o).unwrap();
+    let names: Vec<&str> = plan.changes.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["platform_services/cicd-readiness"], "{plan}");
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("no group apps/team-a")),
+        "{plan}"
+    );
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("id 7 (api, role 50)")),
+        "{plan}"
+    );
 }
 
 #[test]

@@ -81,10 +81,16 @@ pub fn auditor_policy() -> String {
 
 /// The Kubernetes auth role's body: the `CronJob`'s service account in `OBS_NAMESPACE` only.
 pub fn auditor_role(s: &Settings) -> Value {
+    service_account_role(AUDITOR, &s.namespace, AUDITOR)
+}
+
+/// A Kubernetes auth role for one service account of one namespace, with one policy and short
+/// tokens (phase 17's `CronJobs` log in once per run).
+pub fn service_account_role(account: &str, namespace: &str, policy: &str) -> Value {
     json!({
-        "bound_service_account_names": [AUDITOR],
-        "bound_service_account_namespaces": [s.namespace],
-        "token_policies": [AUDITOR],
+        "bound_service_account_names": [account],
+        "bound_service_account_namespaces": [namespace],
+        "token_policies": [policy],
         "token_ttl": 600,
         "token_max_ttl": 900,
         // Only its own policy: not even Vault's `default` (token self-lookup and the like).

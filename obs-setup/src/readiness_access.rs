@@ -8,12 +8,12 @@
 //!   could change them. Why group tokens: GitLab scopes them to one group and its projects, they
 //!   need no user seat, and they exist on every tier of a self-managed GitLab; an
 //!   administrator's `read_api` token would read every project and the instance's settings.
-//!   What the role still reads that the report does not need: the group's CI/CD variables (the
-//!   platform keeps secrets in Vault, not there);
+//!   What the role still reads that the report does not need (accepted, ADR 0012 decision 8): the
+//!   CI/CD variables of the group and its projects, webhooks, lists of deploy and access tokens;
 //! - kept in Vault at `kv/monitoring/cicd-readiness` (key `gitlab-tokens`, a JSON object group →
 //!   token), older versions destroyed;
-//! - Vault policy and Kubernetes auth role `cicd-readiness`: that one secret, read-only, for the
-//!   `CronJob`'s service account in `OBS_NAMESPACE` only. The report logs in itself: no Kubernetes
+//! - Vault policy and Kubernetes auth role `cicd-readiness`: that secret and phase 14's robot
+//!   for the report, read-only, for the `CronJob`'s service account in `OBS_NAMESPACE` only. The report logs in itself: no Kubernetes
 //!   Secret holds the tokens, so no `get secrets` grant in the namespace reaches them.
 //!
 //! The licence is an administrator's read: the report's run takes the tier from
@@ -29,7 +29,7 @@ use common::gitlab::{GitLabClient, TokenHolder, access};
 use common::vault::VaultClient;
 use common::{Error, dates, redact};
 use secrecy::ExposeSecret as _;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::settings::Settings;
 
@@ -56,22 +56,20 @@ pub fn policy() -> String {
 
 /// The Kubernetes auth role's body: the `CronJob`'s service account in `OBS_NAMESPACE` only.
 pub fn role(s: &Settings) -> Value {
-    json!({
-        "bound_service_account_names": [crate::readiness::REPORT],
-        "bound_service_account_namespaces": [s.namespace],
-        "token_policies": [READINESS_VAULT_ROLE],
-        "token_ttl": 600,
-        "token_max_ttl": 900,
-        "token_no_default_policy": true,
-    })
+    crate::flags::service_account_role(crate::readiness::REPORT, &s.namespace, READINESS_VAULT_ROLE)
 }
 
 /// One group's token as GitLab and Vault hold it.
 #[derive(Debug, Clone, Default)]
 pub struct GroupToken {
-    /// `None`: the group does not exist (phase 12 creates it).
+    /// `None`: the group does not exist (phase 12 creates it): nothing to plan yet.
     pub group_id: Option<u64>,
+    /// Ours: the newest active token named [`TOKEN_NAME`] with exactly [`TOKEN_SCOPES`] and the
+    /// Maintainer role; `stored_token_id` only when Vault's data holds that group's token too.
     pub token: PromoteTokenObserved,
+    /// Active tokens of that name with other rights (made by hand): never adopted, named in a
+    /// warning, since rotating one would keep its rights.
+    pub foreign: Vec<String>,
 }
 
 /// What GitLab and Vault hold now (reads only).
@@ -96,29 +94,24 @@ pub async fn observe(
         .kv2_metadata(KV_MOUNT, KV_READINESS_CREDENTIALS)
         .await?
         .filter(|m| !m.current_deleted);
-    let stored_groups: Vec<String> = meta
-        .as_ref()
-        .map(|m| {
-            m.custom_metadata
-                .keys()
-                .filter_map(|k| k.strip_prefix("token-id:").map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+    // The groups whose token Vault's data holds: metadata alone survives a `vault kv put` by hand.
+    let held = stored_tokens(vault).await?;
+    let stored_groups: Vec<String> = held.keys().cloned().collect();
     let mut tokens = BTreeMap::new();
     for group_path in &s.readiness_groups {
         let Some(group) = gitlab.group(group_path).await? else {
             tokens.insert(group_path.clone(), GroupToken::default());
             continue;
         };
-        let active = gitlab
+        let (ours, foreign): (Vec<_>, Vec<_>) = gitlab
             .access_tokens(TokenHolder::Group(group.id))
             .await?
             .into_iter()
             .filter(|t| t.name == TOKEN_NAME && t.active && !t.revoked)
-            .max_by_key(|t| t.id);
+            .partition(|t| t.scopes == TOKEN_SCOPES && t.access_level == access::MAINTAINER);
         let stored_token_id = meta
             .as_ref()
+            .filter(|_| held.contains_key(group_path))
             .and_then(|m| m.custom_metadata.get(&token_id_key(group_path)))
             .and_then(|v| v.parse().ok());
         tokens.insert(
@@ -126,9 +119,20 @@ pub async fn observe(
             GroupToken {
                 group_id: Some(group.id),
                 token: PromoteTokenObserved {
-                    active,
+                    active: ours.into_iter().max_by_key(|t| t.id),
                     stored_token_id,
                 },
+                foreign: foreign
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "id {} ({}, role {})",
+                            t.id,
+                            t.scopes.join(","),
+                            t.access_level
+                        )
+                    })
+                    .collect(),
             },
         );
     }
@@ -159,6 +163,7 @@ pub async fn observe(
 pub fn token_changes(o: &Observed) -> Vec<(String, PromoteTokenChange)> {
     o.tokens
         .iter()
+        .filter(|(_, t)| t.group_id.is_some())
         .filter_map(|(group, t)| {
             access_token_change(&t.token, o.today, TOKEN_RENEW_DAYS, false)
                 .map(|c| (group.clone(), c))
@@ -197,27 +202,18 @@ pub async fn apply(
     s: &Settings,
     changes: &[(String, PromoteTokenChange)],
 ) -> anyhow::Result<()> {
-    let current = vault
-        .kv2_read(KV_MOUNT, KV_READINESS_CREDENTIALS)
-        .await?
-        .unwrap_or_default();
-    let mut kept: BTreeMap<String, String> = current
-        .get(READINESS_GITLAB_TOKENS_KEY)
-        .and_then(Value::as_str)
-        .and_then(|text| serde_json::from_str(text).ok())
-        .unwrap_or_default();
-    for token in kept.values() {
-        redact::register(token);
-    }
-    let mut meta: BTreeMap<String, String> = vault
+    let mut kept = stored_tokens(vault).await?;
+    let existing = vault
         .kv2_metadata(KV_MOUNT, KV_READINESS_CREDENTIALS)
-        .await?
-        .map(|m| m.custom_metadata)
-        .unwrap_or_default();
+        .await?;
+    let read_version = existing.as_ref().map_or(0, |m| m.current_version);
+    let mut meta: BTreeMap<String, String> =
+        existing.map(|m| m.custom_metadata).unwrap_or_default();
     kept.retain(|group, _| s.readiness_groups.contains(group));
+    // A token id is recorded only for a token the data holds.
     meta.retain(|k, _| {
         k.strip_prefix("token-id:")
-            .is_none_or(|g| s.readiness_groups.iter().any(|h| h == g))
+            .is_none_or(|g| kept.contains_key(g))
     });
     let expires_at = dates::format(dates::today() + i64::from(TOKEN_DAYS));
     for (group_path, change) in changes {
@@ -262,8 +258,15 @@ pub async fn apply(
         serde_json::to_string(&kept)?,
     )]
     .into();
+    // Check-and-set on the version read: a concurrent run cannot lose a group's token.
     vault
-        .kv2_put(KV_MOUNT, KV_READINESS_CREDENTIALS, &data, &meta)
+        .kv2_put_cas(
+            KV_MOUNT,
+            KV_READINESS_CREDENTIALS,
+            &data,
+            &meta,
+            u32::try_from(read_version).unwrap_or(u32::MAX),
+        )
         .await?;
     let version = vault
         .kv2_metadata(KV_MOUNT, KV_READINESS_CREDENTIALS)
@@ -274,4 +277,28 @@ pub async fn apply(
         .kv2_destroy_versions(KV_MOUNT, KV_READINESS_CREDENTIALS, &older)
         .await?;
     Ok(())
+}
+
+/// The group tokens Vault's data holds (group → token), registered for redaction; an error when
+/// the key is not a JSON object of strings (a hand edit), so that nothing is dropped silently.
+async fn stored_tokens(vault: &VaultClient) -> anyhow::Result<BTreeMap<String, String>> {
+    let data = vault
+        .kv2_read(KV_MOUNT, KV_READINESS_CREDENTIALS)
+        .await?
+        .unwrap_or_default();
+    let Some(value) = data.get(READINESS_GITLAB_TOKENS_KEY) else {
+        return Ok(BTreeMap::new());
+    };
+    let tokens: BTreeMap<String, String> = value
+        .as_str()
+        .and_then(|text| serde_json::from_str(text).ok())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "Vault {KV_MOUNT}/{KV_READINESS_CREDENTIALS} key {READINESS_GITLAB_TOKENS_KEY} is not a JSON object of group → token (edited by hand?): delete the secret (vault kv metadata delete {KV_MOUNT}/{KV_READINESS_CREDENTIALS}) and rerun phase 17, which rotates every group's token into it"
+            )
+        })?;
+    for token in tokens.values() {
+        redact::register(token);
+    }
+    Ok(tokens)
 }

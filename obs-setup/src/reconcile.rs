@@ -227,7 +227,7 @@ fn diff_into(s: &Settings, o: &Observed, plan: &mut Plan<Op>) -> anyhow::Result<
         o.k8s_auth_enabled,
         VaultAccess {
             name: common::contract::READINESS_VAULT_ROLE,
-            reads: "kv/monitoring/cicd-readiness (read)",
+            reads: "kv/monitoring/cicd-readiness (its GitLab tokens) and kv/monitoring/cicd-readiness-harbor (phase 14's robot), read",
             policy: &crate::readiness_access::policy(),
             live_policy: r.policy.as_deref(),
             role: crate::readiness_access::role(s),
@@ -257,7 +257,21 @@ fn diff_into(s: &Settings, o: &Observed, plan: &mut Plan<Op>) -> anyhow::Result<
             )),
         }
     }
-    if changes.is_empty() && !dropped.is_empty() {
+    for (group, t) in &r.tokens {
+        if t.group_id.is_none() {
+            plan.warn(format!(
+                "GitLab has no group {group} (GITLAB_GROUPS): the readiness report's token for it waits for phase 12 (gitlab-harden), which creates the group; rerun this phase after it"
+            ));
+        }
+        if !t.foreign.is_empty() {
+            plan.warn(format!(
+                "group {group} has access token(s) named {} with other rights than read_api and Maintainer ({}): not the readiness report's, so never rotated or stored; revoke them in the group's access token settings",
+                crate::readiness_access::TOKEN_NAME,
+                t.foreign.join("; ")
+            ));
+        }
+    }
+    if !dropped.is_empty() {
         plan.push(Change::update(
             "vault secret",
             &format!(
@@ -266,7 +280,7 @@ fn diff_into(s: &Settings, o: &Observed, plan: &mut Plan<Op>) -> anyhow::Result<
                 common::contract::KV_READINESS_CREDENTIALS
             ),
             json!({"groups": dropped}),
-            json!({"groups": "only those of GITLAB_GROUPS"}),
+            json!({"groups": "only those of GITLAB_GROUPS (their tokens expire within 90 days; revoke them in GitLab to end them now)"}),
             &[],
             Op::ReadinessTokens(Vec::new()),
         ));

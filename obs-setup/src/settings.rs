@@ -287,6 +287,13 @@ impl Settings {
                 env::OBS_GITLAB_INTERNAL_URL
             )
         })?;
+        let readiness_groups = contract::hardened_groups(cfg.environment());
+        if readiness_groups.is_empty() {
+            bail!(
+                "{} is empty: name at least one GitLab group (phase 12 hardens them; the readiness report gets a read-only token for each)",
+                env::GITLAB_GROUPS
+            );
+        }
         Ok(Self {
             approver_parent: common::codeowners::approver_parent(cfg.environment()),
             namespace: raw.obs_namespace,
@@ -322,7 +329,7 @@ impl Settings {
             ),
             readiness_env: crate::readiness::report_env(cfg),
             ca_pem: cfg.ca_pem()?,
-            readiness_groups: contract::hardened_groups(cfg.environment()),
+            readiness_groups,
         })
     }
 

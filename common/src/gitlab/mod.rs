@@ -133,15 +133,17 @@ impl GitLabClient {
         })?;
         let declared_tier = match cfg.environment().get(env::CICD_GITLAB_TIER) {
             None => None,
-            Some("free") => Some(Tier::Free),
-            Some("premium") => Some(Tier::Premium),
-            Some("ultimate") => Some(Tier::Ultimate),
-            Some(other) => {
-                return Err(Error::Config(format!(
-                    "{}={other:?}: use free, premium or ultimate",
-                    env::CICD_GITLAB_TIER
-                )));
-            }
+            Some(text) => Some(
+                [Tier::Free, Tier::Premium, Tier::Ultimate]
+                    .into_iter()
+                    .find(|t| t.setting().eq_ignore_ascii_case(text.trim()))
+                    .ok_or_else(|| {
+                        Error::Config(format!(
+                            "{}={text:?}: use free, premium or ultimate",
+                            env::CICD_GITLAB_TIER
+                        ))
+                    })?,
+            ),
         };
         let mut client = Self::new(&url, credential, build_reqwest(cfg)?, cfg.http_retries);
         client.declared_tier = declared_tier;
@@ -229,9 +231,18 @@ impl GitLabClient {
         {
             // The licence is an administrator's read (api/license "Prerequisites"): a read-only
             // token takes the tier the operator's run recorded (`CICD_GITLAB_TIER`).
-            Err(e) if e.status() == Some(403) && self.declared_tier.is_some() => {
-                return Ok(self.declared_tier.unwrap_or(Tier::Free));
-            }
+            Err(e) if e.status() == Some(403) => match self.declared_tier {
+                Some(tier) => return Ok(tier),
+                None => {
+                    return Err(Error::Precondition {
+                        operation: "reading GitLab's licence (the tier)".into(),
+                        message: format!(
+                            "only administrators may read it: use an administrator's token, or set {} to the instance's tier (free, premium or ultimate)",
+                            env::CICD_GITLAB_TIER
+                        ),
+                    });
+                }
+            },
             other => other?,
         };
         Ok(

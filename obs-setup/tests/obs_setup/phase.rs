@@ -765,13 +765,14 @@ async fn plan_apply_rerun_drift_and_rotation_against_the_sandbox() {
     assert_eq!(check.code, 0, "{}", check.stdout);
     runs.push(check);
 
-    // The secrets (webhook, first and rotated; the promotion token; the phase's GitLab token)
-    // never appear in any output.
+    // The secrets (webhook, first and rotated; the promotion token; the readiness report's group
+    // token; the phase's GitLab token) never appear in any output.
     for run in &runs {
         for s in [
             secret.as_str(),
             rotated,
             token.as_str(),
+            tokens["platform_services"].as_str(),
             sandbox.get("GITLAB_API_TOKEN"),
         ] {
             assert!(

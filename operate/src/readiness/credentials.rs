@@ -81,8 +81,23 @@ async fn gitlab_access(cfg: &PlatformConfig, vault: &VaultClient) -> GitLabAcces
             env::GITLAB_GROUPS
         )),
         Ok(tokens) => {
+            // Every group phase 12 hardens, each with its own token: a group without one is not
+            // skipped (its projects would go unchecked), and a group no longer hardened is not read.
+            let wanted = common::contract::hardened_groups(cfg.environment());
+            let missing: Vec<&str> = wanted
+                .iter()
+                .filter(|g| !tokens.contains_key(*g))
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                return GitLabAccess::Unavailable(format!(
+                    "Vault {KV_MOUNT}/{KV_READINESS_CREDENTIALS} holds no token for {} of {}: run phase 17 (./scripts/deploy-cluster.sh --only 17), which mints one per group",
+                    missing.join(", "),
+                    env::GITLAB_GROUPS
+                ));
+            }
             let mut groups = Vec::new();
-            for (group, token) in tokens {
+            for (group, token) in tokens.into_iter().filter(|(g, _)| wanted.contains(g)) {
                 let scoped = cfg.with_settings(&[
                     (env::GITLAB_API_TOKEN, token.as_str()),
                     (env::GITLAB_GROUPS, group.as_str()),

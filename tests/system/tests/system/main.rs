@@ -23,6 +23,7 @@ mod onboarding;
 mod preflight;
 mod pull;
 mod readiness;
+mod readiness_credentials;
 mod release;
 mod runners;
 mod secrets;
