@@ -276,11 +276,28 @@ fn the_rules_are_the_plan_and_pass_promtool_check_and_unit_tests() {
     ] {
         assert!(health.contains(alert), "{alert}");
     }
+    // The daily readiness report's own health (issue 21).
+    assert_eq!(groups[2]["name"], "cicd-readiness-health");
+    let readiness: Vec<&str> = groups[2]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["alert"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        readiness,
+        [
+            "CicdReadinessExporterAbsent",
+            "CicdReadinessReportStale",
+            "CicdReadinessReportMissing",
+            "CicdReadinessCheckFailing"
+        ]
+    );
 
     let dir = rules_dir(&spec);
     let (ok, out) = promtool(&["check", "rules", "cicd-alerts.yaml"], dir.path());
     assert!(ok, "{out}");
-    assert!(out.contains("SUCCESS: 11 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 15 rules found"), "{out}");
     let tests: Vec<String> = test_files()
         .iter()
         .map(|f| format!("tests/{}", f.file_name().unwrap().to_string_lossy()))
