@@ -193,8 +193,8 @@ pub fn describe(group: &str, change: &PromoteTokenChange) -> String {
 }
 
 /// Creates or rotates the tokens of `changes`, then writes one new version of the Vault secret
-/// with every hardened group's token (groups no longer hardened dropped) and destroys the older
-/// versions. Should the write fail, GitLab holds tokens Vault lacks: the next run sees that and
+/// with every hardened group's token (groups no longer hardened dropped, their tokens revoked
+/// after the write) and destroys the older versions. Should the write fail, GitLab holds tokens Vault lacks: the next run sees that and
 /// rotates them.
 pub async fn apply(
     gitlab: &GitLabClient,
@@ -209,6 +209,17 @@ pub async fn apply(
     let read_version = existing.as_ref().map_or(0, |m| m.current_version);
     let mut meta: BTreeMap<String, String> =
         existing.map(|m| m.custom_metadata).unwrap_or_default();
+    // Groups no longer hardened: their tokens leave the secret and are revoked after the write.
+    let dropped: Vec<(String, u64)> = meta
+        .iter()
+        .filter_map(|(k, v)| {
+            let group = k.strip_prefix("token-id:")?;
+            if s.readiness_groups.iter().any(|g| g == group) {
+                return None;
+            }
+            Some((group.to_owned(), v.parse().ok()?))
+        })
+        .collect();
     kept.retain(|group, _| s.readiness_groups.contains(group));
     // A token id is recorded only for a token the data holds.
     meta.retain(|k, _| {
@@ -276,6 +287,15 @@ pub async fn apply(
     vault
         .kv2_destroy_versions(KV_MOUNT, KV_READINESS_CREDENTIALS, &older)
         .await?;
+    // After the write: should a revoke fail, the secret no longer names the token, and GitLab
+    // ends it at its expiry (at most 90 days).
+    for (group_path, token_id) in dropped {
+        if let Some(group) = gitlab.group(&group_path).await? {
+            gitlab
+                .revoke_access_token(TokenHolder::Group(group.id), token_id)
+                .await?;
+        }
+    }
     Ok(())
 }
 

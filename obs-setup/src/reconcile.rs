@@ -280,7 +280,7 @@ fn diff_into(s: &Settings, o: &Observed, plan: &mut Plan<Op>) -> anyhow::Result<
                 common::contract::KV_READINESS_CREDENTIALS
             ),
             json!({"groups": dropped}),
-            json!({"groups": "only those of GITLAB_GROUPS (their tokens expire within 90 days; revoke them in GitLab to end them now)"}),
+            json!({"groups": "only those of GITLAB_GROUPS; the dropped groups' tokens revoked in GitLab"}),
             &[],
             Op::ReadinessTokens(Vec::new()),
         ));

@@ -168,6 +168,17 @@ impl GitLabClient {
         .await
     }
 
+    /// `DELETE /{projects,groups}/:id/access_tokens/:token_id`: revokes the token at once (done
+    /// also when it is already gone).
+    pub async fn revoke_access_token(&self, holder: TokenHolder, token: u64) -> Result<()> {
+        self.api
+            .delete(
+                &format!("revoking access token {token} of {holder}"),
+                &format!("{}/access_tokens/{token}", holder.api_path()),
+            )
+            .await
+    }
+
     /// `POST /{projects,groups}/:id/access_tokens/:token_id/rotate`: revokes the token and answers
     /// a new one with the same name, scopes and role.
     pub async fn rotate_access_token(

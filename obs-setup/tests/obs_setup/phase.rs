@@ -783,6 +783,127 @@ async fn plan_apply_rerun_drift_and_rotation_against_the_sandbox() {
             );
         }
     }
+
+    readiness_tokens_follow_gitlab_groups(&sandbox).await;
+}
+
+/// The readiness report's tokens follow `GITLAB_GROUPS` (ADR 0012 decision 8): a second group
+/// gets its own token; a group dropped leaves the Vault secret and its token is revoked in GitLab;
+/// a hand-edited secret stops the plan with the fix instead of losing tokens silently.
+async fn readiness_tokens_follow_gitlab_groups(sandbox: &Sandbox) {
+    let env_file = sandbox.env_file();
+    let run = |groups: &'static str, args: &'static [&'static str]| {
+        let env_file = env_file.clone();
+        async move {
+            sandbox::run_phase_binary(
+                env!("CARGO_BIN_EXE_obs-setup"),
+                &env_file,
+                args,
+                &[
+                    ("CICD_CRD_WAIT_SECS", "30"),
+                    ("CICD_HTTP_RETRIES", "1"),
+                    ("GITLAB_GROUPS", groups),
+                ],
+            )
+            .await
+        }
+    };
+    let created = reqwest::Client::new()
+        .post(format!("{}/api/v4/groups", sandbox.get("GITLAB_URL")))
+        .header("PRIVATE-TOKEN", sandbox.get("GITLAB_API_TOKEN"))
+        .json(&json!({"name": "team-apps", "path": "team-apps"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success(), "{}", created.status());
+    let stored = || async {
+        let secret = vault_json(sandbox, "kv/data/monitoring/cicd-readiness")
+            .await
+            .expect("the secret");
+        serde_json::from_str::<std::collections::BTreeMap<String, String>>(
+            secret["data"]["gitlab-tokens"].as_str().unwrap(),
+        )
+        .unwrap()
+    };
+    let active = |group: &str| -> Vec<u64> {
+        let data = sandbox.gitlab.as_ref().unwrap().lock();
+        data.group_by_path(group)
+            .unwrap()
+            .access_tokens
+            .iter()
+            .filter(|t| t.name == "cicd-readiness" && t.active)
+            .map(|t| t.id)
+            .collect()
+    };
+
+    let apply = run(
+        "platform_services,team-apps",
+        &["--output", "json", "apply"],
+    )
+    .await;
+    assert_eq!(apply.code, 0, "{}\n{}", apply.stdout, apply.stderr);
+    assert!(
+        titles(&apply).contains(&"gitlab group access token team-apps/cicd-readiness".to_owned()),
+        "{}",
+        apply.stdout
+    );
+    assert_eq!(
+        stored().await.keys().collect::<Vec<_>>(),
+        ["platform_services", "team-apps"]
+    );
+    let team_token = active("team-apps");
+    assert_eq!(team_token.len(), 1);
+    let rerun = run("platform_services,team-apps", &["--output", "json", "plan"]).await;
+    assert_eq!(rerun.code, 0, "{}", rerun.stderr);
+    assert!(titles(&rerun).is_empty(), "{}", rerun.stdout);
+
+    // Dropped: out of the secret, revoked in GitLab; platform_services' token untouched.
+    let kept = active("platform_services");
+    let apply = run("platform_services", &["--output", "json", "apply"]).await;
+    assert_eq!(apply.code, 0, "{}\n{}", apply.stdout, apply.stderr);
+    // The report's settings follow too: it checks that every group of GITLAB_GROUPS has a token.
+    assert_eq!(
+        titles(&apply),
+        [
+            "vault secret kv/monitoring/cicd-readiness",
+            "kubernetes ConfigMap monitoring/cicd-readiness-env"
+        ],
+        "{}",
+        apply.stdout
+    );
+    assert_eq!(
+        stored().await.keys().collect::<Vec<_>>(),
+        ["platform_services"]
+    );
+    assert!(
+        active("team-apps").is_empty(),
+        "the dropped group's token is revoked"
+    );
+    assert_eq!(active("platform_services"), kept);
+    let rerun = run("platform_services", &["--output", "json", "plan"]).await;
+    assert!(titles(&rerun).is_empty(), "{}", rerun.stdout);
+
+    // Edited by hand: the plan stops and says how to recover.
+    let edited = vault(
+        sandbox,
+        reqwest::Method::POST,
+        "kv/data/monitoring/cicd-readiness",
+    )
+    .json(&json!({"data": {"gitlab-tokens": "not json"}}))
+    .send()
+    .await
+    .unwrap();
+    assert!(edited.status().is_success(), "{}", edited.status());
+    let plan = run("platform_services", &["plan"]).await;
+    assert_eq!(plan.code, 1, "{}\n{}", plan.stdout, plan.stderr);
+    assert!(
+        plan.stderr.contains("not a JSON object of group → token")
+            && plan
+                .stderr
+                .contains("vault kv metadata delete kv/monitoring/cicd-readiness"),
+        "{}",
+        plan.stderr
+    );
 }
 
 /// `OBS_DORA_POSTGRES=true` without `database-url` in Vault fails the plan with the fix; with it,
