@@ -357,10 +357,22 @@ async fn dashboard_and_alert_expressions_give_the_known_answers() {
             | "DoraWebhooksStale" => {
                 assert!(firing.is_empty(), "{alert} should not fire: {firing:?}");
             }
+            // The readiness report's health (issue 21): this Prometheus scrapes no readiness
+            // exporter, so its target is absent and the report's own series are missing.
+            "CicdReadinessExporterAbsent" => {
+                assert_eq!(firing.len(), 1, "{alert}: {firing:?}");
+                assert_eq!(firing[0].0["job"].as_str(), Some("cicd-readiness-exporter"));
+                assert_close(Some(firing[0].1), 1.0, alert);
+            }
+            "CicdReadinessReportStale"
+            | "CicdReadinessReportMissing"
+            | "CicdReadinessCheckFailing" => {
+                assert!(firing.is_empty(), "{alert} has no series here: {firing:?}");
+            }
             other => panic!("an alert without an expected answer: {other}"),
         }
     }
-    assert_eq!(rules, 11);
+    assert_eq!(rules, 15);
 }
 
 /// One body of phase 17's notification template for `event`, rendered as the Argo Rollouts
